@@ -1,0 +1,479 @@
+//! The hub: connections, rooms and the P2P rules.
+
+use std::collections::hash_map::Entry;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use switchboard_proto::antmedia::{
+    ClientMessage, DecodeError, EmptyMap, IceServerConfig, Notification, ServerMessage,
+};
+use switchboard_proto::{ErrorCode, IceServer, StreamId};
+
+use crate::App;
+use crate::timers::Deadlines;
+
+/// A connection, named by the IO edge. Ids must be unique for the life of the hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(pub u64);
+
+/// Settings of a [`Hub`].
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// A connection that sends nothing (no frame, not even a WebSocket ping) for this long is
+    /// closed and its seat freed. The Ant Media SDK pings every 3 s. Default 20 s.
+    pub idle_timeout: Duration,
+    /// Most connections at once; the next one gets `highResourceUsage` and is closed.
+    /// Default 50,000.
+    pub max_connections: usize,
+    /// ICE servers sent in `iceServerConfig` replies.
+    pub ice_servers: Vec<IceServer>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            idle_timeout: Duration::from_secs(20),
+            max_connections: 50_000,
+            ice_servers: vec![IceServer::stun("stun:stun.l.google.com:19302")],
+        }
+    }
+}
+
+/// Why the hub closes a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseReason {
+    /// No frame arrived within [`Config::idle_timeout`].
+    IdleTimeout,
+    /// The server is at [`Config::max_connections`].
+    Overloaded,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// Something the IO edge must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// Queue `msg` for `conn`, after everything queued for it before.
+    Send {
+        /// The receiver.
+        conn: ConnId,
+        /// The message.
+        msg: ServerMessage,
+    },
+    /// Close `conn` after delivering what was queued; the hub has forgotten it.
+    Close {
+        /// The connection.
+        conn: ConnId,
+        /// Why.
+        reason: CloseReason,
+    },
+}
+
+/// Counters of a hub, for metrics and tests.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Connections open now.
+    pub connections: usize,
+    /// Rooms with at least one peer now.
+    pub rooms: usize,
+    /// Messages relayed to a peer since start.
+    pub relayed: u64,
+    /// Error replies sent since start.
+    pub errors: u64,
+    /// Connections closed for idleness since start.
+    pub idle_closed: u64,
+}
+
+/// What the hub knows of one connection.
+#[derive(Debug)]
+struct Conn {
+    /// Namespace of the rooms this connection can join.
+    app: App,
+    /// The room joined, if any (at most one).
+    room: Option<StreamId>,
+    /// Last time a frame arrived; the idle deadline is `last_seen + idle_timeout`.
+    last_seen: Instant,
+}
+
+/// A room: one or two peers. `peers[0]` is always occupied.
+#[derive(Debug)]
+struct Room {
+    peers: [Option<ConnId>; 2],
+}
+
+impl Room {
+    fn other(&self, me: ConnId) -> Option<ConnId> {
+        self.peers.iter().flatten().copied().find(|&c| c != me)
+    }
+
+    fn is_full(&self) -> bool {
+        self.peers[1].is_some()
+    }
+
+    /// Removes `me`; returns whether the room is now empty.
+    fn remove(&mut self, me: ConnId) -> bool {
+        if self.peers[0] == Some(me) {
+            self.peers[0] = self.peers[1].take();
+        } else if self.peers[1] == Some(me) {
+            self.peers[1] = None;
+        }
+        self.peers[0].is_none()
+    }
+}
+
+/// The sans-IO signaling hub. See the crate docs.
+#[derive(Debug)]
+pub struct Hub {
+    config: Config,
+    ice: Arc<IceServerConfig>,
+    conns: HashMap<ConnId, Conn>,
+    rooms: HashMap<(App, StreamId), Room>,
+    deadlines: Deadlines,
+    out: VecDeque<Output>,
+    stats: Stats,
+}
+
+impl Hub {
+    /// A hub with no connections.
+    #[must_use]
+    pub fn new(config: Config) -> Self {
+        Self {
+            ice: Arc::new(IceServerConfig::from_servers(&config.ice_servers)),
+            config,
+            conns: HashMap::new(),
+            rooms: HashMap::new(),
+            deadlines: Deadlines::default(),
+            out: VecDeque::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    /// The hub's settings.
+    #[must_use]
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// Current counters.
+    #[must_use]
+    pub fn stats(&self) -> Stats {
+        Stats {
+            connections: self.conns.len(),
+            rooms: self.rooms.len(),
+            ..self.stats
+        }
+    }
+
+    /// The next thing to do, in delivery order; `None` when there is nothing left.
+    pub fn poll_output(&mut self) -> Option<Output> {
+        self.out.pop_front()
+    }
+
+    /// When [`Hub::handle_timeout`] must next be called.
+    #[must_use]
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.deadlines.next()
+    }
+
+    /// A new connection to `app`. Over [`Config::max_connections`] it is answered with
+    /// `highResourceUsage` and closed. A repeated id is ignored.
+    pub fn handle_connect(&mut self, conn: ConnId, app: App, now: Instant) {
+        if self.conns.contains_key(&conn) {
+            return;
+        }
+        if self.conns.len() >= self.config.max_connections {
+            self.error(
+                conn,
+                ErrorCode::HighResourceUsage,
+                None,
+                Some("server is at its connection limit"),
+            );
+            self.out.push_back(Output::Close {
+                conn,
+                reason: CloseReason::Overloaded,
+            });
+            return;
+        }
+        self.conns.insert(
+            conn,
+            Conn {
+                app,
+                room: None,
+                last_seen: now,
+            },
+        );
+        self.deadlines.push(now + self.config.idle_timeout, conn);
+    }
+
+    /// Any sign of life that is not a message (a WebSocket ping or pong frame).
+    pub fn handle_activity(&mut self, conn: ConnId, now: Instant) {
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.last_seen = now;
+        }
+    }
+
+    /// One decoded frame (or the reason it could not be decoded) from `conn`.
+    pub fn handle_message(
+        &mut self,
+        conn: ConnId,
+        msg: Result<ClientMessage, DecodeError>,
+        now: Instant,
+    ) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.last_seen = now;
+        let msg = match msg {
+            Ok(m) => m,
+            Err(e) => {
+                self.stats.errors += 1;
+                self.out.push_back(Output::Send {
+                    conn,
+                    msg: ServerMessage::Error {
+                        definition: e.code,
+                        stream_id: e.stream_id,
+                        reason: Some(e.reason.into()),
+                    },
+                });
+                return;
+            }
+        };
+        match msg {
+            ClientMessage::Ping => self.send(conn, ServerMessage::Pong),
+            ClientMessage::GetIceServerConfig => {
+                self.send(conn, ServerMessage::IceServerConfig(Arc::clone(&self.ice)));
+            }
+            ClientMessage::Join { stream_id } => self.join(conn, stream_id),
+            ClientMessage::Leave { stream_id } => self.leave(conn, &stream_id),
+            ClientMessage::TakeConfiguration {
+                stream_id,
+                kind,
+                sdp,
+            } => self.relay(conn, stream_id, |stream_id| {
+                ServerMessage::TakeConfiguration {
+                    stream_id,
+                    kind,
+                    sdp,
+                    id_mapping: EmptyMap,
+                }
+            }),
+            ClientMessage::TakeCandidate {
+                stream_id,
+                label,
+                id,
+                candidate,
+            } => self.relay(conn, stream_id, |stream_id| ServerMessage::TakeCandidate {
+                stream_id,
+                label,
+                id,
+                candidate,
+            }),
+            ClientMessage::PeerMessage {
+                stream_id,
+                definition,
+                data,
+            } => self.relay(conn, stream_id, |stream_id| {
+                ServerMessage::PeerMessageCommand {
+                    stream_id,
+                    definition,
+                    data,
+                }
+            }),
+        }
+    }
+
+    /// `conn`'s socket is gone (closed by the client, failed, or dropped by the edge as a
+    /// slow consumer). Its peer gets `stop`; nothing is sent to `conn`.
+    pub fn handle_disconnect(&mut self, conn: ConnId) {
+        if let Some(c) = self.conns.remove(&conn) {
+            self.vacate(conn, &c);
+        }
+    }
+
+    /// Time has passed: closes connections idle for [`Config::idle_timeout`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        while let Some(conn) = self.deadlines.pop_due(now) {
+            let Some(c) = self.conns.get(&conn) else {
+                continue; // closed since this entry was pushed
+            };
+            let due = c.last_seen + self.config.idle_timeout;
+            if due > now {
+                self.deadlines.push(due, conn);
+                continue;
+            }
+            if let Some(c) = self.conns.remove(&conn) {
+                self.vacate(conn, &c);
+            }
+            self.stats.idle_closed += 1;
+            self.out.push_back(Output::Close {
+                conn,
+                reason: CloseReason::IdleTimeout,
+            });
+        }
+    }
+
+    /// Graceful shutdown: every connection gets `notification server_will_stop` and is
+    /// closed. The hub is empty afterwards.
+    pub fn shutdown(&mut self) {
+        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            self.send(
+                conn,
+                ServerMessage::Notification {
+                    definition: Notification::ServerWillStop,
+                    stream_id: None,
+                },
+            );
+            self.out.push_back(Output::Close {
+                conn,
+                reason: CloseReason::Shutdown,
+            });
+        }
+        self.conns.clear();
+        self.rooms.clear();
+        self.deadlines.clear();
+    }
+
+    fn send(&mut self, conn: ConnId, msg: ServerMessage) {
+        self.out.push_back(Output::Send { conn, msg });
+    }
+
+    fn error(
+        &mut self,
+        conn: ConnId,
+        code: ErrorCode,
+        stream_id: Option<&StreamId>,
+        reason: Option<&str>,
+    ) {
+        self.stats.errors += 1;
+        self.send(
+            conn,
+            ServerMessage::Error {
+                definition: code,
+                stream_id: stream_id.map(|s| s.as_str().into()),
+                reason: reason.map(Into::into),
+            },
+        );
+    }
+
+    fn notify(&mut self, conn: ConnId, definition: Notification, stream_id: StreamId) {
+        self.send(
+            conn,
+            ServerMessage::Notification {
+                definition,
+                stream_id: Some(stream_id),
+            },
+        );
+    }
+
+    fn join(&mut self, conn: ConnId, stream_id: StreamId) {
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        if c.room.as_ref() == Some(&stream_id) {
+            self.notify(conn, Notification::Joined, stream_id);
+            return;
+        }
+        let key = (c.app.clone(), stream_id.clone());
+        if self.rooms.get(&key).is_some_and(Room::is_full) {
+            self.error(conn, ErrorCode::NoSpaceForNewPeer, Some(&stream_id), None);
+            return;
+        }
+        if let Some(old) = c.room.clone() {
+            self.leave(conn, &old);
+        }
+        let first = match self.rooms.entry(key) {
+            Entry::Vacant(v) => {
+                v.insert(Room {
+                    peers: [Some(conn), None],
+                });
+                None
+            }
+            Entry::Occupied(mut o) => {
+                let room = o.get_mut();
+                room.peers[1] = Some(conn);
+                room.peers[0]
+            }
+        };
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.room = Some(stream_id.clone());
+        }
+        self.notify(conn, Notification::Joined, stream_id.clone());
+        if let Some(first) = first {
+            self.send(first, ServerMessage::Start { stream_id });
+        }
+    }
+
+    fn leave(&mut self, conn: ConnId, stream_id: &StreamId) {
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        if c.room.as_ref() != Some(stream_id) {
+            self.error(
+                conn,
+                ErrorCode::NoPeerAssociatedBefore,
+                Some(stream_id),
+                None,
+            );
+            return;
+        }
+        c.room = None;
+        let app = c.app.clone();
+        self.remove_from_room(conn, app, stream_id.clone());
+        self.notify(conn, Notification::Leaved, stream_id.clone());
+    }
+
+    /// Frees `conn`'s seat (after it was removed from `conns`), sending `stop` to its peer.
+    fn vacate(&mut self, conn: ConnId, c: &Conn) {
+        if let Some(stream_id) = c.room.clone() {
+            self.remove_from_room(conn, c.app.clone(), stream_id);
+        }
+    }
+
+    fn remove_from_room(&mut self, conn: ConnId, app: App, stream_id: StreamId) {
+        let key = (app, stream_id);
+        let Some(room) = self.rooms.get_mut(&key) else {
+            return;
+        };
+        let other = room.other(conn);
+        if room.remove(conn) {
+            self.rooms.remove(&key);
+        }
+        if let Some(other) = other {
+            self.send(other, ServerMessage::Stop { stream_id: key.1 });
+        }
+    }
+
+    fn relay(
+        &mut self,
+        conn: ConnId,
+        stream_id: StreamId,
+        msg: impl FnOnce(StreamId) -> ServerMessage,
+    ) {
+        let other = self.conns.get(&conn).and_then(|c| {
+            if c.room.as_ref() != Some(&stream_id) {
+                return None;
+            }
+            self.rooms
+                .get(&(c.app.clone(), stream_id.clone()))
+                .and_then(|r| r.other(conn))
+        });
+        match other {
+            Some(other) => {
+                self.stats.relayed += 1;
+                self.send(other, msg(stream_id));
+            }
+            None => self.error(
+                conn,
+                ErrorCode::NoPeerAssociatedBefore,
+                Some(&stream_id),
+                None,
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

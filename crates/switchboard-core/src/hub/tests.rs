@@ -1,0 +1,515 @@
+#![allow(clippy::unwrap_used)]
+
+use super::*;
+use switchboard_proto::antmedia::decode;
+
+/// Drives a hub with a fake clock and renders outputs as `(conn, json)` pairs.
+struct Harness {
+    hub: Hub,
+    now: Instant,
+}
+
+impl Harness {
+    fn new() -> Self {
+        Self::with(Config::default())
+    }
+
+    fn with(config: Config) -> Self {
+        Self {
+            hub: Hub::new(config),
+            now: Instant::now(),
+        }
+    }
+
+    fn connect(&mut self, conn: u64, app: &str) {
+        self.hub
+            .handle_connect(ConnId(conn), App::new(app).unwrap(), self.now);
+    }
+
+    fn send(&mut self, conn: u64, text: &str) -> Vec<(u64, String)> {
+        self.hub
+            .handle_message(ConnId(conn), decode(text), self.now);
+        self.drain()
+    }
+
+    fn advance(&mut self, secs: u64) -> Vec<(u64, String)> {
+        self.now += Duration::from_secs(secs);
+        if self.hub.poll_timeout().is_some_and(|t| t <= self.now) {
+            self.hub.handle_timeout(self.now);
+        }
+        self.drain()
+    }
+
+    /// Everything the hub wants done, in order; proves "nothing else" by draining fully.
+    fn drain(&mut self) -> Vec<(u64, String)> {
+        let mut v = Vec::new();
+        while let Some(o) = self.hub.poll_output() {
+            v.push(match o {
+                Output::Send { conn, msg } => (conn.0, msg.encode()),
+                Output::Close { conn, reason } => (conn.0, format!("CLOSE {reason:?}")),
+            });
+        }
+        self.check_invariants();
+        v
+    }
+
+    fn check_invariants(&self) {
+        for ((app, sid), room) in &self.hub.rooms {
+            assert!(room.peers[0].is_some(), "empty room kept");
+            for p in room.peers.iter().flatten() {
+                let c = &self.hub.conns[p];
+                assert_eq!(&c.app, app);
+                assert_eq!(c.room.as_ref(), Some(sid));
+            }
+            assert_ne!(room.peers[0], room.peers[1]);
+        }
+        for (id, c) in &self.hub.conns {
+            if let Some(sid) = &c.room {
+                let room = &self.hub.rooms[&(c.app.clone(), sid.clone())];
+                assert!(room.peers.contains(&Some(*id)));
+            }
+        }
+    }
+
+    /// Two peers in `room` of app `A`, outputs drained.
+    fn pair(&mut self, a: u64, b: u64, room: &str) {
+        self.connect(a, "A");
+        self.connect(b, "A");
+        self.send(a, &join(room));
+        self.send(b, &join(room));
+    }
+}
+
+fn join(room: &str) -> String {
+    format!(r#"{{"command":"join","streamId":"{room}"}}"#)
+}
+
+fn joined(c: u64, room: &str) -> (u64, String) {
+    (
+        c,
+        format!(r#"{{"command":"notification","definition":"joined","streamId":"{room}"}}"#),
+    )
+}
+
+fn leaved(c: u64, room: &str) -> (u64, String) {
+    (
+        c,
+        format!(r#"{{"command":"notification","definition":"leaved","streamId":"{room}"}}"#),
+    )
+}
+
+fn cmd(c: u64, command: &str, room: &str) -> (u64, String) {
+    (
+        c,
+        format!(r#"{{"command":"{command}","streamId":"{room}"}}"#),
+    )
+}
+
+fn error(c: u64, def: &str, room: &str) -> (u64, String) {
+    (
+        c,
+        format!(r#"{{"command":"error","definition":"{def}","streamId":"{room}"}}"#),
+    )
+}
+
+#[test]
+fn first_join_gets_joined_only() {
+    let mut h = Harness::new();
+    h.connect(1, "A");
+    assert_eq!(h.send(1, &join("r")), vec![joined(1, "r")]);
+}
+
+#[test]
+fn second_join_starts_the_first() {
+    let mut h = Harness::new();
+    h.connect(1, "A");
+    h.connect(2, "A");
+    h.send(1, &join("r"));
+    assert_eq!(
+        h.send(2, &join("r")),
+        vec![joined(2, "r"), cmd(1, "start", "r")]
+    );
+}
+
+#[test]
+fn third_peer_gets_no_space_and_nothing_changes() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    h.connect(3, "A");
+    assert_eq!(
+        h.send(3, &join("r")),
+        vec![error(3, "NoSpaceForNewPeer", "r")]
+    );
+    // The pair still relays.
+    let out = h.send(
+        1,
+        r#"{"command":"peerMessageCommand","streamId":"r","definition":"chat","data":"hi"}"#,
+    );
+    assert_eq!(
+        out,
+        vec![(
+            2,
+            r#"{"command":"peerMessageCommand","streamId":"r","definition":"chat","data":"hi"}"#
+                .into()
+        )]
+    );
+}
+
+#[test]
+fn offer_answer_candidates_go_to_the_other_peer_only() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    assert_eq!(
+        h.send(1, r#"{"command":"takeConfiguration","streamId":"r","type":"offer","sdp":"v=0\r\n"}"#),
+        vec![(2, r#"{"command":"takeConfiguration","streamId":"r","type":"offer","sdp":"v=0\r\n","idMapping":{}}"#.into())]
+    );
+    assert_eq!(
+        h.send(2, r#"{"command":"takeConfiguration","streamId":"r","type":"answer","sdp":"v=0 a"}"#),
+        vec![(1, r#"{"command":"takeConfiguration","streamId":"r","type":"answer","sdp":"v=0 a","idMapping":{}}"#.into())]
+    );
+    assert_eq!(
+        h.send(1, r#"{"command":"takeCandidate","streamId":"r","label":0,"id":"0","candidate":"candidate:1 1 udp 2 10.0.0.1 5 typ host"}"#),
+        vec![(2, r#"{"command":"takeCandidate","streamId":"r","label":0,"id":"0","candidate":"candidate:1 1 udp 2 10.0.0.1 5 typ host"}"#.into())]
+    );
+    assert_eq!(h.hub.stats().relayed, 3);
+}
+
+#[test]
+fn relay_without_a_pair_is_refused() {
+    let mut h = Harness::new();
+    h.connect(1, "A");
+    let offer = r#"{"command":"takeConfiguration","streamId":"r","type":"offer","sdp":"x"}"#;
+    assert_eq!(
+        h.send(1, offer),
+        vec![error(1, "no_peer_associated_before", "r")]
+    );
+    h.send(1, &join("r"));
+    assert_eq!(
+        h.send(1, offer),
+        vec![error(1, "no_peer_associated_before", "r")]
+    );
+    // A paired peer naming a room it is not in is refused too.
+    h.connect(2, "A");
+    h.send(2, &join("r"));
+    assert_eq!(
+        h.send(
+            2,
+            r#"{"command":"takeCandidate","streamId":"other","candidate":"c"}"#
+        ),
+        vec![error(2, "no_peer_associated_before", "other")]
+    );
+}
+
+#[test]
+fn leave_stops_the_other_and_frees_the_seat() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    assert_eq!(
+        h.send(1, r#"{"command":"leave","streamId":"r"}"#),
+        vec![cmd(2, "stop", "r"), leaved(1, "r")]
+    );
+    // The remaining peer waits and is the offerer for the next joiner.
+    h.connect(3, "A");
+    assert_eq!(
+        h.send(3, &join("r")),
+        vec![joined(3, "r"), cmd(2, "start", "r")]
+    );
+    // The leaver can come back once there is room again.
+    h.send(2, r#"{"command":"stop","streamId":"r"}"#);
+    assert_eq!(
+        h.send(1, &join("r")),
+        vec![joined(1, "r"), cmd(3, "start", "r")]
+    );
+}
+
+#[test]
+fn last_leave_deletes_the_room() {
+    let mut h = Harness::new();
+    h.connect(1, "A");
+    h.send(1, &join("r"));
+    assert_eq!(h.hub.stats().rooms, 1);
+    assert_eq!(
+        h.send(1, r#"{"command":"leave","streamId":"r"}"#),
+        vec![leaved(1, "r")]
+    );
+    assert_eq!(h.hub.stats().rooms, 0);
+    assert_eq!(
+        h.send(1, r#"{"command":"leave","streamId":"r"}"#),
+        vec![error(1, "no_peer_associated_before", "r")]
+    );
+}
+
+#[test]
+fn disconnect_stops_the_other_without_stale_seat() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    h.hub.handle_disconnect(ConnId(2));
+    assert_eq!(h.drain(), vec![cmd(1, "stop", "r")]);
+    h.connect(3, "A");
+    assert_eq!(
+        h.send(3, &join("r")),
+        vec![joined(3, "r"), cmd(1, "start", "r")]
+    );
+    // Disconnecting an unknown or already gone connection does nothing.
+    h.hub.handle_disconnect(ConnId(2));
+    h.hub.handle_disconnect(ConnId(99));
+    assert_eq!(h.drain(), vec![]);
+    assert_eq!(h.hub.stats().connections, 2);
+}
+
+#[test]
+fn idle_peer_is_closed_and_its_peer_stopped() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    assert_eq!(h.hub.poll_timeout(), Some(h.now + Duration::from_secs(20)));
+    assert_eq!(h.advance(10), vec![]);
+    // Peer 1 pings; peer 2 stays silent.
+    assert_eq!(
+        h.send(1, r#"{"command":"ping"}"#),
+        vec![(1, r#"{"command":"pong"}"#.into())]
+    );
+    assert_eq!(h.advance(9), vec![]);
+    assert_eq!(
+        h.advance(1),
+        vec![cmd(1, "stop", "r"), (2, "CLOSE IdleTimeout".into())]
+    );
+    assert_eq!(h.hub.stats().idle_closed, 1);
+    // Peer 1's ping at t=10 keeps it until t=30.
+    assert_eq!(h.advance(9), vec![]);
+    h.hub.handle_activity(ConnId(1), h.now); // a WebSocket ping frame at t=29
+    assert_eq!(h.advance(1), vec![]);
+    assert_eq!(h.advance(19), vec![(1, "CLOSE IdleTimeout".into())]);
+    assert_eq!(h.hub.stats().connections, 0);
+    assert_eq!(h.hub.stats().rooms, 0);
+}
+
+#[test]
+fn rejoin_is_idempotent() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    assert_eq!(h.send(2, &join("r")), vec![joined(2, "r")]);
+    assert_eq!(h.send(1, &join("r")), vec![joined(1, "r")]);
+    assert_eq!(
+        h.send(
+            1,
+            r#"{"command":"peerMessageCommand","streamId":"r","data":1}"#
+        ),
+        vec![(
+            2,
+            r#"{"command":"peerMessageCommand","streamId":"r","data":1}"#.into()
+        )]
+    );
+}
+
+#[test]
+fn joining_another_room_leaves_the_old_one() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    h.connect(3, "A");
+    h.send(3, &join("s"));
+    assert_eq!(
+        h.send(1, &join("s")),
+        vec![
+            cmd(2, "stop", "r"),
+            leaved(1, "r"),
+            joined(1, "s"),
+            cmd(3, "start", "s")
+        ]
+    );
+    // A full target room changes nothing.
+    h.connect(4, "A");
+    h.send(4, &join("t"));
+    assert_eq!(
+        h.send(4, &join("s")),
+        vec![error(4, "NoSpaceForNewPeer", "s")]
+    );
+    h.connect(5, "A");
+    assert_eq!(
+        h.send(5, &join("t")),
+        vec![joined(5, "t"), cmd(4, "start", "t")]
+    );
+}
+
+#[test]
+fn apps_are_separate_namespaces() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    h.connect(3, "B");
+    assert_eq!(h.send(3, &join("r")), vec![joined(3, "r")]);
+    h.connect(4, "B");
+    assert_eq!(
+        h.send(4, &join("r")),
+        vec![joined(4, "r"), cmd(3, "start", "r")]
+    );
+    assert_eq!(h.hub.stats().rooms, 2);
+}
+
+#[test]
+fn ping_and_ice_config() {
+    let mut h = Harness::new();
+    h.connect(1, "A");
+    assert_eq!(
+        h.send(1, r#"{"command":"ping"}"#),
+        vec![(1, r#"{"command":"pong"}"#.into())]
+    );
+    assert_eq!(
+        h.send(1, r#"{"command":"getIceServerConfig"}"#),
+        vec![(1, r#"{"command":"iceServerConfig","stunServerUri":"stun:stun.l.google.com:19302","turnServerUsername":"","turnServerCredential":"","iceServers":[{"urls":["stun:stun.l.google.com:19302"]}]}"#.into())]
+    );
+}
+
+#[test]
+fn bad_frames_get_errors_and_the_connection_carries_on() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    assert_eq!(
+        h.send(1, "nope"),
+        vec![(
+            1,
+            r#"{"command":"error","definition":"invalid_message","reason":"not valid JSON"}"#
+                .into()
+        )]
+    );
+    assert_eq!(
+        h.send(1, r#"{"command":"publish","streamId":"r"}"#),
+        vec![(1, r#"{"command":"error","definition":"unsupported_command","reason":"\"publish\" is not available: this server speaks the P2P subset"}"#.into())]
+    );
+    assert_eq!(
+        h.send(1, r#"{"command":"join"}"#),
+        vec![(1, r#"{"command":"error","definition":"noStreamNameSpecified","reason":"\"streamId\" is required"}"#.into())]
+    );
+    assert_eq!(
+        h.send(1, r#"{"command":"join","streamId":"a/b"}"#),
+        vec![(1, r#"{"command":"error","definition":"invalidStreamName","streamId":"a/b","reason":"stream id may only contain A-Z a-z 0-9 _ . -"}"#.into())]
+    );
+    // Still paired, still relaying.
+    assert_eq!(
+        h.send(
+            2,
+            r#"{"command":"peerMessageCommand","streamId":"r","data":"ok"}"#
+        ),
+        vec![(
+            1,
+            r#"{"command":"peerMessageCommand","streamId":"r","data":"ok"}"#.into()
+        )]
+    );
+    assert_eq!(h.hub.stats().errors, 4);
+}
+
+#[test]
+fn connection_limit() {
+    let mut h = Harness::with(Config {
+        max_connections: 2,
+        ..Config::default()
+    });
+    h.connect(1, "A");
+    h.connect(2, "A");
+    h.connect(3, "A");
+    assert_eq!(
+        h.drain(),
+        vec![
+            (3, r#"{"command":"error","definition":"highResourceUsage","reason":"server is at its connection limit"}"#.into()),
+            (3, "CLOSE Overloaded".into())
+        ]
+    );
+    assert_eq!(
+        h.send(3, &join("r")),
+        vec![],
+        "a refused connection is unknown"
+    );
+    h.hub.handle_disconnect(ConnId(1));
+    h.connect(3, "A");
+    assert_eq!(h.send(3, &join("r")), vec![joined(3, "r")]);
+}
+
+#[test]
+fn shutdown_notifies_and_closes_everyone() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    h.hub.shutdown();
+    let stop = r#"{"command":"notification","definition":"server_will_stop"}"#;
+    assert_eq!(
+        h.drain(),
+        vec![
+            (1, stop.into()),
+            (1, "CLOSE Shutdown".into()),
+            (2, stop.into()),
+            (2, "CLOSE Shutdown".into())
+        ]
+    );
+    assert_eq!(
+        h.hub.stats(),
+        Stats {
+            relayed: 0,
+            ..Stats::default()
+        }
+    );
+    assert_eq!(h.hub.poll_timeout(), None);
+}
+
+mod props {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Connect(u64, bool),
+        Join(u64, u8),
+        Leave(u64, u8),
+        Offer(u64, u8),
+        Disconnect(u64),
+        Wait(u64),
+        Ping(u64),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        let c = 0..6u64;
+        let r = 0..3u8;
+        prop_oneof![
+            (c.clone(), any::<bool>()).prop_map(|(c, b)| Op::Connect(c, b)),
+            (c.clone(), r.clone()).prop_map(|(c, r)| Op::Join(c, r)),
+            (c.clone(), r.clone()).prop_map(|(c, r)| Op::Leave(c, r)),
+            (c.clone(), r).prop_map(|(c, r)| Op::Offer(c, r)),
+            c.clone().prop_map(Op::Disconnect),
+            (0..30u64).prop_map(Op::Wait),
+            c.prop_map(Op::Ping),
+        ]
+    }
+
+    proptest! {
+        /// Any sequence keeps rooms consistent (checked on every drain), never sends to a
+        /// connection the hub does not know, and every `start` goes to a peer whose room
+        /// just got its second member.
+        #[test]
+        fn rooms_stay_consistent(ops in proptest::collection::vec(op(), 1..80)) {
+            let mut h = Harness::new();
+            let mut known = std::collections::HashSet::new();
+            for op in ops {
+                let out = match op {
+                    Op::Connect(c, b) => {
+                        h.connect(c, if b { "A" } else { "B" });
+                        known.insert(c);
+                        h.drain()
+                    }
+                    Op::Join(c, r) => h.send(c, &join(&format!("r{r}"))),
+                    Op::Leave(c, r) => h.send(c, &format!(r#"{{"command":"leave","streamId":"r{r}"}}"#)),
+                    Op::Offer(c, r) => h.send(c, &format!(r#"{{"command":"takeConfiguration","streamId":"r{r}","type":"offer","sdp":"s"}}"#)),
+                    Op::Disconnect(c) => { h.hub.handle_disconnect(ConnId(c)); h.drain() }
+                    Op::Wait(s) => h.advance(s),
+                    Op::Ping(c) => h.send(c, r#"{"command":"ping"}"#),
+                };
+                for (c, _) in &out {
+                    prop_assert!(known.contains(c));
+                }
+                // Closed or disconnected connections leave the known set.
+                for (c, m) in &out {
+                    if m.starts_with("CLOSE") { known.remove(c); }
+                }
+                if let Op::Disconnect(c) = op { known.remove(&c); }
+                for room in h.hub.rooms.values() {
+                    prop_assert!(room.peers.iter().flatten().count() <= 2);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Switchboard's sans-IO signaling hub.
+//!
+//! [`Hub`] owns every room and connection of a server and applies the protocol's rules. It
+//! does no IO and never reads the clock: the IO edge feeds it inputs with the current time
+//! and drains what it must do.
+//!
+//! # Architecture
+//! ```text
+//!  edge ── handle_connect / handle_message / handle_activity / handle_disconnect ──▶ Hub
+//!  edge ── handle_timeout(now) when poll_timeout() is due ─────────────────────────▶ Hub
+//!  edge ◀── poll_output(): Send { conn, msg } | Close { conn, reason } ──────────── Hub
+//! ```
+//! After every `handle_*` call the edge drains [`Hub::poll_output`] until it returns `None`
+//! and sleeps until [`Hub::poll_timeout`]. Outputs for one connection come out in the order
+//! they must be delivered, so a FIFO queue per connection keeps the protocol's ordering.
+//!
+//! The rules are Ant Media Server's P2P mode (see `docs/PROTOCOLS.md`): a room (`streamId`,
+//! scoped by app name) holds two peers; the first joiner receives `start` when the second
+//! arrives; offers, answers, candidates and `peerMessageCommand`s go to the other peer only;
+//! leaving, closing or going silent for the idle timeout sends `stop` to the other peer and
+//! frees the seat at once, so a room is never left "full" with nobody in it.
+//!
+//! # Bounds
+//! Connections are capped by [`Config::max_connections`]; each connection is in at most one
+//! room and rooms hold at most two peers, so rooms are bounded too. Outputs are queued only
+//! until the edge drains them after each input. The timer heap holds at most one live entry
+//! per connection plus entries of connections that closed less than one idle timeout ago.
+//!
+//! # Example
+//! ```
+//! use std::time::{Duration, Instant};
+//! use switchboard_core::{App, Config, ConnId, Hub, Output};
+//! use switchboard_proto::antmedia::{decode, ServerMessage};
+//!
+//! let now = Instant::now();
+//! let mut hub = Hub::new(Config::default());
+//! let app = App::new("LiveApp").unwrap();
+//! hub.handle_connect(ConnId(1), app.clone(), now);
+//! hub.handle_message(ConnId(1), decode(r#"{"command":"join","streamId":"r"}"#), now);
+//! let Some(Output::Send { conn, msg }) = hub.poll_output() else { panic!() };
+//! assert_eq!(conn, ConnId(1));
+//! assert_eq!(msg.encode(), r#"{"command":"notification","definition":"joined","streamId":"r"}"#);
+//! assert!(hub.poll_output().is_none());
+//! ```
+
+mod app;
+mod hub;
+mod timers;
+
+pub use app::{App, InvalidApp, MAX_APP_LEN};
+pub use hub::{CloseReason, Config, ConnId, Hub, Output, Stats};

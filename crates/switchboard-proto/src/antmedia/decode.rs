@@ -1,0 +1,290 @@
+//! Decoding of client frames.
+
+use std::borrow::Cow;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::{ErrorCode, InvalidStreamId, Opaque, StreamId};
+
+/// Longest invalid `streamId` echoed back in an `invalidStreamName` error; longer ones are
+/// left out of the reply so an error never costs more than the frame that caused it.
+const MAX_ECHO_LEN: usize = 256;
+
+/// Longest unknown command name quoted in an `unsupported_command` reason.
+const MAX_COMMAND_ECHO_LEN: usize = 64;
+
+/// Commands of Ant Media's publish/play (non-P2P) API that Switchboard answers with
+/// `unsupported_command` and a reason naming P2P mode.
+const NON_P2P_COMMANDS: &[&str] = &[
+    "publish",
+    "play",
+    "joinRoom",
+    "leaveFromRoom",
+    "getStreamInfo",
+    "getRoomInfo",
+    "enableTrack",
+    "getTrackList",
+    "forceStreamQuality",
+    "getSubtracks",
+    "getSubtrackCount",
+    "updateVideoTrackAssignments",
+    "registerPushNotificationToken",
+    "sendPushNotification",
+];
+
+/// `type` of a `takeConfiguration`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SdpType {
+    /// An SDP offer.
+    Offer,
+    /// An SDP answer.
+    Answer,
+}
+
+/// A decoded, validated client frame.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClientMessage {
+    /// `ping`: answered with `pong`.
+    Ping,
+    /// `getIceServerConfig`: answered with `iceServerConfig`.
+    GetIceServerConfig,
+    /// `join` a room (`mode` and `multiPeer` are accepted and ignored).
+    Join {
+        /// The room.
+        stream_id: StreamId,
+    },
+    /// `takeConfiguration`: an SDP offer or answer for the other peer.
+    TakeConfiguration {
+        /// The room.
+        stream_id: StreamId,
+        /// Offer or answer.
+        kind: SdpType,
+        /// The SDP, a JSON string, untouched.
+        sdp: Opaque,
+    },
+    /// `takeCandidate`: one trickled ICE candidate for the other peer.
+    TakeCandidate {
+        /// The room.
+        stream_id: StreamId,
+        /// `label` (sdpMLineIndex), as sent.
+        label: Option<Opaque>,
+        /// `id` (sdpMid), as sent.
+        id: Option<Opaque>,
+        /// The candidate line, a JSON string, untouched.
+        candidate: Opaque,
+    },
+    /// `peerMessageCommand`: application data for the other peer.
+    PeerMessage {
+        /// The room.
+        stream_id: StreamId,
+        /// `definition`, as sent.
+        definition: Option<Opaque>,
+        /// `data`, as sent.
+        data: Option<Opaque>,
+    },
+    /// `leave` (or `stop`, which P2P treats the same way).
+    Leave {
+        /// The room.
+        stream_id: StreamId,
+    },
+}
+
+impl ClientMessage {
+    /// The `command` name this message was decoded from (`stop` decodes as `leave`).
+    #[must_use]
+    pub fn command(&self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::GetIceServerConfig => "getIceServerConfig",
+            Self::Join { .. } => "join",
+            Self::TakeConfiguration { .. } => "takeConfiguration",
+            Self::TakeCandidate { .. } => "takeCandidate",
+            Self::PeerMessage { .. } => "peerMessageCommand",
+            Self::Leave { .. } => "leave",
+        }
+    }
+}
+
+/// Why a frame was rejected, and what to tell the client.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code:?}: {reason}")]
+pub struct DecodeError {
+    /// The `definition` of the error reply.
+    pub code: ErrorCode,
+    /// The `streamId` to echo in the reply, when the frame had a usable one.
+    pub stream_id: Option<Box<str>>,
+    /// A short human-readable reason, sent as the reply's `reason`.
+    pub reason: Cow<'static, str>,
+}
+
+impl DecodeError {
+    fn new(code: ErrorCode, reason: impl Into<Cow<'static, str>>) -> Self {
+        Self {
+            code,
+            stream_id: None,
+            reason: reason.into(),
+        }
+    }
+
+    fn with_stream(mut self, s: &StreamId) -> Self {
+        self.stream_id = Some(s.as_str().into());
+        self
+    }
+}
+
+/// The fields a client frame may carry; values stay raw until the command is known.
+#[derive(Deserialize)]
+struct Frame<'a> {
+    #[serde(borrow)]
+    command: Option<&'a RawValue>,
+    #[serde(borrow, rename = "streamId")]
+    stream_id: Option<&'a RawValue>,
+    #[serde(borrow, rename = "type")]
+    kind: Option<&'a RawValue>,
+    #[serde(borrow)]
+    sdp: Option<&'a RawValue>,
+    #[serde(borrow)]
+    label: Option<&'a RawValue>,
+    #[serde(borrow)]
+    id: Option<&'a RawValue>,
+    #[serde(borrow)]
+    candidate: Option<&'a RawValue>,
+    #[serde(borrow)]
+    definition: Option<&'a RawValue>,
+    #[serde(borrow)]
+    data: Option<&'a RawValue>,
+}
+
+/// The value of a raw JSON string, or `None` when it is not a string.
+fn raw_str(raw: &RawValue) -> Option<Cow<'_, str>> {
+    serde_json::from_str::<Cow<'_, str>>(raw.get()).ok()
+}
+
+/// Whether a raw value is JSON `null` (treated as absent, as JavaScript clients send it).
+fn is_null(raw: &RawValue) -> bool {
+    raw.get() == "null"
+}
+
+/// Decodes one text frame of the Ant Media P2P protocol.
+///
+/// # Errors
+/// A [`DecodeError`] naming the `definition` to reply with, per the contract's check order.
+pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
+    let frame: Frame<'_> = serde_json::from_str(text).map_err(|e| {
+        let reason = if e.is_data() {
+            "expected a JSON object"
+        } else {
+            "not valid JSON"
+        };
+        DecodeError::new(ErrorCode::InvalidMessage, reason)
+    })?;
+    let command = frame
+        .command
+        .and_then(raw_str)
+        .ok_or_else(|| DecodeError::new(ErrorCode::InvalidMessage, "missing string \"command\""))?;
+
+    match &*command {
+        "ping" => return Ok(ClientMessage::Ping),
+        "getIceServerConfig" => return Ok(ClientMessage::GetIceServerConfig),
+        "join" | "takeConfiguration" | "takeCandidate" | "peerMessageCommand" | "leave"
+        | "stop" => {}
+        other => return Err(unsupported(other)),
+    }
+
+    let stream_id = stream_id(frame.stream_id)?;
+    match &*command {
+        "join" => Ok(ClientMessage::Join { stream_id }),
+        "leave" | "stop" => Ok(ClientMessage::Leave { stream_id }),
+        "takeConfiguration" => {
+            let kind = match frame.kind.and_then(raw_str).as_deref() {
+                Some("offer") => SdpType::Offer,
+                Some("answer") => SdpType::Answer,
+                _ => {
+                    return Err(DecodeError::new(
+                        ErrorCode::InvalidMessage,
+                        "\"type\" must be \"offer\" or \"answer\"",
+                    )
+                    .with_stream(&stream_id));
+                }
+            };
+            let sdp = string_field(frame.sdp, "\"sdp\" must be a string", &stream_id)?;
+            Ok(ClientMessage::TakeConfiguration {
+                stream_id,
+                kind,
+                sdp,
+            })
+        }
+        "takeCandidate" => {
+            let candidate = string_field(
+                frame.candidate,
+                "\"candidate\" must be a string",
+                &stream_id,
+            )?;
+            Ok(ClientMessage::TakeCandidate {
+                stream_id,
+                label: optional(frame.label),
+                id: optional(frame.id),
+                candidate,
+            })
+        }
+        // Only "peerMessageCommand" is left after the match above.
+        _ => Ok(ClientMessage::PeerMessage {
+            stream_id,
+            definition: optional(frame.definition),
+            data: optional(frame.data),
+        }),
+    }
+}
+
+fn unsupported(command: &str) -> DecodeError {
+    let reason = if NON_P2P_COMMANDS.contains(&command) {
+        format!("\"{command}\" is not available: this server speaks the P2P subset")
+    } else {
+        let mut name: String = command.chars().take(MAX_COMMAND_ECHO_LEN).collect();
+        name = name.escape_default().collect();
+        format!("unknown command \"{name}\"")
+    };
+    DecodeError::new(ErrorCode::UnsupportedCommand, reason)
+}
+
+fn stream_id(raw: Option<&RawValue>) -> Result<StreamId, DecodeError> {
+    let Some(raw) = raw.filter(|r| !is_null(r)) else {
+        return Err(DecodeError::new(
+            ErrorCode::NoStreamName,
+            "\"streamId\" is required",
+        ));
+    };
+    let Some(s) = raw_str(raw) else {
+        return Err(DecodeError::new(
+            ErrorCode::InvalidStreamName,
+            "\"streamId\" must be a string",
+        ));
+    };
+    StreamId::new(&s).map_err(|e| match e {
+        InvalidStreamId::Empty => {
+            DecodeError::new(ErrorCode::NoStreamName, "\"streamId\" is empty")
+        }
+        InvalidStreamId::TooLong | InvalidStreamId::BadChar => DecodeError {
+            code: ErrorCode::InvalidStreamName,
+            stream_id: (s.len() <= MAX_ECHO_LEN).then(|| s.as_ref().into()),
+            reason: e.to_string().into(),
+        },
+    })
+}
+
+fn string_field(
+    raw: Option<&RawValue>,
+    reason: &'static str,
+    stream_id: &StreamId,
+) -> Result<Opaque, DecodeError> {
+    match raw {
+        Some(r) if r.get().starts_with('"') => Ok(Opaque::from_raw(r)),
+        _ => Err(DecodeError::new(ErrorCode::InvalidMessage, reason).with_stream(stream_id)),
+    }
+}
+
+fn optional(raw: Option<&RawValue>) -> Option<Opaque> {
+    raw.filter(|r| !is_null(r)).map(Opaque::from_raw)
+}

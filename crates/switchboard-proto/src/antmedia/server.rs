@@ -1,0 +1,189 @@
+//! Server-to-client messages.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use super::SdpType;
+use crate::{ErrorCode, IceServer, Opaque, StreamId};
+
+/// `definition` of a `notification`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum Notification {
+    /// The client joined the room.
+    #[serde(rename = "joined")]
+    Joined,
+    /// The client left the room.
+    #[serde(rename = "leaved")]
+    Leaved,
+    /// The server is shutting down; the socket closes next.
+    #[serde(rename = "server_will_stop")]
+    ServerWillStop,
+}
+
+/// The body of an `iceServerConfig` reply: Ant Media's single-server fields plus the
+/// standard `iceServers` list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IceServerConfig {
+    /// The one URI Ant Media clients read: a `turn:` URI is used with the credentials, a
+    /// `stun:` URI for STUN only.
+    #[serde(rename = "stunServerUri")]
+    pub stun_server_uri: String,
+    /// Username for a `turn:` `stunServerUri` (empty otherwise).
+    #[serde(rename = "turnServerUsername")]
+    pub turn_server_username: String,
+    /// Credential for a `turn:` `stunServerUri` (empty otherwise).
+    #[serde(rename = "turnServerCredential")]
+    pub turn_server_credential: String,
+    /// Every configured server, for clients that read the standard list.
+    #[serde(rename = "iceServers")]
+    pub ice_servers: Vec<IceServer>,
+}
+
+impl IceServerConfig {
+    /// Builds the reply from a list of servers: Ant Media's single URI is the first TURN
+    /// URL (TURN servers answer STUN too), else the first STUN URL, else empty.
+    #[must_use]
+    pub fn from_servers(servers: &[IceServer]) -> Self {
+        let turn = servers.iter().find(|s| s.is_turn());
+        let (uri, user, cred) = match turn {
+            Some(s) => (
+                s.urls
+                    .iter()
+                    .find(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+                    .cloned()
+                    .unwrap_or_default(),
+                s.username.clone().unwrap_or_default(),
+                s.credential.clone().unwrap_or_default(),
+            ),
+            None => (
+                servers
+                    .iter()
+                    .flat_map(|s| s.urls.iter())
+                    .next()
+                    .cloned()
+                    .unwrap_or_default(),
+                String::new(),
+                String::new(),
+            ),
+        };
+        Self {
+            stun_server_uri: uri,
+            turn_server_username: user,
+            turn_server_credential: cred,
+            ice_servers: servers.to_vec(),
+        }
+    }
+}
+
+/// The `{}` that every relayed `takeConfiguration` carries as `idMapping`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct EmptyMap;
+
+impl Serialize for EmptyMap {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        s.serialize_map(Some(0))?.end()
+    }
+}
+
+/// A message from the server to one client.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "command", rename_all = "camelCase")]
+pub enum ServerMessage {
+    /// `notification` with a `definition` (joined, leaved, server_will_stop).
+    Notification {
+        /// What happened.
+        definition: Notification,
+        /// The room, when the notification is about one.
+        #[serde(rename = "streamId", skip_serializing_if = "Option::is_none")]
+        stream_id: Option<StreamId>,
+    },
+    /// `start`: the receiver is the offerer of the room.
+    Start {
+        /// The room.
+        #[serde(rename = "streamId")]
+        stream_id: StreamId,
+    },
+    /// A relayed SDP offer or answer.
+    TakeConfiguration {
+        /// The room.
+        #[serde(rename = "streamId")]
+        stream_id: StreamId,
+        /// Offer or answer.
+        #[serde(rename = "type")]
+        kind: SdpType,
+        /// The SDP, untouched.
+        sdp: Opaque,
+        /// Always `{}`: the SDK dereferences it.
+        #[serde(rename = "idMapping")]
+        id_mapping: EmptyMap,
+    },
+    /// A relayed ICE candidate.
+    TakeCandidate {
+        /// The room.
+        #[serde(rename = "streamId")]
+        stream_id: StreamId,
+        /// sdpMLineIndex, as the sender wrote it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        label: Option<Opaque>,
+        /// sdpMid, as the sender wrote it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Opaque>,
+        /// The candidate, untouched.
+        candidate: Opaque,
+    },
+    /// Relayed application data.
+    PeerMessageCommand {
+        /// The room.
+        #[serde(rename = "streamId")]
+        stream_id: StreamId,
+        /// As the sender wrote it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        definition: Option<Opaque>,
+        /// As the sender wrote it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<Opaque>,
+    },
+    /// `stop`: the other peer is gone; close the peer connection of this room.
+    Stop {
+        /// The room.
+        #[serde(rename = "streamId")]
+        stream_id: StreamId,
+    },
+    /// Reply to `ping`.
+    Pong,
+    /// Reply to `getIceServerConfig`.
+    IceServerConfig(Arc<IceServerConfig>),
+    /// An error for the receiver's own request.
+    Error {
+        /// What went wrong (stable name).
+        definition: ErrorCode,
+        /// The room the request named, when it had one.
+        #[serde(rename = "streamId", skip_serializing_if = "Option::is_none")]
+        stream_id: Option<Box<str>>,
+        /// A short human-readable explanation (Switchboard addition).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<Box<str>>,
+    },
+}
+
+impl ServerMessage {
+    /// An error reply without a reason.
+    #[must_use]
+    pub fn error(definition: ErrorCode, stream_id: Option<&StreamId>) -> Self {
+        Self::Error {
+            definition,
+            stream_id: stream_id.map(|s| s.as_str().into()),
+            reason: None,
+        }
+    }
+
+    /// The JSON text of this message.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        // Serialization cannot fail: every field is a string, number, map or valid raw JSON.
+        serde_json::to_string(self)
+            .unwrap_or_else(|_| r#"{"command":"error","definition":"internal_error"}"#.into())
+    }
+}

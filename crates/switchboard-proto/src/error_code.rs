@@ -1,0 +1,77 @@
+//! The one list of error `definition`s Switchboard sends.
+
+use serde::Serialize;
+
+/// Every error `definition` Switchboard sends in `{"command":"error","definition":...}`.
+///
+/// Ant Media's own names are kept where one exists (so SDK callbacks behave as against Ant
+/// Media Server); Switchboard's additions are stable snake_case names. Documented in
+/// `docs/PROTOCOLS.md`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+pub enum ErrorCode {
+    /// Not JSON, not an object, no string `command`, or a field of the wrong type.
+    #[serde(rename = "invalid_message")]
+    InvalidMessage,
+    /// A command this server does not implement (e.g. `publish`, or an unknown name).
+    #[serde(rename = "unsupported_command")]
+    UnsupportedCommand,
+    /// A binary WebSocket frame: the protocol is text frames only.
+    #[serde(rename = "binary_frame_not_supported")]
+    BinaryFrame,
+    /// `streamId` missing or empty.
+    #[serde(rename = "noStreamNameSpecified")]
+    NoStreamName,
+    /// `streamId` too long or with characters outside `[A-Za-z0-9_.-]`.
+    #[serde(rename = "invalidStreamName")]
+    InvalidStreamName,
+    /// The room already holds two peers.
+    #[serde(rename = "NoSpaceForNewPeer")]
+    NoSpaceForNewPeer,
+    /// A relay or leave for a room the sender is not paired in.
+    #[serde(rename = "no_peer_associated_before")]
+    NoPeerAssociatedBefore,
+    /// The server is at a configured limit (connections or rooms).
+    #[serde(rename = "highResourceUsage")]
+    HighResourceUsage,
+}
+
+impl ErrorCode {
+    /// The `definition` string as sent on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidMessage => "invalid_message",
+            Self::UnsupportedCommand => "unsupported_command",
+            Self::BinaryFrame => "binary_frame_not_supported",
+            Self::NoStreamName => "noStreamNameSpecified",
+            Self::InvalidStreamName => "invalidStreamName",
+            Self::NoSpaceForNewPeer => "NoSpaceForNewPeer",
+            Self::NoPeerAssociatedBefore => "no_peer_associated_before",
+            Self::HighResourceUsage => "highResourceUsage",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_names_match_serde() {
+        for c in [
+            ErrorCode::InvalidMessage,
+            ErrorCode::UnsupportedCommand,
+            ErrorCode::BinaryFrame,
+            ErrorCode::NoStreamName,
+            ErrorCode::InvalidStreamName,
+            ErrorCode::NoSpaceForNewPeer,
+            ErrorCode::NoPeerAssociatedBefore,
+            ErrorCode::HighResourceUsage,
+        ] {
+            assert_eq!(
+                serde_json::to_string(&c).ok(),
+                Some(format!("\"{}\"", c.as_str()))
+            );
+        }
+    }
+}

@@ -1,0 +1,36 @@
+//! ICE server descriptions handed to clients.
+
+use serde::{Deserialize, Serialize};
+
+/// One ICE server in the standard `RTCIceServer` shape.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IceServer {
+    /// `stun:`, `turn:` or `turns:` URLs of this server.
+    pub urls: Vec<String>,
+    /// TURN username; absent for STUN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// TURN password; absent for STUN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub credential: Option<String>,
+}
+
+impl IceServer {
+    /// A STUN-only server at `url`.
+    #[must_use]
+    pub fn stun(url: impl Into<String>) -> Self {
+        Self {
+            urls: vec![url.into()],
+            username: None,
+            credential: None,
+        }
+    }
+
+    /// Whether any URL of this server is a TURN URL.
+    #[must_use]
+    pub fn is_turn(&self) -> bool {
+        self.urls
+            .iter()
+            .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+    }
+}

@@ -1,0 +1,173 @@
+//! Validated identifiers and opaque JSON payloads.
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::{Serialize, Serializer};
+use serde_json::value::RawValue;
+
+/// Longest accepted `streamId`, in bytes. Longer names get `invalidStreamName`.
+///
+/// Ant Media stream ids are short tokens; 128 leaves room for UUIDs with prefixes while
+/// keeping every room key small.
+pub const MAX_STREAM_ID_LEN: usize = 128;
+
+/// A room name (`streamId`): 1 to [`MAX_STREAM_ID_LEN`] bytes of `[A-Za-z0-9_.-]`.
+///
+/// Cheap to clone (shared `Arc<str>`): the same name is echoed in every message of a room.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct StreamId(Arc<str>);
+
+/// Why a string is not a valid [`StreamId`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidStreamId {
+    /// The name is empty.
+    #[error("stream id is empty")]
+    Empty,
+    /// The name is longer than [`MAX_STREAM_ID_LEN`] bytes.
+    #[error("stream id is longer than {MAX_STREAM_ID_LEN} bytes")]
+    TooLong,
+    /// The name has a character outside `[A-Za-z0-9_.-]`.
+    #[error("stream id may only contain A-Z a-z 0-9 _ . -")]
+    BadChar,
+}
+
+impl StreamId {
+    /// Validates `s` as a stream id.
+    pub fn new(s: &str) -> Result<Self, InvalidStreamId> {
+        if s.is_empty() {
+            return Err(InvalidStreamId::Empty);
+        }
+        if s.len() > MAX_STREAM_ID_LEN {
+            return Err(InvalidStreamId::TooLong);
+        }
+        if !s
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        {
+            return Err(InvalidStreamId::BadChar);
+        }
+        Ok(Self(Arc::from(s)))
+    }
+
+    /// The name as a string slice.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for StreamId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for StreamId {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+/// A JSON value carried through the server untouched: the exact text the sender wrote.
+///
+/// Used for SDP, ICE candidates and application data. The server checks that it is valid
+/// JSON (it came out of a JSON parser) and of the expected kind, and never re-encodes it.
+#[derive(Clone)]
+pub struct Opaque(Arc<RawValue>);
+
+impl PartialEq for Opaque {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.get() == other.0.get()
+    }
+}
+
+impl Eq for Opaque {}
+
+impl Opaque {
+    /// Copies a raw JSON value out of a parsed frame.
+    #[must_use]
+    pub fn from_raw(raw: &RawValue) -> Self {
+        Self(Arc::from(raw.to_owned()))
+    }
+
+    /// Wraps a Rust string as a JSON string value (used by tests and native clients).
+    #[must_use]
+    pub fn string(s: &str) -> Self {
+        let text = serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""));
+        // A serialized string is always valid JSON, so this never takes the fallback.
+        match RawValue::from_string(text) {
+            Ok(raw) => Self(Arc::from(raw)),
+            Err(_) => Self::null(),
+        }
+    }
+
+    /// The JSON `null` value.
+    #[must_use]
+    pub fn null() -> Self {
+        Self(Arc::from(RawValue::NULL.to_owned()))
+    }
+
+    /// The exact JSON text.
+    #[must_use]
+    pub fn json(&self) -> &str {
+        self.0.get()
+    }
+
+    /// The value as a Rust string, when it is a JSON string.
+    #[must_use]
+    pub fn to_str(&self) -> Option<String> {
+        serde_json::from_str(self.0.get()).ok()
+    }
+
+    /// Whether the value is a JSON string.
+    #[must_use]
+    pub fn is_string(&self) -> bool {
+        self.0.get().starts_with('"')
+    }
+}
+
+impl fmt::Debug for Opaque {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.get())
+    }
+}
+
+impl Serialize for Opaque {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_id_rules() {
+        assert!(StreamId::new("room-1_a.b").is_ok());
+        assert_eq!(StreamId::new(""), Err(InvalidStreamId::Empty));
+        assert_eq!(StreamId::new("a b"), Err(InvalidStreamId::BadChar));
+        assert_eq!(StreamId::new("é"), Err(InvalidStreamId::BadChar));
+        assert!(StreamId::new(&"a".repeat(MAX_STREAM_ID_LEN)).is_ok());
+        assert_eq!(
+            StreamId::new(&"a".repeat(MAX_STREAM_ID_LEN + 1)),
+            Err(InvalidStreamId::TooLong)
+        );
+    }
+
+    #[test]
+    fn opaque_keeps_text() {
+        let o = Opaque::string("v=0\r\n\"x\"");
+        assert_eq!(o.json(), r#""v=0\r\n\"x\"""#);
+        assert_eq!(o.to_str().as_deref(), Some("v=0\r\n\"x\""));
+        assert!(o.is_string());
+        assert!(!Opaque::null().is_string());
+    }
+}
