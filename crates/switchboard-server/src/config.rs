@@ -1,0 +1,46 @@
+//! Server settings.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// Settings of the IO edge, with the hub's own settings inside.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// Rules and limits of the hub (idle timeout, connection limit, ICE servers).
+    pub hub: switchboard_core::Config,
+    /// Largest WebSocket message or frame accepted, in bytes; a larger one closes the
+    /// socket with code 1009. Browser SDP with audio, video and data is 3–10 KiB.
+    /// Default 64 KiB.
+    pub max_message_size: usize,
+    /// Messages that may wait for one connection; a client that stops reading is dropped
+    /// when its queue is full. Default 128.
+    pub outbound_queue: usize,
+    /// Initial read buffer per socket. The usual default is 128 KiB, which dominates idle
+    /// memory; signaling frames are small. Default 4 KiB.
+    pub read_buffer_size: usize,
+    /// Bytes written per socket before a flush is forced. Default 16 KiB.
+    pub write_buffer_size: usize,
+    /// Inputs that may wait for the hub before connection readers are paused. Default 8192.
+    pub hub_queue: usize,
+    /// How long shutdown waits for clients to receive `server_will_stop` and close.
+    /// Default 5 s.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            hub: switchboard_core::Config::default(),
+            max_message_size: 64 * 1024,
+            outbound_queue: 128,
+            read_buffer_size: 4 * 1024,
+            write_buffer_size: 16 * 1024,
+            hub_queue: 8192,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// The default listening address: every interface, Ant Media's port.
+pub const DEFAULT_LISTEN: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 5080);

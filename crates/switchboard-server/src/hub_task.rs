@@ -1,0 +1,214 @@
+//! The task that owns the hub.
+
+use std::collections::HashMap;
+
+use switchboard_core::{App, CloseReason, ConnId, Hub, Output};
+use switchboard_proto::antmedia::{ClientMessage, DecodeError, ServerMessage};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::ServerConfig;
+
+/// Most inputs handled before outputs are flushed and the timer is checked again.
+const BATCH: usize = 256;
+
+/// What a connection task receives from the hub, in order.
+#[derive(Debug)]
+pub(crate) enum Outbound {
+    /// A message to write.
+    Msg(ServerMessage),
+    /// Write a close frame and end.
+    Close(CloseReason),
+}
+
+/// The hub's hold on one connection.
+#[derive(Debug)]
+pub(crate) struct ConnHandle {
+    /// The connection's bounded FIFO.
+    pub(crate) tx: mpsc::Sender<Outbound>,
+    /// Cancelled to drop a connection at once (slow consumer), even mid-write.
+    pub(crate) kill: CancellationToken,
+}
+
+/// Inputs to the hub task.
+#[derive(Debug)]
+enum Input {
+    Connect {
+        conn: ConnId,
+        app: App,
+        handle: ConnHandle,
+    },
+    Message {
+        conn: ConnId,
+        msg: Result<ClientMessage, DecodeError>,
+    },
+    Activity {
+        conn: ConnId,
+    },
+    Disconnect {
+        conn: ConnId,
+    },
+    Shutdown {
+        done: tokio::sync::oneshot::Sender<()>,
+    },
+}
+
+/// A cloneable sender of hub inputs, used by connection tasks.
+#[derive(Debug, Clone)]
+pub(crate) struct HubSender {
+    tx: mpsc::Sender<Input>,
+}
+
+impl HubSender {
+    /// Registers a connection. Returns false if the hub is gone.
+    pub(crate) async fn connect(&self, conn: ConnId, app: App, handle: ConnHandle) -> bool {
+        self.tx
+            .send(Input::Connect { conn, app, handle })
+            .await
+            .is_ok()
+    }
+
+    /// Hands a decoded frame to the hub.
+    pub(crate) async fn message(&self, conn: ConnId, msg: Result<ClientMessage, DecodeError>) {
+        let _ = self.tx.send(Input::Message { conn, msg }).await;
+    }
+
+    /// Reports a sign of life that is not a message.
+    pub(crate) async fn activity(&self, conn: ConnId) {
+        let _ = self.tx.send(Input::Activity { conn }).await;
+    }
+
+    /// Reports that a connection's socket is gone.
+    pub(crate) async fn disconnect(&self, conn: ConnId) {
+        let _ = self.tx.send(Input::Disconnect { conn }).await;
+    }
+
+    /// Tells every client the server is stopping and closes them; waits until the hub has
+    /// queued that for everyone.
+    pub(crate) async fn shutdown(&self) {
+        let (done, wait) = tokio::sync::oneshot::channel();
+        if self.tx.send(Input::Shutdown { done }).await.is_ok() {
+            let _ = wait.await;
+        }
+    }
+}
+
+/// Starts the hub task.
+pub(crate) fn spawn(config: &ServerConfig) -> (HubSender, JoinHandle<()>) {
+    let (tx, rx) = mpsc::channel(config.hub_queue);
+    let task = HubTask {
+        hub: Hub::new(config.hub.clone()),
+        conns: HashMap::new(),
+        stopping: false,
+    };
+    (HubSender { tx }, tokio::spawn(task.run(rx)))
+}
+
+struct HubTask {
+    hub: Hub,
+    /// Queues of the connections the hub knows.
+    conns: HashMap<ConnId, ConnHandle>,
+    /// Set once shutdown began: new connections are closed at once.
+    stopping: bool,
+}
+
+impl HubTask {
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        loop {
+            let deadline = self.hub.poll_timeout().map(Instant::from_std);
+            tokio::select! {
+                biased;
+                input = rx.recv() => {
+                    let Some(input) = input else { break };
+                    let now = Instant::now().into_std();
+                    self.apply(input, now);
+                    for _ in 1..BATCH {
+                        match rx.try_recv() {
+                            Ok(input) => self.apply(input, now),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                () = sleep_until(deadline) => {
+                    self.hub.handle_timeout(Instant::now().into_std());
+                    self.flush();
+                }
+            }
+        }
+    }
+
+    fn apply(&mut self, input: Input, now: std::time::Instant) {
+        match input {
+            Input::Connect { conn, app, handle } => {
+                if self.stopping {
+                    let _ = handle.tx.try_send(Outbound::Close(CloseReason::Shutdown));
+                    return;
+                }
+                self.conns.insert(conn, handle);
+                self.hub.handle_connect(conn, app, now);
+            }
+            Input::Message { conn, msg } => self.hub.handle_message(conn, msg, now),
+            Input::Activity { conn } => self.hub.handle_activity(conn, now),
+            Input::Disconnect { conn } => {
+                self.conns.remove(&conn);
+                self.hub.handle_disconnect(conn);
+            }
+            Input::Shutdown { done } => {
+                self.stopping = true;
+                self.hub.shutdown();
+                self.flush();
+                let _ = done.send(());
+            }
+        }
+        self.flush();
+    }
+
+    /// Moves every hub output into connection queues.
+    fn flush(&mut self) {
+        while let Some(out) = self.hub.poll_output() {
+            match out {
+                Output::Send { conn, msg } => {
+                    let Some(handle) = self.conns.get(&conn) else {
+                        continue;
+                    };
+                    match handle.tx.try_send(Outbound::Msg(msg)) {
+                        Ok(()) => {}
+                        Err(TrySendError::Full(_)) => {
+                            tracing::warn!(conn = conn.0, "client is not reading; dropping it");
+                            if let Some(h) = self.conns.remove(&conn) {
+                                h.kill.cancel();
+                            }
+                            self.hub.handle_disconnect(conn);
+                        }
+                        Err(TrySendError::Closed(_)) => {}
+                    }
+                }
+                Output::Close { conn, reason } => {
+                    if let Some(h) = self.conns.remove(&conn) {
+                        if h.tx.try_send(Outbound::Close(reason)).is_err() {
+                            h.kill.cancel();
+                        }
+                    }
+                    match reason {
+                        CloseReason::IdleTimeout => {
+                            tracing::info!(conn = conn.0, "closed idle connection");
+                        }
+                        CloseReason::Overloaded => {
+                            tracing::warn!(conn = conn.0, "refused connection: at max_connections");
+                        }
+                        CloseReason::Shutdown => {}
+                    }
+                }
+            }
+        }
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}

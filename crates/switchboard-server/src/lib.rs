@@ -1,0 +1,76 @@
+//! Switchboard's IO edge: the HTTP and WebSocket server that drives the sans-IO hub.
+//!
+//! # Architecture
+//! ```text
+//!  socket ─▶ connection task ─ decode ─▶ bounded hub queue ─▶ hub task (owns switchboard_core::Hub)
+//!  socket ◀─ connection task ◀─ bounded per-connection FIFO ◀─ Output::Send
+//! ```
+//! - One **hub task** owns the [`switchboard_core::Hub`]: no locks. It feeds inputs with the
+//!   current time, drains outputs into per-connection queues with `try_send`, and sleeps
+//!   until the hub's next timeout.
+//! - One **connection task** per WebSocket reads frames, decodes them in parallel with other
+//!   connections, and writes its queue to the socket, batching what is ready into one flush.
+//! - A connection whose queue is full (a client that stopped reading) is dropped at once and
+//!   its peer gets `stop`: memory per connection is bounded by
+//!   [`ServerConfig::outbound_queue`] messages of at most [`ServerConfig::max_message_size`].
+//! - Frames over [`ServerConfig::max_message_size`] close the socket with code 1009.
+//!
+//! Entry points: [`run`] serves until a shutdown future resolves, then every client gets
+//! `notification server_will_stop` and a close frame (1001), and `run` returns within
+//! [`ServerConfig::shutdown_grace`]. [`router`] builds the axum router for embedding.
+
+mod config;
+mod connection;
+mod hub_task;
+mod routes;
+
+use std::future::Future;
+use std::io;
+
+use tokio::net::TcpListener;
+use tokio_util::task::TaskTracker;
+
+pub use config::{DEFAULT_LISTEN, ServerConfig};
+pub use routes::{AppState, router};
+
+/// Serves `listener` until `shutdown` resolves, then shuts down gracefully.
+///
+/// # Errors
+/// Fails only if accepting connections fails in a way axum cannot recover from.
+pub async fn run(
+    config: ServerConfig,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> io::Result<()> {
+    let tracker = TaskTracker::new();
+    let (hub, hub_handle) = hub_task::spawn(&config);
+    let state = AppState::new(config.clone(), hub.clone(), tracker.clone());
+    let app = router(state);
+
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stop_tx.send(());
+    });
+    let server = tokio::spawn(async move { serve.await });
+
+    // Wait for the shutdown signal (or the server ending on its own).
+    let _ = stop_rx.await;
+    tracing::info!("shutting down: notifying clients");
+    hub.shutdown().await;
+    tracker.close();
+    let grace = config.shutdown_grace;
+    if tokio::time::timeout(grace, tracker.wait()).await.is_err() {
+        tracing::warn!(
+            remaining = tracker.len(),
+            "connections still open after the shutdown grace period; dropping them"
+        );
+    }
+    drop(hub);
+    hub_handle.abort();
+    match tokio::time::timeout(grace, server).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(join)) => Err(io::Error::other(join)),
+        Err(_) => Ok(()),
+    }
+}

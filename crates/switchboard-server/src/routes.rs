@@ -1,0 +1,91 @@
+//! HTTP routes.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::Router;
+use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+use switchboard_core::{App, ConnId};
+use tokio_util::task::TaskTracker;
+
+use crate::ServerConfig;
+use crate::hub_task::HubSender;
+
+/// Shared state of the routes: configuration, the hub's input queue, connection ids.
+#[derive(Debug, Clone)]
+pub struct AppState {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    config: ServerConfig,
+    hub: HubSender,
+    /// Source of unique connection ids.
+    next_conn: AtomicU64,
+    /// Tracks connection tasks so shutdown can wait for them.
+    tracker: TaskTracker,
+}
+
+impl AppState {
+    pub(crate) fn new(config: ServerConfig, hub: HubSender, tracker: TaskTracker) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                config,
+                hub,
+                next_conn: AtomicU64::new(1),
+                tracker,
+            }),
+        }
+    }
+}
+
+/// The router: `/<app>/websocket`, `/healthz` and a landing page at `/`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(index))
+        .route("/healthz", get(healthz))
+        .route("/{app}/websocket", get(websocket))
+        .with_state(state)
+}
+
+async fn healthz() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+}
+
+async fn index() -> Html<&'static str> {
+    Html(include_str!("index.html"))
+}
+
+async fn websocket(
+    State(state): State<AppState>,
+    Path(app): Path<String>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let Ok(app) = App::new(&app) else {
+        return (
+            StatusCode::NOT_FOUND,
+            "app name must be 1-64 characters of A-Z a-z 0-9 _ . -\n",
+        )
+            .into_response();
+    };
+    let cfg = &state.inner.config;
+    let conn = ConnId(state.inner.next_conn.fetch_add(1, Ordering::Relaxed));
+    let hub = state.inner.hub.clone();
+    let queue = cfg.outbound_queue;
+    let tracker = state.inner.tracker.clone();
+    ws.read_buffer_size(cfg.read_buffer_size)
+        .write_buffer_size(cfg.write_buffer_size)
+        .max_write_buffer_size(cfg.write_buffer_size + 4 * cfg.max_message_size)
+        .max_message_size(cfg.max_message_size)
+        .max_frame_size(cfg.max_message_size)
+        .on_upgrade(move |socket| {
+            tracker.track_future(crate::connection::serve(socket, conn, app, hub, queue))
+        })
+}
