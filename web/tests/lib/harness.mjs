@@ -1,0 +1,130 @@
+// Test harness: a real `switchboard` process, a static server for third-party SDKs and
+// test pages, and headless Chromium instances (Debian's chromium, driven by playwright-core).
+import { spawn } from "node:child_process";
+import { createServer } from "node:http";
+import { readFile } from "node:fs/promises";
+import { existsSync } from "node:fs";
+import { extname, join, normalize, resolve, dirname } from "node:path";
+import { fileURLToPath } from "node:url";
+import { chromium } from "playwright-core";
+
+const here = dirname(fileURLToPath(import.meta.url));
+export const repo = resolve(here, "../../..");
+
+/** Path of the switchboard binary under test (SWITCHBOARD_BIN, else the debug build). */
+export function switchboardBin() {
+  const bin = process.env.SWITCHBOARD_BIN || join(repo, "target/debug/switchboard");
+  if (!existsSync(bin)) throw new Error(`switchboard binary not found at ${bin}: run cargo build first`);
+  return bin;
+}
+
+/** Starts `switchboard serve` on an ephemeral loopback port; resolves once it listens. */
+export async function startSwitchboard(extraArgs = []) {
+  const proc = spawn(switchboardBin(), ["serve", "--listen", "127.0.0.1:0", ...extraArgs], {
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
+  });
+  let log = "";
+  const port = await new Promise((ok, fail) => {
+    const timer = setTimeout(() => fail(new Error(`switchboard did not start:\n${log}`)), 15000);
+    const onData = (d) => {
+      log += d;
+      const m = log.match(/listening on 127\.0\.0\.1:(\d+)/);
+      if (m) { clearTimeout(timer); ok(Number(m[1])); }
+    };
+    proc.stdout.on("data", onData);
+    proc.stderr.on("data", onData);
+    proc.on("exit", (code) => { clearTimeout(timer); fail(new Error(`switchboard exited (${code}):\n${log}`)); });
+  });
+  const exited = new Promise((ok) => proc.on("exit", (code, signal) => ok({ code, signal })));
+  return {
+    port,
+    pid: proc.pid,
+    log: () => log,
+    ws: (app) => `ws://127.0.0.1:${port}/${app}/websocket`,
+    /** SIGTERM by pid; resolves with the exit status. */
+    async stop() {
+      if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid, "SIGTERM");
+      return exited;
+    },
+    exited,
+  };
+}
+
+const types = { ".html": "text/html", ".js": "text/javascript", ".mjs": "text/javascript", ".map": "application/json", ".css": "text/css" };
+
+/** Serves `routes` (URL prefix -> directory) on an ephemeral loopback port. */
+export async function startStatic(routes) {
+  const server = createServer(async (req, res) => {
+    const url = new URL(req.url, "http://x");
+    for (const [prefix, dir] of Object.entries(routes)) {
+      if (!url.pathname.startsWith(prefix)) continue;
+      const path = normalize(join(dir, url.pathname.slice(prefix.length)));
+      if (!path.startsWith(dir)) break;
+      try {
+        const body = await readFile(path);
+        res.writeHead(200, { "content-type": types[extname(path)] || "application/octet-stream" });
+        res.end(body);
+        return;
+      } catch { break; }
+    }
+    res.writeHead(404).end("not found");
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((ok) => server.close(ok)) };
+}
+
+/** Chromium flags verified on these machines (shared/docs/testing.md). */
+export const chromiumArgs = [
+  "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+  "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
+  "--autoplay-policy=no-user-gesture-required",
+  "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1",
+];
+
+export function chromiumPath() {
+  for (const p of [process.env.CHROMIUM, "/usr/bin/chromium", "/usr/lib/chromium/chromium"]) {
+    if (p && existsSync(p)) return p;
+  }
+  throw new Error("Chromium not found: install Debian's chromium (scripts/test.sh does)");
+}
+
+/** A separate headless Chromium instance (separate instances draw video at full rate). */
+export async function launch() {
+  return chromium.launch({ executablePath: chromiumPath(), headless: true, args: chromiumArgs });
+}
+
+/** Opens `url` in a new context of `browser`, collecting console errors. */
+export async function open(browser, url) {
+  const context = await browser.newContext();
+  const page = await context.newPage();
+  page.consoleErrors = [];
+  page.on("console", (m) => { if (m.type() === "error") page.consoleErrors.push(m.text()); });
+  page.on("pageerror", (e) => page.consoleErrors.push(String(e)));
+  await page.goto(url);
+  return page;
+}
+
+/**
+ * Waits until `fn(arg)` is truthy in the page (async functions are awaited); fails with
+ * `what` and the page's recorded state after `timeout` ms.
+ * (Playwright's waitForFunction does not await an async predicate: its Promise is truthy.)
+ */
+export async function until(page, what, fn, arg, timeout = 20000) {
+  const deadline = Date.now() + timeout;
+  let last;
+  for (;;) {
+    try {
+      if (await page.evaluate(fn, arg)) return;
+    } catch (e) {
+      last = e;
+    }
+    if (Date.now() > deadline) break;
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  const state = await page
+    .evaluate(() => ({ events: window.events, errors: window.errors, received: (window.received || []).slice(-10) }))
+    .catch(() => ({}));
+  throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last.message})` : ""}; page state: ${JSON.stringify(state)}`);
+}
