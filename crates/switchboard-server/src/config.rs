@@ -15,8 +15,9 @@ pub struct ServerConfig {
     /// Messages that may wait for one connection; a client that stops reading is dropped
     /// when its queue is full. Default 128.
     pub outbound_queue: usize,
-    /// Initial read buffer per socket. The usual default is 128 KiB, which dominates idle
-    /// memory; signaling frames are small. Default 4 KiB.
+    /// Initial read buffer per socket; it grows for a larger frame. The usual default is
+    /// 128 KiB, which dominates idle memory; most signaling frames are a few hundred bytes.
+    /// Default 1 KiB.
     pub read_buffer_size: usize,
     /// Bytes written per socket before a flush is forced. Default 16 KiB.
     pub write_buffer_size: usize,
@@ -33,7 +34,7 @@ impl Default for ServerConfig {
             hub: switchboard_core::Config::default(),
             max_message_size: 64 * 1024,
             outbound_queue: 128,
-            read_buffer_size: 4 * 1024,
+            read_buffer_size: 1024,
             write_buffer_size: 16 * 1024,
             hub_queue: 8192,
             shutdown_grace: Duration::from_secs(5),

@@ -124,3 +124,4 @@ fn is_too_big(e: axum::Error) -> bool {
         Err(_) => false,
     }
 }
+

@@ -17,8 +17,9 @@ const BATCH: usize = 256;
 /// What a connection task receives from the hub, in order.
 #[derive(Debug)]
 pub(crate) enum Outbound {
-    /// A message to write.
-    Msg(ServerMessage),
+    /// A message to write. Boxed so a queue slot is 16 bytes: tokio allocates a queue's
+    /// first 32-slot block up front, and this keeps it at 0.5 KiB per idle connection.
+    Msg(Box<ServerMessage>),
     /// Write a close frame and end.
     Close(CloseReason),
 }
@@ -173,7 +174,7 @@ impl HubTask {
                     let Some(handle) = self.conns.get(&conn) else {
                         continue;
                     };
-                    match handle.tx.try_send(Outbound::Msg(msg)) {
+                    match handle.tx.try_send(Outbound::Msg(Box::new(msg))) {
                         Ok(()) => {}
                         Err(TrySendError::Full(_)) => {
                             tracing::warn!(conn = conn.0, "client is not reading; dropping it");
@@ -210,5 +211,15 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(d) => tokio::time::sleep_until(d).await,
         None => std::future::pending().await,
+    }
+}
+
+
+#[cfg(test)]
+mod tests {
+    /// Queue slots stay small: see [`super::Outbound::Msg`].
+    #[test]
+    fn queue_slot_is_small() {
+        assert!(std::mem::size_of::<super::Outbound>() <= 16);
     }
 }

@@ -1,0 +1,143 @@
+//! The real `switchboard` binary as a user runs it: startup line, idle memory per joined
+//! peer, SIGTERM shutdown.
+#![allow(clippy::unwrap_used)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use futures_util::{SinkExt, StreamExt};
+use tokio_tungstenite::connect_async;
+use tokio_tungstenite::tungstenite::Message;
+
+struct Proc {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start(args: &[&str]) -> Proc {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .args(args)
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = BufReader::new(stdout).lines();
+    let port = loop {
+        let line = lines.next().expect("switchboard exited before listening").unwrap();
+        if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
+            assert!(line.contains("/<app>/websocket"), "startup line names the URLs: {line}");
+            break rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+    };
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Proc { child, port }
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// This process's soft fd limit (the server inherits it).
+fn soft_fd_limit() -> u64 {
+    let out = Command::new("sh").args(["-c", "ulimit -n"]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(1024)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_joined_peers_cost_a_few_kib_each() {
+    // The server process inherits our soft limit; keep the count under it.
+    let soft = soft_fd_limit();
+    let n: usize = if soft >= 8192 { 2000 } else { 400 };
+    let p = start(&["--max-connections", "100000"]);
+    let url = format!("ws://127.0.0.1:{}/LiveApp/websocket", p.port);
+
+    // Warm up allocator arenas and runtime threads with a first batch, then measure the
+    // increase for the next batch so one-off costs are not counted per peer.
+    let mut clients = Vec::new();
+    let mut connect = async |count: usize, offset: usize, clients: &mut Vec<_>| {
+        for i in 0..count {
+            let (mut ws, _) = connect_async(&url).await.unwrap();
+            let room = format!("r{}", (offset + i) / 2);
+            ws.send(Message::text(format!(
+                r#"{{"command":"join","streamId":"{room}"}}"#
+            )))
+            .await
+            .unwrap();
+            let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+                .await
+                .unwrap()
+                .unwrap()
+                .unwrap();
+            assert!(m.to_text().unwrap().contains("joined"), "{m:?}");
+            clients.push(ws);
+        }
+    };
+    connect(n / 2, 0, &mut clients).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let before = rss_kib(p.child.id());
+    connect(n, n / 2, &mut clients).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = rss_kib(p.child.id());
+    let per_peer = (after.saturating_sub(before)) as f64 / n as f64;
+    println!("server RSS {before} KiB -> {after} KiB for {n} more joined peers: {per_peer:.2} KiB per peer");
+    assert!(
+        per_peer < 8.0,
+        "idle joined peer costs {per_peer:.2} KiB (budget: a few KiB)"
+    );
+    drop(clients);
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let mut p = start(&[]);
+    let pid = p.child.id();
+    let status = Command::new("kill")
+        .args(["-TERM", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut waited = 0;
+    let code = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s.code();
+        }
+        assert!(waited < 200, "switchboard did not exit within 10 s of SIGTERM");
+        std::thread::sleep(Duration::from_millis(50));
+        waited += 1;
+    };
+    assert_eq!(code, Some(0));
+}
+
+#[test]
+fn bad_config_is_a_clear_error() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--ice-servers", "http://x"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("must start with stun:"), "{err}");
+}
