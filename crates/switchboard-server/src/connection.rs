@@ -124,4 +124,3 @@ fn is_too_big(e: axum::Error) -> bool {
         Err(_) => false,
     }
 }
-

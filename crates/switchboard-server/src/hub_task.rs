@@ -214,7 +214,6 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-
 #[cfg(test)]
 mod tests {
     /// Queue slots stay small: see [`super::Outbound::Msg`].

@@ -34,9 +34,15 @@ fn start(args: &[&str]) -> Proc {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let port = loop {
-        let line = lines.next().expect("switchboard exited before listening").unwrap();
+        let line = lines
+            .next()
+            .expect("switchboard exited before listening")
+            .unwrap();
         if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
-            assert!(line.contains("/<app>/websocket"), "startup line names the URLs: {line}");
+            assert!(
+                line.contains("/<app>/websocket"),
+                "startup line names the URLs: {line}"
+            );
             break rest
                 .split(|c: char| !c.is_ascii_digit())
                 .next()
@@ -62,8 +68,14 @@ fn rss_kib(pid: u32) -> u64 {
 
 /// This process's soft fd limit (the server inherits it).
 fn soft_fd_limit() -> u64 {
-    let out = Command::new("sh").args(["-c", "ulimit -n"]).output().unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(1024)
+    let out = Command::new("sh")
+        .args(["-c", "ulimit -n"])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .trim()
+        .parse()
+        .unwrap_or(1024)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -77,7 +89,7 @@ async fn idle_joined_peers_cost_a_few_kib_each() {
     // Warm up allocator arenas and runtime threads with a first batch, then measure the
     // increase for the next batch so one-off costs are not counted per peer.
     let mut clients = Vec::new();
-    let mut connect = async |count: usize, offset: usize, clients: &mut Vec<_>| {
+    let connect = async |count: usize, offset: usize, clients: &mut Vec<_>| {
         for i in 0..count {
             let (mut ws, _) = connect_async(&url).await.unwrap();
             let room = format!("r{}", (offset + i) / 2);
@@ -102,7 +114,9 @@ async fn idle_joined_peers_cost_a_few_kib_each() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let after = rss_kib(p.child.id());
     let per_peer = (after.saturating_sub(before)) as f64 / n as f64;
-    println!("server RSS {before} KiB -> {after} KiB for {n} more joined peers: {per_peer:.2} KiB per peer");
+    println!(
+        "server RSS {before} KiB -> {after} KiB for {n} more joined peers: {per_peer:.2} KiB per peer"
+    );
     assert!(
         per_peer < 8.0,
         "idle joined peer costs {per_peer:.2} KiB (budget: a few KiB)"
@@ -124,7 +138,10 @@ fn sigterm_stops_cleanly() {
         if let Some(s) = p.child.try_wait().unwrap() {
             break s.code();
         }
-        assert!(waited < 200, "switchboard did not exit within 10 s of SIGTERM");
+        assert!(
+            waited < 200,
+            "switchboard did not exit within 10 s of SIGTERM"
+        );
         std::thread::sleep(Duration::from_millis(50));
         waited += 1;
     };
@@ -134,7 +151,13 @@ fn sigterm_stops_cleanly() {
 #[test]
 fn bad_config_is_a_clear_error() {
     let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--ice-servers", "http://x"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--ice-servers",
+            "http://x",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Switchboard's whole test suite, from a fresh clone: installs what it needs, then runs
+# formatting and lint checks, the Rust tests, and the browser end-to-end tests.
+#
+#   scripts/test.sh            everything
+#   SKIP_BROWSER=1 scripts/test.sh   Rust only (no Chromium)
+#
+# System packages (Debian's chromium) are installed with apt-get when running as root;
+# npm packages are installed locally under web/tests/node_modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# ---- system packages -------------------------------------------------------------------
+need_apt=()
+if [ -z "${SKIP_BROWSER:-}" ] && [ ! -x /usr/bin/chromium ] && [ ! -x /usr/lib/chromium/chromium ]; then
+  need_apt+=(chromium)
+fi
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    step "apt-get install ${need_apt[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "missing system packages: ${need_apt[*]} (run as root to install them with apt-get)" >&2
+    exit 1
+  fi
+fi
+
+# ---- Rust ------------------------------------------------------------------------------
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "the hub crate does no IO (no tokio, axum or redis in its dependency tree)"
+if cargo tree -p switchboard-core -e normal --prefix none | grep -E '^(tokio|axum|hyper|redis|mio) '; then
+  echo "switchboard-core must not depend on IO crates" >&2
+  exit 1
+fi
+
+step "cargo build"
+cargo build --workspace --locked
+
+step "Rust tests"
+if cargo nextest --version >/dev/null 2>&1; then
+  cargo nextest run --workspace --locked --no-fail-fast
+else
+  cargo test --workspace --locked --no-fail-fast
+fi
+cargo test --workspace --locked --doc
+
+# ---- browser end-to-end -----------------------------------------------------------------
+if [ -z "${SKIP_BROWSER:-}" ]; then
+  step "npm install (web/tests)"
+  (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
+  step "browser tests: official SDKs in headless Chromium"
+  (cd web/tests && SWITCHBOARD_BIN="$root/target/debug/switchboard" node --test --test-concurrency=1 ./*.test.mjs)
+fi
+
+step "all tests passed"
