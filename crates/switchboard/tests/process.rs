@@ -23,9 +23,14 @@ impl Drop for Proc {
 }
 
 fn start(args: &[&str]) -> Proc {
+    start_with_env(args, &[])
+}
+
+fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
     let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args(["serve", "--listen", "127.0.0.1:0"])
         .args(args)
+        .envs(env.iter().copied())
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -54,6 +59,21 @@ fn start(args: &[&str]) -> Proc {
     // Keep draining stdout so the server never blocks on a full pipe.
     std::thread::spawn(move || for _ in lines {});
     Proc { child, port }
+}
+
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// Connects to `url`, sends `text`, and returns the socket and the first reply.
+async fn request(url: &str, text: &str) -> (Ws, String) {
+    let (mut ws, _) = connect_async(url).await.unwrap();
+    ws.send(Message::text(text)).await.unwrap();
+    let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    (ws, m.to_text().unwrap().to_owned())
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -91,19 +111,13 @@ async fn idle_joined_peers_cost_a_few_kib_each() {
     let mut clients = Vec::new();
     let connect = async |count: usize, offset: usize, clients: &mut Vec<_>| {
         for i in 0..count {
-            let (mut ws, _) = connect_async(&url).await.unwrap();
             let room = format!("r{}", (offset + i) / 2);
-            ws.send(Message::text(format!(
-                r#"{{"command":"join","streamId":"{room}"}}"#
-            )))
-            .await
-            .unwrap();
-            let m = tokio::time::timeout(Duration::from_secs(10), ws.next())
-                .await
-                .unwrap()
-                .unwrap()
-                .unwrap();
-            assert!(m.to_text().unwrap().contains("joined"), "{m:?}");
+            let (ws, reply) = request(
+                &url,
+                &format!(r#"{{"command":"join","streamId":"{room}"}}"#),
+            )
+            .await;
+            assert!(reply.contains("joined"), "{reply}");
             clients.push(ws);
         }
     };
@@ -163,4 +177,35 @@ fn bad_config_is_a_clear_error() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("must start with stun:"), "{err}");
+}
+
+#[tokio::test]
+async fn environment_variables_configure_the_server() {
+    let p = start_with_env(
+        &[],
+        &[
+            (
+                "SWITCHBOARD_ICE_SERVERS",
+                "stun:stun.example.test:3478,turn:turn.example.test:3478",
+            ),
+            ("SWITCHBOARD_TURN_USERNAME", "alice"),
+            ("SWITCHBOARD_TURN_CREDENTIAL", "s3cret"),
+        ],
+    );
+    let url = format!("ws://127.0.0.1:{}/LiveApp/websocket", p.port);
+    let (_ws, reply) = request(&url, r#"{"command":"getIceServerConfig"}"#).await;
+    let v: serde_json::Value = serde_json::from_str(&reply).unwrap();
+    assert_eq!(
+        v,
+        serde_json::json!({
+            "command": "iceServerConfig",
+            "stunServerUri": "turn:turn.example.test:3478",
+            "turnServerUsername": "alice",
+            "turnServerCredential": "s3cret",
+            "iceServers": [
+                {"urls": ["stun:stun.example.test:3478"]},
+                {"urls": ["turn:turn.example.test:3478"], "username": "alice", "credential": "s3cret"}
+            ]
+        })
+    );
 }
