@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use axum::Router;
 use axum::extract::{Path, State, WebSocketUpgrade};
 use axum::http::{StatusCode, header};
-use axum::response::{Html, IntoResponse, Response};
+use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use switchboard_core::{App, ConnId};
 use tokio_util::task::TaskTracker;
@@ -43,10 +43,30 @@ impl AppState {
     }
 }
 
-/// The router: `/<app>/websocket`, `/healthz` and a landing page at `/`.
+/// The router: `/<app>/websocket`, `/healthz`, the demo call page at `/` and the browser
+/// SDK at `/sdk/switchboard.js` (all assets embedded in the binary).
 pub fn router(state: AppState) -> Router {
     Router::new()
-        .route("/", get(index))
+        .route(
+            "/",
+            get(|| asset(HTML, include_str!("../../../web/demo/index.html"))),
+        )
+        .route(
+            "/app.js",
+            get(|| asset(JS, include_str!("../../../web/demo/app.js"))),
+        )
+        .route(
+            "/style.css",
+            get(|| asset(CSS, include_str!("../../../web/demo/style.css"))),
+        )
+        .route(
+            "/sdk/switchboard.js",
+            get(|| asset(JS, include_str!("../../../web/sdk/switchboard.js"))),
+        )
+        .route(
+            "/sdk/switchboard.d.ts",
+            get(|| asset(TS, include_str!("../../../web/sdk/switchboard.d.ts"))),
+        )
         .route("/healthz", get(healthz))
         .route("/{app}/websocket", get(websocket))
         .with_state(state)
@@ -59,8 +79,23 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
-async fn index() -> Html<&'static str> {
-    Html(include_str!("index.html"))
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const TS: &str = "application/typescript; charset=utf-8";
+
+/// An embedded asset. `no-cache` makes browsers revalidate, so an upgraded binary's page is
+/// never mixed with a cached older SDK.
+async fn asset(content_type: &'static str, body: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+        .into_response()
 }
 
 async fn websocket(

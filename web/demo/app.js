@@ -1,0 +1,261 @@
+// The demo call page served at `/` by `switchboard serve`, built on the browser SDK.
+import { Switchboard, randomRoom, ERROR_MESSAGES } from "/sdk/switchboard.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const ROOM_RE = /^[A-Za-z0-9_.-]{1,128}$/;
+
+/** Exposed for tests and for curious developers (open the console). */
+const demo = (window.demo = { call: null, files: [], transfers: {}, errors: [] });
+
+const STATE_TEXT = {
+  idle: "Ready",
+  connecting: "Connecting…",
+  waiting: "Waiting for someone",
+  calling: "Connecting to peer…",
+  connected: "Connected",
+  reconnecting: "Reconnecting…",
+  full: "Room full",
+  closed: "Left the call",
+};
+
+// ---- lobby --------------------------------------------------------------------------
+const room = params.get("room");
+if (room && ROOM_RE.test(room)) {
+  startCall(room);
+} else {
+  setupLobby(room);
+}
+
+function setupLobby(badRoom) {
+  $("room-input").value = badRoom ? badRoom.replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 128) : randomRoom();
+  if (badRoom) {
+    document.querySelector(".hint").textContent = ERROR_MESSAGES.invalid_room;
+    document.querySelector(".hint").classList.add("bad");
+  }
+  $("generate").onclick = () => { $("room-input").value = randomRoom(); $("room-input").focus(); };
+  $("room-input").oninput = () => $("room-input").setCustomValidity("");
+  $("join-form").onsubmit = (e) => {
+    e.preventDefault();
+    const name = $("room-input").value.trim();
+    if (!ROOM_RE.test(name)) {
+      $("room-input").setCustomValidity(ERROR_MESSAGES.invalid_room);
+      $("room-input").reportValidity();
+      return;
+    }
+    location.search = `?room=${encodeURIComponent(name)}`;
+  };
+}
+
+// ---- call ---------------------------------------------------------------------------
+function startCall(name) {
+  $("lobby").hidden = true;
+  $("call").hidden = false;
+  $("side").hidden = false;
+  $("room-info").hidden = false;
+  $("room-name").textContent = name;
+  document.title = `${name} — Switchboard`;
+
+  const call = new Switchboard({ room: name, app: params.get("app") || undefined });
+  demo.call = call;
+
+  call.on("state", ({ state }) => render(state));
+  call.on("localstream", ({ stream }) => {
+    $("local-video").srcObject = stream;
+    $("local-off").hidden = call.cameraEnabled;
+    setPressed("mic-btn", call.micEnabled);
+    setPressed("cam-btn", call.cameraEnabled);
+  });
+  call.on("remotestream", ({ stream }) => { $("remote-video").srcObject = stream; render(call.state); });
+  call.on("peerjoined", () => { peerLeft = false; systemMessage("Someone joined the call."); });
+  call.on("peerleft", () => { peerLeft = true; $("peer-badges").replaceChildren(); systemMessage("The other person left the call."); render(call.state); });
+  call.on("peermedia", ({ mic, camera }) => {
+    const badges = [];
+    if (!mic) badges.push(badge("🔇 Muted", "peer-muted"));
+    if (!camera) badges.push(badge("Camera off", "peer-camera-off"));
+    $("peer-badges").replaceChildren(...badges);
+  });
+  call.on("message", ({ data }) => {
+    if (typeof data === "string") chatMessage(data, "them");
+    else systemMessage(`Received ${data.byteLength} bytes of binary data.`);
+  });
+  call.on("fileprogress", (p) => transferProgress(p));
+  call.on("file", (f) => fileReceived(f));
+  call.on("error", ({ code, message }) => {
+    demo.errors.push(code);
+    if (code === "room_full" || code === "invalid_room") return; // shown on the stage
+    showBanner(message, code !== "server_unreachable" && code !== "connection_failed");
+  });
+
+  $("copy-link").onclick = async () => {
+    try { await navigator.clipboard.writeText(location.href); flash("copy-link", "Copied!"); }
+    catch { prompt("Copy this link:", location.href); }
+  };
+  $("mic-btn").onclick = () => {
+    const on = call.setMicrophone(!call.micEnabled);
+    setPressed("mic-btn", on);
+  };
+  $("cam-btn").onclick = async () => {
+    $("cam-btn").disabled = true;
+    try {
+      const on = await call.setCamera(!call.cameraEnabled);
+      setPressed("cam-btn", on);
+      $("local-off").hidden = on;
+    } catch (e) { showBanner(ERROR_MESSAGES.camera_unavailable, true); }
+    finally { $("cam-btn").disabled = false; }
+  };
+  $("screen-btn").onclick = async () => {
+    if (call.screenTrack) { await call.stopScreenShare(); return; }
+    try { await call.shareScreen(); } catch { /* reported via the error event */ }
+  };
+  call.on("screenshare", ({ active }) => setPressed("screen-btn", active));
+  $("stats-btn").onclick = () => {
+    const show = $("stats").hidden;
+    $("stats").hidden = !show;
+    setPressed("stats-btn", show);
+  };
+  $("hangup-btn").onclick = () => { call.hangup(); };
+  $("rejoin").onclick = () => location.reload();
+
+  $("chat-form").onsubmit = (e) => {
+    e.preventDefault();
+    const text = $("chat-input").value;
+    if (!text.trim()) return;
+    try {
+      call.send(text);
+      chatMessage(text, "me");
+      $("chat-input").value = "";
+    } catch {
+      showBanner("Messages can be sent once the other person is connected.", false);
+    }
+  };
+  $("file-input").onchange = async () => {
+    const file = $("file-input").files[0];
+    $("file-input").value = "";
+    if (!file) return;
+    try {
+      await call.sendFile(file);
+      systemMessage(`Sent “${file.name}”.`);
+    } catch (e) {
+      showBanner(e.message || "The file could not be sent.", true);
+    }
+  };
+
+  setInterval(updateStats, 1000);
+  render("connecting");
+  call.join().catch(() => {});
+}
+
+let peerLeft = false;
+
+function render(state) {
+  const call = demo.call;
+  $("status").dataset.state = state;
+  $("status-text").textContent = STATE_TEXT[state] || state;
+  const hasVideo = !!call?.remoteStream && call.remoteStream.getVideoTracks().length > 0;
+  let text = "", sub = "", still = false, rejoin = false;
+  switch (state) {
+    case "connecting": text = "Connecting to the server…"; break;
+    case "waiting":
+      text = peerLeft ? "The other person left the call." : "Waiting for someone to join…";
+      sub = `Share this link: ${location.href}`;
+      still = peerLeft;
+      break;
+    case "calling": text = "Connecting to your peer…"; break;
+    case "connected": break;
+    case "reconnecting": text = "Reconnecting…"; sub = "The call continues if your network allows it."; break;
+    case "full": text = "This room is full."; sub = "Two people are already in it. Try another room name."; still = true; rejoin = true; break;
+    case "closed": text = "You left the call."; still = true; rejoin = true; break;
+    default: text = "";
+  }
+  if (state === "connected" || (state === "reconnecting" && hasVideo)) {
+    $("stage-message").hidden = state === "connected";
+    if (state === "reconnecting") { $("stage-message").hidden = true; showBanner("Connection to the server lost. Reconnecting… the call continues.", false); }
+  } else {
+    $("stage-message").hidden = false;
+  }
+  if (state === "connected") hideBanner();
+  $("stage-text").textContent = text;
+  $("stage-sub").textContent = sub;
+  $("stage-message").classList.toggle("still", still);
+  $("rejoin").hidden = !rejoin;
+  for (const id of ["mic-btn", "cam-btn", "screen-btn", "hangup-btn"]) $(id).disabled = state === "closed" || state === "full";
+}
+
+async function updateStats() {
+  const call = demo.call;
+  if (!call || $("stats").hidden) return;
+  const s = await call.stats();
+  if (!s) { $("stats").textContent = "No connection yet"; return; }
+  const fmt = (v, unit) => (v == null ? "–" : `${Math.round(v)} ${unit}`);
+  $("stats").innerHTML =
+    `RTT <b>${fmt(s.rttMs, "ms")}</b><br>` +
+    `↓ <b>${fmt(s.inKbps, "kbit/s")}</b> · ↑ <b>${fmt(s.outKbps, "kbit/s")}</b><br>` +
+    `path <b>${s.localCandidateType || "–"}</b> ↔ <b>${s.remoteCandidateType || "–"}</b>` +
+    (s.framesPerSecond ? ` · <b>${Math.round(s.framesPerSecond)}</b> fps` : "");
+  demo.lastStats = s;
+}
+
+// ---- chat and files -------------------------------------------------------------------
+function appendMessage(li) {
+  $("messages-empty")?.remove();
+  $("messages").append(li);
+  li.scrollIntoView({ block: "end" });
+}
+
+function chatMessage(text, who) {
+  const li = document.createElement("li");
+  li.className = `msg ${who}`;
+  li.textContent = text;
+  appendMessage(li);
+}
+
+function systemMessage(text) {
+  const li = document.createElement("li");
+  li.className = "msg system";
+  li.textContent = text;
+  appendMessage(li);
+}
+
+function transferProgress({ id, name, size, bytes, direction }) {
+  let t = demo.transfers[id];
+  if (!t) {
+    const el = document.createElement("div");
+    el.className = "transfer";
+    el.dataset.direction = direction;
+    el.innerHTML = `<div class="name"><span></span><span class="pct">0%</span></div><progress max="100" value="0"></progress>`;
+    el.querySelector(".name span").textContent = `${direction === "send" ? "Sending" : "Receiving"} ${name}`;
+    $("transfers").append(el);
+    t = demo.transfers[id] = { el, history: [] };
+  }
+  const pct = size ? Math.min(100, Math.floor((bytes / size) * 100)) : 100;
+  t.history.push(pct);
+  t.el.querySelector("progress").value = pct;
+  t.el.querySelector(".pct").textContent = `${pct}%`;
+  if (pct >= 100) setTimeout(() => t.el.remove(), 1500);
+}
+
+function fileReceived({ name, size, blob }) {
+  demo.files.push({ name, size, blob });
+  const li = document.createElement("li");
+  li.className = "msg them";
+  const a = document.createElement("a");
+  a.href = URL.createObjectURL(blob);
+  a.download = name;
+  a.textContent = `📎 ${name}`;
+  li.append(a, document.createTextNode(` (${formatSize(size)})`));
+  appendMessage(li);
+}
+
+function formatSize(n) {
+  if (n < 1024) return `${n} B`;
+  if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
+  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+}
+
+// ---- small helpers --------------------------------------------------------------------
+function setPressed(id, on) { $(id).setAttribute("aria-pressed", String(!!on)); }
+function badge(text, id) { const b = document.createElement("span"); b.className = "badge"; b.id = id; b.textContent = text; return b; }
+function showBanner(text, error) { const b = $("banner"); b.textContent = text; b.classList.toggle("error", !!error); b.hidden = false; }
+function hideBanner() { $("banner").hidden = true; }
+function flash(id, text) { const el = $(id); const old = el.textContent; el.textContent = text; setTimeout(() => (el.textContent = old), 1500); }

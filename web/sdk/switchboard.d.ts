@@ -1,0 +1,110 @@
+// Type declarations for the Switchboard browser SDK (switchboard.js).
+
+/** Error codes the SDK emits; `ERROR_MESSAGES[code]` is a sentence for people. */
+export type ErrorCode =
+  | "room_full" | "camera_denied" | "camera_unavailable" | "insecure_context"
+  | "server_unreachable" | "server_busy" | "invalid_room" | "connection_failed"
+  | "file_too_large" | "not_connected" | "screen_share_failed" | "server_error";
+
+export declare const ERROR_MESSAGES: Record<ErrorCode, string>;
+
+export declare class SwitchboardError extends Error {
+  readonly code: ErrorCode;
+  readonly detail?: unknown;
+}
+
+/**
+ * Call state:
+ * - `idle` before `join()`; `connecting` to the server the first time;
+ * - `waiting` joined, alone in the room; `calling` a peer is there, connection being set up;
+ * - `connected` media and data flow directly;
+ * - `reconnecting` the server or the network path was lost (media may still flow);
+ * - `full` the room has two people already; `closed` after `hangup()` or a fatal error.
+ */
+export type CallState = "idle" | "connecting" | "waiting" | "calling" | "connected" | "reconnecting" | "full" | "closed";
+
+export interface SwitchboardOptions {
+  /** Room name: 1–128 characters of A–Z a–z 0–9 _ . - */
+  room: string;
+  /** Signaling URL; default `ws(s)://<this host>/<app>/websocket`. */
+  url?: string;
+  /** App namespace used to build the default URL; default "WebRTCAppEE". */
+  app?: string;
+  /** getUserMedia constraints, or false to only receive; default `{ audio: true, video: true }`. */
+  media?: { audio?: boolean | MediaTrackConstraints; video?: boolean | MediaTrackConstraints } | false;
+  /** ICE servers; when absent the SDK asks the server (`getIceServerConfig`). */
+  iceServers?: RTCIceServer[];
+  /** Re-join automatically after the signaling socket drops (backoff 0.5 s → 8 s); default true. */
+  reconnect?: boolean;
+  /** Largest file accepted or sent, in bytes; default 512 MiB. */
+  maxFileSize?: number;
+  /** Log protocol events to the console. */
+  debug?: boolean;
+}
+
+export interface CallStats {
+  rttMs: number | null;
+  inKbps: number | null;
+  outKbps: number | null;
+  localCandidateType: "host" | "srflx" | "prflx" | "relay" | null;
+  remoteCandidateType: "host" | "srflx" | "prflx" | "relay" | null;
+  framesDecoded: number;
+  framesPerSecond: number;
+  audioLevel: number | null;
+}
+
+export interface FileProgress { id: string; name: string; size: number; bytes: number; direction: "send" | "receive" }
+
+export interface SwitchboardEvents {
+  state: { state: CallState };
+  joined: { room: string };
+  localstream: { stream: MediaStream };
+  remotestream: { stream: MediaStream | null };
+  peerjoined: {};
+  peerleft: {};
+  peermedia: { mic: boolean; camera: boolean };
+  channelopen: {};
+  message: { data: string | ArrayBuffer };
+  fileprogress: FileProgress;
+  file: { id: string; name: string; size: number; type: string; blob: Blob };
+  peermessage: { definition: unknown; data: unknown };
+  screenshare: { active: boolean; track?: MediaStreamTrack };
+  error: { code: ErrorCode; message: string; detail?: unknown; fatal: boolean; error: SwitchboardError };
+}
+
+export declare class Switchboard {
+  constructor(options: SwitchboardOptions);
+  readonly room: string;
+  readonly url: string;
+  readonly state: CallState;
+  readonly localStream: MediaStream;
+  readonly remoteStream: MediaStream | null;
+  readonly micEnabled: boolean;
+  readonly cameraEnabled: boolean;
+  readonly peerConnection: RTCPeerConnection | null;
+  /** Subscribes to an event; returns an unsubscribe function. */
+  on<K extends keyof SwitchboardEvents>(name: K, fn: (detail: SwitchboardEvents[K]) => void): () => void;
+  /** Opens camera/mic, connects and joins; resolves once joined (rejects on room_full / invalid_room). */
+  join(): Promise<void>;
+  /** Leaves the room, closes the call, releases camera and microphone. */
+  hangup(): void;
+  /** Sends text or binary over the data channel. Throws `not_connected` before it opens. */
+  send(data: string | ArrayBuffer | ArrayBufferView | Blob): void;
+  /** Sends a file on its own data channel; resolves when the peer has all of it. */
+  sendFile(file: Blob & { name?: string }, options?: { onProgress?: (p: { sent: number; size: number }) => void }): Promise<{ id: string; name: string; size: number }>;
+  /** Mutes or unmutes the microphone; returns the new state. */
+  setMicrophone(enabled: boolean): boolean;
+  /** Turns the camera off (released, no frames sent) or on; resolves to the new state. */
+  setCamera(enabled: boolean): Promise<boolean>;
+  /** Shares the screen instead of the camera. */
+  shareScreen(): Promise<void>;
+  /** Stops sharing and goes back to the camera. */
+  stopScreenShare(): Promise<void>;
+  /** Round-trip time, bitrates and candidate types of the current connection. */
+  stats(): Promise<CallStats | null>;
+}
+
+/** `ws(s)://<this host>/<app>/websocket`. */
+export declare function defaultUrl(app?: string): string;
+/** A random, readable room name such as "calm-river-4821". */
+export declare function randomRoom(): string;
