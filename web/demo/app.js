@@ -179,6 +179,8 @@ function render(state) {
   $("stage-sub").textContent = sub;
   $("stage-message").classList.toggle("still", still);
   $("rejoin").hidden = !rejoin;
+  $("rejoin").textContent = state === "full" ? "Try again" : "Rejoin";
+  $("other-room").hidden = state !== "full";
   for (const id of ["mic-btn", "cam-btn", "screen-btn", "hangup-btn"]) $(id).disabled = state === "closed" || state === "full";
 }
 

@@ -51,6 +51,8 @@ export interface CallStats {
   framesDecoded: number;
   framesPerSecond: number;
   audioLevel: number | null;
+  /** Total received audio energy; stops rising while the peer's microphone is muted. */
+  audioEnergy: number | null;
 }
 
 export interface FileProgress { id: string; name: string; size: number; bytes: number; direction: "send" | "receive" }

@@ -163,10 +163,19 @@ export class Switchboard {
       this._send({ command: "leave", streamId: this.room });
     }
     this._closePeer();
-    for (const t of this.localStream.getTracks()) t.stop();
-    this.screenTrack?.stop();
+    this._releaseMedia();
     this._stopSocket();
     this._setState("closed");
+  }
+
+  /** Stops the camera, microphone and screen capture (their indicators go off). */
+  _releaseMedia() {
+    for (const t of this.localStream.getTracks()) { t.stop(); this.localStream.removeTrack(t); }
+    this.screenTrack?.stop();
+    this.screenTrack = null;
+    this.micEnabled = false;
+    this.cameraEnabled = false;
+    this._emit("localstream", { stream: this.localStream });
   }
 
   async _openMedia() {
@@ -295,6 +304,7 @@ export class Switchboard {
         // Nobody can join until someone leaves: stop here instead of retrying.
         this._closed = true;
         this._stopSocket();
+        this._releaseMedia();
         this._setState("full");
         this._error("room_full", msg, true);
         return;
@@ -656,14 +666,15 @@ export class Switchboard {
 
   /**
    * Connection statistics: round-trip time (ms), bitrates (kbit/s, since the last call),
-   * the selected candidate types (host / srflx / prflx / relay), frames decoded.
+   * the selected candidate types (host / srflx / prflx / relay), video frames decoded and
+   * received audio level and total energy (both stop rising while the peer is muted).
    */
   async stats() {
     const pc = this._pc;
     if (!pc) return null;
     const report = await pc.getStats();
     let pair = null;
-    let inBytes = 0, outBytes = 0, framesDecoded = 0, fps = 0, audioLevel = null;
+    let inBytes = 0, outBytes = 0, framesDecoded = 0, fps = 0, audioLevel = null, audioEnergy = null;
     report.forEach((r) => {
       if (r.type === "transport" && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId) || pair;
       if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded" && !pair) pair = r;
@@ -671,6 +682,7 @@ export class Switchboard {
         inBytes += r.bytesReceived || 0;
         if (r.kind === "video") { framesDecoded += r.framesDecoded || 0; fps = r.framesPerSecond || fps; }
         if (r.kind === "audio" && typeof r.audioLevel === "number") audioLevel = r.audioLevel;
+        if (r.kind === "audio" && typeof r.totalAudioEnergy === "number") audioEnergy = r.totalAudioEnergy;
       }
       if (r.type === "outbound-rtp") outBytes += r.bytesSent || 0;
     });
@@ -689,6 +701,7 @@ export class Switchboard {
       framesDecoded,
       framesPerSecond: fps,
       audioLevel,
+      audioEnergy,
     };
   }
 

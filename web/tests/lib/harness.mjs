@@ -18,9 +18,12 @@ export function switchboardBin() {
   return bin;
 }
 
-/** Starts `switchboard serve` on an ephemeral loopback port; resolves once it listens. */
-export async function startSwitchboard(extraArgs = []) {
-  const proc = spawn(switchboardBin(), ["serve", "--listen", "127.0.0.1:0", ...extraArgs], {
+/**
+ * Starts `switchboard serve` on loopback (an ephemeral port unless `port` is given, e.g. to
+ * restart on the same port); resolves once it listens.
+ */
+export async function startSwitchboard(extraArgs = [], listenPort = 0) {
+  const proc = spawn(switchboardBin(), ["serve", "--listen", `127.0.0.1:${listenPort}`, ...extraArgs], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
   });
@@ -39,6 +42,7 @@ export async function startSwitchboard(extraArgs = []) {
   const exited = new Promise((ok) => proc.on("exit", (code, signal) => ok({ code, signal })));
   return {
     port,
+    url: `http://127.0.0.1:${port}`,
     pid: proc.pid,
     log: () => log,
     ws: (app) => `ws://127.0.0.1:${port}/${app}/websocket`,
@@ -90,14 +94,19 @@ export function chromiumPath() {
   throw new Error("Chromium not found: install Debian's chromium (scripts/test.sh does)");
 }
 
-/** A separate headless Chromium instance (separate instances draw video at full rate). */
-export async function launch() {
-  return chromium.launch({ executablePath: chromiumPath(), headless: true, args: chromiumArgs });
+/**
+ * A separate headless Chromium instance (separate instances draw video at full rate).
+ * `grantMedia: false` leaves out the flag that auto-grants camera access, so getUserMedia
+ * fails with NotAllowedError as when a person blocks it.
+ */
+export async function launch({ grantMedia = true } = {}) {
+  const args = grantMedia ? chromiumArgs : chromiumArgs.filter((a) => a !== "--use-fake-ui-for-media-stream");
+  return chromium.launch({ executablePath: chromiumPath(), headless: true, args });
 }
 
 /** Opens `url` in a new context of `browser`, collecting console errors. */
-export async function open(browser, url) {
-  const context = await browser.newContext();
+export async function open(browser, url, viewport) {
+  const context = await browser.newContext(viewport ? { viewport } : {});
   const page = await context.newPage();
   page.consoleErrors = [];
   page.on("console", (m) => { if (m.type() === "error") page.consoleErrors.push(m.text()); });
@@ -124,7 +133,11 @@ export async function until(page, what, fn, arg, timeout = 20000) {
     await new Promise((ok) => setTimeout(ok, 100));
   }
   const state = await page
-    .evaluate(() => ({ events: window.events, errors: window.errors, received: (window.received || []).slice(-10) }))
+    .evaluate(() => ({
+      events: window.events, errors: window.errors, received: (window.received || []).slice(-10),
+      demoState: window.demo?.call?.state, demoErrors: window.demo?.errors,
+      stage: document.getElementById("stage-text")?.textContent,
+    }))
     .catch(() => ({}));
   throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last.message})` : ""}; page state: ${JSON.stringify(state)}`);
 }

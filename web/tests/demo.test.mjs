@@ -1,0 +1,260 @@
+// The demo call page served by `switchboard serve` at `/`, built on Switchboard's browser SDK,
+// in two separate headless Chromium instances (fake camera and microphone).
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { createHash, randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startSwitchboard, startStatic, launch, open, until, repo } from "./lib/harness.mjs";
+
+const DESKTOP = { width: 1280, height: 720 };
+const PHONE = { width: 390, height: 844 };
+const artifacts = join(repo, "web/tests/artifacts");
+let sb, web, browserA, browserB, a, b;
+
+const room = (name) => `${sb.url}/?room=${name}`;
+const state = (page) => page.evaluate(() => window.demo.call?.state);
+const waitState = (page, who, want) => until(page, `${who} state ${want}`, (w) => window.demo.call?.state === w, want);
+const frames = (page) => page.evaluate(async () => (await window.demo.call.stats())?.framesDecoded ?? -1);
+const audioEnergy = (page) => page.evaluate(async () => (await window.demo.call.stats())?.audioEnergy ?? -1);
+const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
+
+/** Remote video has a size and frames keep decoding. */
+async function assertVideoFlowing(page, who) {
+  await until(page, `${who}: remote video size`, () => document.getElementById("remote-video").videoWidth > 0);
+  await until(page, `${who}: frames decoding`, async () => ((await window.demo.call.stats())?.framesDecoded ?? 0) > 10);
+  const n = await frames(page);
+  await until(page, `${who}: frames still decoding`, async (n) => ((await window.demo.call.stats())?.framesDecoded ?? 0) > n + 5, n);
+}
+
+/** Both pages in `name`, connected, video flowing both ways. */
+async function call(name) {
+  a = await open(browserA, room(name), DESKTOP);
+  b = await open(browserB, room(name), PHONE);
+  await Promise.all([waitState(a, "A", "connected"), waitState(b, "B", "connected")]);
+  await Promise.all([assertVideoFlowing(a, "A"), assertVideoFlowing(b, "B")]);
+}
+
+before(async () => {
+  mkdirSync(artifacts, { recursive: true });
+  sb = await startSwitchboard();
+  [browserA, browserB] = await Promise.all([launch(), launch()]);
+});
+
+after(async () => {
+  await Promise.all([browserA?.close(), browserB?.close()]);
+  await web?.close();
+  if (sb) await sb.stop();
+});
+
+test("the lobby makes a room link; two tabs are in a call", async () => {
+  const lobby = await open(browserA, `${sb.url}/`, DESKTOP);
+  const generated = await lobby.inputValue("#room-input");
+  assert.match(generated, /^[a-z]+-[a-z]+-\d{4}$/);
+  await lobby.fill("#room-input", "lobby-room");
+  await lobby.click("button[type=submit]");
+  await lobby.waitForURL(/\?room=lobby-room$/);
+  await waitState(lobby, "lobby page", "waiting");
+  assert.match(await lobby.textContent("#stage-text"), /Waiting for someone/);
+  await lobby.context().close();
+
+  await call("main-room");
+});
+
+test("chat messages both ways", async () => {
+  await a.fill("#chat-input", "hello from the desktop");
+  await a.press("#chat-input", "Enter");
+  await b.fill("#chat-input", "hi from the phone");
+  await b.click("#chat-send");
+  await until(b, "B shows A's message", () => [...document.querySelectorAll(".msg.them")].some((m) => m.textContent === "hello from the desktop"));
+  await until(a, "A shows B's message", () => [...document.querySelectorAll(".msg.them")].some((m) => m.textContent === "hi from the phone"));
+  assert.equal(await a.locator(".msg.me").last().textContent(), "hello from the desktop");
+});
+
+test("a 5 MB file arrives intact with progress reported", async () => {
+  const data = randomBytes(5 * 1024 * 1024);
+  const sha = createHash("sha256").update(data).digest("hex");
+  const dir = join(tmpdir(), `sb-demo-${process.pid}`);
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, "five-megabytes.bin");
+  writeFileSync(path, data);
+  await a.setInputFiles("#file-input", path);
+  await until(b, "B received the file", () => window.demo.files.length === 1, undefined, 60000);
+  const got = await b.evaluate(async () => {
+    const f = window.demo.files[0];
+    const digest = await crypto.subtle.digest("SHA-256", await f.blob.arrayBuffer());
+    return { name: f.name, size: f.size, sha: [...new Uint8Array(digest)].map((x) => x.toString(16).padStart(2, "0")).join("") };
+  });
+  assert.deepEqual(got, { name: "five-megabytes.bin", size: data.length, sha });
+  // Progress went through intermediate values on both sides and reached 100%.
+  for (const [page, who] of [[a, "sender"], [b, "receiver"]]) {
+    const history = await page.evaluate(() => Object.values(window.demo.transfers).flatMap((t) => t.history));
+    assert.ok(history.some((p) => p > 0 && p < 100), `${who} progress had intermediate values: ${history.slice(0, 20)}`);
+    assert.equal(Math.max(...history), 100, `${who} progress reached 100%`);
+  }
+  await until(a, "A says sent", () => [...document.querySelectorAll(".msg.system")].some((m) => m.textContent.includes("Sent “five-megabytes.bin”")));
+  assert.ok(await b.locator(".msg.them a[download='five-megabytes.bin']").count() === 1, "download link shown");
+});
+
+test("mute and camera-off are visible to the other side", async () => {
+  // Before: B hears A. The fake microphone beeps about once a second, so measure the
+  // energy received over a 2 s window.
+  let e0 = await audioEnergy(b);
+  await sleep(2000);
+  const unmutedDelta = (await audioEnergy(b)) - e0;
+  assert.ok(unmutedDelta > 0.01, `audio energy while unmuted: ${unmutedDelta}`);
+
+  await a.click("#mic-btn");
+  assert.equal(await a.getAttribute("#mic-btn", "aria-pressed"), "false");
+  await until(b, "muted badge", () => !!document.getElementById("peer-muted"));
+  await sleep(500); // let audio already in flight drain
+  e0 = await audioEnergy(b);
+  await sleep(2000);
+  const mutedDelta = (await audioEnergy(b)) - e0;
+  // Silence (not even the beeps): at most a rounding residue.
+  assert.ok(mutedDelta < unmutedDelta / 1000, `audio energy while muted: ${mutedDelta} (unmuted: ${unmutedDelta})`);
+
+  await a.click("#cam-btn");
+  await until(a, "camera off", () => document.getElementById("cam-btn").getAttribute("aria-pressed") === "false");
+  await until(b, "camera-off badge", () => !!document.getElementById("peer-camera-off"));
+  await sleep(500);
+  const f0 = await frames(b);
+  await sleep(1500);
+  assert.equal(await frames(b), f0, "no new frames while the camera is off");
+
+  // And back on.
+  await a.click("#mic-btn");
+  await a.click("#cam-btn");
+  await until(b, "badges cleared", () => document.getElementById("peer-badges").children.length === 0);
+  await assertVideoFlowing(b, "B after camera on");
+  e0 = await audioEnergy(b);
+  await until(b, "audio back", async (e) => ((await window.demo.call.stats())?.audioEnergy ?? 0) > e, e0);
+});
+
+test("screenshots in a call; no overlapping or empty regions at 1280x720 and 390x844", async () => {
+  await a.click("#stats-btn");
+  await until(a, "stats overlay filled", () => /RTT/.test(document.getElementById("stats").textContent) && /host/.test(document.getElementById("stats").textContent));
+  for (const [page, vp, name] of [[a, DESKTOP, "desktop"], [b, PHONE, "phone"], [a, PHONE, "desktop-page-at-phone-size"], [b, DESKTOP, "phone-page-at-desktop-size"]]) {
+    await page.setViewportSize(vp);
+    await sleep(300);
+    await page.screenshot({ path: join(artifacts, `demo-call-${name}-${vp.width}x${vp.height}.png`) });
+    const layout = await page.evaluate(() => {
+      const ids = ["room-info", "status", "stage", "controls", "side", "messages", "chat-form"];
+      const el = (id) => document.getElementById(id) || document.querySelector(`.${id}`);
+      const rects = Object.fromEntries(ids.map((id) => { const r = el(id).getBoundingClientRect(); return [id, { x: r.x, y: r.y, w: r.width, h: r.height }]; }));
+      return { rects, scrollW: document.documentElement.scrollWidth, scrollH: document.documentElement.scrollHeight, vw: innerWidth, vh: innerHeight };
+    });
+    const { rects } = layout;
+    assert.ok(layout.scrollW <= layout.vw, `${name}: no horizontal overflow (${layout.scrollW} > ${layout.vw})`);
+    assert.ok(layout.scrollH <= layout.vh, `${name}: fits the viewport height`);
+    for (const [id, r] of Object.entries(rects)) {
+      assert.ok(r.w >= 40 && r.h >= 20, `${name}: ${id} is visible (${JSON.stringify(r)})`);
+      assert.ok(r.x >= 0 && r.y >= 0 && r.x + r.w <= vp.width + 1 && r.y + r.h <= vp.height + 1, `${name}: ${id} inside the viewport`);
+    }
+    // Regions that must not overlap each other.
+    const separate = ["stage", "controls", "side"];
+    const overlap = (p, q) => p.x < q.x + q.w - 1 && q.x < p.x + p.w - 1 && p.y < q.y + q.h - 1 && q.y < p.y + p.h - 1;
+    for (let i = 0; i < separate.length; i++) for (let j = i + 1; j < separate.length; j++) {
+      assert.ok(!overlap(rects[separate[i]], rects[separate[j]]), `${name}: ${separate[i]} overlaps ${separate[j]}`);
+    }
+    // The stage shows the remote video, not an empty box.
+    assert.ok(rects.stage.h >= vp.height * 0.3, `${name}: stage is the main region`);
+    assert.ok(await page.evaluate(() => document.getElementById("stage-message").hidden), `${name}: no placeholder over a live call`);
+  }
+  await a.setViewportSize(DESKTOP);
+  await b.setViewportSize(PHONE);
+});
+
+test("restart the server mid-call: both pages reconnect and the call resumes", async () => {
+  const port = sb.port;
+  const status = await sb.stop();
+  assert.equal(status.code, 0);
+  await Promise.all([waitState(a, "A", "reconnecting"), waitState(b, "B", "reconnecting")]);
+  // Media keeps flowing while the signaling server is down.
+  await assertVideoFlowing(a, "A during outage");
+  assert.match(await a.textContent("#banner"), /Reconnecting/);
+  sb = await startSwitchboard([], port);
+  await Promise.all([waitState(a, "A", "connected"), waitState(b, "B", "connected")]);
+  await Promise.all([assertVideoFlowing(a, "A after restart"), assertVideoFlowing(b, "B after restart")]);
+  // Both are back in the room on the new server: a third person is told it is full.
+  const c = await open(browserA, room("main-room"), DESKTOP);
+  await waitState(c, "C", "full");
+  await c.context().close();
+  // Chat still works (data channel survived).
+  await a.fill("#chat-input", "still here after the restart");
+  await a.press("#chat-input", "Enter");
+  await until(b, "B got post-restart chat", () => [...document.querySelectorAll(".msg.them")].some((m) => m.textContent === "still here after the restart"));
+});
+
+test("hang-up shows peer left; a third tab sees room full", async () => {
+  const c = await open(browserA, room("main-room"), DESKTOP);
+  await waitState(c, "C", "full");
+  assert.equal(await c.textContent("#stage-text"), "This room is full.");
+  assert.equal(await c.textContent("#status-text"), "Room full");
+  // The camera is released when the room cannot be joined.
+  await until(c, "camera released", () => window.demo.call.localStream.getTracks().length === 0);
+  assert.ok(await c.isVisible("#other-room"));
+  await c.screenshot({ path: join(artifacts, "demo-room-full.png") });
+  await c.context().close();
+
+  await b.click("#hangup-btn");
+  await waitState(b, "B", "closed");
+  assert.equal(await b.textContent("#stage-text"), "You left the call.");
+  await until(a, "A sees peer left", () => document.getElementById("stage-text").textContent === "The other person left the call.");
+  assert.equal(await state(a), "waiting");
+  await a.screenshot({ path: join(artifacts, "demo-peer-left.png") });
+
+  // Rejoin from the same page: the call comes back.
+  await b.click("#rejoin");
+  await Promise.all([waitState(a, "A", "connected"), waitState(b, "B", "connected")]);
+  await assertVideoFlowing(a, "A after rejoin");
+});
+
+test("camera denied and server unreachable are explained", async () => {
+  const denied = await launch({ grantMedia: false });
+  try {
+    const p = await open(denied, room("denied-room"), DESKTOP);
+    await until(p, "camera denied banner", () => /blocked/.test(document.getElementById("banner").textContent) && !document.getElementById("banner").hidden);
+    await waitState(p, "denied page", "waiting"); // still joins, receive-only
+    await p.screenshot({ path: join(artifacts, "demo-camera-denied.png") });
+
+    // The SDK on a page whose server is not there.
+    web = await startStatic({ "/sdk/": join(repo, "web/sdk/"), "/pages/": join(repo, "web/tests/pages/") });
+    const q = await open(denied, `${web.url}/pages/sdk.html?ws=${encodeURIComponent("ws://127.0.0.1:9/WebRTCAppEE/websocket")}`);
+    await until(q, "server_unreachable", () => window.sbErrors.includes("server_unreachable"));
+    await until(q, "reconnecting", () => window.sbStates.includes("reconnecting"));
+  } finally {
+    await denied.close();
+  }
+});
+
+test("interop: Switchboard SDK page and official Ant Media SDK page, either joining first", async () => {
+  await Promise.all([a.context().close(), b.context().close()]);
+  web ??= await startStatic({ "/sdk/": join(repo, "web/sdk/"), "/pages/": join(repo, "web/tests/pages/") });
+  const amsSdk = await startStatic({ "/sdk/": join(repo, "web/tests/node_modules/@antmedia/webrtc_adaptor/dist/"), "/pages/": join(repo, "web/tests/pages/") });
+  try {
+    for (const demoFirst of [true, false]) {
+      const name = `interop-${demoFirst ? "demo-first" : "ams-first"}`;
+      const amsUrl = `${amsSdk.url}/pages/antmedia.html?ws=${encodeURIComponent(sb.ws("WebRTCAppEE"))}`;
+      let demoPage, amsPage;
+      const openDemo = async () => { demoPage = await open(browserA, room(name), DESKTOP); await waitState(demoPage, "demo", demoFirst ? "waiting" : "connected"); };
+      const openAms = async () => {
+        amsPage = await open(browserB, amsUrl);
+        await until(amsPage, "AMS initialized", () => window.events.includes("initialized"));
+        await amsPage.evaluate((r) => window.adaptor.join(r), name);
+        await until(amsPage, "AMS joined", () => window.events.includes("joined"));
+      };
+      if (demoFirst) { await openDemo(); await openAms(); } else { await openAms(); await openDemo(); }
+      await waitState(demoPage, "demo", "connected");
+      await assertVideoFlowing(demoPage, `demo (${name})`);
+      await until(amsPage, "AMS remote video", () => document.getElementById("remoteVideo").videoWidth > 0);
+      await until(amsPage, "AMS frames decoding", async (r) => (await window.framesDecoded(r)) > 10, name);
+      const n = await amsPage.evaluate((r) => window.framesDecoded(r), name);
+      await until(amsPage, "AMS frames still decoding", async ([r, n]) => (await window.framesDecoded(r)) > n + 5, [name, n]);
+      await Promise.all([demoPage.context().close(), amsPage.context().close()]);
+    }
+  } finally {
+    await amsSdk.close();
+  }
+});
