@@ -221,7 +221,9 @@ test("camera denied and server unreachable are explained", async () => {
 
     // The SDK on a page whose server is not there.
     web = await startStatic({ "/sdk/": join(repo, "web/sdk/"), "/pages/": join(repo, "web/tests/pages/") });
-    const q = await open(denied, `${web.url}/pages/sdk.html?ws=${encodeURIComponent("ws://127.0.0.1:9/WebRTCAppEE/websocket")}`);
+    // The page's origin is the static server; the SDK is imported cross-origin from Switchboard.
+    const sdkUrl = encodeURIComponent(`${sb.url}/sdk/switchboard.js`);
+    const q = await open(denied, `${web.url}/pages/sdk.html?sdk=${sdkUrl}&ws=${encodeURIComponent("ws://127.0.0.1:9/WebRTCAppEE/websocket")}`);
     await until(q, "server_unreachable", () => window.sbErrors.includes("server_unreachable"));
     await until(q, "reconnecting", () => window.sbStates.includes("reconnecting"));
   } finally {

@@ -61,15 +61,26 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/sdk/switchboard.js",
-            get(|| asset(JS, include_str!("../../../web/sdk/switchboard.js"))),
+            get(|| sdk(JS, include_str!("../../../web/sdk/switchboard.js"))),
         )
         .route(
             "/sdk/switchboard.d.ts",
-            get(|| asset(TS, include_str!("../../../web/sdk/switchboard.d.ts"))),
+            get(|| sdk(TS, include_str!("../../../web/sdk/switchboard.d.ts"))),
         )
         .route("/healthz", get(healthz))
         .route("/{app}/websocket", get(websocket))
         .with_state(state)
+}
+
+/// An SDK file: also importable from pages on other origins (`<script type="module">`
+/// imports are CORS requests).
+async fn sdk(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = asset(content_type, body).await;
+    response.headers_mut().insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        header::HeaderValue::from_static("*"),
+    );
+    response
 }
 
 async fn healthz() -> impl IntoResponse {
