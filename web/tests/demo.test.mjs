@@ -132,6 +132,20 @@ test("mute and camera-off are visible to the other side", async () => {
   await until(b, "audio back", async (e) => ((await window.demo.call.stats())?.audioEnergy ?? 0) > e, e0);
 });
 
+test("screen sharing replaces the camera for the other side, and back", async () => {
+  const width = () => b.evaluate(() => document.getElementById("remote-video").videoWidth);
+  const cameraWidth = await width();
+  await a.click("#screen-btn");
+  await until(a, "sharing", () => document.getElementById("screen-btn").getAttribute("aria-pressed") === "true");
+  // The fake screen is larger than the fake camera: B's remote video changes size.
+  await until(b, "B sees the screen", (w) => document.getElementById("remote-video").videoWidth !== w, cameraWidth);
+  assert.notEqual(await width(), cameraWidth);
+  await assertVideoFlowing(b, "B during screen share");
+  await a.click("#screen-btn");
+  await until(b, "B sees the camera again", (w) => document.getElementById("remote-video").videoWidth === w, cameraWidth);
+  await assertVideoFlowing(b, "B after screen share");
+});
+
 test("screenshots in a call; no overlapping or empty regions at 1280x720 and 390x844", async () => {
   await a.click("#stats-btn");
   await until(a, "stats overlay filled", () => /RTT/.test(document.getElementById("stats").textContent) && /host/.test(document.getElementById("stats").textContent));

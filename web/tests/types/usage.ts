@@ -1,0 +1,39 @@
+// Compile-only check that switchboard.d.ts describes the SDK as its README uses it.
+import { Switchboard, ERROR_MESSAGES, SwitchboardError, randomRoom, defaultUrl } from "../../sdk/switchboard.js";
+import type { CallState, CallStats, ErrorCode } from "../../sdk/switchboard.js";
+
+const call = new Switchboard({ room: randomRoom(), url: defaultUrl("LiveApp"), media: { audio: true, video: { width: 640 } } });
+const off: () => void = call.on("remotestream", ({ stream }) => {
+  const v: MediaStream | null = stream;
+  void v;
+});
+off();
+call.on("state", ({ state }) => {
+  const s: CallState = state;
+  void s;
+});
+call.on("error", ({ code, message, fatal, error }) => {
+  const c: ErrorCode = code;
+  const m: string = ERROR_MESSAGES[c] + message;
+  const e: SwitchboardError = error;
+  void [m, fatal, e.code];
+});
+call.on("fileprogress", (p) => void (p.bytes / p.size));
+call.on("file", ({ blob, name }) => void [blob.size, name.length]);
+async function run(): Promise<void> {
+  await call.join();
+  call.send("hi");
+  call.send(new Uint8Array([1, 2, 3]));
+  const sent = await call.sendFile(new Blob(["x"]), { onProgress: ({ sent, size }) => void (sent / size) });
+  void sent.id;
+  const mic: boolean = call.setMicrophone(false);
+  const cam: boolean = await call.setCamera(false);
+  await call.shareScreen();
+  await call.stopScreenShare();
+  const stats: CallStats | null = await call.stats();
+  void [mic, cam, stats?.rttMs, stats?.localCandidateType, call.peerConnection?.iceConnectionState];
+  call.hangup();
+}
+void run;
+// @ts-expect-error room is required
+new Switchboard({});
