@@ -3,7 +3,7 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { startSwitchboard, startStatic, launch, open, until, repo } from "./lib/harness.mjs";
+import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing as assertFramesFlowing } from "./lib/harness.mjs";
 
 const ROOM = "room1";
 let sb, web, browserA, browserB, a, b;
@@ -19,15 +19,8 @@ const countReceived = (page, command, definition) =>
   page.evaluate(([c, d]) => window.received.filter((m) => m.command === c && (!d || m.definition === d)).length, [command, definition]);
 
 /** Remote video is playing and frames keep decoding on the room's peer connection. */
-async function assertVideoFlowing(page, who) {
-  await until(page, `${who}: remote video has size`, () => {
-    const v = document.getElementById("remoteVideo");
-    return v && v.videoWidth > 0 && v.videoHeight > 0;
-  });
-  await until(page, `${who}: frames decoding`, async (room) => (await window.framesDecoded(room)) > 10, ROOM);
-  const first = await page.evaluate((room) => window.framesDecoded(room), ROOM);
-  await until(page, `${who}: frames still decoding`, async ([room, n]) => (await window.framesDecoded(room)) > n + 5, [ROOM, first]);
-}
+const assertVideoFlowing = (page, who) =>
+  assertFramesFlowing(page, who, "remoteVideo", (room) => window.framesDecoded(room), ROOM);
 
 const iceConnected = (page, who, after = 0) =>
   until(page, `${who}: ICE connected`, (n) => window.iceStates.slice(n).some((s) => s === "connected" || s === "completed"), after);

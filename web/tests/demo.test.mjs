@@ -6,7 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startSwitchboard, startStatic, launch, open, until, repo } from "./lib/harness.mjs";
+import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing as assertFramesFlowing } from "./lib/harness.mjs";
 
 const DESKTOP = { width: 1280, height: 720 };
 const PHONE = { width: 390, height: 844 };
@@ -21,12 +21,8 @@ const audioEnergy = (page) => page.evaluate(async () => (await window.demo.call.
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
 /** Remote video has a size and frames keep decoding. */
-async function assertVideoFlowing(page, who) {
-  await until(page, `${who}: remote video size`, () => document.getElementById("remote-video").videoWidth > 0);
-  await until(page, `${who}: frames decoding`, async () => ((await window.demo.call.stats())?.framesDecoded ?? 0) > 10);
-  const n = await frames(page);
-  await until(page, `${who}: frames still decoding`, async (n) => ((await window.demo.call.stats())?.framesDecoded ?? 0) > n + 5, n);
-}
+const assertVideoFlowing = (page, who) =>
+  assertFramesFlowing(page, who, "remote-video", async () => (await window.demo.call.stats())?.framesDecoded ?? 0);
 
 /** Both pages in `name`, connected, video flowing both ways. */
 async function call(name) {
@@ -70,6 +66,9 @@ test("chat messages both ways", async () => {
   await until(b, "B shows A's message", () => [...document.querySelectorAll(".msg.them")].some((m) => m.textContent === "hello from the desktop"));
   await until(a, "A shows B's message", () => [...document.querySelectorAll(".msg.them")].some((m) => m.textContent === "hi from the phone"));
   assert.equal(await a.locator(".msg.me").last().textContent(), "hello from the desktop");
+  // Binary data through the SDK's send().
+  await a.evaluate(() => window.demo.call.send(new Uint8Array([1, 2, 3, 4, 5]).buffer));
+  await until(b, "B got binary data", () => [...document.querySelectorAll(".msg.system")].some((m) => m.textContent === "Received 5 bytes of binary data."));
 });
 
 test("a 5 MB file arrives intact with progress reported", async () => {
@@ -264,10 +263,7 @@ test("interop: Switchboard SDK page and official Ant Media SDK page, either join
       if (demoFirst) { await openDemo(); await openAms(); } else { await openAms(); await openDemo(); }
       await waitState(demoPage, "demo", "connected");
       await assertVideoFlowing(demoPage, `demo (${name})`);
-      await until(amsPage, "AMS remote video", () => document.getElementById("remoteVideo").videoWidth > 0);
-      await until(amsPage, "AMS frames decoding", async (r) => (await window.framesDecoded(r)) > 10, name);
-      const n = await amsPage.evaluate((r) => window.framesDecoded(r), name);
-      await until(amsPage, "AMS frames still decoding", async ([r, n]) => (await window.framesDecoded(r)) > n + 5, [name, n]);
+      await assertFramesFlowing(amsPage, `Ant Media SDK page (${name})`, "remoteVideo", (r) => window.framesDecoded(r), name);
       await Promise.all([demoPage.context().close(), amsPage.context().close()]);
     }
   } finally {

@@ -141,3 +141,23 @@ export async function until(page, what, fn, arg, timeout = 20000) {
     .catch(() => ({}));
   throw new Error(`timed out waiting for ${what}${last ? ` (last error: ${last.message})` : ""}; page state: ${JSON.stringify(state)}`);
 }
+
+/**
+ * Proves video flows into `page`: the `<video id=videoId>` has a size, and `count(arg)` (a
+ * page function returning frames decoded so far) passes 10 and keeps rising.
+ */
+export async function assertVideoFlowing(page, who, videoId, count, arg) {
+  await until(page, `${who}: remote video size`, (id) => document.getElementById(id)?.videoWidth > 0, videoId);
+  const framesNow = () => page.evaluate(count, arg);
+  const rising = async (above, what) => {
+    const deadline = Date.now() + 20000;
+    let n;
+    while ((n = await framesNow()) <= above) {
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${who}: ${what} (frames ${n})`);
+      await new Promise((ok) => setTimeout(ok, 100));
+    }
+    return n;
+  };
+  const n = await rising(10, "frames decoding");
+  await rising(n + 5, "frames still decoding");
+}
