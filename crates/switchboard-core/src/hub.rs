@@ -10,6 +10,8 @@ use switchboard_proto::antmedia::{
 };
 use switchboard_proto::{ErrorCode, IceServer, StreamId};
 
+use crate::ice::IceConfig;
+
 use crate::App;
 use crate::timers::Deadlines;
 
@@ -26,8 +28,9 @@ pub struct Config {
     /// Most connections at once; the next one gets `highResourceUsage` and is closed.
     /// Default 50,000.
     pub max_connections: usize,
-    /// ICE servers sent in `iceServerConfig` replies.
-    pub ice_servers: Vec<IceServer>,
+    /// ICE servers sent in `iceServerConfig` replies (fixed ones, and TURN servers that get
+    /// short-lived credentials per request).
+    pub ice: IceConfig,
 }
 
 impl Default for Config {
@@ -35,7 +38,10 @@ impl Default for Config {
         Self {
             idle_timeout: Duration::from_secs(20),
             max_connections: 50_000,
-            ice_servers: vec![IceServer::stun("stun:stun.l.google.com:19302")],
+            ice: IceConfig {
+                servers: vec![IceServer::stun("stun:stun.l.google.com:19302")],
+                turn: None,
+            },
         }
     }
 }
@@ -94,6 +100,8 @@ struct Conn {
     room: Option<StreamId>,
     /// Last time a frame arrived; the idle deadline is `last_seen + idle_timeout`.
     last_seen: Instant,
+    /// The host the client used to reach the server, for `{host}` in ICE URLs.
+    host: Option<Box<str>>,
 }
 
 /// A room: one or two peers. `peers[0]` is always occupied.
@@ -126,7 +134,10 @@ impl Room {
 #[derive(Debug)]
 pub struct Hub {
     config: Config,
-    ice: Arc<IceServerConfig>,
+    /// The `iceServerConfig` reply, when it is the same for everyone.
+    ice: Option<Arc<IceServerConfig>>,
+    /// Wall-clock time (Unix seconds), for the expiry of minted TURN credentials.
+    unix_now: u64,
     conns: HashMap<ConnId, Conn>,
     rooms: HashMap<(App, StreamId), Room>,
     deadlines: Deadlines,
@@ -139,7 +150,11 @@ impl Hub {
     #[must_use]
     pub fn new(config: Config) -> Self {
         Self {
-            ice: Arc::new(IceServerConfig::from_servers(&config.ice_servers)),
+            ice: config
+                .ice
+                .is_static()
+                .then(|| Arc::new(IceServerConfig::from_servers(&config.ice.servers))),
+            unix_now: 0,
             config,
             conns: HashMap::new(),
             rooms: HashMap::new(),
@@ -176,9 +191,16 @@ impl Hub {
         self.deadlines.next()
     }
 
-    /// A new connection to `app`. Over [`Config::max_connections`] it is answered with
-    /// `highResourceUsage` and closed. A repeated id is ignored.
-    pub fn handle_connect(&mut self, conn: ConnId, app: App, now: Instant) {
+    /// The current wall-clock time in Unix seconds. Only the expiry of minted TURN
+    /// credentials depends on it; the edge sets it before each batch of inputs.
+    pub fn handle_wall_clock(&mut self, unix_secs: u64) {
+        self.unix_now = unix_secs;
+    }
+
+    /// A new connection to `app`, made to `host` (the bare host of its `Host` header, see
+    /// [`crate::ice::host_from_header`]). Over [`Config::max_connections`] it is answered
+    /// with `highResourceUsage` and closed. A repeated id is ignored.
+    pub fn handle_connect(&mut self, conn: ConnId, app: App, host: Option<&str>, now: Instant) {
         if self.conns.contains_key(&conn) {
             return;
         }
@@ -201,6 +223,7 @@ impl Hub {
                 app,
                 room: None,
                 last_seen: now,
+                host: host.map(Into::into),
             },
         );
         self.deadlines.push(now + self.config.idle_timeout, conn);
@@ -242,7 +265,19 @@ impl Hub {
         match msg {
             ClientMessage::Ping => self.send(conn, ServerMessage::Pong),
             ClientMessage::GetIceServerConfig => {
-                self.send(conn, ServerMessage::IceServerConfig(Arc::clone(&self.ice)));
+                let reply = match &self.ice {
+                    Some(fixed) => Arc::clone(fixed),
+                    None => {
+                        let host = self.conns.get(&conn).and_then(|c| c.host.as_deref());
+                        let servers = self.config.ice.resolve(
+                            host,
+                            self.unix_now,
+                            &format!("switchboard-{}", conn.0),
+                        );
+                        Arc::new(IceServerConfig::from_servers(&servers))
+                    }
+                };
+                self.send(conn, ServerMessage::IceServerConfig(reply));
             }
             ClientMessage::Join { stream_id } => self.join(conn, stream_id),
             ClientMessage::Leave { stream_id } => self.leave(conn, &stream_id),

@@ -35,7 +35,7 @@
 //! let now = Instant::now();
 //! let mut hub = Hub::new(Config::default());
 //! let app = App::new("LiveApp").unwrap();
-//! hub.handle_connect(ConnId(1), app.clone(), now);
+//! hub.handle_connect(ConnId(1), app.clone(), None, now);
 //! hub.handle_message(ConnId(1), decode(r#"{"command":"join","streamId":"r"}"#), now);
 //! let Some(Output::Send { conn, msg }) = hub.poll_output() else { panic!() };
 //! assert_eq!(conn, ConnId(1));
@@ -45,6 +45,7 @@
 
 mod app;
 mod hub;
+pub mod ice;
 mod timers;
 
 pub use app::{App, InvalidApp, MAX_APP_LEN};

@@ -20,6 +20,7 @@ pub(crate) async fn serve(
     mut socket: WebSocket,
     conn: ConnId,
     app: App,
+    host: Option<Box<str>>,
     hub: HubSender,
     queue: usize,
 ) {
@@ -29,7 +30,7 @@ pub(crate) async fn serve(
         tx,
         kill: kill.clone(),
     };
-    if !hub.connect(conn, app, handle).await {
+    if !hub.connect(conn, app, host, handle).await {
         let _ = socket.send(close(CloseReason::Shutdown)).await;
         return;
     }

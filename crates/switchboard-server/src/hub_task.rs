@@ -39,6 +39,7 @@ enum Input {
     Connect {
         conn: ConnId,
         app: App,
+        host: Option<Box<str>>,
         handle: ConnHandle,
     },
     Message {
@@ -64,9 +65,20 @@ pub(crate) struct HubSender {
 
 impl HubSender {
     /// Registers a connection. Returns false if the hub is gone.
-    pub(crate) async fn connect(&self, conn: ConnId, app: App, handle: ConnHandle) -> bool {
+    pub(crate) async fn connect(
+        &self,
+        conn: ConnId,
+        app: App,
+        host: Option<Box<str>>,
+        handle: ConnHandle,
+    ) -> bool {
         self.tx
-            .send(Input::Connect { conn, app, handle })
+            .send(Input::Connect {
+                conn,
+                app,
+                host,
+                handle,
+            })
             .await
             .is_ok()
     }
@@ -124,6 +136,7 @@ impl HubTask {
                 input = rx.recv() => {
                     let Some(input) = input else { break };
                     let now = Instant::now().into_std();
+                    self.hub.handle_wall_clock(crate::unix_now());
                     self.apply(input, now);
                     for _ in 1..BATCH {
                         match rx.try_recv() {
@@ -142,13 +155,18 @@ impl HubTask {
 
     fn apply(&mut self, input: Input, now: std::time::Instant) {
         match input {
-            Input::Connect { conn, app, handle } => {
+            Input::Connect {
+                conn,
+                app,
+                host,
+                handle,
+            } => {
                 if self.stopping {
                     let _ = handle.tx.try_send(Outbound::Close(CloseReason::Shutdown));
                     return;
                 }
                 self.conns.insert(conn, handle);
-                self.hub.handle_connect(conn, app, now);
+                self.hub.handle_connect(conn, app, host.as_deref(), now);
             }
             Input::Message { conn, msg } => self.hub.handle_message(conn, msg, now),
             Input::Activity { conn } => self.hub.handle_activity(conn, now),

@@ -33,6 +33,13 @@ use tokio_util::task::TaskTracker;
 pub use config::{DEFAULT_LISTEN, ServerConfig};
 pub use routes::{AppState, router};
 
+/// Wall-clock time in Unix seconds (0 if the clock is before 1970).
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
 /// Serves `listener` until `shutdown` resolves, then shuts down gracefully.
 ///
 /// # Errors

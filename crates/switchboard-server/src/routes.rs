@@ -3,11 +3,13 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use axum::Json;
 use axum::Router;
 use axum::extract::{Path, State, WebSocketUpgrade};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
+use switchboard_core::ice::host_from_header;
 use switchboard_core::{App, ConnId};
 use tokio_util::task::TaskTracker;
 
@@ -68,6 +70,7 @@ pub fn router(state: AppState) -> Router {
             get(|| sdk(TS, include_str!("../../../web/sdk/switchboard.d.ts"))),
         )
         .route("/healthz", get(healthz))
+        .route("/api/v1/ice-servers", get(ice_servers))
         .route("/{app}/websocket", get(websocket))
         .with_state(state)
 }
@@ -81,6 +84,32 @@ async fn sdk(content_type: &'static str, body: &'static str) -> Response {
         header::HeaderValue::from_static("*"),
     );
     response
+}
+
+/// The host a request was addressed to, from its `Host` header.
+fn request_host(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .and_then(host_from_header)
+}
+
+/// `GET /api/v1/ice-servers`: `{"iceServers":[RTCIceServer...]}`, usable directly as an
+/// `RTCConfiguration`; TURN entries carry fresh short-lived credentials.
+async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    let host = request_host(&headers);
+    let servers =
+        state
+            .inner
+            .config
+            .hub
+            .ice
+            .resolve(host.as_deref(), crate::unix_now(), "switchboard-http");
+    (
+        [(header::CACHE_CONTROL, "no-store")],
+        Json(serde_json::json!({ "iceServers": servers })),
+    )
+        .into_response()
 }
 
 async fn healthz() -> impl IntoResponse {
@@ -112,8 +141,10 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 async fn websocket(
     State(state): State<AppState>,
     Path(app): Path<String>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
+    let host = request_host(&headers).map(String::into_boxed_str);
     let Ok(app) = App::new(&app) else {
         return (
             StatusCode::NOT_FOUND,
@@ -132,6 +163,8 @@ async fn websocket(
         .max_message_size(cfg.max_message_size)
         .max_frame_size(cfg.max_message_size)
         .on_upgrade(move |socket| {
-            tracker.track_future(crate::connection::serve(socket, conn, app, hub, queue))
+            tracker.track_future(crate::connection::serve(
+                socket, conn, app, host, hub, queue,
+            ))
         })
 }

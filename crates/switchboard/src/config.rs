@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
+use switchboard_core::ice::{DEFAULT_TURN_TTL, TurnRest};
 use switchboard_proto::IceServer;
 use switchboard_server::{DEFAULT_LISTEN, ServerConfig};
 
@@ -45,6 +46,17 @@ pub(crate) struct ServeArgs {
     /// Credential for the turn:/turns: URLs of --ice-servers.
     #[arg(long, env = "SWITCHBOARD_TURN_CREDENTIAL", hide_env_values = true)]
     turn_credential: Option<String>,
+    /// Shared secret of TURN servers using coturn's REST-API auth (`use-auth-secret`,
+    /// `static-auth-secret`): clients get short-lived credentials minted with it.
+    #[arg(long, env = "SWITCHBOARD_TURN_SECRET", hide_env_values = true)]
+    turn_secret: Option<String>,
+    /// TURN URLs the minted credentials are for, comma-separated; `{host}` becomes the host
+    /// the client used to reach Switchboard (e.g. `turn:{host}:3478`).
+    #[arg(long, env = "SWITCHBOARD_TURN_URLS", value_delimiter = ',')]
+    turn_urls: Option<Vec<String>>,
+    /// Lifetime of minted TURN credentials, in seconds [default: 3600].
+    #[arg(long, env = "SWITCHBOARD_TURN_TTL_SECS")]
+    turn_ttl_secs: Option<u64>,
 }
 
 /// The `--config` file. Every key is optional.
@@ -59,6 +71,9 @@ struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     /// Full `RTCIceServer` entries: `[[ice_servers]] urls = [...]`, `username`, `credential`.
     ice_servers: Option<Vec<IceServer>>,
+    turn_secret: Option<String>,
+    turn_urls: Option<Vec<String>>,
+    turn_ttl_secs: Option<u64>,
 }
 
 impl ServeArgs {
@@ -100,11 +115,37 @@ impl ServeArgs {
             cfg.shutdown_grace = Duration::from_secs(s);
         }
         if let Some(urls) = self.ice_servers {
-            cfg.hub.ice_servers = ice_from_urls(urls, self.turn_username, self.turn_credential)?;
+            cfg.hub.ice.servers = ice_from_urls(urls, self.turn_username, self.turn_credential)?;
         } else if let Some(servers) = file.ice_servers {
-            cfg.hub.ice_servers = servers;
+            cfg.hub.ice.servers = servers;
         }
-        for s in &cfg.hub.ice_servers {
+        let secret = self.turn_secret.or(file.turn_secret);
+        let turn_urls = self.turn_urls.or(file.turn_urls);
+        let ttl = self.turn_ttl_secs.or(file.turn_ttl_secs);
+        match (secret, turn_urls) {
+            (Some(secret), Some(urls)) => {
+                if secret.is_empty() {
+                    bail!("turn_secret must not be empty");
+                }
+                let urls: Vec<String> = urls.into_iter().map(|u| u.trim().to_owned()).collect();
+                if urls.is_empty()
+                    || urls
+                        .iter()
+                        .any(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+                {
+                    bail!("turn_urls must be turn: or turns: URLs");
+                }
+                let ttl = ttl.map_or(DEFAULT_TURN_TTL, Duration::from_secs);
+                if ttl.is_zero() {
+                    bail!("turn_ttl_secs must be at least 1");
+                }
+                cfg.hub.ice.turn = Some(TurnRest { secret, urls, ttl });
+            }
+            (Some(_), None) => bail!("turn_secret needs turn_urls (e.g. turn:{{host}}:3478)"),
+            (None, Some(_)) => bail!("turn_urls need turn_secret"),
+            (None, None) => {}
+        }
+        for s in &cfg.hub.ice.servers {
             for u in &s.urls {
                 if !(u.starts_with("stun:") || u.starts_with("turn:") || u.starts_with("turns:")) {
                     bail!("ICE server URL {u:?} must start with stun:, turn: or turns:");
@@ -162,7 +203,8 @@ mod tests {
         let (listen, cfg) = parse(&[]).unwrap();
         assert_eq!(listen, "0.0.0.0:5080".parse().unwrap());
         assert_eq!(cfg.hub.idle_timeout, Duration::from_secs(20));
-        assert_eq!(cfg.hub.ice_servers.len(), 1);
+        assert_eq!(cfg.hub.ice.servers.len(), 1);
+        assert!(cfg.hub.ice.turn.is_none());
     }
 
     #[test]
@@ -179,7 +221,7 @@ mod tests {
         let (listen, cfg) = parse(&["--config", path, "--idle-timeout-secs", "12"]).unwrap();
         assert_eq!(listen, "127.0.0.1:9000".parse().unwrap());
         assert_eq!(cfg.hub.idle_timeout, Duration::from_secs(12));
-        assert_eq!(cfg.hub.ice_servers[0].username.as_deref(), Some("u"));
+        assert_eq!(cfg.hub.ice.servers[0].username.as_deref(), Some("u"));
         std::fs::write(&f, "nonsense_key = 1\n").unwrap();
         let err = parse(&["--config", path]).unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
@@ -196,8 +238,22 @@ mod tests {
             "p",
         ])
         .unwrap();
-        assert_eq!(cfg.hub.ice_servers.len(), 2);
-        assert!(cfg.hub.ice_servers[1].is_turn());
+        assert_eq!(cfg.hub.ice.servers.len(), 2);
+        assert!(cfg.hub.ice.servers[1].is_turn());
+        let (_, cfg) = parse(&[
+            "--turn-secret",
+            "s",
+            "--turn-urls",
+            "turn:{host}:3478",
+            "--turn-ttl-secs",
+            "60",
+        ])
+        .unwrap();
+        let turn = cfg.hub.ice.turn.unwrap();
+        assert_eq!((turn.urls.len(), turn.ttl), (1, Duration::from_secs(60)));
+        assert!(parse(&["--turn-secret", "s"]).is_err());
+        assert!(parse(&["--turn-urls", "turn:x:1"]).is_err());
+        assert!(parse(&["--turn-secret", "s", "--turn-urls", "stun:x:1"]).is_err());
         assert!(parse(&["--ice-servers", "turn:b:2"]).is_err());
         assert!(parse(&["--ice-servers", "http://x"]).is_err());
         assert!(parse(&["--idle-timeout-secs", "0"]).is_err());

@@ -22,8 +22,12 @@ impl Harness {
     }
 
     fn connect(&mut self, conn: u64, app: &str) {
-        self.hub
-            .handle_connect(ConnId(conn), App::new(app).unwrap(), self.now);
+        self.hub.handle_connect(
+            ConnId(conn),
+            App::new(app).unwrap(),
+            Some("sb.test"),
+            self.now,
+        );
     }
 
     fn send(&mut self, conn: u64, text: &str) -> Vec<(u64, String)> {
@@ -512,4 +516,35 @@ mod props {
             }
         }
     }
+}
+
+#[test]
+fn ice_config_mints_turn_credentials_for_the_clients_host() {
+    use crate::ice::{IceConfig, TurnRest, rest_password};
+    let mut h = Harness::with(Config {
+        ice: IceConfig {
+            servers: vec![IceServer::stun("stun:{host}:3478")],
+            turn: Some(TurnRest {
+                secret: "s3cret".into(),
+                urls: vec!["turn:{host}:3478".into()],
+                ttl: Duration::from_secs(3600),
+            }),
+        },
+        ..Config::default()
+    });
+    h.hub.handle_wall_clock(1_800_000_000);
+    h.connect(7, "A");
+    let out = h.send(7, r#"{"command":"getIceServerConfig"}"#);
+    assert_eq!(out.len(), 1);
+    let v: serde_json::Value = serde_json::from_str(&out[0].1).unwrap();
+    let user = "1800003600:switchboard-7";
+    assert_eq!(v["stunServerUri"], "turn:sb.test:3478");
+    assert_eq!(v["turnServerUsername"], user);
+    assert_eq!(v["turnServerCredential"], rest_password("s3cret", user));
+    assert_eq!(v["iceServers"][0]["urls"][0], "stun:sb.test:3478");
+    assert_eq!(v["iceServers"][1]["username"], user);
+    // Later requests get later expiries.
+    h.hub.handle_wall_clock(1_800_000_100);
+    let out = h.send(7, r#"{"command":"getIceServerConfig"}"#);
+    assert!(out[0].1.contains("1800003700:switchboard-7"));
 }
