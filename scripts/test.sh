@@ -18,6 +18,9 @@ need_apt=()
 if [ -z "${SKIP_BROWSER:-}" ] && [ ! -x /usr/bin/chromium ] && [ ! -x /usr/lib/chromium/chromium ]; then
   need_apt+=(chromium)
 fi
+if ! command -v turnserver >/dev/null || ! command -v turnutils_uclient >/dev/null; then
+  need_apt+=(coturn)
+fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
     step "apt-get install ${need_apt[*]}"
@@ -46,6 +49,8 @@ step "cargo build"
 cargo build --workspace --locked
 
 step "Rust tests"
+# coturn (installed above) checks Switchboard's TURN credentials: a missing coturn fails.
+export SWITCHBOARD_REQUIRE_COTURN=1
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

@@ -94,6 +94,13 @@ fn request_host(headers: &HeaderMap) -> Option<String> {
         .and_then(host_from_header)
 }
 
+/// Body of `GET /api/v1/ice-servers`: an `RTCConfiguration`.
+#[derive(serde::Serialize)]
+struct IceServers {
+    #[serde(rename = "iceServers")]
+    ice_servers: Vec<switchboard_proto::IceServer>,
+}
+
 /// `GET /api/v1/ice-servers`: `{"iceServers":[RTCIceServer...]}`, usable directly as an
 /// `RTCConfiguration`; TURN entries carry fresh short-lived credentials.
 async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Response {
@@ -107,7 +114,9 @@ async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Respo
             .resolve(host.as_deref(), crate::unix_now(), "switchboard-http");
     (
         [(header::CACHE_CONTROL, "no-store")],
-        Json(serde_json::json!({ "iceServers": servers })),
+        Json(IceServers {
+            ice_servers: servers,
+        }),
     )
         .into_response()
 }
