@@ -27,6 +27,7 @@ mod routes;
 use std::future::Future;
 use std::io;
 
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
@@ -55,6 +56,14 @@ pub async fn run(
     let app = router(state);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    // Signaling messages are small and latency-bound: without TCP_NODELAY, Nagle's algorithm
+    // holds a reply back until the previous segment is acknowledged (up to ~40 ms with
+    // delayed ACKs).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+    });
     let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
         shutdown.await;
         let _ = stop_tx.send(());

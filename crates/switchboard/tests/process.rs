@@ -209,3 +209,46 @@ async fn environment_variables_configure_the_server() {
         })
     );
 }
+
+/// Join, exchange, leave, over and over: server memory must not grow with the number of
+/// calls served (no leaked rooms, connections or timer entries).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn churn_does_not_grow_memory() {
+    let p = start(&[]);
+    let url = format!("ws://127.0.0.1:{}/LiveApp/websocket", p.port);
+    let round = async |rounds: usize| {
+        for i in 0..rounds {
+            let room = format!(r#"{{"command":"join","streamId":"churn{i}"}}"#);
+            let (mut a, _) = request(&url, &room).await;
+            let (mut b, reply) = request(&url, &room).await;
+            assert!(reply.contains("joined"), "{reply}");
+            let offer = format!(
+                r#"{{"command":"takeConfiguration","streamId":"churn{i}","type":"offer","sdp":"{}"}}"#,
+                "v".repeat(3000)
+            );
+            a.send(Message::text(offer)).await.unwrap();
+            // a: start; b: the offer.
+            for ws in [&mut a, &mut b] {
+                tokio::time::timeout(Duration::from_secs(10), ws.next())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .unwrap();
+            }
+            b.close(None).await.unwrap();
+            a.close(None).await.unwrap();
+        }
+    };
+    round(1500).await; // warm-up: allocator arenas, buffers, runtime
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = rss_kib(p.child.id());
+    round(3000).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let after = rss_kib(p.child.id());
+    println!("RSS after warm-up {before} KiB, after 3000 more calls {after} KiB");
+    assert!(
+        after <= before + 2048,
+        "memory grew by {} KiB over 3000 calls",
+        after.saturating_sub(before)
+    );
+}
