@@ -15,6 +15,18 @@ pub struct IceServer {
     pub credential: Option<String>,
 }
 
+/// Whether `url` is a TURN URL (`turn:` or `turns:`).
+#[must_use]
+pub fn is_turn_url(url: &str) -> bool {
+    url.starts_with("turn:") || url.starts_with("turns:")
+}
+
+/// Whether `url` is any ICE server URL (`stun:`, `turn:` or `turns:`).
+#[must_use]
+pub fn is_ice_url(url: &str) -> bool {
+    url.starts_with("stun:") || is_turn_url(url)
+}
+
 impl IceServer {
     /// A STUN-only server at `url`.
     #[must_use]
@@ -29,8 +41,6 @@ impl IceServer {
     /// Whether any URL of this server is a TURN URL.
     #[must_use]
     pub fn is_turn(&self) -> bool {
-        self.urls
-            .iter()
-            .any(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+        self.urls.iter().any(|u| is_turn_url(u))
     }
 }

@@ -21,5 +21,5 @@ mod ice;
 mod ids;
 
 pub use error_code::ErrorCode;
-pub use ice::IceServer;
+pub use ice::{IceServer, is_ice_url, is_turn_url};
 pub use ids::{InvalidStreamId, MAX_STREAM_ID_LEN, Opaque, StreamId};

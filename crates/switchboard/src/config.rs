@@ -8,7 +8,7 @@ use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
 use switchboard_core::ice::{DEFAULT_TURN_TTL, TurnRest};
-use switchboard_proto::IceServer;
+use switchboard_proto::{IceServer, is_ice_url, is_turn_url};
 use switchboard_server::{DEFAULT_LISTEN, ServerConfig};
 
 /// Flags of `switchboard serve`. Each has an environment variable; flags win over the
@@ -128,11 +128,7 @@ impl ServeArgs {
                     bail!("turn_secret must not be empty");
                 }
                 let urls: Vec<String> = urls.into_iter().map(|u| u.trim().to_owned()).collect();
-                if urls.is_empty()
-                    || urls
-                        .iter()
-                        .any(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
-                {
+                if urls.is_empty() || urls.iter().any(|u| !is_turn_url(u)) {
                     bail!("turn_urls must be turn: or turns: URLs");
                 }
                 let ttl = ttl.map_or(DEFAULT_TURN_TTL, Duration::from_secs);
@@ -147,7 +143,7 @@ impl ServeArgs {
         }
         for s in &cfg.hub.ice.servers {
             for u in &s.urls {
-                if !(u.starts_with("stun:") || u.starts_with("turn:") || u.starts_with("turns:")) {
+                if !is_ice_url(u) {
                     bail!("ICE server URL {u:?} must start with stun:, turn: or turns:");
                 }
             }
@@ -165,7 +161,7 @@ fn ice_from_urls(
         .into_iter()
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty())
-        .partition(|u| u.starts_with("turn:") || u.starts_with("turns:"));
+        .partition(|u| is_turn_url(u));
     let mut out: Vec<IceServer> = stun.into_iter().map(IceServer::stun).collect();
     if !turn.is_empty() {
         if username.is_none() || credential.is_none() {

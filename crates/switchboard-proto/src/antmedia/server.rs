@@ -50,7 +50,7 @@ impl IceServerConfig {
             Some(s) => (
                 s.urls
                     .iter()
-                    .find(|u| u.starts_with("turn:") || u.starts_with("turns:"))
+                    .find(|u| crate::is_turn_url(u))
                     .cloned()
                     .unwrap_or_default(),
                 s.username.clone().unwrap_or_default(),
