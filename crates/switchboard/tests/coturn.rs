@@ -7,22 +7,16 @@
 //! skip.
 #![allow(clippy::unwrap_used)]
 
+mod common;
+
 use std::io::{BufRead, BufReader, Read};
 use std::net::{TcpListener, UdpSocket};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::{Killed, Switchboard, start_switchboard};
+
 const SECRET: &str = "test-shared-secret";
-
-/// A child process killed (by pid) when dropped.
-struct Proc(Child);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn have(cmd: &str) -> bool {
     Command::new("sh")
@@ -57,8 +51,8 @@ fn free_port() -> u16 {
 }
 
 struct Coturn {
-    _server: Proc,
-    _peer: Proc,
+    _server: Killed,
+    _peer: Killed,
     port: u16,
     peer_port: u16,
 }
@@ -95,7 +89,7 @@ fn start_coturn() -> Coturn {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let mut server = Proc(server);
+    let mut server = Killed(server);
     // Wait until coturn says it listens on our port.
     let stdout = server.0.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
@@ -116,38 +110,27 @@ fn start_coturn() -> Coturn {
         .unwrap();
     Coturn {
         _server: server,
-        _peer: Proc(peer),
+        _peer: Killed(peer),
         port,
         peer_port,
     }
 }
 
-/// Starts switchboard minting credentials for `turn:{host}:<port>`; returns it and its port.
-fn start_switchboard(turn_port: u16, ttl_secs: u64) -> (Proc, u16) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--turn-secret", SECRET])
-        .arg("--turn-urls")
-        .arg(format!("turn:{{host}}:{turn_port}"))
-        .args(["--turn-ttl-secs", &ttl_secs.to_string()])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let port = loop {
-        let line = lines.next().expect("switchboard exited").unwrap();
-        if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
-            break rest
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (Proc(child), port)
+/// Starts switchboard minting credentials for `turn:{host}:<port>`.
+fn start_minting(turn_port: u16, ttl_secs: u64) -> Switchboard {
+    let urls = format!("turn:{{host}}:{turn_port}");
+    let ttl = ttl_secs.to_string();
+    start_switchboard(
+        &[
+            "--turn-secret",
+            SECRET,
+            "--turn-urls",
+            &urls,
+            "--turn-ttl-secs",
+            &ttl,
+        ],
+        &[],
+    )
 }
 
 /// `GET /api/v1/ice-servers` over a plain TCP socket; returns the TURN entry's URL,
@@ -206,7 +189,8 @@ fn coturn_accepts_minted_credentials_and_refuses_bad_ones() {
         return;
     }
     let c = start_coturn();
-    let (_sb, sb_port) = start_switchboard(c.port, 600);
+    let sb = start_minting(c.port, 600);
+    let sb_port = sb.port;
     let (url, user, pass) = minted(sb_port);
     assert_eq!(
         url,
@@ -244,7 +228,8 @@ fn coturn_refuses_expired_credentials() {
     }
     let c = start_coturn();
     let ttl = 12; // one turnutils_uclient run takes ~5 s
-    let (_sb, sb_port) = start_switchboard(c.port, ttl);
+    let sb = start_minting(c.port, ttl);
+    let sb_port = sb.port;
     let minted_at = Instant::now();
     let (_, user, pass) = minted(sb_port);
     let (ok, out) = uclient(&c, &user, &pass, false);

@@ -2,63 +2,18 @@
 //! peer, SIGTERM shutdown.
 #![allow(clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+mod common;
+
+use common::{Switchboard, start_switchboard};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
 
-struct Proc {
-    child: Child,
-    port: u16,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(args: &[&str]) -> Proc {
-    start_with_env(args, &[])
-}
-
-fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Proc {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
-        .args(args)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut lines = BufReader::new(stdout).lines();
-    let port = loop {
-        let line = lines
-            .next()
-            .expect("switchboard exited before listening")
-            .unwrap();
-        if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
-            assert!(
-                line.contains("/<app>/websocket"),
-                "startup line names the URLs: {line}"
-            );
-            break rest
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
-        }
-    };
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    Proc { child, port }
+fn start(args: &[&str]) -> Switchboard {
+    start_switchboard(args, &[])
 }
 
 type Ws =
@@ -123,10 +78,10 @@ async fn idle_joined_peers_cost_a_few_kib_each() {
     };
     connect(n / 2, 0, &mut clients).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let before = rss_kib(p.child.id());
+    let before = rss_kib(p.pid());
     connect(n, n / 2, &mut clients).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = rss_kib(p.child.id());
+    let after = rss_kib(p.pid());
     let per_peer = (after.saturating_sub(before)) as f64 / n as f64;
     println!(
         "server RSS {before} KiB -> {after} KiB for {n} more joined peers: {per_peer:.2} KiB per peer"
@@ -141,7 +96,7 @@ async fn idle_joined_peers_cost_a_few_kib_each() {
 #[test]
 fn sigterm_stops_cleanly() {
     let mut p = start(&[]);
-    let pid = p.child.id();
+    let pid = p.pid();
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -149,7 +104,7 @@ fn sigterm_stops_cleanly() {
     assert!(status.success());
     let mut waited = 0;
     let code = loop {
-        if let Some(s) = p.child.try_wait().unwrap() {
+        if let Some(s) = p.proc.0.try_wait().unwrap() {
             break s.code();
         }
         assert!(
@@ -181,7 +136,7 @@ fn bad_config_is_a_clear_error() {
 
 #[tokio::test]
 async fn environment_variables_configure_the_server() {
-    let p = start_with_env(
+    let p = start_switchboard(
         &[],
         &[
             (
@@ -241,10 +196,10 @@ async fn churn_does_not_grow_memory() {
     };
     round(1500).await; // warm-up: allocator arenas, buffers, runtime
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let before = rss_kib(p.child.id());
+    let before = rss_kib(p.pid());
     round(3000).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let after = rss_kib(p.child.id());
+    let after = rss_kib(p.pid());
     println!("RSS after warm-up {before} KiB, after 3000 more calls {after} KiB");
     assert!(
         after <= before + 2048,
