@@ -26,6 +26,9 @@ pub struct ServerConfig {
     /// How long shutdown waits for clients to receive `server_will_stop` and close.
     /// Default 5 s.
     pub shutdown_grace: Duration,
+    /// The built-in STUN/TURN server, if running (its counters are served at
+    /// `/api/v1/stats`).
+    pub turn: Option<switchboard_turn::TurnHandle>,
 }
 
 impl Default for ServerConfig {
@@ -38,6 +41,7 @@ impl Default for ServerConfig {
             write_buffer_size: 16 * 1024,
             hub_queue: 8192,
             shutdown_grace: Duration::from_secs(5),
+            turn: None,
         }
     }
 }

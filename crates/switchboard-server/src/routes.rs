@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/healthz", get(healthz))
         .route("/api/v1/ice-servers", get(ice_servers))
+        .route("/api/v1/stats", get(stats))
         .route("/{app}/websocket", get(websocket))
         .with_state(state)
 }
@@ -119,6 +120,12 @@ async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Respo
         }),
     )
         .into_response()
+}
+
+/// Counters: `{"turn": {...}}` (`null` when the built-in STUN/TURN server is off).
+async fn stats(State(state): State<AppState>) -> Response {
+    let turn = state.inner.config.turn.as_ref().map(|t| t.stats());
+    Json(serde_json::json!({ "turn": turn })).into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

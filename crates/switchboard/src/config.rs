@@ -1,6 +1,6 @@
 //! `switchboard serve` settings: flags, environment and TOML file, merged over defaults.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -10,6 +10,7 @@ use serde::Deserialize;
 use switchboard_core::ice::{DEFAULT_TURN_TTL, TurnRest};
 use switchboard_proto::{IceServer, is_ice_url, is_turn_url};
 use switchboard_server::{DEFAULT_LISTEN, ServerConfig};
+use switchboard_turn::{IpNet, TurnConfig};
 
 /// Flags of `switchboard serve`. Each has an environment variable; flags win over the
 /// environment, which wins over the `--config` file, which wins over the defaults.
@@ -37,7 +38,7 @@ pub(crate) struct ServeArgs {
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS")]
     shutdown_grace_secs: Option<u64>,
     /// ICE server URLs sent to clients, comma-separated (stun:, turn:, turns:)
-    /// [default: stun:stun.l.google.com:19302].
+    /// [default: the built-in STUN server; stun:stun.l.google.com:19302 when it is off].
     #[arg(long, env = "SWITCHBOARD_ICE_SERVERS", value_delimiter = ',')]
     ice_servers: Option<Vec<String>>,
     /// Username for the turn:/turns: URLs of --ice-servers.
@@ -57,6 +58,50 @@ pub(crate) struct ServeArgs {
     /// Lifetime of minted TURN credentials, in seconds [default: 3600].
     #[arg(long, env = "SWITCHBOARD_TURN_TTL_SECS")]
     turn_ttl_secs: Option<u64>,
+    /// Run the built-in STUN/TURN server [default: true, false when --turn-urls points at
+    /// an external TURN server].
+    #[arg(long, env = "SWITCHBOARD_BUILTIN_TURN", value_name = "BOOL")]
+    builtin_turn: Option<bool>,
+    /// STUN/TURN UDP+TCP listen addresses, comma-separated; 0.0.0.0 / [::] mean every
+    /// interface address, port 0 a free port [default: 0.0.0.0:3478,[::]:3478].
+    #[arg(long, env = "SWITCHBOARD_TURN_LISTEN", value_delimiter = ',')]
+    turn_listen: Option<Vec<SocketAddr>>,
+    /// TURN-over-TLS listen addresses, used with --turn-tls-cert
+    /// [default: 0.0.0.0:5349,[::]:5349].
+    #[arg(long, env = "SWITCHBOARD_TURN_TLS_LISTEN", value_delimiter = ',')]
+    turn_tls_listen: Option<Vec<SocketAddr>>,
+    /// PEM certificate chain for TURN over TLS (turns:).
+    #[arg(long, env = "SWITCHBOARD_TURN_TLS_CERT")]
+    turn_tls_cert: Option<PathBuf>,
+    /// PEM private key for TURN over TLS.
+    #[arg(long, env = "SWITCHBOARD_TURN_TLS_KEY")]
+    turn_tls_key: Option<PathBuf>,
+    /// Relay port range, inclusive [default: 49152-65535].
+    #[arg(long, env = "SWITCHBOARD_TURN_RELAY_PORTS")]
+    turn_relay_ports: Option<String>,
+    /// Public IP of a server behind 1:1 NAT: advertised as the relay address and used in
+    /// the STUN/TURN URLs instead of the host the client used.
+    #[arg(long, env = "SWITCHBOARD_TURN_EXTERNAL_IP")]
+    turn_external_ip: Option<IpAddr>,
+    /// Peer networks the relay may reach although loopback/private/link-local
+    /// (e.g. 10.0.0.0/8), comma-separated [default: none].
+    #[arg(long, env = "SWITCHBOARD_TURN_ALLOW_PEERS", value_delimiter = ',')]
+    turn_allow_peers: Option<Vec<IpNet>>,
+    /// Peer networks the relay must never reach, comma-separated [default: none].
+    #[arg(long, env = "SWITCHBOARD_TURN_DENY_PEERS", value_delimiter = ',')]
+    turn_deny_peers: Option<Vec<IpNet>>,
+    /// Most allocations per TURN user [default: 16].
+    #[arg(long, env = "SWITCHBOARD_TURN_USER_QUOTA")]
+    turn_user_quota: Option<usize>,
+    /// Most allocations per client IP address [default: 64].
+    #[arg(long, env = "SWITCHBOARD_TURN_IP_QUOTA")]
+    turn_ip_quota: Option<usize>,
+    /// Most allocations in total [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_TURN_MAX_ALLOCATIONS")]
+    turn_max_allocations: Option<usize>,
+    /// TURN realm [default: switchboard].
+    #[arg(long, env = "SWITCHBOARD_TURN_REALM")]
+    turn_realm: Option<String>,
 }
 
 /// The `--config` file. Every key is optional.
@@ -74,11 +119,46 @@ struct FileConfig {
     turn_secret: Option<String>,
     turn_urls: Option<Vec<String>>,
     turn_ttl_secs: Option<u64>,
+    builtin_turn: Option<bool>,
+    turn_listen: Option<Vec<SocketAddr>>,
+    turn_tls_listen: Option<Vec<SocketAddr>>,
+    turn_tls_cert: Option<PathBuf>,
+    turn_tls_key: Option<PathBuf>,
+    turn_relay_ports: Option<String>,
+    turn_external_ip: Option<IpAddr>,
+    turn_allow_peers: Option<Vec<IpNet>>,
+    turn_deny_peers: Option<Vec<IpNet>>,
+    turn_user_quota: Option<usize>,
+    turn_ip_quota: Option<usize>,
+    turn_max_allocations: Option<usize>,
+    turn_realm: Option<String>,
+}
+
+/// Everything `serve` needs: where to listen, the server settings, and the built-in
+/// STUN/TURN settings when it runs.
+#[derive(Debug)]
+pub(crate) struct Resolved {
+    pub(crate) listen: SocketAddr,
+    pub(crate) server: ServerConfig,
+    pub(crate) turn: Option<BuiltinTurn>,
+}
+
+/// The built-in STUN/TURN server's settings and what to tell clients about it.
+#[derive(Debug)]
+pub(crate) struct BuiltinTurn {
+    pub(crate) config: TurnConfig,
+    /// TURN credential lifetime.
+    pub(crate) ttl: Duration,
+    /// Whether clients are told about it (`stun:` and `turn:` URLs with minted credentials):
+    /// yes unless `ice_servers` or `turn_urls` take over what clients are told.
+    pub(crate) advertise: bool,
+    /// TLS certificate and key paths, loaded at start.
+    pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
 }
 
 impl ServeArgs {
     /// Merges flags, environment, file and defaults into the listen address and settings.
-    pub(crate) fn resolve(self) -> anyhow::Result<(SocketAddr, ServerConfig)> {
+    pub(crate) fn resolve(self) -> anyhow::Result<Resolved> {
         let file = match &self.config {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
@@ -114,6 +194,9 @@ impl ServeArgs {
         if let Some(s) = self.shutdown_grace_secs.or(file.shutdown_grace_secs) {
             cfg.shutdown_grace = Duration::from_secs(s);
         }
+        // Decided here: the built-in STUN server, explicit servers, or a public fallback.
+        cfg.hub.ice.servers = Vec::new();
+        let explicit_ice = self.ice_servers.is_some() || file.ice_servers.is_some();
         if let Some(urls) = self.ice_servers {
             cfg.hub.ice.servers = ice_from_urls(urls, self.turn_username, self.turn_credential)?;
         } else if let Some(servers) = file.ice_servers {
@@ -121,7 +204,79 @@ impl ServeArgs {
         }
         let secret = self.turn_secret.or(file.turn_secret);
         let turn_urls = self.turn_urls.or(file.turn_urls);
-        let ttl = self.turn_ttl_secs.or(file.turn_ttl_secs);
+        let ttl_d = self
+            .turn_ttl_secs
+            .or(file.turn_ttl_secs)
+            .map_or(DEFAULT_TURN_TTL, Duration::from_secs);
+        let builtin = self
+            .builtin_turn
+            .or(file.builtin_turn)
+            .unwrap_or(turn_urls.is_none());
+        if ttl_d.is_zero() {
+            bail!("turn_ttl_secs must be at least 1");
+        }
+        let turn = if builtin {
+            let mut t = TurnConfig {
+                secret: secret.clone().unwrap_or_else(random_secret),
+                ..TurnConfig::default()
+            };
+            if let Some(l) = self.turn_listen.or(file.turn_listen) {
+                if l.is_empty() {
+                    bail!("turn_listen must name at least one address");
+                }
+                t.listen = l;
+            }
+            if let Some(l) = self.turn_tls_listen.or(file.turn_tls_listen) {
+                t.tls_listen = l;
+            }
+            let tls_files = match (
+                self.turn_tls_cert.or(file.turn_tls_cert),
+                self.turn_tls_key.or(file.turn_tls_key),
+            ) {
+                (Some(c), Some(k)) => Some((c, k)),
+                (None, None) => None,
+                _ => bail!("turn_tls_cert and turn_tls_key go together"),
+            };
+            if let Some(r) = self.turn_relay_ports.or(file.turn_relay_ports) {
+                t.relay_ports = parse_port_range(&r)?;
+            }
+            t.external_ip = self.turn_external_ip.or(file.turn_external_ip);
+            t.policy.allow = self
+                .turn_allow_peers
+                .or(file.turn_allow_peers)
+                .unwrap_or_default();
+            t.policy.deny = self
+                .turn_deny_peers
+                .or(file.turn_deny_peers)
+                .unwrap_or_default();
+            if let Some(n) = self.turn_user_quota.or(file.turn_user_quota) {
+                t.user_quota = n;
+            }
+            if let Some(n) = self.turn_ip_quota.or(file.turn_ip_quota) {
+                t.ip_quota = n;
+            }
+            if let Some(n) = self.turn_max_allocations.or(file.turn_max_allocations) {
+                t.max_allocations = n;
+            }
+            if let Some(r) = self.turn_realm.or(file.turn_realm) {
+                t.realm = r;
+            }
+            t.protected_ports = vec![listen.port()];
+            t.validate()?;
+            Some(BuiltinTurn {
+                config: t,
+                ttl: ttl_d,
+                advertise: !explicit_ice && turn_urls.is_none(),
+                tls_files,
+            })
+        } else {
+            None
+        };
+        if turn.is_none() && !explicit_ice && turn_urls.is_none() {
+            cfg.hub.ice.servers = vec![IceServer::stun(FALLBACK_STUN)];
+        }
+        // turn_urls may point at the built-in server: its secret then signs them.
+        let secret = secret.or_else(|| turn.as_ref().map(|t| t.config.secret.clone()));
         match (secret, turn_urls) {
             (Some(secret), Some(urls)) => {
                 if secret.is_empty() {
@@ -131,12 +286,13 @@ impl ServeArgs {
                 if urls.is_empty() || urls.iter().any(|u| !is_turn_url(u)) {
                     bail!("turn_urls must be turn: or turns: URLs");
                 }
-                let ttl = ttl.map_or(DEFAULT_TURN_TTL, Duration::from_secs);
-                if ttl.is_zero() {
-                    bail!("turn_ttl_secs must be at least 1");
-                }
-                cfg.hub.ice.turn = Some(TurnRest { secret, urls, ttl });
+                cfg.hub.ice.turn = Some(TurnRest {
+                    secret,
+                    urls,
+                    ttl: ttl_d,
+                });
             }
+            (Some(_), None) if turn.is_some() => {}
             (Some(_), None) => bail!("turn_secret needs turn_urls (e.g. turn:{{host}}:3478)"),
             (None, Some(_)) => bail!("turn_urls need turn_secret"),
             (None, None) => {}
@@ -148,8 +304,41 @@ impl ServeArgs {
                 }
             }
         }
-        Ok((listen, cfg))
+        Ok(Resolved {
+            listen,
+            server: cfg,
+            turn,
+        })
     }
+}
+
+/// STUN server handed out when the built-in one is off and nothing else is configured.
+const FALLBACK_STUN: &str = "stun:stun.l.google.com:19302";
+
+/// A per-process TURN secret when none is configured (fine for one node; a cluster or an
+/// external TURN server needs the same configured secret everywhere).
+fn random_secret() -> String {
+    use rand::Rng as _;
+    let bytes: [u8; 32] = rand::rng().random();
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
+    let (lo, hi) = s
+        .split_once('-')
+        .with_context(|| format!("turn_relay_ports {s:?} must look like 49152-65535"))?;
+    let lo: u16 = lo
+        .trim()
+        .parse()
+        .with_context(|| format!("bad port in {s:?}"))?;
+    let hi: u16 = hi
+        .trim()
+        .parse()
+        .with_context(|| format!("bad port in {s:?}"))?;
+    if lo == 0 || lo > hi {
+        bail!("turn_relay_ports {s:?} is empty");
+    }
+    Ok((lo, hi))
 }
 
 fn ice_from_urls(
@@ -188,19 +377,77 @@ mod tests {
         args: ServeArgs,
     }
 
-    fn parse(args: &[&str]) -> anyhow::Result<(SocketAddr, ServerConfig)> {
+    fn resolve(args: &[&str]) -> anyhow::Result<Resolved> {
         T::try_parse_from(std::iter::once("t").chain(args.iter().copied()))?
             .args
             .resolve()
     }
 
+    fn parse(args: &[&str]) -> anyhow::Result<(SocketAddr, ServerConfig)> {
+        resolve(args).map(|r| (r.listen, r.server))
+    }
+
     #[test]
     fn defaults_are_useful() {
-        let (listen, cfg) = parse(&[]).unwrap();
-        assert_eq!(listen, "0.0.0.0:5080".parse().unwrap());
-        assert_eq!(cfg.hub.idle_timeout, Duration::from_secs(20));
-        assert_eq!(cfg.hub.ice.servers.len(), 1);
-        assert!(cfg.hub.ice.turn.is_none());
+        let r = resolve(&[]).unwrap();
+        assert_eq!(r.listen, "0.0.0.0:5080".parse().unwrap());
+        assert_eq!(r.server.hub.idle_timeout, Duration::from_secs(20));
+        // The built-in STUN/TURN server runs and is advertised (URLs are set once it has
+        // bound its port); its secret is random per process.
+        let turn = r.turn.unwrap();
+        assert!(turn.advertise);
+        assert_eq!(turn.config.secret.len(), 64);
+        assert_ne!(
+            turn.config.secret,
+            resolve(&[]).unwrap().turn.unwrap().config.secret
+        );
+        assert_eq!(turn.config.listen[0], "0.0.0.0:3478".parse().unwrap());
+        assert_eq!(turn.config.protected_ports, vec![5080]);
+        assert_eq!(turn.ttl, Duration::from_secs(3600));
+        assert!(r.server.hub.ice.servers.is_empty());
+    }
+
+    #[test]
+    fn builtin_turn_flags() {
+        let r = resolve(&[
+            "--turn-listen",
+            "127.0.0.1:0",
+            "--turn-relay-ports",
+            "50000-50100",
+            "--turn-allow-peers",
+            "10.0.0.0/8,127.0.0.1/32",
+            "--turn-user-quota",
+            "2",
+            "--turn-external-ip",
+            "198.51.100.7",
+            "--turn-secret",
+            "s",
+        ])
+        .unwrap();
+        let t = r.turn.unwrap().config;
+        assert_eq!(t.relay_ports, (50000, 50100));
+        assert_eq!(t.policy.allow.len(), 2);
+        assert_eq!(t.user_quota, 2);
+        assert_eq!(t.secret, "s");
+        assert_eq!(t.external_ip, Some("198.51.100.7".parse().unwrap()));
+        assert!(resolve(&["--turn-relay-ports", "60000-50000"]).is_err());
+        assert!(resolve(&["--turn-relay-ports", "x"]).is_err());
+        assert!(resolve(&["--turn-user-quota", "0"]).is_err());
+        assert!(resolve(&["--turn-tls-cert", "c.pem"]).is_err());
+        // Explicit ICE servers: the built-in server runs but is not advertised.
+        let r = resolve(&["--ice-servers", "stun:{host}:3478"]).unwrap();
+        assert!(!r.turn.unwrap().advertise);
+        assert_eq!(r.server.hub.ice.servers.len(), 1);
+        // Off: a public STUN server, unless ICE servers are explicitly none.
+        let r = resolve(&["--builtin-turn", "false"]).unwrap();
+        assert!(r.turn.is_none());
+        assert_eq!(r.server.hub.ice.servers.len(), 1);
+        let r = resolve(&["--builtin-turn", "false", "--ice-servers", ""]).unwrap();
+        assert!(r.server.hub.ice.servers.is_empty() && r.server.hub.ice.turn.is_none());
+        // turn_urls pointing at the built-in server are signed with its secret.
+        let r = resolve(&["--builtin-turn", "true", "--turn-urls", "turn:{host}:3478"]).unwrap();
+        let secret = r.turn.unwrap().config.secret;
+        assert_eq!(r.server.hub.ice.turn.unwrap().secret, secret);
     }
 
     #[test]
@@ -247,7 +494,10 @@ mod tests {
         .unwrap();
         let turn = cfg.hub.ice.turn.unwrap();
         assert_eq!((turn.urls.len(), turn.ttl), (1, Duration::from_secs(60)));
-        assert!(parse(&["--turn-secret", "s"]).is_err());
+        // A secret alone configures the built-in server.
+        assert!(parse(&["--turn-secret", "s"]).is_ok());
+        assert!(parse(&["--builtin-turn", "false", "--turn-secret", "s"]).is_err());
+        // External TURN URLs need the shared secret (the built-in server is then off).
         assert!(parse(&["--turn-urls", "turn:x:1"]).is_err());
         assert!(parse(&["--turn-secret", "s", "--turn-urls", "stun:x:1"]).is_err());
         assert!(parse(&["--ice-servers", "turn:b:2"]).is_err());

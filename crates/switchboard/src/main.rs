@@ -7,13 +7,18 @@
 mod config;
 
 use std::io::IsTerminal;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
 
-use crate::config::ServeArgs;
+use switchboard_core::ice::{HOST_PLACEHOLDER, IceConfig, TurnRest};
+use switchboard_proto::IceServer;
+use switchboard_server::ServerConfig;
+use switchboard_turn::TurnHandle;
+
+use crate::config::{BuiltinTurn, Resolved, ServeArgs};
 
 /// Switchboard: self-hosted WebRTC peer-to-peer signaling.
 #[derive(Debug, Parser)]
@@ -52,21 +57,88 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let (listen, config) = args.resolve()?;
+    let Resolved {
+        listen,
+        server: mut config,
+        turn,
+    } = args.resolve()?;
     let shutdown = shutdown_signal()?;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
-    announce(local);
+    let turn = match turn {
+        Some(builtin) => Some(start_turn(builtin, local.port(), &mut config).await?),
+        None => None,
+    };
+    config.turn.clone_from(&turn);
+    announce(local, turn.as_ref());
     switchboard_server::run(config, listener, shutdown)
         .await
         .context("serving")?;
+    if let Some(t) = turn {
+        t.shutdown();
+    }
     tracing::info!("stopped");
     Ok(())
 }
 
-fn announce(local: SocketAddr) {
+/// Starts the built-in STUN/TURN server and, unless the operator configured ICE servers
+/// explicitly, tells clients about it: `stun:` and `turn:` URLs (UDP, TCP, and TLS when a
+/// certificate is set) on the host the client used to reach Switchboard, or on the external
+/// IP when one is configured, with minted short-lived credentials.
+async fn start_turn(
+    mut builtin: BuiltinTurn,
+    http_port: u16,
+    config: &mut ServerConfig,
+) -> anyhow::Result<TurnHandle> {
+    if let Some((cert, key)) = &builtin.tls_files {
+        builtin.config.tls = Some(
+            switchboard_turn::load_tls(cert, key).context("loading the TURN TLS certificate")?,
+        );
+    }
+    builtin.config.protected_ports = vec![http_port];
+    let handle = switchboard_turn::start(builtin.config.clone())
+        .await
+        .context("starting the STUN/TURN server (--turn-listen, or --builtin-turn false)")?;
+    if builtin.advertise {
+        let host = match builtin.config.external_ip {
+            Some(IpAddr::V6(ip)) => format!("[{ip}]"),
+            Some(ip) => ip.to_string(),
+            None => HOST_PLACEHOLDER.to_owned(),
+        };
+        let port = handle.port();
+        let mut urls = vec![
+            format!("turn:{host}:{port}?transport=udp"),
+            format!("turn:{host}:{port}?transport=tcp"),
+        ];
+        if let Some(tls) = handle.tls_port() {
+            urls.push(format!("turns:{host}:{tls}?transport=tcp"));
+        }
+        config.hub.ice = IceConfig {
+            servers: vec![IceServer::stun(format!("stun:{host}:{port}"))],
+            turn: Some(TurnRest {
+                secret: builtin.config.secret.clone(),
+                urls,
+                ttl: builtin.ttl,
+            }),
+        };
+    }
+    Ok(handle)
+}
+
+fn announce(local: SocketAddr, turn: Option<&TurnHandle>) {
+    if let Some(t) = turn {
+        tracing::info!(
+            "STUN/TURN on port {} (UDP {:?}, TCP {:?}{})",
+            t.port(),
+            t.udp_addrs(),
+            t.tcp_addrs(),
+            t.tls_port()
+                .map(|p| format!(", TLS port {p}"))
+                .unwrap_or_default()
+        );
+    }
     let shown = if local.ip().is_unspecified() {
         SocketAddr::new([127, 0, 0, 1].into(), local.port())
     } else {

@@ -9,46 +9,16 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read};
-use std::net::{TcpListener, UdpSocket};
+use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Killed, Switchboard, start_switchboard};
+use common::{
+    Killed, Switchboard, coturn_tools_available, free_port, minted, start_echo_peer,
+    start_switchboard,
+};
 
 const SECRET: &str = "test-shared-secret";
-
-fn have(cmd: &str) -> bool {
-    Command::new("sh")
-        .args(["-c", &format!("command -v {cmd}")])
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success())
-}
-
-/// Returns false (after saying so) when coturn is not installed and not required.
-fn coturn_available() -> bool {
-    if have("turnserver") && have("turnutils_uclient") && have("turnutils_peer") {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SWITCHBOARD_REQUIRE_COTURN").is_none(),
-        "coturn is required (SWITCHBOARD_REQUIRE_COTURN is set) but not installed"
-    );
-    eprintln!("SKIPPED: coturn is not installed (apt-get install coturn)");
-    false
-}
-
-/// A port that was free a moment ago, for both UDP and TCP.
-fn free_port() -> u16 {
-    loop {
-        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
-        let port = udp.local_addr().unwrap().port();
-        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
-            return port;
-        }
-    }
-}
 
 struct Coturn {
     _server: Killed,
@@ -59,7 +29,6 @@ struct Coturn {
 
 fn start_coturn() -> Coturn {
     let port = free_port();
-    let peer_port = free_port();
     let relay_min = 49_152 + (port % 1000) * 10;
     let dir = std::env::temp_dir().join(format!("sb-coturn-{}-{port}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -102,15 +71,10 @@ fn start_coturn() -> Coturn {
         }
     }
     std::thread::spawn(move || for _ in lines {});
-    let peer = Command::new("turnutils_peer")
-        .args(["-L", "127.0.0.1", "-p", &peer_port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let (peer, peer_port) = start_echo_peer();
     Coturn {
         _server: server,
-        _peer: Killed(peer),
+        _peer: peer,
         port,
         peer_port,
     }
@@ -133,59 +97,21 @@ fn start_minting(turn_port: u16, ttl_secs: u64) -> Switchboard {
     )
 }
 
-/// `GET /api/v1/ice-servers` over a plain TCP socket; returns the TURN entry's URL,
-/// username and credential.
-fn minted(port: u16) -> (String, String, String) {
-    use std::io::Write;
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET /api/v1/ice-servers HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let body = text.split("\r\n\r\n").nth(1).unwrap();
-    let v: serde_json::Value = serde_json::from_str(body).unwrap();
-    let turn = v["iceServers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["urls"][0].as_str().unwrap().starts_with("turn:"))
-        .unwrap()
-        .clone();
-    (
-        turn["urls"][0].as_str().unwrap().to_owned(),
-        turn["username"].as_str().unwrap().to_owned(),
-        turn["credential"].as_str().unwrap().to_owned(),
-    )
-}
-
-/// Runs coturn's own TURN client: allocate, permission/channel, relay `n` messages to the
-/// echo peer and back. Returns (success, output).
-fn uclient(c: &Coturn, user: &str, pass: &str, tcp: bool) -> (bool, String) {
-    let mut cmd = Command::new("timeout");
-    cmd.args(["30", "turnutils_uclient"]);
+/// coturn's own TURN client through coturn: allocate, permission/channel, 20 messages per
+/// client (2 clients) to the echo peer and back.
+fn relay(c: &Coturn, user: &str, pass: &str, tcp: bool) -> (bool, String) {
+    let (peer_port, port) = (c.peer_port.to_string(), c.port.to_string());
+    let mut args = vec!["-u", user, "-w", pass, "-e", "127.0.0.1", "-r", &peer_port];
+    args.extend(["-p", &port]);
     if tcp {
-        cmd.arg("-t");
+        args.push("-t");
     }
-    let out = cmd
-        .args(["-u", user, "-w", pass, "-e", "127.0.0.1"])
-        .args(["-r", &c.peer_port.to_string(), "-p", &c.port.to_string()])
-        .args(["-n", "20", "-m", "2", "-X", "127.0.0.1"])
-        .output()
-        .unwrap();
-    let text =
-        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
-    let ok = out.status.success()
-        && text.contains("tot_send_msgs=40, tot_recv_msgs=40")
-        && text.contains("Total lost packets 0");
-    (ok, text)
+    common::uclient(&args, 20, 2)
 }
 
 #[test]
 fn coturn_accepts_minted_credentials_and_refuses_bad_ones() {
-    if !coturn_available() {
+    if !coturn_tools_available() {
         return;
     }
     let c = start_coturn();
@@ -199,31 +125,31 @@ fn coturn_accepts_minted_credentials_and_refuses_bad_ones() {
     );
     assert!(user.ends_with(":switchboard-http"), "{user}");
 
-    let (ok, out) = uclient(&c, &user, &pass, false);
+    let (ok, out) = relay(&c, &user, &pass, false);
     assert!(
         ok,
         "UDP relay through coturn with minted credentials failed:\n{out}"
     );
-    let (ok, out) = uclient(&c, &user, &pass, true);
+    let (ok, out) = relay(&c, &user, &pass, true);
     assert!(
         ok,
         "TCP relay through coturn with minted credentials failed:\n{out}"
     );
 
-    let (ok, out) = uclient(&c, &user, "bm90LXRoZS1wYXNzd29yZA==", false);
+    let (ok, out) = relay(&c, &user, "bm90LXRoZS1wYXNzd29yZA==", false);
     assert!(
         !ok && out.contains("Cannot complete Allocation"),
         "a wrong password was accepted:\n{out}"
     );
     // A username whose expiry was changed (forged) is refused too.
     let forged = format!("{}:switchboard-http", u64::MAX / 2);
-    let (ok, _) = uclient(&c, &forged, &pass, false);
+    let (ok, _) = relay(&c, &forged, &pass, false);
     assert!(!ok, "a forged username was accepted");
 }
 
 #[test]
 fn coturn_refuses_expired_credentials() {
-    if !coturn_available() {
+    if !coturn_tools_available() {
         return;
     }
     let c = start_coturn();
@@ -232,7 +158,7 @@ fn coturn_refuses_expired_credentials() {
     let sb_port = sb.port;
     let minted_at = Instant::now();
     let (_, user, pass) = minted(sb_port);
-    let (ok, out) = uclient(&c, &user, &pass, false);
+    let (ok, out) = relay(&c, &user, &pass, false);
     assert!(ok, "fresh credentials were refused:\n{out}");
     assert!(
         minted_at.elapsed() < Duration::from_secs(ttl),
@@ -240,7 +166,7 @@ fn coturn_refuses_expired_credentials() {
     );
     // The same credentials after their expiry (coturn compares with its own clock).
     std::thread::sleep(Duration::from_secs(ttl + 1).saturating_sub(minted_at.elapsed()));
-    let (ok, out) = uclient(&c, &user, &pass, false);
+    let (ok, out) = relay(&c, &user, &pass, false);
     assert!(
         !ok && out.contains("Cannot complete Allocation"),
         "expired credentials were accepted:\n{out}"

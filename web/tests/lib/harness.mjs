@@ -23,7 +23,9 @@ export function switchboardBin() {
  * restart on the same port); resolves once it listens.
  */
 export async function startSwitchboard(extraArgs = [], listenPort = 0) {
-  const proc = spawn(switchboardBin(), ["serve", "--listen", `127.0.0.1:${listenPort}`, ...extraArgs], {
+  // The built-in STUN/TURN server takes a free loopback port unless the test says where.
+  const turnArgs = extraArgs.includes("--turn-listen") ? [] : ["--turn-listen", "127.0.0.1:0"];
+  const proc = spawn(switchboardBin(), ["serve", "--listen", `127.0.0.1:${listenPort}`, ...turnArgs, ...extraArgs], {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
   });
@@ -40,8 +42,10 @@ export async function startSwitchboard(extraArgs = [], listenPort = 0) {
     proc.on("exit", (code) => { clearTimeout(timer); fail(new Error(`switchboard exited (${code}):\n${log}`)); });
   });
   const exited = new Promise((ok) => proc.on("exit", (code, signal) => ok({ code, signal })));
+  const turnMatch = log.match(/STUN\/TURN on port (\d+)/);
   return {
     port,
+    turnPort: turnMatch ? Number(turnMatch[1]) : null,
     url: `http://127.0.0.1:${port}`,
     pid: proc.pid,
     log: () => log,

@@ -1,7 +1,8 @@
 //! Running the real `switchboard` binary in tests.
 #![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, UdpSocket};
 use std::process::{Child, Command, Stdio};
 
 /// A child process, killed (by pid) and reaped when dropped.
@@ -18,6 +19,10 @@ impl Drop for Killed {
 pub struct Switchboard {
     pub proc: Killed,
     pub port: u16,
+    /// The built-in STUN/TURN port (UDP and TCP), if it runs.
+    pub turn_port: Option<u16>,
+    /// The TURN-over-TLS port, if TLS is on.
+    pub turns_port: Option<u16>,
 }
 
 impl Switchboard {
@@ -29,9 +34,14 @@ impl Switchboard {
 
 /// Starts `switchboard serve --listen 127.0.0.1:0 <args>` with extra environment `env`, and
 /// waits for its startup line (which must name the WebSocket URL) to learn the port.
+/// The built-in STUN/TURN server listens on a free loopback port unless `args` say where.
 pub fn start_switchboard(args: &[&str], env: &[(&str, &str)]) -> Switchboard {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args(["serve", "--listen", "127.0.0.1:0"])
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.args(["serve", "--listen", "127.0.0.1:0"]);
+    if !args.contains(&"--turn-listen") {
+        cmd.args(["--turn-listen", "127.0.0.1:0"]);
+    }
+    let mut child = cmd
         .args(args)
         .envs(env.iter().copied())
         .env("RUST_LOG", "info")
@@ -41,22 +51,22 @@ pub fn start_switchboard(args: &[&str], env: &[(&str, &str)]) -> Switchboard {
         .unwrap();
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
+    let (mut turn_port, mut turns_port) = (None, None);
     let port = loop {
         let line = lines
             .next()
             .expect("switchboard exited before listening")
             .unwrap();
+        if let Some(rest) = line.split("STUN/TURN on port ").nth(1) {
+            turn_port = Some(leading_number(rest));
+            turns_port = line.split("TLS port ").nth(1).map(leading_number);
+        }
         if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
             assert!(
                 line.contains("/<app>/websocket"),
                 "startup line names the URLs: {line}"
             );
-            break rest
-                .split(|c: char| !c.is_ascii_digit())
-                .next()
-                .unwrap()
-                .parse()
-                .unwrap();
+            break leading_number(rest);
         }
     };
     // Keep draining stdout so the server never blocks on a full pipe.
@@ -64,5 +74,137 @@ pub fn start_switchboard(args: &[&str], env: &[(&str, &str)]) -> Switchboard {
     Switchboard {
         proc: Killed(child),
         port,
+        turn_port,
+        turns_port,
     }
+}
+
+fn leading_number(s: &str) -> u16 {
+    s.split(|c: char| !c.is_ascii_digit())
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap()
+}
+
+/// Whether `cmd` is on the PATH.
+pub fn have(cmd: &str) -> bool {
+    Command::new("sh")
+        .args(["-c", &format!("command -v {cmd}")])
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Returns false (after saying so) when coturn's tools are not installed and not required.
+/// `scripts/test.sh` sets `SWITCHBOARD_REQUIRE_COTURN=1`, which makes a missing coturn a
+/// failure instead of a skip.
+pub fn coturn_tools_available() -> bool {
+    if [
+        "turnserver",
+        "turnutils_uclient",
+        "turnutils_peer",
+        "turnutils_stunclient",
+    ]
+    .iter()
+    .all(|c| have(c))
+    {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SWITCHBOARD_REQUIRE_COTURN").is_none(),
+        "coturn is required (SWITCHBOARD_REQUIRE_COTURN is set) but not installed"
+    );
+    eprintln!("SKIPPED: coturn is not installed (apt-get install coturn)");
+    false
+}
+
+/// A port that was free a moment ago, for both UDP and TCP.
+pub fn free_port() -> u16 {
+    loop {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
+}
+
+/// Plain HTTP/1.1 GET on the server; returns the body.
+pub fn http_get(port: u16, path: &str) -> String {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split("\r\n\r\n").nth(1).unwrap().to_owned()
+}
+
+/// `GET /api/v1/ice-servers`: the first `turn:` URL of the entry with credentials, its
+/// username and credential.
+pub fn minted(port: u16) -> (String, String, String) {
+    let v: serde_json::Value =
+        serde_json::from_str(&http_get(port, "/api/v1/ice-servers")).unwrap();
+    let turn = v["iceServers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["urls"][0].as_str().unwrap().starts_with("turn:"))
+        .expect("a turn: entry")
+        .clone();
+    (
+        turn["urls"][0].as_str().unwrap().to_owned(),
+        turn["username"].as_str().unwrap().to_owned(),
+        turn["credential"].as_str().unwrap().to_owned(),
+    )
+}
+
+/// `GET /api/v1/stats` → the `turn` counters.
+pub fn turn_stats(port: u16) -> serde_json::Value {
+    let v: serde_json::Value = serde_json::from_str(&http_get(port, "/api/v1/stats")).unwrap();
+    v["turn"].clone()
+}
+
+/// A `turnutils_peer` UDP echo peer on 127.0.0.1.
+pub fn start_echo_peer() -> (Killed, u16) {
+    let port = free_port();
+    let peer = Command::new("turnutils_peer")
+        .args(["-L", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    (Killed(peer), port)
+}
+
+/// Runs coturn's TURN test client (`turnutils_uclient <args> -X -n N -m CLIENTS`, 127.0.0.1)
+/// and returns (whether every message came back, the output).
+pub fn uclient(args: &[&str], messages: u32, clients: u32) -> (bool, String) {
+    let out = Command::new("timeout")
+        .args(["30", "turnutils_uclient"])
+        .args(args)
+        .args([
+            "-n",
+            &messages.to_string(),
+            "-m",
+            &clients.to_string(),
+            "-X",
+        ])
+        .arg("127.0.0.1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    let total = messages * clients;
+    // With -y (client to client) every client sends to the others: twice the messages.
+    let totals = [total, 2 * total];
+    let ok = out.status.success()
+        && totals
+            .iter()
+            .any(|t| text.contains(&format!("tot_send_msgs={t}, tot_recv_msgs={t}")))
+        && text.contains("Total lost packets 0");
+    (ok, text)
 }

@@ -1,0 +1,577 @@
+//! The tokio side: sockets, tasks, and sending what [`State`] returns.
+//!
+//! ```text
+//!  UDP listener task ─┐
+//!  TCP/TLS conn tasks ─┼─▶ lock(State) ─ turn-server-proto ─▶ Vec<Out> ─▶ unlock ─▶ try_send
+//!  relay socket tasks ─┤
+//!  1 s tick task ──────┘
+//! ```
+//! The lock is a `std::sync::Mutex` held only for synchronous protocol work, never across an
+//! await. Sends are non-blocking: a full socket buffer or TCP queue drops the packet (counted
+//! in `dropped_send`), as a router would.
+
+use std::collections::HashSet;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::path::Path;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use turn_server_proto::types::TransportType;
+
+use crate::state::{ListenerKey, Out, State, Via};
+use crate::{ConfigError, Shared, Stats, TurnConfig, TurnStats};
+
+/// Packets queued towards one TCP/TLS client before further ones are dropped.
+const TCP_QUEUE: usize = 256;
+/// Largest TCP frame: a ChannelData header, 65,535 bytes and padding.
+const MAX_FRAME: usize = 4 + 65_535 + 3;
+/// A TCP/TLS client must complete its handshake and first message within this time.
+const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A running STUN/TURN server. Dropping it does not stop it; call [`TurnHandle::shutdown`].
+#[derive(Clone)]
+pub struct TurnHandle {
+    shared: Arc<Shared>,
+    udp: Vec<SocketAddr>,
+    tcp: Vec<SocketAddr>,
+    tls: Vec<SocketAddr>,
+    cancel: CancellationToken,
+}
+
+impl std::fmt::Debug for TurnHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnHandle")
+            .field("udp", &self.udp)
+            .field("tcp", &self.tcp)
+            .field("tls", &self.tls)
+            .finish_non_exhaustive()
+    }
+}
+
+impl TurnHandle {
+    /// Bound UDP addresses.
+    #[must_use]
+    pub fn udp_addrs(&self) -> &[SocketAddr] {
+        &self.udp
+    }
+    /// Bound TCP addresses.
+    #[must_use]
+    pub fn tcp_addrs(&self) -> &[SocketAddr] {
+        &self.tcp
+    }
+    /// Bound TLS addresses (empty without a certificate).
+    #[must_use]
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls
+    }
+    /// The STUN/TURN port (UDP and TCP).
+    #[must_use]
+    pub fn port(&self) -> u16 {
+        self.udp.first().map_or(0, SocketAddr::port)
+    }
+    /// The TURN-over-TLS port, if TLS is on.
+    #[must_use]
+    pub fn tls_port(&self) -> Option<u16> {
+        self.tls.first().map(SocketAddr::port)
+    }
+    /// A snapshot of the counters.
+    #[must_use]
+    pub fn stats(&self) -> TurnStats {
+        self.shared.stats.snapshot()
+    }
+    /// The realm clients see.
+    #[must_use]
+    pub fn realm(&self) -> &str {
+        &self.shared.config.realm
+    }
+    /// Stops every listener, connection and relay.
+    pub fn shutdown(&self) {
+        self.cancel.cancel();
+    }
+}
+
+/// Loads a PEM certificate chain and private key into a TLS server configuration (ring
+/// crypto, TLS 1.2 and 1.3).
+///
+/// # Errors
+/// Unreadable files, no certificate, no key, or a key that does not match.
+pub fn load_tls(cert: &Path, key: &Path) -> io::Result<Arc<rustls::ServerConfig>> {
+    use rustls::pki_types::pem::PemObject as _;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let bad = |what: &str, e: &dyn std::fmt::Display| {
+        io::Error::new(io::ErrorKind::InvalidData, format!("{what}: {e}"))
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad(&format!("reading {}", cert.display()), &e))?
+        .collect::<Result<_, _>>()
+        .map_err(|e| bad(&format!("parsing {}", cert.display()), &e))?;
+    if certs.is_empty() {
+        return Err(bad(&cert.display().to_string(), &"no certificate found"));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| bad(&format!("reading key {}", key.display()), &e))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| bad("TLS", &e))?
+    .with_no_client_auth()
+    .with_single_cert(certs, key)
+    .map_err(|e| bad("certificate/key", &e))?;
+    Ok(Arc::new(config))
+}
+
+fn config_error(e: &ConfigError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidInput, e.to_string())
+}
+
+/// Binds every listener and starts the server.
+///
+/// # Errors
+/// An invalid configuration, or a listen address that cannot be bound (an address that came
+/// from expanding `0.0.0.0` / `[::]` and cannot be bound is skipped with a warning).
+pub async fn start(config: TurnConfig) -> io::Result<TurnHandle> {
+    config.validate().map_err(|e| config_error(&e))?;
+    let interfaces = interface_ips();
+    let plain = bind_group(&config.listen, &interfaces, true)?;
+    let tls = match &config.tls {
+        Some(_) => bind_group(&config.tls_listen, &interfaces, false)?,
+        None => Bound::default(),
+    };
+    let mut protected: HashSet<u16> = config.protected_ports.iter().copied().collect();
+    protected.extend(
+        plain
+            .tcp
+            .iter()
+            .chain(&tls.tcp)
+            .filter_map(|l| l.local_addr().ok())
+            .map(|a| a.port()),
+    );
+    let mut local_ips: HashSet<IpAddr> = interfaces.iter().copied().collect();
+    local_ips.extend(config.external_ip);
+    let tls_acceptor = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
+    let shared = Arc::new(Shared {
+        config,
+        stats: Stats::default(),
+    });
+    let cancel = CancellationToken::new();
+    let state: Arc<Mutex<State>> = Arc::new_cyclic(|weak: &Weak<Mutex<State>>| {
+        let weak = weak.clone();
+        let shared2 = Arc::clone(&shared);
+        let cancel2 = cancel.clone();
+        Mutex::new(State::new(
+            Arc::clone(&shared),
+            local_ips,
+            protected,
+            Box::new(move |relay, socket| {
+                tokio::spawn(relay_task(
+                    weak.clone(),
+                    Arc::clone(&shared2),
+                    relay,
+                    socket,
+                    cancel2.clone(),
+                ))
+                .abort_handle()
+            }),
+        ))
+    });
+
+    let mut handle = TurnHandle {
+        shared: Arc::clone(&shared),
+        udp: Vec::new(),
+        tcp: Vec::new(),
+        tls: Vec::new(),
+        cancel: cancel.clone(),
+    };
+    for socket in plain.udp {
+        let addr = socket.local_addr()?;
+        let socket = Arc::new(socket);
+        let key = (TransportType::Udp, addr);
+        lock(&state).add_listener(key, Some(Arc::clone(&socket)));
+        handle.udp.push(addr);
+        tokio::spawn(udp_task(
+            Arc::clone(&state),
+            Arc::clone(&shared),
+            key,
+            socket,
+            cancel.clone(),
+        ));
+    }
+    for (listeners, acceptor, out) in [
+        (plain.tcp, None, &mut handle.tcp),
+        (tls.tcp, tls_acceptor, &mut handle.tls),
+    ] {
+        for listener in listeners {
+            let addr = listener.local_addr()?;
+            let key = (TransportType::Tcp, addr);
+            lock(&state).add_listener(key, None);
+            out.push(addr);
+            tokio::spawn(accept_task(
+                Arc::clone(&state),
+                Arc::clone(&shared),
+                key,
+                listener,
+                acceptor.clone(),
+                cancel.clone(),
+            ));
+        }
+    }
+    tokio::spawn(tick_task(Arc::clone(&state), Arc::clone(&shared), cancel));
+    tracing::debug!(
+        "STUN/TURN listening on UDP {:?}, TCP {:?}{}",
+        handle.udp,
+        handle.tcp,
+        if handle.tls.is_empty() {
+            String::new()
+        } else {
+            format!(", TLS {:?}", handle.tls)
+        }
+    );
+    Ok(handle)
+}
+
+fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
+    // A panic while holding the lock cannot leave the protocol state half-written in a way
+    // that matters more than stopping TURN altogether; keep serving.
+    state
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn interface_ips() -> Vec<IpAddr> {
+    match if_addrs::get_if_addrs() {
+        Ok(ifs) => ifs
+            .into_iter()
+            .map(|i| i.ip())
+            // Link-local IPv6 needs a scope id to be usable; browsers do not use it for TURN.
+            .filter(|ip| !matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xffc0) == 0xfe80))
+            .collect(),
+        Err(e) => {
+            tracing::warn!("cannot list network interfaces: {e}");
+            Vec::new()
+        }
+    }
+}
+
+#[derive(Default)]
+struct Bound {
+    udp: Vec<UdpSocket>,
+    tcp: Vec<TcpListener>,
+}
+
+/// Binds `addrs` (expanded) on TCP, and on UDP when `udp`. Port 0 picks one free port used
+/// for every address and both transports.
+fn bind_group(addrs: &[SocketAddr], interfaces: &[IpAddr], udp: bool) -> io::Result<Bound> {
+    let mut expanded: Vec<(SocketAddr, bool)> = Vec::new();
+    for a in addrs {
+        if a.ip().is_unspecified() {
+            for ip in interfaces.iter().filter(|ip| ip.is_ipv4() == a.is_ipv4()) {
+                expanded.push((SocketAddr::new(*ip, a.port()), false));
+            }
+        } else {
+            expanded.push((*a, true));
+        }
+    }
+    expanded.dedup();
+    let mut last_err = None;
+    for _attempt in 0..20 {
+        match try_bind(&expanded, udp) {
+            Ok(b) if !b.tcp.is_empty() => return Ok(b),
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrNotAvailable,
+                    format!("no STUN/TURN listen address could be bound from {addrs:?}"),
+                ));
+            }
+            Err(e)
+                if e.kind() == io::ErrorKind::AddrInUse && addrs.iter().all(|a| a.port() == 0) =>
+            {
+                last_err = Some(e);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_err.unwrap_or_else(|| io::Error::other("cannot bind STUN/TURN")))
+}
+
+fn try_bind(addrs: &[(SocketAddr, bool)], udp: bool) -> io::Result<Bound> {
+    let mut out = Bound::default();
+    let mut port = 0;
+    for &(addr, explicit) in addrs {
+        let addr = if addr.port() == 0 {
+            SocketAddr::new(addr.ip(), port)
+        } else {
+            addr
+        };
+        let res = (|| -> io::Result<(Option<UdpSocket>, TcpListener)> {
+            let u = if udp {
+                let s = std::net::UdpSocket::bind(addr)?;
+                s.set_nonblocking(true)?;
+                Some(s)
+            } else {
+                None
+            };
+            let tcp_addr = match &u {
+                Some(u) => u.local_addr()?,
+                None => addr,
+            };
+            let t = std::net::TcpListener::bind(tcp_addr)?;
+            t.set_nonblocking(true)?;
+            Ok((
+                u.map(UdpSocket::from_std).transpose()?,
+                TcpListener::from_std(t)?,
+            ))
+        })();
+        match res {
+            Ok((u, t)) => {
+                if port == 0 {
+                    port = t.local_addr()?.port();
+                }
+                out.udp.extend(u);
+                out.tcp.push(t);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse => return Err(e),
+            Err(e) if explicit => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("STUN/TURN listen {addr}: {e}"),
+                ));
+            }
+            Err(e) => tracing::warn!("STUN/TURN: skipping interface address {addr}: {e}"),
+        }
+    }
+    Ok(out)
+}
+
+fn dispatch(out: Vec<Out>, stats: &Stats) {
+    for o in out {
+        match o.via {
+            Via::Udp(socket) => match socket.try_send_to(&o.data, o.to) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    stats.dropped_send.fetch_add(1, Relaxed);
+                }
+                Err(e) => tracing::debug!("TURN: send to {} failed: {e}", o.to),
+            },
+            Via::Tcp(tx) => {
+                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(o.data) {
+                    stats.dropped_send.fetch_add(1, Relaxed);
+                }
+            }
+        }
+    }
+}
+
+async fn udp_task(
+    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
+    key: ListenerKey,
+    socket: Arc<UdpSocket>,
+    cancel: CancellationToken,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!("TURN UDP {}: {e}", key.1);
+                    continue;
+                }
+            },
+            () = cancel.cancelled() => return,
+        };
+        let out = lock(&state).on_client(key, from, &buf[..n]);
+        dispatch(out, &shared.stats);
+    }
+}
+
+async fn relay_task(
+    state: Weak<Mutex<State>>,
+    shared: Arc<Shared>,
+    relay: SocketAddr,
+    socket: Arc<UdpSocket>,
+    cancel: CancellationToken,
+) {
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, from) = tokio::select! {
+            r = socket.recv_from(&mut buf) => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!("TURN relay {relay}: {e}");
+                    continue;
+                }
+            },
+            () = cancel.cancelled() => return,
+        };
+        let Some(state) = state.upgrade() else {
+            return;
+        };
+        let out = lock(&state).on_peer(relay, from, &buf[..n]);
+        dispatch(out, &shared.stats);
+    }
+}
+
+async fn tick_task(state: Arc<Mutex<State>>, shared: Arc<Shared>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = cancel.cancelled() => return,
+        }
+        let out = lock(&state).on_tick(crate::unix_now());
+        dispatch(out, &shared.stats);
+    }
+}
+
+async fn accept_task(
+    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
+    key: ListenerKey,
+    listener: TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    cancel: CancellationToken,
+) {
+    loop {
+        let (stream, client) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::debug!("TURN TCP accept on {}: {e}", key.1);
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = cancel.cancelled() => return,
+        };
+        let _ = stream.set_nodelay(true);
+        let (state, shared, tls, cancel) = (
+            Arc::clone(&state),
+            Arc::clone(&shared),
+            tls.clone(),
+            cancel.clone(),
+        );
+        tokio::spawn(async move {
+            match tls {
+                None => tcp_conn(stream, state, shared, key, client, cancel).await,
+                Some(acceptor) => {
+                    match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(s)) => tcp_conn(s, state, shared, key, client, cancel).await,
+                        Ok(Err(e)) => tracing::debug!("TURN TLS handshake with {client}: {e}"),
+                        Err(_) => tracing::debug!("TURN TLS handshake with {client}: timed out"),
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Length of the complete frame at the start of `buf` (STUN message or ChannelData), and its
+/// length on the wire (ChannelData is padded to 4 bytes over TCP, RFC 8656 §12.5).
+/// `Err` for bytes that are neither.
+fn frame(buf: &[u8]) -> Result<Option<(usize, usize)>, ()> {
+    let [b0, _, l0, l1, ..] = *buf else {
+        return Ok(None);
+    };
+    let len = usize::from(u16::from_be_bytes([l0, l1]));
+    let (msg, wire) = match b0 >> 6 {
+        0 => (20 + len, 20 + len),
+        1 => (4 + len, (4 + len + 3) & !3),
+        _ => return Err(()),
+    };
+    Ok((buf.len() >= wire).then_some((msg, wire)))
+}
+
+async fn tcp_conn<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
+    key: ListenerKey,
+    client: SocketAddr,
+    cancel: CancellationToken,
+) {
+    let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
+    if !lock(&state).tcp_open(key, client, tx) {
+        return;
+    }
+    let (mut rd, mut wr) = tokio::io::split(stream);
+    let mut buf: Vec<u8> = Vec::with_capacity(2048);
+    let deadline = tokio::time::sleep(FIRST_MESSAGE_TIMEOUT);
+    tokio::pin!(deadline);
+    let mut got_message = false;
+    'conn: loop {
+        tokio::select! {
+            r = rd.read_buf(&mut buf) => {
+                match r {
+                    Ok(0) | Err(_) => break 'conn,
+                    Ok(_) => {}
+                }
+                loop {
+                    match frame(&buf) {
+                        Ok(Some((len, wire))) => {
+                            got_message = true;
+                            let out = lock(&state).on_client(key, client, &buf[..len]);
+                            dispatch(out, &shared.stats);
+                            buf.drain(..wire);
+                        }
+                        Ok(None) => break,
+                        Err(()) => {
+                            tracing::debug!("TURN TCP {client}: not STUN or ChannelData, closing");
+                            break 'conn;
+                        }
+                    }
+                }
+                if buf.capacity() > 2 * MAX_FRAME {
+                    buf.shrink_to(MAX_FRAME);
+                }
+            }
+            Some(mut data) = rx.recv() => {
+                if data.first().is_some_and(|b| b >> 6 == 1) {
+                    let padded = (data.len() + 3) & !3;
+                    data.resize(padded, 0);
+                }
+                if wr.write_all(&data).await.is_err() {
+                    break 'conn;
+                }
+            }
+            () = &mut deadline, if !got_message => {
+                tracing::debug!("TURN TCP {client}: no message in {FIRST_MESSAGE_TIMEOUT:?}, closing");
+                break 'conn;
+            }
+            () = cancel.cancelled() => break 'conn,
+        }
+    }
+    let _ = wr.shutdown().await;
+    let out = lock(&state).tcp_closed(key, client);
+    dispatch(out, &shared.stats);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frame;
+
+    #[test]
+    fn frames_stun_and_padded_channel_data() {
+        assert_eq!(frame(&[0, 1, 0]), Ok(None));
+        let mut stun = vec![0u8, 1, 0, 4];
+        stun.extend([0; 20]);
+        assert_eq!(frame(&stun), Ok(Some((24, 24))));
+        assert_eq!(frame(&stun[..23]), Ok(None));
+        // ChannelData with 5 bytes of data: 9 on the wire plus 3 of padding.
+        let mut cd = vec![0x40u8, 0, 0, 5, 1, 2, 3, 4, 5];
+        assert_eq!(frame(&cd), Ok(None));
+        cd.extend([0, 0, 0]);
+        assert_eq!(frame(&cd), Ok(Some((9, 12))));
+        assert_eq!(frame(&[0x80, 0, 0, 0]), Err(()));
+        assert_eq!(frame(&[0xff, 0, 0, 0]), Err(()));
+    }
+}

@@ -1,0 +1,249 @@
+//! The built-in STUN/TURN server, checked with coturn's own test clients
+//! (`turnutils_stunclient`, `turnutils_uclient`, `turnutils_peer`) against the real binary on
+//! loopback, with credentials minted by `GET /api/v1/ice-servers`.
+//!
+//! Needs Debian's `coturn` package for the clients; `scripts/test.sh` installs it and sets
+//! `SWITCHBOARD_REQUIRE_COTURN=1`, which turns a missing coturn into a failure instead of a
+//! skip.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use common::{
+    Switchboard, coturn_tools_available, minted, start_echo_peer, start_switchboard, turn_stats,
+    uclient,
+};
+
+fn counter(sb: &Switchboard, name: &str) -> u64 {
+    turn_stats(sb.port)[name].as_u64().unwrap()
+}
+
+/// Allocates through the built-in server and relays `messages` per client (2 clients) to the
+/// echo peer on 127.0.0.1:`peer` and back.
+fn relay_to_peer(
+    sb: &Switchboard,
+    user: &str,
+    pass: &str,
+    peer: u16,
+    extra: &[&str],
+) -> (bool, String) {
+    let port = sb.turn_port.unwrap().to_string();
+    let peer = peer.to_string();
+    let mut args = vec![
+        "-u",
+        user,
+        "-w",
+        pass,
+        "-e",
+        "127.0.0.1",
+        "-r",
+        &peer,
+        "-p",
+        &port,
+    ];
+    args.extend(extra);
+    uclient(&args, 20, 2)
+}
+
+#[test]
+fn stun_binding_reports_the_mapped_address() {
+    if !coturn_tools_available() {
+        return;
+    }
+    let sb = start_switchboard(&[], &[]);
+    let out = Command::new("timeout")
+        .args(["10", "turnutils_stunclient", "-p"])
+        .arg(sb.turn_port.unwrap().to_string())
+        .arg("127.0.0.1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("UDP reflexive addr: 127.0.0.1:"),
+        "no STUN Binding answer:\n{text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn advertises_itself_with_minted_credentials() {
+    let sb = start_switchboard(&[], &[]);
+    let v: serde_json::Value =
+        serde_json::from_str(&common::http_get(sb.port, "/api/v1/ice-servers")).unwrap();
+    let port = sb.turn_port.unwrap();
+    assert_eq!(
+        v["iceServers"][0]["urls"][0],
+        format!("stun:127.0.0.1:{port}"),
+        "{v}"
+    );
+    assert_eq!(
+        v["iceServers"][1]["urls"],
+        serde_json::json!([
+            format!("turn:127.0.0.1:{port}?transport=udp"),
+            format!("turn:127.0.0.1:{port}?transport=tcp"),
+        ]),
+        "{v}"
+    );
+    let user = v["iceServers"][1]["username"].as_str().unwrap();
+    let expiry: u64 = user.split(':').next().unwrap().parse().unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 3590..=now + 3610).contains(&expiry), "{user}");
+}
+
+#[test]
+fn relays_over_udp_tcp_and_tls_with_minted_credentials() {
+    if !coturn_tools_available() {
+        return;
+    }
+    let dir = std::env::temp_dir().join(format!("sb-turn-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let (cert_path, key_path) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    let sb = start_switchboard(
+        &[
+            "--turn-allow-peers",
+            "127.0.0.1/32",
+            "--turn-tls-listen",
+            "127.0.0.1:0",
+            "--turn-tls-cert",
+            cert_path.to_str().unwrap(),
+            "--turn-tls-key",
+            key_path.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (_peer, peer_port) = start_echo_peer();
+    let (_, user, pass) = minted(sb.port);
+
+    let (ok, out) = relay_to_peer(&sb, &user, &pass, peer_port, &[]);
+    assert!(ok, "UDP relay failed:\n{out}");
+    let (ok, out) = relay_to_peer(&sb, &user, &pass, peer_port, &["-t"]);
+    assert!(ok, "TCP relay failed:\n{out}");
+    let tls_port = sb.turns_port.unwrap().to_string();
+    let port = sb.turn_port.unwrap().to_string();
+    let (ok, out) = uclient(
+        &["-S", "-t", "-y", "-u", &user, "-w", &pass, "-p", &tls_port],
+        20,
+        2,
+    );
+    assert!(ok, "TLS relay (client to client) failed:\n{out}");
+    // Both the UDP and TCP runs relayed 40 messages each way through the echo peer.
+    assert!(counter(&sb, "relayed_to_peers") >= 80 + 80);
+    assert!(counter(&sb, "allocations_total") >= 6);
+    assert_eq!(counter(&sb, "refused_auth"), 0);
+    // The TLS port is advertised as turns:.
+    let v: serde_json::Value =
+        serde_json::from_str(&common::http_get(sb.port, "/api/v1/ice-servers")).unwrap();
+    assert_eq!(
+        v["iceServers"][1]["urls"][2],
+        format!("turns:127.0.0.1:{tls_port}?transport=tcp")
+    );
+    assert!(!port.is_empty());
+}
+
+#[test]
+fn refuses_wrong_forged_and_expired_credentials() {
+    if !coturn_tools_available() {
+        return;
+    }
+    let ttl = 12; // one turnutils_uclient run takes a few seconds
+    let sb = start_switchboard(
+        &[
+            "--turn-allow-peers",
+            "127.0.0.1/32",
+            "--turn-ttl-secs",
+            "12",
+        ],
+        &[],
+    );
+    let (_peer, peer_port) = start_echo_peer();
+    let minted_at = Instant::now();
+    let (_, user, pass) = minted(sb.port);
+
+    let (ok, out) = relay_to_peer(&sb, &user, "bm90LXRoZS1wYXNzd29yZA==", peer_port, &[]);
+    assert!(
+        !ok && out.contains("Cannot complete Allocation"),
+        "a wrong password was accepted:\n{out}"
+    );
+    assert!(counter(&sb, "refused_auth") > 0);
+    // A username whose expiry was pushed forward (forged) fails the HMAC.
+    let forged = format!("{}:switchboard-http", u64::MAX / 2);
+    let (ok, _) = relay_to_peer(&sb, &forged, &pass, peer_port, &[]);
+    assert!(!ok, "a forged username was accepted");
+
+    let (ok, out) = relay_to_peer(&sb, &user, &pass, peer_port, &[]);
+    assert!(ok, "fresh credentials were refused:\n{out}");
+    assert!(
+        minted_at.elapsed() < Duration::from_secs(ttl),
+        "the runs took longer than the TTL; the test proves nothing"
+    );
+    std::thread::sleep(Duration::from_secs(ttl + 2).saturating_sub(minted_at.elapsed()));
+    let (ok, out) = relay_to_peer(&sb, &user, &pass, peer_port, &[]);
+    assert!(
+        !ok && out.contains("Cannot complete Allocation"),
+        "expired credentials were accepted:\n{out}"
+    );
+    assert!(counter(&sb, "refused_expired") > 0);
+}
+
+#[test]
+fn relay_policy_refuses_loopback_and_own_ports_but_allows_relay_to_relay() {
+    if !coturn_tools_available() {
+        return;
+    }
+    // Default policy: loopback peers are refused with 403...
+    let sb = start_switchboard(&[], &[]);
+    let (_peer, peer_port) = start_echo_peer();
+    let (_, user, pass) = minted(sb.port);
+    let (ok, out) = relay_to_peer(&sb, &user, &pass, peer_port, &[]);
+    assert!(
+        !ok && out.contains("403"),
+        "a loopback peer was relayed:\n{out}"
+    );
+    assert!(counter(&sb, "refused_peer_loopback") > 0);
+    assert_eq!(counter(&sb, "relayed_to_peers"), 0);
+    // ...but two allocations on this server reach each other (relay to relay).
+    let port = sb.turn_port.unwrap().to_string();
+    let (ok, out) = uclient(&["-y", "-u", &user, "-w", &pass, "-p", &port], 20, 2);
+    assert!(ok, "relay to relay failed:\n{out}");
+    assert!(counter(&sb, "relayed_to_peers") >= 80);
+
+    // With loopback allow-listed, the server's own HTTP and STUN/TURN ports stay refused.
+    let sb = start_switchboard(&["--turn-allow-peers", "127.0.0.0/8"], &[]);
+    let (_, user, pass) = minted(sb.port);
+    for own in [sb.port, sb.turn_port.unwrap()] {
+        let (ok, out) = relay_to_peer(&sb, &user, &pass, own, &[]);
+        assert!(
+            !ok && out.contains("403"),
+            "own port {own} was relayed:\n{out}"
+        );
+    }
+    assert!(counter(&sb, "refused_peer_own_port") >= 2);
+    let (ok, out) = relay_to_peer(&sb, &user, &pass, peer_port, &[]);
+    assert!(ok, "an allow-listed peer was refused:\n{out}");
+}
+
+#[test]
+fn allocation_quota_per_user() {
+    if !coturn_tools_available() {
+        return;
+    }
+    let sb = start_switchboard(&["--turn-user-quota", "1"], &[]);
+    let (_, user, pass) = minted(sb.port);
+    let port = sb.turn_port.unwrap().to_string();
+    let (ok, out) = uclient(&["-y", "-u", &user, "-w", &pass, "-p", &port], 5, 2);
+    assert!(
+        !ok && out.contains("486"),
+        "a second allocation for the same user was granted:\n{out}"
+    );
+    assert!(counter(&sb, "refused_user_quota") > 0);
+    assert_eq!(counter(&sb, "allocations_active"), 1);
+}
