@@ -56,7 +56,12 @@ function startCall(name) {
   $("room-name").textContent = name;
   document.title = `${name} — Switchboard`;
 
-  const call = new Switchboard({ room: name, app: params.get("app") || undefined });
+  // `?relay=1`: media only through the TURN relay (hides this device's IP from the peer).
+  const call = new Switchboard({
+    room: name,
+    app: params.get("app") || undefined,
+    iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",
+  });
   demo.call = call;
 
   call.on("state", ({ state }) => render(state));

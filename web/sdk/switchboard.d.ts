@@ -34,6 +34,11 @@ export interface SwitchboardOptions {
   media?: { audio?: boolean | MediaTrackConstraints; video?: boolean | MediaTrackConstraints } | false;
   /** ICE servers; when absent the SDK asks the server (`getIceServerConfig`). */
   iceServers?: RTCIceServer[];
+  /**
+   * `"relay"` sends media only through TURN relays, so the peer never learns this device's
+   * IP addresses (needs a TURN server: the built-in one is advertised by default); default `"all"`.
+   */
+  iceTransportPolicy?: "all" | "relay";
   /** Re-join automatically after the signaling socket drops (backoff 0.5 s → 8 s); default true. */
   reconnect?: boolean;
   /** Largest file accepted or sent, in bytes; default 512 MiB. */

@@ -80,6 +80,7 @@ export class Switchboard {
     this.log = options.debug ? (...a) => console.debug("[switchboard]", ...a) : () => {};
     this.iceServers = options.iceServers || null;
     this.askIce = !options.iceServers;
+    this.iceTransportPolicy = options.iceTransportPolicy === "relay" ? "relay" : "all";
 
     this.state = "idle";
     this.localStream = new MediaStream();
@@ -366,7 +367,7 @@ export class Switchboard {
 
   async _createPeer() {
     const iceServers = await this._iceServers();
-    const pc = new RTCPeerConnection({ iceServers });
+    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.iceTransportPolicy });
     this._pc = pc;
     this._pendingCandidates = [];
     this._makingOffer = false;

@@ -20,21 +20,26 @@ export function switchboardBin() {
 
 /**
  * Starts `switchboard serve` on loopback (an ephemeral port unless `port` is given, e.g. to
- * restart on the same port); resolves once it listens.
+ * restart on the same port); resolves once it listens. `netns` runs it inside a network
+ * namespace, listening on `host` (default 127.0.0.1).
  */
-export async function startSwitchboard(extraArgs = [], listenPort = 0) {
+export async function startSwitchboard(extraArgs = [], listenPort = 0, { netns = null, host = "127.0.0.1" } = {}) {
   // The built-in STUN/TURN server takes a free loopback port unless the test says where.
-  const turnArgs = extraArgs.includes("--turn-listen") ? [] : ["--turn-listen", "127.0.0.1:0"];
-  const proc = spawn(switchboardBin(), ["serve", "--listen", `127.0.0.1:${listenPort}`, ...turnArgs, ...extraArgs], {
+  const turnArgs = extraArgs.includes("--turn-listen") || extraArgs.includes("--builtin-turn")
+    ? [] : ["--turn-listen", "127.0.0.1:0"];
+  const args = ["serve", "--listen", `${host}:${listenPort}`, ...turnArgs, ...extraArgs];
+  const [cmd, argv] = netns ? ["ip", ["netns", "exec", netns, switchboardBin(), ...args]] : [switchboardBin(), args];
+  const proc = spawn(cmd, argv, {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
   });
   let log = "";
+  const listening = new RegExp(`listening on ${host.replace(/\./g, "\\.")}:(\\d+)`);
   const port = await new Promise((ok, fail) => {
     const timer = setTimeout(() => fail(new Error(`switchboard did not start:\n${log}`)), 15000);
     const onData = (d) => {
       log += d;
-      const m = log.match(/listening on 127\.0\.0\.1:(\d+)/);
+      const m = log.match(listening);
       if (m) { clearTimeout(timer); ok(Number(m[1])); }
     };
     proc.stdout.on("data", onData);
@@ -46,10 +51,10 @@ export async function startSwitchboard(extraArgs = [], listenPort = 0) {
   return {
     port,
     turnPort: turnMatch ? Number(turnMatch[1]) : null,
-    url: `http://127.0.0.1:${port}`,
+    url: `http://${host}:${port}`,
     pid: proc.pid,
     log: () => log,
-    ws: (app) => `ws://127.0.0.1:${port}/${app}/websocket`,
+    ws: (app) => `ws://${host}:${port}/${app}/websocket`,
     /** SIGTERM by pid; resolves with the exit status. */
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) process.kill(proc.pid, "SIGTERM");
@@ -103,9 +108,9 @@ export function chromiumPath() {
  * `grantMedia: false` leaves out the flag that auto-grants camera access, so getUserMedia
  * fails with NotAllowedError as when a person blocks it.
  */
-export async function launch({ grantMedia = true } = {}) {
+export async function launch({ grantMedia = true, executablePath = chromiumPath(), extraArgs = [] } = {}) {
   const args = grantMedia ? chromiumArgs : chromiumArgs.filter((a) => a !== "--use-fake-ui-for-media-stream");
-  return chromium.launch({ executablePath: chromiumPath(), headless: true, args });
+  return chromium.launch({ executablePath, headless: true, args: [...args, ...extraArgs] });
 }
 
 /** Opens `url` in a new context of `browser`, collecting console errors. */

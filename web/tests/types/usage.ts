@@ -35,5 +35,8 @@ async function run(): Promise<void> {
   call.hangup();
 }
 void run;
+new Switchboard({ room: "r", iceTransportPolicy: "relay" });
+// @ts-expect-error only "all" or "relay"
+new Switchboard({ room: "r", iceTransportPolicy: "none" });
 // @ts-expect-error room is required
 new Switchboard({});

@@ -1,0 +1,178 @@
+// NAT traversal matrix: two headless Chromium instances running the demo page, each behind
+// its own NAT in a network namespace, Switchboard (signaling + built-in STUN/TURN) on the
+// "public" side. Topology and reference results (coturn 4.6.1): shared/docs/testing.md;
+// the namespaces are built by nat/netns.sh.
+//
+// Needs root (network namespaces), iproute2 and nftables. Without them the test is skipped
+// and says why; scripts/test.sh sets SWITCHBOARD_REQUIRE_NAT=1 when it runs as root, which
+// turns a skip into a failure.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { startSwitchboard, launch, until, assertVideoFlowing, chromiumArgs, chromiumPath, repo } from "./lib/harness.mjs";
+
+const PUB = "203.0.113.10";
+const P = `sb${process.pid % 100000}`;
+const NETNS = join(repo, "web/tests/nat/netns.sh");
+const REQUIRE = process.env.SWITCHBOARD_REQUIRE_NAT === "1";
+// A case that neither connects nor fails within this time is a test failure ("timed out").
+const OUTCOME_TIMEOUT_MS = 60000;
+
+function whyNot() {
+  if (process.platform !== "linux") return "network namespaces need Linux";
+  if (process.getuid?.() !== 0) return "network namespaces need root";
+  for (const tool of ["ip", "nft"]) {
+    try {
+      execFileSync("sh", ["-c", `command -v ${tool}`], { stdio: "ignore" });
+    } catch {
+      return `${tool} is not installed (apt-get install iproute2 nftables)`;
+    }
+  }
+  return null;
+}
+
+const skipReason = whyNot();
+if (skipReason) {
+  if (REQUIRE) throw new Error(`NAT matrix required (SWITCHBOARD_REQUIRE_NAT=1) but cannot run: ${skipReason}`);
+  console.log(`SKIPPED: NAT matrix: ${skipReason}`);
+}
+
+const env = {};
+const report = [];
+
+before(async () => {
+  if (skipReason) return;
+  execFileSync(NETNS, ["up", P], { stdio: "inherit" });
+  const ns = (n) => `${P}${n}`;
+  // A: signaling + STUN/TURN, advertised to clients (the default configuration).
+  env.full = await startSwitchboard(["--turn-listen", `${PUB}:3478`], 5080, { netns: ns("pub"), host: PUB });
+  // B: STUN only (A's STUN server), TURN not advertised.
+  env.stun = await startSwitchboard(["--builtin-turn", "false", "--ice-servers", `stun:${PUB}:3478`], 5081,
+    { netns: ns("pub"), host: PUB });
+  // C: no ICE servers at all.
+  env.none = await startSwitchboard(["--builtin-turn", "false", "--ice-servers", ""], 5082, { netns: ns("pub"), host: PUB });
+
+  const dir = mkdtempSync(join(tmpdir(), "sb-nat-"));
+  const real = existsSync("/usr/lib/chromium/chromium") ? "/usr/lib/chromium/chromium" : chromiumPath();
+  const origins = [env.full, env.stun, env.none].map((s) => s.url).join(",");
+  const args = [
+    `--unsafely-treat-insecure-origin-as-secure=${origins}`,
+    `--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE ${PUB}`,
+  ];
+  env.browsers = {};
+  for (const lan of ["lan1", "lan2", "lan3"]) {
+    const wrapper = join(dir, `chromium-${lan}`);
+    writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns(lan)} ${real} "$@"\n`, { mode: 0o755 });
+    env.browsers[lan] = await launch({
+      executablePath: wrapper,
+      extraArgs: args,
+    });
+  }
+  assert.ok(!chromiumArgs.some((a) => a.startsWith("--unsafely")), "harness flags unchanged");
+});
+
+after(async () => {
+  if (skipReason) return;
+  for (const b of Object.values(env.browsers || {})) await b.close().catch(() => {});
+  for (const s of [env.full, env.stun, env.none]) if (s) await s.stop();
+  execFileSync(NETNS, ["down", P], { stdio: "inherit" });
+  if (report.length) {
+    mkdirSync(join(repo, "web/tests/artifacts"), { recursive: true });
+    writeFileSync(join(repo, "web/tests/artifacts/nat-matrix.json"), JSON.stringify(report, null, 2));
+    console.log("NAT matrix (side A = lan1, port-restricted cone):");
+    for (const r of report) {
+      console.log(`  ${r.nat2.padEnd(9)} ${r.ice.padEnd(10)} → ${r.outcome.padEnd(9)} in ${String(r.ms).padStart(5)} ms` +
+        (r.pair ? `  pair ${r.pair}` : ""));
+    }
+  }
+});
+
+/** Records every RTCPeerConnection state change, before the page's own scripts run. */
+function recordStates() {
+  window.__pcStates = [];
+  const Orig = window.RTCPeerConnection;
+  window.RTCPeerConnection = class extends Orig {
+    constructor(...args) {
+      super(...args);
+      this.addEventListener("connectionstatechange", () => window.__pcStates.push(this.connectionState));
+    }
+  };
+}
+
+async function openDemo(browser, url) {
+  const context = await browser.newContext();
+  await context.addInitScript(recordStates);
+  const page = await context.newPage();
+  page.consoleErrors = [];
+  page.on("pageerror", (e) => page.consoleErrors.push(String(e)));
+  await page.goto(url);
+  return page;
+}
+
+/** "connected" once both pages' connections are connected, "failed" as soon as one fails. */
+async function outcome(pages) {
+  const deadline = Date.now() + OUTCOME_TIMEOUT_MS;
+  while (Date.now() < deadline) {
+    const states = await Promise.all(pages.map((p) => p.evaluate(() => window.__pcStates)));
+    if (states.some((s) => s.includes("failed"))) return "failed";
+    if (states.every((s) => s.includes("connected"))) return "connected";
+    await new Promise((ok) => setTimeout(ok, 100));
+  }
+  return "timed out";
+}
+
+const frames = () => window.demo.call.stats().then((s) => s?.framesDecoded || 0);
+
+const CASES = [
+  // [nat2 type, lan of side B, ICE configuration, server, relay-only, expected]
+  ["cone", "lan2", "none", "none", false, "failed"],
+  ["cone", "lan2", "stun", "stun", false, "connected"],
+  ["cone", "lan2", "stun+turn", "full", false, "connected"],
+  ["cone", "lan2", "relay-only", "full", true, "connected"],
+  ["symmetric", "lan3", "none", "none", false, "failed"],
+  ["symmetric", "lan3", "stun", "stun", false, "failed"],
+  ["symmetric", "lan3", "stun+turn", "full", false, "connected"],
+  ["symmetric", "lan3", "relay-only", "full", true, "connected"],
+];
+
+for (const [nat2, lanB, ice, server, relay, expected] of CASES) {
+  test(`NAT cone ↔ ${nat2}, ${ice}: ${expected}`, { skip: skipReason || false }, async () => {
+    const room = `nat-${nat2}-${ice.replace("+", "-")}`;
+    const url = `${env[server].url}/?room=${room}${relay ? "&relay=1" : ""}`;
+    const a = await openDemo(env.browsers.lan1, url);
+    const b = await openDemo(env.browsers[lanB], url);
+    try {
+      await until(a, "side A joined", () => ["waiting", "calling", "connected"].includes(window.demo?.call?.state));
+      const started = Date.now();
+      const got = await outcome([a, b]);
+      const ms = Date.now() - started;
+      const row = { nat2, ice, expected, outcome: got, ms };
+      report.push(row);
+      assert.equal(got, expected, `cone ↔ ${nat2} with ${ice}: ${got} after ${ms} ms`);
+      if (got !== "connected") return;
+      await assertVideoFlowing(a, "side A", "remote-video", frames);
+      await assertVideoFlowing(b, "side B", "remote-video", frames);
+      const sa = await a.evaluate(() => window.demo.call.stats());
+      row.pair = `${sa.localCandidateType} ↔ ${sa.remoteCandidateType}`;
+      if (relay) {
+        assert.equal(row.pair, "relay ↔ relay", "relay-only policy");
+      } else if (nat2 === "symmetric") {
+        assert.ok(row.pair.includes("relay"), `a symmetric NAT needs the relay: ${row.pair}`);
+      } else if (ice === "stun") {
+        assert.equal(row.pair, "srflx ↔ srflx", "hole punching between two cone NATs");
+      }
+      if (server === "full" && row.pair.includes("relay")) {
+        const stats = await a.evaluate(() => fetch("/api/v1/stats").then((r) => r.json()));
+        assert.ok(stats.turn.relayed_to_peers > 0 && stats.turn.allocations_active > 0, JSON.stringify(stats.turn));
+      }
+    } finally {
+      for (const p of [a, b]) {
+        await p.evaluate(() => window.demo?.call?.hangup()).catch(() => {});
+        await p.context().close().catch(() => {});
+      }
+    }
+  });
+}
