@@ -5,7 +5,8 @@
 #   scripts/test.sh            everything
 #   SKIP_BROWSER=1 scripts/test.sh   Rust only (no Chromium)
 #
-# System packages (Debian's chromium) are installed with apt-get when running as root;
+# System packages (Debian's chromium, coturn's test clients, iproute2 and nftables for the
+# NAT matrix) are installed with apt-get when running as root;
 # npm packages are installed locally under web/tests/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -20,6 +21,11 @@ if [ -z "${SKIP_BROWSER:-}" ] && [ ! -x /usr/bin/chromium ] && [ ! -x /usr/lib/c
 fi
 if ! command -v turnserver >/dev/null || ! command -v turnutils_uclient >/dev/null; then
   need_apt+=(coturn)
+fi
+# The NAT matrix builds network namespaces (iproute2) with NAT rules (nftables); as root.
+if [ -z "${SKIP_BROWSER:-}" ] && [ "$(id -u)" = 0 ]; then
+  command -v ip >/dev/null || need_apt+=(iproute2)
+  command -v nft >/dev/null || need_apt+=(nftables)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -62,7 +68,9 @@ cargo test --workspace --locked --doc
 if [ -z "${SKIP_BROWSER:-}" ]; then
   step "npm install (web/tests)"
   (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
-  step "browser tests: official SDKs in headless Chromium"
+  step "browser tests: official SDKs in headless Chromium, NAT matrix"
+  # As root the NAT matrix (network namespaces) must run; otherwise it says it skips.
+  if [ "$(id -u)" = 0 ]; then export SWITCHBOARD_REQUIRE_NAT=1; fi
   (cd web/tests && SWITCHBOARD_BIN="$root/target/debug/switchboard" node --test --test-concurrency=1 ./*.test.mjs)
 fi
 

@@ -272,6 +272,15 @@ export class Switchboard {
         return;
       case "iceServerConfig":
         this.iceServers = iceServersFrom(msg);
+        // After a re-join the existing connection gets the fresh TURN credentials, so its
+        // next ICE restart does not use expired ones.
+        if (this._pc && this.askIce) {
+          try {
+            this._pc.setConfiguration({ ...this._pc.getConfiguration(), iceServers: this.iceServers });
+          } catch (e) {
+            this.log("cannot update ICE servers", e);
+          }
+        }
         for (const w of this._iceWaiters.splice(0)) w();
         return;
       case "start":

@@ -31,6 +31,11 @@ use crate::{ConfigError, Shared, Stats, TurnConfig, TurnStats};
 const TCP_QUEUE: usize = 256;
 /// Largest TCP frame: a ChannelData header, 65,535 bytes and padding.
 const MAX_FRAME: usize = 4 + 65_535 + 3;
+/// Datagrams handled per lock: one awaited, then what is already queued.
+const BATCH: usize = 64;
+/// Kernel buffers asked for on the STUN/TURN UDP listeners (capped by net.core.rmem_max /
+/// wmem_max): a burst from many clients waits here instead of being dropped.
+const LISTENER_SOCKET_BUFFER: usize = 4 << 20;
 /// A TCP/TLS client must complete its handshake and first message within this time.
 const FIRST_MESSAGE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -313,6 +318,10 @@ fn try_bind(addrs: &[(SocketAddr, bool)], udp: bool) -> io::Result<Bound> {
             let u = if udp {
                 let s = std::net::UdpSocket::bind(addr)?;
                 s.set_nonblocking(true)?;
+                let sock = socket2::SockRef::from(&s);
+                // Best effort: the kernel caps the sizes, which is fine.
+                let _ = sock.set_recv_buffer_size(LISTENER_SOCKET_BUFFER);
+                let _ = sock.set_send_buffer_size(LISTENER_SOCKET_BUFFER);
                 Some(s)
             } else {
                 None
@@ -387,7 +396,16 @@ async fn udp_task(
             },
             () = cancel.cancelled() => return,
         };
-        let out = lock(&state).on_client(key, from, &buf[..n]);
+        // Whatever else is already queued is handled under the same lock.
+        let mut st = lock(&state);
+        let mut out = st.on_client(key, from, &buf[..n]);
+        for _ in 1..BATCH {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, from)) => out.extend(st.on_client(key, from, &buf[..n])),
+                Err(_) => break,
+            }
+        }
+        drop(st);
         dispatch(out, &shared.stats);
     }
 }
@@ -414,7 +432,15 @@ async fn relay_task(
         let Some(state) = state.upgrade() else {
             return;
         };
-        let out = lock(&state).on_peer(relay, from, &buf[..n]);
+        let mut st = lock(&state);
+        let mut out = st.on_peer(relay, from, &buf[..n]);
+        for _ in 1..BATCH {
+            match socket.try_recv_from(&mut buf) {
+                Ok((n, from)) => out.extend(st.on_peer(relay, from, &buf[..n])),
+                Err(_) => break,
+            }
+        }
+        drop(st);
         dispatch(out, &shared.stats);
     }
 }

@@ -154,6 +154,9 @@ pub(crate) struct BuiltinTurn {
     pub(crate) advertise: bool,
     /// TLS certificate and key paths, loaded at start.
     pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
+    /// Whether the listen addresses were configured (then a busy port is an error; with the
+    /// defaults, Switchboard starts without STUN/TURN and says so).
+    pub(crate) explicit_listen: bool,
 }
 
 impl ServeArgs {
@@ -220,12 +223,14 @@ impl ServeArgs {
                 secret: secret.clone().unwrap_or_else(random_secret),
                 ..TurnConfig::default()
             };
-            if let Some(l) = self.turn_listen.or(file.turn_listen) {
-                if l.is_empty() {
-                    bail!("turn_listen must name at least one address");
+            let explicit_listen = match self.turn_listen.or(file.turn_listen) {
+                Some(l) if l.is_empty() => bail!("turn_listen must name at least one address"),
+                Some(l) => {
+                    t.listen = l;
+                    true
                 }
-                t.listen = l;
-            }
+                None => false,
+            };
             if let Some(l) = self.turn_tls_listen.or(file.turn_tls_listen) {
                 t.tls_listen = l;
             }
@@ -268,6 +273,7 @@ impl ServeArgs {
                 ttl: ttl_d,
                 advertise: !explicit_ice && turn_urls.is_none(),
                 tls_files,
+                explicit_listen,
             })
         } else {
             None
@@ -313,7 +319,7 @@ impl ServeArgs {
 }
 
 /// STUN server handed out when the built-in one is off and nothing else is configured.
-const FALLBACK_STUN: &str = "stun:stun.l.google.com:19302";
+pub(crate) const FALLBACK_STUN: &str = "stun:stun.l.google.com:19302";
 
 /// A per-process TURN secret when none is configured (fine for one node; a cluster or an
 /// external TURN server needs the same configured secret everywhere).

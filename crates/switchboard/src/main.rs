@@ -18,7 +18,7 @@ use switchboard_proto::IceServer;
 use switchboard_server::ServerConfig;
 use switchboard_turn::TurnHandle;
 
-use crate::config::{BuiltinTurn, Resolved, ServeArgs};
+use crate::config::{BuiltinTurn, FALLBACK_STUN, Resolved, ServeArgs};
 
 /// Switchboard: self-hosted WebRTC peer-to-peer signaling.
 #[derive(Debug, Parser)]
@@ -37,12 +37,16 @@ enum Command {
     Serve(ServeArgs),
 }
 
+/// Default log filter (`RUST_LOG` replaces it). The STUN/TURN protocol crates open an
+/// info-level tracing span per packet; at `warn` they cost nothing on the relay path.
+const DEFAULT_LOG: &str = "info,turn_server_proto=warn,stun_proto=warn,turn_types=warn";
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
         .with_ansi(std::io::stdout().is_terminal())
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
         )
         .init();
     let args = match cli.command {
@@ -68,7 +72,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
     let turn = match turn {
-        Some(builtin) => Some(start_turn(builtin, local.port(), &mut config).await?),
+        Some(builtin) => start_turn(builtin, local.port(), &mut config).await?,
         None => None,
     };
     config.turn.clone_from(&turn);
@@ -87,20 +91,43 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
 /// explicitly, tells clients about it: `stun:` and `turn:` URLs (UDP, TCP, and TLS when a
 /// certificate is set) on the host the client used to reach Switchboard, or on the external
 /// IP when one is configured, with minted short-lived credentials.
+///
+/// With the default listen addresses, a STUN/TURN port already in use (say, by a coturn on the
+/// same host) is not fatal: Switchboard starts without its STUN/TURN server, says so, and
+/// hands out the public fallback STUN server instead.
 async fn start_turn(
     mut builtin: BuiltinTurn,
     http_port: u16,
     config: &mut ServerConfig,
-) -> anyhow::Result<TurnHandle> {
+) -> anyhow::Result<Option<TurnHandle>> {
     if let Some((cert, key)) = &builtin.tls_files {
         builtin.config.tls = Some(
             switchboard_turn::load_tls(cert, key).context("loading the TURN TLS certificate")?,
         );
     }
     builtin.config.protected_ports = vec![http_port];
-    let handle = switchboard_turn::start(builtin.config.clone())
-        .await
-        .context("starting the STUN/TURN server (--turn-listen, or --builtin-turn false)")?;
+    let handle = match switchboard_turn::start(builtin.config.clone()).await {
+        Ok(h) => h,
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && !builtin.explicit_listen => {
+            tracing::warn!(
+                "STUN/TURN not started: port {} is in use ({e}); set --turn-listen to another \
+                 port, or --builtin-turn false to silence this",
+                builtin.config.listen.first().map_or(0, SocketAddr::port)
+            );
+            if builtin.advertise {
+                config.hub.ice = IceConfig {
+                    servers: vec![IceServer::stun(FALLBACK_STUN)],
+                    turn: None,
+                };
+            }
+            return Ok(None);
+        }
+        Err(e) => {
+            return Err(anyhow::Error::new(e).context(
+                "starting the STUN/TURN server (--turn-listen, or --builtin-turn false)",
+            ));
+        }
+    };
     if builtin.advertise {
         let host = match builtin.config.external_ip {
             Some(IpAddr::V6(ip)) => format!("[{ip}]"),
@@ -124,7 +151,7 @@ async fn start_turn(
             }),
         };
     }
-    Ok(handle)
+    Ok(Some(handle))
 }
 
 fn announce(local: SocketAddr, turn: Option<&TurnHandle>) {

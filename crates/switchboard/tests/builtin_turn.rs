@@ -247,3 +247,57 @@ fn allocation_quota_per_user() {
     assert!(counter(&sb, "refused_user_quota") > 0);
     assert_eq!(counter(&sb, "allocations_active"), 1);
 }
+
+#[test]
+fn a_busy_configured_turn_port_is_a_clear_error() {
+    let busy = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--turn-listen", &addr])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("starting the STUN/TURN server") && err.contains("in use"),
+        "{err}"
+    );
+}
+
+#[test]
+fn with_default_addresses_a_busy_port_3478_leaves_signaling_running() {
+    // Hold UDP 3478 on every address (if something else already holds it, even better).
+    let _busy = std::net::UdpSocket::bind("0.0.0.0:3478");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args(["serve", "--listen", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let proc = common::Killed(child);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let mut warned = false;
+    let port: u16 = loop {
+        let line = lines.next().expect("exited before listening").unwrap();
+        warned |= line.contains("STUN/TURN not started: port 3478 is in use");
+        if let Some(rest) = line.split("listening on 127.0.0.1:").nth(1) {
+            break rest
+                .split(|c: char| !c.is_ascii_digit())
+                .next()
+                .unwrap()
+                .parse()
+                .unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    assert!(warned, "no warning about the busy STUN/TURN port");
+    let v: serde_json::Value =
+        serde_json::from_str(&common::http_get(port, "/api/v1/ice-servers")).unwrap();
+    assert_eq!(
+        v["iceServers"],
+        serde_json::json!([{"urls": ["stun:stun.l.google.com:19302"]}])
+    );
+    assert_eq!(turn_stats(port), serde_json::Value::Null);
+    drop(proc);
+}
