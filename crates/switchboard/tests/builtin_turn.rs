@@ -94,6 +94,12 @@ fn advertises_itself_with_minted_credentials() {
         .unwrap()
         .as_secs();
     assert!((now + 3590..=now + 3610).contains(&expiry), "{user}");
+
+    // Behind 1:1 NAT the configured public address replaces the client's host.
+    let sb = start_switchboard(&["--turn-external-ip", "198.51.100.7"], &[]);
+    let (url, _, _) = minted(sb.port);
+    let port = sb.turn_port.unwrap();
+    assert_eq!(url, format!("turn:198.51.100.7:{port}?transport=udp"));
 }
 
 #[test]
