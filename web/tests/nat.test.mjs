@@ -63,7 +63,7 @@ before(async () => {
     `--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE ${PUB}`,
   ];
   env.browsers = {};
-  for (const lan of ["lan1", "lan2", "lan3"]) {
+  for (const lan of ["lan1", "lan2", "lan3", "lan4"]) {
     const wrapper = join(dir, `chromium-${lan}`);
     writeFileSync(wrapper, `#!/bin/sh\nexec ip netns exec ${ns(lan)} ${real} "$@"\n`, { mode: 0o755 });
     env.browsers[lan] = await launch({
@@ -84,7 +84,7 @@ after(async () => {
     writeFileSync(join(repo, "web/tests/artifacts/nat-matrix.json"), JSON.stringify(report, null, 2));
     console.log("NAT matrix (side A = lan1, port-restricted cone):");
     for (const r of report) {
-      console.log(`  ${r.nat2.padEnd(9)} ${r.ice.padEnd(10)} → ${r.outcome.padEnd(9)} in ${String(r.ms).padStart(5)} ms` +
+      console.log(`  ${r.nat2.padEnd(11)} ${r.ice.padEnd(10)} → ${r.outcome.padEnd(9)} in ${String(r.ms).padStart(5)} ms` +
         (r.pair ? `  pair ${r.pair}` : ""));
     }
   }
@@ -136,7 +136,21 @@ const CASES = [
   ["symmetric", "lan3", "stun", "stun", false, "failed"],
   ["symmetric", "lan3", "stun+turn", "full", false, "connected"],
   ["symmetric", "lan3", "relay-only", "full", true, "connected"],
+  // Side B behind a firewall that lets no UDP out: only TURN over TCP gets through.
+  ["udp-blocked", "lan4", "stun+turn", "full", false, "connected"],
 ];
+
+/** The selected pair's local candidate: type, and the protocol to the TURN server. */
+function selectedLocal() {
+  return window.demo.call.peerConnection.getStats().then((report) => {
+    let pair = null;
+    report.forEach((r) => {
+      if (r.type === "transport" && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId);
+    });
+    const local = pair && report.get(pair.localCandidateId);
+    return local ? { type: local.candidateType, relayProtocol: local.relayProtocol || null } : null;
+  });
+}
 
 for (const [nat2, lanB, ice, server, relay, expected] of CASES) {
   test(`NAT cone ↔ ${nat2}, ${ice}: ${expected}`, { skip: skipReason || false }, async () => {
@@ -161,6 +175,10 @@ for (const [nat2, lanB, ice, server, relay, expected] of CASES) {
         assert.equal(row.pair, "relay ↔ relay", "relay-only policy");
       } else if (nat2 === "symmetric") {
         assert.ok(row.pair.includes("relay"), `a symmetric NAT needs the relay: ${row.pair}`);
+      } else if (nat2 === "udp-blocked") {
+        const local = await b.evaluate(selectedLocal);
+        row.pair += ` (side B: ${local?.type} over ${local?.relayProtocol})`;
+        assert.deepEqual(local, { type: "relay", relayProtocol: "tcp" }, "side B relays over TCP");
       } else if (ice === "stun") {
         assert.equal(row.pair, "srflx ↔ srflx", "hole punching between two cone NATs");
       }

@@ -3,7 +3,10 @@
 #
 #   lan1 10.10.1.2 — 10.10.1.1 [nat1: masquerade = port-restricted cone] 203.0.113.1 ─┐
 #   lan2 10.10.2.2 — 10.10.2.1 [nat2: masquerade = port-restricted cone] 203.0.113.2 ─┼ bridge in pub 203.0.113.10
-#   lan3 10.10.3.2 — 10.10.3.1 [nat3: masquerade random = symmetric]    203.0.113.3 ─┘
+#   lan3 10.10.3.2 — 10.10.3.1 [nat3: masquerade random = symmetric]    203.0.113.3 ─┤
+#   lan4 10.10.4.2 — 10.10.4.1 [nat4: cone, outbound UDP blocked]      203.0.113.4 ─┘
+#
+# nat4 is a corporate firewall that lets only TCP out: calls need TURN over TCP.
 #
 # Each NAT drops unsolicited inbound WAN traffic (INPUT and FORWARD), like a home router.
 # 203.0.113.0/24 is a documentation range: it exists only inside these namespaces.
@@ -12,7 +15,7 @@
 set -euo pipefail
 cmd=${1:?up|down}
 P=${2:?prefix}
-NAMES="pub nat1 nat2 nat3 lan1 lan2 lan3"
+NAMES="pub nat1 nat2 nat3 nat4 lan1 lan2 lan3 lan4"
 ns() { local n=$1; shift; ip netns exec "$P$n" "$@"; }
 
 down() {
@@ -32,7 +35,7 @@ done
 ns pub ip link add br0 type bridge
 ns pub ip addr add 203.0.113.10/24 dev br0
 ns pub ip link set br0 up
-for i in 1 2 3; do
+for i in 1 2 3 4; do
   ip link add "${P}w$i" type veth peer name "${P}b$i"
   ip link set "${P}w$i" netns "${P}nat$i"
   ip link set "${P}b$i" netns "${P}pub"
@@ -55,6 +58,8 @@ for i in 1 2 3; do
 
   masq="masquerade"
   [ "$i" = 3 ] && masq="masquerade random"
+  udp_out=""
+  [ "$i" = 4 ] && udp_out='oifname "wan" meta l4proto udp drop'
   ns "nat$i" nft -f - <<NFT
 table ip nat {
   chain postrouting {
@@ -72,6 +77,7 @@ table ip filter {
     type filter hook forward priority 0; policy accept;
     iifname "wan" ct state established,related accept
     iifname "wan" drop
+    $udp_out
   }
 }
 NFT
