@@ -650,11 +650,9 @@ fn allocate(
 ) -> Result<SocketAddr, SocketAllocateError> {
     let cfg = &rest.shared.config;
     let stats = &rest.shared.stats;
-    let bind_ip = listener.1.ip();
     let want_v4 = family == AddressFamily::IPV4;
-    if bind_ip.is_ipv4() != want_v4 {
-        return Err(SocketAllocateError::AddressFamilyNotSupported);
-    }
+    let bind_ip = relay_ip(listener.1.ip(), want_v4, &rest.local_ips)
+        .ok_or(SocketAllocateError::AddressFamilyNotSupported)?;
     if rest.relays.len() >= cfg.max_allocations {
         stats.refused_capacity.fetch_add(1, Relaxed);
         rest.log.warn(
@@ -725,6 +723,30 @@ fn decrement<K: std::hash::Hash + Eq + Clone>(map: &mut HashMap<K, usize>, k: &K
             map.remove(k);
         }
     }
+}
+
+/// The address a relay is opened on: the one the client reached when the families match.
+/// Otherwise (RFC 6156: a client on IPv6 asking for an IPv4 relay, or the reverse) loopback
+/// of the other family for a loopback listener, else the first global-looking interface
+/// address of the requested family.
+fn relay_ip(listener_ip: IpAddr, want_v4: bool, local_ips: &HashSet<IpAddr>) -> Option<IpAddr> {
+    if listener_ip.is_ipv4() == want_v4 {
+        return Some(listener_ip);
+    }
+    if listener_ip.is_loopback() {
+        return Some(if want_v4 {
+            IpAddr::from([127, 0, 0, 1])
+        } else {
+            IpAddr::from([0u16, 0, 0, 0, 0, 0, 0, 1])
+        });
+    }
+    let mut candidates: Vec<IpAddr> = local_ips
+        .iter()
+        .copied()
+        .filter(|ip| ip.is_ipv4() == want_v4 && !ip.is_loopback())
+        .collect();
+    candidates.sort();
+    candidates.into_iter().next()
 }
 
 /// Binds a UDP socket on `ip` at a random free port in `lo..=hi`.

@@ -307,3 +307,43 @@ fn with_default_addresses_a_busy_port_3478_leaves_signaling_running() {
     assert_eq!(turn_stats(port), serde_json::Value::Null);
     drop(proc);
 }
+
+#[test]
+fn a_client_on_ipv4_gets_an_ipv6_relay_when_it_asks() {
+    if !coturn_tools_available() {
+        return;
+    }
+    if std::net::UdpSocket::bind("[::1]:0").is_err() {
+        eprintln!("SKIPPED: no IPv6 loopback on this machine");
+        return;
+    }
+    // RFC 6156: the relay's family is the one requested, not the one of the client's
+    // connection. Two clients relay to each other through IPv6 relays on [::1].
+    let sb = start_switchboard(&[], &[]);
+    let (_, user, pass) = minted(sb.port);
+    let port = sb.turn_port.unwrap().to_string();
+    let out = Command::new("timeout")
+        .args([
+            "30",
+            "turnutils_uclient",
+            "-x",
+            "-y",
+            "-c",
+            "-n",
+            "10",
+            "-m",
+            "2",
+        ])
+        .args(["-u", &user, "-w", &pass, "-p", &port, "127.0.0.1"])
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success()
+            && text.contains("tot_send_msgs=20, tot_recv_msgs=20")
+            && text.contains("Total lost packets 0"),
+        "IPv6 relay failed:\n{text}"
+    );
+    assert!(counter(&sb, "relayed_to_peers") >= 20);
+}
