@@ -5,6 +5,7 @@
 //! `switchboard serve --help` and the README's configuration reference.
 
 mod config;
+mod peer;
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -34,7 +35,9 @@ struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run the signaling server (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
+    /// Join a room as a native WebRTC peer (data channel; see `switchboard peer --help`).
+    Peer(peer::PeerArgs),
 }
 
 /// Default log filter (`RUST_LOG` replaces it). The STUN/TURN protocol crates open an
@@ -43,21 +46,33 @@ const DEFAULT_LOG: &str = "info,turn_server_proto=warn,stun_proto=warn,turn_type
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    tracing_subscriber::fmt()
-        .with_ansi(std::io::stdout().is_terminal())
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG)),
-        )
-        .init();
-    let args = match cli.command {
-        Some(Command::Serve(args)) => args,
-        None => cli.serve,
-    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")?;
-    runtime.block_on(serve(args))
+    match cli.command {
+        Some(Command::Peer(args)) => {
+            // stdout carries the chat; logs go to stderr.
+            tracing_subscriber::fmt()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr)
+                .with_env_filter(filter)
+                .init();
+            runtime.block_on(peer::run(args))
+        }
+        command => {
+            tracing_subscriber::fmt()
+                .with_ansi(std::io::stdout().is_terminal())
+                .with_env_filter(filter)
+                .init();
+            let args = match command {
+                Some(Command::Serve(args)) => *args,
+                _ => cli.serve,
+            };
+            runtime.block_on(serve(args))
+        }
+    }
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
