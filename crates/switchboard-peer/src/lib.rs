@@ -34,16 +34,20 @@
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
+use std::io::{Read as _, Write as _};
 use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use serde_json::{Value, json};
+use sha2::{Digest as _, Sha256};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
-use str0m::channel::ChannelId;
+use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -57,6 +61,8 @@ pub struct PeerConfig {
     pub url: String,
     /// The room (Ant Media `streamId`).
     pub room: String,
+    /// Where received files are written; `None` refuses incoming files.
+    pub receive_dir: Option<PathBuf>,
 }
 
 /// What happens in the call.
@@ -74,6 +80,53 @@ pub enum PeerEvent {
     PeerLeft,
     /// The server answered with an error (e.g. `NoSpaceForNewPeer` when the room is full).
     ServerError(String),
+    /// File transfer progress (sending or receiving), at most one event per 256 KiB.
+    FileProgress {
+        /// Transfer id (the `sb-file:<id>` channel).
+        id: String,
+        /// File name.
+        name: String,
+        /// Bytes done.
+        bytes: u64,
+        /// File size.
+        size: u64,
+        /// `true` when sending.
+        sending: bool,
+    },
+    /// The other side confirmed every byte of a file this side sent.
+    FileSent {
+        /// Transfer id.
+        id: String,
+        /// File name.
+        name: String,
+        /// File size.
+        size: u64,
+    },
+    /// A file arrived whole and was written to `path`.
+    FileReceived {
+        /// Transfer id.
+        id: String,
+        /// The name the sender gave.
+        name: String,
+        /// Where it was written.
+        path: PathBuf,
+        /// Its size.
+        size: u64,
+        /// SHA-256 of what was written (hex).
+        sha256: String,
+        /// Whether the sender announced a SHA-256 and it matched (`None`: not announced,
+        /// as by the browser SDK).
+        verified: Option<bool>,
+    },
+    /// A transfer failed (refused, size or checksum mismatch, disk error).
+    FileFailed {
+        /// Transfer id.
+        id: String,
+        /// File name.
+        name: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 /// Errors of the peer.
@@ -94,7 +147,16 @@ pub enum PeerError {
 }
 
 enum Command {
-    Send { binary: bool, data: Vec<u8> },
+    Send {
+        binary: bool,
+        data: Vec<u8>,
+    },
+    SendFile {
+        path: PathBuf,
+        sha256: String,
+        size: u64,
+        id: String,
+    },
     Hangup,
 }
 
@@ -109,6 +171,7 @@ impl std::fmt::Debug for Command {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Send { binary, data } => write!(f, "Send({binary}, {} bytes)", data.len()),
+            Self::SendFile { path, .. } => write!(f, "SendFile({})", path.display()),
             Self::Hangup => f.write_str("Hangup"),
         }
     }
@@ -131,8 +194,16 @@ impl Future for Driver {
     }
 }
 
-/// Messages queued before the data channel opens, at most.
-const OUTBOX_LIMIT: usize = 1024;
+/// Bytes of messages waiting for the data channel (not open yet, or its buffer full) before
+/// `send_*` waits.
+const OUTBOX_HIGH_WATER: usize = 4 << 20;
+/// File chunk size, as the browser SDK sends.
+const FILE_CHUNK: usize = 16 * 1024;
+/// A file channel is refilled while less than this is buffered.
+const FILE_HIGH_WATER: usize = 1 << 20;
+/// Progress events at most every this many bytes.
+const PROGRESS_STEP: u64 = 256 * 1024;
+static NEXT_FILE: AtomicU64 = AtomicU64::new(1);
 /// Events waiting for the application, at most (further data waits in the engine).
 const EVENT_QUEUE: usize = 1024;
 /// The Ant Media SDK pings every 3 s; the server closes silent sockets after 20 s.
@@ -160,6 +231,10 @@ impl Peer {
             pending: None,
             channel: None,
             outbox: VecDeque::new(),
+            outbox_bytes: 0,
+            receive_dir: config.receive_dir,
+            sends: Vec::new(),
+            recvs: Vec::new(),
         };
         Ok((
             Peer {
@@ -196,6 +271,36 @@ impl Peer {
             .send(Command::Send { binary, data })
             .await
             .map_err(|_| PeerError::Closed)
+    }
+
+    /// Sends a file on its own data channel (`sb-file:<id>`, the browser SDK's convention,
+    /// plus a `sha256` field in the header that a native receiver verifies). Progress and
+    /// completion arrive as [`PeerEvent::FileProgress`] and [`PeerEvent::FileSent`]. Returns the
+    /// transfer id.
+    ///
+    /// # Errors
+    /// The file cannot be read, or the session has ended.
+    pub async fn send_file(&self, path: impl Into<PathBuf>) -> Result<String, PeerError> {
+        let path = path.into();
+        let p = path.clone();
+        let (sha256, size) = tokio::task::spawn_blocking(move || sha256_file(&p))
+            .await
+            .map_err(|e| PeerError::Io(io::Error::other(e)))??;
+        let id = format!(
+            "{:x}-{}",
+            std::process::id(),
+            NEXT_FILE.fetch_add(1, Relaxed)
+        );
+        self.commands
+            .send(Command::SendFile {
+                path,
+                sha256,
+                size,
+                id: id.clone(),
+            })
+            .await
+            .map_err(|_| PeerError::Closed)?;
+        Ok(id)
     }
 
     /// Leaves the room and ends the session.
@@ -247,6 +352,92 @@ struct Session {
     pending: Option<SdpPendingOffer>,
     channel: Option<ChannelId>,
     outbox: VecDeque<(bool, Vec<u8>)>,
+    outbox_bytes: usize,
+    receive_dir: Option<PathBuf>,
+    sends: Vec<FileSend>,
+    recvs: Vec<FileRecv>,
+}
+
+/// A file being sent on its own channel.
+struct FileSend {
+    id: String,
+    channel: ChannelId,
+    name: String,
+    size: u64,
+    sha256: String,
+    file: std::fs::File,
+    open: bool,
+    sent: u64,
+    reported: u64,
+}
+
+/// A file being received.
+struct FileRecv {
+    id: String,
+    channel: ChannelId,
+    state: Option<RecvState>,
+}
+
+struct RecvState {
+    name: String,
+    size: u64,
+    expect: Option<String>,
+    path: PathBuf,
+    file: std::fs::File,
+    hasher: Sha256,
+    received: u64,
+    reported: u64,
+}
+
+fn sha256_file(path: &Path) -> io::Result<(String, u64)> {
+    let mut f = std::fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    let mut size = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+        size += n as u64;
+    }
+    Ok((hex(&h.finalize()), size))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A file name safe to create in the receive directory: the last path component, no leading
+/// dots, no control characters, at most 128 characters.
+fn safe_name(name: &str) -> String {
+    let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let clean: String = base
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect::<String>()
+        .trim_start_matches('.')
+        .chars()
+        .take(128)
+        .collect();
+    if clean.trim().is_empty() {
+        "file".to_owned()
+    } else {
+        clean
+    }
+}
+
+/// `dir/name`, or `dir/name (1)`, ... if taken.
+fn unused_path(dir: &Path, name: &str) -> PathBuf {
+    let first = dir.join(name);
+    if !first.exists() {
+        return first;
+    }
+    (1..10_000)
+        .map(|i| dir.join(format!("{name} ({i})")))
+        .find(|p| !p.exists())
+        .unwrap_or(first)
 }
 
 impl Session {
@@ -306,9 +497,13 @@ impl Session {
                         break Err(PeerError::Rtc(e.to_string()));
                     }
                 }
-                cmd = self.commands.recv() => match cmd {
+                cmd = self.commands.recv(), if self.outbox_bytes < OUTBOX_HIGH_WATER => match cmd {
                     Some(Command::Send { binary, data }) => {
-                        if let Err(e) = self.write(binary, data) {
+                        self.outbox_bytes += data.len();
+                        self.outbox.push_back((binary, data));
+                    }
+                    Some(Command::SendFile { path, sha256, size, id }) => {
+                        if let Err(e) = self.start_file(path, sha256, size, id).await {
                             break Err(e);
                         }
                     }
@@ -440,26 +635,314 @@ impl Session {
         Ok(())
     }
 
-    fn write(&mut self, binary: bool, data: Vec<u8>) -> Result<(), PeerError> {
-        if let (Some(rtc), Some(id)) = (self.rtc.as_mut(), self.channel)
+    async fn start_file(
+        &mut self,
+        path: PathBuf,
+        sha256: String,
+        size: u64,
+        id: String,
+    ) -> Result<(), PeerError> {
+        let name = path
+            .file_name()
+            .map_or_else(|| "file".to_owned(), |n| n.to_string_lossy().into_owned());
+        let fail = |reason: String| PeerEvent::FileFailed {
+            id: id.clone(),
+            name: name.clone(),
+            reason,
+        };
+        let Some(rtc) = self.rtc.as_mut().filter(|_| self.channel.is_some()) else {
+            self.emit(fail("not connected".into())).await;
+            return Ok(());
+        };
+        let file = match std::fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) => {
+                self.emit(fail(e.to_string())).await;
+                return Ok(());
+            }
+        };
+        let channel = rtc.direct_api().create_data_channel(ChannelConfig {
+            label: format!("sb-file:{id}"),
+            ..Default::default()
+        });
+        self.sends.push(FileSend {
+            id,
+            channel,
+            name,
+            size,
+            sha256,
+            file,
+            open: false,
+            sent: 0,
+            reported: 0,
+        });
+        Ok(())
+    }
+
+    /// Writes one waiting item (a message, else a file chunk) if a channel accepts it, so
+    /// every mutation of the engine is followed by a full drain (str0m's contract).
+    /// Returns whether something was written.
+    async fn flush_one(&mut self) -> Result<bool, PeerError> {
+        let Some(rtc) = self.rtc.as_mut() else {
+            return Ok(false);
+        };
+        if let Some(id) = self.channel
+            && let Some((binary, data)) = self.outbox.front()
             && let Some(mut ch) = rtc.channel(id)
         {
-            ch.write(binary, &data)
-                .map_err(|e| PeerError::Rtc(e.to_string()))?;
+            if ch
+                .write(*binary, data)
+                .map_err(|e| PeerError::Rtc(e.to_string()))?
+            {
+                self.outbox_bytes -= data.len();
+                self.outbox.pop_front();
+                return Ok(true);
+            }
+            if ch.buffered_amount() == 0 {
+                return Err(PeerError::Rtc(format!(
+                    "a {}-byte message is larger than the data channel accepts",
+                    data.len()
+                )));
+            }
+        }
+        let mut progress = None;
+        let mut wrote = false;
+        for f in self.sends.iter_mut().filter(|f| f.open && f.sent < f.size) {
+            let Some(mut ch) = rtc.channel(f.channel) else {
+                continue;
+            };
+            if ch.buffered_amount() >= FILE_HIGH_WATER {
+                continue;
+            }
+            let mut buf = vec![0u8; FILE_CHUNK.min((f.size - f.sent) as usize)];
+            f.file.read_exact(&mut buf)?;
+            if !ch
+                .write(true, &buf)
+                .map_err(|e| PeerError::Rtc(e.to_string()))?
+            {
+                // Not accepted: read it again next time.
+                use std::io::Seek as _;
+                f.file.seek(io::SeekFrom::Start(f.sent))?;
+                continue;
+            }
+            f.sent += buf.len() as u64;
+            wrote = true;
+            if f.sent - f.reported >= PROGRESS_STEP || f.sent == f.size {
+                f.reported = f.sent;
+                progress = Some(PeerEvent::FileProgress {
+                    id: f.id.clone(),
+                    name: f.name.clone(),
+                    bytes: f.sent,
+                    size: f.size,
+                    sending: true,
+                });
+            }
+            break;
+        }
+        if let Some(e) = progress {
+            self.emit(e).await;
+        }
+        Ok(wrote)
+    }
+
+    async fn on_file_channel_open(&mut self, id: ChannelId, label: &str) -> Result<(), PeerError> {
+        if let Some(f) = self.sends.iter_mut().find(|f| f.channel == id) {
+            f.open = true;
+            let header = json!({"name": f.name, "size": f.size, "type": "application/octet-stream", "sha256": f.sha256});
+            if let Some(mut ch) = self.rtc.as_mut().and_then(|r| r.channel(id)) {
+                ch.set_buffered_amount_low_threshold(FILE_HIGH_WATER / 4);
+                let _ = ch
+                    .write(false, header.to_string().as_bytes())
+                    .map_err(|e| PeerError::Rtc(e.to_string()))?;
+            }
             return Ok(());
         }
-        if self.outbox.len() >= OUTBOX_LIMIT {
-            return Err(PeerError::Rtc(format!(
-                "{OUTBOX_LIMIT} messages already wait for the channel to open"
-            )));
+        if let Some(tid) = label.strip_prefix("sb-file:") {
+            self.recvs.push(FileRecv {
+                id: tid.to_owned(),
+                channel: id,
+                state: None,
+            });
         }
-        self.outbox.push_back((binary, data));
         Ok(())
+    }
+
+    /// Data on a file channel; `false` when `id` is not one.
+    async fn on_file_data(
+        &mut self,
+        id: ChannelId,
+        binary: bool,
+        data: &[u8],
+    ) -> Result<bool, PeerError> {
+        if let Some(pos) = self.sends.iter().position(|f| f.channel == id) {
+            let f = self.sends.remove(pos);
+            let ev = if !binary && data == b"done" && f.sent == f.size {
+                PeerEvent::FileSent {
+                    id: f.id,
+                    name: f.name,
+                    size: f.size,
+                }
+            } else {
+                PeerEvent::FileFailed {
+                    id: f.id,
+                    name: f.name,
+                    reason: format!("the receiver answered {:?}", String::from_utf8_lossy(data)),
+                }
+            };
+            self.close_channel(id);
+            self.emit(ev).await;
+            return Ok(true);
+        }
+        let Some(pos) = self.recvs.iter().position(|r| r.channel == id) else {
+            return Ok(false);
+        };
+        let mut event = None;
+        let mut reply: Option<&[u8]> = None;
+        let mut done = false;
+        {
+            let r = &mut self.recvs[pos];
+            match &mut r.state {
+                None => {
+                    let meta: Value = serde_json::from_slice(data).unwrap_or(Value::Null);
+                    let name = meta
+                        .get("name")
+                        .and_then(Value::as_str)
+                        .unwrap_or("file")
+                        .to_owned();
+                    let size = meta.get("size").and_then(Value::as_u64);
+                    let fail = |reason: &str| PeerEvent::FileFailed {
+                        id: r.id.clone(),
+                        name: name.clone(),
+                        reason: reason.to_owned(),
+                    };
+                    match (&self.receive_dir, size) {
+                        (None, _) => {
+                            event = Some(fail("incoming files are refused (no receive directory)"));
+                            reply = Some(b"reject");
+                            done = true;
+                        }
+                        (_, None) => {
+                            event = Some(fail("bad file header"));
+                            reply = Some(b"reject");
+                            done = true;
+                        }
+                        (Some(dir), Some(size)) => {
+                            let path = unused_path(dir, &safe_name(&name));
+                            match std::fs::File::create(&path) {
+                                Ok(file) => {
+                                    r.state = Some(RecvState {
+                                        name,
+                                        size,
+                                        expect: meta
+                                            .get("sha256")
+                                            .and_then(Value::as_str)
+                                            .map(str::to_owned),
+                                        path,
+                                        file,
+                                        hasher: Sha256::new(),
+                                        received: 0,
+                                        reported: 0,
+                                    });
+                                }
+                                Err(e) => {
+                                    event = Some(fail(&format!(
+                                        "cannot create {}: {e}",
+                                        path.display()
+                                    )));
+                                    reply = Some(b"reject");
+                                    done = true;
+                                }
+                            }
+                        }
+                    }
+                }
+                Some(st) => {
+                    if binary {
+                        st.file.write_all(data)?;
+                        st.hasher.update(data);
+                        st.received += data.len() as u64;
+                        if st.received - st.reported >= PROGRESS_STEP && st.received < st.size {
+                            st.reported = st.received;
+                            event = Some(PeerEvent::FileProgress {
+                                id: r.id.clone(),
+                                name: st.name.clone(),
+                                bytes: st.received,
+                                size: st.size,
+                                sending: false,
+                            });
+                        }
+                    }
+                }
+            }
+            if let Some(st) = &mut r.state
+                && st.received >= st.size
+            {
+                st.file.flush()?;
+                let sha256 = hex(&std::mem::take(&mut st.hasher).finalize());
+                let verified = st.expect.as_ref().map(|e| e.eq_ignore_ascii_case(&sha256));
+                done = true;
+                if st.received != st.size || verified == Some(false) {
+                    reply = Some(b"reject");
+                    event = Some(PeerEvent::FileFailed {
+                        id: r.id.clone(),
+                        name: st.name.clone(),
+                        reason: format!(
+                            "got {} of {} bytes, sha256 {sha256}{}",
+                            st.received,
+                            st.size,
+                            st.expect
+                                .as_ref()
+                                .map(|e| format!(", expected {e}"))
+                                .unwrap_or_default()
+                        ),
+                    });
+                } else {
+                    reply = Some(b"done");
+                    event = Some(PeerEvent::FileReceived {
+                        id: r.id.clone(),
+                        name: st.name.clone(),
+                        path: st.path.clone(),
+                        size: st.size,
+                        sha256,
+                        verified,
+                    });
+                }
+            }
+        }
+        if let Some(reply) = reply
+            && let Some(mut ch) = self.rtc.as_mut().and_then(|rtc| rtc.channel(id))
+        {
+            let _ = ch
+                .write(false, reply)
+                .map_err(|e| PeerError::Rtc(e.to_string()))?;
+        }
+        if done {
+            self.recvs.remove(pos);
+        }
+        if let Some(e) = event {
+            self.emit(e).await;
+        }
+        Ok(true)
+    }
+
+    fn close_channel(&mut self, id: ChannelId) {
+        if let Some(rtc) = self.rtc.as_mut() {
+            rtc.direct_api().close_data_channel(id);
+        }
     }
 
     /// Drains the engine: sends its datagrams, delivers its events, returns its next
     /// deadline.
     async fn drain(&mut self) -> Result<Instant, PeerError> {
+        loop {
+            let deadline = self.drain_once().await?;
+            if !self.flush_one().await? {
+                return Ok(deadline);
+            }
+        }
+    }
+
+    async fn drain_once(&mut self) -> Result<Instant, PeerError> {
         let far = Instant::now() + Duration::from_secs(3600);
         loop {
             let Some(rtc) = self.rtc.as_mut() else {
@@ -480,15 +963,18 @@ impl Session {
                     }
                 }
                 Output::Event(e) => match e {
-                    Event::ChannelOpen(id, _label) => {
-                        self.channel = Some(id);
-                        while let Some((binary, data)) = self.outbox.pop_front() {
-                            if let Some(mut ch) = rtc.channel(id) {
-                                ch.write(binary, &data)
-                                    .map_err(|e| PeerError::Rtc(e.to_string()))?;
-                            }
+                    Event::ChannelOpen(id, label) => {
+                        if label.starts_with("sb-file:")
+                            || self.sends.iter().any(|f| f.channel == id)
+                        {
+                            self.on_file_channel_open(id, &label).await?;
+                        } else {
+                            self.channel = Some(id);
+                            self.emit(PeerEvent::Open).await;
                         }
-                        self.emit(PeerEvent::Open).await;
+                    }
+                    Event::ChannelData(d) if Some(d.id) != self.channel => {
+                        self.on_file_data(d.id, d.binary, &d.data).await?;
                     }
                     Event::ChannelData(d) => {
                         let ev = if d.binary {

@@ -22,9 +22,14 @@ async fn server() -> (u16, tokio::sync::oneshot::Sender<()>) {
 }
 
 async fn peer(port: u16, room: &str) -> Peer {
+    peer_receiving(port, room, None).await
+}
+
+async fn peer_receiving(port: u16, room: &str, receive_dir: Option<std::path::PathBuf>) -> Peer {
     let (peer, driver) = Peer::connect(PeerConfig {
         url: format!("ws://127.0.0.1:{port}/WebRTCAppEE/websocket"),
         room: room.into(),
+        receive_dir,
     })
     .await
     .unwrap();
@@ -86,4 +91,103 @@ async fn two_native_peers_exchange_text_and_binary() {
     // Hang-up: the other side is told.
     a.hangup().await;
     until(&mut b, |e| *e == PeerEvent::PeerLeft, "B told A left").await;
+}
+
+fn sha256_hex(data: &[u8]) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_file_arrives_whole_with_its_sha256_and_is_refused_without_a_directory() {
+    let (port, _stop) = server().await;
+    let dir = std::env::temp_dir().join(format!("sb-peer-files-{}", std::process::id()));
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    // 5 MB of varied bytes (not a multiple of the 16 KiB chunk).
+    let data: Vec<u8> = (0..5_000_003u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+        .collect();
+    let src = dir.join("payload.bin");
+    std::fs::write(&src, &data).unwrap();
+
+    let mut a = peer(port, "files").await;
+    until(&mut a, |e| *e == PeerEvent::Joined, "A joined").await;
+    let mut b = peer_receiving(port, "files", Some(inbox.clone())).await;
+    until(&mut a, |e| *e == PeerEvent::Open, "A open").await;
+    until(&mut b, |e| *e == PeerEvent::Open, "B open").await;
+
+    let started = Instant::now();
+    let id = a.send_file(&src).await.unwrap();
+    let mut sender_progress = 0;
+    let sent = timeout(Duration::from_secs(60), async {
+        loop {
+            match a.next_event().await.unwrap() {
+                PeerEvent::FileProgress { sending: true, .. } => sender_progress += 1,
+                e @ (PeerEvent::FileSent { .. } | PeerEvent::FileFailed { .. }) => return e,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .unwrap();
+    let elapsed = started.elapsed();
+    assert_eq!(
+        sent,
+        PeerEvent::FileSent {
+            id: id.clone(),
+            name: "payload.bin".into(),
+            size: data.len() as u64
+        }
+    );
+    assert!(sender_progress > 5, "{sender_progress} progress events");
+    let got = until(
+        &mut b,
+        |e| matches!(e, PeerEvent::FileReceived { .. }),
+        "file at B",
+    )
+    .await;
+    let PeerEvent::FileReceived {
+        path,
+        size,
+        sha256,
+        verified,
+        name,
+        ..
+    } = got
+    else {
+        unreachable!()
+    };
+    assert_eq!(
+        (name.as_str(), size, verified),
+        ("payload.bin", data.len() as u64, Some(true))
+    );
+    assert_eq!(sha256, sha256_hex(&data));
+    assert_eq!(std::fs::read(&path).unwrap(), data);
+    eprintln!(
+        "5 MB file: {elapsed:?} ({:.1} MB/s, debug build)",
+        data.len() as f64 / 1e6 / elapsed.as_secs_f64()
+    );
+
+    // B refuses files when it has no receive directory... (A sends to a fresh B.)
+    b.hangup().await;
+    until(&mut a, |e| *e == PeerEvent::PeerLeft, "A told B left").await;
+    let mut c = peer(port, "files").await;
+    until(&mut a, |e| *e == PeerEvent::Open, "A open again").await;
+    until(&mut c, |e| *e == PeerEvent::Open, "C open").await;
+    a.send_file(&src).await.unwrap();
+    let failed = until(
+        &mut a,
+        |e| matches!(e, PeerEvent::FileFailed { .. } | PeerEvent::FileSent { .. }),
+        "refusal",
+    )
+    .await;
+    assert!(
+        matches!(&failed, PeerEvent::FileFailed { reason, .. } if reason.contains("reject")),
+        "{failed:?}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,6 +1,9 @@
 //! `switchboard peer`: join a room as a native WebRTC peer (the `switchboard-peer` crate).
 
-use anyhow::Context;
+use std::io::IsTerminal as _;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
 use clap::Args;
 use switchboard_peer::{Peer, PeerConfig, PeerEvent};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
@@ -19,6 +22,52 @@ pub(crate) struct PeerArgs {
     /// stdout. The call ends at the end of stdin.
     #[arg(long)]
     chat: bool,
+    /// Send this file once connected (progress on stderr, SHA-256 announced so a native
+    /// receiver verifies it), then hang up (unless --chat).
+    #[arg(long, value_name = "FILE")]
+    send: Option<PathBuf>,
+    /// Accept files into this directory (from the demo page, the browser SDK or another
+    /// native peer); exits when the other peer leaves (unless --chat).
+    #[arg(long, value_name = "DIR")]
+    receive: Option<PathBuf>,
+}
+
+/// A progress line on stderr: rewritten in place on a terminal, every 25 % otherwise.
+struct Progress {
+    tty: bool,
+    started: std::time::Instant,
+    last_quarter: u64,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Self {
+            tty: std::io::stderr().is_terminal(),
+            started: std::time::Instant::now(),
+            last_quarter: 0,
+        }
+    }
+    fn show(&mut self, verb: &str, name: &str, bytes: u64, size: u64) {
+        let pct = (bytes * 100).checked_div(size).unwrap_or(100);
+        let secs = self.started.elapsed().as_secs_f64().max(1e-3);
+        let line = format!(
+            "{verb} {name}: {pct:>3}% {:.1}/{:.1} MB, {:.1} MB/s",
+            bytes as f64 / 1e6,
+            size as f64 / 1e6,
+            bytes as f64 / 1e6 / secs
+        );
+        if self.tty {
+            eprint!("\r{line}");
+        } else if pct / 25 > self.last_quarter {
+            self.last_quarter = pct / 25;
+            eprintln!("{line}");
+        }
+    }
+    fn done(&self) {
+        if self.tty {
+            eprintln!();
+        }
+    }
 }
 
 /// The WebSocket URL for `--server`.
@@ -36,9 +85,17 @@ fn server_url(server: &str) -> String {
 
 pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
     let url = server_url(&args.server);
+    if let Some(dir) = &args.receive {
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("creating the receive directory {}", dir.display()))?;
+    }
+    if let Some(f) = &args.send {
+        std::fs::metadata(f).with_context(|| format!("reading {}", f.display()))?;
+    }
     let (mut peer, driver) = Peer::connect(PeerConfig {
         url: url.clone(),
         room: args.room.clone(),
+        receive_dir: args.receive.clone(),
     })
     .await
     .with_context(|| format!("joining {} at {url}", args.room))?;
@@ -46,19 +103,61 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = args.chat;
     let mut stdout = tokio::io::stdout();
+    let mut to_send = args.send.clone();
+    let mut progress = Progress::new();
+    let exit_when_alone = !args.chat && (args.send.is_some() || args.receive.is_some());
+    let mut failure = None;
     loop {
         tokio::select! {
             event = peer.next_event() => match event {
                 Some(PeerEvent::Joined) => {
                     eprintln!("joined room {:?}; waiting for the other peer", args.room);
                 }
-                Some(PeerEvent::Open) => eprintln!("connected"),
+                Some(PeerEvent::Open) => {
+                    eprintln!("connected");
+                    if let Some(f) = to_send.take() {
+                        progress = Progress::new();
+                        peer.send_file(&f).await?;
+                    }
+                }
+                Some(PeerEvent::FileProgress { name, bytes, size, sending, .. }) => {
+                    progress.show(if sending { "sending" } else { "receiving" }, &name, bytes, size);
+                }
+                Some(PeerEvent::FileSent { name, size, .. }) => {
+                    progress.done();
+                    eprintln!("sent {name}: {size} bytes, confirmed by the receiver");
+                    if !args.chat {
+                        peer.hangup().await;
+                    }
+                }
+                Some(PeerEvent::FileReceived { name, path, size, sha256, verified, .. }) => {
+                    progress.done();
+                    let check = match verified {
+                        Some(true) => "matches the sender's",
+                        Some(false) => "DOES NOT match the sender's",
+                        None => "not announced by the sender",
+                    };
+                    eprintln!("received {name} -> {}: {size} bytes, sha256 {sha256} ({check})", path.display());
+                }
+                Some(PeerEvent::FileFailed { name, reason, .. }) => {
+                    progress.done();
+                    eprintln!("file {name} failed: {reason}");
+                    failure = Some(format!("file {name}: {reason}"));
+                    if !args.chat {
+                        peer.hangup().await;
+                    }
+                }
                 Some(PeerEvent::Text(t)) => {
                     stdout.write_all(format!("{t}\n").as_bytes()).await?;
                     stdout.flush().await?;
                 }
                 Some(PeerEvent::Binary(b)) => eprintln!("<binary message, {} bytes>", b.len()),
-                Some(PeerEvent::PeerLeft) => eprintln!("the other peer left"),
+                Some(PeerEvent::PeerLeft) => {
+                    eprintln!("the other peer left");
+                    if exit_when_alone {
+                        peer.hangup().await;
+                    }
+                }
                 Some(PeerEvent::ServerError(e)) => eprintln!("server: {e}"),
                 None => break,
             },
@@ -74,6 +173,9 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
                 break;
             }
         }
+    }
+    if let Some(f) = failure {
+        bail!(f);
     }
     Ok(())
 }

@@ -89,3 +89,49 @@ fn two_cli_peers_chat_and_hang_up() {
     let status = a.proc.0.wait().unwrap();
     assert!(status.success(), "{status}");
 }
+
+#[test]
+fn send_and_receive_a_file_between_cli_peers() {
+    let sb = start_switchboard(&[], &[]);
+    let dir = std::env::temp_dir().join(format!("sb-cli-files-{}", std::process::id()));
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&dir).unwrap();
+    let data: Vec<u8> = (0..2_000_001u32)
+        .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
+        .collect();
+    let src = dir.join("report.pdf");
+    std::fs::write(&src, &data).unwrap();
+
+    let run = |args: &[&str]| {
+        let mut child: Child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([
+                "peer",
+                "--server",
+                &format!("127.0.0.1:{}", sb.port),
+                "--room",
+                "cli-file",
+            ])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = lines(child.stderr.take().unwrap());
+        (Killed(child), stderr)
+    };
+    let (mut receiver, receiver_err) = run(&["--receive", inbox.to_str().unwrap()]);
+    wait_line(&receiver_err, "waiting for the other peer");
+    let (mut sender, sender_err) = run(&["--send", src.to_str().unwrap()]);
+    wait_line(
+        &sender_err,
+        "sent report.pdf: 2000001 bytes, confirmed by the receiver",
+    );
+    let got = wait_line(&receiver_err, "received report.pdf");
+    assert!(got.contains("matches the sender's"), "{got}");
+    assert!(sender.0.wait().unwrap().success());
+    // The sender hung up; the receiver exits on its own.
+    assert!(receiver.0.wait().unwrap().success());
+    assert_eq!(std::fs::read(inbox.join("report.pdf")).unwrap(), data);
+    let _ = std::fs::remove_dir_all(&dir);
+}
