@@ -2,7 +2,8 @@
 //!
 //! **Status: first slice of issue 5.** Joins a room over the Ant Media P2P protocol, becomes
 //! the offerer on `start` and the answerer on an offer, and opens an ordered, reliable data
-//! channel (label = room name, as the Ant Media SDK does) carrying text and binary messages.
+//! channel (label = room name, as the Ant Media SDK does) carrying text and binary messages,
+//! and sends and receives files the way the browser SDK does ([`Peer::send_file`]).
 //! ICE uses host candidates on every IPv4 interface address (no STUN/TURN yet); media is not
 //! sent or received yet.
 //!
@@ -15,6 +16,7 @@
 //! let (mut peer, driver) = Peer::connect(PeerConfig {
 //!     url: "ws://127.0.0.1:5080/WebRTCAppEE/websocket".into(),
 //!     room: "room1".into(),
+//!     receive_dir: Some("./inbox".into()),
 //! })
 //! .await?;
 //! tokio::spawn(driver);
@@ -22,6 +24,7 @@
 //!     match event {
 //!         PeerEvent::Open => peer.send_text("hello").await?,
 //!         PeerEvent::Text(t) => println!("peer says {t}"),
+//!         PeerEvent::FileReceived { path, sha256, .. } => println!("{} {sha256}", path.display()),
 //!         _ => {}
 //!     }
 //! }
