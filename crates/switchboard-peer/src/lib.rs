@@ -81,6 +81,9 @@ pub enum PeerEvent {
     Binary(Vec<u8>),
     /// The other peer left (or its connection dropped).
     PeerLeft,
+    /// The signaling connection dropped; the peer-to-peer connection carries on while the
+    /// peer reconnects (backoff 0.5 s → 8 s) and re-joins the room (then [`PeerEvent::Joined`]).
+    Reconnecting,
     /// The server answered with an error (e.g. `NoSpaceForNewPeer` when the room is full).
     ServerError(String),
     /// File transfer progress (sending or receiving), at most one event per 256 KiB.
@@ -209,6 +212,9 @@ const PROGRESS_STEP: u64 = 256 * 1024;
 static NEXT_FILE: AtomicU64 = AtomicU64::new(1);
 /// Events waiting for the application, at most (further data waits in the engine).
 const EVENT_QUEUE: usize = 1024;
+/// First and longest wait before reconnecting the signaling socket.
+const RECONNECT_MIN: Duration = Duration::from_millis(500);
+const RECONNECT_MAX: Duration = Duration::from_secs(8);
 /// The Ant Media SDK pings every 3 s; the server closes silent sockets after 20 s.
 const PING_EVERY: Duration = Duration::from_secs(3);
 
@@ -225,7 +231,10 @@ impl Peer {
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let session = Session {
-            ws,
+            ws: Some(ws),
+            url: config.url,
+            backoff: RECONNECT_MIN,
+            reconnect_at: None,
             room: config.room,
             events: ev_tx,
             commands: cmd_rx,
@@ -345,8 +354,21 @@ async fn bind_host_sockets() -> Result<Vec<Arc<UdpSocket>>, PeerError> {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+/// The next message of the signaling socket; never resolves while it is down.
+async fn next_message(
+    ws: &mut Option<Ws>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(ws) => ws.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 struct Session {
-    ws: Ws,
+    ws: Option<Ws>,
+    url: String,
+    backoff: Duration,
+    reconnect_at: Option<Instant>,
     room: String,
     events: mpsc::Sender<PeerEvent>,
     commands: mpsc::Receiver<Command>,
@@ -467,19 +489,21 @@ impl Session {
                 Ok(d) => d,
                 Err(e) => break Err(e),
             };
+            let reconnect_at = self.reconnect_at.unwrap_or(deadline);
             tokio::select! {
-                msg = self.ws.next() => match msg {
+                msg = next_message(&mut self.ws) => match msg {
                     Some(Ok(Message::Text(text))) => {
                         if let Err(e) = self.on_signal(&text).await {
                             break Err(e);
                         }
                     }
-                    Some(Ok(Message::Close(_))) | None => {
-                        break Err(PeerError::Signaling("the server closed the connection".into()));
-                    }
+                    Some(Ok(Message::Close(_))) | None => self.signaling_lost("closed by the server").await,
                     Some(Ok(_)) => {}
-                    Some(Err(e)) => break Err(PeerError::Signaling(e.to_string())),
+                    Some(Err(e)) => self.signaling_lost(&e.to_string()).await,
                 },
+                () = tokio::time::sleep_until(reconnect_at.into()), if self.reconnect_at.is_some() => {
+                    self.reconnect().await;
+                }
                 Some((i, from, data)) = udp_rx.recv() => {
                     let destination = match self.sockets[i].local_addr() {
                         Ok(a) => a,
@@ -512,7 +536,9 @@ impl Session {
                     }
                     Some(Command::Hangup) | None => {
                         let _ = self.signal(json!({"command": "leave", "streamId": self.room})).await;
-                        let _ = self.ws.close(None).await;
+                        if let Some(ws) = self.ws.as_mut() {
+                            let _ = ws.close(None).await;
+                        }
                         break Ok(());
                     }
                 },
@@ -525,7 +551,7 @@ impl Session {
                 }
                 _ = ping.tick() => {
                     if let Err(e) = self.signal(json!({"command": "ping"})).await {
-                        break Err(e);
+                        self.signaling_lost(&e.to_string()).await;
                     }
                 }
             }
@@ -536,11 +562,51 @@ impl Session {
         result
     }
 
+    /// Sends a signaling message. While the socket is down, messages are dropped: the
+    /// peer-to-peer connection does not need them, and the room is joined afresh.
     async fn signal(&mut self, v: Value) -> Result<(), PeerError> {
-        self.ws
-            .send(Message::Text(v.to_string().into()))
+        let Some(ws) = self.ws.as_mut() else {
+            tracing::debug!("signaling down; not sent: {v}");
+            return Ok(());
+        };
+        ws.send(Message::Text(v.to_string().into()))
             .await
             .map_err(|e| PeerError::Signaling(e.to_string()))
+    }
+
+    async fn signaling_lost(&mut self, why: &str) {
+        if self.ws.take().is_some() {
+            tracing::info!("signaling connection lost ({why}); reconnecting");
+            self.backoff = RECONNECT_MIN;
+            self.reconnect_at = Some(Instant::now() + self.backoff);
+            self.emit(PeerEvent::Reconnecting).await;
+        }
+    }
+
+    async fn reconnect(&mut self) {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio_tungstenite::connect_async(&self.url),
+        )
+        .await;
+        match attempt {
+            Ok(Ok((ws, _))) => {
+                self.ws = Some(ws);
+                self.reconnect_at = None;
+                let join = json!({"command": "join", "streamId": self.room, "multiPeer": false, "mode": "both"});
+                if let Err(e) = self.signal(join).await {
+                    self.signaling_lost(&e.to_string()).await;
+                }
+            }
+            Ok(Err(e)) => self.retry_later(&e.to_string()),
+            Err(_) => self.retry_later("timed out"),
+        }
+    }
+
+    fn retry_later(&mut self, why: &str) {
+        self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
+        tracing::debug!("reconnect failed ({why}); next try in {:?}", self.backoff);
+        self.reconnect_at = Some(Instant::now() + self.backoff);
     }
 
     async fn emit(&self, e: PeerEvent) {
@@ -569,6 +635,11 @@ impl Session {
         let field = |k: &str| msg.get(k).and_then(Value::as_str).unwrap_or("");
         match field("command") {
             "notification" if field("definition") == "joined" => self.emit(PeerEvent::Joined).await,
+            "start" if self.channel.is_some() => {
+                // Re-joined after a signaling drop while the peer-to-peer connection is
+                // still up: keep it (the other side may renegotiate; offers are answered).
+                tracing::debug!("start with a live connection: keeping it");
+            }
             "start" => {
                 let room = self.room.clone();
                 let rtc = self.new_rtc();

@@ -8,7 +8,13 @@ use switchboard_peer::{Peer, PeerConfig, PeerEvent};
 use tokio::time::timeout;
 
 async fn server() -> (u16, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    server_on(0).await
+}
+
+async fn server_on(port: u16) -> (u16, tokio::sync::oneshot::Sender<()>) {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(switchboard_server::run(
@@ -190,4 +196,47 @@ async fn a_file_arrives_whole_with_its_sha256_and_is_refused_without_a_directory
         "{failed:?}"
     );
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn data_flows_through_a_server_restart_and_both_rejoin() {
+    let (port, stop) = server().await;
+    let mut a = peer(port, "restart").await;
+    until(&mut a, |e| *e == PeerEvent::Joined, "A joined").await;
+    let mut b = peer(port, "restart").await;
+    until(&mut a, |e| *e == PeerEvent::Open, "A open").await;
+    until(&mut b, |e| *e == PeerEvent::Open, "B open").await;
+
+    // The server goes away: both notice, the peer-to-peer channel keeps working.
+    stop.send(()).unwrap();
+    until(&mut a, |e| *e == PeerEvent::Reconnecting, "A reconnecting").await;
+    until(&mut b, |e| *e == PeerEvent::Reconnecting, "B reconnecting").await;
+    a.send_text("during the outage").await.unwrap();
+    assert_eq!(
+        until(
+            &mut b,
+            |e| matches!(e, PeerEvent::Text(_)),
+            "text during outage"
+        )
+        .await,
+        PeerEvent::Text("during the outage".into())
+    );
+
+    // It comes back on the same port: both re-join by themselves, the call goes on.
+    let (_, _stop2) = server_on(port).await;
+    until(&mut a, |e| *e == PeerEvent::Joined, "A re-joined").await;
+    until(&mut b, |e| *e == PeerEvent::Joined, "B re-joined").await;
+    b.send_text("after the restart").await.unwrap();
+    assert_eq!(
+        until(
+            &mut a,
+            |e| matches!(e, PeerEvent::Text(_)),
+            "text after restart"
+        )
+        .await,
+        PeerEvent::Text("after the restart".into())
+    );
+    // And the re-joined room is whole: a hang-up still reaches the other side.
+    a.hangup().await;
+    until(&mut b, |e| *e == PeerEvent::PeerLeft, "B told A left").await;
 }

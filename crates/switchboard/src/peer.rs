@@ -159,6 +159,9 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
                     }
                 }
                 Some(PeerEvent::ServerError(e)) => eprintln!("server: {e}"),
+                Some(PeerEvent::Reconnecting) => {
+                    eprintln!("signaling connection lost; reconnecting (the call carries on)");
+                }
                 None => break,
             },
             line = stdin.next_line(), if stdin_open => match line {
