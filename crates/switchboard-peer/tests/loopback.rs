@@ -12,9 +12,18 @@ async fn server() -> (u16, tokio::sync::oneshot::Sender<()>) {
 }
 
 async fn server_on(port: u16) -> (u16, tokio::sync::oneshot::Sender<()>) {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-        .await
-        .unwrap();
+    // After a stop, the old server may hold the port until its graceful shutdown ends.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let listener = loop {
+        match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+            Ok(l) => break l,
+            Err(e) if Instant::now() < deadline && port != 0 => {
+                eprintln!("port {port} still busy ({e}); retrying");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("binding 127.0.0.1:{port}: {e}"),
+        }
+    };
     let port = listener.local_addr().unwrap().port();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(switchboard_server::run(
