@@ -462,7 +462,17 @@ fn precheck(
         while let Ok(attr) = msg.nth_attribute::<XorPeerAddress>(n) {
             n += 1;
             let peer = attr.addr(tid);
-            if let Err(why) = cfg.policy.check(peer, &*rest) {
+            // A permission is for an IP address (its port is meaningless, often 0): one that
+            // hosts relays of this server is allowed, and each packet sent through it is
+            // still checked with its real port (relay to relay only; never our own ports).
+            let hosts_relay = msg.has_method(CREATE_PERMISSION)
+                && rest
+                    .relays
+                    .keys()
+                    .any(|r| canonical(r.ip()) == canonical(peer.ip()));
+            if let Err(why) = cfg.policy.check(peer, &*rest)
+                && !hosts_relay
+            {
                 count_peer_refusal(rest, why, client, peer, key);
                 // 403 Forbidden, as coturn answers for a denied peer.
                 return error_reply(msg, 403, &creds, algo);
