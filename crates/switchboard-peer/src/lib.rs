@@ -55,11 +55,11 @@ use str0m::channel::{ChannelConfig, ChannelId};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::Message;
 use turn_client_proto::api::{TurnClientApi as _, TurnEvent, TurnPollRet, TurnRecvRet};
 use turn_client_proto::types::TransportType;
 use turn_client_proto::udp::TurnClientUdp;
-use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::Message;
 
 /// Where to meet the other peer.
 #[derive(Debug, Clone)]
@@ -399,12 +399,16 @@ async fn turn_server_of(msg: &Value) -> Option<(SocketAddr, String, String)> {
             _ => continue,
         };
         for url in urls {
-            let Some(rest) = url.strip_prefix("turn:") else { continue };
+            let Some(rest) = url.strip_prefix("turn:") else {
+                continue;
+            };
             let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
             if !(query.is_empty() || query == "transport=udp") {
                 continue;
             }
-            let hostport = if hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+            let hostport = if hostport
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
                 && !hostport.ends_with(']')
             {
                 hostport.to_owned()
@@ -557,7 +561,8 @@ impl Session {
         if self.ice == IcePolicy::HostOnly {
             self.send_join().await?;
         } else {
-            self.signal(json!({"command": "getIceServerConfig"})).await?;
+            self.signal(json!({"command": "getIceServerConfig"}))
+                .await?;
         }
         let (udp_tx, mut udp_rx) = mpsc::channel::<(usize, SocketAddr, Vec<u8>)>(1024);
         self.udp_tx = Some(udp_tx);
@@ -595,7 +600,7 @@ impl Session {
                         Ok(a) => a,
                         Err(e) => break Err(e.into()),
                     };
-                    let (from, destination, data) = match self.from_turn(i, from, destination, data) {
+                    let (from, destination, data) = match self.unwrap_turn(i, from, destination, data) {
                         Some(unwrapped) => unwrapped,
                         None => continue,
                     };
@@ -764,6 +769,7 @@ impl Session {
             }
             "takeConfiguration" => match field("type") {
                 "offer" => {
+                    self.permit_candidates(field("sdp"));
                     let Ok(offer) = SdpOffer::from_sdp_string(field("sdp")) else {
                         tracing::warn!("ignoring an unparsable offer");
                         return Ok(());
@@ -781,6 +787,7 @@ impl Session {
                         .await?;
                 }
                 "answer" => {
+                    self.permit_candidates(field("sdp"));
                     let (Some(rtc), Some(pending)) = (self.rtc.as_mut(), self.pending.take())
                     else {
                         tracing::warn!("ignoring an answer to no offer");
@@ -799,6 +806,7 @@ impl Session {
             "takeCandidate" => {
                 let cand = field("candidate");
                 let cand = cand.strip_prefix("a=").unwrap_or(cand);
+                self.permit_candidates(cand);
                 if let (Some(rtc), Ok(c)) = (self.rtc.as_mut(), Candidate::from_sdp_string(cand)) {
                     rtc.add_remote_candidate(c);
                 }
@@ -820,7 +828,9 @@ impl Session {
 
     /// Reads socket `i` into the driver's datagram queue.
     fn spawn_reader(&mut self, i: usize) {
-        let Some(tx) = self.udp_tx.clone() else { return };
+        let Some(tx) = self.udp_tx.clone() else {
+            return;
+        };
         let s = Arc::clone(&self.sockets[i]);
         self.readers.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
@@ -831,10 +841,35 @@ impl Session {
         }));
     }
 
+    /// Installs TURN permissions for every candidate address in `sdp` (an SDP or one
+    /// candidate line) before ICE checks start, so the other side's checks can reach this
+    /// relay: permissions are per IP, and both sides must have one for a relay pair.
+    fn permit_candidates(&mut self, sdp: &str) {
+        let Some(turn) = self.turn.as_mut().filter(|t| t.relay.is_some()) else {
+            return;
+        };
+        let now = turn_now(self.base);
+        for line in sdp.lines() {
+            let line = line.trim().strip_prefix("a=").unwrap_or(line.trim());
+            if !line.starts_with("candidate:") {
+                continue;
+            }
+            if let Ok(c) = Candidate::from_sdp_string(line) {
+                let ip = c.addr().ip();
+                if !turn.client.have_permission(TransportType::Udp, ip) {
+                    let r = turn.client.create_permission(TransportType::Udp, ip, now);
+                    tracing::trace!("TURN permission for {ip}: {r:?}");
+                }
+            }
+        }
+    }
+
     async fn send_join(&mut self) -> Result<(), PeerError> {
         self.joined_sent = true;
-        self.signal(json!({"command": "join", "streamId": self.room, "multiPeer": false, "mode": "both"}))
-            .await
+        self.signal(
+            json!({"command": "join", "streamId": self.room, "multiPeer": false, "mode": "both"}),
+        )
+        .await
     }
 
     /// Starts a TURN allocation on the first UDP `turn:` server of an `iceServerConfig`.
@@ -895,7 +930,8 @@ impl Session {
             tracing::trace!("TURN poll: {ret:?}");
             match ret {
                 TurnPollRet::WaitUntil(t) => {
-                    let at = self.base + Duration::from_nanos(u64::try_from(t.as_nanos()).unwrap_or(0));
+                    let at =
+                        self.base + Duration::from_nanos(u64::try_from(t.as_nanos()).unwrap_or(0));
                     turn.next_poll = at;
                     wait = Some(at);
                 }
@@ -937,14 +973,18 @@ impl Session {
 
     /// A datagram from the TURN server is unwrapped into (peer, relay address, data);
     /// anything else passes unchanged. `None`: consumed (TURN control traffic).
-    fn from_turn(
+    fn unwrap_turn(
         &mut self,
         socket: usize,
         from: SocketAddr,
         destination: SocketAddr,
         data: Vec<u8>,
     ) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
-        let Some(turn) = self.turn.as_mut().filter(|t| t.socket == socket && t.server == from) else {
+        let Some(turn) = self
+            .turn
+            .as_mut()
+            .filter(|t| t.socket == socket && t.server == from)
+        else {
             return Some((from, destination, data));
         };
         let now = turn_now(self.base);
@@ -1282,6 +1322,12 @@ impl Session {
             match out {
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
+                    tracing::trace!(
+                        "rtc transmit {} -> {} ({} bytes)",
+                        t.source,
+                        t.destination,
+                        t.contents.len()
+                    );
                     let turn_local = self
                         .turn
                         .as_ref()
@@ -1294,15 +1340,24 @@ impl Session {
                         if !turn.client.have_permission(TransportType::Udp, peer_ip) {
                             // The first packets to a new peer are lost while the permission
                             // is installed; ICE retransmits its checks.
-                            let r = turn.client.create_permission(TransportType::Udp, peer_ip, now);
+                            let r = turn
+                                .client
+                                .create_permission(TransportType::Udp, peer_ip, now);
                             tracing::trace!("TURN permission for {peer_ip}: {r:?}");
                         } else {
-                            match turn.client.send_to(TransportType::Udp, t.destination, &t.contents[..], now) {
+                            match turn.client.send_to(
+                                TransportType::Udp,
+                                t.destination,
+                                &t.contents[..],
+                                now,
+                            ) {
                                 Ok(Some(tb)) => {
                                     let tb = tb.build();
                                     let _ = self.sockets[turn.socket].try_send_to(&tb.data, tb.to);
                                 }
-                                other => tracing::trace!("TURN send_to {}: {other:?}", t.destination),
+                                other => {
+                                    tracing::trace!("TURN send_to {}: {other:?}", t.destination)
+                                }
                             }
                         }
                         continue;

@@ -269,7 +269,11 @@ async fn relay_only_peers_connect_through_the_built_in_turn_server() {
     config.turn = Some(turn.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
-    tokio::spawn(switchboard_server::run(config, listener, std::future::pending()));
+    tokio::spawn(switchboard_server::run(
+        config,
+        listener,
+        std::future::pending(),
+    ));
 
     let relay_peer = |room: &'static str| async move {
         let (peer, driver) = Peer::connect(PeerConfig {
@@ -295,5 +299,8 @@ async fn relay_only_peers_connect_through_the_built_in_turn_server() {
     );
     let stats = turn.stats();
     assert!(stats.allocations_active >= 2, "{stats:?}");
-    assert!(stats.relayed_to_peers > 0 && stats.relayed_from_peers > 0, "{stats:?}");
+    assert!(
+        stats.relayed_to_peers > 0 && stats.relayed_from_peers > 0,
+        "{stats:?}"
+    );
 }
