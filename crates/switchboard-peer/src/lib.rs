@@ -17,6 +17,7 @@
 //!     url: "ws://127.0.0.1:5080/WebRTCAppEE/websocket".into(),
 //!     room: "room1".into(),
 //!     receive_dir: Some("./inbox".into()),
+//!     ice: switchboard_peer::IcePolicy::WithTurn,
 //! })
 //! .await?;
 //! tokio::spawn(driver);
@@ -56,6 +57,9 @@ use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;
+use turn_client_proto::api::{TurnClientApi as _, TurnEvent, TurnPollRet, TurnRecvRet};
+use turn_client_proto::types::TransportType;
+use turn_client_proto::udp::TurnClientUdp;
 
 /// Where to meet the other peer.
 #[derive(Debug, Clone)]
@@ -66,6 +70,22 @@ pub struct PeerConfig {
     pub room: String,
     /// Where received files are written; `None` refuses incoming files.
     pub receive_dir: Option<PathBuf>,
+    /// Which ICE candidates to offer.
+    pub ice: IcePolicy,
+}
+
+/// Which ICE candidates the peer gathers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum IcePolicy {
+    /// Host candidates only (loopback, LAN).
+    HostOnly,
+    /// Host candidates, plus a relayed candidate from the first UDP TURN server the
+    /// signaling server hands out (`getIceServerConfig`), when it has one.
+    #[default]
+    WithTurn,
+    /// Only the relayed candidate: all traffic goes through the TURN server, and the other
+    /// peer never learns this host's addresses. The session fails if no relay is available.
+    RelayOnly,
 }
 
 /// What happens in the call.
@@ -247,6 +267,12 @@ impl Peer {
             receive_dir: config.receive_dir,
             sends: Vec::new(),
             recvs: Vec::new(),
+            ice: config.ice,
+            turn: None,
+            joined_sent: false,
+            base: Instant::now(),
+            udp_tx: None,
+            readers: Vec::new(),
         };
         Ok((
             Peer {
@@ -354,6 +380,51 @@ async fn bind_host_sockets() -> Result<Vec<Arc<UdpSocket>>, PeerError> {
 type Ws =
     tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
+fn turn_now(base: Instant) -> turn_client_proto::types::Instant {
+    turn_client_proto::types::Instant::from_std(base)
+}
+
+/// The first `turn:` URL for UDP in an `iceServerConfig`, resolved, with its credentials.
+async fn turn_server_of(msg: &Value) -> Option<(SocketAddr, String, String)> {
+    for server in msg.get("iceServers")?.as_array()? {
+        let (Some(user), Some(pass)) = (
+            server.get("username").and_then(Value::as_str),
+            server.get("credential").and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        let urls: Vec<&str> = match server.get("urls") {
+            Some(Value::String(u)) => vec![u.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        for url in urls {
+            let Some(rest) = url.strip_prefix("turn:") else {
+                continue;
+            };
+            let (hostport, query) = rest.split_once('?').unwrap_or((rest, ""));
+            if !(query.is_empty() || query == "transport=udp") {
+                continue;
+            }
+            let hostport = if hostport
+                .rsplit_once(':')
+                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+                && !hostport.ends_with(']')
+            {
+                hostport.to_owned()
+            } else {
+                format!("{hostport}:3478")
+            };
+            if let Ok(mut addrs) = tokio::net::lookup_host(hostport).await
+                && let Some(addr) = addrs.find(SocketAddr::is_ipv4)
+            {
+                return Some((addr, user.to_owned(), pass.to_owned()));
+            }
+        }
+    }
+    None
+}
+
 /// The next message of the signaling socket; never resolves while it is down.
 async fn next_message(
     ws: &mut Option<Ws>,
@@ -381,6 +452,26 @@ struct Session {
     receive_dir: Option<PathBuf>,
     sends: Vec<FileSend>,
     recvs: Vec<FileRecv>,
+    ice: IcePolicy,
+    turn: Option<Turn>,
+    joined_sent: bool,
+    /// Time base of the TURN client's clock.
+    base: Instant,
+    udp_tx: Option<mpsc::Sender<(usize, SocketAddr, Vec<u8>)>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// A TURN allocation used for a relayed candidate.
+struct Turn {
+    client: TurnClientUdp,
+    /// Index of the local socket that talks to the TURN server.
+    socket: usize,
+    server: SocketAddr,
+    relay: Option<SocketAddr>,
+    failed: bool,
+    /// Give up waiting for the allocation (and join without it) at this time.
+    give_up: Instant,
+    next_poll: Instant,
 }
 
 /// A file being sent on its own channel.
@@ -467,26 +558,26 @@ fn unused_path(dir: &Path, name: &str) -> PathBuf {
 
 impl Session {
     async fn run(mut self) -> Result<(), PeerError> {
-        self.signal(
-            json!({"command": "join", "streamId": self.room, "multiPeer": false, "mode": "both"}),
-        )
-        .await?;
+        if self.ice == IcePolicy::HostOnly {
+            self.send_join().await?;
+        } else {
+            self.signal(json!({"command": "getIceServerConfig"}))
+                .await?;
+        }
         let (udp_tx, mut udp_rx) = mpsc::channel::<(usize, SocketAddr, Vec<u8>)>(1024);
-        let mut readers = Vec::new();
-        for (i, s) in self.sockets.iter().enumerate() {
-            let (s, tx) = (Arc::clone(s), udp_tx.clone());
-            readers.push(tokio::spawn(async move {
-                let mut buf = vec![0u8; 2048];
-                while let Ok((n, from)) = s.recv_from(&mut buf).await {
-                    // A full queue drops the datagram, as the network would.
-                    let _ = tx.try_send((i, from, buf[..n].to_vec()));
-                }
-            }));
+        self.udp_tx = Some(udp_tx);
+        for i in 0..self.sockets.len() {
+            self.spawn_reader(i);
         }
         let mut ping = tokio::time::interval(PING_EVERY);
         let result = loop {
             let deadline = match self.drain().await {
                 Ok(d) => d,
+                Err(e) => break Err(e),
+            };
+            let deadline = match self.turn_progress().await {
+                Ok(Some(t)) => deadline.min(t),
+                Ok(None) => deadline,
                 Err(e) => break Err(e),
             };
             let reconnect_at = self.reconnect_at.unwrap_or(deadline);
@@ -508,6 +599,10 @@ impl Session {
                     let destination = match self.sockets[i].local_addr() {
                         Ok(a) => a,
                         Err(e) => break Err(e.into()),
+                    };
+                    let (from, destination, data) = match self.unwrap_turn(i, from, destination, data) {
+                        Some(unwrapped) => unwrapped,
+                        None => continue,
                     };
                     let Some(rtc) = self.rtc.as_mut() else { continue };
                     let Ok(contents) = data.as_slice().try_into() else { continue };
@@ -556,7 +651,7 @@ impl Session {
                 }
             }
         };
-        for r in readers {
+        for r in self.readers.drain(..) {
             r.abort();
         }
         result
@@ -593,8 +688,8 @@ impl Session {
             Ok(Ok((ws, _))) => {
                 self.ws = Some(ws);
                 self.reconnect_at = None;
-                let join = json!({"command": "join", "streamId": self.room, "multiPeer": false, "mode": "both"});
-                if let Err(e) = self.signal(join).await {
+                self.joined_sent = false;
+                if let Err(e) = self.send_join().await {
                     self.signaling_lost(&e.to_string()).await;
                 }
             }
@@ -615,12 +710,25 @@ impl Session {
 
     fn new_rtc(&mut self) -> &mut Rtc {
         let mut rtc = Rtc::new(Instant::now());
-        for s in &self.sockets {
-            if let Ok(addr) = s.local_addr()
-                && let Ok(c) = Candidate::host(addr, "udp")
-            {
-                rtc.add_local_candidate(c);
+        if self.ice != IcePolicy::RelayOnly {
+            let turn_socket = self.turn.as_ref().map(|t| t.socket);
+            for (i, s) in self.sockets.iter().enumerate() {
+                if Some(i) == turn_socket {
+                    continue;
+                }
+                if let Ok(addr) = s.local_addr()
+                    && let Ok(c) = Candidate::host(addr, "udp")
+                {
+                    rtc.add_local_candidate(c);
+                }
             }
+        }
+        if let Some(t) = &self.turn
+            && let Some(relay) = t.relay
+            && let Ok(local) = self.sockets[t.socket].local_addr()
+            && let Ok(c) = Candidate::relayed(relay, local, "udp")
+        {
+            rtc.add_local_candidate(c);
         }
         self.pending = None;
         self.channel = None;
@@ -635,6 +743,12 @@ impl Session {
         let field = |k: &str| msg.get(k).and_then(Value::as_str).unwrap_or("");
         match field("command") {
             "notification" if field("definition") == "joined" => self.emit(PeerEvent::Joined).await,
+            "iceServerConfig" if self.turn.is_none() && !self.joined_sent => {
+                self.start_turn(&msg).await;
+                if self.turn.is_none() {
+                    self.send_join().await?;
+                }
+            }
             "start" if self.channel.is_some() => {
                 // Re-joined after a signaling drop while the peer-to-peer connection is
                 // still up: keep it (the other side may renegotiate; offers are answered).
@@ -655,6 +769,7 @@ impl Session {
             }
             "takeConfiguration" => match field("type") {
                 "offer" => {
+                    self.permit_candidates(field("sdp"));
                     let Ok(offer) = SdpOffer::from_sdp_string(field("sdp")) else {
                         tracing::warn!("ignoring an unparsable offer");
                         return Ok(());
@@ -672,6 +787,7 @@ impl Session {
                         .await?;
                 }
                 "answer" => {
+                    self.permit_candidates(field("sdp"));
                     let (Some(rtc), Some(pending)) = (self.rtc.as_mut(), self.pending.take())
                     else {
                         tracing::warn!("ignoring an answer to no offer");
@@ -690,6 +806,7 @@ impl Session {
             "takeCandidate" => {
                 let cand = field("candidate");
                 let cand = cand.strip_prefix("a=").unwrap_or(cand);
+                self.permit_candidates(cand);
                 if let (Some(rtc), Ok(c)) = (self.rtc.as_mut(), Candidate::from_sdp_string(cand)) {
                     rtc.add_remote_candidate(c);
                 }
@@ -707,6 +824,183 @@ impl Session {
             _ => {}
         }
         Ok(())
+    }
+
+    /// Reads socket `i` into the driver's datagram queue.
+    fn spawn_reader(&mut self, i: usize) {
+        let Some(tx) = self.udp_tx.clone() else {
+            return;
+        };
+        let s = Arc::clone(&self.sockets[i]);
+        self.readers.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 2048];
+            while let Ok((n, from)) = s.recv_from(&mut buf).await {
+                // A full queue drops the datagram, as the network would.
+                let _ = tx.try_send((i, from, buf[..n].to_vec()));
+            }
+        }));
+    }
+
+    /// Installs TURN permissions for every candidate address in `sdp` (an SDP or one
+    /// candidate line) before ICE checks start, so the other side's checks can reach this
+    /// relay: permissions are per IP, and both sides must have one for a relay pair.
+    fn permit_candidates(&mut self, sdp: &str) {
+        let Some(turn) = self.turn.as_mut().filter(|t| t.relay.is_some()) else {
+            return;
+        };
+        let now = turn_now(self.base);
+        for line in sdp.lines() {
+            let line = line.trim().strip_prefix("a=").unwrap_or(line.trim());
+            if !line.starts_with("candidate:") {
+                continue;
+            }
+            if let Ok(c) = Candidate::from_sdp_string(line) {
+                let ip = c.addr().ip();
+                if !turn.client.have_permission(TransportType::Udp, ip) {
+                    let r = turn.client.create_permission(TransportType::Udp, ip, now);
+                    tracing::trace!("TURN permission for {ip}: {r:?}");
+                }
+            }
+        }
+    }
+
+    async fn send_join(&mut self) -> Result<(), PeerError> {
+        self.joined_sent = true;
+        self.signal(
+            json!({"command": "join", "streamId": self.room, "multiPeer": false, "mode": "both"}),
+        )
+        .await
+    }
+
+    /// Starts a TURN allocation on the first UDP `turn:` server of an `iceServerConfig`.
+    async fn start_turn(&mut self, msg: &Value) {
+        let Some((server, user, pass)) = turn_server_of(msg).await else {
+            tracing::info!("the server offers no usable UDP TURN server: {msg}");
+            return;
+        };
+        tracing::debug!("TURN server {server} as {user}");
+        // A socket of its own (never a host candidate), on the address that reaches the
+        // server: loopback for a loopback server, else the first other IPv4 address.
+        let Some(ip) = self
+            .sockets
+            .iter()
+            .filter_map(|s| s.local_addr().ok())
+            .map(|a| a.ip())
+            .find(|ip| ip.is_loopback() == server.ip().is_loopback())
+        else {
+            return;
+        };
+        let Ok(sock) = UdpSocket::bind(SocketAddr::new(ip, 0)).await else {
+            return;
+        };
+        let Ok(local) = sock.local_addr() else {
+            return;
+        };
+        self.sockets.push(Arc::new(sock));
+        let socket = self.sockets.len() - 1;
+        self.spawn_reader(socket);
+        let mut config = turn_client_proto::api::TurnConfig::new(
+            turn_client_proto::types::TurnCredentials::new(&user, &pass),
+        );
+        // Send USERNAME, not an RFC 8489 USERHASH: REST-API servers (Switchboard's and
+        // coturn's) read the expiry from the username itself.
+        config.set_anonymous_username(turn_client_proto::stun::auth::Feature::Disabled);
+        let now = Instant::now();
+        self.turn = Some(Turn {
+            client: TurnClientUdp::allocate(local, server, config),
+            socket,
+            server,
+            relay: None,
+            failed: false,
+            give_up: now + Duration::from_secs(5),
+            next_poll: now,
+        });
+    }
+
+    /// Drives the TURN client: sends what it wants sent, handles its events, and joins the
+    /// room once the relay is known (or given up on). Returns its next deadline.
+    async fn turn_progress(&mut self) -> Result<Option<Instant>, PeerError> {
+        let Some(turn) = self.turn.as_mut() else {
+            return Ok(None);
+        };
+        let now = turn_now(self.base);
+        let mut wait = None;
+        if Instant::now() >= turn.next_poll {
+            let ret = turn.client.poll(now);
+            tracing::trace!("TURN poll: {ret:?}");
+            match ret {
+                TurnPollRet::WaitUntil(t) => {
+                    let at =
+                        self.base + Duration::from_nanos(u64::try_from(t.as_nanos()).unwrap_or(0));
+                    turn.next_poll = at;
+                    wait = Some(at);
+                }
+                TurnPollRet::Closed => turn.failed = true,
+                _ => {}
+            }
+        } else {
+            wait = Some(turn.next_poll);
+        }
+        while let Some(t) = turn.client.poll_transmit(now) {
+            tracing::trace!("TURN transmit {} bytes to {}", t.data.as_ref().len(), t.to);
+            let _ = self.sockets[turn.socket].try_send_to(t.data.as_ref(), t.to);
+        }
+        while let Some(e) = turn.client.poll_event() {
+            match e {
+                TurnEvent::AllocationCreated(_, relay) => {
+                    tracing::info!("TURN relay {relay} via {}", turn.server);
+                    turn.relay = Some(relay);
+                }
+                TurnEvent::AllocationCreateFailed(_) => turn.failed = true,
+                e => tracing::trace!("TURN event {e:?}"),
+            }
+        }
+        let ready = turn.relay.is_some() || turn.failed || Instant::now() >= turn.give_up;
+        let relay_missing = turn.relay.is_none();
+        let give_up = turn.give_up;
+        if !self.joined_sent {
+            if ready {
+                if relay_missing && self.ice == IcePolicy::RelayOnly {
+                    return Err(PeerError::Rtc("relay-only, but no TURN allocation".into()));
+                }
+                self.send_join().await?;
+            } else {
+                wait = Some(wait.map_or(give_up, |w| w.min(give_up)));
+            }
+        }
+        Ok(wait)
+    }
+
+    /// A datagram from the TURN server is unwrapped into (peer, relay address, data);
+    /// anything else passes unchanged. `None`: consumed (TURN control traffic).
+    fn unwrap_turn(
+        &mut self,
+        socket: usize,
+        from: SocketAddr,
+        destination: SocketAddr,
+        data: Vec<u8>,
+    ) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
+        let Some(turn) = self
+            .turn
+            .as_mut()
+            .filter(|t| t.socket == socket && t.server == from)
+        else {
+            return Some((from, destination, data));
+        };
+        let now = turn_now(self.base);
+        let transmit = turn_client_proto::stun::agent::Transmit::new(
+            &data[..],
+            TransportType::Udp,
+            from,
+            destination,
+        );
+        // Whatever the datagram was, the client may have more to do now.
+        turn.next_poll = Instant::now();
+        match turn.client.recv(transmit, now) {
+            TurnRecvRet::PeerData(p) => Some((p.peer, turn.relay?, p.data().to_vec())),
+            TurnRecvRet::Ignored(_) => Some((from, destination, data.clone())),
+            _ => None,
+        }
     }
 
     async fn start_file(
@@ -1028,6 +1322,46 @@ impl Session {
             match out {
                 Output::Timeout(t) => return Ok(t),
                 Output::Transmit(t) => {
+                    tracing::trace!(
+                        "rtc transmit {} -> {} ({} bytes)",
+                        t.source,
+                        t.destination,
+                        t.contents.len()
+                    );
+                    let turn_local = self
+                        .turn
+                        .as_ref()
+                        .and_then(|turn| self.sockets[turn.socket].local_addr().ok());
+                    if let Some(turn) = self.turn.as_mut()
+                        && (turn.relay == Some(t.source) || turn_local == Some(t.source))
+                    {
+                        let now = turn_now(self.base);
+                        let peer_ip = t.destination.ip();
+                        if !turn.client.have_permission(TransportType::Udp, peer_ip) {
+                            // The first packets to a new peer are lost while the permission
+                            // is installed; ICE retransmits its checks.
+                            let r = turn
+                                .client
+                                .create_permission(TransportType::Udp, peer_ip, now);
+                            tracing::trace!("TURN permission for {peer_ip}: {r:?}");
+                        } else {
+                            match turn.client.send_to(
+                                TransportType::Udp,
+                                t.destination,
+                                &t.contents[..],
+                                now,
+                            ) {
+                                Ok(Some(tb)) => {
+                                    let tb = tb.build();
+                                    let _ = self.sockets[turn.socket].try_send_to(&tb.data, tb.to);
+                                }
+                                other => {
+                                    tracing::trace!("TURN send_to {}: {other:?}", t.destination)
+                                }
+                            }
+                        }
+                        continue;
+                    }
                     if let Some(s) = self
                         .sockets
                         .iter()

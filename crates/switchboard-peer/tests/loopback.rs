@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use switchboard_peer::{Peer, PeerConfig, PeerEvent};
+use switchboard_peer::{IcePolicy, Peer, PeerConfig, PeerEvent};
 use tokio::time::timeout;
 
 async fn server() -> (u16, tokio::sync::oneshot::Sender<()>) {
@@ -45,6 +45,7 @@ async fn peer_receiving(port: u16, room: &str, receive_dir: Option<std::path::Pa
         url: format!("ws://127.0.0.1:{port}/WebRTCAppEE/websocket"),
         room: room.into(),
         receive_dir,
+        ice: IcePolicy::default(),
     })
     .await
     .unwrap();
@@ -248,4 +249,67 @@ async fn data_flows_through_a_server_restart_and_both_rejoin() {
     // And the re-joined room is whole: a hang-up still reaches the other side.
     a.hangup().await;
     until(&mut b, |e| *e == PeerEvent::PeerLeft, "B told A left").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_only_peers_connect_through_the_built_in_turn_server() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    // Switchboard with its built-in STUN/TURN, advertised with minted credentials.
+    let secret = "relay-test-secret";
+    let turn = switchboard_turn::start(switchboard_turn::TurnConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        secret: secret.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let mut config = switchboard_server::ServerConfig::default();
+    config.hub.ice = switchboard_core::ice::IceConfig {
+        servers: vec![],
+        turn: Some(switchboard_core::ice::TurnRest {
+            secret: secret.into(),
+            urls: vec![format!("turn:127.0.0.1:{}?transport=udp", turn.port())],
+            ttl: Duration::from_secs(600),
+        }),
+    };
+    config.turn = Some(turn.clone());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(switchboard_server::run(
+        config,
+        listener,
+        std::future::pending(),
+    ));
+
+    let relay_peer = |room: &'static str| async move {
+        let (peer, driver) = Peer::connect(PeerConfig {
+            url: format!("ws://127.0.0.1:{port}/WebRTCAppEE/websocket"),
+            room: room.into(),
+            receive_dir: None,
+            ice: IcePolicy::RelayOnly,
+        })
+        .await
+        .unwrap();
+        tokio::spawn(driver);
+        peer
+    };
+    let mut a = relay_peer("relay-room").await;
+    until(&mut a, |e| *e == PeerEvent::Joined, "A joined").await;
+    let mut b = relay_peer("relay-room").await;
+    until(&mut a, |e| *e == PeerEvent::Open, "A open").await;
+    until(&mut b, |e| *e == PeerEvent::Open, "B open").await;
+    a.send_text("through two relays").await.unwrap();
+    assert_eq!(
+        until(&mut b, |e| matches!(e, PeerEvent::Text(_)), "text at B").await,
+        PeerEvent::Text("through two relays".into())
+    );
+    let stats = turn.stats();
+    assert!(stats.allocations_active >= 2, "{stats:?}");
+    assert!(
+        stats.relayed_to_peers > 0 && stats.relayed_from_peers > 0,
+        "{stats:?}"
+    );
 }

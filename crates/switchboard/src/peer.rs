@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use switchboard_peer::{Peer, PeerConfig, PeerEvent};
+use switchboard_peer::{IcePolicy, Peer, PeerConfig, PeerEvent};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// Flags of `switchboard peer`.
@@ -26,6 +26,13 @@ pub(crate) struct PeerArgs {
     /// receiver verifies it), then hang up (unless --chat).
     #[arg(long, value_name = "FILE")]
     send: Option<PathBuf>,
+    /// Send everything through the TURN relay the server offers (the other peer never
+    /// learns this host's addresses); fails if the server offers none.
+    #[arg(long)]
+    relay_only: bool,
+    /// Offer host candidates only (no TURN allocation).
+    #[arg(long, conflicts_with = "relay_only")]
+    no_turn: bool,
     /// Accept files into this directory (from the demo page, the browser SDK or another
     /// native peer); exits when the other peer leaves (unless --chat).
     #[arg(long, value_name = "DIR")]
@@ -96,6 +103,13 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
         url: url.clone(),
         room: args.room.clone(),
         receive_dir: args.receive.clone(),
+        ice: if args.relay_only {
+            IcePolicy::RelayOnly
+        } else if args.no_turn {
+            IcePolicy::HostOnly
+        } else {
+            IcePolicy::WithTurn
+        },
     })
     .await
     .with_context(|| format!("joining {} at {url}", args.room))?;
