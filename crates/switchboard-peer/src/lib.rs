@@ -4,8 +4,9 @@
 //! the offerer on `start` and the answerer on an offer, and opens an ordered, reliable data
 //! channel (label = room name, as the Ant Media SDK does) carrying text and binary messages,
 //! and sends and receives files the way the browser SDK does ([`Peer::send_file`]).
-//! ICE uses host candidates on every IPv4 interface address (no STUN/TURN yet); media is not
-//! sent or received yet.
+//! ICE uses host candidates on every IPv4 interface address plus, by default, a relayed
+//! candidate from the TURN server the signaling server offers ([`IcePolicy`]); no
+//! server-reflexive candidates yet. Media is not sent or received yet.
 //!
 //! The WebRTC stack is [`str0m`] (sans-IO); this crate is its tokio driver. API shape: a
 //! [`Peer`] handle plus a [`Driver`] future the caller spawns:
