@@ -249,6 +249,10 @@ impl Peer {
             .await
             .map_err(|e| PeerError::Signaling(format!("connecting to {}: {e}", config.url)))?;
         let sockets = bind_host_sockets().await?;
+        let addrs = sockets
+            .iter()
+            .map(|s| s.local_addr())
+            .collect::<io::Result<Vec<_>>>()?;
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let session = Session {
@@ -259,6 +263,7 @@ impl Peer {
             room: config.room,
             events: ev_tx,
             commands: cmd_rx,
+            addrs,
             sockets,
             rtc: None,
             pending: None,
@@ -445,6 +450,8 @@ struct Session {
     events: mpsc::Sender<PeerEvent>,
     commands: mpsc::Receiver<Command>,
     sockets: Vec<Arc<UdpSocket>>,
+    /// `sockets[i].local_addr()`, read once (it is a system call, and the packet path needs it).
+    addrs: Vec<SocketAddr>,
     rtc: Option<Rtc>,
     pending: Option<SdpPendingOffer>,
     channel: Option<ChannelId>,
@@ -597,10 +604,7 @@ impl Session {
                     self.reconnect().await;
                 }
                 Some((i, from, data)) = udp_rx.recv() => {
-                    let destination = match self.sockets[i].local_addr() {
-                        Ok(a) => a,
-                        Err(e) => break Err(e.into()),
-                    };
+                    let destination = self.addrs[i];
                     let (from, destination, data) = match self.unwrap_turn(i, from, destination, data) {
                         Some(unwrapped) => unwrapped,
                         None => continue,
@@ -898,6 +902,7 @@ impl Session {
             return;
         };
         self.sockets.push(Arc::new(sock));
+        self.addrs.push(local);
         let socket = self.sockets.len() - 1;
         self.spawn_reader(socket);
         let mut config = turn_client_proto::api::TurnConfig::new(
@@ -1329,10 +1334,7 @@ impl Session {
                         t.destination,
                         t.contents.len()
                     );
-                    let turn_local = self
-                        .turn
-                        .as_ref()
-                        .and_then(|turn| self.sockets[turn.socket].local_addr().ok());
+                    let turn_local = self.turn.as_ref().map(|turn| self.addrs[turn.socket]);
                     if let Some(turn) = self.turn.as_mut()
                         && (turn.relay == Some(t.source) || turn_local == Some(t.source))
                     {
@@ -1363,12 +1365,8 @@ impl Session {
                         }
                         continue;
                     }
-                    if let Some(s) = self
-                        .sockets
-                        .iter()
-                        .find(|s| s.local_addr().is_ok_and(|a| a == t.source))
-                    {
-                        let _ = s.try_send_to(&t.contents, t.destination);
+                    if let Some(i) = self.addrs.iter().position(|a| *a == t.source) {
+                        let _ = self.sockets[i].try_send_to(&t.contents, t.destination);
                     }
                 }
                 Output::Event(e) => match e {

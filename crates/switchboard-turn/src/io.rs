@@ -377,12 +377,16 @@ fn dispatch(out: Vec<Out>, stats: &Stats) {
     }
 }
 
-async fn udp_task(
-    state: Arc<Mutex<State>>,
-    shared: Arc<Shared>,
-    key: ListenerKey,
-    socket: Arc<UdpSocket>,
-    cancel: CancellationToken,
+/// Receives datagrams on `socket` until cancelled (or `state` yields nothing): each awaited
+/// datagram, plus up to `BATCH - 1` already queued, is handled by `handle` under one lock,
+/// and what it returns is sent after the lock is released.
+async fn datagram_loop(
+    socket: &UdpSocket,
+    cancel: &CancellationToken,
+    shared: &Shared,
+    what: &str,
+    state: impl Fn() -> Option<Arc<Mutex<State>>>,
+    mut handle: impl FnMut(&mut State, SocketAddr, &[u8]) -> Vec<Out>,
 ) {
     let mut buf = vec![0u8; 65_536];
     loop {
@@ -390,24 +394,45 @@ async fn udp_task(
             r = socket.recv_from(&mut buf) => match r {
                 Ok(r) => r,
                 Err(e) => {
-                    tracing::debug!("TURN UDP {}: {e}", key.1);
+                    tracing::debug!("TURN {what}: {e}");
                     continue;
                 }
             },
             () = cancel.cancelled() => return,
         };
-        // Whatever else is already queued is handled under the same lock.
+        let Some(state) = state() else {
+            return;
+        };
         let mut st = lock(&state);
-        let mut out = st.on_client(key, from, &buf[..n]);
+        let mut out = handle(&mut st, from, &buf[..n]);
         for _ in 1..BATCH {
             match socket.try_recv_from(&mut buf) {
-                Ok((n, from)) => out.extend(st.on_client(key, from, &buf[..n])),
+                Ok((n, from)) => out.extend(handle(&mut st, from, &buf[..n])),
                 Err(_) => break,
             }
         }
         drop(st);
         dispatch(out, &shared.stats);
     }
+}
+
+async fn udp_task(
+    state: Arc<Mutex<State>>,
+    shared: Arc<Shared>,
+    key: ListenerKey,
+    socket: Arc<UdpSocket>,
+    cancel: CancellationToken,
+) {
+    let what = format!("UDP {}", key.1);
+    datagram_loop(
+        &socket,
+        &cancel,
+        &shared,
+        &what,
+        || Some(Arc::clone(&state)),
+        |st, from, data| st.on_client(key, from, data),
+    )
+    .await;
 }
 
 async fn relay_task(
@@ -417,32 +442,16 @@ async fn relay_task(
     socket: Arc<UdpSocket>,
     cancel: CancellationToken,
 ) {
-    let mut buf = vec![0u8; 65_536];
-    loop {
-        let (n, from) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
-                Ok(r) => r,
-                Err(e) => {
-                    tracing::debug!("TURN relay {relay}: {e}");
-                    continue;
-                }
-            },
-            () = cancel.cancelled() => return,
-        };
-        let Some(state) = state.upgrade() else {
-            return;
-        };
-        let mut st = lock(&state);
-        let mut out = st.on_peer(relay, from, &buf[..n]);
-        for _ in 1..BATCH {
-            match socket.try_recv_from(&mut buf) {
-                Ok((n, from)) => out.extend(st.on_peer(relay, from, &buf[..n])),
-                Err(_) => break,
-            }
-        }
-        drop(st);
-        dispatch(out, &shared.stats);
-    }
+    let what = format!("relay {relay}");
+    datagram_loop(
+        &socket,
+        &cancel,
+        &shared,
+        &what,
+        || state.upgrade(),
+        |st, from, data| st.on_peer(relay, from, data),
+    )
+    .await;
 }
 
 async fn tick_task(state: Arc<Mutex<State>>, shared: Arc<Shared>, cancel: CancellationToken) {
