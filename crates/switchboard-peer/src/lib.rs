@@ -1,12 +1,18 @@
 //! A native WebRTC peer for Switchboard (and Ant Media Server) rooms.
 //!
-//! **Status: first slice of issue 5.** Joins a room over the Ant Media P2P protocol, becomes
-//! the offerer on `start` and the answerer on an offer, and opens an ordered, reliable data
-//! channel (label = room name, as the Ant Media SDK does) carrying text and binary messages,
-//! and sends and receives files the way the browser SDK does ([`Peer::send_file`]).
-//! ICE uses host candidates on every IPv4 interface address plus, by default, a relayed
-//! candidate from the TURN server the signaling server offers ([`IcePolicy`]); no
-//! server-reflexive candidates yet. Media is not sent or received yet.
+//! Joins a room over the Ant Media P2P protocol, becomes the offerer on `start` and the
+//! answerer on an offer, and opens an ordered, reliable data channel (label = room name, as
+//! the Ant Media SDK does) carrying text and binary messages, and sends and receives files
+//! the way the browser SDK does ([`Peer::send_file`]).
+//!
+//! Media ([`MediaConfig`]): VP8 video and Opus audio sent from IVF / Ogg Opus files or
+//! generated (test pattern, tone), and the other side's video and audio recorded to IVF /
+//! Ogg Opus files. Only VP8 and Opus are negotiated.
+//!
+//! ICE: host candidates on every IPv4 interface address, server-reflexive candidates from the
+//! STUN server the signaling server offers (trickled as they arrive), and by default a relayed
+//! candidate from its TURN server ([`IcePolicy`]). Connection statistics arrive as
+//! [`PeerEvent::Stats`] when [`PeerConfig::stats_interval`] is set.
 //!
 //! The WebRTC stack is [`str0m`] (sans-IO); this crate is its tokio driver. API shape: a
 //! [`Peer`] handle plus a [`Driver`] future the caller spawns:
@@ -15,10 +21,8 @@
 //! # async fn demo() -> Result<(), switchboard_peer::PeerError> {
 //! use switchboard_peer::{Peer, PeerConfig, PeerEvent};
 //! let (mut peer, driver) = Peer::connect(PeerConfig {
-//!     url: "ws://127.0.0.1:5080/WebRTCAppEE/websocket".into(),
-//!     room: "room1".into(),
 //!     receive_dir: Some("./inbox".into()),
-//!     ice: switchboard_peer::IcePolicy::WithTurn,
+//!     ..PeerConfig::new("ws://127.0.0.1:5080/WebRTCAppEE/websocket", "room1")
 //! })
 //! .await?;
 //! tokio::spawn(driver);
@@ -36,6 +40,12 @@
 //! Nothing a remote peer or the server sends can panic the driver: malformed signaling is
 //! logged and ignored, and str0m errors end the session with [`PeerError::Rtc`].
 
+mod media;
+
+pub use media::{
+    AudioSource, MediaConfig, PATTERN_FPS, PATTERN_HEIGHT, PATTERN_WIDTH, Track, VideoSource,
+};
+
 use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
@@ -49,10 +59,13 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
+use media::{IvfWriter, OggWriter, SourceMsg, Sources};
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
 use str0m::channel::{ChannelConfig, ChannelId};
+use str0m::format::Codec;
+use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use tokio::net::UdpSocket;
@@ -73,6 +86,53 @@ pub struct PeerConfig {
     pub receive_dir: Option<PathBuf>,
     /// Which ICE candidates to offer.
     pub ice: IcePolicy,
+    /// Media to send and record.
+    pub media: MediaConfig,
+    /// Emit [`PeerEvent::Stats`] this often (`None`: never).
+    pub stats_interval: Option<Duration>,
+}
+
+impl PeerConfig {
+    /// A data-only configuration: default ICE ([`IcePolicy::WithTurn`]), no media, files
+    /// refused, no statistics.
+    pub fn new(url: impl Into<String>, room: impl Into<String>) -> PeerConfig {
+        PeerConfig {
+            url: url.into(),
+            room: room.into(),
+            receive_dir: None,
+            ice: IcePolicy::default(),
+            media: MediaConfig::default(),
+            stats_interval: None,
+        }
+    }
+}
+
+/// Connection statistics ([`PeerEvent::Stats`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    /// Round-trip time of the last ICE consent check on the selected pair.
+    pub rtt: Option<Duration>,
+    /// Bytes sent and received on the peer-to-peer connection (all traffic).
+    pub bytes_sent: u64,
+    /// See `bytes_sent`.
+    pub bytes_received: u64,
+    /// The selected candidate pair: this side's address.
+    pub local: Option<SocketAddr>,
+    /// The selected candidate pair: the other side's address.
+    pub remote: Option<SocketAddr>,
+    /// How this side's packets travel: `"host"`, `"srflx"` (through a NAT binding) or
+    /// `"relay"` (through TURN); `None` before a pair is selected.
+    pub path: Option<&'static str>,
+    /// Video frames sent / received since the session began.
+    pub video_frames_sent: u64,
+    /// See `video_frames_sent`.
+    pub video_frames_received: u64,
+    /// Audio frames sent / received since the session began.
+    pub audio_frames_sent: u64,
+    /// See `audio_frames_sent`.
+    pub audio_frames_received: u64,
+    /// Fraction of incoming media packets lost, as last reported.
+    pub loss: Option<f32>,
 }
 
 /// Which ICE candidates the peer gathers.
@@ -90,7 +150,7 @@ pub enum IcePolicy {
 }
 
 /// What happens in the call.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum PeerEvent {
     /// The server confirmed the join; waiting for the other peer.
     Joined,
@@ -154,6 +214,33 @@ pub enum PeerEvent {
         /// Why.
         reason: String,
     },
+    /// The first frame of the other side's video or audio arrived (per connection).
+    MediaStarted {
+        /// Which track.
+        track: Track,
+        /// Its codec (`"vp8"`, `"opus"`, ...); only VP8 and Opus are negotiated.
+        codec: String,
+    },
+    /// A media source came to its end (a file played once) or failed.
+    MediaEnded {
+        /// Which track.
+        track: Track,
+        /// Frames it produced.
+        frames: u64,
+        /// Why it stopped early, if it did.
+        error: Option<String>,
+    },
+    /// A recording was finished (the session ended): `frames` frames written to `path`.
+    Recorded {
+        /// Which track.
+        track: Track,
+        /// The file.
+        path: PathBuf,
+        /// Frames written.
+        frames: u64,
+    },
+    /// Connection statistics, every [`PeerConfig::stats_interval`].
+    Stats(Stats),
 }
 
 /// Errors of the peer.
@@ -171,6 +258,9 @@ pub enum PeerError {
     /// The session has ended.
     #[error("the session has ended")]
     Closed,
+    /// A media file cannot be used (missing, not IVF/VP8 or Ogg Opus, not writable).
+    #[error("media: {0}")]
+    Media(String),
 }
 
 enum Command {
@@ -245,6 +335,27 @@ impl Peer {
     /// # Errors
     /// The WebSocket cannot be opened, or no local UDP socket can be bound.
     pub async fn connect(config: PeerConfig) -> Result<(Peer, Driver), PeerError> {
+        // Media files first: a bad file is an error before anything touches the network.
+        let (src_tx, src_rx) = mpsc::channel(media::SOURCE_QUEUE);
+        let sources = Sources::open(&config.media, &src_tx).map_err(PeerError::Media)?;
+        drop(src_tx);
+        let create = |path: &Path, what: &str| {
+            PeerError::Media(format!("cannot create {what} {}", path.display()))
+        };
+        let rec_video = match &config.media.record_video {
+            Some(p) => Some((
+                IvfWriter::create(p).map_err(|_| create(p, "IVF file"))?,
+                p.clone(),
+            )),
+            None => None,
+        };
+        let rec_audio = match &config.media.record_audio {
+            Some(p) => Some((
+                OggWriter::create(p).map_err(|_| create(p, "Ogg file"))?,
+                p.clone(),
+            )),
+            None => None,
+        };
         let (ws, _) = tokio_tungstenite::connect_async(&config.url)
             .await
             .map_err(|e| PeerError::Signaling(format!("connecting to {}: {e}", config.url)))?;
@@ -279,6 +390,21 @@ impl Peer {
             base: Instant::now(),
             udp_tx: None,
             readers: Vec::new(),
+            media: config.media,
+            sources,
+            media_rx: src_rx,
+            mids: Vec::new(),
+            connected: false,
+            rec_video,
+            rec_audio,
+            media_seen: [false; 2],
+            keyframe_asked: None,
+            stats: Stats::default(),
+            stats_interval: config.stats_interval,
+            stun: None,
+            srflx: Vec::new(),
+            first_mid: None,
+            trickle: Vec::new(),
         };
         Ok((
             Peer {
@@ -412,23 +538,72 @@ async fn turn_server_of(msg: &Value) -> Option<(SocketAddr, String, String)> {
             if !(query.is_empty() || query == "transport=udp") {
                 continue;
             }
-            let hostport = if hostport
-                .rsplit_once(':')
-                .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-                && !hostport.ends_with(']')
-            {
-                hostport.to_owned()
-            } else {
-                format!("{hostport}:3478")
-            };
-            if let Ok(mut addrs) = tokio::net::lookup_host(hostport).await
-                && let Some(addr) = addrs.find(SocketAddr::is_ipv4)
-            {
+            if let Some(addr) = resolve_ipv4(hostport).await {
                 return Some((addr, user.to_owned(), pass.to_owned()));
             }
         }
     }
     None
+}
+
+/// The first `a=mid:` of an SDP.
+fn first_mid(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=mid:"))
+        .map(str::to_owned)
+}
+
+/// A STUN Binding request: its transaction id and bytes.
+fn binding_request() -> (
+    turn_client_proto::types::stun::message::TransactionId,
+    Vec<u8>,
+) {
+    use turn_client_proto::types::stun::message::{
+        BINDING, Message, MessageWrite as _, MessageWriteVec,
+    };
+    let bytes = Message::builder_request(BINDING, MessageWriteVec::new()).finish();
+    let id = Message::from_bytes(&bytes)
+        .map(|m| m.transaction_id())
+        .unwrap_or_else(|_| turn_client_proto::types::stun::message::TransactionId::generate());
+    (id, bytes)
+}
+
+/// The first `stun:` server of an `iceServerConfig` (else its first UDP `turn:` server),
+/// resolved to an IPv4 address.
+async fn stun_server_of(msg: &Value) -> Option<SocketAddr> {
+    for server in msg.get("iceServers")?.as_array()? {
+        let urls: Vec<&str> = match server.get("urls") {
+            Some(Value::String(u)) => vec![u.as_str()],
+            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
+            _ => continue,
+        };
+        for url in urls {
+            let Some(rest) = url.strip_prefix("stun:") else {
+                continue;
+            };
+            if let Some(addr) = resolve_ipv4(rest.split_once('?').map_or(rest, |(h, _)| h)).await {
+                return Some(addr);
+            }
+        }
+    }
+    turn_server_of(msg).await.map(|(a, _, _)| a)
+}
+
+/// Resolves `host[:port]` (default port 3478) to its first IPv4 address.
+async fn resolve_ipv4(hostport: &str) -> Option<SocketAddr> {
+    let hostport = if hostport
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !hostport.ends_with(']')
+    {
+        hostport.to_owned()
+    } else {
+        format!("{hostport}:3478")
+    };
+    tokio::net::lookup_host(hostport)
+        .await
+        .ok()?
+        .find(SocketAddr::is_ipv4)
 }
 
 /// The next message of the signaling socket; never resolves while it is down.
@@ -467,6 +642,40 @@ struct Session {
     base: Instant,
     udp_tx: Option<mpsc::Sender<(usize, SocketAddr, Vec<u8>)>>,
     readers: Vec<tokio::task::JoinHandle<()>>,
+    media: MediaConfig,
+    sources: Sources,
+    media_rx: mpsc::Receiver<SourceMsg>,
+    /// Media sections of the current connection.
+    mids: Vec<(Mid, Track)>,
+    /// DTLS is up: media may be written.
+    connected: bool,
+    rec_video: Option<(IvfWriter, PathBuf)>,
+    rec_audio: Option<(OggWriter, PathBuf)>,
+    /// First frame of [video, audio] seen on this connection.
+    media_seen: [bool; 2],
+    /// When a key frame was last requested for the recording.
+    keyframe_asked: Option<Instant>,
+    stats: Stats,
+    stats_interval: Option<Duration>,
+    stun: Option<StunGather>,
+    /// Server-reflexive candidates found: (host socket, mapped address).
+    srflx: Vec<(usize, SocketAddr)>,
+    /// `a=mid` of the first m-line of the current negotiation (for trickled candidates).
+    first_mid: Option<String>,
+    /// Local candidates to trickle (`candidate:...` lines).
+    trickle: Vec<String>,
+}
+
+/// Binding requests to the STUN server, one per host socket, for server-reflexive candidates.
+struct StunGather {
+    server: SocketAddr,
+    /// (transaction, socket, attempts so far).
+    pending: Vec<(
+        turn_client_proto::types::stun::message::TransactionId,
+        usize,
+        u32,
+    )>,
+    next_send: Instant,
 }
 
 /// A TURN allocation used for a relayed candidate.
@@ -480,6 +689,9 @@ struct Turn {
     /// Give up waiting for the allocation (and join without it) at this time.
     give_up: Instant,
     next_poll: Instant,
+    /// Peer addresses a permission was asked for (the client refuses a second request while
+    /// the first is in flight).
+    requested: std::collections::HashSet<IpAddr>,
 }
 
 /// A file being sent on its own channel.
@@ -588,6 +800,13 @@ impl Session {
                 Ok(None) => deadline,
                 Err(e) => break Err(e),
             };
+            let deadline = match self.stun_progress() {
+                Some(t) => deadline.min(t),
+                None => deadline,
+            };
+            if let Err(e) = self.flush_trickle().await {
+                break Err(e);
+            }
             let reconnect_at = self.reconnect_at.unwrap_or(deadline);
             tokio::select! {
                 msg = next_message(&mut self.ws) => match msg {
@@ -603,7 +822,15 @@ impl Session {
                 () = tokio::time::sleep_until(reconnect_at.into()), if self.reconnect_at.is_some() => {
                     self.reconnect().await;
                 }
+                Some(msg) = self.media_rx.recv() => {
+                    if let Err(e) = self.on_source(msg).await {
+                        break Err(e);
+                    }
+                }
                 Some((i, from, data)) = udp_rx.recv() => {
+                    if self.on_stun_response(i, from, &data) {
+                        continue;
+                    }
                     let destination = self.addrs[i];
                     let (from, destination, data) = match self.unwrap_turn(i, from, destination, data) {
                         Some(unwrapped) => unwrapped,
@@ -659,7 +886,262 @@ impl Session {
         for r in self.readers.drain(..) {
             r.abort();
         }
+        self.finish_recordings().await;
         result
+    }
+
+    /// Closes the recordings (header frame counts) and reports them.
+    async fn finish_recordings(&mut self) {
+        if let Some((mut w, path)) = self.rec_video.take() {
+            if let Err(e) = w.finish() {
+                tracing::warn!("finishing {}: {e}", path.display());
+            }
+            let frames = u64::from(w.frames());
+            self.emit(PeerEvent::Recorded {
+                track: Track::Video,
+                path,
+                frames,
+            })
+            .await;
+        }
+        if let Some((mut w, path)) = self.rec_audio.take() {
+            if let Err(e) = w.finish() {
+                tracing::warn!("finishing {}: {e}", path.display());
+            }
+            let frames = u64::from(w.frames());
+            self.emit(PeerEvent::Recorded {
+                track: Track::Audio,
+                path,
+                frames,
+            })
+            .await;
+        }
+    }
+
+    /// A frame (or the end) from a media source: written to the connection's track.
+    async fn on_source(&mut self, msg: SourceMsg) -> Result<(), PeerError> {
+        let frame = match msg {
+            SourceMsg::Frame(f) => f,
+            SourceMsg::End {
+                track,
+                frames,
+                error,
+            } => {
+                if let Some(e) = &error {
+                    tracing::warn!("{track} source stopped: {e}");
+                }
+                self.emit(PeerEvent::MediaEnded {
+                    track,
+                    frames,
+                    error,
+                })
+                .await;
+                return Ok(());
+            }
+        };
+        if !self.connected {
+            return Ok(());
+        }
+        let Some(rtc) = self.rtc.as_mut() else {
+            return Ok(());
+        };
+        let Some(&(mid, _)) = self.mids.iter().find(|(_, t)| *t == frame.track) else {
+            return Ok(());
+        };
+        let Some(writer) = rtc.writer(mid) else {
+            // The other side does not receive this track.
+            return Ok(());
+        };
+        let (codec, freq) = match frame.track {
+            Track::Video => (Codec::Vp8, Frequency::NINETY_KHZ),
+            Track::Audio => (Codec::Opus, Frequency::FORTY_EIGHT_KHZ),
+        };
+        let Some(pt) = writer
+            .payload_params()
+            .find(|p| p.spec().codec == codec)
+            .map(|p| p.pt())
+        else {
+            return Ok(());
+        };
+        match writer.write(
+            pt,
+            Instant::now(),
+            MediaTime::new(frame.ticks, freq),
+            frame.data,
+        ) {
+            Ok(()) => match frame.track {
+                Track::Video => self.stats.video_frames_sent += 1,
+                Track::Audio => self.stats.audio_frames_sent += 1,
+            },
+            Err(e) => tracing::debug!("{} frame not sent: {e}", frame.track),
+        }
+        Ok(())
+    }
+
+    /// A whole frame of the other side's media.
+    async fn on_media_data(&mut self, d: str0m::media::MediaData) {
+        let Some(&(mid, track)) = self.mids.iter().find(|(m, _)| *m == d.mid) else {
+            tracing::debug!("media for unknown m-line {}", d.mid);
+            return;
+        };
+        let codec = d.params.spec().codec;
+        let i = track as usize;
+        if !self.media_seen[i] {
+            self.media_seen[i] = true;
+            self.emit(PeerEvent::MediaStarted {
+                track,
+                codec: codec.to_string().to_lowercase(),
+            })
+            .await;
+        }
+        match track {
+            Track::Video => {
+                self.stats.video_frames_received += 1;
+                let Some((w, path)) = self.rec_video.as_mut() else {
+                    return;
+                };
+                if codec != Codec::Vp8 {
+                    return;
+                }
+                if w.frames() == 0 && !media::vp8_is_key_frame(&d.data) {
+                    // A recording starts with a key frame: ask for one (at most once a second).
+                    let now = Instant::now();
+                    if self
+                        .keyframe_asked
+                        .is_none_or(|t| now - t > Duration::from_secs(1))
+                    {
+                        self.keyframe_asked = Some(now);
+                        if let Some(rtc) = self.rtc.as_mut()
+                            && let Some(rx) = rtc.direct_api().stream_rx_by_mid(mid, None)
+                        {
+                            rx.request_keyframe(KeyframeRequestKind::Pli);
+                        }
+                    }
+                    return;
+                }
+                let ticks = d.time.rebase(Frequency::NINETY_KHZ).numer();
+                if let Err(e) = w.write(ticks, &d.data) {
+                    tracing::warn!("recording to {}: {e}", path.display());
+                }
+            }
+            Track::Audio => {
+                self.stats.audio_frames_received += 1;
+                let Some((w, path)) = self.rec_audio.as_mut() else {
+                    return;
+                };
+                if codec != Codec::Opus {
+                    return;
+                }
+                if let Err(e) = w.write(&d.data) {
+                    tracing::debug!("not recorded to {}: {e}", path.display());
+                }
+            }
+        }
+    }
+
+    /// Starts STUN Binding requests from every host socket to the first `stun:` server of an
+    /// `iceServerConfig` (or its UDP TURN server, which answers them too).
+    async fn start_stun(&mut self, msg: &Value) {
+        if self.ice == IcePolicy::RelayOnly {
+            return;
+        }
+        let Some(server) = stun_server_of(msg).await else {
+            return;
+        };
+        let pending = (0..self.sockets.len())
+            .filter(|i| self.turn.as_ref().is_none_or(|t| t.socket != *i))
+            .filter(|i| self.addrs[*i].ip().is_loopback() == server.ip().is_loopback())
+            .map(|i| (binding_request().0, i, 0))
+            .collect();
+        self.stun = Some(StunGather {
+            server,
+            pending,
+            next_send: Instant::now(),
+        });
+    }
+
+    /// (Re)sends pending Binding requests: 3 attempts, 0.3 s apart. Returns the next time.
+    fn stun_progress(&mut self) -> Option<Instant> {
+        let stun = self.stun.as_mut()?;
+        let now = Instant::now();
+        if now < stun.next_send {
+            return Some(stun.next_send);
+        }
+        stun.pending.retain(|(_, _, tries)| *tries < 3);
+        if stun.pending.is_empty() {
+            self.stun = None;
+            return None;
+        }
+        for (id, i, tries) in &mut stun.pending {
+            let (new_id, bytes) = binding_request();
+            *id = new_id;
+            *tries += 1;
+            let _ = self.sockets[*i].try_send_to(&bytes, stun.server);
+        }
+        stun.next_send = now + Duration::from_millis(300);
+        Some(stun.next_send)
+    }
+
+    /// A Binding response to one of this side's requests becomes a server-reflexive
+    /// candidate (when it differs from the host address). `true`: the datagram was consumed.
+    fn on_stun_response(&mut self, i: usize, from: SocketAddr, data: &[u8]) -> bool {
+        use turn_client_proto::types::stun::attribute::XorMappedAddress;
+        use turn_client_proto::types::stun::message::Message;
+        let Some(stun) = self.stun.as_mut().filter(|s| s.server == from) else {
+            return false;
+        };
+        let Ok(msg) = Message::from_bytes(data) else {
+            return false;
+        };
+        let id = msg.transaction_id();
+        let Some(pos) = stun
+            .pending
+            .iter()
+            .position(|(t, s, _)| *t == id && *s == i)
+        else {
+            return false;
+        };
+        stun.pending.swap_remove(pos);
+        if let Ok(x) = msg.attribute::<XorMappedAddress>() {
+            let mapped = x.addr(id);
+            let base = self.addrs[i];
+            if mapped != base && !self.srflx.iter().any(|(_, m)| *m == mapped) {
+                tracing::info!("server-reflexive address {mapped} (host {base})");
+                self.srflx.push((i, mapped));
+                self.add_srflx(mapped, base);
+            }
+        }
+        true
+    }
+
+    /// Sends the local candidates found after the offer or answer went out.
+    async fn flush_trickle(&mut self) -> Result<(), PeerError> {
+        if self.trickle.is_empty() {
+            return Ok(());
+        }
+        let Some(mid) = self.first_mid.clone() else {
+            return Ok(());
+        };
+        for line in std::mem::take(&mut self.trickle) {
+            self.signal(json!({"command": "takeCandidate", "streamId": self.room, "label": 0, "id": mid, "candidate": line}))
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Adds a server-reflexive candidate to the current connection and trickles it.
+    fn add_srflx(&mut self, mapped: SocketAddr, base: SocketAddr) {
+        let Some(rtc) = self.rtc.as_mut() else {
+            return;
+        };
+        let Ok(c) = Candidate::server_reflexive(mapped, base, "udp") else {
+            return;
+        };
+        if let Some(c) = rtc.add_local_candidate(c) {
+            let line = c.to_sdp_string();
+            let line = line.strip_prefix("a=").unwrap_or(&line).to_owned();
+            self.trickle.push(line);
+        }
     }
 
     /// Sends a signaling message. While the socket is down, messages are dropped: the
@@ -714,7 +1196,12 @@ impl Session {
     }
 
     fn new_rtc(&mut self) -> &mut Rtc {
-        let mut rtc = Rtc::new(Instant::now());
+        let mut rtc = Rtc::builder()
+            .clear_codecs()
+            .enable_vp8(true)
+            .enable_opus(true, false)
+            .set_stats_interval(self.stats_interval)
+            .build(Instant::now());
         if self.ice != IcePolicy::RelayOnly {
             let turn_socket = self.turn.as_ref().map(|t| t.socket);
             for (i, s) in self.sockets.iter().enumerate() {
@@ -724,6 +1211,11 @@ impl Session {
                 if let Ok(addr) = s.local_addr()
                     && let Ok(c) = Candidate::host(addr, "udp")
                 {
+                    rtc.add_local_candidate(c);
+                }
+            }
+            for (i, mapped) in &self.srflx {
+                if let Ok(c) = Candidate::server_reflexive(*mapped, self.addrs[*i], "udp") {
                     rtc.add_local_candidate(c);
                 }
             }
@@ -737,6 +1229,11 @@ impl Session {
         }
         self.pending = None;
         self.channel = None;
+        self.mids.clear();
+        self.connected = false;
+        self.media_seen = [false; 2];
+        self.first_mid = None;
+        self.trickle.clear();
         self.rtc.insert(rtc)
     }
 
@@ -750,6 +1247,7 @@ impl Session {
             "notification" if field("definition") == "joined" => self.emit(PeerEvent::Joined).await,
             "iceServerConfig" if self.turn.is_none() && !self.joined_sent => {
                 self.start_turn(&msg).await;
+                self.start_stun(&msg).await;
                 if self.turn.is_none() {
                     self.send_join().await?;
                 }
@@ -761,14 +1259,35 @@ impl Session {
             }
             "start" => {
                 let room = self.room.clone();
+                let wants = [Track::Audio, Track::Video].map(|t| self.media.wants(t));
                 let rtc = self.new_rtc();
                 let mut api = rtc.sdp_api();
+                let mut mids = Vec::new();
+                for (want, track) in wants.into_iter().zip([Track::Audio, Track::Video]) {
+                    let dir = match want {
+                        (true, true) => Direction::SendRecv,
+                        (true, false) => Direction::SendOnly,
+                        (false, true) => Direction::RecvOnly,
+                        (false, false) => continue,
+                    };
+                    let kind = match track {
+                        Track::Audio => MediaKind::Audio,
+                        Track::Video => MediaKind::Video,
+                    };
+                    // str0m reports `MediaAdded` only for m-lines the other side adds.
+                    mids.push((
+                        api.add_media(kind, dir, Some(room.clone()), None, None),
+                        track,
+                    ));
+                }
                 api.add_channel(room);
                 let Some((offer, pending)) = api.apply() else {
                     return Err(PeerError::Rtc("no offer to make".into()));
                 };
+                self.mids = mids;
                 self.pending = Some(pending);
                 let sdp = offer.to_sdp_string();
+                self.first_mid = first_mid(&sdp);
                 self.signal(json!({"command": "takeConfiguration", "streamId": self.room, "type": "offer", "sdp": sdp}))
                     .await?;
             }
@@ -788,6 +1307,7 @@ impl Session {
                         .accept_offer(offer)
                         .map_err(|e| PeerError::Rtc(e.to_string()))?;
                     let sdp = answer.to_sdp_string();
+                    self.first_mid = first_mid(&sdp);
                     self.signal(json!({"command": "takeConfiguration", "streamId": self.room, "type": "answer", "sdp": sdp}))
                         .await?;
                 }
@@ -861,7 +1381,8 @@ impl Session {
             }
             if let Ok(c) = Candidate::from_sdp_string(line) {
                 let ip = c.addr().ip();
-                if !turn.client.have_permission(TransportType::Udp, ip) {
+                if !turn.client.have_permission(TransportType::Udp, ip) && turn.requested.insert(ip)
+                {
                     let r = turn.client.create_permission(TransportType::Udp, ip, now);
                     tracing::trace!("TURN permission for {ip}: {r:?}");
                 }
@@ -920,6 +1441,7 @@ impl Session {
             failed: false,
             give_up: now + Duration::from_secs(5),
             next_poll: now,
+            requested: std::collections::HashSet::new(),
         });
     }
 
@@ -1343,10 +1865,12 @@ impl Session {
                         if !turn.client.have_permission(TransportType::Udp, peer_ip) {
                             // The first packets to a new peer are lost while the permission
                             // is installed; ICE retransmits its checks.
-                            let r = turn
-                                .client
-                                .create_permission(TransportType::Udp, peer_ip, now);
-                            tracing::trace!("TURN permission for {peer_ip}: {r:?}");
+                            if turn.requested.insert(peer_ip) {
+                                let r =
+                                    turn.client
+                                        .create_permission(TransportType::Udp, peer_ip, now);
+                                tracing::trace!("TURN permission for {peer_ip}: {r:?}");
+                            }
                         } else {
                             match turn.client.send_to(
                                 TransportType::Udp,
@@ -1379,6 +1903,48 @@ impl Session {
                             self.channel = Some(id);
                             self.emit(PeerEvent::Open).await;
                         }
+                    }
+                    Event::Connected => {
+                        self.connected = true;
+                        self.sources.start();
+                    }
+                    Event::IceConnectionStateChange(str0m::IceConnectionState::Disconnected) => {
+                        self.connected = false;
+                    }
+                    Event::MediaAdded(m) => {
+                        let track = match m.kind {
+                            MediaKind::Video => Track::Video,
+                            MediaKind::Audio => Track::Audio,
+                        };
+                        tracing::debug!("{track} m-line {} ({:?})", m.mid, m.direction);
+                        self.mids.push((m.mid, track));
+                    }
+                    Event::MediaData(d) => self.on_media_data(d).await,
+                    Event::MediaIngressStats(m) => {
+                        if let Some(loss) = m.loss {
+                            self.stats.loss = Some(loss);
+                        }
+                    }
+                    Event::PeerStats(p) => {
+                        self.stats.bytes_sent = p.peer_bytes_tx;
+                        self.stats.bytes_received = p.peer_bytes_rx;
+                        if let Some(pair) = &p.selected_candidate_pair {
+                            self.stats.rtt = pair.current_round_trip_time.or(p.rtt);
+                            self.stats.local = Some(pair.local.addr);
+                            self.stats.remote = Some(pair.remote.addr);
+                            let local = pair.local.addr;
+                            self.stats.path =
+                                Some(if self.turn.as_ref().and_then(|t| t.relay) == Some(local) {
+                                    "relay"
+                                } else if self.srflx.iter().any(|(_, m)| *m == local) {
+                                    "srflx"
+                                } else {
+                                    "host"
+                                });
+                        } else {
+                            self.stats.rtt = p.rtt;
+                        }
+                        self.emit(PeerEvent::Stats(self.stats.clone())).await;
                     }
                     Event::ChannelData(d) if Some(d.id) != self.channel => {
                         self.on_file_data(d.id, d.binary, &d.data).await?;

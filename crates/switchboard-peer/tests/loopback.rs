@@ -42,10 +42,8 @@ async fn peer(port: u16, room: &str) -> Peer {
 
 async fn peer_receiving(port: u16, room: &str, receive_dir: Option<std::path::PathBuf>) -> Peer {
     let (peer, driver) = Peer::connect(PeerConfig {
-        url: format!("ws://127.0.0.1:{port}/WebRTCAppEE/websocket"),
-        room: room.into(),
         receive_dir,
-        ice: IcePolicy::default(),
+        ..PeerConfig::new(format!("ws://127.0.0.1:{port}/WebRTCAppEE/websocket"), room)
     })
     .await
     .unwrap();
@@ -286,10 +284,8 @@ async fn relay_only_peers_connect_through_the_built_in_turn_server() {
 
     let relay_peer = |room: &'static str| async move {
         let (peer, driver) = Peer::connect(PeerConfig {
-            url: format!("ws://127.0.0.1:{port}/WebRTCAppEE/websocket"),
-            room: room.into(),
-            receive_dir: None,
             ice: IcePolicy::RelayOnly,
+            ..PeerConfig::new(format!("ws://127.0.0.1:{port}/WebRTCAppEE/websocket"), room)
         })
         .await
         .unwrap();

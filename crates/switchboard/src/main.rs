@@ -42,7 +42,7 @@ enum Command {
 
 /// Default log filter (`RUST_LOG` replaces it). The STUN/TURN protocol crates open an
 /// info-level tracing span per packet; at `warn` they cost nothing on the relay path.
-const DEFAULT_LOG: &str = "info,turn_server_proto=warn,stun_proto=warn,turn_types=warn";
+const DEFAULT_LOG: &str = "info,turn_server_proto=warn,turn_client_proto=error,stun_proto=warn,stun_types=warn,turn_types=warn";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();

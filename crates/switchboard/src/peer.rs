@@ -5,7 +5,9 @@ use std::path::PathBuf;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use switchboard_peer::{IcePolicy, Peer, PeerConfig, PeerEvent};
+use switchboard_peer::{
+    AudioSource, IcePolicy, MediaConfig, Peer, PeerConfig, PeerEvent, Stats, VideoSource,
+};
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// Flags of `switchboard peer`.
@@ -37,6 +39,107 @@ pub(crate) struct PeerArgs {
     /// native peer); exits when the other peer leaves (unless --chat).
     #[arg(long, value_name = "DIR")]
     receive: Option<PathBuf>,
+    /// Send media: a VP8 `.ivf` file (video), an Ogg Opus `.ogg`/`.opus` file (audio),
+    /// `testsrc` (a generated colour-bar test pattern), `tone` (a 440 Hz tone) or `test`
+    /// (both). Repeat for video and audio.
+    #[arg(long, value_name = "FILE|test|testsrc|tone")]
+    play: Vec<String>,
+    /// Play files in a loop (otherwise each plays once).
+    #[arg(long = "loop")]
+    repeat: bool,
+    /// Record the other peer's media: VP8 video to an `.ivf` file, Opus audio to an
+    /// `.ogg`/`.opus` file. Repeat for both.
+    #[arg(long, value_name = "FILE")]
+    record: Vec<PathBuf>,
+    /// Hang up after this many seconds of connection (recordings are then closed).
+    #[arg(long, value_name = "SECS")]
+    duration: Option<f64>,
+    /// Print connection statistics (path, RTT, bytes, frames) to stderr every second.
+    #[arg(long)]
+    stats: bool,
+}
+
+/// The media configuration of `--play`, `--record` and `--loop`.
+fn media_config(args: &PeerArgs) -> anyhow::Result<MediaConfig> {
+    let mut m = MediaConfig {
+        repeat: args.repeat,
+        ..MediaConfig::default()
+    };
+    let ext = |p: &std::path::Path| {
+        p.extension()
+            .and_then(|e| e.to_str())
+            .map(str::to_ascii_lowercase)
+            .unwrap_or_default()
+    };
+    for play in &args.play {
+        let (video, audio) = match play.as_str() {
+            "test" => (Some(VideoSource::TestPattern), Some(AudioSource::Tone)),
+            "testsrc" => (Some(VideoSource::TestPattern), None),
+            "tone" => (None, Some(AudioSource::Tone)),
+            file => {
+                let path = PathBuf::from(file);
+                match ext(&path).as_str() {
+                    "ivf" => (Some(VideoSource::Ivf(path)), None),
+                    "ogg" | "opus" => (None, Some(AudioSource::Ogg(path))),
+                    _ => bail!(
+                        "--play {file}: expected a .ivf (VP8) or .ogg/.opus (Opus) file, or test, testsrc, tone"
+                    ),
+                }
+            }
+        };
+        if video.is_some() {
+            if m.video.is_some() {
+                bail!("--play: more than one video source");
+            }
+            m.video = video;
+        }
+        if audio.is_some() {
+            if m.audio.is_some() {
+                bail!("--play: more than one audio source");
+            }
+            m.audio = audio;
+        }
+    }
+    for path in &args.record {
+        match ext(path).as_str() {
+            "ivf" if m.record_video.is_none() => m.record_video = Some(path.clone()),
+            "ogg" | "opus" if m.record_audio.is_none() => m.record_audio = Some(path.clone()),
+            "ivf" | "ogg" | "opus" => bail!(
+                "--record {}: one video and one audio recording at most",
+                path.display()
+            ),
+            _ => bail!(
+                "--record {}: expected a .ivf (video) or .ogg/.opus (audio) file",
+                path.display()
+            ),
+        }
+    }
+    Ok(m)
+}
+
+/// One `--stats` line.
+fn stats_line(s: &Stats) -> String {
+    let ms = |d: Option<std::time::Duration>| {
+        d.map_or("-".to_owned(), |d| {
+            format!("{:.2}ms", d.as_secs_f64() * 1e3)
+        })
+    };
+    let addr = |a: Option<std::net::SocketAddr>| a.map_or("-".to_owned(), |a| a.to_string());
+    format!(
+        "stats: path={} local={} remote={} rtt={} sent={}B received={}B video {} sent/{} received, audio {} sent/{} received, loss={}",
+        s.path.unwrap_or("-"),
+        addr(s.local),
+        addr(s.remote),
+        ms(s.rtt),
+        s.bytes_sent,
+        s.bytes_received,
+        s.video_frames_sent,
+        s.video_frames_received,
+        s.audio_frames_sent,
+        s.audio_frames_received,
+        s.loss
+            .map_or("-".to_owned(), |l| format!("{:.1}%", l * 100.0)),
+    )
 }
 
 /// A progress line on stderr: rewritten in place on a terminal, every 25 % otherwise.
@@ -99,9 +202,9 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
     if let Some(f) = &args.send {
         std::fs::metadata(f).with_context(|| format!("reading {}", f.display()))?;
     }
+    let media = media_config(&args)?;
+    let sources = usize::from(media.video.is_some()) + usize::from(media.audio.is_some());
     let (mut peer, driver) = Peer::connect(PeerConfig {
-        url: url.clone(),
-        room: args.room.clone(),
         receive_dir: args.receive.clone(),
         ice: if args.relay_only {
             IcePolicy::RelayOnly
@@ -110,6 +213,9 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
         } else {
             IcePolicy::WithTurn
         },
+        media,
+        stats_interval: args.stats.then_some(std::time::Duration::from_secs(1)),
+        ..PeerConfig::new(url.clone(), args.room.clone())
     })
     .await
     .with_context(|| format!("joining {} at {url}", args.room))?;
@@ -119,16 +225,33 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
     let mut stdout = tokio::io::stdout();
     let mut to_send = args.send.clone();
     let mut progress = Progress::new();
-    let exit_when_alone = !args.chat && (args.send.is_some() || args.receive.is_some());
+    let exit_when_alone =
+        !args.chat && (args.send.is_some() || args.receive.is_some() || !args.record.is_empty());
+    let mut sources_left = sources;
     let mut failure = None;
+    let mut hang_up_at: Option<tokio::time::Instant> = None;
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut driver_result = None;
     loop {
         tokio::select! {
+            () = async { tokio::time::sleep_until(hang_up_at.unwrap_or_else(tokio::time::Instant::now)).await }, if hang_up_at.is_some() => {
+                hang_up_at = None;
+                eprintln!("--duration reached; hanging up");
+                peer.hangup().await;
+            }
+            _ = &mut ctrl_c => {
+                eprintln!("interrupted; hanging up");
+                peer.hangup().await;
+            }
             event = peer.next_event() => match event {
                 Some(PeerEvent::Joined) => {
                     eprintln!("joined room {:?}; waiting for the other peer", args.room);
                 }
                 Some(PeerEvent::Open) => {
                     eprintln!("connected");
+                    if let Some(secs) = args.duration && hang_up_at.is_none() {
+                        hang_up_at = Some(tokio::time::Instant::now() + std::time::Duration::from_secs_f64(secs.max(0.0)));
+                    }
                     if let Some(f) = to_send.take() {
                         progress = Progress::new();
                         peer.send_file(&f).await?;
@@ -173,6 +296,26 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
                     }
                 }
                 Some(PeerEvent::ServerError(e)) => eprintln!("server: {e}"),
+                Some(PeerEvent::MediaStarted { track, codec }) => {
+                    eprintln!("receiving {track} ({codec})");
+                }
+                Some(PeerEvent::MediaEnded { track, frames, error }) => {
+                    match error {
+                        Some(e) => {
+                            eprintln!("{track} source failed after {frames} frames: {e}");
+                            failure = Some(format!("{track} source: {e}"));
+                        }
+                        None => eprintln!("{track} source ended: {frames} frames sent"),
+                    }
+                    sources_left = sources_left.saturating_sub(1);
+                    if sources_left == 0 && !args.chat && args.duration.is_none() && args.record.is_empty() && args.send.is_none() {
+                        peer.hangup().await;
+                    }
+                }
+                Some(PeerEvent::Recorded { track, path, frames }) => {
+                    eprintln!("recorded {track}: {frames} frames -> {}", path.display());
+                }
+                Some(PeerEvent::Stats(s)) => eprintln!("{}", stats_line(&s)),
                 Some(PeerEvent::Reconnecting) => {
                     eprintln!("signaling connection lost; reconnecting (the call carries on)");
                 }
@@ -185,11 +328,15 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
                     peer.hangup().await;
                 }
             },
-            res = &mut driver => {
-                res.context("peer task")??;
-                break;
+            res = &mut driver, if driver_result.is_none() => {
+                // The session's last events (recordings closed) are still queued: keep
+                // reading until the event stream ends.
+                driver_result = Some(res);
             }
         }
+    }
+    if let Some(res) = driver_result {
+        res.context("peer task")??;
     }
     if let Some(f) = failure {
         bail!(f);

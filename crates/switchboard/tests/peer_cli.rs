@@ -1,5 +1,5 @@
-//! `switchboard peer --chat`: two native peers (two processes of the real binary) chat
-//! through `switchboard serve` on loopback.
+//! `switchboard peer`: two native peers (two processes of the real binary) chat, send a
+//! 50 MB file, and send and record media through `switchboard serve` on loopback.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -9,7 +9,7 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use common::{Killed, start_switchboard};
+use common::{Killed, decodes_cleanly, ffmpeg_available, probe, run_ok, start_switchboard};
 
 struct ChatPeer {
     proc: Killed,
@@ -56,6 +56,46 @@ fn chat_peer(port: u16, room: &str) -> ChatPeer {
     }
 }
 
+/// `switchboard peer` with `args`, its stderr lines collected.
+fn cli_peer(port: u16, room: &str, args: &[&str]) -> (Killed, mpsc::Receiver<String>) {
+    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .args([
+            "peer",
+            "--server",
+            &format!("127.0.0.1:{port}"),
+            "--room",
+            room,
+        ])
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = lines(child.stderr.take().unwrap());
+    (Killed(child), stderr)
+}
+
+/// Waits until every one of `wants` has appeared (in any order).
+fn wait_all(rx: &mpsc::Receiver<String>, wants: &[&str]) {
+    let mut left: Vec<&str> = wants.to_vec();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let mut seen = Vec::new();
+    while !left.is_empty() {
+        let Some(wait) = deadline.checked_duration_since(std::time::Instant::now()) else {
+            break;
+        };
+        match rx.recv_timeout(wait) {
+            Ok(line) => {
+                left.retain(|w| !line.contains(w));
+                seen.push(line);
+            }
+            Err(_) => break,
+        }
+    }
+    assert!(left.is_empty(), "never saw {left:?}; saw {seen:#?}");
+}
+
 fn wait_line(rx: &mpsc::Receiver<String>, want: &str) -> String {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     let mut seen = Vec::new();
@@ -96,36 +136,19 @@ fn send_and_receive_a_file_between_cli_peers() {
     let dir = std::env::temp_dir().join(format!("sb-cli-files-{}", std::process::id()));
     let inbox = dir.join("inbox");
     std::fs::create_dir_all(&dir).unwrap();
-    let data: Vec<u8> = (0..2_000_001u32)
+    let data: Vec<u8> = (0..50_000_001u32)
         .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
         .collect();
     let src = dir.join("report.pdf");
     std::fs::write(&src, &data).unwrap();
 
-    let run = |args: &[&str]| {
-        let mut child: Child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args([
-                "peer",
-                "--server",
-                &format!("127.0.0.1:{}", sb.port),
-                "--room",
-                "cli-file",
-            ])
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = lines(child.stderr.take().unwrap());
-        (Killed(child), stderr)
-    };
+    let run = |args: &[&str]| cli_peer(sb.port, "cli-file", args);
     let (mut receiver, receiver_err) = run(&["--receive", inbox.to_str().unwrap()]);
     wait_line(&receiver_err, "waiting for the other peer");
     let (mut sender, sender_err) = run(&["--send", src.to_str().unwrap()]);
     wait_line(
         &sender_err,
-        "sent report.pdf: 2000001 bytes, confirmed by the receiver",
+        "sent report.pdf: 50000001 bytes, confirmed by the receiver",
     );
     let got = wait_line(&receiver_err, "received report.pdf");
     assert!(got.contains("matches the sender's"), "{got}");
@@ -133,5 +156,185 @@ fn send_and_receive_a_file_between_cli_peers() {
     // The sender hung up; the receiver exits on its own.
     assert!(receiver.0.wait().unwrap().success());
     assert_eq!(std::fs::read(inbox.join("report.pdf")).unwrap(), data);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn play_files_and_record_them_exactly() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let sb = start_switchboard(&[], &[]);
+    let dir = std::env::temp_dir().join(format!("sb-cli-media-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_owned();
+    // 2 s of VP8 with inter frames (a key frame every 30) and 2 s of Opus.
+    run_ok(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "testsrc=size=320x240:rate=30",
+            "-t",
+            "2",
+            "-c:v",
+            "libvpx",
+            "-g",
+            "30",
+            "-y",
+            &p("in.ivf"),
+        ],
+    );
+    run_ok(
+        "ffmpeg",
+        &[
+            "-v",
+            "error",
+            "-f",
+            "lavfi",
+            "-i",
+            "sine=frequency=440:duration=2",
+            "-c:a",
+            "libopus",
+            "-y",
+            &p("in.ogg"),
+        ],
+    );
+    let (_, video_in, ..) = probe(&dir.join("in.ivf"));
+    let (_, audio_in, ..) = probe(&dir.join("in.ogg"));
+    assert_eq!(video_in, 60);
+    assert!(audio_in >= 100, "{audio_in}");
+
+    let (mut receiver, receiver_err) = cli_peer(
+        sb.port,
+        "cli-media",
+        &[
+            "--record",
+            &p("out.ivf"),
+            "--record",
+            &p("out.ogg"),
+            "--stats",
+        ],
+    );
+    wait_line(&receiver_err, "waiting for the other peer");
+    let (mut sender, sender_err) = cli_peer(
+        sb.port,
+        "cli-media",
+        &["--play", &p("in.ivf"), "--play", &p("in.ogg")],
+    );
+    wait_line(
+        &sender_err,
+        &format!("video source ended: {video_in} frames sent"),
+    );
+    wait_line(
+        &sender_err,
+        &format!("audio source ended: {audio_in} frames sent"),
+    );
+    // Both sources done: the sender hangs up; the recorder closes its files and exits.
+    assert!(sender.0.wait().unwrap().success());
+    let stats = wait_line(&receiver_err, "stats: path=host");
+    assert!(stats.contains("rtt="), "{stats}");
+    wait_line(&receiver_err, &format!("recorded video: {video_in} frames"));
+    wait_line(&receiver_err, &format!("recorded audio: {audio_in} frames"));
+    assert!(receiver.0.wait().unwrap().success());
+
+    assert_eq!(
+        probe(&dir.join("out.ivf")),
+        ("vp8".into(), video_in, 320, 240)
+    );
+    assert_eq!(probe(&dir.join("out.ogg")).0, "opus");
+    assert_eq!(probe(&dir.join("out.ogg")).1, audio_in);
+    decodes_cleanly(&dir.join("out.ivf"));
+    decodes_cleanly(&dir.join("out.ogg"));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn test_pattern_and_tone_both_ways() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let sb = start_switchboard(&[], &[]);
+    let dir = std::env::temp_dir().join(format!("sb-cli-testsrc-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let p = |n: &str| dir.join(n).to_str().unwrap().to_owned();
+    let args = |side: &str| {
+        vec![
+            "--play".to_owned(),
+            "test".to_owned(),
+            "--record".to_owned(),
+            p(&format!("{side}.ivf")),
+            "--record".to_owned(),
+            p(&format!("{side}.ogg")),
+            "--duration".to_owned(),
+            "3".to_owned(),
+        ]
+    };
+    let a_args = args("a");
+    let b_args = args("b");
+    let (mut a, a_err) = cli_peer(
+        sb.port,
+        "cli-testsrc",
+        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    wait_line(&a_err, "waiting for the other peer");
+    let (mut b, b_err) = cli_peer(
+        sb.port,
+        "cli-testsrc",
+        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+    for err in [&a_err, &b_err] {
+        wait_all(err, &["receiving video (vp8)", "receiving audio (opus)"]);
+    }
+    assert!(a.0.wait().unwrap().success());
+    assert!(b.0.wait().unwrap().success());
+    for side in ["a", "b"] {
+        let (codec, frames, w, h) = probe(&dir.join(format!("{side}.ivf")));
+        assert_eq!((codec.as_str(), w, h), ("vp8", 320, 240));
+        // 15 fps for about 3 s (the two sides hang up at slightly different times).
+        assert!(frames >= 25, "{side}: {frames} video frames");
+        let (codec, packets, ..) = probe(&dir.join(format!("{side}.ogg")));
+        assert_eq!(codec, "opus");
+        assert!(packets >= 100, "{side}: {packets} audio packets");
+        decodes_cleanly(&dir.join(format!("{side}.ivf")));
+        decodes_cleanly(&dir.join(format!("{side}.ogg")));
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bad_media_arguments_are_clear_errors() {
+    let dir = std::env::temp_dir().join(format!("sb-cli-badmedia-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("junk.ivf"), b"this is not an ivf file at all....").unwrap();
+    let junk = dir.join("junk.ivf");
+    for (args, want) in [
+        (
+            vec!["--play", "movie.mp4"],
+            "expected a .ivf (VP8) or .ogg/.opus (Opus) file",
+        ),
+        (vec!["--play", junk.to_str().unwrap()], "not an IVF file"),
+        (vec!["--play", "/nonexistent/x.ogg"], "/nonexistent/x.ogg"),
+        (
+            vec!["--record", "/nonexistent/dir/out.ivf"],
+            "cannot create IVF file",
+        ),
+        (
+            vec!["--record", "out.mkv"],
+            "expected a .ivf (video) or .ogg/.opus (audio) file",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["peer", "--server", "127.0.0.1:9", "--room", "r"])
+            .args(&args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(err.contains(want), "{args:?}: {err}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -119,6 +119,84 @@ pub fn coturn_tools_available() -> bool {
     false
 }
 
+/// Returns false (after saying so) when ffmpeg/ffprobe are not installed and not required.
+/// `scripts/test.sh` installs them and sets `SWITCHBOARD_REQUIRE_FFMPEG=1`.
+pub fn ffmpeg_available() -> bool {
+    if have("ffmpeg") && have("ffprobe") {
+        return true;
+    }
+    assert!(
+        std::env::var_os("SWITCHBOARD_REQUIRE_FFMPEG").is_none(),
+        "ffmpeg is required (SWITCHBOARD_REQUIRE_FFMPEG is set) but not installed"
+    );
+    eprintln!("SKIPPED: ffmpeg is not installed (apt-get install ffmpeg)");
+    false
+}
+
+/// Runs a command to completion; panics with its stderr unless it succeeds.
+pub fn run_ok(cmd: &str, args: &[&str]) -> String {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// `ffprobe`: (codec, frames counted by decoding, width, height) of a file's first stream.
+pub fn probe(path: &std::path::Path) -> (String, u64, u64, u64) {
+    let out = run_ok(
+        "ffprobe",
+        &[
+            "-v",
+            "error",
+            "-count_frames",
+            "-show_entries",
+            "stream=codec_name,nb_read_frames,width,height",
+            "-of",
+            "default=noprint_wrappers=1",
+            path.to_str().unwrap(),
+        ],
+    );
+    let field = |k: &str| {
+        out.lines()
+            .find_map(|l| l.strip_prefix(&format!("{k}=")))
+            .unwrap_or("")
+            .to_owned()
+    };
+    let num = |k: &str| field(k).parse().unwrap_or(0);
+    (
+        field("codec_name"),
+        num("nb_read_frames"),
+        num("width"),
+        num("height"),
+    )
+}
+
+/// Decodes a whole media file with ffmpeg; panics on any decoding error.
+pub fn decodes_cleanly(path: &std::path::Path) {
+    let out = Command::new("ffmpeg")
+        .args([
+            "-v",
+            "error",
+            "-xerror",
+            "-i",
+            path.to_str().unwrap(),
+            "-f",
+            "null",
+            "-",
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && err.trim().is_empty(),
+        "{}: {err}",
+        path.display()
+    );
+}
+
 /// A port that was free a moment ago, for both UDP and TCP.
 pub fn free_port() -> u16 {
     loop {
