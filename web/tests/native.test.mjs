@@ -1,24 +1,45 @@
-// The native peer (`switchboard peer --chat`, str0m) and the demo page in headless Chromium
-// chat through Switchboard, with the native side answering and offering.
+// The native peer (`switchboard peer`, str0m) and Chromium (the demo page and the official
+// Ant Media SDK) through Switchboard, with the native side answering and offering: chat,
+// files, and media both ways (Chrome decodes the native VP8 test pattern; the native side
+// records Chrome's fake camera and microphone, checked with ffprobe).
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
+import { spawn, execFileSync } from "node:child_process";
 import { createInterface } from "node:readline";
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startSwitchboard, switchboardBin, launch, open, until } from "./lib/harness.mjs";
+import { startSwitchboard, startStatic, switchboardBin, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
 
-let sb, browser;
+let sb, browser, amsWeb;
 before(async () => {
   sb = await startSwitchboard();
   browser = await launch();
+  amsWeb = await startStatic({
+    "/sdk/": join(repo, "web/tests/node_modules/@antmedia/webrtc_adaptor/dist/"),
+    "/pages/": join(repo, "web/tests/pages/"),
+  });
 });
 after(async () => {
   await browser?.close();
+  await amsWeb?.close();
   await sb?.stop();
 });
+
+/** ffprobe: codec, frames counted by decoding, size of a file's first stream. */
+function probe(path) {
+  const out = execFileSync("ffprobe", ["-v", "error", "-count_frames", "-show_entries",
+    "stream=codec_name,nb_read_frames,width,height", "-of", "json", path]).toString();
+  const s = JSON.parse(out).streams[0];
+  return { codec: s.codec_name, frames: Number(s.nb_read_frames), width: s.width, height: s.height };
+}
+
+/** Decodes a whole file with ffmpeg; throws on any decoding error. */
+function decodesCleanly(path) {
+  const err = execFileSync("ffmpeg", ["-v", "error", "-xerror", "-i", path, "-f", "null", "-"], { stdio: ["ignore", "pipe", "pipe"] }).toString();
+  assert.equal(err.trim(), "", `${path} decodes without errors`);
+}
 
 /** `switchboard peer --chat` with its stdout and stderr lines collected. */
 function nativePeer(room, extra = ["--chat"]) {
@@ -118,3 +139,87 @@ test("files both ways between the demo page and the native peer", async () => {
     await page.context().close();
   }
 });
+
+/** The two kinds of Chromium page: the demo call page and the official Ant Media SDK. */
+const pages = {
+  demo: {
+    open: async (room) => {
+      const page = await open(browser, `${sb.url}/?room=${room}`);
+      await until(page, "page waiting or connected", () => ["waiting", "connected"].includes(window.demo?.call?.state));
+      return page;
+    },
+    connected: (page) => until(page, "page connected", () => window.demo.call.state === "connected"),
+    send: async (page, text) => { await page.fill("#chat-input", text); await page.press("#chat-input", "Enter"); },
+    received: (page, text) => until(page, "chat from the native peer", chatFromNative, text),
+    videoFlowing: (page) => assertVideoFlowing(page, "demo page", "remote-video", async () => (await window.demo.call.stats())?.framesDecoded ?? 0),
+    videoId: "remote-video",
+  },
+  antmedia: {
+    open: async (room) => {
+      const page = await open(browser, `${amsWeb.url}/pages/antmedia.html?ws=${encodeURIComponent(sb.ws("WebRTCAppEE"))}`);
+      await until(page, "AMS initialized", () => window.events.includes("initialized"));
+      await page.evaluate((r) => { window.room = r; window.adaptor.join(r); }, room);
+      await until(page, "AMS joined", () => window.events.includes("joined"));
+      return page;
+    },
+    connected: (page) => until(page, "AMS data channel open", () => window.events.includes("data_channel_opened")),
+    send: (page, text) => page.evaluate((t) => window.adaptor.sendData(window.room, t), text),
+    received: (page, text) => until(page, "data from the native peer", (t) => window.dataReceived.includes(t), text),
+    videoFlowing: (page) => assertVideoFlowing(page, "Ant Media SDK page", "remoteVideo", () => window.framesDecoded(window.room)),
+    videoId: "remoteVideo",
+  },
+};
+
+for (const kind of ["demo", "antmedia"]) {
+  for (const nativeFirst of [true, false]) {
+    test(`${kind} page ↔ native peer: data and media both ways (native ${nativeFirst ? "offerer" : "answerer"})`, async () => {
+      const room = `media-${kind}-${nativeFirst ? "first" : "second"}`;
+      const dir = join(tmpdir(), `sb-native-media-${process.pid}`);
+      mkdirSync(dir, { recursive: true });
+      const video = join(dir, `${room}.ivf`), audio = join(dir, `${room}.ogg`);
+      const args = ["--chat", "--play", "test", "--record", video, "--record", audio, "--stats"];
+      const p = pages[kind];
+      let native, page;
+      if (nativeFirst) {
+        native = nativePeer(room, args);
+        await native.waitFor(native.err, "waiting for the other peer", "joined");
+        page = await p.open(room);
+      } else {
+        page = await p.open(room);
+        native = nativePeer(room, args);
+      }
+      try {
+        await native.waitFor(native.err, "connected", "data channel open");
+        await p.connected(page);
+        // Data both ways.
+        await p.send(page, "hello native");
+        await native.waitFor(native.out, "hello native", "data from the page");
+        native.proc.stdin.write("hello browser\n");
+        await p.received(page, "hello browser");
+        // Chrome decodes the native VP8 test pattern (320×240).
+        await p.videoFlowing(page);
+        assert.equal(await page.evaluate((id) => document.getElementById(id).videoWidth, p.videoId), 320);
+        // The native side receives Chrome's fake camera and microphone, and records them.
+        await native.waitFor(native.err, "receiving video (vp8)", "Chrome's video");
+        await native.waitFor(native.err, "receiving audio (opus)", "Chrome's audio");
+        await native.waitFor(native.err, "path=host", "a stats line");
+        await new Promise((ok) => setTimeout(ok, 2000));
+        native.proc.stdin.end();
+        assert.equal(await native.exited, 0, native.err.join("\n"));
+      } finally {
+        native.proc.kill();
+        await page.context().close();
+      }
+      const recorded = native.err.filter((l) => l.startsWith("recorded"));
+      const v = probe(video), a = probe(audio);
+      console.log(`${kind}, native ${nativeFirst ? "offerer" : "answerer"}: ${recorded.join("; ")}; ffprobe video ${JSON.stringify(v)}, audio ${JSON.stringify(a)}`);
+      assert.equal(v.codec, "vp8");
+      assert.ok(v.width > 0 && v.height > 0, JSON.stringify(v));
+      assert.ok(v.frames >= 20, `video frames ${v.frames}`);
+      assert.equal(a.codec, "opus");
+      assert.ok(a.frames >= 50, `audio packets ${a.frames}`);
+      decodesCleanly(video);
+      decodesCleanly(audio);
+    });
+  }
+}
