@@ -5,8 +5,9 @@
 #   scripts/test.sh            everything
 #   SKIP_BROWSER=1 scripts/test.sh   Rust only (no Chromium)
 #
-# System packages (Debian's chromium, coturn's test clients, iproute2 and nftables for the
-# NAT matrix) are installed with apt-get when running as root;
+# System packages (Debian's chromium, coturn's test clients, ffmpeg/ffprobe to check the
+# native peer's recordings, iproute2 and nftables for the NAT matrix) are installed with
+# apt-get when running as root;
 # npm packages are installed locally under web/tests/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +22,10 @@ if [ -z "${SKIP_BROWSER:-}" ] && [ ! -x /usr/bin/chromium ] && [ ! -x /usr/lib/c
 fi
 if ! command -v turnserver >/dev/null || ! command -v turnutils_uclient >/dev/null; then
   need_apt+=(coturn)
+fi
+# The native peer's media tests make IVF/Ogg inputs and check recordings with ffmpeg/ffprobe.
+if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
+  need_apt+=(ffmpeg)
 fi
 # The NAT matrix builds network namespaces (iproute2) with NAT rules (nftables); as root.
 if [ -z "${SKIP_BROWSER:-}" ] && [ "$(id -u)" = 0 ]; then
@@ -57,6 +62,7 @@ cargo build --workspace --locked
 step "Rust tests"
 # coturn (installed above) checks Switchboard's TURN credentials: a missing coturn fails.
 export SWITCHBOARD_REQUIRE_COTURN=1
+export SWITCHBOARD_REQUIRE_FFMPEG=1
 if cargo nextest --version >/dev/null 2>&1; then
   cargo nextest run --workspace --locked --no-fail-fast
 else

@@ -8,11 +8,12 @@
 // turns a skip into a failure.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { execFileSync } from "node:child_process";
+import { execFileSync, spawn } from "node:child_process";
+import { createInterface } from "node:readline";
 import { existsSync, mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startSwitchboard, launch, until, assertVideoFlowing, chromiumArgs, chromiumPath, repo } from "./lib/harness.mjs";
+import { startSwitchboard, switchboardBin, launch, until, assertVideoFlowing, chromiumArgs, chromiumPath, repo } from "./lib/harness.mjs";
 
 const PUB = "203.0.113.10";
 const P = `sb${process.pid % 100000}`;
@@ -84,7 +85,7 @@ after(async () => {
     writeFileSync(join(repo, "web/tests/artifacts/nat-matrix.json"), JSON.stringify(report, null, 2));
     console.log("NAT matrix (side A = lan1, port-restricted cone):");
     for (const r of report) {
-      console.log(`  ${r.nat2.padEnd(11)} ${r.ice.padEnd(10)} → ${r.outcome.padEnd(9)} in ${String(r.ms).padStart(5)} ms` +
+      console.log(`  ${(r.native ? "native " : "") + r.nat2.padEnd(11)} ${r.ice.padEnd(10)} → ${r.outcome.padEnd(9)} in ${String(r.ms).padStart(5)} ms` +
         (r.pair ? `  pair ${r.pair}` : ""));
     }
   }
@@ -191,6 +192,68 @@ for (const [nat2, lanB, ice, server, relay, expected] of CASES) {
         await p.evaluate(() => window.demo?.call?.hangup()).catch(() => {});
         await p.context().close().catch(() => {});
       }
+    }
+  });
+}
+
+// The native peer (`switchboard peer`, str0m) as side B, in its own namespace behind a NAT,
+// with Chromium (the demo page) as side A behind the port-restricted cone NAT.
+const NATIVE_CASES = [
+  // [nat2 type, lan of side B, ICE configuration, server, the native side's path]
+  // Two cone NATs with STUN only: the native side's server-reflexive candidate punches through.
+  ["cone", "lan2", "stun", "stun", "srflx"],
+  // Symmetric NAT: only a relay works; Switchboard's TURN carries the call.
+  ["symmetric", "lan3", "stun+turn", "full", null],
+];
+
+for (const [nat2, lanB, ice, server, nativePath] of NATIVE_CASES) {
+  test(`NAT cone (Chromium) ↔ ${nat2} (native peer), ${ice}: connected`, { skip: skipReason || false }, async () => {
+    const room = `nat-native-${nat2}-${ice.replace("+", "-")}`;
+    const a = await openDemo(env.browsers.lan1, `${env[server].url}/?room=${room}`);
+    await until(a, "side A waiting", () => window.demo?.call?.state === "waiting");
+    const proc = spawn("ip", ["netns", "exec", `${P}${lanB}`, switchboardBin(), "peer", "--server", `${PUB}:${env[server].port}`,
+      "--room", room, "--chat", "--play", "test", "--stats"], { stdio: ["pipe", "pipe", "pipe"] });
+    const err = [];
+    createInterface({ input: proc.stderr }).on("line", (l) => err.push(l));
+    const exited = new Promise((ok) => proc.on("exit", (code) => ok(code)));
+    const waitFor = async (text, what) => {
+      const deadline = Date.now() + OUTCOME_TIMEOUT_MS;
+      while (!err.some((l) => l.includes(text))) {
+        if (Date.now() > deadline) throw new Error(`native peer: timed out waiting for ${what}; stderr: ${err.join(" | ")}`);
+        await new Promise((ok) => setTimeout(ok, 50));
+      }
+    };
+    const started = Date.now();
+    const row = { native: true, nat2, ice, expected: "connected" };
+    try {
+      const got = await outcome([a]);
+      row.outcome = got;
+      row.ms = Date.now() - started;
+      report.push(row);
+      assert.equal(got, "connected", `native behind ${nat2} with ${ice}: ${got}; native stderr: ${err.join(" | ")}`);
+      await waitFor("connected", "data channel open");
+      // Chrome decodes the native test pattern; the native side receives Chrome's camera.
+      await assertVideoFlowing(a, "side A (Chromium)", "remote-video", frames);
+      await waitFor("receiving video (vp8)", "Chrome's video");
+      const sa = await a.evaluate(() => window.demo.call.stats());
+      row.pair = `${sa.localCandidateType} ↔ ${sa.remoteCandidateType}`;
+      await waitFor("stats: path=", "a stats line");
+      const path = err.filter((l) => l.startsWith("stats: path=")).at(-1).match(/path=(\S+)/)[1];
+      row.pair += ` (native path ${path})`;
+      if (nativePath === "srflx") {
+        // The native side learned its NAT binding from STUN and trickled it: Chrome's remote
+        // candidate is that server-reflexive one (ICE reports the native local side as its base).
+        assert.ok(err.some((l) => l.includes("server-reflexive address")), err.join("\n"));
+        assert.equal(row.pair.split(" (")[0], "srflx ↔ srflx", "hole punching between two cone NATs");
+      } else {
+        assert.ok(row.pair.includes("relay") || path === "relay", `a symmetric NAT needs the relay: ${row.pair}`);
+      }
+      proc.stdin.end();
+      assert.equal(await exited, 0, err.join("\n"));
+    } finally {
+      proc.kill();
+      await a.evaluate(() => window.demo?.call?.hangup()).catch(() => {});
+      await a.context().close().catch(() => {});
     }
   });
 }

@@ -120,8 +120,9 @@ pub struct Stats {
     pub local: Option<SocketAddr>,
     /// The selected candidate pair: the other side's address.
     pub remote: Option<SocketAddr>,
-    /// How this side's packets travel: `"host"`, `"srflx"` (through a NAT binding) or
-    /// `"relay"` (through TURN); `None` before a pair is selected.
+    /// How this side's packets travel: `"host"` (from a local socket, possibly translated
+    /// by a NAT: ICE reports a server-reflexive candidate as its base) or `"relay"` (through
+    /// TURN); `None` before a pair is selected.
     pub path: Option<&'static str>,
     /// Video frames sent / received since the session began.
     pub video_frames_sent: u64,
@@ -1933,14 +1934,10 @@ impl Session {
                             self.stats.local = Some(pair.local.addr);
                             self.stats.remote = Some(pair.remote.addr);
                             let local = pair.local.addr;
-                            self.stats.path =
-                                Some(if self.turn.as_ref().and_then(|t| t.relay) == Some(local) {
-                                    "relay"
-                                } else if self.srflx.iter().any(|(_, m)| *m == local) {
-                                    "srflx"
-                                } else {
-                                    "host"
-                                });
+                            let relayed = self.turn.as_ref().is_some_and(|t| {
+                                t.relay == Some(local) || self.addrs[t.socket] == local
+                            });
+                            self.stats.path = Some(if relayed { "relay" } else { "host" });
                         } else {
                             self.stats.rtt = p.rtt;
                         }

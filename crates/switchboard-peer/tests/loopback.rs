@@ -1,10 +1,12 @@
 //! Two native peers meet through a real Switchboard server (the `switchboard-server` edge
-//! on a loopback port) and exchange data-channel messages both ways.
+//! on a loopback port) and exchange data-channel messages and media both ways.
 #![allow(clippy::unwrap_used)]
 
 use std::time::{Duration, Instant};
 
-use switchboard_peer::{IcePolicy, Peer, PeerConfig, PeerEvent};
+use switchboard_peer::{
+    AudioSource, IcePolicy, MediaConfig, Peer, PeerConfig, PeerEvent, Track, VideoSource,
+};
 use tokio::time::timeout;
 
 async fn server() -> (u16, tokio::sync::oneshot::Sender<()>) {
@@ -285,6 +287,7 @@ async fn relay_only_peers_connect_through_the_built_in_turn_server() {
     let relay_peer = |room: &'static str| async move {
         let (peer, driver) = Peer::connect(PeerConfig {
             ice: IcePolicy::RelayOnly,
+            stats_interval: Some(Duration::from_millis(200)),
             ..PeerConfig::new(format!("ws://127.0.0.1:{port}/WebRTCAppEE/websocket"), room)
         })
         .await
@@ -302,10 +305,138 @@ async fn relay_only_peers_connect_through_the_built_in_turn_server() {
         until(&mut b, |e| matches!(e, PeerEvent::Text(_)), "text at B").await,
         PeerEvent::Text("through two relays".into())
     );
+    for (who, p) in [("A", &mut a), ("B", &mut b)] {
+        let PeerEvent::Stats(s) = until(
+            p,
+            |e| matches!(e, PeerEvent::Stats(s) if s.path.is_some()),
+            "stats with a selected pair",
+        )
+        .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(s.path, Some("relay"), "{who}: {s:?}");
+    }
     let stats = turn.stats();
     assert!(stats.allocations_active >= 2, "{stats:?}");
     assert!(
         stats.relayed_to_peers > 0 && stats.relayed_from_peers > 0,
         "{stats:?}"
     );
+}
+
+#[tokio::test]
+async fn test_pattern_and_tone_both_ways_are_recorded() {
+    let (port, _stop) = server().await;
+    let dir = std::env::temp_dir().join(format!("sb-peer-media-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let media_peer = |side: &str| {
+        let config = PeerConfig {
+            media: MediaConfig {
+                video: Some(VideoSource::TestPattern),
+                audio: Some(AudioSource::Tone),
+                record_video: Some(dir.join(format!("{side}.ivf"))),
+                record_audio: Some(dir.join(format!("{side}.ogg"))),
+                ..MediaConfig::default()
+            },
+            stats_interval: Some(Duration::from_millis(200)),
+            ice: IcePolicy::HostOnly,
+            ..PeerConfig::new(
+                format!("ws://127.0.0.1:{port}/WebRTCAppEE/websocket"),
+                "media-room",
+            )
+        };
+        async move {
+            let (peer, driver) = Peer::connect(config).await.unwrap();
+            (peer, tokio::spawn(driver))
+        }
+    };
+    let (mut a, a_driver) = media_peer("a").await;
+    until(&mut a, |e| *e == PeerEvent::Joined, "A joined").await;
+    let (mut b, b_driver) = media_peer("b").await;
+    for p in [&mut a, &mut b] {
+        let mut started = Vec::new();
+        while started.len() < 2 {
+            if let PeerEvent::MediaStarted { track, codec } = until(
+                p,
+                |e| matches!(e, PeerEvent::MediaStarted { .. }),
+                "media started",
+            )
+            .await
+            {
+                started.push((track, codec));
+            }
+        }
+        started.sort_by_key(|(t, _)| *t == Track::Audio);
+        assert_eq!(
+            started,
+            [
+                (Track::Video, "vp8".to_owned()),
+                (Track::Audio, "opus".to_owned())
+            ]
+        );
+        let PeerEvent::Stats(s) = until(
+            p,
+            |e| matches!(e, PeerEvent::Stats(s) if s.video_frames_received >= 10 && s.audio_frames_received >= 30),
+            "stats counting frames",
+        )
+        .await
+        else {
+            unreachable!()
+        };
+        assert_eq!(s.path, Some("host"), "{s:?}");
+        assert!(s.rtt.is_some() && s.bytes_received > 10_000, "{s:?}");
+        assert!(
+            s.video_frames_sent >= 10 && s.audio_frames_sent >= 30,
+            "{s:?}"
+        );
+    }
+    a.hangup().await;
+    b.hangup().await;
+    for (p, driver) in [(&mut a, a_driver), (&mut b, b_driver)] {
+        driver.await.unwrap().unwrap();
+        let mut recorded = Vec::new();
+        while let Some(e) = p.next_event().await {
+            if let PeerEvent::Recorded {
+                track,
+                path,
+                frames,
+            } = e
+            {
+                recorded.push((track, path, frames));
+            }
+        }
+        assert_eq!(recorded.len(), 2, "{recorded:?}");
+        for (track, path, frames) in recorded {
+            let min = if track == Track::Video { 10 } else { 30 };
+            assert!(frames >= min, "{track}: {frames} frames");
+            let bytes = std::fs::read(&path).unwrap();
+            match track {
+                Track::Video => {
+                    assert_eq!(&bytes[0..4], b"DKIF");
+                    assert_eq!(&bytes[8..12], b"VP80");
+                    assert_eq!(u16::from_le_bytes([bytes[12], bytes[13]]), 320);
+                    assert_eq!(
+                        u64::from(u32::from_le_bytes(bytes[24..28].try_into().unwrap())),
+                        frames
+                    );
+                }
+                Track::Audio => assert_eq!(&bytes[0..4], b"OggS"),
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[tokio::test]
+async fn a_missing_media_file_is_an_error_before_connecting() {
+    let config = PeerConfig {
+        media: MediaConfig {
+            video: Some(VideoSource::Ivf("/nonexistent/clip.ivf".into())),
+            ..MediaConfig::default()
+        },
+        ..PeerConfig::new("ws://127.0.0.1:9/WebRTCAppEE/websocket", "r")
+    };
+    let err = Peer::connect(config).await.unwrap_err().to_string();
+    assert!(err.starts_with("media: /nonexistent/clip.ivf"), "{err}");
 }
