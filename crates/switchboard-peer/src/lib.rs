@@ -482,7 +482,39 @@ impl Peer {
 
 /// One UDP socket per IPv4 interface address (loopback included), so each candidate's
 /// address is the socket's own.
-async fn bind_host_sockets() -> Result<Vec<Arc<UdpSocket>>, PeerError> {
+/// A UDP socket: a tokio task reads it; sends go straight to the system call through a
+/// clone of the same socket. (tokio's `try_send_to` does not even try until its reactor has
+/// seen the socket writable, so the first datagrams of a new socket were silently dropped:
+/// a 500 ms TURN retransmission, or an ICE check retried later.)
+struct Sock {
+    rx: Arc<UdpSocket>,
+    tx: std::net::UdpSocket,
+}
+
+impl Sock {
+    fn bind(addr: SocketAddr) -> io::Result<Sock> {
+        let std = std::net::UdpSocket::bind(addr)?;
+        std.set_nonblocking(true)?;
+        let tx = std.try_clone()?;
+        Ok(Sock {
+            rx: Arc::new(UdpSocket::from_std(std)?),
+            tx,
+        })
+    }
+
+    fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.tx.local_addr()
+    }
+
+    /// Sends a datagram now; a full socket buffer drops it, as the network would.
+    fn send_to(&self, data: &[u8], to: SocketAddr) {
+        if let Err(e) = self.tx.send_to(data, to) {
+            tracing::trace!("UDP send to {to}: {e}");
+        }
+    }
+}
+
+async fn bind_host_sockets() -> Result<Vec<Sock>, PeerError> {
     let mut ips: Vec<IpAddr> = if_addrs::get_if_addrs()
         .map(|ifs| {
             ifs.into_iter()
@@ -496,8 +528,8 @@ async fn bind_host_sockets() -> Result<Vec<Arc<UdpSocket>>, PeerError> {
     }
     let mut out = Vec::new();
     for ip in ips {
-        match UdpSocket::bind(SocketAddr::new(ip, 0)).await {
-            Ok(s) => out.push(Arc::new(s)),
+        match Sock::bind(SocketAddr::new(ip, 0)) {
+            Ok(s) => out.push(s),
             Err(e) => tracing::debug!("not using {ip}: {e}"),
         }
     }
@@ -625,7 +657,7 @@ struct Session {
     room: String,
     events: mpsc::Sender<PeerEvent>,
     commands: mpsc::Receiver<Command>,
-    sockets: Vec<Arc<UdpSocket>>,
+    sockets: Vec<Sock>,
     /// `sockets[i].local_addr()`, read once (it is a system call, and the packet path needs it).
     addrs: Vec<SocketAddr>,
     rtc: Option<Rtc>,
@@ -693,7 +725,13 @@ struct Turn {
     /// Peer addresses a permission was asked for (the client refuses a second request while
     /// the first is in flight).
     requested: std::collections::HashSet<IpAddr>,
+    /// Packets for peers whose permission is being installed, sent once it is (at most
+    /// [`TURN_HELD`]; older ones are dropped, as the network would).
+    held: VecDeque<(SocketAddr, Vec<u8>)>,
 }
+
+/// Packets held per TURN client while permissions are installed.
+const TURN_HELD: usize = 64;
 
 /// A file being sent on its own channel.
 struct FileSend {
@@ -1077,7 +1115,7 @@ impl Session {
             let (new_id, bytes) = binding_request();
             *id = new_id;
             *tries += 1;
-            let _ = self.sockets[*i].try_send_to(&bytes, stun.server);
+            self.sockets[*i].send_to(&bytes, stun.server);
         }
         stun.next_send = now + Duration::from_millis(300);
         Some(stun.next_send)
@@ -1357,7 +1395,7 @@ impl Session {
         let Some(tx) = self.udp_tx.clone() else {
             return;
         };
-        let s = Arc::clone(&self.sockets[i]);
+        let s = Arc::clone(&self.sockets[i].rx);
         self.readers.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
             while let Ok((n, from)) = s.recv_from(&mut buf).await {
@@ -1386,6 +1424,7 @@ impl Session {
                 {
                     let r = turn.client.create_permission(TransportType::Udp, ip, now);
                     tracing::trace!("TURN permission for {ip}: {r:?}");
+                    turn.next_poll = Instant::now();
                 }
             }
         }
@@ -1417,13 +1456,13 @@ impl Session {
         else {
             return;
         };
-        let Ok(sock) = UdpSocket::bind(SocketAddr::new(ip, 0)).await else {
+        let Ok(sock) = Sock::bind(SocketAddr::new(ip, 0)) else {
             return;
         };
         let Ok(local) = sock.local_addr() else {
             return;
         };
-        self.sockets.push(Arc::new(sock));
+        self.sockets.push(sock);
         self.addrs.push(local);
         let socket = self.sockets.len() - 1;
         self.spawn_reader(socket);
@@ -1443,6 +1482,7 @@ impl Session {
             give_up: now + Duration::from_secs(5),
             next_poll: now,
             requested: std::collections::HashSet::new(),
+            held: VecDeque::new(),
         });
     }
 
@@ -1470,9 +1510,21 @@ impl Session {
         } else {
             wait = Some(turn.next_poll);
         }
+        let mut sent = false;
         while let Some(t) = turn.client.poll_transmit(now) {
             tracing::trace!("TURN transmit {} bytes to {}", t.data.as_ref().len(), t.to);
-            let _ = self.sockets[turn.socket].try_send_to(t.data.as_ref(), t.to);
+            self.sockets[turn.socket].send_to(t.data.as_ref(), t.to);
+            sent = true;
+        }
+        if sent {
+            // The client only expects an answer to a request once `poll` has seen it sent;
+            // without this, an answer arriving right away (loopback) is ignored and the
+            // request waits for its 500 ms retransmission.
+            if let TurnPollRet::WaitUntil(t) = turn.client.poll(now) {
+                let at = self.base + Duration::from_nanos(u64::try_from(t.as_nanos()).unwrap_or(0));
+                turn.next_poll = at;
+                wait = Some(wait.map_or(at, |w: Instant| w.min(at)));
+            }
         }
         while let Some(e) = turn.client.poll_event() {
             match e {
@@ -1481,6 +1533,19 @@ impl Session {
                     turn.relay = Some(relay);
                 }
                 TurnEvent::AllocationCreateFailed(_) => turn.failed = true,
+                TurnEvent::PermissionCreated(_, ip) => {
+                    let (ready, rest): (VecDeque<_>, VecDeque<_>) =
+                        turn.held.drain(..).partition(|(to, _)| to.ip() == ip);
+                    turn.held = rest;
+                    for (to, data) in ready {
+                        if let Ok(Some(tb)) =
+                            turn.client.send_to(TransportType::Udp, to, &data[..], now)
+                        {
+                            let tb = tb.build();
+                            self.sockets[turn.socket].send_to(&tb.data, tb.to);
+                        }
+                    }
+                }
                 e => tracing::trace!("TURN event {e:?}"),
             }
         }
@@ -1527,8 +1592,14 @@ impl Session {
         turn.next_poll = Instant::now();
         match turn.client.recv(transmit, now) {
             TurnRecvRet::PeerData(p) => Some((p.peer, turn.relay?, p.data().to_vec())),
-            TurnRecvRet::Ignored(_) => Some((from, destination, data.clone())),
-            _ => None,
+            TurnRecvRet::Ignored(_) => {
+                tracing::trace!("TURN client ignored {} bytes from {from}", data.len());
+                Some((from, destination, data.clone()))
+            }
+            other => {
+                tracing::trace!("TURN recv {} bytes: {other:?}", data.len());
+                None
+            }
         }
     }
 
@@ -1864,13 +1935,17 @@ impl Session {
                         let now = turn_now(self.base);
                         let peer_ip = t.destination.ip();
                         if !turn.client.have_permission(TransportType::Udp, peer_ip) {
-                            // The first packets to a new peer are lost while the permission
-                            // is installed; ICE retransmits its checks.
+                            // Held until the permission is installed.
+                            if turn.held.len() >= TURN_HELD {
+                                turn.held.pop_front();
+                            }
+                            turn.held.push_back((t.destination, t.contents.to_vec()));
                             if turn.requested.insert(peer_ip) {
                                 let r =
                                     turn.client
                                         .create_permission(TransportType::Udp, peer_ip, now);
                                 tracing::trace!("TURN permission for {peer_ip}: {r:?}");
+                                turn.next_poll = Instant::now();
                             }
                         } else {
                             match turn.client.send_to(
@@ -1881,7 +1956,7 @@ impl Session {
                             ) {
                                 Ok(Some(tb)) => {
                                     let tb = tb.build();
-                                    let _ = self.sockets[turn.socket].try_send_to(&tb.data, tb.to);
+                                    self.sockets[turn.socket].send_to(&tb.data, tb.to);
                                 }
                                 other => {
                                     tracing::trace!("TURN send_to {}: {other:?}", t.destination)
@@ -1891,7 +1966,7 @@ impl Session {
                         continue;
                     }
                     if let Some(i) = self.addrs.iter().position(|a| *a == t.source) {
-                        let _ = self.sockets[i].try_send_to(&t.contents, t.destination);
+                        self.sockets[i].send_to(&t.contents, t.destination);
                     }
                 }
                 Output::Event(e) => match e {

@@ -4,6 +4,7 @@
 //! TOML file (`--config`), in that order of precedence, over documented defaults. See
 //! `switchboard serve --help` and the README's configuration reference.
 
+mod bench;
 mod config;
 mod peer;
 
@@ -36,8 +37,10 @@ struct Cli {
 enum Command {
     /// Run the signaling server (the default when no command is given).
     Serve(Box<ServeArgs>),
-    /// Join a room as a native WebRTC peer (data channel; see `switchboard peer --help`).
+    /// Join a room as a native WebRTC peer: chat, files, media (see `switchboard peer --help`).
     Peer(peer::PeerArgs),
+    /// Benchmarks through a real server (native peers: setup, dc-rtt, dc-throughput).
+    Bench(bench::BenchArgs),
 }
 
 /// Default log filter (`RUST_LOG` replaces it). The STUN/TURN protocol crates open an
@@ -60,6 +63,16 @@ fn main() -> anyhow::Result<()> {
                 .with_env_filter(filter)
                 .init();
             runtime.block_on(peer::run(args))
+        }
+        Some(Command::Bench(args)) => {
+            // stdout carries the JSON summary; logs (warnings only by default) go to stderr.
+            let filter =
+                EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+            tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(filter)
+                .init();
+            runtime.block_on(bench::run(args))
         }
         command => {
             tracing_subscriber::fmt()

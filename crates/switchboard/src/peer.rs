@@ -181,7 +181,7 @@ impl Progress {
 }
 
 /// The WebSocket URL for `--server`.
-fn server_url(server: &str) -> String {
+pub(crate) fn server_url(server: &str) -> String {
     if server.starts_with("ws://") || server.starts_with("wss://") {
         server.to_owned()
     } else {
