@@ -292,11 +292,7 @@ async fn echo_pair(
                         }
                     }
                 }
-                PeerEvent::Binary(data) => {
-                    if b.send_binary(&data).await.is_err() {
-                        break;
-                    }
-                }
+                PeerEvent::Binary(data) if b.send_binary(&data).await.is_err() => break,
                 _ => {}
             }
         }
