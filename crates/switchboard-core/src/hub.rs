@@ -15,6 +15,10 @@ use crate::ice::IceConfig;
 use crate::App;
 use crate::timers::Deadlines;
 
+mod sio;
+
+pub use sio::{AckId, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay};
+
 /// A connection, named by the IO edge. Ids must be unique for the life of the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ConnId(pub u64);
@@ -31,6 +35,8 @@ pub struct Config {
     /// ICE servers sent in `iceServerConfig` replies (fixed ones, and TURN servers that get
     /// short-lived credentials per request).
     pub ice: IceConfig,
+    /// Most sockets in one socket.io room (`join` beyond it: `room_full`). Default 64.
+    pub sio_max_room_peers: usize,
 }
 
 impl Default for Config {
@@ -42,6 +48,7 @@ impl Default for Config {
                 servers: vec![IceServer::stun("stun:stun.l.google.com:19302")],
                 turn: None,
             },
+            sio_max_room_peers: 64,
         }
     }
 }
@@ -66,6 +73,22 @@ pub enum Output {
         conn: ConnId,
         /// The message.
         msg: ServerMessage,
+    },
+    /// Emit a socket.io event to `conn`.
+    SioEmit {
+        /// The receiver.
+        conn: ConnId,
+        /// The event.
+        emit: SioEmit,
+    },
+    /// Answer the ack `ack` of socket.io connection `conn`.
+    SioAck {
+        /// The connection.
+        conn: ConnId,
+        /// Which ack.
+        ack: AckId,
+        /// The answer.
+        reply: SioAck,
     },
     /// Close `conn` after delivering what was queued; the hub has forgotten it.
     Close {
@@ -143,6 +166,10 @@ pub struct Hub {
     deadlines: Deadlines,
     out: VecDeque<Output>,
     stats: Stats,
+    /// socket.io connections, their ids and rooms.
+    sio: HashMap<ConnId, sio::SioConn>,
+    sio_ids: HashMap<Box<str>, ConnId>,
+    sio_rooms: HashMap<Box<str>, Vec<ConnId>>,
 }
 
 impl Hub {
@@ -161,6 +188,9 @@ impl Hub {
             deadlines: Deadlines::default(),
             out: VecDeque::new(),
             stats: Stats::default(),
+            sio: HashMap::new(),
+            sio_ids: HashMap::new(),
+            sio_rooms: HashMap::new(),
         }
     }
 
@@ -174,8 +204,8 @@ impl Hub {
     #[must_use]
     pub fn stats(&self) -> Stats {
         Stats {
-            connections: self.conns.len(),
-            rooms: self.rooms.len(),
+            connections: self.conns.len() + self.sio.len(),
+            rooms: self.rooms.len() + self.sio_rooms.len(),
             ..self.stats
         }
     }
@@ -204,7 +234,7 @@ impl Hub {
         if self.conns.contains_key(&conn) {
             return;
         }
-        if self.conns.len() >= self.config.max_connections {
+        if self.conns.len() + self.sio.len() >= self.config.max_connections {
             self.error(
                 conn,
                 ErrorCode::HighResourceUsage,
@@ -321,6 +351,9 @@ impl Hub {
     /// `conn`'s socket is gone (closed by the client, failed, or dropped by the edge as a
     /// slow consumer). Its peer gets `stop`; nothing is sent to `conn`.
     pub fn handle_disconnect(&mut self, conn: ConnId) {
+        if self.sio_disconnect(conn) {
+            return;
+        }
         if let Some(c) = self.conns.remove(&conn) {
             self.vacate(conn, &c);
         }
@@ -369,6 +402,7 @@ impl Hub {
         self.conns.clear();
         self.rooms.clear();
         self.deadlines.clear();
+        self.sio_shutdown();
     }
 
     fn send(&mut self, conn: ConnId, msg: ServerMessage) {

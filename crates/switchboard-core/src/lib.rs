@@ -49,4 +49,7 @@ pub mod ice;
 mod timers;
 
 pub use app::{App, InvalidApp, MAX_APP_LEN};
-pub use hub::{CloseReason, Config, ConnId, Hub, Output, Stats};
+pub use hub::{
+    AckId, CloseReason, Config, ConnId, Hub, Output, SIO_MAX_NAME, SioAck, SioEmit, SioError,
+    SioInput, SioRelay, Stats,
+};

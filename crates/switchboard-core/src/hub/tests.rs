@@ -51,6 +51,7 @@ impl Harness {
             v.push(match o {
                 Output::Send { conn, msg } => (conn.0, msg.encode()),
                 Output::Close { conn, reason } => (conn.0, format!("CLOSE {reason:?}")),
+                other => (0, format!("{other:?}")),
             });
         }
         self.check_invariants();

@@ -1,0 +1,595 @@
+//! The socket.io dialect of the hub: the classic relay (`offer` / `answer` / `ice-candidate`
+//! to a `target` socket id) plus rooms for discovery (`join` → roster, `peer-joined`,
+//! `peer-left`). See `docs/PROTOCOLS.md` ("socket.io").
+//!
+//! The edge decodes socket.io packets (socketioxide) and stamps `from` into relay payloads;
+//! the hub decides who receives what and answers acks. Payloads are opaque JSON text here.
+
+use super::{CloseReason, ConnId, Hub, Output};
+
+/// Longest socket id, room name or relay target accepted (bytes).
+pub const SIO_MAX_NAME: usize = 256;
+
+/// The three relay events of the classic socket.io signaling server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SioRelay {
+    /// `offer`
+    Offer,
+    /// `answer`
+    Answer,
+    /// `ice-candidate`
+    IceCandidate,
+}
+
+impl SioRelay {
+    /// The event name on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SioRelay::Offer => "offer",
+            SioRelay::Answer => "answer",
+            SioRelay::IceCandidate => "ice-candidate",
+        }
+    }
+
+    /// Every relay event.
+    pub const ALL: [SioRelay; 3] = [SioRelay::Offer, SioRelay::Answer, SioRelay::IceCandidate];
+}
+
+/// An event from a socket.io client, decoded by the edge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SioInput {
+    /// `join` `{room}`: enter a room (leaving the previous one).
+    Join {
+        /// The room.
+        room: Box<str>,
+    },
+    /// `leave`: leave the current room.
+    Leave,
+    /// `offer` / `answer` / `ice-candidate` for `target`.
+    Relay {
+        /// Which event.
+        event: SioRelay,
+        /// The receiver's socket id.
+        target: Box<str>,
+        /// The payload as JSON text, `from` already stamped by the edge.
+        payload: Box<str>,
+    },
+    /// An event whose payload could not be used (the edge says why).
+    Invalid {
+        /// The event name.
+        event: Box<str>,
+        /// Why, for the client.
+        reason: Box<str>,
+    },
+}
+
+/// Error codes of the socket.io dialect (the `error` field of a failed ack).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SioError {
+    /// `target` is not a connected socket id (or is the sender's own).
+    UnknownTarget,
+    /// The payload is not an object, lacks a string `target`/`room`, or a name is too long.
+    InvalidPayload,
+    /// The room already holds [`super::Config::sio_max_room_peers`] sockets.
+    RoomFull,
+    /// `leave` while in no room.
+    NotInRoom,
+    /// The server is at its connection limit.
+    ServerBusy,
+}
+
+impl SioError {
+    /// The code on the wire.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SioError::UnknownTarget => "unknown_target",
+            SioError::InvalidPayload => "invalid_payload",
+            SioError::RoomFull => "room_full",
+            SioError::NotInRoom => "not_in_room",
+            SioError::ServerBusy => "server_busy",
+        }
+    }
+}
+
+/// Ack identifier chosen by the edge (it keeps the ack callback).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AckId(pub u64);
+
+/// An event the edge must emit to a socket.io client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SioEmit {
+    /// A relayed `offer` / `answer` / `ice-candidate` (payload JSON text, with `from`).
+    Relay {
+        /// Which event.
+        event: SioRelay,
+        /// The payload.
+        payload: Box<str>,
+    },
+    /// `peer-joined` `{room, id}`.
+    PeerJoined {
+        /// The room.
+        room: Box<str>,
+        /// The newcomer's socket id.
+        id: Box<str>,
+    },
+    /// `peer-left` `{room, id}`.
+    PeerLeft {
+        /// The room.
+        room: Box<str>,
+        /// The leaver's socket id.
+        id: Box<str>,
+    },
+    /// `error` `{event, error, reason}`: a failure the client asked no ack for.
+    Error {
+        /// The event that failed.
+        event: Box<str>,
+        /// The code.
+        error: SioError,
+        /// Details.
+        reason: Box<str>,
+    },
+}
+
+/// The answer to an event the client asked an ack for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SioAck {
+    /// `{ok: true}`
+    Ok,
+    /// `{ok: true, room, peers}`: the ids already in the room joined.
+    Joined {
+        /// The room.
+        room: Box<str>,
+        /// The other members' socket ids, in join order.
+        peers: Vec<Box<str>>,
+    },
+    /// `{ok: false, error, reason}`
+    Error {
+        /// The code.
+        error: SioError,
+        /// Details.
+        reason: Box<str>,
+    },
+}
+
+/// What the hub knows of one socket.io connection.
+#[derive(Debug)]
+pub(super) struct SioConn {
+    pub(super) id: Box<str>,
+    pub(super) room: Option<Box<str>>,
+}
+
+impl Hub {
+    /// A new socket.io connection with socket id `id`. Over
+    /// [`super::Config::max_connections`] it gets an `error` event (`server_busy`) and is
+    /// closed. A repeated `conn` or `id` is ignored.
+    pub fn handle_sio_connect(&mut self, conn: ConnId, id: &str) {
+        if self.sio.contains_key(&conn) || self.sio_ids.contains_key(id) {
+            return;
+        }
+        if self.conns.len() + self.sio.len() >= self.config.max_connections {
+            self.stats.errors += 1;
+            self.out.push_back(Output::SioEmit {
+                conn,
+                emit: SioEmit::Error {
+                    event: "connect".into(),
+                    error: SioError::ServerBusy,
+                    reason: "server is at its connection limit".into(),
+                },
+            });
+            self.out.push_back(Output::Close {
+                conn,
+                reason: CloseReason::Overloaded,
+            });
+            return;
+        }
+        self.sio_ids.insert(id.into(), conn);
+        self.sio.insert(
+            conn,
+            SioConn {
+                id: id.into(),
+                room: None,
+            },
+        );
+    }
+
+    /// An event from socket.io connection `conn`; `ack` when the client asked for one.
+    pub fn handle_sio(&mut self, conn: ConnId, input: SioInput, ack: Option<AckId>) {
+        if !self.sio.contains_key(&conn) {
+            return;
+        }
+        let result = match input {
+            SioInput::Relay {
+                event,
+                target,
+                payload,
+            } => self.sio_relay(conn, event, &target, payload),
+            SioInput::Join { room } => self.sio_join(conn, room),
+            SioInput::Leave => self.sio_leave(conn).map(|()| SioAck::Ok),
+            SioInput::Invalid { event, reason } => Err((event, SioError::InvalidPayload, reason)),
+        };
+        match (result, ack) {
+            (Ok(reply), Some(ack)) => self.out.push_back(Output::SioAck { conn, ack, reply }),
+            (Ok(_), None) => {}
+            (Err((event, error, reason)), ack) => {
+                self.stats.errors += 1;
+                match ack {
+                    Some(ack) => self.out.push_back(Output::SioAck {
+                        conn,
+                        ack,
+                        reply: SioAck::Error { error, reason },
+                    }),
+                    None => self.out.push_back(Output::SioEmit {
+                        conn,
+                        emit: SioEmit::Error {
+                            event,
+                            error,
+                            reason,
+                        },
+                    }),
+                }
+            }
+        }
+    }
+
+    fn sio_relay(
+        &mut self,
+        conn: ConnId,
+        event: SioRelay,
+        target: &str,
+        payload: Box<str>,
+    ) -> Result<SioAck, (Box<str>, SioError, Box<str>)> {
+        match self.sio_ids.get(target) {
+            Some(&to) if to != conn => {
+                self.stats.relayed += 1;
+                self.out.push_back(Output::SioEmit {
+                    conn: to,
+                    emit: SioEmit::Relay { event, payload },
+                });
+                Ok(SioAck::Ok)
+            }
+            Some(_) => Err((
+                event.as_str().into(),
+                SioError::UnknownTarget,
+                "target is the sender itself".into(),
+            )),
+            None => Err((
+                event.as_str().into(),
+                SioError::UnknownTarget,
+                "no connected socket has this id".into(),
+            )),
+        }
+    }
+
+    fn sio_join(
+        &mut self,
+        conn: ConnId,
+        room: Box<str>,
+    ) -> Result<SioAck, (Box<str>, SioError, Box<str>)> {
+        let Some(c) = self.sio.get(&conn) else {
+            return Ok(SioAck::Ok);
+        };
+        let id = c.id.clone();
+        let members = self.sio_rooms.get(&room).map(Vec::as_slice).unwrap_or(&[]);
+        let peers: Vec<Box<str>> = members
+            .iter()
+            .filter(|&&m| m != conn)
+            .filter_map(|m| self.sio.get(m).map(|c| c.id.clone()))
+            .collect();
+        if c.room.as_ref() == Some(&room) {
+            return Ok(SioAck::Joined { room, peers });
+        }
+        if members.len() >= self.config.sio_max_room_peers {
+            return Err((
+                "join".into(),
+                SioError::RoomFull,
+                format!(
+                    "the room holds {} sockets already",
+                    self.config.sio_max_room_peers
+                )
+                .into(),
+            ));
+        }
+        if c.room.is_some() {
+            let _ = self.sio_leave(conn);
+        }
+        let others: Vec<ConnId> = self.sio_rooms.get(&room).cloned().unwrap_or_default();
+        self.sio_rooms.entry(room.clone()).or_default().push(conn);
+        if let Some(c) = self.sio.get_mut(&conn) {
+            c.room = Some(room.clone());
+        }
+        for other in others {
+            self.out.push_back(Output::SioEmit {
+                conn: other,
+                emit: SioEmit::PeerJoined {
+                    room: room.clone(),
+                    id: id.clone(),
+                },
+            });
+        }
+        Ok(SioAck::Joined { room, peers })
+    }
+
+    fn sio_leave(&mut self, conn: ConnId) -> Result<(), (Box<str>, SioError, Box<str>)> {
+        let Some(c) = self.sio.get_mut(&conn) else {
+            return Ok(());
+        };
+        let Some(room) = c.room.take() else {
+            return Err((
+                "leave".into(),
+                SioError::NotInRoom,
+                "this socket is in no room".into(),
+            ));
+        };
+        let id = c.id.clone();
+        self.sio_vacate(conn, &id, room);
+        Ok(())
+    }
+
+    /// Removes `conn` from `room` and tells the others.
+    fn sio_vacate(&mut self, conn: ConnId, id: &str, room: Box<str>) {
+        let Some(members) = self.sio_rooms.get_mut(&room) else {
+            return;
+        };
+        members.retain(|&m| m != conn);
+        let others = members.clone();
+        if others.is_empty() {
+            self.sio_rooms.remove(&room);
+        }
+        for other in others {
+            self.out.push_back(Output::SioEmit {
+                conn: other,
+                emit: SioEmit::PeerLeft {
+                    room: room.clone(),
+                    id: id.into(),
+                },
+            });
+        }
+    }
+
+    /// Forgets a socket.io connection (its room hears `peer-left`). Returns whether it was one.
+    pub(super) fn sio_disconnect(&mut self, conn: ConnId) -> bool {
+        let Some(c) = self.sio.remove(&conn) else {
+            return false;
+        };
+        self.sio_ids.remove(&c.id);
+        if let Some(room) = c.room {
+            self.sio_vacate(conn, &c.id, room);
+        }
+        true
+    }
+
+    /// Closes every socket.io connection (shutdown).
+    pub(super) fn sio_shutdown(&mut self) {
+        let mut conns: Vec<ConnId> = self.sio.keys().copied().collect();
+        conns.sort_unstable();
+        for conn in conns {
+            self.out.push_back(Output::Close {
+                conn,
+                reason: CloseReason::Shutdown,
+            });
+        }
+        self.sio.clear();
+        self.sio_ids.clear();
+        self.sio_rooms.clear();
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::Config;
+
+    fn hub() -> Hub {
+        let mut h = Hub::new(Config::default());
+        for (c, id) in [(1, "a"), (2, "b"), (3, "c")] {
+            h.handle_sio_connect(ConnId(c), id);
+        }
+        h
+    }
+
+    fn outputs(h: &mut Hub) -> Vec<Output> {
+        std::iter::from_fn(|| h.poll_output()).collect()
+    }
+
+    fn relay(target: &str) -> SioInput {
+        SioInput::Relay {
+            event: SioRelay::Offer,
+            target: target.into(),
+            payload: format!(r#"{{"target":"{target}","from":"a"}}"#).into(),
+        }
+    }
+
+    #[test]
+    fn relay_reaches_the_target_only_and_acks() {
+        let mut h = hub();
+        h.handle_sio(ConnId(1), relay("b"), Some(AckId(7)));
+        assert_eq!(
+            outputs(&mut h),
+            [
+                Output::SioEmit {
+                    conn: ConnId(2),
+                    emit: SioEmit::Relay {
+                        event: SioRelay::Offer,
+                        payload: r#"{"target":"b","from":"a"}"#.into()
+                    }
+                },
+                Output::SioAck {
+                    conn: ConnId(1),
+                    ack: AckId(7),
+                    reply: SioAck::Ok
+                }
+            ]
+        );
+        assert_eq!(h.stats().relayed, 1);
+    }
+
+    #[test]
+    fn unknown_or_own_target_is_an_error_ack_or_event() {
+        let mut h = hub();
+        h.handle_sio(ConnId(1), relay("nobody"), Some(AckId(1)));
+        h.handle_sio(ConnId(1), relay("a"), None);
+        let out = outputs(&mut h);
+        assert!(matches!(
+            &out[0],
+            Output::SioAck {
+                conn: ConnId(1),
+                reply: SioAck::Error {
+                    error: SioError::UnknownTarget,
+                    ..
+                },
+                ..
+            }
+        ));
+        assert!(matches!(
+            &out[1],
+            Output::SioEmit {
+                conn: ConnId(1),
+                emit: SioEmit::Error {
+                    error: SioError::UnknownTarget,
+                    ..
+                }
+            }
+        ));
+        assert_eq!(out.len(), 2);
+        assert_eq!(h.stats().errors, 2);
+    }
+
+    #[test]
+    fn rooms_give_rosters_and_peer_events() {
+        let mut h = hub();
+        h.handle_sio(
+            ConnId(1),
+            SioInput::Join { room: "r".into() },
+            Some(AckId(1)),
+        );
+        assert_eq!(
+            outputs(&mut h),
+            [Output::SioAck {
+                conn: ConnId(1),
+                ack: AckId(1),
+                reply: SioAck::Joined {
+                    room: "r".into(),
+                    peers: vec![]
+                }
+            }]
+        );
+        h.handle_sio(
+            ConnId(2),
+            SioInput::Join { room: "r".into() },
+            Some(AckId(2)),
+        );
+        let out = outputs(&mut h);
+        assert!(out.contains(&Output::SioEmit {
+            conn: ConnId(1),
+            emit: SioEmit::PeerJoined {
+                room: "r".into(),
+                id: "b".into()
+            }
+        }));
+        assert!(out.contains(&Output::SioAck {
+            conn: ConnId(2),
+            ack: AckId(2),
+            reply: SioAck::Joined {
+                room: "r".into(),
+                peers: vec!["a".into()]
+            }
+        }));
+        // A room name is not a relay target.
+        h.handle_sio(ConnId(3), relay("r"), Some(AckId(3)));
+        assert!(matches!(
+            &outputs(&mut h)[0],
+            Output::SioAck {
+                reply: SioAck::Error {
+                    error: SioError::UnknownTarget,
+                    ..
+                },
+                ..
+            }
+        ));
+        h.handle_disconnect(ConnId(2));
+        assert_eq!(
+            outputs(&mut h),
+            [Output::SioEmit {
+                conn: ConnId(1),
+                emit: SioEmit::PeerLeft {
+                    room: "r".into(),
+                    id: "b".into()
+                }
+            }]
+        );
+        h.handle_sio(ConnId(1), SioInput::Leave, None);
+        h.handle_sio(ConnId(1), SioInput::Leave, Some(AckId(9)));
+        assert!(matches!(
+            &outputs(&mut h)[0],
+            Output::SioAck {
+                reply: SioAck::Error {
+                    error: SioError::NotInRoom,
+                    ..
+                },
+                ..
+            }
+        ));
+        assert_eq!(h.stats().rooms, 0);
+        // The id is free again after a disconnect.
+        h.handle_sio(ConnId(1), relay("b"), Some(AckId(4)));
+        assert!(matches!(
+            &outputs(&mut h)[0],
+            Output::SioAck {
+                reply: SioAck::Error {
+                    error: SioError::UnknownTarget,
+                    ..
+                },
+                ..
+            }
+        ));
+    }
+
+    #[test]
+    fn room_size_and_connection_limits() {
+        let mut h = Hub::new(Config {
+            sio_max_room_peers: 1,
+            max_connections: 2,
+            ..Config::default()
+        });
+        h.handle_sio_connect(ConnId(1), "a");
+        h.handle_sio_connect(ConnId(2), "b");
+        h.handle_sio_connect(ConnId(3), "c");
+        let out = outputs(&mut h);
+        assert!(matches!(
+            &out[..],
+            [
+                Output::SioEmit {
+                    conn: ConnId(3),
+                    emit: SioEmit::Error {
+                        error: SioError::ServerBusy,
+                        ..
+                    }
+                },
+                Output::Close {
+                    conn: ConnId(3),
+                    reason: CloseReason::Overloaded
+                }
+            ]
+        ));
+        h.handle_sio(ConnId(1), SioInput::Join { room: "r".into() }, None);
+        h.handle_sio(
+            ConnId(2),
+            SioInput::Join { room: "r".into() },
+            Some(AckId(1)),
+        );
+        let out = outputs(&mut h);
+        assert!(matches!(
+            out.last().unwrap(),
+            Output::SioAck {
+                reply: SioAck::Error {
+                    error: SioError::RoomFull,
+                    ..
+                },
+                ..
+            }
+        ));
+    }
+}
