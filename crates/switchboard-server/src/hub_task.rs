@@ -2,7 +2,9 @@
 
 use std::collections::HashMap;
 
-use switchboard_core::{App, CloseReason, ConnId, Hub, Output};
+use serde_json::{Value, json};
+use socketioxide::extract::{AckSender, SocketRef};
+use switchboard_core::{AckId, App, CloseReason, ConnId, Hub, Output, SioAck, SioEmit, SioInput};
 use switchboard_proto::antmedia::{ClientMessage, DecodeError, ServerMessage};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
@@ -34,7 +36,6 @@ pub(crate) struct ConnHandle {
 }
 
 /// Inputs to the hub task.
-#[derive(Debug)]
 enum Input {
     Connect {
         conn: ConnId,
@@ -51,6 +52,15 @@ enum Input {
     },
     Disconnect {
         conn: ConnId,
+    },
+    SioConnect {
+        conn: ConnId,
+        socket: SocketRef,
+    },
+    Sio {
+        conn: ConnId,
+        input: SioInput,
+        ack: Option<AckSender>,
     },
     Shutdown {
         done: tokio::sync::oneshot::Sender<()>,
@@ -93,6 +103,16 @@ impl HubSender {
         let _ = self.tx.send(Input::Activity { conn }).await;
     }
 
+    /// Registers a socket.io connection.
+    pub(crate) async fn sio_connect(&self, conn: ConnId, socket: SocketRef) {
+        let _ = self.tx.send(Input::SioConnect { conn, socket }).await;
+    }
+
+    /// Hands a socket.io event (and its ack callback, if the client asked for one) to the hub.
+    pub(crate) async fn sio(&self, conn: ConnId, input: SioInput, ack: Option<AckSender>) {
+        let _ = self.tx.send(Input::Sio { conn, input, ack }).await;
+    }
+
     /// Reports that a connection's socket is gone.
     pub(crate) async fn disconnect(&self, conn: ConnId) {
         let _ = self.tx.send(Input::Disconnect { conn }).await;
@@ -114,6 +134,9 @@ pub(crate) fn spawn(config: &ServerConfig) -> (HubSender, JoinHandle<()>) {
     let task = HubTask {
         hub: Hub::new(config.hub.clone()),
         conns: HashMap::new(),
+        sio: HashMap::new(),
+        acks: HashMap::new(),
+        next_ack: 0,
         stopping: false,
     };
     (HubSender { tx }, tokio::spawn(task.run(rx)))
@@ -123,6 +146,12 @@ struct HubTask {
     hub: Hub,
     /// Queues of the connections the hub knows.
     conns: HashMap<ConnId, ConnHandle>,
+    /// socket.io connections the hub knows.
+    sio: HashMap<ConnId, SocketRef>,
+    /// Ack callbacks waiting for the hub's answer (answered within the same input, so this
+    /// holds at most one entry between inputs).
+    acks: HashMap<u64, AckSender>,
+    next_ack: u64,
     /// Set once shutdown began: new connections are closed at once.
     stopping: bool,
 }
@@ -172,7 +201,25 @@ impl HubTask {
             Input::Activity { conn } => self.hub.handle_activity(conn, now),
             Input::Disconnect { conn } => {
                 self.conns.remove(&conn);
+                self.sio.remove(&conn);
                 self.hub.handle_disconnect(conn);
+            }
+            Input::SioConnect { conn, socket } => {
+                if self.stopping {
+                    let _ = socket.disconnect();
+                    return;
+                }
+                let id = socket.id.to_string();
+                self.sio.insert(conn, socket);
+                self.hub.handle_sio_connect(conn, &id);
+            }
+            Input::Sio { conn, input, ack } => {
+                let ack = ack.map(|a| {
+                    self.next_ack += 1;
+                    self.acks.insert(self.next_ack, a);
+                    AckId(self.next_ack)
+                });
+                self.hub.handle_sio(conn, input, ack);
             }
             Input::Shutdown { done } => {
                 self.stopping = true;
@@ -204,7 +251,40 @@ impl HubTask {
                         Err(TrySendError::Closed(_)) => {}
                     }
                 }
+                Output::SioEmit { conn, emit } => {
+                    let Some(socket) = self.sio.get(&conn) else {
+                        continue;
+                    };
+                    let (event, data) = sio_event(emit);
+                    if let Err(e) = socket.emit(event, &data) {
+                        if matches!(
+                            e,
+                            socketioxide::SendError::Socket(
+                                socketioxide::SocketError::InternalChannelFull
+                            )
+                        ) {
+                            tracing::warn!(
+                                conn = conn.0,
+                                "socket.io client is not reading; dropping it"
+                            );
+                            if let Some(s) = self.sio.remove(&conn) {
+                                let _ = s.disconnect();
+                            }
+                            self.hub.handle_disconnect(conn);
+                        }
+                    }
+                }
+                Output::SioAck { conn, ack, reply } => {
+                    if let Some(a) = self.acks.remove(&ack.0) {
+                        if let Err(e) = a.send(&sio_ack(reply)) {
+                            tracing::debug!(conn = conn.0, "ack not sent: {e}");
+                        }
+                    }
+                }
                 Output::Close { conn, reason } => {
+                    if let Some(s) = self.sio.remove(&conn) {
+                        let _ = s.disconnect();
+                    }
                     if let Some(h) = self.conns.remove(&conn) {
                         if h.tx.try_send(Outbound::Close(reason)).is_err() {
                             h.kill.cancel();
@@ -221,6 +301,37 @@ impl HubTask {
                     }
                 }
             }
+        }
+    }
+}
+
+/// The event name and payload of a socket.io emit.
+fn sio_event(emit: SioEmit) -> (&'static str, Value) {
+    match emit {
+        SioEmit::Relay { event, payload } => (
+            event.as_str(),
+            serde_json::from_str(&payload).unwrap_or(Value::Null),
+        ),
+        SioEmit::PeerJoined { room, id } => ("peer-joined", json!({"room": room, "id": id})),
+        SioEmit::PeerLeft { room, id } => ("peer-left", json!({"room": room, "id": id})),
+        SioEmit::Error {
+            event,
+            error,
+            reason,
+        } => (
+            "error",
+            json!({"event": event, "error": error.as_str(), "reason": reason}),
+        ),
+    }
+}
+
+/// The JSON of an ack answer.
+fn sio_ack(reply: SioAck) -> Value {
+    match reply {
+        SioAck::Ok => json!({"ok": true}),
+        SioAck::Joined { room, peers } => json!({"ok": true, "room": room, "peers": peers}),
+        SioAck::Error { error, reason } => {
+            json!({"ok": false, "error": error.as_str(), "reason": reason})
         }
     }
 }

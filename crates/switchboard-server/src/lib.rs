@@ -23,6 +23,7 @@ mod config;
 mod connection;
 mod hub_task;
 mod routes;
+mod socketio;
 
 use std::future::Future;
 use std::io;

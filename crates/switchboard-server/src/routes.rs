@@ -26,8 +26,8 @@ pub struct AppState {
 struct Inner {
     config: ServerConfig,
     hub: HubSender,
-    /// Source of unique connection ids.
-    next_conn: AtomicU64,
+    /// Source of unique connection ids (shared with the socket.io endpoint).
+    next_conn: Arc<AtomicU64>,
     /// Tracks connection tasks so shutdown can wait for them.
     tracker: TaskTracker,
 }
@@ -38,7 +38,7 @@ impl AppState {
             inner: Arc::new(Inner {
                 config,
                 hub,
-                next_conn: AtomicU64::new(1),
+                next_conn: Arc::new(AtomicU64::new(1)),
                 tracker,
             }),
         }
@@ -73,7 +73,27 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ice-servers", get(ice_servers))
         .route("/api/v1/stats", get(stats))
         .route("/{app}/websocket", get(websocket))
+        .layer(crate::socketio::layer(
+            state.inner.hub.clone(),
+            Arc::clone(&state.inner.next_conn),
+        ))
+        .layer(axum::middleware::from_fn(socketio_cors))
         .with_state(state)
+}
+
+/// socket.io pages are often served from another origin than their signaling server; the
+/// polling transport (plain GET/POST, no preflight, no credentials) then needs
+/// `Access-Control-Allow-Origin`. Only `/socket.io/` gets it.
+async fn socketio_cors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let socketio = req.uri().path().starts_with("/socket.io/");
+    let mut res = next.run(req).await;
+    if socketio {
+        res.headers_mut().insert(
+            header::ACCESS_CONTROL_ALLOW_ORIGIN,
+            header::HeaderValue::from_static("*"),
+        );
+    }
+    res
 }
 
 /// An SDK file: also importable from pages on other origins (`<script type="module">`

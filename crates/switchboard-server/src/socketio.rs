@@ -1,0 +1,218 @@
+//! The socket.io endpoint at `/socket.io/` (protocol v5, Engine.IO v4, polling and websocket
+//! with upgrade), built on `socketioxide`. Events become hub inputs; the hub task emits
+//! what the hub decides. See `docs/PROTOCOLS.md` ("socket.io").
+//!
+//! socketioxide does not join a socket to a room named after its own id (socket.io does),
+//! so a literal port of the ten-line relay would deliver nothing; here the hub looks the
+//! target id up itself, which also keeps a room name from being used as a target.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use serde_json::Value;
+use socketioxide::SocketIo;
+use socketioxide::adapter::Adapter;
+use socketioxide::extract::{AckSender, SocketRef, TryData};
+use socketioxide::handler::FromMessageParts;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::socket::Socket;
+use switchboard_core::{ConnId, SIO_MAX_NAME, SioInput, SioRelay};
+
+use crate::hub_task::HubSender;
+
+/// Node socket.io's defaults, which pages written against it expect.
+const PING_INTERVAL: Duration = Duration::from_secs(25);
+const PING_TIMEOUT: Duration = Duration::from_secs(20);
+const MAX_PAYLOAD: u64 = 1_000_000;
+/// Packets queued per socket before it counts as a slow consumer and is dropped.
+const SOCKET_BUFFER: usize = 256;
+
+/// Whether the client asked for an ack (the event's ack id).
+struct WantsAck(bool);
+
+impl<A: Adapter> FromMessageParts<A> for WantsAck {
+    type Error = Infallible;
+    fn from_message_parts(
+        _: &Arc<Socket<A>>,
+        _: &mut socketioxide::handler::Value,
+        ack_id: &Option<i64>,
+    ) -> Result<Self, Infallible> {
+        Ok(WantsAck(ack_id.is_some()))
+    }
+}
+
+/// The socket.io layer for the router.
+pub(crate) fn layer(hub: HubSender, next_conn: Arc<AtomicU64>) -> SocketIoLayer {
+    let (layer, io) = SocketIo::builder()
+        .ping_interval(PING_INTERVAL)
+        .ping_timeout(PING_TIMEOUT)
+        .max_payload(MAX_PAYLOAD)
+        // The same limit on the websocket transport (Node applies `maxHttpBufferSize` to both).
+        .ws_max_message_size(MAX_PAYLOAD as usize)
+        .ws_max_frame_size(MAX_PAYLOAD as usize)
+        .max_buffer_size(SOCKET_BUFFER)
+        .build_layer();
+    io.ns("/", move |socket: SocketRef| {
+        let hub = hub.clone();
+        let conn = ConnId(next_conn.fetch_add(1, Ordering::Relaxed));
+        async move { on_connect(socket, conn, hub).await }
+    });
+    layer
+}
+
+async fn on_connect(socket: SocketRef, conn: ConnId, hub: HubSender) {
+    let id: Arc<str> = socket.id.as_str().into();
+    for event in SioRelay::ALL {
+        let hub = hub.clone();
+        let id = Arc::clone(&id);
+        socket.on(
+            event.as_str(),
+            move |TryData(data): TryData<Value>, WantsAck(wants), ack: AckSender| {
+                let hub = hub.clone();
+                let input = relay_input(event, data.map_err(|e| e.to_string()), &id);
+                async move { hub.sio(conn, input, wants.then_some(ack)).await }
+            },
+        );
+    }
+    {
+        let hub = hub.clone();
+        socket.on(
+            "join",
+            move |TryData(data): TryData<Value>, WantsAck(wants), ack: AckSender| {
+                let hub = hub.clone();
+                let input = join_input(data.map_err(|e| e.to_string()));
+                async move { hub.sio(conn, input, wants.then_some(ack)).await }
+            },
+        );
+    }
+    {
+        let hub = hub.clone();
+        socket.on("leave", move |WantsAck(wants), ack: AckSender| {
+            let hub = hub.clone();
+            async move { hub.sio(conn, SioInput::Leave, wants.then_some(ack)).await }
+        });
+    }
+    {
+        let hub = hub.clone();
+        socket.on_disconnect(move || {
+            let hub = hub.clone();
+            async move { hub.disconnect(conn).await }
+        });
+    }
+    hub.sio_connect(conn, socket).await;
+}
+
+fn invalid(event: &str, reason: impl Into<Box<str>>) -> SioInput {
+    SioInput::Invalid {
+        event: event.into(),
+        reason: reason.into(),
+    }
+}
+
+/// A relay event's payload: an object with a string `target`; `from` is set to the sender.
+fn relay_input(event: SioRelay, data: Result<Value, String>, from: &str) -> SioInput {
+    let name = event.as_str();
+    let mut v = match data {
+        Ok(Value::Object(map)) => map,
+        Ok(_) => return invalid(name, "the payload must be an object with a string `target`"),
+        Err(e) => return invalid(name, format!("unreadable payload: {e}")),
+    };
+    let target: Box<str> = match v.get("target") {
+        Some(Value::String(t)) if !t.is_empty() && t.len() <= SIO_MAX_NAME => t.as_str().into(),
+        Some(Value::String(_)) => {
+            return invalid(name, format!("`target` must be 1 to {SIO_MAX_NAME} bytes"));
+        }
+        _ => return invalid(name, "the payload has no string `target`"),
+    };
+    v.insert("from".into(), Value::String(from.into()));
+    match serde_json::to_string(&v) {
+        Ok(payload) => SioInput::Relay {
+            event,
+            target,
+            payload: payload.into(),
+        },
+        Err(e) => invalid(name, format!("unencodable payload: {e}")),
+    }
+}
+
+/// `join`'s payload: `{room}` or the room name itself.
+fn join_input(data: Result<Value, String>) -> SioInput {
+    let room = match data {
+        Ok(Value::String(r)) => r,
+        Ok(Value::Object(mut m)) => match m.remove("room") {
+            Some(Value::String(r)) => r,
+            _ => return invalid("join", "the payload has no string `room`"),
+        },
+        Ok(_) => return invalid("join", "the payload must be `{room}` or a room name"),
+        Err(e) => return invalid("join", format!("unreadable payload: {e}")),
+    };
+    if room.is_empty() || room.len() > SIO_MAX_NAME {
+        return invalid("join", format!("`room` must be 1 to {SIO_MAX_NAME} bytes"));
+    }
+    SioInput::Join { room: room.into() }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn relay_payloads_get_from_stamped_and_bad_ones_are_invalid() {
+        let SioInput::Relay {
+            target, payload, ..
+        } = relay_input(
+            SioRelay::Offer,
+            Ok(json!({"target": "b", "sdp": {"type": "offer"}, "from": "forged"})),
+            "a",
+        )
+        else {
+            panic!()
+        };
+        assert_eq!(&*target, "b");
+        let v: Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(
+            v,
+            json!({"target": "b", "sdp": {"type": "offer"}, "from": "a"})
+        );
+        for bad in [
+            json!("text"),
+            json!({"sdp": 1}),
+            json!({"target": 5}),
+            json!({"target": ""}),
+        ] {
+            assert!(matches!(
+                relay_input(SioRelay::Answer, Ok(bad), "a"),
+                SioInput::Invalid { .. }
+            ));
+        }
+        assert!(matches!(
+            relay_input(
+                SioRelay::Answer,
+                Ok(json!({"target": "x".repeat(300)})),
+                "a"
+            ),
+            SioInput::Invalid { .. }
+        ));
+    }
+
+    #[test]
+    fn join_takes_an_object_or_a_name() {
+        assert_eq!(
+            join_input(Ok(json!({"room": "r"}))),
+            SioInput::Join { room: "r".into() }
+        );
+        assert_eq!(
+            join_input(Ok(json!("r"))),
+            SioInput::Join { room: "r".into() }
+        );
+        assert!(matches!(join_input(Ok(json!(3))), SioInput::Invalid { .. }));
+        assert!(matches!(
+            join_input(Ok(json!({"room": ""}))),
+            SioInput::Invalid { .. }
+        ));
+    }
+}

@@ -1,0 +1,148 @@
+// The socket.io relay: the official `socket.io-client` v4 (npm) from Node against a real
+// `switchboard serve`, once per transport, and the classic seed page in two headless
+// Chromium instances. Contract: shared/docs/protocols/socketio.md; docs/PROTOCOLS.md.
+import { test, before, after } from "node:test";
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { io } from "socket.io-client";
+import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
+
+let sb;
+before(async () => { sb = await startSwitchboard(); });
+after(async () => { await sb?.stop(); });
+
+const TRANSPORTS = { websocket: ["websocket"], polling: ["polling"], "default (upgrade)": undefined };
+
+/** A connected client; every event it receives is recorded in `got`. */
+async function client(transports) {
+  const socket = io(sb.url, { transports, reconnection: false, forceNew: true });
+  socket.got = [];
+  socket.onAny((event, ...args) => socket.got.push({ event, args }));
+  await new Promise((ok, fail) => {
+    socket.once("connect", ok);
+    socket.once("connect_error", fail);
+  });
+  return socket;
+}
+
+const waitFor = async (socket, event, pred = () => true, ms = 5000) => {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const hit = socket.got.find((g) => g.event === event && pred(g.args[0]));
+    if (hit) return hit.args[0];
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${event}; got ${JSON.stringify(socket.got)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+const settle = () => new Promise((r) => setTimeout(r, 300));
+
+for (const [name, transports] of Object.entries(TRANSPORTS)) {
+  test(`socket.io-client v4 (${name}): offer, answer and candidates reach the target only`, async () => {
+    const [a, b, c] = [await client(transports), await client(transports), await client(transports)];
+    try {
+      if (transports === undefined) {
+        // The default starts on polling and upgrades to websocket.
+        const deadline = Date.now() + 5000;
+        while (a.io.engine.transport.name !== "websocket") {
+          if (Date.now() > deadline) throw new Error("no upgrade to websocket");
+          await new Promise((r) => setTimeout(r, 20));
+        }
+      } else {
+        assert.equal(a.io.engine.transport.name, transports[0]);
+      }
+      const sdp = { type: "offer", sdp: "v=0\r\no=- 1 2 IN IP4 127.0.0.1\r\n" };
+      // Seed semantics: the payload arrives unchanged at the target, with `from` stamped
+      // by the server (a forged one is overwritten).
+      a.emit("offer", { target: b.id, sdp, from: "forged", extra: [1, 2.5, null, "x"] });
+      assert.deepEqual(await waitFor(b, "offer"), { target: b.id, sdp, from: a.id, extra: [1, 2.5, null, "x"] });
+      b.emit("answer", { target: a.id, sdp: { type: "answer", sdp: "v=0\r\n" } });
+      assert.deepEqual(await waitFor(a, "answer"), { target: a.id, sdp: { type: "answer", sdp: "v=0\r\n" }, from: b.id });
+      const candidate = { candidate: "candidate:1 1 udp 2122260223 127.0.0.1 5000 typ host", sdpMid: "0", sdpMLineIndex: 0 };
+      a.emit("ice-candidate", { target: b.id, candidate });
+      assert.deepEqual(await waitFor(b, "ice-candidate"), { target: b.id, candidate, from: a.id });
+      // Acks when asked for.
+      assert.deepEqual(await a.emitWithAck("ice-candidate", { target: b.id, candidate }), { ok: true });
+      assert.deepEqual(await a.timeout(5000).emitWithAck("offer", { target: "no-such-socket", sdp }),
+        { ok: false, error: "unknown_target", reason: "no connected socket has this id" });
+      await settle();
+      assert.deepEqual(c.got, [], "the third client saw nothing");
+      assert.ok(!a.got.some((g) => g.event === "offer"), "the sender does not get its own offer back");
+    } finally {
+      for (const s of [a, b, c]) s.disconnect();
+    }
+  });
+}
+
+test("socket.io: join gives the roster; peer-joined and peer-left tell the others", async () => {
+  const a = await client(["websocket"]);
+  const b = await client(["polling"]);
+  try {
+    assert.deepEqual(await a.emitWithAck("join", { room: "lobby" }), { ok: true, room: "lobby", peers: [] });
+    assert.deepEqual(await b.emitWithAck("join", { room: "lobby" }), { ok: true, room: "lobby", peers: [a.id] });
+    assert.deepEqual(await waitFor(a, "peer-joined"), { room: "lobby", id: b.id });
+    // A room name is not a relay target (no fan-out).
+    assert.equal((await a.emitWithAck("offer", { target: "lobby", sdp: {} })).error, "unknown_target");
+    const bId = b.id;
+    b.disconnect();
+    assert.deepEqual(await waitFor(a, "peer-left"), { room: "lobby", id: bId });
+    assert.deepEqual(await a.emitWithAck("leave"), { ok: true });
+    assert.equal((await a.emitWithAck("leave")).error, "not_in_room");
+  } finally {
+    a.disconnect();
+    b.disconnect();
+  }
+});
+
+test("socket.io: malformed payloads get errors; other clients are not affected", async () => {
+  const [a, b] = [await client(["websocket"]), await client(["websocket"])];
+  try {
+    for (const bad of ["just a string", 42, null, { sdp: "no target" }, { target: 7 }, { target: "" }]) {
+      const r = await a.emitWithAck("offer", bad);
+      assert.equal(r.ok, false, JSON.stringify(bad));
+      assert.equal(r.error, "invalid_payload", JSON.stringify(r));
+    }
+    // Without an ack the failure arrives as an `error` event.
+    a.emit("answer", "not an object");
+    const e = await waitFor(a, "error");
+    assert.equal(e.event, "answer");
+    assert.equal(e.error, "invalid_payload");
+    // Over the 1,000,000-byte max payload the sender is disconnected (as Node's socket.io
+    // does); the other client carries on.
+    const gone = new Promise((ok) => a.once("disconnect", ok));
+    a.emit("offer", { target: b.id, sdp: "x".repeat(1_100_000) });
+    await gone;
+    await settle();
+    assert.ok(!b.got.some((g) => g.event === "offer"), "the huge offer was not delivered");
+    const c = await client(["websocket"]);
+    assert.deepEqual(await c.emitWithAck("offer", { target: b.id, sdp: {} }), { ok: true });
+    await waitFor(b, "offer", (p) => p.from === c.id);
+    c.disconnect();
+  } finally {
+    a.disconnect();
+    b.disconnect();
+  }
+});
+
+test("the seed call page (socket.io-client in Chromium): a call with video both ways", async () => {
+  const web = await startStatic({
+    "/sio/": join(repo, "web/tests/node_modules/socket.io-client/dist/"),
+    "/pages/": join(repo, "web/tests/pages/"),
+  });
+  const [ba, bb] = [await launch(), await launch()];
+  try {
+    const url = `${web.url}/pages/seed.html?server=${encodeURIComponent(sb.url)}`;
+    const a = await open(ba, url);
+    const b = await open(bb, url);
+    await a.evaluate(() => window.ready);
+    await b.evaluate(() => window.ready);
+    const bId = await b.evaluate(() => window.socket.id);
+    await a.evaluate((id) => window.call(id), bId);
+    await until(a, "A connected", () => window.pc.connectionState === "connected");
+    await until(b, "B connected", () => window.pc.connectionState === "connected");
+    await assertVideoFlowing(a, "seed page A", "remote", () => window.framesDecoded());
+    await assertVideoFlowing(b, "seed page B", "remote", () => window.framesDecoded());
+  } finally {
+    await Promise.all([ba.close(), bb.close()]);
+    await web.close();
+  }
+});
