@@ -146,3 +146,20 @@ test("the seed call page (socket.io-client in Chromium): a call with video both 
     await web.close();
   }
 });
+
+test("socket.io: Engine.IO handshake carries Node's defaults; polling is allowed cross-origin", async () => {
+  const res = await fetch(`${sb.url}/socket.io/?EIO=4&transport=polling`, { headers: { Origin: "http://elsewhere.example" } });
+  assert.equal(res.status, 200);
+  assert.equal(res.headers.get("access-control-allow-origin"), "*");
+  const body = await res.text();
+  assert.equal(body[0], "0", body);
+  const open = JSON.parse(body.slice(1));
+  assert.equal(open.pingInterval, 25000);
+  assert.equal(open.pingTimeout, 20000);
+  assert.equal(open.maxPayload, 1000000);
+  assert.deepEqual(open.upgrades, ["websocket"]);
+  assert.ok(typeof open.sid === "string" && open.sid.length > 0);
+  // Other routes get no CORS header.
+  const health = await fetch(`${sb.url}/healthz`, { headers: { Origin: "http://elsewhere.example" } });
+  assert.equal(health.headers.get("access-control-allow-origin"), null);
+});
