@@ -163,3 +163,27 @@ test("socket.io: Engine.IO handshake carries Node's defaults; polling is allowed
   const health = await fetch(`${sb.url}/healthz`, { headers: { Origin: "http://elsewhere.example" } });
   assert.equal(health.headers.get("access-control-allow-origin"), null);
 });
+
+test("socket.io: the server's connection limit applies (server_busy, then disconnected)", async () => {
+  const small = await startSwitchboard(["--max-connections", "2"]);
+  const connect = () => {
+    const s = io(small.url, { transports: ["websocket"], reconnection: false, forceNew: true });
+    s.got = [];
+    s.onAny((event, ...args) => s.got.push({ event, args }));
+    return s;
+  };
+  const connected = (s) => new Promise((ok) => s.once("connect", () => ok(s)));
+  const a = await connected(connect());
+  const b = await connected(connect());
+  const c = connect();
+  try {
+    await new Promise((ok) => c.once("disconnect", ok));
+    const err = c.got.find((g) => g.event === "error")?.args[0];
+    assert.equal(err?.error, "server_busy", JSON.stringify(c.got));
+    // The two admitted clients still relay.
+    assert.deepEqual(await a.emitWithAck("offer", { target: b.id, sdp: {} }), { ok: true });
+  } finally {
+    for (const s of [a, b, c]) s.disconnect();
+    await small.stop();
+  }
+});

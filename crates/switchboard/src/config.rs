@@ -25,9 +25,13 @@ pub(crate) struct ServeArgs {
     /// Close a connection that sent nothing for this many seconds [default: 20].
     #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT_SECS")]
     idle_timeout_secs: Option<u64>,
-    /// Most simultaneous WebSocket connections [default: 50000].
+    /// Most simultaneous connections, Ant Media WebSocket and socket.io together
+    /// [default: 50000].
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
     max_connections: Option<usize>,
+    /// Most sockets in one socket.io room (`join` beyond it: `room_full`) [default: 64].
+    #[arg(long, env = "SWITCHBOARD_SOCKETIO_MAX_ROOM_PEERS")]
+    socketio_max_room_peers: Option<usize>,
     /// Largest WebSocket message accepted, in bytes; larger closes with 1009 [default: 65536].
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_SIZE")]
     max_message_size: Option<usize>,
@@ -111,6 +115,7 @@ struct FileConfig {
     listen: Option<SocketAddr>,
     idle_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
+    socketio_max_room_peers: Option<usize>,
     max_message_size: Option<usize>,
     outbound_queue: Option<usize>,
     shutdown_grace_secs: Option<u64>,
@@ -181,6 +186,15 @@ impl ServeArgs {
         }
         if let Some(n) = self.max_connections.or(file.max_connections) {
             cfg.hub.max_connections = n;
+        }
+        if let Some(n) = self
+            .socketio_max_room_peers
+            .or(file.socketio_max_room_peers)
+        {
+            if n < 2 {
+                bail!("socketio_max_room_peers must be at least 2");
+            }
+            cfg.hub.sio_max_room_peers = n;
         }
         if let Some(n) = self.max_message_size.or(file.max_message_size) {
             if n < 1024 {
@@ -411,6 +425,15 @@ mod tests {
         assert_eq!(turn.config.protected_ports, vec![5080]);
         assert_eq!(turn.ttl, Duration::from_secs(3600));
         assert!(r.server.hub.ice.servers.is_empty());
+        assert_eq!(r.server.hub.sio_max_room_peers, 64);
+    }
+
+    #[test]
+    fn socketio_room_size() {
+        let (_, cfg) = parse(&["--socketio-max-room-peers", "8"]).unwrap();
+        assert_eq!(cfg.hub.sio_max_room_peers, 8);
+        let e = parse(&["--socketio-max-room-peers", "1"]).unwrap_err();
+        assert!(e.to_string().contains("at least 2"), "{e}");
     }
 
     #[test]
