@@ -16,6 +16,7 @@
 //! - [`IceServer`] is the standard `RTCIceServer` shape handed to clients.
 
 pub mod antmedia;
+pub mod peerjs;
 mod error_code;
 mod ice;
 mod ids;

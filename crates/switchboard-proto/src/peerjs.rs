@@ -1,0 +1,216 @@
+//! The PeerJS server protocol (npm `peer` 1.0, client npm `peerjs` 1.5): JSON envelopes
+//! `{"type","src"?,"dst"?,"payload"?}` over a WebSocket. See `docs/PROTOCOLS.md` ("PeerJS").
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+/// Message types the server handles (others are ignored).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PjType {
+    /// Liveness; the only message that refreshes `alive_timeout`.
+    Heartbeat,
+    /// Relayed.
+    Offer,
+    /// Relayed.
+    Answer,
+    /// Relayed.
+    Candidate,
+    /// Relayed; never queued.
+    Leave,
+    /// Sent by the server when a queued message expires; never queued.
+    Expire,
+}
+
+impl PjType {
+    /// The wire name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PjType::Heartbeat => "HEARTBEAT",
+            PjType::Offer => "OFFER",
+            PjType::Answer => "ANSWER",
+            PjType::Candidate => "CANDIDATE",
+            PjType::Leave => "LEAVE",
+            PjType::Expire => "EXPIRE",
+        }
+    }
+
+    fn parse(s: &str) -> Option<PjType> {
+        Some(match s {
+            "HEARTBEAT" => PjType::Heartbeat,
+            "OFFER" => PjType::Offer,
+            "ANSWER" => PjType::Answer,
+            "CANDIDATE" => PjType::Candidate,
+            "LEAVE" => PjType::Leave,
+            "EXPIRE" => PjType::Expire,
+            _ => return None,
+        })
+    }
+}
+
+/// A decoded client message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PjClientMessage {
+    /// The type; `None` for a type the server does not handle (ignored).
+    pub kind: Option<PjType>,
+    /// The receiver's id.
+    pub dst: Option<Box<str>>,
+    /// The payload, as JSON text (relayed verbatim).
+    pub payload: Option<Box<str>>,
+}
+
+#[derive(Deserialize)]
+struct Raw<'a> {
+    #[serde(rename = "type", borrow)]
+    kind: Option<std::borrow::Cow<'a, str>>,
+    #[serde(default)]
+    dst: Option<serde_json::Value>,
+    #[serde(borrow, default)]
+    payload: Option<&'a RawValue>,
+}
+
+/// Decodes a client frame. `src` and any other field are dropped (the server stamps `src`).
+///
+/// # Errors
+/// The frame is not a JSON object.
+pub fn decode(text: &str) -> Result<PjClientMessage, serde_json::Error> {
+    let raw: Raw<'_> = serde_json::from_str(text)?;
+    Ok(PjClientMessage {
+        kind: raw.kind.as_deref().and_then(PjType::parse),
+        dst: match raw.dst {
+            Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.into()),
+            _ => None,
+        },
+        payload: raw.payload.map(|p| p.get().into()),
+    })
+}
+
+/// A message from the server.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PjServerMessage {
+    /// `{"type":"OPEN"}`: the id is this socket's.
+    Open,
+    /// `{"type":"ERROR","payload":{"msg":...}}` (then the socket is closed).
+    Error {
+        /// The message.
+        msg: &'static str,
+    },
+    /// `{"type":"ID-TAKEN","payload":{"msg":"ID is taken"}}` (then closed).
+    IdTaken,
+    /// `{"type":"EXPIRE","src":<dst>,"dst":<sender>}`: a message queued for `src` expired.
+    Expire {
+        /// The id that never connected.
+        src: Box<str>,
+        /// The original sender.
+        dst: Box<str>,
+    },
+    /// A relayed message, `src` stamped by the server.
+    Relay {
+        /// Its type.
+        kind: PjType,
+        /// The sender's id.
+        src: Box<str>,
+        /// The receiver's id.
+        dst: Box<str>,
+        /// The payload, JSON text, verbatim.
+        payload: Option<Box<str>>,
+    },
+}
+
+/// Error messages, as peerjs-server words them.
+pub mod errors {
+    /// id, token or key missing.
+    pub const MISSING: &str = "No id, token, or key supplied to websocket server";
+    /// Wrong key.
+    pub const INVALID_KEY: &str = "Invalid key provided";
+    /// At `concurrent_limit`.
+    pub const LIMIT: &str = "Server has reached its concurrent user limit";
+    /// Id or token over 256 bytes (Switchboard's bound; peerjs-server has none).
+    pub const TOO_LONG: &str = "id or token is too long";
+}
+
+impl PjServerMessage {
+    /// The JSON text of the message.
+    #[must_use]
+    pub fn encode(&self) -> String {
+        let s = |v: &str| serde_json::Value::String(v.to_owned()).to_string();
+        match self {
+            PjServerMessage::Open => r#"{"type":"OPEN"}"#.to_owned(),
+            PjServerMessage::Error { msg } => {
+                format!(r#"{{"type":"ERROR","payload":{{"msg":{}}}}}"#, s(msg))
+            }
+            PjServerMessage::IdTaken => {
+                r#"{"type":"ID-TAKEN","payload":{"msg":"ID is taken"}}"#.to_owned()
+            }
+            PjServerMessage::Expire { src, dst } => {
+                format!(r#"{{"type":"EXPIRE","src":{},"dst":{}}}"#, s(src), s(dst))
+            }
+            PjServerMessage::Relay {
+                kind,
+                src,
+                dst,
+                payload,
+            } => {
+                let mut out = format!(
+                    r#"{{"type":"{}","src":{},"dst":{}"#,
+                    kind.as_str(),
+                    s(src),
+                    s(dst)
+                );
+                if let Some(p) = payload {
+                    out.push_str(r#","payload":"#);
+                    out.push_str(p);
+                }
+                out.push('}');
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decode_keeps_payload_verbatim_and_drops_src() {
+        let m = decode(
+            r#"{"type":"OFFER","src":"forged","dst":"bob","payload":{"sdp":{"type":"offer","sdp":"v=0"},"type":"media","connectionId":"mc_1"},"extra":1}"#,
+        )
+        .unwrap();
+        assert_eq!(m.kind, Some(PjType::Offer));
+        assert_eq!(m.dst.as_deref(), Some("bob"));
+        let out = PjServerMessage::Relay {
+            kind: PjType::Offer,
+            src: "alice".into(),
+            dst: "bob".into(),
+            payload: m.payload,
+        }
+        .encode();
+        assert_eq!(
+            out,
+            r#"{"type":"OFFER","src":"alice","dst":"bob","payload":{"sdp":{"type":"offer","sdp":"v=0"},"type":"media","connectionId":"mc_1"}}"#
+        );
+        assert_eq!(decode(r#"{"type":"WHATEVER"}"#).unwrap().kind, None);
+        assert_eq!(decode(r#"{"type":"HEARTBEAT"}"#).unwrap().kind, Some(PjType::Heartbeat));
+        assert!(decode("not json").is_err());
+        assert!(decode("[1,2]").is_err());
+        assert_eq!(decode(r#"{"type":"LEAVE","dst":5}"#).unwrap().dst, None);
+    }
+
+    #[test]
+    fn server_messages_encode_as_peerjs_server_does() {
+        assert_eq!(PjServerMessage::Open.encode(), r#"{"type":"OPEN"}"#);
+        assert_eq!(
+            PjServerMessage::Error { msg: errors::INVALID_KEY }.encode(),
+            r#"{"type":"ERROR","payload":{"msg":"Invalid key provided"}}"#
+        );
+        assert_eq!(
+            PjServerMessage::Expire { src: "dave".into(), dst: "alice".into() }.encode(),
+            r#"{"type":"EXPIRE","src":"dave","dst":"alice"}"#
+        );
+        let v: serde_json::Value = serde_json::from_str(&PjServerMessage::IdTaken.encode()).unwrap();
+        assert_eq!(v["type"], "ID-TAKEN");
+    }
+}
