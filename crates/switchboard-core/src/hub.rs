@@ -15,7 +15,10 @@ use crate::ice::IceConfig;
 use crate::App;
 use crate::timers::Deadlines;
 
+mod peerjs;
 mod sio;
+
+pub use peerjs::{PJ_MAX_NAME, PeerJsConfig};
 
 pub use sio::{AckId, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay};
 
@@ -37,6 +40,8 @@ pub struct Config {
     pub ice: IceConfig,
     /// Most sockets in one socket.io room (`join` beyond it: `room_full`). Default 64.
     pub sio_max_room_peers: usize,
+    /// The PeerJS dialect's settings.
+    pub peerjs: PeerJsConfig,
 }
 
 impl Default for Config {
@@ -49,6 +54,7 @@ impl Default for Config {
                 turn: None,
             },
             sio_max_room_peers: 64,
+            peerjs: PeerJsConfig::default(),
         }
     }
 }
@@ -62,6 +68,10 @@ pub enum CloseReason {
     Overloaded,
     /// The server is shutting down.
     Shutdown,
+    /// Refused at connect (PeerJS `ERROR` or `ID-TAKEN` sent first).
+    Refused,
+    /// The same client reconnected and took the id over (PeerJS).
+    Replaced,
 }
 
 /// Something the IO edge must do.
@@ -89,6 +99,13 @@ pub enum Output {
         ack: AckId,
         /// The answer.
         reply: SioAck,
+    },
+    /// Send a PeerJS message to `conn`.
+    PjSend {
+        /// The receiver.
+        conn: ConnId,
+        /// The message.
+        msg: switchboard_proto::peerjs::PjServerMessage,
     },
     /// Close `conn` after delivering what was queued; the hub has forgotten it.
     Close {
@@ -170,6 +187,8 @@ pub struct Hub {
     sio: HashMap<ConnId, sio::SioConn>,
     sio_ids: HashMap<Box<str>, ConnId>,
     sio_rooms: HashMap<Box<str>, Vec<ConnId>>,
+    /// PeerJS sockets, ids, queues and timers.
+    pj: peerjs::PeerJs,
 }
 
 impl Hub {
@@ -191,6 +210,7 @@ impl Hub {
             sio: HashMap::new(),
             sio_ids: HashMap::new(),
             sio_rooms: HashMap::new(),
+            pj: peerjs::PeerJs::default(),
         }
     }
 
@@ -204,7 +224,7 @@ impl Hub {
     #[must_use]
     pub fn stats(&self) -> Stats {
         Stats {
-            connections: self.conns.len() + self.sio.len(),
+            connections: self.conns.len() + self.sio.len() + self.pj.len(),
             rooms: self.rooms.len() + self.sio_rooms.len(),
             ..self.stats
         }
@@ -218,7 +238,10 @@ impl Hub {
     /// When [`Hub::handle_timeout`] must next be called.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        self.deadlines.next()
+        match (self.deadlines.next(), self.pj.next_timer()) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     /// The current wall-clock time in Unix seconds. Only the expiry of minted TURN
@@ -234,7 +257,7 @@ impl Hub {
         if self.conns.contains_key(&conn) {
             return;
         }
-        if self.conns.len() + self.sio.len() >= self.config.max_connections {
+        if self.conns.len() + self.sio.len() + self.pj.len() >= self.config.max_connections {
             self.error(
                 conn,
                 ErrorCode::HighResourceUsage,
@@ -351,7 +374,7 @@ impl Hub {
     /// `conn`'s socket is gone (closed by the client, failed, or dropped by the edge as a
     /// slow consumer). Its peer gets `stop`; nothing is sent to `conn`.
     pub fn handle_disconnect(&mut self, conn: ConnId) {
-        if self.sio_disconnect(conn) {
+        if self.sio_disconnect(conn) || self.pj_disconnect(conn) {
             return;
         }
         if let Some(c) = self.conns.remove(&conn) {
@@ -361,6 +384,7 @@ impl Hub {
 
     /// Time has passed: closes connections idle for [`Config::idle_timeout`].
     pub fn handle_timeout(&mut self, now: Instant) {
+        self.pj_timeout(now);
         while let Some(conn) = self.deadlines.pop_due(now) {
             let Some(c) = self.conns.get(&conn) else {
                 continue; // closed since this entry was pushed
@@ -403,6 +427,7 @@ impl Hub {
         self.rooms.clear();
         self.deadlines.clear();
         self.sio_shutdown();
+        self.pj_shutdown();
     }
 
     fn send(&mut self, conn: ConnId, msg: ServerMessage) {

@@ -16,10 +16,10 @@
 //! - [`IceServer`] is the standard `RTCIceServer` shape handed to clients.
 
 pub mod antmedia;
-pub mod peerjs;
 mod error_code;
 mod ice;
 mod ids;
+pub mod peerjs;
 
 pub use error_code::ErrorCode;
 pub use ice::{IceServer, is_ice_url, is_turn_url};

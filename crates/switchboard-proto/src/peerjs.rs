@@ -193,7 +193,10 @@ mod tests {
             r#"{"type":"OFFER","src":"alice","dst":"bob","payload":{"sdp":{"type":"offer","sdp":"v=0"},"type":"media","connectionId":"mc_1"}}"#
         );
         assert_eq!(decode(r#"{"type":"WHATEVER"}"#).unwrap().kind, None);
-        assert_eq!(decode(r#"{"type":"HEARTBEAT"}"#).unwrap().kind, Some(PjType::Heartbeat));
+        assert_eq!(
+            decode(r#"{"type":"HEARTBEAT"}"#).unwrap().kind,
+            Some(PjType::Heartbeat)
+        );
         assert!(decode("not json").is_err());
         assert!(decode("[1,2]").is_err());
         assert_eq!(decode(r#"{"type":"LEAVE","dst":5}"#).unwrap().dst, None);
@@ -203,14 +206,22 @@ mod tests {
     fn server_messages_encode_as_peerjs_server_does() {
         assert_eq!(PjServerMessage::Open.encode(), r#"{"type":"OPEN"}"#);
         assert_eq!(
-            PjServerMessage::Error { msg: errors::INVALID_KEY }.encode(),
+            PjServerMessage::Error {
+                msg: errors::INVALID_KEY
+            }
+            .encode(),
             r#"{"type":"ERROR","payload":{"msg":"Invalid key provided"}}"#
         );
         assert_eq!(
-            PjServerMessage::Expire { src: "dave".into(), dst: "alice".into() }.encode(),
+            PjServerMessage::Expire {
+                src: "dave".into(),
+                dst: "alice".into()
+            }
+            .encode(),
             r#"{"type":"EXPIRE","src":"dave","dst":"alice"}"#
         );
-        let v: serde_json::Value = serde_json::from_str(&PjServerMessage::IdTaken.encode()).unwrap();
+        let v: serde_json::Value =
+            serde_json::from_str(&PjServerMessage::IdTaken.encode()).unwrap();
         assert_eq!(v["type"], "ID-TAKEN");
     }
 }

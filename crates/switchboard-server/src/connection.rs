@@ -111,6 +111,8 @@ fn close(reason: CloseReason) -> Message {
         CloseReason::IdleTimeout => (close_code::AWAY, "idle timeout"),
         CloseReason::Overloaded => (close_code::AGAIN, "server at connection limit"),
         CloseReason::Shutdown => (close_code::AWAY, "server shutting down"),
+        CloseReason::Refused => (close_code::POLICY, "refused"),
+        CloseReason::Replaced => (close_code::NORMAL, "replaced by a new connection"),
     };
     Message::Close(Some(CloseFrame {
         code,

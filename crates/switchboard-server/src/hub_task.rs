@@ -281,6 +281,8 @@ impl HubTask {
                         }
                     }
                 }
+                // The PeerJS endpoint is not wired yet (issue 7): no PeerJS connection exists.
+                Output::PjSend { .. } => {}
                 Output::Close { conn, reason } => {
                     if let Some(s) = self.sio.remove(&conn) {
                         let _ = s.disconnect();
@@ -297,7 +299,7 @@ impl HubTask {
                         CloseReason::Overloaded => {
                             tracing::warn!(conn = conn.0, "refused connection: at max_connections");
                         }
-                        CloseReason::Shutdown => {}
+                        CloseReason::Shutdown | CloseReason::Refused | CloseReason::Replaced => {}
                     }
                 }
             }

@@ -168,7 +168,7 @@ impl Hub {
         if self.sio.contains_key(&conn) || self.sio_ids.contains_key(id) {
             return;
         }
-        if self.conns.len() + self.sio.len() >= self.config.max_connections {
+        if self.conns.len() + self.sio.len() + self.pj.len() >= self.config.max_connections {
             self.stats.errors += 1;
             self.out.push_back(Output::SioEmit {
                 conn,
