@@ -26,6 +26,9 @@ pub struct ServerConfig {
     /// How long shutdown waits for clients to receive `server_will_stop` and close.
     /// Default 5 s.
     pub shutdown_grace: Duration,
+    /// Mount path of the PeerJS server (HTTP endpoints and the `peerjs` WebSocket), starting
+    /// and ending with `/`. Default `/peerjs/` (PeerJS clients then use `path: "/peerjs"`).
+    pub peerjs_path: String,
     /// The built-in STUN/TURN server, if running (its counters are served at
     /// `/api/v1/stats`).
     pub turn: Option<switchboard_turn::TurnHandle>,
@@ -41,6 +44,7 @@ impl Default for ServerConfig {
             write_buffer_size: 16 * 1024,
             hub_queue: 8192,
             shutdown_grace: Duration::from_secs(5),
+            peerjs_path: "/peerjs/".to_owned(),
             turn: None,
         }
     }

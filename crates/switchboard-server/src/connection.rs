@@ -10,7 +10,15 @@ use switchboard_proto::antmedia::{DecodeError, decode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub_task::{ConnHandle, HubSender, Outbound};
+use crate::hub_task::{ConnHandle, HubSender, Outbound, PjParams};
+
+/// Which protocol a WebSocket speaks.
+pub(crate) enum Dialect {
+    /// Ant Media P2P at `/<app>/websocket`.
+    AntMedia { app: App, host: Option<Box<str>> },
+    /// The PeerJS server protocol at `{peerjs_path}peerjs`.
+    PeerJs(PjParams),
+}
 
 /// Most queued messages written before one flush.
 const WRITE_BATCH: usize = 64;
@@ -19,8 +27,7 @@ const WRITE_BATCH: usize = 64;
 pub(crate) async fn serve(
     mut socket: WebSocket,
     conn: ConnId,
-    app: App,
-    host: Option<Box<str>>,
+    dialect: Dialect,
     hub: HubSender,
     queue: usize,
 ) {
@@ -30,7 +37,12 @@ pub(crate) async fn serve(
         tx,
         kill: kill.clone(),
     };
-    if !hub.connect(conn, app, host, handle).await {
+    let peerjs = matches!(dialect, Dialect::PeerJs(_));
+    let registered = match dialect {
+        Dialect::AntMedia { app, host } => hub.connect(conn, app, host, handle).await,
+        Dialect::PeerJs(params) => hub.pj_connect(conn, params, handle).await,
+    };
+    if !registered {
         let _ = socket.send(close(CloseReason::Shutdown)).await;
         return;
     }
@@ -49,7 +61,14 @@ pub(crate) async fn serve(
                 }
             }
             frame = socket.recv() => match frame {
+                // PeerJS: bad JSON is ignored and the socket stays (as peerjs-server does).
+                Some(Ok(Message::Text(text))) if peerjs => {
+                    hub.pj_message(conn, switchboard_proto::peerjs::decode(&text).map_err(|_| ())).await;
+                }
                 Some(Ok(Message::Text(text))) => hub.message(conn, decode(&text)).await,
+                Some(Ok(Message::Binary(_))) if peerjs => {}
+                // PeerJS liveness is HEARTBEAT only.
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) if peerjs => {}
                 Some(Ok(Message::Binary(_))) => {
                     let err = DecodeError {
                         code: ErrorCode::BinaryFrame,
@@ -84,6 +103,15 @@ async fn write(socket: &mut WebSocket, rx: &mut mpsc::Receiver<Outbound>, first:
     while let Some(out) = next.take() {
         match out {
             Outbound::Msg(msg) => {
+                if socket
+                    .feed(Message::Text(Utf8Bytes::from(msg.encode())))
+                    .await
+                    .is_err()
+                {
+                    return true;
+                }
+            }
+            Outbound::Pj(msg) => {
                 if socket
                     .feed(Message::Text(Utf8Bytes::from(msg.encode())))
                     .await

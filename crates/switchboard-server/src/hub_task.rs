@@ -22,6 +22,8 @@ pub(crate) enum Outbound {
     /// A message to write. Boxed so a queue slot is 16 bytes: tokio allocates a queue's
     /// first 32-slot block up front, and this keeps it at 0.5 KiB per idle connection.
     Msg(Box<ServerMessage>),
+    /// A PeerJS message to write.
+    Pj(Box<switchboard_proto::peerjs::PjServerMessage>),
     /// Write a close frame and end.
     Close(CloseReason),
 }
@@ -57,6 +59,18 @@ enum Input {
         conn: ConnId,
         socket: SocketRef,
     },
+    PjConnect {
+        conn: ConnId,
+        params: PjParams,
+        handle: ConnHandle,
+    },
+    PjMessage {
+        conn: ConnId,
+        msg: Result<switchboard_proto::peerjs::PjClientMessage, ()>,
+    },
+    PjPeers {
+        reply: tokio::sync::oneshot::Sender<Option<Vec<Box<str>>>>,
+    },
     Sio {
         conn: ConnId,
         input: SioInput,
@@ -65,6 +79,14 @@ enum Input {
     Shutdown {
         done: tokio::sync::oneshot::Sender<()>,
     },
+}
+
+/// The query parameters of a PeerJS WebSocket.
+#[derive(Debug, Default)]
+pub(crate) struct PjParams {
+    pub(crate) key: Option<Box<str>>,
+    pub(crate) id: Option<Box<str>>,
+    pub(crate) token: Option<Box<str>>,
 }
 
 /// A cloneable sender of hub inputs, used by connection tasks.
@@ -101,6 +123,39 @@ impl HubSender {
     /// Reports a sign of life that is not a message.
     pub(crate) async fn activity(&self, conn: ConnId) {
         let _ = self.tx.send(Input::Activity { conn }).await;
+    }
+
+    /// Registers a PeerJS connection (the hub answers `OPEN`, or an error and a close).
+    pub(crate) async fn pj_connect(
+        &self,
+        conn: ConnId,
+        params: PjParams,
+        handle: ConnHandle,
+    ) -> bool {
+        self.tx
+            .send(Input::PjConnect {
+                conn,
+                params,
+                handle,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Hands a PeerJS frame (`Err`: not JSON) to the hub.
+    pub(crate) async fn pj_message(
+        &self,
+        conn: ConnId,
+        msg: Result<switchboard_proto::peerjs::PjClientMessage, ()>,
+    ) {
+        let _ = self.tx.send(Input::PjMessage { conn, msg }).await;
+    }
+
+    /// The PeerJS ids connected now, if discovery is allowed.
+    pub(crate) async fn pj_peers(&self) -> Option<Vec<Box<str>>> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.tx.send(Input::PjPeers { reply }).await.ok()?;
+        answer.await.ok().flatten()
     }
 
     /// Registers a socket.io connection.
@@ -213,6 +268,28 @@ impl HubTask {
                 self.sio.insert(conn, socket);
                 self.hub.handle_sio_connect(conn, &id);
             }
+            Input::PjConnect {
+                conn,
+                params,
+                handle,
+            } => {
+                if self.stopping {
+                    let _ = handle.tx.try_send(Outbound::Close(CloseReason::Shutdown));
+                    return;
+                }
+                self.conns.insert(conn, handle);
+                self.hub.handle_pj_connect(
+                    conn,
+                    params.key.as_deref(),
+                    params.id.as_deref(),
+                    params.token.as_deref(),
+                    now,
+                );
+            }
+            Input::PjMessage { conn, msg } => self.hub.handle_pj_message(conn, msg, now),
+            Input::PjPeers { reply } => {
+                let _ = reply.send(self.hub.pj_peers());
+            }
             Input::Sio { conn, input, ack } => {
                 let ack = ack.map(|a| {
                     self.next_ack += 1;
@@ -231,26 +308,29 @@ impl HubTask {
         self.flush();
     }
 
+    /// Queues `out` for `conn`; a full queue drops the connection (slow consumer).
+    fn enqueue(&mut self, conn: ConnId, out: Outbound) {
+        let Some(handle) = self.conns.get(&conn) else {
+            return;
+        };
+        match handle.tx.try_send(out) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                tracing::warn!(conn = conn.0, "client is not reading; dropping it");
+                if let Some(h) = self.conns.remove(&conn) {
+                    h.kill.cancel();
+                }
+                self.hub.handle_disconnect(conn);
+            }
+            Err(TrySendError::Closed(_)) => {}
+        }
+    }
+
     /// Moves every hub output into connection queues.
     fn flush(&mut self) {
         while let Some(out) = self.hub.poll_output() {
             match out {
-                Output::Send { conn, msg } => {
-                    let Some(handle) = self.conns.get(&conn) else {
-                        continue;
-                    };
-                    match handle.tx.try_send(Outbound::Msg(Box::new(msg))) {
-                        Ok(()) => {}
-                        Err(TrySendError::Full(_)) => {
-                            tracing::warn!(conn = conn.0, "client is not reading; dropping it");
-                            if let Some(h) = self.conns.remove(&conn) {
-                                h.kill.cancel();
-                            }
-                            self.hub.handle_disconnect(conn);
-                        }
-                        Err(TrySendError::Closed(_)) => {}
-                    }
-                }
+                Output::Send { conn, msg } => self.enqueue(conn, Outbound::Msg(Box::new(msg))),
                 Output::SioEmit { conn, emit } => {
                     let Some(socket) = self.sio.get(&conn) else {
                         continue;
@@ -281,8 +361,7 @@ impl HubTask {
                         }
                     }
                 }
-                // The PeerJS endpoint is not wired yet (issue 7): no PeerJS connection exists.
-                Output::PjSend { .. } => {}
+                Output::PjSend { conn, msg } => self.enqueue(conn, Outbound::Pj(Box::new(msg))),
                 Output::Close { conn, reason } => {
                     if let Some(s) = self.sio.remove(&conn) {
                         let _ = s.disconnect();

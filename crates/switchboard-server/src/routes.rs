@@ -48,7 +48,12 @@ impl AppState {
 /// The router: `/<app>/websocket`, `/healthz`, the demo call page at `/` and the browser
 /// SDK at `/sdk/switchboard.js` (all assets embedded in the binary).
 pub fn router(state: AppState) -> Router {
+    let pj = state.inner.config.peerjs_path.clone();
     Router::new()
+        .route(&pj, get(peerjs_info))
+        .route(&format!("{pj}peerjs"), get(peerjs_websocket))
+        .route(&format!("{pj}{{key}}/id"), get(peerjs_id))
+        .route(&format!("{pj}{{key}}/peers"), get(peerjs_peers))
         .route(
             "/",
             get(|| asset(HTML, include_str!("../../../web/demo/index.html"))),
@@ -77,15 +82,21 @@ pub fn router(state: AppState) -> Router {
             state.inner.hub.clone(),
             Arc::clone(&state.inner.next_conn),
         ))
-        .layer(axum::middleware::from_fn(socketio_cors))
+        .layer(axum::middleware::from_fn_with_state(pj, cross_origin))
         .with_state(state)
 }
 
-/// socket.io pages are often served from another origin than their signaling server; the
-/// polling transport (plain GET/POST, no preflight, no credentials) then needs
-/// `Access-Control-Allow-Origin`. Only `/socket.io/` gets it.
-async fn socketio_cors(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
-    let socketio = req.uri().path().starts_with("/socket.io/");
+/// socket.io and PeerJS pages are often served from another origin than their signaling
+/// server; socket.io's polling transport and PeerJS's `id` request (plain GET/POST, no
+/// preflight, no credentials) then need `Access-Control-Allow-Origin`. Only `/socket.io/`
+/// and the PeerJS path get it.
+async fn cross_origin(
+    State(peerjs_path): State<String>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let path = req.uri().path();
+    let socketio = path.starts_with("/socket.io/") || path.starts_with(&peerjs_path);
     let mut res = next.run(req).await;
     if socketio {
         res.headers_mut().insert(
@@ -200,7 +211,85 @@ async fn websocket(
         .max_frame_size(cfg.max_message_size)
         .on_upgrade(move |socket| {
             tracker.track_future(crate::connection::serve(
-                socket, conn, app, host, hub, queue,
+                socket,
+                conn,
+                crate::connection::Dialect::AntMedia { app, host },
+                hub,
+                queue,
+            ))
+        })
+}
+
+/// `GET {peerjs_path}`: what peerjs-server answers.
+async fn peerjs_info() -> Response {
+    Json(serde_json::json!({
+        "name": "PeerJS Server",
+        "description": "A server side element to broker connections between PeerJS clients.",
+        "website": "https://peerjs.com/"
+    }))
+    .into_response()
+}
+
+/// `GET {peerjs_path}{key}/id`: a fresh id (a UUID, `text/html` as peerjs-server sends).
+async fn peerjs_id(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+    if key != *state.inner.config.hub.peerjs.key {
+        return (StatusCode::UNAUTHORIZED, "Invalid key provided").into_response();
+    }
+    (
+        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+        uuid::Uuid::new_v4().to_string(),
+    )
+        .into_response()
+}
+
+/// `GET {peerjs_path}{key}/peers`: the ids connected now, when discovery is allowed (else 401).
+async fn peerjs_peers(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+    if key != *state.inner.config.hub.peerjs.key {
+        return (StatusCode::UNAUTHORIZED, "Invalid key provided").into_response();
+    }
+    match state.inner.hub.pj_peers().await {
+        Some(ids) => Json(ids).into_response(),
+        None => StatusCode::UNAUTHORIZED.into_response(),
+    }
+}
+
+/// Query of the PeerJS WebSocket.
+#[derive(serde::Deserialize)]
+struct PeerJsQuery {
+    key: Option<String>,
+    id: Option<String>,
+    token: Option<String>,
+}
+
+/// `GET {peerjs_path}peerjs?key&id&token&version`: the PeerJS WebSocket. Missing or wrong
+/// parameters are answered on the socket (`ERROR`, then close), as peerjs-server does.
+async fn peerjs_websocket(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<PeerJsQuery>,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let cfg = &state.inner.config;
+    let conn = ConnId(state.inner.next_conn.fetch_add(1, Ordering::Relaxed));
+    let hub = state.inner.hub.clone();
+    let queue = cfg.outbound_queue;
+    let tracker = state.inner.tracker.clone();
+    let params = crate::hub_task::PjParams {
+        key: q.key.map(String::into_boxed_str),
+        id: q.id.map(String::into_boxed_str),
+        token: q.token.map(String::into_boxed_str),
+    };
+    ws.read_buffer_size(cfg.read_buffer_size)
+        .write_buffer_size(cfg.write_buffer_size)
+        .max_write_buffer_size(cfg.write_buffer_size + 4 * cfg.max_message_size)
+        .max_message_size(cfg.max_message_size)
+        .max_frame_size(cfg.max_message_size)
+        .on_upgrade(move |socket| {
+            tracker.track_future(crate::connection::serve(
+                socket,
+                conn,
+                crate::connection::Dialect::PeerJs(params),
+                hub,
+                queue,
             ))
         })
 }

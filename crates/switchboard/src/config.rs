@@ -32,6 +32,24 @@ pub(crate) struct ServeArgs {
     /// Most sockets in one socket.io room (`join` beyond it: `room_full`) [default: 64].
     #[arg(long, env = "SWITCHBOARD_SOCKETIO_MAX_ROOM_PEERS")]
     socketio_max_room_peers: Option<usize>,
+    /// PeerJS mount path; clients use it as their `path` [default: /peerjs/].
+    #[arg(long, env = "SWITCHBOARD_PEERJS_PATH")]
+    peerjs_path: Option<String>,
+    /// PeerJS API key clients must present [default: peerjs].
+    #[arg(long, env = "SWITCHBOARD_PEERJS_KEY")]
+    peerjs_key: Option<String>,
+    /// PeerJS: life of a message queued for an id not connected yet, ms [default: 5000].
+    #[arg(long, env = "SWITCHBOARD_PEERJS_EXPIRE_TIMEOUT")]
+    peerjs_expire_timeout: Option<u64>,
+    /// PeerJS: close a socket with no HEARTBEAT for this long, ms [default: 60000].
+    #[arg(long, env = "SWITCHBOARD_PEERJS_ALIVE_TIMEOUT")]
+    peerjs_alive_timeout: Option<u64>,
+    /// PeerJS: most ids at once [default: 5000].
+    #[arg(long, env = "SWITCHBOARD_PEERJS_CONCURRENT_LIMIT")]
+    peerjs_concurrent_limit: Option<usize>,
+    /// PeerJS: list connected ids at `{path}{key}/peers` [default: false].
+    #[arg(long, env = "SWITCHBOARD_PEERJS_ALLOW_DISCOVERY", value_name = "BOOL")]
+    peerjs_allow_discovery: Option<bool>,
     /// Largest WebSocket message accepted, in bytes; larger closes with 1009 [default: 65536].
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_SIZE")]
     max_message_size: Option<usize>,
@@ -116,6 +134,12 @@ struct FileConfig {
     idle_timeout_secs: Option<u64>,
     max_connections: Option<usize>,
     socketio_max_room_peers: Option<usize>,
+    peerjs_path: Option<String>,
+    peerjs_key: Option<String>,
+    peerjs_expire_timeout: Option<u64>,
+    peerjs_alive_timeout: Option<u64>,
+    peerjs_concurrent_limit: Option<usize>,
+    peerjs_allow_discovery: Option<bool>,
     max_message_size: Option<usize>,
     outbound_queue: Option<usize>,
     shutdown_grace_secs: Option<u64>,
@@ -195,6 +219,44 @@ impl ServeArgs {
                 bail!("socketio_max_room_peers must be at least 2");
             }
             cfg.hub.sio_max_room_peers = n;
+        }
+        if let Some(p) = self.peerjs_path.clone().or(file.peerjs_path) {
+            let trimmed = p.trim_matches('/');
+            if trimmed.is_empty()
+                || !trimmed
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+            {
+                bail!(
+                    "peerjs_path must be a path like /peerjs (letters, digits, - _ . /), not the site root"
+                );
+            }
+            cfg.peerjs_path = format!("/{trimmed}/");
+        }
+        let pj = &mut cfg.hub.peerjs;
+        if let Some(k) = self.peerjs_key.clone().or(file.peerjs_key) {
+            if k.is_empty() {
+                bail!("peerjs_key must not be empty");
+            }
+            pj.key = k.into();
+        }
+        if let Some(ms) = self.peerjs_expire_timeout.or(file.peerjs_expire_timeout) {
+            pj.expire_timeout = Duration::from_millis(ms.max(1));
+        }
+        if let Some(ms) = self.peerjs_alive_timeout.or(file.peerjs_alive_timeout) {
+            if ms < 1000 {
+                bail!("peerjs_alive_timeout must be at least 1000 ms");
+            }
+            pj.alive_timeout = Duration::from_millis(ms);
+        }
+        if let Some(n) = self
+            .peerjs_concurrent_limit
+            .or(file.peerjs_concurrent_limit)
+        {
+            pj.concurrent_limit = n;
+        }
+        if let Some(b) = self.peerjs_allow_discovery.or(file.peerjs_allow_discovery) {
+            pj.allow_discovery = b;
         }
         if let Some(n) = self.max_message_size.or(file.max_message_size) {
             if n < 1024 {
@@ -426,6 +488,40 @@ mod tests {
         assert_eq!(turn.ttl, Duration::from_secs(3600));
         assert!(r.server.hub.ice.servers.is_empty());
         assert_eq!(r.server.hub.sio_max_room_peers, 64);
+    }
+
+    #[test]
+    fn peerjs_options() {
+        let (_, cfg) = parse(&[
+            "--peerjs-path",
+            "apps/pj",
+            "--peerjs-key",
+            "k",
+            "--peerjs-expire-timeout",
+            "2000",
+            "--peerjs-alive-timeout",
+            "90000",
+            "--peerjs-concurrent-limit",
+            "7",
+            "--peerjs-allow-discovery",
+            "true",
+        ])
+        .unwrap();
+        assert_eq!(cfg.peerjs_path, "/apps/pj/");
+        let pj = &cfg.hub.peerjs;
+        assert_eq!(&*pj.key, "k");
+        assert_eq!(pj.expire_timeout, Duration::from_secs(2));
+        assert_eq!(pj.alive_timeout, Duration::from_secs(90));
+        assert_eq!(pj.concurrent_limit, 7);
+        assert!(pj.allow_discovery);
+        assert_eq!(parse(&[]).unwrap().1.peerjs_path, "/peerjs/");
+        for bad in [
+            &["--peerjs-path", "/"][..],
+            &["--peerjs-path", "a b"],
+            &["--peerjs-key", ""],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -292,21 +292,23 @@ impl Hub {
         }
     }
 
-    /// Drops the expired messages queued for `dst`: one EXPIRE per (sender, dst).
+    /// Expires what was queued for `dst`: a sender with an expired message gets one EXPIRE,
+    /// and its other messages to `dst` go too (the attempt is over; PeerJS reports the peer
+    /// unavailable), so EXPIRE comes once per (sender, dst).
     fn pj_expire(&mut self, dst: &str, now: Instant) {
         let Some(queue) = self.pj.queues.get_mut(dst) else {
             return;
         };
         let mut senders = Vec::new();
         let mut seen = HashSet::new();
-        while queue.front().is_some_and(|q| q.expires <= now) {
-            if let Some(q) = queue.pop_front() {
-                self.pj.queued -= 1;
-                if seen.insert(q.from.clone()) {
-                    senders.push(q.from);
-                }
+        for q in queue.iter().take_while(|q| q.expires <= now) {
+            if seen.insert(q.from.clone()) {
+                senders.push(q.from.clone());
             }
         }
+        let before = queue.len();
+        queue.retain(|q| !seen.contains(&q.from));
+        self.pj.queued -= before - queue.len();
         match queue.front() {
             Some(next) => {
                 let at = next.expires;
