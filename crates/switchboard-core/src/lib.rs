@@ -14,7 +14,14 @@
 //! and sleeps until [`Hub::poll_timeout`]. Outputs for one connection come out in the order
 //! they must be delivered, so a FIFO queue per connection keeps the protocol's ordering.
 //!
-//! The rules are Ant Media Server's P2P mode (see `docs/PROTOCOLS.md`): a room (`streamId`,
+//! Three dialects share the hub (one connection table, one `max_connections`, one set of
+//! counters): Ant Media P2P ([`Hub::handle_connect`], [`Hub::handle_message`]), the socket.io
+//! relay ([`Hub::handle_sio_connect`], [`Hub::handle_sio`]: relay to a socket id with `from`
+//! stamped, rooms with rosters, acks) and the PeerJS server ([`Hub::handle_pj_connect`],
+//! [`Hub::handle_pj_message`]: ids with tokens, a bounded queue with `EXPIRE`, `HEARTBEAT`
+//! liveness). [`Hub::handle_disconnect`] and [`Hub::handle_timeout`] serve all three.
+//!
+//! The Ant Media rules are its P2P mode (see `docs/PROTOCOLS.md`): a room (`streamId`,
 //! scoped by app name) holds two peers; the first joiner receives `start` when the second
 //! arrives; offers, answers, candidates and `peerMessageCommand`s go to the other peer only;
 //! leaving, closing or going silent for the idle timeout sends `stop` to the other peer and

@@ -15,6 +15,11 @@
 //!   [`ServerConfig::outbound_queue`] messages of at most [`ServerConfig::max_message_size`].
 //! - Frames over [`ServerConfig::max_message_size`] close the socket with code 1009.
 //!
+//! Endpoints on one port: Ant Media P2P at `/<app>/websocket`, the socket.io relay at
+//! `/socket.io/` (socketioxide, polling and websocket), the PeerJS server at
+//! [`ServerConfig::peerjs_path`] (`/peerjs/`), the demo page and SDK, `/healthz`,
+//! `/api/v1/ice-servers` and `/api/v1/stats`.
+//!
 //! Entry points: [`run`] serves until a shutdown future resolves, then every client gets
 //! `notification server_will_stop` and a close frame (1001), and `run` returns within
 //! [`ServerConfig::shutdown_grace`]. [`router`] builds the axum router for embedding.
