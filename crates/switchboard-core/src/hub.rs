@@ -430,6 +430,17 @@ impl Hub {
         self.pj_shutdown();
     }
 
+    /// Closes `conns` (in id order, so outputs are deterministic) for shutdown.
+    fn close_for_shutdown(&mut self, mut conns: Vec<ConnId>) {
+        conns.sort_unstable();
+        for conn in conns {
+            self.out.push_back(Output::Close {
+                conn,
+                reason: CloseReason::Shutdown,
+            });
+        }
+    }
+
     fn send(&mut self, conn: ConnId, msg: ServerMessage) {
         self.out.push_back(Output::Send { conn, msg });
     }

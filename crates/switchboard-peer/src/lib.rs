@@ -931,25 +931,21 @@ impl Session {
 
     /// Closes the recordings (header frame counts) and reports them.
     async fn finish_recordings(&mut self) {
-        if let Some((mut w, path)) = self.rec_video.take() {
-            if let Err(e) = w.finish() {
+        let video = self.rec_video.take().map(|(mut w, path)| {
+            let done = w.finish();
+            (Track::Video, path, done, w.frames())
+        });
+        let audio = self.rec_audio.take().map(|(mut w, path)| {
+            let done = w.finish();
+            (Track::Audio, path, done, w.frames())
+        });
+        for (track, path, done, frames) in video.into_iter().chain(audio) {
+            if let Err(e) = done {
                 tracing::warn!("finishing {}: {e}", path.display());
             }
-            let frames = u64::from(w.frames());
+            let frames = u64::from(frames);
             self.emit(PeerEvent::Recorded {
-                track: Track::Video,
-                path,
-                frames,
-            })
-            .await;
-        }
-        if let Some((mut w, path)) = self.rec_audio.take() {
-            if let Err(e) = w.finish() {
-                tracing::warn!("finishing {}: {e}", path.display());
-            }
-            let frames = u64::from(w.frames());
-            self.emit(PeerEvent::Recorded {
-                track: Track::Audio,
+                track,
                 path,
                 frames,
             })

@@ -101,30 +101,21 @@ async fn write(socket: &mut WebSocket, rx: &mut mpsc::Receiver<Outbound>, first:
     let mut next = Some(first);
     let mut written = 0;
     while let Some(out) = next.take() {
-        match out {
-            Outbound::Msg(msg) => {
-                if socket
-                    .feed(Message::Text(Utf8Bytes::from(msg.encode())))
-                    .await
-                    .is_err()
-                {
-                    return true;
-                }
-            }
-            Outbound::Pj(msg) => {
-                if socket
-                    .feed(Message::Text(Utf8Bytes::from(msg.encode())))
-                    .await
-                    .is_err()
-                {
-                    return true;
-                }
-            }
+        let text = match out {
+            Outbound::Msg(msg) => msg.encode(),
+            Outbound::Pj(msg) => msg.encode(),
             Outbound::Close(reason) => {
                 let _ = socket.feed(close(reason)).await;
                 let _ = socket.flush().await;
                 return true;
             }
+        };
+        if socket
+            .feed(Message::Text(Utf8Bytes::from(text)))
+            .await
+            .is_err()
+        {
+            return true;
         }
         written += 1;
         if written < WRITE_BATCH {

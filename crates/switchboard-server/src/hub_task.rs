@@ -245,11 +245,9 @@ impl HubTask {
                 host,
                 handle,
             } => {
-                if self.stopping {
-                    let _ = handle.tx.try_send(Outbound::Close(CloseReason::Shutdown));
+                if !self.admit(conn, handle) {
                     return;
                 }
-                self.conns.insert(conn, handle);
                 self.hub.handle_connect(conn, app, host.as_deref(), now);
             }
             Input::Message { conn, msg } => self.hub.handle_message(conn, msg, now),
@@ -273,11 +271,9 @@ impl HubTask {
                 params,
                 handle,
             } => {
-                if self.stopping {
-                    let _ = handle.tx.try_send(Outbound::Close(CloseReason::Shutdown));
+                if !self.admit(conn, handle) {
                     return;
                 }
-                self.conns.insert(conn, handle);
                 self.hub.handle_pj_connect(
                     conn,
                     params.key.as_deref(),
@@ -306,6 +302,16 @@ impl HubTask {
             }
         }
         self.flush();
+    }
+
+    /// Keeps a new WebSocket connection's queue, unless shutdown began (then it is closed).
+    fn admit(&mut self, conn: ConnId, handle: ConnHandle) -> bool {
+        if self.stopping {
+            let _ = handle.tx.try_send(Outbound::Close(CloseReason::Shutdown));
+            return false;
+        }
+        self.conns.insert(conn, handle);
+        true
     }
 
     /// Queues `out` for `conn`; a full queue drops the connection (slow consumer).
@@ -386,22 +392,38 @@ impl HubTask {
     }
 }
 
+/// A socket.io emit's payload: relayed JSON text goes out as it is (no parse into a
+/// `Value` tree and back on the relay path), the server's own events as `Value`s.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum SioData {
+    Raw(Box<serde_json::value::RawValue>),
+    Value(Value),
+}
+
 /// The event name and payload of a socket.io emit.
-fn sio_event(emit: SioEmit) -> (&'static str, Value) {
+fn sio_event(emit: SioEmit) -> (&'static str, SioData) {
     match emit {
+        // The edge wrote this text with serde_json; `from_string` only checks it.
         SioEmit::Relay { event, payload } => (
             event.as_str(),
-            serde_json::from_str(&payload).unwrap_or(Value::Null),
+            serde_json::value::RawValue::from_string(payload.into())
+                .map_or(SioData::Value(Value::Null), SioData::Raw),
         ),
-        SioEmit::PeerJoined { room, id } => ("peer-joined", json!({"room": room, "id": id})),
-        SioEmit::PeerLeft { room, id } => ("peer-left", json!({"room": room, "id": id})),
+        SioEmit::PeerJoined { room, id } => (
+            "peer-joined",
+            SioData::Value(json!({"room": room, "id": id})),
+        ),
+        SioEmit::PeerLeft { room, id } => {
+            ("peer-left", SioData::Value(json!({"room": room, "id": id})))
+        }
         SioEmit::Error {
             event,
             error,
             reason,
         } => (
             "error",
-            json!({"event": event, "error": error.as_str(), "reason": reason}),
+            SioData::Value(json!({"event": event, "error": error.as_str(), "reason": reason})),
         ),
     }
 }

@@ -199,6 +199,20 @@ async fn websocket(
         )
             .into_response();
     };
+    upgrade(
+        &state,
+        ws,
+        crate::connection::Dialect::AntMedia { app, host },
+    )
+}
+
+/// Upgrades to a WebSocket with the configured buffer and message limits and runs the
+/// connection task for `dialect` (tracked, so shutdown waits for it).
+fn upgrade(
+    state: &AppState,
+    ws: WebSocketUpgrade,
+    dialect: crate::connection::Dialect,
+) -> Response {
     let cfg = &state.inner.config;
     let conn = ConnId(state.inner.next_conn.fetch_add(1, Ordering::Relaxed));
     let hub = state.inner.hub.clone();
@@ -210,13 +224,7 @@ async fn websocket(
         .max_message_size(cfg.max_message_size)
         .max_frame_size(cfg.max_message_size)
         .on_upgrade(move |socket| {
-            tracker.track_future(crate::connection::serve(
-                socket,
-                conn,
-                crate::connection::Dialect::AntMedia { app, host },
-                hub,
-                queue,
-            ))
+            tracker.track_future(crate::connection::serve(socket, conn, dialect, hub, queue))
         })
 }
 
@@ -268,28 +276,10 @@ async fn peerjs_websocket(
     axum::extract::Query(q): axum::extract::Query<PeerJsQuery>,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let cfg = &state.inner.config;
-    let conn = ConnId(state.inner.next_conn.fetch_add(1, Ordering::Relaxed));
-    let hub = state.inner.hub.clone();
-    let queue = cfg.outbound_queue;
-    let tracker = state.inner.tracker.clone();
     let params = crate::hub_task::PjParams {
         key: q.key.map(String::into_boxed_str),
         id: q.id.map(String::into_boxed_str),
         token: q.token.map(String::into_boxed_str),
     };
-    ws.read_buffer_size(cfg.read_buffer_size)
-        .write_buffer_size(cfg.write_buffer_size)
-        .max_write_buffer_size(cfg.write_buffer_size + 4 * cfg.max_message_size)
-        .max_message_size(cfg.max_message_size)
-        .max_frame_size(cfg.max_message_size)
-        .on_upgrade(move |socket| {
-            tracker.track_future(crate::connection::serve(
-                socket,
-                conn,
-                crate::connection::Dialect::PeerJs(params),
-                hub,
-                queue,
-            ))
-        })
+    upgrade(&state, ws, crate::connection::Dialect::PeerJs(params))
 }

@@ -212,19 +212,19 @@ impl Hub {
         let Ok(msg) = msg else {
             return;
         };
-        let (Some(kind), src) = (msg.kind, c.id.clone()) else {
-            return;
+        let kind = match msg.kind {
+            Some(PjType::Heartbeat) => {
+                c.last_heartbeat = now;
+                return;
+            }
+            // Unknown types are ignored; only the server sends EXPIRE.
+            None | Some(PjType::Expire) => return,
+            Some(kind) => kind,
         };
-        if kind == PjType::Heartbeat {
-            c.last_heartbeat = now;
-            return;
-        }
-        if kind == PjType::Expire {
-            return; // only the server sends EXPIRE
-        }
         let Some(dst) = msg.dst else {
             return;
         };
+        let src = c.id.clone();
         let out = PjServerMessage::Relay {
             kind,
             src: src.clone(),
@@ -356,14 +356,7 @@ impl Hub {
 
     /// Closes every PeerJS socket (shutdown).
     pub(super) fn pj_shutdown(&mut self) {
-        let mut conns: Vec<ConnId> = self.pj.conns.keys().copied().collect();
-        conns.sort_unstable();
-        for conn in conns {
-            self.out.push_back(Output::Close {
-                conn,
-                reason: CloseReason::Shutdown,
-            });
-        }
+        self.close_for_shutdown(self.pj.conns.keys().copied().collect());
         self.pj = PeerJs::default();
     }
 }

@@ -362,14 +362,7 @@ impl Hub {
 
     /// Closes every socket.io connection (shutdown).
     pub(super) fn sio_shutdown(&mut self) {
-        let mut conns: Vec<ConnId> = self.sio.keys().copied().collect();
-        conns.sort_unstable();
-        for conn in conns {
-            self.out.push_back(Output::Close {
-                conn,
-                reason: CloseReason::Shutdown,
-            });
-        }
+        self.close_for_shutdown(self.sio.keys().copied().collect());
         self.sio.clear();
         self.sio_ids.clear();
         self.sio_rooms.clear();

@@ -96,41 +96,41 @@ pub fn have(cmd: &str) -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// Returns false (after saying so) when coturn's tools are not installed and not required.
-/// `scripts/test.sh` sets `SWITCHBOARD_REQUIRE_COTURN=1`, which makes a missing coturn a
-/// failure instead of a skip.
-pub fn coturn_tools_available() -> bool {
-    if [
-        "turnserver",
-        "turnutils_uclient",
-        "turnutils_peer",
-        "turnutils_stunclient",
-    ]
-    .iter()
-    .all(|c| have(c))
-    {
+/// Whether every one of `tools` is installed. If not: a failure when `require_env` is set
+/// (`scripts/test.sh` installs the Debian `package` and sets it), else a said skip.
+fn tools_available(tools: &[&str], package: &str, require_env: &str) -> bool {
+    if tools.iter().all(|c| have(c)) {
         return true;
     }
     assert!(
-        std::env::var_os("SWITCHBOARD_REQUIRE_COTURN").is_none(),
-        "coturn is required (SWITCHBOARD_REQUIRE_COTURN is set) but not installed"
+        std::env::var_os(require_env).is_none(),
+        "{package} is required ({require_env} is set) but not installed"
     );
-    eprintln!("SKIPPED: coturn is not installed (apt-get install coturn)");
+    eprintln!("SKIPPED: {package} is not installed (apt-get install {package})");
     false
 }
 
-/// Returns false (after saying so) when ffmpeg/ffprobe are not installed and not required.
-/// `scripts/test.sh` installs them and sets `SWITCHBOARD_REQUIRE_FFMPEG=1`.
+/// coturn's test clients (`SWITCHBOARD_REQUIRE_COTURN=1` makes a missing coturn a failure).
+pub fn coturn_tools_available() -> bool {
+    tools_available(
+        &[
+            "turnserver",
+            "turnutils_uclient",
+            "turnutils_peer",
+            "turnutils_stunclient",
+        ],
+        "coturn",
+        "SWITCHBOARD_REQUIRE_COTURN",
+    )
+}
+
+/// ffmpeg and ffprobe (`SWITCHBOARD_REQUIRE_FFMPEG=1` makes them required).
 pub fn ffmpeg_available() -> bool {
-    if have("ffmpeg") && have("ffprobe") {
-        return true;
-    }
-    assert!(
-        std::env::var_os("SWITCHBOARD_REQUIRE_FFMPEG").is_none(),
-        "ffmpeg is required (SWITCHBOARD_REQUIRE_FFMPEG is set) but not installed"
-    );
-    eprintln!("SKIPPED: ffmpeg is not installed (apt-get install ffmpeg)");
-    false
+    tools_available(
+        &["ffmpeg", "ffprobe"],
+        "ffmpeg",
+        "SWITCHBOARD_REQUIRE_FFMPEG",
+    )
 }
 
 /// Runs a command to completion; panics with its stderr unless it succeeds.
