@@ -730,6 +730,27 @@ struct Turn {
     held: VecDeque<(SocketAddr, Vec<u8>)>,
 }
 
+impl Turn {
+    /// Asks for a permission towards `ip` unless it exists or was asked for. Returns whether
+    /// one exists or is coming: an address of the other IP family than the relay can never
+    /// get one (the client would log an error for each request).
+    fn request_permission(&mut self, ip: IpAddr, now: turn_client_proto::types::Instant) -> bool {
+        let Some(relay) = self.relay else {
+            return false;
+        };
+        if relay.is_ipv4() != ip.is_ipv4() {
+            return false;
+        }
+        if self.client.have_permission(TransportType::Udp, ip) || !self.requested.insert(ip) {
+            return true;
+        }
+        let r = self.client.create_permission(TransportType::Udp, ip, now);
+        tracing::trace!("TURN permission for {ip}: {r:?}");
+        self.next_poll = Instant::now();
+        true
+    }
+}
+
 /// Packets held per TURN client while permissions are installed.
 const TURN_HELD: usize = 64;
 
@@ -1415,13 +1436,7 @@ impl Session {
                 continue;
             }
             if let Ok(c) = Candidate::from_sdp_string(line) {
-                let ip = c.addr().ip();
-                if !turn.client.have_permission(TransportType::Udp, ip) && turn.requested.insert(ip)
-                {
-                    let r = turn.client.create_permission(TransportType::Udp, ip, now);
-                    tracing::trace!("TURN permission for {ip}: {r:?}");
-                    turn.next_poll = Instant::now();
-                }
+                turn.request_permission(c.addr().ip(), now);
             }
         }
     }
@@ -1931,17 +1946,12 @@ impl Session {
                         let now = turn_now(self.base);
                         let peer_ip = t.destination.ip();
                         if !turn.client.have_permission(TransportType::Udp, peer_ip) {
-                            // Held until the permission is installed.
-                            if turn.held.len() >= TURN_HELD {
-                                turn.held.pop_front();
-                            }
-                            turn.held.push_back((t.destination, t.contents.to_vec()));
-                            if turn.requested.insert(peer_ip) {
-                                let r =
-                                    turn.client
-                                        .create_permission(TransportType::Udp, peer_ip, now);
-                                tracing::trace!("TURN permission for {peer_ip}: {r:?}");
-                                turn.next_poll = Instant::now();
+                            // Held until the permission is installed (dropped if it cannot be).
+                            if turn.request_permission(peer_ip, now) {
+                                if turn.held.len() >= TURN_HELD {
+                                    turn.held.pop_front();
+                                }
+                                turn.held.push_back((t.destination, t.contents.to_vec()));
                             }
                         } else {
                             match turn.client.send_to(

@@ -104,7 +104,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     config.turn.clone_from(&turn);
-    announce(local, turn.as_ref());
+    announce(local, turn.as_ref(), &config.peerjs_path);
     switchboard_server::run(config, listener, shutdown)
         .await
         .context("serving")?;
@@ -182,7 +182,7 @@ async fn start_turn(
     Ok(Some(handle))
 }
 
-fn announce(local: SocketAddr, turn: Option<&TurnHandle>) {
+fn announce(local: SocketAddr, turn: Option<&TurnHandle>, peerjs_path: &str) {
     if let Some(t) = turn {
         tracing::info!(
             "STUN/TURN on port {} (UDP {:?}, TCP {:?}{})",
@@ -200,8 +200,9 @@ fn announce(local: SocketAddr, turn: Option<&TurnHandle>) {
         local
     };
     tracing::info!(
-        "switchboard {} listening on {local} — open http://{shown}/ ; Ant Media WebSocket: ws://{shown}/<app>/websocket (e.g. ws://{shown}/WebRTCAppEE/websocket) ; health: http://{shown}/healthz",
+        "switchboard {} listening on {local} — open http://{shown}/ ; Ant Media WebSocket: ws://{shown}/<app>/websocket (e.g. ws://{shown}/WebRTCAppEE/websocket) ; socket.io: http://{shown}/socket.io/ ; PeerJS: host {shown}, path {} ; health: http://{shown}/healthz",
         env!("CARGO_PKG_VERSION"),
+        peerjs_path.trim_end_matches('/'),
     );
 }
 
