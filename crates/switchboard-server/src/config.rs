@@ -40,7 +40,7 @@ impl Default for ServerConfig {
             hub: switchboard_core::Config::default(),
             max_message_size: 64 * 1024,
             outbound_queue: 128,
-            read_buffer_size: 1024,
+            read_buffer_size: 256,
             write_buffer_size: 16 * 1024,
             hub_queue: 8192,
             shutdown_grace: Duration::from_secs(5),

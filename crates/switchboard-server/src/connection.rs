@@ -10,7 +10,7 @@ use switchboard_proto::antmedia::{DecodeError, decode};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::hub_task::{ConnHandle, HubSender, Outbound, PjParams};
+use crate::hub_task::{ConnHandle, HubSender, Out, Outbound, PjParams};
 
 /// Which protocol a WebSocket speaks.
 pub(crate) enum Dialect {
@@ -101,10 +101,10 @@ async fn write(socket: &mut WebSocket, rx: &mut mpsc::Receiver<Outbound>, first:
     let mut next = Some(first);
     let mut written = 0;
     while let Some(out) = next.take() {
-        let text = match out {
-            Outbound::Msg(msg) => msg.encode(),
-            Outbound::Pj(msg) => msg.encode(),
-            Outbound::Close(reason) => {
+        let text = match *out {
+            Out::Msg(msg) => msg.encode(),
+            Out::Pj(msg) => msg.encode(),
+            Out::Close(reason) => {
                 let _ = socket.feed(close(reason)).await;
                 let _ = socket.flush().await;
                 return true;

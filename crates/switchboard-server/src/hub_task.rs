@@ -16,14 +16,18 @@ use crate::ServerConfig;
 /// Most inputs handled before outputs are flushed and the timer is checked again.
 const BATCH: usize = 256;
 
-/// What a connection task receives from the hub, in order.
+/// What a connection task receives from the hub, in order. One pointer, so a queue slot is
+/// 8 bytes: tokio allocates a queue's first 32-slot block up front, and this keeps it at
+/// 256 bytes per idle connection (a message is one allocation either way).
+pub(crate) type Outbound = Box<Out>;
+
+/// An entry of a connection's queue.
 #[derive(Debug)]
-pub(crate) enum Outbound {
-    /// A message to write. Boxed so a queue slot is 16 bytes: tokio allocates a queue's
-    /// first 32-slot block up front, and this keeps it at 0.5 KiB per idle connection.
-    Msg(Box<ServerMessage>),
+pub(crate) enum Out {
+    /// An Ant Media message to write.
+    Msg(ServerMessage),
     /// A PeerJS message to write.
-    Pj(Box<switchboard_proto::peerjs::PjServerMessage>),
+    Pj(switchboard_proto::peerjs::PjServerMessage),
     /// Write a close frame and end.
     Close(CloseReason),
 }
@@ -96,6 +100,18 @@ pub(crate) struct HubSender {
 }
 
 impl HubSender {
+    /// Queues an input; false if the hub is gone. The common case (room in the queue) is a
+    /// `try_send`; only a full queue awaits, through a boxed future. This keeps every
+    /// connection task's state machine small: an inline `Sender::send` future (the input plus
+    /// a semaphore waiter) added ~300 bytes to each idle connection.
+    async fn send(&self, input: Input) -> bool {
+        match self.tx.try_send(input) {
+            Ok(()) => true,
+            Err(TrySendError::Closed(_)) => false,
+            Err(TrySendError::Full(input)) => Box::pin(self.tx.send(input)).await.is_ok(),
+        }
+    }
+
     /// Registers a connection. Returns false if the hub is gone.
     pub(crate) async fn connect(
         &self,
@@ -104,25 +120,23 @@ impl HubSender {
         host: Option<Box<str>>,
         handle: ConnHandle,
     ) -> bool {
-        self.tx
-            .send(Input::Connect {
-                conn,
-                app,
-                host,
-                handle,
-            })
-            .await
-            .is_ok()
+        self.send(Input::Connect {
+            conn,
+            app,
+            host,
+            handle,
+        })
+        .await
     }
 
     /// Hands a decoded frame to the hub.
     pub(crate) async fn message(&self, conn: ConnId, msg: Result<ClientMessage, DecodeError>) {
-        let _ = self.tx.send(Input::Message { conn, msg }).await;
+        let _ = self.send(Input::Message { conn, msg }).await;
     }
 
     /// Reports a sign of life that is not a message.
     pub(crate) async fn activity(&self, conn: ConnId) {
-        let _ = self.tx.send(Input::Activity { conn }).await;
+        let _ = self.send(Input::Activity { conn }).await;
     }
 
     /// Registers a PeerJS connection (the hub answers `OPEN`, or an error and a close).
@@ -132,14 +146,12 @@ impl HubSender {
         params: PjParams,
         handle: ConnHandle,
     ) -> bool {
-        self.tx
-            .send(Input::PjConnect {
-                conn,
-                params,
-                handle,
-            })
-            .await
-            .is_ok()
+        self.send(Input::PjConnect {
+            conn,
+            params,
+            handle,
+        })
+        .await
     }
 
     /// Hands a PeerJS frame (`Err`: not JSON) to the hub.
@@ -148,36 +160,38 @@ impl HubSender {
         conn: ConnId,
         msg: Result<switchboard_proto::peerjs::PjClientMessage, ()>,
     ) {
-        let _ = self.tx.send(Input::PjMessage { conn, msg }).await;
+        let _ = self.send(Input::PjMessage { conn, msg }).await;
     }
 
     /// The PeerJS ids connected now, if discovery is allowed.
     pub(crate) async fn pj_peers(&self) -> Option<Vec<Box<str>>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        self.tx.send(Input::PjPeers { reply }).await.ok()?;
+        if !self.send(Input::PjPeers { reply }).await {
+            return None;
+        }
         answer.await.ok().flatten()
     }
 
     /// Registers a socket.io connection.
     pub(crate) async fn sio_connect(&self, conn: ConnId, socket: SocketRef) {
-        let _ = self.tx.send(Input::SioConnect { conn, socket }).await;
+        let _ = self.send(Input::SioConnect { conn, socket }).await;
     }
 
     /// Hands a socket.io event (and its ack callback, if the client asked for one) to the hub.
     pub(crate) async fn sio(&self, conn: ConnId, input: SioInput, ack: Option<AckSender>) {
-        let _ = self.tx.send(Input::Sio { conn, input, ack }).await;
+        let _ = self.send(Input::Sio { conn, input, ack }).await;
     }
 
     /// Reports that a connection's socket is gone.
     pub(crate) async fn disconnect(&self, conn: ConnId) {
-        let _ = self.tx.send(Input::Disconnect { conn }).await;
+        let _ = self.send(Input::Disconnect { conn }).await;
     }
 
     /// Tells every client the server is stopping and closes them; waits until the hub has
     /// queued that for everyone.
     pub(crate) async fn shutdown(&self) {
         let (done, wait) = tokio::sync::oneshot::channel();
-        if self.tx.send(Input::Shutdown { done }).await.is_ok() {
+        if self.send(Input::Shutdown { done }).await {
             let _ = wait.await;
         }
     }
@@ -307,7 +321,9 @@ impl HubTask {
     /// Keeps a new WebSocket connection's queue, unless shutdown began (then it is closed).
     fn admit(&mut self, conn: ConnId, handle: ConnHandle) -> bool {
         if self.stopping {
-            let _ = handle.tx.try_send(Outbound::Close(CloseReason::Shutdown));
+            let _ = handle
+                .tx
+                .try_send(Box::new(Out::Close(CloseReason::Shutdown)));
             return false;
         }
         self.conns.insert(conn, handle);
@@ -336,7 +352,7 @@ impl HubTask {
     fn flush(&mut self) {
         while let Some(out) = self.hub.poll_output() {
             match out {
-                Output::Send { conn, msg } => self.enqueue(conn, Outbound::Msg(Box::new(msg))),
+                Output::Send { conn, msg } => self.enqueue(conn, Box::new(Out::Msg(msg))),
                 Output::SioEmit { conn, emit } => {
                     let Some(socket) = self.sio.get(&conn) else {
                         continue;
@@ -367,13 +383,13 @@ impl HubTask {
                         }
                     }
                 }
-                Output::PjSend { conn, msg } => self.enqueue(conn, Outbound::Pj(Box::new(msg))),
+                Output::PjSend { conn, msg } => self.enqueue(conn, Box::new(Out::Pj(msg))),
                 Output::Close { conn, reason } => {
                     if let Some(s) = self.sio.remove(&conn) {
                         let _ = s.disconnect();
                     }
                     if let Some(h) = self.conns.remove(&conn) {
-                        if h.tx.try_send(Outbound::Close(reason)).is_err() {
+                        if h.tx.try_send(Box::new(Out::Close(reason))).is_err() {
                             h.kill.cancel();
                         }
                     }
@@ -448,9 +464,9 @@ async fn sleep_until(deadline: Option<Instant>) {
 
 #[cfg(test)]
 mod tests {
-    /// Queue slots stay small: see [`super::Outbound::Msg`].
+    /// Queue slots stay small: see [`super::Outbound`].
     #[test]
     fn queue_slot_is_small() {
-        assert!(std::mem::size_of::<super::Outbound>() <= 16);
+        assert!(std::mem::size_of::<super::Outbound>() <= 8);
     }
 }

@@ -1,5 +1,9 @@
 //! `switchboard bench`: benchmarks measured end to end through a real server.
 //!
+//! Signaling load scenarios (`relay`, `rate`, `idle`, `churn`; see [`crate::load`]) measure
+//! any server speaking Ant Media P2P, socket.io, PeerJS or matchbox: `--server host:port`
+//! (default: a Switchboard started in this process, which then shares the CPU with the load).
+//!
 //! Native-peer scenarios (two `switchboard-peer` peers in this process, signaling through a
 //! Switchboard server: `--server`, or one started in-process on loopback with its built-in
 //! STUN/TURN):
@@ -30,9 +34,13 @@ pub(crate) struct BenchArgs {
     /// loopback, with its built-in STUN/TURN server.
     #[arg(long)]
     server: Option<String>,
-    /// Runs (each reported separately; the summary is over runs).
+    /// Runs of a native-peer scenario (each reported separately; the summary is over runs).
     #[arg(long, default_value_t = 20)]
     runs: usize,
+    /// Runtime worker threads of the tool (default: 1 for load scenarios, so the load
+    /// generator uses one core; one per core otherwise).
+    #[arg(long)]
+    pub(crate) threads: Option<usize>,
     /// Round trips per run (`dc-rtt`).
     #[arg(long, default_value_t = 1000)]
     messages: usize,
@@ -42,6 +50,22 @@ pub(crate) struct BenchArgs {
     /// Relay-only peers: all traffic through the TURN server.
     #[arg(long)]
     via_turn: bool,
+    #[command(flatten)]
+    load: crate::load::LoadArgs,
+}
+
+impl BenchArgs {
+    /// The load scenario asked for, if it is one.
+    pub(crate) fn load_scenario(&self) -> Option<crate::load::Scenario> {
+        use crate::load::Scenario as L;
+        match self.scenario {
+            Scenario::Relay => Some(L::Relay),
+            Scenario::Rate => Some(L::Rate),
+            Scenario::Idle => Some(L::Idle),
+            Scenario::Churn => Some(L::Churn),
+            Scenario::Setup | Scenario::DcRtt | Scenario::DcThroughput => None,
+        }
+    }
 }
 
 /// Benchmark scenarios.
@@ -53,11 +77,30 @@ enum Scenario {
     DcRtt,
     /// Data-channel throughput.
     DcThroughput,
+    /// Signaling relay throughput: pairs with a window of messages in flight.
+    Relay,
+    /// Signaling latency at a fixed offered rate.
+    Rate,
+    /// Idle joined peers: join rate and server memory per peer.
+    Idle,
+    /// Join, exchange 10 messages, leave, repeat: pairs/s.
+    Churn,
 }
 
 const STEP: Duration = Duration::from_secs(20);
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
+    if let Some(scenario) = args.load_scenario() {
+        let (addr, _server) = match &args.server {
+            Some(s) => (load_addr(s).await?, None),
+            None => {
+                let (url, server) = in_process_server().await?;
+                eprintln!("server: Switchboard in this process (it shares the CPU with the load)");
+                (load_addr(&url).await?, Some(server))
+            }
+        };
+        return crate::load::run(scenario, args.load, addr).await;
+    }
     if args.runs == 0 {
         bail!("--runs must be at least 1");
     }
@@ -75,6 +118,9 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     };
     let path = if args.via_turn { "via TURN" } else { "direct" };
     match args.scenario {
+        Scenario::Relay | Scenario::Rate | Scenario::Idle | Scenario::Churn => {
+            unreachable!("load scenarios returned above")
+        }
         Scenario::Setup => {
             let mut ms = Vec::new();
             for run in 0..args.runs {
@@ -307,6 +353,17 @@ async fn round_trip(a: &mut Peer, payload: &[u8]) -> anyhow::Result<f64> {
     a.send_binary(payload).await?;
     wait(a, |e| matches!(e, PeerEvent::Binary(_)), "echo").await?;
     Ok(t0.elapsed().as_secs_f64() * 1e6)
+}
+
+/// The address of a server given as `host:port` or a `ws://` / `http://` URL.
+async fn load_addr(server: &str) -> anyhow::Result<std::net::SocketAddr> {
+    let rest = server.split_once("://").map_or(server, |(_, rest)| rest);
+    let hostport = rest.split('/').next().unwrap_or(rest);
+    tokio::net::lookup_host(hostport)
+        .await
+        .with_context(|| format!("resolving {hostport}"))?
+        .find(std::net::SocketAddr::is_ipv4)
+        .with_context(|| format!("{hostport} has no IPv4 address"))
 }
 
 /// A Switchboard server with its built-in STUN/TURN, on loopback ephemeral ports, in this

@@ -6,6 +6,7 @@
 
 mod bench;
 mod config;
+mod load;
 mod peer;
 
 use std::io::IsTerminal;
@@ -39,7 +40,8 @@ enum Command {
     Serve(Box<ServeArgs>),
     /// Join a room as a native WebRTC peer: chat, files, media (see `switchboard peer --help`).
     Peer(peer::PeerArgs),
-    /// Benchmarks through a real server (native peers: setup, dc-rtt, dc-throughput).
+    /// Benchmarks through a real server: signaling load (relay, rate, idle, churn) against
+    /// Switchboard or a reference server, and native peers (setup, dc-rtt, dc-throughput).
     Bench(bench::BenchArgs),
 }
 
@@ -50,7 +52,17 @@ const DEFAULT_LOG: &str = "info,turn_server_proto=warn,turn_client_proto=error,s
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_LOG));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(Command::Bench(args)) = &cli.command {
+        let threads = args
+            .threads
+            .or(args.load_scenario().map(|_| 1))
+            .filter(|t| *t > 0);
+        if let Some(t) = threads {
+            builder.worker_threads(t);
+        }
+    }
+    let runtime = builder
         .enable_all()
         .build()
         .context("starting the async runtime")?;
