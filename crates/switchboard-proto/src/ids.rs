@@ -79,8 +79,9 @@ impl Serialize for StreamId {
 ///
 /// Used for SDP, ICE candidates and application data. The server checks that it is valid
 /// JSON (it came out of a JSON parser) and of the expected kind, and never re-encodes it.
+/// One allocation holding the text: a relayed value is moved, never shared.
 #[derive(Clone)]
-pub struct Opaque(Arc<RawValue>);
+pub struct Opaque(Box<RawValue>);
 
 impl PartialEq for Opaque {
     fn eq(&self, other: &Self) -> bool {
@@ -94,7 +95,7 @@ impl Opaque {
     /// Copies a raw JSON value out of a parsed frame.
     #[must_use]
     pub fn from_raw(raw: &RawValue) -> Self {
-        Self(Arc::from(raw.to_owned()))
+        Self(raw.to_owned())
     }
 
     /// Wraps a Rust string as a JSON string value (used by tests and native clients).
@@ -103,7 +104,7 @@ impl Opaque {
         let text = serde_json::to_string(s).unwrap_or_else(|_| String::from("\"\""));
         // A serialized string is always valid JSON, so this never takes the fallback.
         match RawValue::from_string(text) {
-            Ok(raw) => Self(Arc::from(raw)),
+            Ok(raw) => Self(raw),
             Err(_) => Self::null(),
         }
     }
@@ -111,7 +112,7 @@ impl Opaque {
     /// The JSON `null` value.
     #[must_use]
     pub fn null() -> Self {
-        Self(Arc::from(RawValue::NULL.to_owned()))
+        Self(RawValue::NULL.to_owned())
     }
 
     /// The exact JSON text.

@@ -17,7 +17,7 @@ pub struct ServerConfig {
     pub outbound_queue: usize,
     /// Initial read buffer per socket; it grows for a larger frame. The usual default is
     /// 128 KiB, which dominates idle memory; most signaling frames are a few hundred bytes.
-    /// Default 1 KiB.
+    /// Default 256 bytes: each byte here is a byte of every idle connection.
     pub read_buffer_size: usize,
     /// Bytes written per socket before a flush is forced. Default 16 KiB.
     pub write_buffer_size: usize,

@@ -65,7 +65,9 @@ pub(crate) async fn serve(
                 Some(Ok(Message::Text(text))) if peerjs => {
                     hub.pj_message(conn, switchboard_proto::peerjs::decode(&text).map_err(|_| ())).await;
                 }
-                Some(Ok(Message::Text(text))) => hub.message(conn, decode(&text)).await,
+                Some(Ok(Message::Text(text))) => {
+                    let _ = hub.message(conn, decode(&text)).await;
+                }
                 Some(Ok(Message::Binary(_))) if peerjs => {}
                 // PeerJS liveness is HEARTBEAT only.
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) if peerjs => {}
@@ -77,7 +79,9 @@ pub(crate) async fn serve(
                     };
                     hub.message(conn, Err(err)).await;
                 }
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) => hub.activity(conn).await,
+                Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
+                    let _ = hub.activity(conn).await;
+                }
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Err(e)) => {
                     if is_too_big(e) {

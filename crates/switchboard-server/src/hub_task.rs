@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 
+use futures_util::future::Either;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef};
 use switchboard_core::{AckId, App, CloseReason, ConnId, Hub, Output, SioAck, SioEmit, SioInput};
@@ -93,6 +94,10 @@ pub(crate) struct PjParams {
     pub(crate) token: Option<Box<str>>,
 }
 
+/// An input handed to the hub: ready at once unless the hub's queue was full.
+pub(crate) type Queued =
+    Either<std::future::Ready<bool>, std::pin::Pin<Box<dyn Future<Output = bool> + Send>>>;
+
 /// A cloneable sender of hub inputs, used by connection tasks.
 #[derive(Debug, Clone)]
 pub(crate) struct HubSender {
@@ -100,67 +105,64 @@ pub(crate) struct HubSender {
 }
 
 impl HubSender {
-    /// Queues an input; false if the hub is gone. The common case (room in the queue) is a
-    /// `try_send`; only a full queue awaits, through a boxed future. This keeps every
+    /// Queues an input; the future is true once queued, false if the hub is gone. The common
+    /// case (room in the queue) is a `try_send` done at once, and the returned future is a
+    /// ready value; only a full queue awaits, through a boxed future. This keeps every
     /// connection task's state machine small: an inline `Sender::send` future (the input plus
     /// a semaphore waiter) added ~300 bytes to each idle connection.
-    async fn send(&self, input: Input) -> bool {
+    fn send(&self, input: Input) -> Queued {
         match self.tx.try_send(input) {
-            Ok(()) => true,
-            Err(TrySendError::Closed(_)) => false,
-            Err(TrySendError::Full(input)) => Box::pin(self.tx.send(input)).await.is_ok(),
+            Ok(()) => Either::Left(std::future::ready(true)),
+            Err(TrySendError::Closed(_)) => Either::Left(std::future::ready(false)),
+            Err(TrySendError::Full(input)) => {
+                let tx = self.tx.clone();
+                Either::Right(Box::pin(async move { tx.send(input).await.is_ok() }))
+            }
         }
     }
 
-    /// Registers a connection. Returns false if the hub is gone.
-    pub(crate) async fn connect(
+    /// Registers a connection. The future is false if the hub is gone.
+    pub(crate) fn connect(
         &self,
         conn: ConnId,
         app: App,
         host: Option<Box<str>>,
         handle: ConnHandle,
-    ) -> bool {
+    ) -> Queued {
         self.send(Input::Connect {
             conn,
             app,
             host,
             handle,
         })
-        .await
     }
 
     /// Hands a decoded frame to the hub.
-    pub(crate) async fn message(&self, conn: ConnId, msg: Result<ClientMessage, DecodeError>) {
-        let _ = self.send(Input::Message { conn, msg }).await;
+    pub(crate) fn message(&self, conn: ConnId, msg: Result<ClientMessage, DecodeError>) -> Queued {
+        self.send(Input::Message { conn, msg })
     }
 
     /// Reports a sign of life that is not a message.
-    pub(crate) async fn activity(&self, conn: ConnId) {
-        let _ = self.send(Input::Activity { conn }).await;
+    pub(crate) fn activity(&self, conn: ConnId) -> Queued {
+        self.send(Input::Activity { conn })
     }
 
     /// Registers a PeerJS connection (the hub answers `OPEN`, or an error and a close).
-    pub(crate) async fn pj_connect(
-        &self,
-        conn: ConnId,
-        params: PjParams,
-        handle: ConnHandle,
-    ) -> bool {
+    pub(crate) fn pj_connect(&self, conn: ConnId, params: PjParams, handle: ConnHandle) -> Queued {
         self.send(Input::PjConnect {
             conn,
             params,
             handle,
         })
-        .await
     }
 
     /// Hands a PeerJS frame (`Err`: not JSON) to the hub.
-    pub(crate) async fn pj_message(
+    pub(crate) fn pj_message(
         &self,
         conn: ConnId,
         msg: Result<switchboard_proto::peerjs::PjClientMessage, ()>,
-    ) {
-        let _ = self.send(Input::PjMessage { conn, msg }).await;
+    ) -> Queued {
+        self.send(Input::PjMessage { conn, msg })
     }
 
     /// The PeerJS ids connected now, if discovery is allowed.
@@ -173,18 +175,18 @@ impl HubSender {
     }
 
     /// Registers a socket.io connection.
-    pub(crate) async fn sio_connect(&self, conn: ConnId, socket: SocketRef) {
-        let _ = self.send(Input::SioConnect { conn, socket }).await;
+    pub(crate) fn sio_connect(&self, conn: ConnId, socket: SocketRef) -> Queued {
+        self.send(Input::SioConnect { conn, socket })
     }
 
     /// Hands a socket.io event (and its ack callback, if the client asked for one) to the hub.
-    pub(crate) async fn sio(&self, conn: ConnId, input: SioInput, ack: Option<AckSender>) {
-        let _ = self.send(Input::Sio { conn, input, ack }).await;
+    pub(crate) fn sio(&self, conn: ConnId, input: SioInput, ack: Option<AckSender>) -> Queued {
+        self.send(Input::Sio { conn, input, ack })
     }
 
     /// Reports that a connection's socket is gone.
-    pub(crate) async fn disconnect(&self, conn: ConnId) {
-        let _ = self.send(Input::Disconnect { conn }).await;
+    pub(crate) fn disconnect(&self, conn: ConnId) -> Queued {
+        self.send(Input::Disconnect { conn })
     }
 
     /// Tells every client the server is stopping and closes them; waits until the hub has

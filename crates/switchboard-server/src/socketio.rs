@@ -72,7 +72,9 @@ async fn on_connect(socket: SocketRef, conn: ConnId, hub: HubSender) {
             move |TryData(data): TryData<Value>, WantsAck(wants), ack: AckSender| {
                 let hub = hub.clone();
                 let input = relay_input(event, data.map_err(|e| e.to_string()), &id);
-                async move { hub.sio(conn, input, wants.then_some(ack)).await }
+                async move {
+                    let _ = hub.sio(conn, input, wants.then_some(ack)).await;
+                }
             },
         );
     }
@@ -83,7 +85,9 @@ async fn on_connect(socket: SocketRef, conn: ConnId, hub: HubSender) {
             move |TryData(data): TryData<Value>, WantsAck(wants), ack: AckSender| {
                 let hub = hub.clone();
                 let input = join_input(data.map_err(|e| e.to_string()));
-                async move { hub.sio(conn, input, wants.then_some(ack)).await }
+                async move {
+                    let _ = hub.sio(conn, input, wants.then_some(ack)).await;
+                }
             },
         );
     }
@@ -91,14 +95,18 @@ async fn on_connect(socket: SocketRef, conn: ConnId, hub: HubSender) {
         let hub = hub.clone();
         socket.on("leave", move |WantsAck(wants), ack: AckSender| {
             let hub = hub.clone();
-            async move { hub.sio(conn, SioInput::Leave, wants.then_some(ack)).await }
+            async move {
+                let _ = hub.sio(conn, SioInput::Leave, wants.then_some(ack)).await;
+            }
         });
     }
     {
         let hub = hub.clone();
         socket.on_disconnect(move || {
             let hub = hub.clone();
-            async move { hub.disconnect(conn).await }
+            async move {
+                let _ = hub.disconnect(conn).await;
+            }
         });
     }
     hub.sio_connect(conn, socket).await;

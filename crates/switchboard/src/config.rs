@@ -56,6 +56,10 @@ pub(crate) struct ServeArgs {
     /// Messages queued per connection before a non-reading client is dropped [default: 128].
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE")]
     outbound_queue: Option<usize>,
+    /// Read buffer per WebSocket, in bytes: the most one read takes from a socket. Idle memory
+    /// per connection grows with it; larger frames are still read whole [default: 256].
+    #[arg(long, env = "SWITCHBOARD_READ_BUFFER_SIZE")]
+    read_buffer_size: Option<usize>,
     /// Seconds to wait for clients to close on shutdown [default: 5].
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS")]
     shutdown_grace_secs: Option<u64>,
@@ -142,6 +146,7 @@ struct FileConfig {
     peerjs_allow_discovery: Option<bool>,
     max_message_size: Option<usize>,
     outbound_queue: Option<usize>,
+    read_buffer_size: Option<usize>,
     shutdown_grace_secs: Option<u64>,
     /// Full `RTCIceServer` entries: `[[ice_servers]] urls = [...]`, `username`, `credential`.
     ice_servers: Option<Vec<IceServer>>,
@@ -269,6 +274,12 @@ impl ServeArgs {
                 bail!("outbound_queue must be at least 1");
             }
             cfg.outbound_queue = n;
+        }
+        if let Some(n) = self.read_buffer_size.or(file.read_buffer_size) {
+            if !(64..=1 << 20).contains(&n) {
+                bail!("read_buffer_size must be between 64 bytes and 1 MiB");
+            }
+            cfg.read_buffer_size = n;
         }
         if let Some(s) = self.shutdown_grace_secs.or(file.shutdown_grace_secs) {
             cfg.shutdown_grace = Duration::from_secs(s);

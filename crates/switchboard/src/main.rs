@@ -107,6 +107,11 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         turn,
     } = args.resolve()?;
     let shutdown = shutdown_signal()?;
+    // Every connection is an open file: use the hard limit, not the (often 1024) soft one.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
+        Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
+    }
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
