@@ -2,15 +2,18 @@
 
 use std::borrow::Cow;
 
-use axum::extract::ws::{CloseFrame, Message, Utf8Bytes, WebSocket, close_code};
 use futures_util::SinkExt;
+use futures_util::StreamExt;
 use switchboard_core::{App, CloseReason, ConnId};
 use switchboard_proto::ErrorCode;
 use switchboard_proto::antmedia::{DecodeError, decode};
-use tokio::sync::mpsc;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_util::sync::CancellationToken;
 
 use crate::hub_task::{ConnHandle, HubSender, Out, Outbound, PjParams};
+use crate::upgrade::Socket;
 
 /// Which protocol a WebSocket speaks.
 pub(crate) enum Dialect {
@@ -23,15 +26,21 @@ pub(crate) enum Dialect {
 /// Most queued messages written before one flush.
 const WRITE_BATCH: usize = 64;
 
+/// Frames read in a row before the task yields. One socket read can hold hundreds of small
+/// frames; handing them all to the hub in one go would fill the receiver's queue before its
+/// writer runs, and drop a client that is reading fine as a slow consumer.
+const READ_STREAK: u32 = 32;
+
 /// Runs one connection to the end.
 pub(crate) async fn serve(
-    mut socket: WebSocket,
+    mut socket: Socket,
     conn: ConnId,
     dialect: Dialect,
     hub: HubSender,
     queue: usize,
 ) {
-    let (tx, mut rx) = mpsc::channel(queue);
+    // futures-channel's capacity is `buffer` plus one per sender (the hub's only).
+    let (tx, mut rx) = futures_channel::mpsc::channel(queue.saturating_sub(1));
     let kill = CancellationToken::new();
     let handle = ConnHandle {
         tx,
@@ -46,21 +55,28 @@ pub(crate) async fn serve(
         let _ = socket.send(close(CloseReason::Shutdown)).await;
         return;
     }
+    let mut streak = 0;
     loop {
+        streak += 1;
+        if streak >= READ_STREAK {
+            streak = 0;
+            tokio::task::yield_now().await;
+        }
         tokio::select! {
             biased;
             () = kill.cancelled() => break,
-            out = rx.recv() => {
+            out = rx.next() => {
                 let Some(out) = out else { break };
+                let first = render(out);
                 let done = tokio::select! {
-                    done = write(&mut socket, &mut rx, out) => done,
+                    done = write(&mut socket, &mut rx, first) => done,
                     () = kill.cancelled() => true,
                 };
                 if done {
                     break;
                 }
             }
-            frame = socket.recv() => match frame {
+            frame = socket.next() => match frame {
                 // PeerJS: bad JSON is ignored and the socket stays (as peerjs-server does).
                 Some(Ok(Message::Text(text))) if peerjs => {
                     hub.pj_message(conn, switchboard_proto::peerjs::decode(&text).map_err(|_| ())).await;
@@ -70,7 +86,7 @@ pub(crate) async fn serve(
                 }
                 Some(Ok(Message::Binary(_))) if peerjs => {}
                 // PeerJS liveness is HEARTBEAT only.
-                Some(Ok(Message::Ping(_) | Message::Pong(_))) if peerjs => {}
+                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) if peerjs => {}
                 Some(Ok(Message::Binary(_))) => {
                     let err = DecodeError {
                         code: ErrorCode::BinaryFrame,
@@ -82,11 +98,13 @@ pub(crate) async fn serve(
                 Some(Ok(Message::Ping(_) | Message::Pong(_))) => {
                     let _ = hub.activity(conn).await;
                 }
+                // Raw frames are a write-side type; reads never yield one.
+                Some(Ok(Message::Frame(_))) => {}
                 Some(Ok(Message::Close(_))) | None => break,
                 Some(Err(e)) => {
-                    if is_too_big(e) {
+                    if matches!(e, tungstenite::Error::Capacity(_)) {
                         let frame = CloseFrame {
-                            code: close_code::SIZE,
+                            code: CloseCode::Size,
                             reason: Utf8Bytes::from_static("message too big"),
                         };
                         let _ = socket.send(Message::Close(Some(frame))).await;
@@ -99,31 +117,46 @@ pub(crate) async fn serve(
     hub.disconnect(conn).await;
 }
 
+/// A queue entry made ready to write: encoded before any await, so that a connection's
+/// state machine never holds a decoded message across a suspension point (each copy of an
+/// [`Out`] held there would be part of every idle connection's memory).
+enum Ready {
+    Text(String),
+    Close(CloseReason),
+}
+
+fn render(out: Outbound) -> Ready {
+    match out {
+        Out::Msg(msg) => Ready::Text(msg.encode()),
+        Out::Pj(msg) => Ready::Text(msg.encode()),
+        Out::Close(reason) => Ready::Close(reason),
+    }
+}
+
 /// Writes `first` and whatever else is already queued, then flushes. Returns true when the
 /// connection must end (a close was written, or the socket failed).
-async fn write(socket: &mut WebSocket, rx: &mut mpsc::Receiver<Outbound>, first: Outbound) -> bool {
+async fn write(
+    socket: &mut Socket,
+    rx: &mut futures_channel::mpsc::Receiver<Outbound>,
+    first: Ready,
+) -> bool {
     let mut next = Some(first);
     let mut written = 0;
-    while let Some(out) = next.take() {
-        let text = match *out {
-            Out::Msg(msg) => msg.encode(),
-            Out::Pj(msg) => msg.encode(),
-            Out::Close(reason) => {
+    while let Some(ready) = next.take() {
+        let message = match ready {
+            Ready::Text(text) => Message::Text(Utf8Bytes::from(text)),
+            Ready::Close(reason) => {
                 let _ = socket.feed(close(reason)).await;
                 let _ = socket.flush().await;
                 return true;
             }
         };
-        if socket
-            .feed(Message::Text(Utf8Bytes::from(text)))
-            .await
-            .is_err()
-        {
+        if socket.feed(message).await.is_err() {
             return true;
         }
         written += 1;
         if written < WRITE_BATCH {
-            next = rx.try_recv().ok();
+            next = rx.try_recv().ok().map(render);
         }
     }
     socket.flush().await.is_err()
@@ -131,22 +164,14 @@ async fn write(socket: &mut WebSocket, rx: &mut mpsc::Receiver<Outbound>, first:
 
 fn close(reason: CloseReason) -> Message {
     let (code, text) = match reason {
-        CloseReason::IdleTimeout => (close_code::AWAY, "idle timeout"),
-        CloseReason::Overloaded => (close_code::AGAIN, "server at connection limit"),
-        CloseReason::Shutdown => (close_code::AWAY, "server shutting down"),
-        CloseReason::Refused => (close_code::POLICY, "refused"),
-        CloseReason::Replaced => (close_code::NORMAL, "replaced by a new connection"),
+        CloseReason::IdleTimeout => (CloseCode::Away, "idle timeout"),
+        CloseReason::Overloaded => (CloseCode::Again, "server at connection limit"),
+        CloseReason::Shutdown => (CloseCode::Away, "server shutting down"),
+        CloseReason::Refused => (CloseCode::Policy, "refused"),
+        CloseReason::Replaced => (CloseCode::Normal, "replaced by a new connection"),
     };
     Message::Close(Some(CloseFrame {
         code,
         reason: Utf8Bytes::from_static(text),
     }))
-}
-
-/// Whether a read error is tungstenite's "message or frame too long".
-fn is_too_big(e: axum::Error) -> bool {
-    match e.into_inner().downcast::<tungstenite::Error>() {
-        Ok(e) => matches!(*e, tungstenite::Error::Capacity(_)),
-        Err(_) => false,
-    }
 }

@@ -29,6 +29,7 @@ mod connection;
 mod hub_task;
 mod routes;
 mod socketio;
+mod upgrade;
 
 use std::future::Future;
 use std::io;

@@ -5,12 +5,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::Json;
 use axum::Router;
-use axum::extract::{Path, State, WebSocketUpgrade};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use switchboard_core::ice::host_from_header;
 use switchboard_core::{App, ConnId};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::TaskTracker;
 
 use crate::ServerConfig;
@@ -188,10 +189,9 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
 async fn websocket(
     State(state): State<AppState>,
     Path(app): Path<String>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    req: axum::extract::Request,
 ) -> Response {
-    let host = request_host(&headers).map(String::into_boxed_str);
+    let host = request_host(req.headers()).map(String::into_boxed_str);
     let Ok(app) = App::new(&app) else {
         return (
             StatusCode::NOT_FOUND,
@@ -201,7 +201,7 @@ async fn websocket(
     };
     upgrade(
         &state,
-        ws,
+        req,
         crate::connection::Dialect::AntMedia { app, host },
     )
 }
@@ -210,22 +210,35 @@ async fn websocket(
 /// connection task for `dialect` (tracked, so shutdown waits for it).
 fn upgrade(
     state: &AppState,
-    ws: WebSocketUpgrade,
+    mut req: axum::extract::Request,
     dialect: crate::connection::Dialect,
 ) -> Response {
+    let (on_upgrade, response) = match crate::upgrade::accept(&mut req) {
+        Ok(accepted) => accepted,
+        Err(refused) => return refused,
+    };
     let cfg = &state.inner.config;
     let conn = ConnId(state.inner.next_conn.fetch_add(1, Ordering::Relaxed));
     let hub = state.inner.hub.clone();
     let queue = cfg.outbound_queue;
-    let tracker = state.inner.tracker.clone();
-    ws.read_buffer_size(cfg.read_buffer_size)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(cfg.read_buffer_size)
         .write_buffer_size(cfg.write_buffer_size)
         .max_write_buffer_size(cfg.write_buffer_size + 4 * cfg.max_message_size)
-        .max_message_size(cfg.max_message_size)
-        .max_frame_size(cfg.max_message_size)
-        .on_upgrade(move |socket| {
-            tracker.track_future(crate::connection::serve(socket, conn, dialect, hub, queue))
-        })
+        .max_message_size(Some(cfg.max_message_size))
+        .max_frame_size(Some(cfg.max_message_size));
+    // Two tasks: the upgrade's state (hyper's pending upgrade, the handshake) is freed once
+    // the socket exists, instead of staying part of the connection task for its lifetime.
+    let tracker = state.inner.tracker.clone();
+    state.inner.tracker.spawn(async move {
+        match crate::upgrade::socket(on_upgrade, config).await {
+            Ok(socket) => {
+                tracker.spawn(crate::connection::serve(socket, conn, dialect, hub, queue));
+            }
+            Err(e) => tracing::debug!(conn = conn.0, "WebSocket upgrade failed: {e}"),
+        }
+    });
+    response
 }
 
 /// `GET {peerjs_path}`: what peerjs-server answers.
@@ -274,12 +287,12 @@ struct PeerJsQuery {
 async fn peerjs_websocket(
     State(state): State<AppState>,
     axum::extract::Query(q): axum::extract::Query<PeerJsQuery>,
-    ws: WebSocketUpgrade,
+    req: axum::extract::Request,
 ) -> Response {
     let params = crate::hub_task::PjParams {
         key: q.key.map(String::into_boxed_str),
         id: q.id.map(String::into_boxed_str),
         token: q.token.map(String::into_boxed_str),
     };
-    upgrade(&state, ws, crate::connection::Dialect::PeerJs(params))
+    upgrade(&state, req, crate::connection::Dialect::PeerJs(params))
 }
