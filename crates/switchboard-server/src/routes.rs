@@ -215,7 +215,7 @@ fn upgrade(
 ) -> Response {
     let (on_upgrade, response) = match crate::upgrade::accept(&mut req) {
         Ok(accepted) => accepted,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let cfg = &state.inner.config;
     let conn = ConnId(state.inner.next_conn.fetch_add(1, Ordering::Relaxed));

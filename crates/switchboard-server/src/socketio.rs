@@ -55,14 +55,24 @@ pub(crate) fn layer(hub: HubSender, next_conn: Arc<AtomicU64>) -> SocketIoLayer 
         .max_buffer_size(SOCKET_BUFFER)
         .build_layer();
     io.ns("/", move |socket: SocketRef| {
-        let hub = hub.clone();
         let conn = ConnId(next_conn.fetch_add(1, Ordering::Relaxed));
-        async move { on_connect(socket, conn, hub).await }
+        let queued = on_connect(socket, conn, &hub);
+        async move {
+            let _ = queued.await;
+        }
     });
     layer
 }
 
-async fn on_connect(socket: SocketRef, conn: ConnId, hub: HubSender) {
+/// Registers a socket.io connection's handlers. Every handler hands its input to the hub
+/// when socketioxide calls it, in the order the packets arrived: socketioxide runs a handler's
+/// future as its own task, so anything done inside that future can overtake an earlier
+/// packet's (found by `switchboard bench relay --protocol socketio`: reordered and, at
+/// disconnect, lost messages). The connection itself is queued to the hub here too, in the
+/// call that follows socketioxide queueing the CONNECT packet (which tells the client its id):
+/// the hub knows the socket microseconds later, long before any peer could learn the id and
+/// send to it. Doing this inside the spawned future lost messages under load.
+fn on_connect(socket: SocketRef, conn: ConnId, hub: &HubSender) -> crate::hub_task::Queued {
     let id: Arc<str> = socket.id.as_str().into();
     for event in SioRelay::ALL {
         let hub = hub.clone();
@@ -70,10 +80,10 @@ async fn on_connect(socket: SocketRef, conn: ConnId, hub: HubSender) {
         socket.on(
             event.as_str(),
             move |TryData(data): TryData<Value>, WantsAck(wants), ack: AckSender| {
-                let hub = hub.clone();
                 let input = relay_input(event, data.map_err(|e| e.to_string()), &id);
+                let queued = hub.sio(conn, input, wants.then_some(ack));
                 async move {
-                    let _ = hub.sio(conn, input, wants.then_some(ack)).await;
+                    let _ = queued.await;
                 }
             },
         );
@@ -83,10 +93,10 @@ async fn on_connect(socket: SocketRef, conn: ConnId, hub: HubSender) {
         socket.on(
             "join",
             move |TryData(data): TryData<Value>, WantsAck(wants), ack: AckSender| {
-                let hub = hub.clone();
                 let input = join_input(data.map_err(|e| e.to_string()));
+                let queued = hub.sio(conn, input, wants.then_some(ack));
                 async move {
-                    let _ = hub.sio(conn, input, wants.then_some(ack)).await;
+                    let _ = queued.await;
                 }
             },
         );
@@ -94,22 +104,22 @@ async fn on_connect(socket: SocketRef, conn: ConnId, hub: HubSender) {
     {
         let hub = hub.clone();
         socket.on("leave", move |WantsAck(wants), ack: AckSender| {
-            let hub = hub.clone();
+            let queued = hub.sio(conn, SioInput::Leave, wants.then_some(ack));
             async move {
-                let _ = hub.sio(conn, SioInput::Leave, wants.then_some(ack)).await;
+                let _ = queued.await;
             }
         });
     }
     {
         let hub = hub.clone();
         socket.on_disconnect(move || {
-            let hub = hub.clone();
+            let queued = hub.disconnect(conn);
             async move {
-                let _ = hub.disconnect(conn).await;
+                let _ = queued.await;
             }
         });
     }
-    hub.sio_connect(conn, socket).await;
+    hub.sio_connect(conn, socket)
 }
 
 fn invalid(event: &str, reason: impl Into<Box<str>>) -> SioInput {

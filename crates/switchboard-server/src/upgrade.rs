@@ -131,9 +131,50 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Coalesce<S> {
     }
 }
 
+/// Why a request was not upgraded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refused {
+    /// No `Connection: upgrade` / `Upgrade: websocket`.
+    NotWebSocket,
+    /// `Sec-WebSocket-Version` is not 13.
+    Version,
+    /// No `Sec-WebSocket-Key`.
+    NoKey,
+    /// The connection cannot be upgraded (not HTTP/1.1).
+    NotUpgradable,
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        let (status, text) = match self {
+            Self::NotWebSocket => (
+                StatusCode::UPGRADE_REQUIRED,
+                "this is a WebSocket endpoint: send Connection: upgrade and Upgrade: websocket\n",
+            ),
+            Self::Version => (
+                StatusCode::UPGRADE_REQUIRED,
+                "unsupported Sec-WebSocket-Version (13 is supported)\n",
+            ),
+            Self::NoKey => (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n"),
+            Self::NotUpgradable => (
+                StatusCode::UPGRADE_REQUIRED,
+                "this connection cannot be upgraded (HTTP/1.1 is required)\n",
+            ),
+        };
+        let mut res = (status, text).into_response();
+        if self == Self::Version {
+            res.headers_mut().insert(
+                header::SEC_WEBSOCKET_VERSION,
+                HeaderValue::from_static("13"),
+            );
+        }
+        res
+    }
+}
+
 /// Checks a WebSocket handshake request (RFC 6455 §4.2.1) and takes its upgrade. Returns the
-/// pending upgrade and the `101 Switching Protocols` response, or the error response.
-pub(crate) fn accept(req: &mut Request) -> Result<(OnUpgrade, Response), Response> {
+/// pending upgrade and the `101 Switching Protocols` response.
+pub(crate) fn accept(req: &mut Request) -> Result<(OnUpgrade, Response), Refused> {
     let headers = req.headers();
     let has_token = |name: header::HeaderName, token: &str| {
         headers.get_all(name).iter().any(|v| {
@@ -142,35 +183,21 @@ pub(crate) fn accept(req: &mut Request) -> Result<(OnUpgrade, Response), Respons
         })
     };
     if !has_token(header::CONNECTION, "upgrade") || !has_token(header::UPGRADE, "websocket") {
-        return Err(bad(
-            StatusCode::UPGRADE_REQUIRED,
-            "this is a WebSocket endpoint: send Connection: upgrade and Upgrade: websocket\n",
-        ));
+        return Err(Refused::NotWebSocket);
     }
     if headers
         .get(header::SEC_WEBSOCKET_VERSION)
         .map(HeaderValue::as_bytes)
         != Some(b"13")
     {
-        let mut res = bad(
-            StatusCode::UPGRADE_REQUIRED,
-            "unsupported Sec-WebSocket-Version (13 is supported)\n",
-        );
-        res.headers_mut().insert(
-            header::SEC_WEBSOCKET_VERSION,
-            HeaderValue::from_static("13"),
-        );
-        return Err(res);
+        return Err(Refused::Version);
     }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
-        return Err(bad(StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n"));
+        return Err(Refused::NoKey);
     };
     let accept = derive_accept_key(key.as_bytes());
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
-        return Err(bad(
-            StatusCode::UPGRADE_REQUIRED,
-            "this connection cannot be upgraded (HTTP/1.1 is required)\n",
-        ));
+        return Err(Refused::NotUpgradable);
     };
     let mut res = StatusCode::SWITCHING_PROTOCOLS.into_response();
     let h: &mut HeaderMap = res.headers_mut();
@@ -180,10 +207,6 @@ pub(crate) fn accept(req: &mut Request) -> Result<(OnUpgrade, Response), Respons
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     Ok((on_upgrade, res))
-}
-
-fn bad(status: StatusCode, text: &'static str) -> Response {
-    (status, text).into_response()
 }
 
 /// The WebSocket over a completed upgrade.

@@ -367,6 +367,8 @@ async fn relay(
         "out_of_order": ooo,
         "other_frames": others,
         "errors": errors.len(),
+        "first_error": errors.first(),
+        "first_other_frame": first_other,
         "server_cpu_pct": server_cpu,
         "tool_cpu_pct": tool_cpu,
         "connect_s": connect_s,
@@ -711,6 +713,7 @@ async fn churn(args: &LoadArgs, target: &Target) -> anyhow::Result<serde_json::V
         "cycle_p50_ms": ms(0.5),
         "cycle_p99_ms": ms(0.99),
         "errors": errors.len(),
+        "first_error": errors.first(),
         "server_cpu_pct": server_cpu,
         "tool_cpu_pct": tool_cpu,
     }))
