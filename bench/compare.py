@@ -54,9 +54,17 @@ def scenarios():
 
 
 def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port below the ephemeral range (the load tool's client sockets live there, on
+    several 127.0.0.x addresses), free on every address."""
+    import random
+    while True:
+        port = random.randint(20000, 32000)
+        with socket.socket(socket.AF_INET6) as s:
+            try:
+                s.bind(("::", port))
+                return port
+            except OSError:
+                continue
 
 
 def wait_port(port, proc, timeout=30):
@@ -100,8 +108,16 @@ def stop(proc):
 
 def run_one(key, spec, scenario_args, work, log):
     label, protocol, cmd, env = spec
-    port = free_port()
-    proc = start(cmd, env, port, log)
+    for attempt in range(5):
+        port = free_port()
+        try:
+            proc = start(cmd, env, port, log)
+            break
+        except RuntimeError as e:
+            log.write(f"server start failed ({e}); retrying\n")
+            time.sleep(1)
+    else:
+        return None
     try:
         args = ["taskset", "-c", LOAD_CPU, SB, "bench"] + scenario_args + [
             "--protocol", protocol, "--server", f"127.0.0.1:{port}",
@@ -235,6 +251,8 @@ def main():
                     log.flush()
                     r = run_one(key, specs[key], args, a.work, log)
                     results[key].setdefault(name, []).append(r)
+                    with open(os.path.join(a.work, "compare-partial.json"), "w") as fh:
+                        json.dump(results, fh)
                     print("failed (see compare.log)" if r is None else json.dumps(
                         {f: r.get(f) for f in ("msgs_per_s", "p99_us", "server_cpu_pct",
                                                "tool_cpu_pct", "rss_bytes_per_peer",

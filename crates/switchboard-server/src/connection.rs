@@ -26,9 +26,11 @@ pub(crate) enum Dialect {
 /// Most queued messages written before one flush.
 const WRITE_BATCH: usize = 64;
 
-/// Frames read in a row before the task yields. One socket read can hold hundreds of small
-/// frames; handing them all to the hub in one go would fill the receiver's queue before its
-/// writer runs, and drop a client that is reading fine as a slow consumer.
+/// Loop turns in a row without the socket running dry before the task yields. One socket read
+/// can hold hundreds of small frames; handing them all to the hub in one go would fill the
+/// receiver's queue before its writer runs, and drop a client that is reading fine as a slow
+/// consumer. The count restarts whenever a read finds the socket empty, so ordinary traffic
+/// (bursts of a few dozen frames) never yields: a yield costs a trip through the IO driver.
 const READ_STREAK: u32 = 32;
 
 /// Runs one connection to the end.
@@ -58,6 +60,9 @@ pub(crate) async fn serve(
     let mut streak = 0;
     loop {
         streak += 1;
+        if socket.get_mut().ran_dry() {
+            streak = 0;
+        }
         if streak >= READ_STREAK {
             streak = 0;
             tokio::task::yield_now().await;

@@ -14,6 +14,12 @@
 //!   its peer gets `stop`: memory per connection is bounded by
 //!   [`ServerConfig::outbound_queue`] messages of at most [`ServerConfig::max_message_size`].
 //! - Frames over [`ServerConfig::max_message_size`] close the socket with code 1009.
+//! - The WebSocket upgrade is done here (not by axum's extractor) so the socket can be read
+//!   through a coalescing reader: one `recv` takes up to 16 KiB into a buffer shared by the
+//!   runtime thread's sockets, while each socket keeps only a
+//!   [`ServerConfig::read_buffer_size`] (256-byte) buffer and a spill that exists only while
+//!   it holds bytes. Per-connection queues allocate nothing while idle. An idle joined peer
+//!   costs about 3.3 KiB of server memory.
 //!
 //! Endpoints on one port: Ant Media P2P at `/<app>/websocket`, the socket.io relay at
 //! `/socket.io/` (socketioxide, polling and websocket), the PeerJS server at

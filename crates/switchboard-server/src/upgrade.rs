@@ -44,6 +44,8 @@ pub(crate) struct Coalesce<S> {
     spill: Vec<u8>,
     /// How much of `spill` was handed out.
     pos: usize,
+    /// A read found the socket empty since [`Coalesce::ran_dry`] was last asked.
+    dry: bool,
 }
 
 impl<S> Coalesce<S> {
@@ -53,7 +55,13 @@ impl<S> Coalesce<S> {
             io,
             spill: Vec::new(),
             pos: 0,
+            dry: false,
         }
+    }
+
+    /// Whether a read found the socket empty since the last call (the reader has caught up).
+    pub(crate) fn ran_dry(&mut self) -> bool {
+        std::mem::take(&mut self.dry)
     }
 }
 
@@ -69,19 +77,24 @@ impl<S: AsyncRead + Unpin> AsyncRead for Coalesce<S> {
             buf.put_slice(&this.spill[this.pos..this.pos + n]);
             this.pos += n;
             if this.pos == this.spill.len() {
-                // Give the memory back: an idle socket holds no spill.
-                this.spill = Vec::new();
+                // Keep the allocation while the socket is busy (the next burst reuses it);
+                // it is freed when a read finds the socket empty.
+                this.spill.clear();
                 this.pos = 0;
             }
             return Poll::Ready(Ok(()));
         }
         if buf.remaining() >= SCRATCH {
-            return Pin::new(&mut this.io).poll_read(cx, buf);
+            let read = Pin::new(&mut this.io).poll_read(cx, buf);
+            this.dry |= read.is_pending();
+            return read;
         }
         SCRATCH_BUF.with(|scratch| {
             let Ok(mut scratch) = scratch.try_borrow_mut() else {
                 // Re-entered from inside a read (cannot happen with tokio's IO): read directly.
-                return Pin::new(&mut this.io).poll_read(cx, buf);
+                let read = Pin::new(&mut this.io).poll_read(cx, buf);
+                this.dry |= read.is_pending();
+                return read;
             };
             let mut big = ReadBuf::new(&mut scratch[..]);
             match Pin::new(&mut this.io).poll_read(cx, &mut big) {
@@ -94,6 +107,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Coalesce<S> {
                         this.pos = 0;
                     }
                     Poll::Ready(Ok(()))
+                }
+                Poll::Pending => {
+                    this.dry = true;
+                    // Idle: give the spill's memory back.
+                    if this.spill.capacity() > 0 {
+                        this.spill = Vec::new();
+                    }
+                    Poll::Pending
                 }
                 other => other,
             }
@@ -243,6 +264,30 @@ mod tests {
             out.extend_from_slice(&chunk[..n]);
         }
         assert_eq!(out, data);
+        assert!(r.spill.is_empty());
+    }
+}
+
+#[cfg(test)]
+mod idle_tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    #[tokio::test]
+    async fn the_spill_is_freed_when_the_socket_goes_idle() {
+        let (mut tx, rx) = tokio::io::duplex(64 * 1024);
+        let mut r = Coalesce::new(rx);
+        tx.write_all(&[7u8; 10_000]).await.expect("write");
+        let mut chunk = [0u8; 256];
+        let mut got = 0;
+        while got < 10_000 {
+            got += r.read(&mut chunk).await.expect("read");
+        }
+        assert!(r.spill.capacity() > 0, "kept while busy");
+        // Nothing more to read: the next read is pending, and the spill is gone.
+        let pending =
+            tokio::time::timeout(std::time::Duration::from_millis(20), r.read(&mut chunk));
+        assert!(pending.await.is_err());
         assert_eq!(r.spill.capacity(), 0, "an idle reader holds no spill");
     }
 }

@@ -182,8 +182,44 @@ impl ServerMessage {
     /// The JSON text of this message.
     #[must_use]
     pub fn encode(&self) -> String {
-        // Serialization cannot fail: every field is a string, number, map or valid raw JSON.
-        serde_json::to_string(self)
+        // Written into a buffer sized for the message and trimmed to it: no regrowth while
+        // writing, and a text whose length is its capacity is handed to the socket writer
+        // without another allocation.
+        let mut out = Vec::with_capacity(self.size_hint());
+        // Serialization cannot fail: every field is a string, number, map or valid raw JSON,
+        // and serde_json writes UTF-8.
+        if serde_json::to_writer(&mut out, self).is_err() {
+            return r#"{"command":"error","definition":"internal_error"}"#.into();
+        }
+        out.shrink_to_fit();
+        String::from_utf8(out)
             .unwrap_or_else(|_| r#"{"command":"error","definition":"internal_error"}"#.into())
+    }
+
+    /// A little more than the encoded length: the envelope plus the opaque payloads.
+    fn size_hint(&self) -> usize {
+        let opaque = |o: &Option<Opaque>| o.as_ref().map_or(0, |o| o.json().len());
+        let stream = |s: &StreamId| s.as_str().len();
+        128 + match self {
+            Self::TakeConfiguration { stream_id, sdp, .. } => stream(stream_id) + sdp.json().len(),
+            Self::TakeCandidate {
+                stream_id,
+                label,
+                id,
+                candidate,
+            } => stream(stream_id) + opaque(label) + opaque(id) + candidate.json().len(),
+            Self::PeerMessageCommand {
+                stream_id,
+                definition,
+                data,
+            } => stream(stream_id) + opaque(definition) + opaque(data),
+            Self::Notification { stream_id, .. } => stream_id.as_ref().map_or(0, stream),
+            Self::Start { stream_id } | Self::Stop { stream_id } => stream(stream_id),
+            Self::Error {
+                stream_id, reason, ..
+            } => stream_id.as_ref().map_or(0, |s| s.len()) + reason.as_ref().map_or(0, |r| r.len()),
+            Self::Pong => 0,
+            Self::IceServerConfig(_) => 512,
+        }
     }
 }
