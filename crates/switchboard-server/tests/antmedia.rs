@@ -371,6 +371,17 @@ async fn http_routes() {
     let upgrade = "Upgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n";
     let (status, _) = http_get(server.addr, "/bad%20app/websocket", upgrade).await;
     assert!(status.contains("404"), "{status}");
+    // Not a WebSocket handshake: 426 and a reason; a wrong version names the supported one.
+    let (status, body) = http_get(server.addr, "/App/websocket", "").await;
+    assert!(status.contains("426"), "{status}");
+    assert!(body.contains("WebSocket endpoint"), "{body}");
+    let v12 = upgrade.replace("Version: 13", "Version: 12");
+    let (status, body) = http_get(server.addr, "/App/websocket", &v12).await;
+    assert!(status.contains("426"), "{status}");
+    assert!(body.contains("13 is supported"), "{body}");
+    let no_key = "Upgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\n";
+    let (status, _) = http_get(server.addr, "/App/websocket", no_key).await;
+    assert!(status.contains("400"), "{status}");
     let (status, body) = http_get(server.addr, "/", "").await;
     assert!(
         status.contains("200") && body.contains("Switchboard"),
