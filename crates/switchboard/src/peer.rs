@@ -10,6 +10,9 @@ use switchboard_peer::{
 };
 use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
+/// How long a sender stays after its last media frame before hanging up (see `linger_until`).
+const SOURCE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+
 /// Flags of `switchboard peer`.
 #[derive(Debug, Args)]
 pub(crate) struct PeerArgs {
@@ -230,6 +233,9 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
     let mut sources_left = sources;
     let mut failure = None;
     let mut hang_up_at: Option<tokio::time::Instant> = None;
+    // Set when every source has ended: the last packets handed to the WebRTC stack still have
+    // to leave (pacing) and arrive before the hang-up closes the other side's recording.
+    let mut linger_until: Option<tokio::time::Instant> = None;
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let mut driver_result = None;
     loop {
@@ -237,6 +243,10 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
             () = async { tokio::time::sleep_until(hang_up_at.unwrap_or_else(tokio::time::Instant::now)).await }, if hang_up_at.is_some() => {
                 hang_up_at = None;
                 eprintln!("--duration reached; hanging up");
+                peer.hangup().await;
+            }
+            () = async { tokio::time::sleep_until(linger_until.unwrap_or_else(tokio::time::Instant::now)).await }, if linger_until.is_some() => {
+                linger_until = None;
                 peer.hangup().await;
             }
             _ = &mut ctrl_c => {
@@ -309,7 +319,7 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
                     }
                     sources_left = sources_left.saturating_sub(1);
                     if sources_left == 0 && !args.chat && args.duration.is_none() && args.record.is_empty() && args.send.is_none() {
-                        peer.hangup().await;
+                        linger_until = Some(tokio::time::Instant::now() + SOURCE_LINGER);
                     }
                 }
                 Some(PeerEvent::Recorded { track, path, frames }) => {
