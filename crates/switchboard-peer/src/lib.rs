@@ -153,8 +153,12 @@ pub enum IcePolicy {
 /// What happens in the call.
 #[derive(Debug, Clone, PartialEq)]
 pub enum PeerEvent {
-    /// The server confirmed the join; waiting for the other peer.
+    /// The server confirmed the join; the other peer may or may not be there yet
+    /// ([`PeerEvent::PeerJoined`] says when it is).
     Joined,
+    /// The other peer is in the room: negotiation has started (the server told this side to
+    /// make the offer, or the other side's offer arrived).
+    PeerJoined,
     /// The data channel is open: messages can flow.
     Open,
     /// A text message from the other peer.
@@ -166,7 +170,9 @@ pub enum PeerEvent {
     /// The signaling connection dropped; the peer-to-peer connection carries on while the
     /// peer reconnects (backoff 0.5 s → 8 s) and re-joins the room (then [`PeerEvent::Joined`]).
     Reconnecting,
-    /// The server answered with an error (e.g. `NoSpaceForNewPeer` when the room is full).
+    /// The server answered with an error `definition`. The ones that make joining impossible
+    /// (`NoSpaceForNewPeer`, `invalidStreamName`, `noStreamNameSpecified`) then end the session
+    /// with [`PeerError::Refused`].
     ServerError(String),
     /// File transfer progress (sending or receiving), at most one event per 256 KiB.
     FileProgress {
@@ -247,9 +253,15 @@ pub enum PeerEvent {
 /// Errors of the peer.
 #[derive(Debug, thiserror::Error)]
 pub enum PeerError {
-    /// The signaling WebSocket failed or closed.
+    /// The signaling WebSocket failed or closed, or the server could not be reached within
+    /// [`CONNECT_TIMEOUT`] (first connection) or [`RECONNECT_BUDGET`] (after a drop, while no
+    /// peer-to-peer connection is up).
     #[error("signaling: {0}")]
     Signaling(String),
+    /// The server refused to put this peer in the room: it is full, or its name is invalid.
+    /// The message says which, in words.
+    #[error("{0}")]
+    Refused(String),
     /// A local socket failed.
     #[error("network: {0}")]
     Io(#[from] io::Error),
@@ -327,6 +339,12 @@ const EVENT_QUEUE: usize = 1024;
 /// First and longest wait before reconnecting the signaling socket.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(8);
+/// How long one WebSocket connection attempt (TCP, TLS and the upgrade) may take.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// After the signaling socket dropped, reconnection stops (and the session ends with
+/// [`PeerError::Signaling`]) once it has failed for this long while no peer-to-peer
+/// connection is up. A live call keeps retrying: the media does not need the server.
+pub const RECONNECT_BUDGET: Duration = Duration::from_secs(60);
 /// The Ant Media SDK pings every 3 s; the server closes silent sockets after 20 s.
 const PING_EVERY: Duration = Duration::from_secs(3);
 
@@ -357,9 +375,19 @@ impl Peer {
             )),
             None => None,
         };
-        let (ws, _) = tokio_tungstenite::connect_async(&config.url)
-            .await
-            .map_err(|e| PeerError::Signaling(format!("connecting to {}: {e}", config.url)))?;
+        let (ws, _) = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio_tungstenite::connect_async(&config.url),
+        )
+        .await
+        .map_err(|_| {
+            PeerError::Signaling(format!(
+                "cannot reach {}: no answer within {} s",
+                config.url,
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| PeerError::Signaling(connect_error(&config.url, &e)))?;
         let sockets = bind_host_sockets().await?;
         let addrs = sockets
             .iter()
@@ -372,6 +400,7 @@ impl Peer {
             url: config.url,
             backoff: RECONNECT_MIN,
             reconnect_at: None,
+            lost_at: None,
             room: config.room,
             events: ev_tx,
             commands: cmd_rx,
@@ -639,6 +668,36 @@ async fn resolve_ipv4(hostport: &str) -> Option<SocketAddr> {
         .find(SocketAddr::is_ipv4)
 }
 
+/// A failed WebSocket connection in words, naming the URL and telling a server that is not
+/// Switchboard (an HTTP answer other than the upgrade) from one that cannot be reached.
+fn connect_error(url: &str, e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e {
+        WsError::Http(response) => format!(
+            "{url} is not a Switchboard WebSocket endpoint: the server answered HTTP {} \
+             (check the host, port and the /<app>/websocket path)",
+            response.status()
+        ),
+        WsError::Io(io) => format!("cannot reach {url}: {io}"),
+        other => format!("cannot connect to {url}: {other}"),
+    }
+}
+
+/// The sentence for a server error that makes joining `room` impossible (the session ends).
+fn refusal(definition: &str, room: &str) -> Option<String> {
+    match definition {
+        "NoSpaceForNewPeer" => Some(format!(
+            "room {room:?} is full: it already has two peers (pick another room name, or wait \
+             until one leaves)"
+        )),
+        "invalidStreamName" => Some(format!(
+            "{room:?} is not a valid room name: use 1 to 128 letters, digits, '-', '_' or '.'"
+        )),
+        "noStreamNameSpecified" => Some("the room name is empty".to_owned()),
+        _ => None,
+    }
+}
+
 /// The next message of the signaling socket; never resolves while it is down.
 async fn next_message(
     ws: &mut Option<Ws>,
@@ -654,6 +713,8 @@ struct Session {
     url: String,
     backoff: Duration,
     reconnect_at: Option<Instant>,
+    /// When the signaling socket dropped (for [`RECONNECT_BUDGET`]).
+    lost_at: Option<Instant>,
     room: String,
     events: mpsc::Sender<PeerEvent>,
     commands: mpsc::Receiver<Command>,
@@ -880,7 +941,9 @@ impl Session {
                     Some(Err(e)) => self.signaling_lost(&e.to_string()).await,
                 },
                 () = tokio::time::sleep_until(reconnect_at.into()), if self.reconnect_at.is_some() => {
-                    self.reconnect().await;
+                    if let Err(e) = self.reconnect().await {
+                        break Err(e);
+                    }
                 }
                 Some(msg) = self.media_rx.recv() => {
                     if let Err(e) = self.on_source(msg).await {
@@ -1004,6 +1067,11 @@ impl Session {
         let Some(&(mid, _)) = self.mids.iter().find(|(_, t)| *t == frame.track) else {
             return Ok(());
         };
+        // Only on an m-line negotiated for sending: str0m accepts a frame for a receive-only
+        // m-line and then fails the whole session when it packetizes it (`NoSenderSource`).
+        if !rtc.media(mid).is_some_and(|m| m.direction().is_sending()) {
+            return Ok(());
+        }
         let Some(writer) = rtc.writer(mid) else {
             // The other side does not receive this track.
             return Ok(());
@@ -1215,13 +1283,15 @@ impl Session {
     async fn signaling_lost(&mut self, why: &str) {
         if self.ws.take().is_some() {
             tracing::info!("signaling connection lost ({why}); reconnecting");
+            self.lost_at = Some(Instant::now());
             self.backoff = RECONNECT_MIN;
             self.reconnect_at = Some(Instant::now() + self.backoff);
             self.emit(PeerEvent::Reconnecting).await;
         }
     }
 
-    async fn reconnect(&mut self) {
+    /// One reconnection attempt; an error once [`RECONNECT_BUDGET`] is spent.
+    async fn reconnect(&mut self) -> Result<(), PeerError> {
         let attempt = tokio::time::timeout(
             Duration::from_secs(3),
             tokio_tungstenite::connect_async(&self.url),
@@ -1231,20 +1301,30 @@ impl Session {
             Ok(Ok((ws, _))) => {
                 self.ws = Some(ws);
                 self.reconnect_at = None;
+                self.lost_at = None;
                 self.joined_sent = false;
                 if let Err(e) = self.send_join().await {
                     self.signaling_lost(&e.to_string()).await;
                 }
+                Ok(())
             }
-            Ok(Err(e)) => self.retry_later(&e.to_string()),
-            Err(_) => self.retry_later("timed out"),
+            Ok(Err(e)) => self.retry_later(&connect_error(&self.url, &e)),
+            Err(_) => self.retry_later(&format!("cannot reach {}: timed out", self.url)),
         }
     }
 
-    fn retry_later(&mut self, why: &str) {
+    fn retry_later(&mut self, why: &str) -> Result<(), PeerError> {
+        let down_for = self.lost_at.map_or(Duration::ZERO, |t| t.elapsed());
+        if down_for >= RECONNECT_BUDGET && !self.connected {
+            return Err(PeerError::Signaling(format!(
+                "gave up reconnecting after {} s: {why}",
+                down_for.as_secs()
+            )));
+        }
         self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
-        tracing::debug!("reconnect failed ({why}); next try in {:?}", self.backoff);
+        tracing::info!("reconnect failed ({why}); next try in {:?}", self.backoff);
         self.reconnect_at = Some(Instant::now() + self.backoff);
+        Ok(())
     }
 
     async fn emit(&self, e: PeerEvent) {
@@ -1314,15 +1394,17 @@ impl Session {
                 tracing::debug!("start with a live connection: keeping it");
             }
             "start" => {
+                self.emit(PeerEvent::PeerJoined).await;
                 let room = self.room.clone();
                 let wants = [Track::Audio, Track::Video].map(|t| self.media.wants(t));
                 let rtc = self.new_rtc();
                 let mut api = rtc.sdp_api();
                 let mut mids = Vec::new();
                 for (want, track) in wants.into_iter().zip([Track::Audio, Track::Video]) {
+                    // A side that sends offers to receive as well (as browsers do), so the
+                    // other side may send on the same m-line whether or not this one records.
                     let dir = match want {
-                        (true, true) => Direction::SendRecv,
-                        (true, false) => Direction::SendOnly,
+                        (true, _) => Direction::SendRecv,
                         (false, true) => Direction::RecvOnly,
                         (false, false) => continue,
                     };
@@ -1349,6 +1431,9 @@ impl Session {
             }
             "takeConfiguration" => match field("type") {
                 "offer" => {
+                    if self.rtc.is_none() {
+                        self.emit(PeerEvent::PeerJoined).await;
+                    }
                     self.permit_candidates(field("sdp"));
                     let Ok(offer) = SdpOffer::from_sdp_string(field("sdp")) else {
                         tracing::warn!("ignoring an unparsable offer");
@@ -1399,8 +1484,15 @@ impl Session {
                 self.emit(PeerEvent::PeerLeft).await;
             }
             "error" => {
-                self.emit(PeerEvent::ServerError(field("definition").to_owned()))
-                    .await
+                let definition = field("definition");
+                self.emit(PeerEvent::ServerError(definition.to_owned()))
+                    .await;
+                if let Some(why) = refusal(definition, &self.room) {
+                    if let Some(ws) = self.ws.as_mut() {
+                        let _ = ws.close(None).await;
+                    }
+                    return Err(PeerError::Refused(why));
+                }
             }
             _ => {}
         }

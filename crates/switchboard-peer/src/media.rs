@@ -495,6 +495,8 @@ pub(crate) struct IvfWriter {
     file: BufWriter<File>,
     frames: u32,
     first: Option<u64>,
+    /// Presentation time of the last frame written (90 kHz ticks from the first).
+    last: u64,
     size: (u16, u16),
 }
 
@@ -519,6 +521,7 @@ impl IvfWriter {
             file,
             frames: 0,
             first: None,
+            last: 0,
             size: (0, 0),
         })
     }
@@ -537,6 +540,7 @@ impl IvfWriter {
         self.file.write_all(&pts.to_le_bytes())?;
         self.file.write_all(data)?;
         self.frames += 1;
+        self.last = self.last.max(pts);
         Ok(())
     }
 
@@ -545,15 +549,32 @@ impl IvfWriter {
         self.frames
     }
 
-    /// Writes the frame count into the header and flushes.
+    /// The duration written into the header: the span of the frames' times plus one
+    /// average frame interval (as FFmpeg's own IVF muxer computes it), in 90 kHz ticks.
+    pub(crate) fn duration_ticks(&self) -> u32 {
+        let frames = u64::from(self.frames);
+        let span = match frames {
+            0 => 0,
+            1 => 3_000, // one frame at 30 fps
+            n => self.last + self.last / (n - 1),
+        };
+        u32::try_from(span).unwrap_or(u32::MAX)
+    }
+
+    /// Writes the picture size and the duration into the header and flushes.
+    ///
+    /// Header bytes 24..28 hold the duration in time-base units (1/90,000 s), which is how
+    /// FFmpeg reads and writes them (libvpx's tools call the field a frame count and do not
+    /// rely on it); the frame count is [`IvfWriter::frames`].
     pub(crate) fn finish(&mut self) -> io::Result<()> {
         self.file.flush()?;
+        let duration = self.duration_ticks();
         let f = self.file.get_mut();
         f.seek(SeekFrom::Start(12))?;
         f.write_all(&self.size.0.to_le_bytes())?;
         f.write_all(&self.size.1.to_le_bytes())?;
         f.seek(SeekFrom::Start(24))?;
-        f.write_all(&self.frames.to_le_bytes())?;
+        f.write_all(&duration.to_le_bytes())?;
         f.seek(SeekFrom::End(0))?;
         f.flush()
     }
@@ -665,6 +686,13 @@ mod tests {
                 w.write(t + 1000, f).unwrap();
             }
         }
+        // The header carries the duration in 1/90,000 s (FFmpeg's reading): 4 frames at
+        // 15 fps span 0.2667 s plus one frame interval.
+        let header = std::fs::read(&path).unwrap();
+        assert_eq!(
+            u32::from_le_bytes(header[24..28].try_into().unwrap()),
+            24_000
+        );
         let mut r = IvfSource::open(&path, false).unwrap();
         for (f, t) in &frames {
             let (g, u) = r.next_frame().unwrap().unwrap();

@@ -375,10 +375,16 @@ async fn test_pattern_and_tone_both_ways_are_recorded() {
                 (Track::Audio, "opus".to_owned())
             ]
         );
+        // Sent and received counts grow independently: wait for one report with all four.
         let PeerEvent::Stats(s) = until(
             p,
-            |e| matches!(e, PeerEvent::Stats(s) if s.video_frames_received >= 10 && s.audio_frames_received >= 30),
-            "stats counting frames",
+            |e| {
+                matches!(e, PeerEvent::Stats(s) if s.video_frames_received >= 10
+                    && s.audio_frames_received >= 30
+                    && s.video_frames_sent >= 10
+                    && s.audio_frames_sent >= 30)
+            },
+            "stats counting frames both ways",
         )
         .await
         else {
@@ -416,10 +422,9 @@ async fn test_pattern_and_tone_both_ways_are_recorded() {
                     assert_eq!(&bytes[0..4], b"DKIF");
                     assert_eq!(&bytes[8..12], b"VP80");
                     assert_eq!(u16::from_le_bytes([bytes[12], bytes[13]]), 320);
-                    assert_eq!(
-                        u64::from(u32::from_le_bytes(bytes[24..28].try_into().unwrap())),
-                        frames
-                    );
+                    // Duration in 1/90,000 s: at least the frames' span at 15 fps.
+                    let duration = u64::from(u32::from_le_bytes(bytes[24..28].try_into().unwrap()));
+                    assert!(duration >= frames * 6_000, "{duration} for {frames} frames");
                 }
                 Track::Audio => assert_eq!(&bytes[0..4], b"OggS"),
             }

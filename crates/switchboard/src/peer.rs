@@ -12,6 +12,8 @@ use tokio::io::{AsyncBufReadExt as _, AsyncWriteExt as _, BufReader};
 
 /// How long a sender stays after its last media frame before hanging up (see `linger_until`).
 const SOURCE_LINGER: std::time::Duration = std::time::Duration::from_millis(500);
+/// "waiting for the other peer" is printed when it has not shown up this long after the join.
+const WAITING_NOTICE: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// Flags of `switchboard peer`.
 #[derive(Debug, Args)]
@@ -146,7 +148,10 @@ fn stats_line(s: &Stats) -> String {
 }
 
 /// A progress line on stderr: rewritten in place on a terminal, every 25 % otherwise.
+/// The rate counts from the transfer's first progress event.
 struct Progress {
+    /// The transfer shown (a new id restarts the clock and the quarters).
+    id: Option<String>,
     tty: bool,
     started: std::time::Instant,
     last_quarter: u64,
@@ -155,12 +160,17 @@ struct Progress {
 impl Progress {
     fn new() -> Self {
         Self {
+            id: None,
             tty: std::io::stderr().is_terminal(),
             started: std::time::Instant::now(),
             last_quarter: 0,
         }
     }
-    fn show(&mut self, verb: &str, name: &str, bytes: u64, size: u64) {
+    fn show(&mut self, id: &str, verb: &str, name: &str, bytes: u64, size: u64) {
+        if self.id.as_deref() != Some(id) {
+            *self = Self::new();
+            self.id = Some(id.to_owned());
+        }
         let pct = (bytes * 100).checked_div(size).unwrap_or(100);
         let secs = self.started.elapsed().as_secs_f64().max(1e-3);
         let line = format!(
@@ -238,12 +248,19 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
     let mut linger_until: Option<tokio::time::Instant> = None;
     let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
     let mut driver_result = None;
+    // "waiting for the other peer" is shown only if it has not shown up shortly after the join.
+    let mut peer_here = false;
+    let mut waiting_at: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             () = async { tokio::time::sleep_until(hang_up_at.unwrap_or_else(tokio::time::Instant::now)).await }, if hang_up_at.is_some() => {
                 hang_up_at = None;
                 eprintln!("--duration reached; hanging up");
                 peer.hangup().await;
+            }
+            () = async { tokio::time::sleep_until(waiting_at.unwrap_or_else(tokio::time::Instant::now)).await }, if waiting_at.is_some() => {
+                waiting_at = None;
+                eprintln!("waiting for the other peer to join room {:?}", args.room);
             }
             () = async { tokio::time::sleep_until(linger_until.unwrap_or_else(tokio::time::Instant::now)).await }, if linger_until.is_some() => {
                 linger_until = None;
@@ -255,7 +272,15 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
             }
             event = peer.next_event() => match event {
                 Some(PeerEvent::Joined) => {
-                    eprintln!("joined room {:?}; waiting for the other peer", args.room);
+                    eprintln!("joined room {:?}", args.room);
+                    if !peer_here {
+                        waiting_at = Some(tokio::time::Instant::now() + WAITING_NOTICE);
+                    }
+                }
+                Some(PeerEvent::PeerJoined) => {
+                    peer_here = true;
+                    waiting_at = None;
+                    eprintln!("the other peer is here; connecting");
                 }
                 Some(PeerEvent::Open) => {
                     eprintln!("connected");
@@ -263,12 +288,11 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
                         hang_up_at = Some(tokio::time::Instant::now() + std::time::Duration::from_secs_f64(secs.max(0.0)));
                     }
                     if let Some(f) = to_send.take() {
-                        progress = Progress::new();
                         peer.send_file(&f).await?;
                     }
                 }
-                Some(PeerEvent::FileProgress { name, bytes, size, sending, .. }) => {
-                    progress.show(if sending { "sending" } else { "receiving" }, &name, bytes, size);
+                Some(PeerEvent::FileProgress { id, name, bytes, size, sending }) => {
+                    progress.show(&id, if sending { "sending" } else { "receiving" }, &name, bytes, size);
                 }
                 Some(PeerEvent::FileSent { name, size, .. }) => {
                     progress.done();
@@ -300,12 +324,14 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
                 }
                 Some(PeerEvent::Binary(b)) => eprintln!("<binary message, {} bytes>", b.len()),
                 Some(PeerEvent::PeerLeft) => {
+                    peer_here = false;
                     eprintln!("the other peer left");
                     if exit_when_alone {
                         peer.hangup().await;
                     }
                 }
-                Some(PeerEvent::ServerError(e)) => eprintln!("server: {e}"),
+                // A refusal (room full, bad name) ends the session with a sentence below.
+                Some(PeerEvent::ServerError(e)) => tracing::debug!("server error: {e}"),
                 Some(PeerEvent::MediaStarted { track, codec }) => {
                     eprintln!("receiving {track} ({codec})");
                 }
@@ -345,9 +371,13 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
             }
         }
     }
-    if let Some(res) = driver_result {
-        res.context("peer task")??;
-    }
+    // The event stream can end before the driver's result was picked up: wait for it, so an
+    // error always makes a non-zero exit.
+    let res = match driver_result {
+        Some(res) => res,
+        None => driver.await,
+    };
+    res.context("peer task")??;
     if let Some(f) = failure {
         bail!(f);
     }

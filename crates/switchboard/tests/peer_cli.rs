@@ -305,6 +305,125 @@ fn test_pattern_and_tone_both_ways() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// The first-hour case: two peers started together, each playing video and audio but
+/// recording only the other's video (so each offers to send audio the other will not record).
+/// Both must connect, record the other's video for the whole `--duration`, and exit 0.
+#[test]
+fn both_send_and_record_video_only_started_together() {
+    if !ffmpeg_available() {
+        return;
+    }
+    let sb = start_switchboard(&[], &[]);
+    let dir = std::env::temp_dir().join(format!("sb-cli-both-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let out = |side: &str| dir.join(format!("{side}.ivf")).to_str().unwrap().to_owned();
+    let (a_out, b_out) = (out("a"), out("b"));
+    let args = |rec: &str| {
+        [
+            "--play",
+            "test",
+            "--record",
+            rec,
+            "--duration",
+            "3",
+            "--stats",
+        ]
+        .map(str::to_owned)
+    };
+    let (a_args, b_args) = (args(&a_out), args(&b_out));
+    fn refs(v: &[String; 7]) -> Vec<&str> {
+        v.iter().map(String::as_str).collect()
+    }
+    let (mut a, a_err) = cli_peer(sb.port, "cli-both", &refs(&a_args));
+    let (mut b, b_err) = cli_peer(sb.port, "cli-both", &refs(&b_args));
+    for err in [&a_err, &b_err] {
+        wait_all(
+            err,
+            &[
+                "the other peer is here",
+                "connected",
+                "receiving video (vp8)",
+                "receiving audio (opus)",
+            ],
+        );
+        // Each side's own audio reaches the other: it is counted as sent.
+        let line = wait_line(err, "audio 1");
+        assert!(line.contains("path=host"), "{line}");
+    }
+    assert!(a.0.wait().unwrap().success());
+    assert!(b.0.wait().unwrap().success());
+    for path in [&a_out, &b_out] {
+        let path = std::path::Path::new(path);
+        let (codec, frames, w, h) = probe(path);
+        assert_eq!((codec.as_str(), w, h), ("vp8", 320, 240));
+        assert!(frames >= 25, "{}: {frames} video frames", path.display());
+        decodes_cleanly(path);
+        // The header carries the duration, so players and ffprobe see ~3 s, not 0.
+        let duration: f64 = run_ok(
+            "ffprobe",
+            &[
+                "-v",
+                "error",
+                "-show_entries",
+                "format=duration",
+                "-of",
+                "csv=p=0",
+                path.to_str().unwrap(),
+            ],
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        let expected = frames as f64 / 15.0;
+        assert!(
+            (duration - expected).abs() < 0.5,
+            "{duration} s for {frames} frames"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A full room, an invalid room name, a port with nothing behind it and an HTTP server that is
+/// not Switchboard: each ends `switchboard peer` with a sentence and a non-zero exit.
+#[test]
+fn refusals_and_unreachable_servers_exit_non_zero_with_a_sentence() {
+    let sb = start_switchboard(&[], &[]);
+    let a = chat_peer(sb.port, "cli-full");
+    wait_line(&a.stderr, "joined room");
+    let b = chat_peer(sb.port, "cli-full");
+    wait_line(&b.stderr, "joined room");
+    let server = format!("127.0.0.1:{}", sb.port);
+    let closed = format!("127.0.0.1:{}", common::free_port());
+    let not_switchboard = format!("ws://127.0.0.1:{}/not/a/websocket", sb.port);
+    for (server, room, want) in [
+        (
+            server.as_str(),
+            "cli-full",
+            "room \"cli-full\" is full: it already has two peers",
+        ),
+        (
+            server.as_str(),
+            "no spaces",
+            "\"no spaces\" is not a valid room name",
+        ),
+        (closed.as_str(), "r", "cannot reach ws://"),
+        (
+            not_switchboard.as_str(),
+            "r",
+            "is not a Switchboard WebSocket endpoint: the server answered HTTP 404",
+        ),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["peer", "--server", server, "--room", room])
+            .env("RUST_BACKTRACE", "0")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{server} {room}: {err}");
+        assert!(err.contains(want), "{server} {room}: {err}");
+    }
+}
+
 #[test]
 fn bad_media_arguments_are_clear_errors() {
     let dir = std::env::temp_dir().join(format!("sb-cli-badmedia-{}", std::process::id()));
