@@ -86,10 +86,17 @@ function startCall(name) {
   });
   call.on("fileprogress", (p) => transferProgress(p));
   call.on("file", (f) => fileReceived(f));
-  call.on("error", ({ code, message }) => {
+  call.on("error", ({ code, message, fatal }) => {
     demo.errors.push(code);
     if (code === "room_full" || code === "invalid_room") return; // shown on the stage
-    showBanner(message, code !== "server_unreachable" && code !== "connection_failed");
+    if (fatal) { failure = message; render(call.state); return; } // the join failed: on the stage
+    if (code === "insecure_context" || code === "camera_denied" || code === "camera_unavailable") {
+      // Stays visible for the whole call: it explains the black tile and the controls.
+      mediaProblem = message;
+      showMediaProblem();
+      return;
+    }
+    showBanner(message, code !== "connection_failed");
   });
 
   $("copy-link").onclick = async () => {
@@ -152,6 +159,16 @@ function startCall(name) {
 }
 
 let peerLeft = false;
+/** Why the join failed (server unreachable, not a Switchboard server), shown on the stage. */
+let failure = null;
+/** Why there is no camera or microphone (insecure page, blocked, none), shown all call long. */
+let mediaProblem = null;
+
+function showMediaProblem() {
+  const p = $("media-problem");
+  p.textContent = mediaProblem || "";
+  p.hidden = !mediaProblem;
+}
 
 function render(state) {
   const call = demo.call;
@@ -170,7 +187,12 @@ function render(state) {
     case "connected": break;
     case "reconnecting": text = "Reconnecting…"; sub = "The call continues if your network allows it."; break;
     case "full": text = "This room is full."; sub = "Two people are already in it. Try another room name."; still = true; rejoin = true; break;
-    case "closed": text = "You left the call."; still = true; rejoin = true; break;
+    case "closed":
+      text = failure ? "Could not join the call." : "You left the call.";
+      sub = failure || "";
+      still = true;
+      rejoin = true;
+      break;
     default: text = "";
   }
   if (state === "connected" || (state === "reconnecting" && hasVideo)) {
@@ -184,7 +206,7 @@ function render(state) {
   $("stage-sub").textContent = sub;
   $("stage-message").classList.toggle("still", still);
   $("rejoin").hidden = !rejoin;
-  $("rejoin").textContent = state === "full" ? "Try again" : "Rejoin";
+  $("rejoin").textContent = state === "full" || failure ? "Try again" : "Rejoin";
   $("other-room").hidden = state !== "full";
   for (const id of ["mic-btn", "cam-btn", "screen-btn", "hangup-btn"]) $(id).disabled = state === "closed" || state === "full";
 }

@@ -3,13 +3,15 @@
 /** Error codes the SDK emits; `ERROR_MESSAGES[code]` is a sentence for people. */
 export type ErrorCode =
   | "room_full" | "camera_denied" | "camera_unavailable" | "insecure_context"
-  | "server_unreachable" | "server_busy" | "invalid_room" | "connection_failed"
+  | "server_unreachable" | "not_switchboard" | "server_busy" | "invalid_room" | "connection_failed"
   | "file_too_large" | "not_connected" | "screen_share_failed" | "server_error";
 
 export declare const ERROR_MESSAGES: Record<ErrorCode, string>;
 
 export declare class SwitchboardError extends Error {
+  constructor(code: ErrorCode, detail?: unknown, message?: string);
   readonly code: ErrorCode;
+  /** For `server_unreachable` / `not_switchboard` from join(): `{ url, reason }`. */
   readonly detail?: unknown;
 }
 
@@ -41,6 +43,12 @@ export interface SwitchboardOptions {
   iceTransportPolicy?: "all" | "relay";
   /** Re-join automatically after the signaling socket drops (backoff 0.5 s → 8 s); default true. */
   reconnect?: boolean;
+  /**
+   * Bound on the first connection of `join()`, in ms (default 10000): without `joined` by
+   * then, `join()` rejects (`server_unreachable` / `not_switchboard`, up to 2 s later while
+   * the SDK tells them apart) and camera and microphone are released.
+   */
+  connectTimeout?: number;
   /** Largest file accepted or sent, in bytes; default 512 MiB. */
   maxFileSize?: number;
   /** Log protocol events to the console. */
@@ -88,17 +96,25 @@ export declare class Switchboard {
   readonly remoteStream: MediaStream | null;
   readonly micEnabled: boolean;
   readonly cameraEnabled: boolean;
+  /** The screen-capture track while sharing the screen, else null. */
+  readonly screenTrack: MediaStreamTrack | null;
   readonly peerConnection: RTCPeerConnection | null;
   /** Subscribes to an event; returns an unsubscribe function. */
   on<K extends keyof SwitchboardEvents>(name: K, fn: (detail: SwitchboardEvents[K]) => void): () => void;
-  /** Opens camera/mic, connects and joins; resolves once joined (rejects on room_full / invalid_room). */
+  /**
+   * Opens camera/mic, connects and joins; resolves once joined. Rejects with a
+   * `SwitchboardError`: `room_full`, `invalid_room`, `server_busy`, or, when the first
+   * connection fails within `connectTimeout`, `server_unreachable` (nothing answers at the
+   * URL) or `not_switchboard` (something answers, but not Switchboard); the message names
+   * the URL. After a successful join, drops are retried by themselves.
+   */
   join(): Promise<void>;
   /** Leaves the room, closes the call, releases camera and microphone. */
   hangup(): void;
   /** Sends text or binary over the data channel. Throws `not_connected` before it opens. */
   send(data: string | ArrayBuffer | ArrayBufferView | Blob): void;
   /** Sends a file on its own data channel; resolves when the peer has all of it. */
-  sendFile(file: Blob & { name?: string }, options?: { onProgress?: (p: { sent: number; size: number }) => void }): Promise<{ id: string; name: string; size: number }>;
+  sendFile(file: Blob & { name?: string }, options?: { onProgress?: (p: FileProgress & { /** Alias of `bytes`. */ sent: number }) => void }): Promise<{ id: string; name: string; size: number }>;
   /** Mutes or unmutes the microphone; returns the new state. */
   setMicrophone(enabled: boolean): boolean;
   /** Turns the camera off (released, no frames sent) or on; resolves to the new state. */

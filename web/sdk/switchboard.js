@@ -16,6 +16,8 @@ const ICE_CONFIG_WAIT_MS = 2000;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 const ICE_DISCONNECTED_RESTART_MS = 3000;
 const MAX_PENDING_CANDIDATES = 200;
+const CONNECT_TIMEOUT_MS = 10000;
+const PROBE_TIMEOUT_MS = 2000;
 const FILE_CHUNK = 16 * 1024;
 const FILE_HIGH_WATER = 4 * 1024 * 1024;
 const FILE_LOW_WATER = 1024 * 1024;
@@ -27,7 +29,8 @@ export const ERROR_MESSAGES = {
   camera_denied: "Camera or microphone access was blocked. Allow it in the browser and try again.",
   camera_unavailable: "No camera or microphone could be opened.",
   insecure_context: "Camera access needs HTTPS (or localhost).",
-  server_unreachable: "Cannot reach the Switchboard server. Retrying…",
+  server_unreachable: "Cannot reach the Switchboard server.",
+  not_switchboard: "The server answered, but that address is not a Switchboard endpoint (check the host, port and /<app>/websocket path).",
   server_busy: "The server is busy. Retrying…",
   invalid_room: "Room names may only use letters, digits, '-', '_' and '.' (up to 128).",
   connection_failed: "The direct connection to the other person failed. Retrying…",
@@ -39,18 +42,27 @@ export const ERROR_MESSAGES = {
 
 /** Error with a stable `code` (see ERROR_MESSAGES) and a readable message. */
 export class SwitchboardError extends Error {
-  constructor(code, detail) {
-    super(ERROR_MESSAGES[code] || code);
+  constructor(code, detail, message) {
+    super(message || ERROR_MESSAGES[code] || code);
     this.name = "SwitchboardError";
     this.code = code;
     this.detail = detail;
   }
 }
 
-/** The default signaling URL for pages served by Switchboard itself. */
+/**
+ * The default signaling URL: the server this module was loaded from (a page that imports
+ * `http://calls.example.com:5080/sdk/switchboard.js` talks to that server), or the page's
+ * own host when the SDK is bundled into the page.
+ */
 export function defaultUrl(app = DEFAULT_APP) {
-  const proto = location.protocol === "https:" ? "wss:" : "ws:";
-  return `${proto}//${location.host}/${app}/websocket`;
+  let origin = new URL(location.href);
+  try {
+    const mine = new URL(import.meta.url);
+    if (mine.protocol === "http:" || mine.protocol === "https:") origin = mine;
+  } catch { /* not loaded from a URL: use the page's host */ }
+  const proto = origin.protocol === "https:" ? "wss:" : "ws:";
+  return `${proto}//${origin.host}/${app}/websocket`;
 }
 
 /** A random room name such as "calm-river-4821". */
@@ -76,6 +88,7 @@ export class Switchboard {
     this.url = options.url || defaultUrl(options.app);
     this.media = options.media === undefined ? { audio: true, video: true } : options.media;
     this.reconnect = options.reconnect !== false;
+    this.connectTimeout = options.connectTimeout > 0 ? options.connectTimeout : CONNECT_TIMEOUT_MS;
     this.maxFileSize = options.maxFileSize || 512 * 1024 * 1024;
     this.log = options.debug ? (...a) => console.debug("[switchboard]", ...a) : () => {};
     this.iceServers = options.iceServers || null;
@@ -95,6 +108,8 @@ export class Switchboard {
     this._closed = false;
     this._joined = false;
     this._everOpened = false;
+    // Set by join() until the first `joined`: failures then end the join instead of retrying.
+    this._firstConnect = null;
     this._pingTimer = null;
     this._retryTimer = null;
     this._iceWaiters = [];
@@ -132,8 +147,8 @@ export class Switchboard {
     this._emit("state", { state });
   }
 
-  _error(code, detail, fatal = false) {
-    const error = new SwitchboardError(code, detail);
+  _error(code, detail, fatal = false, message = undefined) {
+    const error = new SwitchboardError(code, detail, message);
     this._emit("error", { code, message: error.message, detail, fatal, error });
     return error;
   }
@@ -148,12 +163,58 @@ export class Switchboard {
     this._closed = false;
     await this._openMedia();
     return new Promise((resolve, reject) => {
-      const offJoined = this.on("joined", () => { offJoined(); offFatal(); resolve(); });
-      const offFatal = this.on("error", (e) => {
-        if (e.fatal) { offJoined(); offFatal(); reject(e.error); }
-      });
+      const done = (error) => {
+        offJoined();
+        offFatal();
+        clearTimeout(timer);
+        this._firstConnect = null;
+        if (error) reject(error);
+        else resolve();
+      };
+      const offJoined = this.on("joined", () => done());
+      const offFatal = this.on("error", (e) => { if (e.fatal) done(e.error); });
+      // The first connection is bounded: no `joined` within connectTimeout ends the join.
+      const timer = setTimeout(() => this._firstConnectFailed("no answer within " + this.connectTimeout + " ms"), this.connectTimeout);
+      // opened: the WebSocket upgrade succeeded; spoke: a Switchboard message arrived.
+      this._firstConnect = { opened: false, spoke: false, busy: false };
       this._connect();
     });
+  }
+
+  /**
+   * The first connection of a join() failed: release camera and microphone, and reject the
+   * join with `server_busy`, `not_switchboard` (something answers HTTP at that address, but
+   * not Switchboard's WebSocket) or `server_unreachable` (nothing answers), naming the URL.
+   */
+  async _firstConnectFailed(why) {
+    const first = this._firstConnect;
+    if (!first || this._closed) return;
+    this._firstConnect = null;
+    this._closed = true;
+    clearTimeout(this._retryTimer);
+    this._stopSocket();
+    this._releaseMedia();
+    this._setState("closed");
+    let code;
+    if (first.busy) code = "server_busy";
+    else if (first.spoke) code = "server_unreachable";
+    else if (first.opened) code = "not_switchboard";
+    else code = (await this._answersHttp()) ? "not_switchboard" : "server_unreachable";
+    const text = code === "server_busy" ? "The server is busy (at its connection limit); try again later."
+      : code === "not_switchboard" ? `${this.url} is not a Switchboard endpoint: something answers there, but not Switchboard's WebSocket (check the host, port and /<app>/websocket path).`
+        : `Cannot reach the Switchboard server at ${this.url} (${why}).`;
+    this._error(code, { url: this.url, reason: why }, true, text);
+  }
+
+  /** Whether anything answers HTTP at the signaling URL's address (an opaque answer is enough). */
+  async _answersHttp() {
+    try {
+      const http = this.url.replace(/^ws(s?):/, "http$1:");
+      await fetch(http, { mode: "no-cors", cache: "no-store", signal: AbortSignal.timeout(PROBE_TIMEOUT_MS) });
+      return true;
+    } catch {
+      return false;
+    }
   }
 
   /** Leaves the room, closes the call and stops the camera and microphone. */
@@ -184,6 +245,9 @@ export class Switchboard {
     if (!want.audio && !want.video) return;
     if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) {
       this._error("insecure_context");
+      this.micEnabled = false;
+      this.cameraEnabled = false;
+      this._emit("localstream", { stream: this.localStream });
       return;
     }
     try {
@@ -213,13 +277,20 @@ export class Switchboard {
     try {
       ws = new WebSocket(this.url);
     } catch (e) {
-      this._error("server_unreachable", e.message, true);
+      // A malformed URL, or ws:// from an https:// page (mixed content).
+      if (this._firstConnect) {
+        this._firstConnect.opened = false;
+        this._firstConnectFailed(e.message);
+      } else {
+        this._error("server_unreachable", e.message, true, `Cannot connect to ${this.url}: ${e.message}`);
+      }
       return;
     }
     this._ws = ws;
     ws.onopen = () => {
       this._attempt = 0;
       this._everOpened = true;
+      if (this._firstConnect) this._firstConnect.opened = true;
       this._pingTimer = setInterval(() => this._send({ command: "ping" }), PING_MS);
       if (this.askIce) this._send({ command: "getIceServerConfig" });
       this._send({ command: "join", streamId: this.room, multiPeer: false, mode: "both" });
@@ -227,6 +298,7 @@ export class Switchboard {
     ws.onmessage = (e) => {
       let msg;
       try { msg = JSON.parse(e.data); } catch { return; }
+      if (this._firstConnect && typeof msg?.command === "string") this._firstConnect.spoke = true;
       this._onSignal(msg).catch((err) => this.log("signal handling failed", err));
     };
     ws.onclose = () => {
@@ -234,7 +306,11 @@ export class Switchboard {
       this._joined = false;
       if (this._ws !== ws || this._closed) return;
       this._ws = null;
-      if (!this._everOpened) this._error("server_unreachable");
+      if (this._firstConnect) {
+        // Never joined: a refused port, a 404, or a close before `joined`. Say so now.
+        this._firstConnectFailed("the connection closed before joining");
+        return;
+      }
       if (!this.reconnect) { this._setState("closed"); return; }
       this._setState("reconnecting");
       const delay = BACKOFF_MS[Math.min(this._attempt, BACKOFF_MS.length - 1)] * (0.8 + Math.random() * 0.4);
@@ -326,6 +402,7 @@ export class Switchboard {
         this._error("invalid_room", msg, true);
         return;
       case "highResourceUsage":
+        if (this._firstConnect) this._firstConnect.busy = true;
         this._error("server_busy", msg);
         return;
       case "no_peer_associated_before":
@@ -534,8 +611,10 @@ export class Switchboard {
   }
 
   /**
-   * Sends a File or Blob on its own data channel. `onProgress({sent, size})` is called as it
-   * goes; resolves when the other side confirms it has every byte.
+   * Sends a File or Blob on its own data channel. `onProgress(p)` is called as it goes with
+   * the same object as the `fileprogress` event (`{ id, name, size, bytes, direction }`, plus
+   * `sent`, an alias of `bytes` kept for older pages); resolves when the other side confirms
+   * it has every byte.
    */
   sendFile(file, { onProgress } = {}) {
     const pc = this._pc;
@@ -544,9 +623,10 @@ export class Switchboard {
     const id = `${Date.now().toString(36)}-${++this._fileSeq}`;
     const name = file.name || "file";
     const size = file.size;
-    const report = (sent) => {
-      onProgress?.({ sent, size });
-      this._emit("fileprogress", { id, name, size, bytes: sent, direction: "send" });
+    const report = (bytes) => {
+      const progress = { id, name, size, bytes, direction: "send" };
+      onProgress?.({ ...progress, sent: bytes });
+      this._emit("fileprogress", progress);
     };
     const ch = pc.createDataChannel(`sb-file:${id}`, { ordered: true });
     ch.binaryType = "arraybuffer";
@@ -625,6 +705,7 @@ export class Switchboard {
       if (sender && !this.screenTrack) { this._videoSender = sender; await sender.replaceTrack(null); }
       this.cameraEnabled = false;
     } else if (!this.cameraEnabled) {
+      if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) throw new SwitchboardError("insecure_context");
       const s = await navigator.mediaDevices.getUserMedia({ video: (this.media && this.media.video) || true });
       const track = s.getVideoTracks()[0];
       this.localStream.addTrack(track);

@@ -24,7 +24,9 @@ async function run(): Promise<void> {
   await call.join();
   call.send("hi");
   call.send(new Uint8Array([1, 2, 3]));
-  const sent = await call.sendFile(new Blob(["x"]), { onProgress: ({ sent, size }) => void (sent / size) });
+  const sent = await call.sendFile(new Blob(["x"]), { onProgress: ({ bytes, sent, size, direction }) => void [bytes / size, sent, direction] });
+  const sharing: MediaStreamTrack | null = call.screenTrack;
+  void sharing;
   void sent.id;
   const mic: boolean = call.setMicrophone(false);
   const cam: boolean = await call.setCamera(false);
@@ -35,7 +37,11 @@ async function run(): Promise<void> {
   call.hangup();
 }
 void run;
-new Switchboard({ room: "r", iceTransportPolicy: "relay" });
+new Switchboard({ room: "r", iceTransportPolicy: "relay", connectTimeout: 5000 });
+call.join().catch((e: SwitchboardError) => {
+  const wrongUrl: boolean = e.code === "server_unreachable" || e.code === "not_switchboard";
+  void wrongUrl;
+});
 // @ts-expect-error only "all" or "relay"
 new Switchboard({ room: "r", iceTransportPolicy: "none" });
 // @ts-expect-error room is required
