@@ -8,6 +8,13 @@ const ROOM_RE = /^[A-Za-z0-9_.-]{1,128}$/;
 /** Exposed for tests and for curious developers (open the console). */
 const demo = (window.demo = { call: null, files: [], transfers: {}, errors: [] });
 
+/** The other person left (the stage says so instead of "waiting"). */
+let peerLeft = false;
+/** Why the join failed (server unreachable, not a Switchboard server), shown on the stage. */
+let failure = null;
+/** Why there is no camera or microphone (insecure page, blocked, none), shown all call long. */
+let mediaProblem = null;
+
 const STATE_TEXT = {
   idle: "Ready",
   connecting: "Connecting…",
@@ -27,20 +34,46 @@ if (room && ROOM_RE.test(room)) {
   setupLobby(room);
 }
 
+/**
+ * A valid room name close to `raw`: accents dropped (café → cafe), every run of other
+ * characters (spaces, emoji, ...) one "-", no leading or trailing "-"; empty if nothing is left.
+ */
+export function suggestRoom(raw) {
+  return String(raw)
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/g, "")
+    .replace(/-*[^A-Za-z0-9_.-]+-*/g, "-")
+    .replace(/^-+|-+$/g, "")
+    .slice(0, 128);
+}
+
+/** The lobby's hint line: the rule, or why a name was refused and what was put instead. */
+function hint(text, bad) {
+  $("room-hint").textContent = text;
+  $("room-hint").classList.toggle("bad", bad);
+  $("room-input").setAttribute("aria-invalid", String(bad));
+}
+
+const HINT = "Letters, digits, “-”, “_” and “.”. Two people per room.";
+
+/** `name` is not a room name: put the closest valid one in the field and say so. */
+function refuse(name) {
+  const suggestion = suggestRoom(name) || randomRoom();
+  $("room-input").value = suggestion;
+  hint(`“${name}” can’t be a room name: use letters, digits, “-”, “_” and “.”. Suggested instead: “${suggestion}”.`, true);
+}
+
 function setupLobby(badRoom) {
-  $("room-input").value = badRoom ? badRoom.replace(/[^A-Za-z0-9_.-]/g, "-").slice(0, 128) : randomRoom();
-  if (badRoom) {
-    document.querySelector(".hint").textContent = ERROR_MESSAGES.invalid_room;
-    document.querySelector(".hint").classList.add("bad");
-  }
-  $("generate").onclick = () => { $("room-input").value = randomRoom(); $("room-input").focus(); };
-  $("room-input").oninput = () => $("room-input").setCustomValidity("");
+  $("room-input").value = randomRoom();
+  if (badRoom) refuse(badRoom);
+  $("generate").onclick = () => { $("room-input").value = randomRoom(); hint(HINT, false); $("room-input").focus(); };
+  $("room-input").oninput = () => hint(HINT, false);
   $("join-form").onsubmit = (e) => {
     e.preventDefault();
     const name = $("room-input").value.trim();
     if (!ROOM_RE.test(name)) {
-      $("room-input").setCustomValidity(ERROR_MESSAGES.invalid_room);
-      $("room-input").reportValidity();
+      refuse(name);
+      $("room-input").focus();
       return;
     }
     location.search = `?room=${encodeURIComponent(name)}`;
@@ -54,6 +87,7 @@ function startCall(name) {
   $("side").hidden = false;
   $("room-info").hidden = false;
   $("room-name").textContent = name;
+  $("room-name").title = name;
   document.title = `${name} — Switchboard`;
 
   // `?relay=1`: media only through the TURN relay (hides this device's IP from the peer).
@@ -66,19 +100,26 @@ function startCall(name) {
 
   call.on("state", ({ state }) => render(state));
   call.on("localstream", ({ stream }) => {
-    $("local-video").srcObject = stream;
-    $("local-off").hidden = call.cameraEnabled;
-    setPressed("mic-btn", call.micEnabled);
-    setPressed("cam-btn", call.cameraEnabled);
+    // An empty stream on a <video> would hold the page's load event forever.
+    $("local-video").srcObject = stream.getTracks().length ? stream : null;
+    showLocalMedia();
   });
   call.on("remotestream", ({ stream }) => { $("remote-video").srcObject = stream; render(call.state); });
   call.on("peerjoined", () => { peerLeft = false; systemMessage("Someone joined the call."); });
-  call.on("peerleft", () => { peerLeft = true; $("peer-badges").replaceChildren(); systemMessage("The other person left the call."); render(call.state); });
+  call.on("peerleft", () => {
+    peerLeft = true;
+    $("peer-badges").replaceChildren();
+    $("remote-off").hidden = true;
+    systemMessage("The other person left the call.");
+    render(call.state);
+  });
   call.on("peermedia", ({ mic, camera }) => {
     const badges = [];
     if (!mic) badges.push(badge("🔇 Muted", "peer-muted"));
     if (!camera) badges.push(badge("Camera off", "peer-camera-off"));
     $("peer-badges").replaceChildren(...badges);
+    // Their last frame would stay frozen on the video: show a placeholder instead.
+    $("remote-off").hidden = camera;
   });
   call.on("message", ({ data }) => {
     if (typeof data === "string") chatMessage(data, "them");
@@ -100,7 +141,7 @@ function startCall(name) {
   });
 
   $("copy-link").onclick = async () => {
-    try { await navigator.clipboard.writeText(location.href); flash("copy-link", "Copied!"); }
+    try { await navigator.clipboard.writeText(location.href); flash("copy-label", "Copied!"); $("copy-link").title = "Copied!"; }
     catch { prompt("Copy this link:", location.href); }
   };
   $("mic-btn").onclick = () => {
@@ -110,11 +151,9 @@ function startCall(name) {
   $("cam-btn").onclick = async () => {
     $("cam-btn").disabled = true;
     try {
-      const on = await call.setCamera(!call.cameraEnabled);
-      setPressed("cam-btn", on);
-      $("local-off").hidden = on;
-    } catch (e) { showBanner(ERROR_MESSAGES.camera_unavailable, true); }
-    finally { $("cam-btn").disabled = false; }
+      await call.setCamera(!call.cameraEnabled);
+    } catch (e) { showBanner(e.code ? e.message : ERROR_MESSAGES.camera_unavailable, true); }
+    finally { showLocalMedia(); }
   };
   $("screen-btn").onclick = async () => {
     if (call.screenTrack) { await call.stopScreenShare(); return; }
@@ -158,16 +197,30 @@ function startCall(name) {
   call.join().catch(() => {});
 }
 
-let peerLeft = false;
-/** Why the join failed (server unreachable, not a Switchboard server), shown on the stage. */
-let failure = null;
-/** Why there is no camera or microphone (insecure page, blocked, none), shown all call long. */
-let mediaProblem = null;
 
 function showMediaProblem() {
   const p = $("media-problem");
-  p.textContent = mediaProblem || "";
+  p.textContent = mediaProblem ? `${mediaProblem} You can still see, hear and chat with the other person.` : "";
   p.hidden = !mediaProblem;
+  showLocalMedia();
+}
+
+/** Mic and camera buttons and the local tile as they really are. */
+function showLocalMedia() {
+  const call = demo.call;
+  if (!call) return;
+  setPressed("mic-btn", call.micEnabled);
+  setPressed("cam-btn", call.cameraEnabled);
+  const noDevices = !window.isSecureContext || !navigator.mediaDevices?.getUserMedia;
+  const ended = call.state === "closed" || call.state === "full";
+  for (const id of ["mic-btn", "cam-btn", "screen-btn"]) {
+    $(id).disabled = ended || noDevices;
+    if (noDevices) $(id).title = ERROR_MESSAGES.insecure_context;
+  }
+  // The microphone can only be muted if there is one.
+  if (!call.localStream.getAudioTracks().length) $("mic-btn").disabled = true;
+  $("local-off").hidden = call.cameraEnabled;
+  $("local-off").textContent = noDevices ? "No camera (needs HTTPS)" : "Camera off";
 }
 
 function render(state) {
@@ -208,7 +261,8 @@ function render(state) {
   $("rejoin").hidden = !rejoin;
   $("rejoin").textContent = state === "full" || failure ? "Try again" : "Rejoin";
   $("other-room").hidden = state !== "full";
-  for (const id of ["mic-btn", "cam-btn", "screen-btn", "hangup-btn"]) $(id).disabled = state === "closed" || state === "full";
+  $("hangup-btn").disabled = state === "closed" || state === "full";
+  showLocalMedia();
 }
 
 async function updateStats() {

@@ -58,6 +58,54 @@ test("the lobby makes a room link; two tabs are in a call", async () => {
   await call("main-room");
 });
 
+/** Layout facts of `page`: horizontal overflow, and which elements stick out of the viewport. */
+const layoutOf = (page) => page.evaluate(() => ({
+  scrollW: document.documentElement.scrollWidth, vw: innerWidth,
+  outside: [...document.querySelectorAll("body *")].filter((e) => {
+    const r = e.getBoundingClientRect();
+    return r.width > 0 && getComputedStyle(e).visibility !== "hidden" && (r.left < -1 || r.right > innerWidth + 1);
+  }).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`),
+}));
+
+test("lobby and waiting views fit 390x844 and 1280x720: no overflow, room name and copy link visible", async () => {
+  for (const vp of [PHONE, DESKTOP]) {
+    const lobby = await open(browserA, `${sb.url}/`, vp);
+    await lobby.screenshot({ path: join(artifacts, `demo-lobby-${vp.width}x${vp.height}.png`) });
+    const l = await layoutOf(lobby);
+    assert.ok(l.scrollW <= l.vw && l.outside.length === 0, `lobby at ${vp.width}: ${JSON.stringify(l)}`);
+    await lobby.context().close();
+
+    const name = "family-call-sunday";
+    const waiting = await open(browserA, room(name), vp);
+    await waitState(waiting, "waiting page", "waiting");
+    await waiting.screenshot({ path: join(artifacts, `demo-waiting-${vp.width}x${vp.height}.png`) });
+    const w = await layoutOf(waiting);
+    assert.ok(w.scrollW <= w.vw && w.outside.length === 0, `waiting at ${vp.width}: ${JSON.stringify(w)}`);
+    // The whole room name is shown (not "fa…"), and the link can be copied on a phone too.
+    const code = await waiting.evaluate(() => { const c = document.getElementById("room-name"); return { text: c.textContent, fits: c.scrollWidth <= c.clientWidth }; });
+    assert.deepEqual(code, { text: name, fits: true }, `room name at ${vp.width}`);
+    assert.ok(await waiting.isVisible("#copy-link"), `copy link at ${vp.width}`);
+    await waiting.context().close();
+  }
+});
+
+test("room names: a refused name is explained in words with a valid suggestion", async () => {
+  const lobby = await open(browserA, `${sb.url}/`, PHONE);
+  await lobby.fill("#room-input", "my room ü");
+  await lobby.click("button[type=submit]");
+  assert.match(await lobby.textContent("#room-hint"), /“my room ü” can’t be a room name.*“my-room-u”/);
+  assert.equal(await lobby.inputValue("#room-input"), "my-room-u");
+  assert.equal(new URL(lobby.url()).search, "", "no navigation with a bad name");
+  await lobby.click("button[type=submit]");
+  await lobby.waitForURL(/\?room=my-room-u$/);
+  await lobby.context().close();
+
+  const link = await open(browserA, `${sb.url}/?room=${encodeURIComponent("café-😀")}`, PHONE);
+  assert.equal(await link.inputValue("#room-input"), "cafe");
+  assert.match(await link.textContent("#room-hint"), /“café-😀” can’t be a room name/);
+  await link.context().close();
+});
+
 test("chat messages both ways", async () => {
   await a.fill("#chat-input", "hello from the desktop");
   await a.press("#chat-input", "Enter");
@@ -117,6 +165,9 @@ test("mute and camera-off are visible to the other side", async () => {
   await a.click("#cam-btn");
   await until(a, "camera off", () => document.getElementById("cam-btn").getAttribute("aria-pressed") === "false");
   await until(b, "camera-off badge", () => !!document.getElementById("peer-camera-off"));
+  // Not their frozen last frame: a placeholder covers the video.
+  await until(b, "camera-off placeholder", () => !document.getElementById("remote-off").hidden);
+  assert.ok(await b.isVisible("#remote-off"));
   await sleep(500);
   const f0 = await frames(b);
   await sleep(1500);
@@ -126,6 +177,7 @@ test("mute and camera-off are visible to the other side", async () => {
   await a.click("#mic-btn");
   await a.click("#cam-btn");
   await until(b, "badges cleared", () => document.getElementById("peer-badges").children.length === 0);
+  assert.ok(await b.evaluate(() => document.getElementById("remote-off").hidden), "placeholder gone when the camera is back");
   await assertVideoFlowing(b, "B after camera on");
   e0 = await audioEnergy(b);
   await until(b, "audio back", async (e) => ((await window.demo.call.stats())?.audioEnergy ?? 0) > e, e0);
@@ -162,7 +214,9 @@ test("screenshots in a call; no overlapping or empty regions at 1280x720 and 390
     assert.ok(layout.scrollW <= layout.vw, `${name}: no horizontal overflow (${layout.scrollW} > ${layout.vw})`);
     assert.ok(layout.scrollH <= layout.vh, `${name}: fits the viewport height`);
     for (const [id, r] of Object.entries(rects)) {
-      assert.ok(r.w >= 40 && r.h >= 20, `${name}: ${id} is visible (${JSON.stringify(r)})`);
+      // On phones the top bar's status is its coloured dot (the stage says the state).
+      const [minW, minH] = id === "status" && vp === PHONE ? [8, 8] : [40, 20];
+      assert.ok(r.w >= minW && r.h >= minH, `${name}: ${id} is visible (${JSON.stringify(r)})`);
       assert.ok(r.x >= 0 && r.y >= 0 && r.x + r.w <= vp.width + 1 && r.y + r.h <= vp.height + 1, `${name}: ${id} inside the viewport`);
     }
     // Regions that must not overlap each other.
@@ -228,7 +282,8 @@ test("camera denied and server unreachable are explained", async () => {
   const denied = await launch({ grantMedia: false });
   try {
     const p = await open(denied, room("denied-room"), DESKTOP);
-    await until(p, "camera denied banner", () => /blocked/.test(document.getElementById("banner").textContent) && !document.getElementById("banner").hidden);
+    // The reason stays on the page (not a banner that the next state change hides).
+    await until(p, "camera denied notice", () => /blocked/.test(document.getElementById("media-problem").textContent) && !document.getElementById("media-problem").hidden);
     await waitState(p, "denied page", "waiting"); // still joins, receive-only
     await p.screenshot({ path: join(artifacts, "demo-camera-denied.png") });
 
@@ -238,7 +293,10 @@ test("camera denied and server unreachable are explained", async () => {
     const sdkUrl = encodeURIComponent(`${sb.url}/sdk/switchboard.js`);
     const q = await open(denied, `${web.url}/pages/sdk.html?sdk=${sdkUrl}&ws=${encodeURIComponent("ws://127.0.0.1:9/WebRTCAppEE/websocket")}`);
     await until(q, "server_unreachable", () => window.sbErrors.includes("server_unreachable"));
-    await until(q, "reconnecting", () => window.sbStates.includes("reconnecting"));
+    // The first connection is not retried forever: the join ends, and says so once.
+    await until(q, "closed", () => window.sbStates.at(-1) === "closed");
+    assert.ok(!(await q.evaluate(() => window.sbStates.includes("reconnecting"))));
+    assert.equal(await q.evaluate(() => window.sbErrors.filter((e) => e === "server_unreachable").length), 1);
   } finally {
     await denied.close();
   }
@@ -268,5 +326,30 @@ test("interop: Switchboard SDK page and official Ant Media SDK page, either join
     }
   } finally {
     await amsSdk.close();
+  }
+});
+
+test("plain http on a LAN name: the HTTPS reason stays visible all call long, controls tell the truth", async () => {
+  // http://call.test is not a secure context (unlike localhost): no camera or microphone.
+  const lan = await launch({ extraArgs: ["--host-resolver-rules=MAP call.test 127.0.0.1 , MAP * ~NOTFOUND , EXCLUDE localhost , EXCLUDE 127.0.0.1"] });
+  try {
+    const p = await open(lan, `http://call.test:${sb.port}/?room=insecure-room`, PHONE);
+    assert.equal(await p.evaluate(() => window.isSecureContext), false);
+    await until(p, "HTTPS notice", () => /HTTPS/.test(document.getElementById("media-problem").textContent));
+    const other = await open(browserB, room("insecure-room"), DESKTOP);
+    await Promise.all([waitState(p, "insecure page", "connected"), waitState(other, "other page", "connected")]);
+    // Receive-only works: the other side's video plays here.
+    await assertVideoFlowing(p, "insecure page");
+    await sleep(500);
+    assert.ok(await p.isVisible("#media-problem"), "the reason is still shown once connected");
+    for (const id of ["#mic-btn", "#cam-btn"]) {
+      assert.equal(await p.getAttribute(id, "aria-pressed"), "false", `${id} shows off`);
+      assert.ok(await p.isDisabled(id), `${id} cannot be turned on here`);
+    }
+    assert.equal(await p.textContent("#local-off"), "No camera (needs HTTPS)");
+    await p.screenshot({ path: join(artifacts, "demo-insecure-390x844.png") });
+    await other.context().close();
+  } finally {
+    await lan.close();
   }
 });
