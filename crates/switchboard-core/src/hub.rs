@@ -15,8 +15,11 @@ use crate::ice::IceConfig;
 use crate::App;
 use crate::timers::Deadlines;
 
+mod events;
 mod peerjs;
 mod sio;
+
+pub use events::{Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
 
 pub use peerjs::{PJ_MAX_NAME, PeerJsConfig};
 
@@ -129,6 +132,8 @@ pub struct Stats {
     pub errors: u64,
     /// Connections closed for idleness since start.
     pub idle_closed: u64,
+    /// Peer events dropped because nobody drained them ([`MAX_EVENTS`]).
+    pub events_dropped: u64,
 }
 
 /// What the hub knows of one connection.
@@ -182,6 +187,8 @@ pub struct Hub {
     rooms: HashMap<(App, StreamId), Room>,
     deadlines: Deadlines,
     out: VecDeque<Output>,
+    /// Joins and leaves, for the edge's logs ([`Hub::poll_event`]).
+    events: events::Events,
     stats: Stats,
     /// socket.io connections, their ids and rooms.
     sio: HashMap<ConnId, sio::SioConn>,
@@ -206,6 +213,7 @@ impl Hub {
             rooms: HashMap::new(),
             deadlines: Deadlines::default(),
             out: VecDeque::new(),
+            events: events::Events::default(),
             stats: Stats::default(),
             sio: HashMap::new(),
             sio_ids: HashMap::new(),
@@ -226,6 +234,7 @@ impl Hub {
         Stats {
             connections: self.conns.len() + self.sio.len() + self.pj.len(),
             rooms: self.rooms.len() + self.sio_rooms.len(),
+            events_dropped: self.events.dropped,
             ..self.stats
         }
     }
@@ -233,6 +242,11 @@ impl Hub {
     /// The next thing to do, in delivery order; `None` when there is nothing left.
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
+    }
+
+    /// The next join or leave, in order; `None` when there is none. The edge logs them.
+    pub fn poll_event(&mut self) -> Option<PeerEvent> {
+        self.events.pop()
     }
 
     /// When [`Hub::handle_timeout`] must next be called.
@@ -333,7 +347,7 @@ impl Hub {
                 self.send(conn, ServerMessage::IceServerConfig(reply));
             }
             ClientMessage::Join { stream_id } => self.join(conn, stream_id),
-            ClientMessage::Leave { stream_id } => self.leave(conn, &stream_id),
+            ClientMessage::Leave { stream_id } => self.leave(conn, &stream_id, LeaveReason::Leave),
             ClientMessage::TakeConfiguration {
                 stream_id,
                 kind,
@@ -378,7 +392,7 @@ impl Hub {
             return;
         }
         if let Some(c) = self.conns.remove(&conn) {
-            self.vacate(conn, &c);
+            self.vacate(conn, &c, LeaveReason::Disconnect);
         }
     }
 
@@ -395,7 +409,7 @@ impl Hub {
                 continue;
             }
             if let Some(c) = self.conns.remove(&conn) {
-                self.vacate(conn, &c);
+                self.vacate(conn, &c, LeaveReason::IdleTimeout);
             }
             self.stats.idle_closed += 1;
             self.out.push_back(Output::Close {
@@ -426,6 +440,8 @@ impl Hub {
         self.conns.clear();
         self.rooms.clear();
         self.deadlines.clear();
+        // Shutdown is one line in the edge's log, not one per peer.
+        self.events.clear();
         self.sio_shutdown();
         self.pj_shutdown();
     }
@@ -487,7 +503,7 @@ impl Hub {
             return;
         }
         if let Some(old) = c.room.clone() {
-            self.leave(conn, &old);
+            self.leave(conn, &old, LeaveReason::Moved);
         }
         let first = match self.rooms.entry(key) {
             Entry::Vacant(v) => {
@@ -504,6 +520,8 @@ impl Hub {
         };
         if let Some(c) = self.conns.get_mut(&conn) {
             c.room = Some(stream_id.clone());
+            self.events
+                .joined(conn, Dialect::AntMedia, c.app.as_str(), stream_id.as_str());
         }
         self.notify(conn, Notification::Joined, stream_id.clone());
         if let Some(first) = first {
@@ -511,7 +529,7 @@ impl Hub {
         }
     }
 
-    fn leave(&mut self, conn: ConnId, stream_id: &StreamId) {
+    fn leave(&mut self, conn: ConnId, stream_id: &StreamId, reason: LeaveReason) {
         let Some(c) = self.conns.get_mut(&conn) else {
             return;
         };
@@ -526,22 +544,35 @@ impl Hub {
         }
         c.room = None;
         let app = c.app.clone();
-        self.remove_from_room(conn, app, stream_id.clone());
+        self.remove_from_room(conn, app, stream_id.clone(), reason);
         self.notify(conn, Notification::Leaved, stream_id.clone());
     }
 
     /// Frees `conn`'s seat (after it was removed from `conns`), sending `stop` to its peer.
-    fn vacate(&mut self, conn: ConnId, c: &Conn) {
+    fn vacate(&mut self, conn: ConnId, c: &Conn, reason: LeaveReason) {
         if let Some(stream_id) = c.room.clone() {
-            self.remove_from_room(conn, c.app.clone(), stream_id);
+            self.remove_from_room(conn, c.app.clone(), stream_id, reason);
         }
     }
 
-    fn remove_from_room(&mut self, conn: ConnId, app: App, stream_id: StreamId) {
+    fn remove_from_room(
+        &mut self,
+        conn: ConnId,
+        app: App,
+        stream_id: StreamId,
+        reason: LeaveReason,
+    ) {
         let key = (app, stream_id);
         let Some(room) = self.rooms.get_mut(&key) else {
             return;
         };
+        self.events.left(
+            conn,
+            Dialect::AntMedia,
+            key.0.as_str(),
+            key.1.as_str(),
+            reason,
+        );
         let other = room.other(conn);
         if room.remove(conn) {
             self.rooms.remove(&key);

@@ -5,7 +5,9 @@ use std::collections::HashMap;
 use futures_util::future::Either;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef};
-use switchboard_core::{AckId, App, CloseReason, ConnId, Hub, Output, SioAck, SioEmit, SioInput};
+use switchboard_core::{
+    AckId, App, CloseReason, ConnId, Hub, Output, PeerEvent, SioAck, SioEmit, SioInput,
+};
 use switchboard_proto::antmedia::{ClientMessage, DecodeError, ServerMessage};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
@@ -214,6 +216,7 @@ pub(crate) fn spawn(config: &ServerConfig) -> (HubSender, JoinHandle<()>) {
         acks: HashMap::new(),
         next_ack: 0,
         stopping: false,
+        overload_log: RateLimited::default(),
     };
     (HubSender { tx }, tokio::spawn(task.run(rx)))
 }
@@ -230,6 +233,32 @@ struct HubTask {
     next_ack: u64,
     /// Set once shutdown began: new connections are closed at once.
     stopping: bool,
+    /// Refusals at `max_connections` are logged at most once a second (a flood of
+    /// connections must not become a flood of log lines).
+    overload_log: RateLimited,
+}
+
+/// At most one log line a second, with a count of the ones left out.
+#[derive(Debug, Default)]
+struct RateLimited {
+    last: Option<std::time::Instant>,
+    quiet: u64,
+}
+
+impl RateLimited {
+    /// `Some(n)`: log now, mentioning `n` left out since the last line; `None`: stay quiet.
+    fn due(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            self.quiet += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.quiet))
+    }
 }
 
 impl HubTask {
@@ -343,7 +372,10 @@ impl HubTask {
         match handle.tx.try_send(out) {
             Ok(()) => {}
             Err(e) if e.is_full() => {
-                tracing::warn!(conn = conn.0, "client is not reading; dropping it");
+                tracing::info!(
+                    conn = conn.0,
+                    "dropped a client that is not reading (outbound queue full)"
+                );
                 if let Some(h) = self.conns.remove(&conn) {
                     h.kill.cancel();
                 }
@@ -370,9 +402,9 @@ impl HubTask {
                                 socketioxide::SocketError::InternalChannelFull
                             )
                         ) {
-                            tracing::warn!(
+                            tracing::info!(
                                 conn = conn.0,
-                                "socket.io client is not reading; dropping it"
+                                "dropped a socket.io client that is not reading"
                             );
                             if let Some(s) = self.sio.remove(&conn) {
                                 let _ = s.disconnect();
@@ -399,15 +431,53 @@ impl HubTask {
                         }
                     }
                     match reason {
+                        // A peer in a room also gets its "left ... idle_timeout" line.
                         CloseReason::IdleTimeout => {
-                            tracing::info!(conn = conn.0, "closed idle connection");
+                            tracing::debug!(conn = conn.0, "closed idle connection");
                         }
                         CloseReason::Overloaded => {
-                            tracing::warn!(conn = conn.0, "refused connection: at max_connections");
+                            if let Some(quiet) = self.overload_log.due() {
+                                tracing::info!(
+                                    conn = conn.0,
+                                    "refused a connection: at max_connections \
+                                     ({quiet} more refused since the last line)"
+                                );
+                            }
                         }
                         CloseReason::Shutdown | CloseReason::Refused | CloseReason::Replaced => {}
                     }
                 }
+            }
+        }
+        // One line per join and leave: connection id, dialect, app and room.
+        while let Some(e) = self.hub.poll_event() {
+            match e {
+                PeerEvent::Joined {
+                    conn,
+                    dialect,
+                    app,
+                    room,
+                } => tracing::info!(
+                    conn = conn.0,
+                    dialect = dialect.as_str(),
+                    app = &*app,
+                    room = &*room,
+                    "joined"
+                ),
+                PeerEvent::Left {
+                    conn,
+                    dialect,
+                    app,
+                    room,
+                    reason,
+                } => tracing::info!(
+                    conn = conn.0,
+                    dialect = dialect.as_str(),
+                    app = &*app,
+                    room = &*room,
+                    reason = reason.as_str(),
+                    "left"
+                ),
             }
         }
     }

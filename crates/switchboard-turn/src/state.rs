@@ -411,7 +411,7 @@ fn precheck(
     };
     if parsed.expiry <= unix_now {
         stats.refused_expired.fetch_add(1, Relaxed);
-        rest.log.warn(
+        rest.log.refused(
             "expired",
             format_args!("TURN: refused {client}: credential {name:?} expired"),
         );
@@ -445,7 +445,7 @@ fn precheck(
         };
         if let Some((why, counter)) = refusal {
             counter.fetch_add(1, Relaxed);
-            rest.log.warn(
+            rest.log.refused(
                 why,
                 format_args!(
                     "TURN: refused allocation for {client} (user {user:?}): {why} reached \
@@ -490,7 +490,7 @@ fn count_peer_refusal(
     key: ListenerKey,
 ) {
     rest.shared.stats.refused_peer(why).fetch_add(1, Relaxed);
-    rest.log.warn(
+    rest.log.refused(
         why.as_str(),
         format_args!(
             "TURN: refused relay from {client} (via {}) to {peer}: {}",
@@ -528,7 +528,7 @@ fn count_auth_failure(reply: &[u8], rest: &mut Rest, client: SocketAddr) {
     };
     if matches!(code.code(), 401 | 441) {
         rest.shared.stats.refused_auth.fetch_add(1, Relaxed);
-        rest.log.warn(
+        rest.log.refused(
             "auth",
             format_args!(
                 "TURN: refused {client}: bad credentials (error {})",
@@ -799,17 +799,35 @@ struct LogLimiter {
 }
 
 impl LogLimiter {
+    /// A refusal caused by a client (bad or expired credentials, quotas, forbidden peers):
+    /// info, at most once a second per reason.
+    fn refused(&mut self, reason: &'static str, line: std::fmt::Arguments<'_>) {
+        self.log(tracing::Level::INFO, reason, line);
+    }
+
+    /// The server at a limit (state table, relay ports, allocations, TCP connections): an
+    /// operator should look. Warn, at most once a second per reason.
     fn warn(&mut self, reason: &'static str, line: std::fmt::Arguments<'_>) {
+        self.log(tracing::Level::WARN, reason, line);
+    }
+
+    fn log(&mut self, level: tracing::Level, reason: &'static str, line: std::fmt::Arguments<'_>) {
         let now = StdInstant::now();
         let entry = self
             .last
             .entry(reason)
             .or_insert((now - Duration::from_secs(2), 0));
         if now.duration_since(entry.0) >= Duration::from_secs(1) {
-            if entry.1 > 0 {
-                tracing::warn!("{line} (and {} more like it in the last second)", entry.1);
-            } else {
-                tracing::warn!("{line}");
+            let more = entry.1;
+            match (level == tracing::Level::WARN, more > 0) {
+                (true, true) => {
+                    tracing::warn!("{line} (and {more} more like it in the last second)");
+                }
+                (true, false) => tracing::warn!("{line}"),
+                (false, true) => {
+                    tracing::info!("{line} (and {more} more like it in the last second)");
+                }
+                (false, false) => tracing::info!("{line}"),
             }
             *entry = (now, 0);
         } else {

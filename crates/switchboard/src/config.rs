@@ -19,8 +19,10 @@ pub(crate) struct ServeArgs {
     /// TOML file with any of the settings below (snake_case keys, e.g. `idle_timeout_secs`).
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
-    /// Address and port to listen on [default: 0.0.0.0:5080].
-    #[arg(long, env = "SWITCHBOARD_LISTEN")]
+    /// Address and port to listen on, e.g. `0.0.0.0:7087` (every IPv4 address),
+    /// `127.0.0.1:7087` (this machine only), `[::]:7087` [default: every IPv6 and IPv4
+    /// address, port 5080].
+    #[arg(long, env = "SWITCHBOARD_LISTEN", value_parser = parse_listen)]
     listen: Option<SocketAddr>,
     /// Close a connection that sent nothing for this many seconds [default: 20].
     #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT_SECS")]
@@ -173,6 +175,8 @@ struct FileConfig {
 #[derive(Debug)]
 pub(crate) struct Resolved {
     pub(crate) listen: SocketAddr,
+    /// No listen address was configured: listen on IPv6 and IPv4 (see `bind_http`).
+    pub(crate) default_listen: bool,
     pub(crate) server: ServerConfig,
     pub(crate) turn: Option<BuiltinTurn>,
 }
@@ -206,7 +210,9 @@ impl ServeArgs {
             None => FileConfig::default(),
         };
         let mut cfg = ServerConfig::default();
-        let listen = self.listen.or(file.listen).unwrap_or(DEFAULT_LISTEN);
+        let configured = self.listen.or(file.listen);
+        let default_listen = configured.is_none();
+        let listen = configured.unwrap_or(DEFAULT_LISTEN);
         if let Some(s) = self.idle_timeout_secs.or(file.idle_timeout_secs) {
             if s == 0 {
                 bail!("idle_timeout_secs must be at least 1");
@@ -399,6 +405,7 @@ impl ServeArgs {
         }
         Ok(Resolved {
             listen,
+            default_listen,
             server: cfg,
             turn,
         })
@@ -414,6 +421,24 @@ fn random_secret() -> String {
     use rand::Rng as _;
     let bytes: [u8; 32] = rand::rng().random();
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// `--listen`: an address and a port. A bare port, or an address without one, is refused
+/// with an example of the right form.
+fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(addr) = s.parse() {
+        return Ok(addr);
+    }
+    let example = |port: &str| {
+        format!(
+            "expected ADDRESS:PORT, e.g. 0.0.0.0:{port} (every IPv4 address), 127.0.0.1:{port} \
+             (this machine only) or [::]:{port} (IPv6 and IPv4)"
+        )
+    };
+    if let Ok(port) = s.parse::<u16>() {
+        return Err(example(&port.to_string()));
+    }
+    Err(example("5080"))
 }
 
 fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
@@ -481,9 +506,26 @@ mod tests {
     }
 
     #[test]
+    fn a_bare_port_for_listen_gets_an_example() {
+        let e = resolve(&["--listen", "7087"]).unwrap_err().to_string();
+        assert!(
+            e.contains("expected ADDRESS:PORT, e.g. 0.0.0.0:7087"),
+            "{e}"
+        );
+        let e = resolve(&["--listen", "localhost"]).unwrap_err().to_string();
+        assert!(e.contains("e.g. 0.0.0.0:5080"), "{e}");
+    }
+
+    #[test]
     fn defaults_are_useful() {
         let r = resolve(&[]).unwrap();
         assert_eq!(r.listen, "0.0.0.0:5080".parse().unwrap());
+        assert!(r.default_listen, "no address given: IPv6 and IPv4");
+        assert!(
+            !resolve(&["--listen", "0.0.0.0:5080"])
+                .unwrap()
+                .default_listen
+        );
         assert_eq!(r.server.hub.idle_timeout, Duration::from_secs(20));
         // The built-in STUN/TURN server runs and is advertised (URLs are set once it has
         // bound its port); its secret is random per process.

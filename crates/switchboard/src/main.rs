@@ -47,7 +47,10 @@ enum Command {
 
 /// Default log filter (`RUST_LOG` replaces it). The STUN/TURN protocol crates open an
 /// info-level tracing span per packet; at `warn` they cost nothing on the relay path.
-const DEFAULT_LOG: &str = "info,turn_server_proto=warn,turn_client_proto=error,stun_proto=warn,stun_types=warn,turn_types=warn";
+/// `stun_proto` logs every failed authentication at ERROR, including the 401 challenge that
+/// starts every TURN allocation: it is off, and Switchboard logs refused credentials itself
+/// (info, rate-limited, with the reason).
+const DEFAULT_LOG: &str = "info,turn_server_proto=warn,turn_client_proto=error,stun_proto=off,stun_types=warn,turn_types=warn";
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
@@ -103,6 +106,7 @@ fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let Resolved {
         listen,
+        default_listen,
         server: mut config,
         turn,
     } = args.resolve()?;
@@ -112,7 +116,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Ok(n) => tracing::debug!(limit = n, "open-file limit"),
         Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
     }
-    let listener = tokio::net::TcpListener::bind(listen)
+    let listener = bind_http(listen, default_listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
     let local = listener.local_addr().context("reading the bound address")?;
@@ -223,6 +227,34 @@ fn announce(local: SocketAddr, turn: Option<&TurnHandle>, peerjs_path: &str) {
     );
 }
 
+/// Binds the HTTP/WebSocket listener. With no address configured it listens on every IPv6
+/// and IPv4 address (`[::]`, dual-stack, like the STUN/TURN server), or on IPv4 alone where the
+/// host has no IPv6.
+async fn bind_http(listen: SocketAddr, default: bool) -> std::io::Result<tokio::net::TcpListener> {
+    if default {
+        let any6 = SocketAddr::new(std::net::Ipv6Addr::UNSPECIFIED.into(), listen.port());
+        match dual_stack(any6) {
+            Ok(l) => return Ok(l),
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => return Err(e),
+            Err(e) => tracing::debug!("no IPv6 listener ({e}); listening on IPv4 only"),
+        }
+    }
+    tokio::net::TcpListener::bind(listen).await
+}
+
+/// A TCP listener on an IPv6 address that accepts IPv4 clients too (IPV6_V6ONLY off).
+fn dual_stack(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(false)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    // tokio's `TcpListener::bind` uses the same backlog.
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    tokio::net::TcpListener::from_std(socket.into())
+}
+
 /// Registers SIGINT and SIGTERM handlers now (so a signal that arrives right after startup
 /// is not lost) and returns a future that resolves on the first of them.
 #[cfg(unix)]
@@ -246,4 +278,26 @@ fn shutdown_signal() -> anyhow::Result<impl std::future::Future<Output = ()>> {
             tracing::info!("received Ctrl-C");
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind_http;
+
+    #[tokio::test]
+    async fn the_default_listener_takes_ipv4_and_ipv6_clients() {
+        let l = bind_http("0.0.0.0:0".parse().unwrap(), true).await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        // IPv6 may be off on a test host: then the listener is IPv4 only, as documented.
+        let v6 = l.local_addr().unwrap().is_ipv6();
+        let mut clients = vec![format!("127.0.0.1:{port}")];
+        if v6 {
+            clients.push(format!("[::1]:{port}"));
+        }
+        for c in clients {
+            let connect = tokio::net::TcpStream::connect(&c);
+            let (conn, accepted) = tokio::join!(connect, l.accept());
+            assert!(conn.is_ok() && accepted.is_ok(), "{c}");
+        }
+    }
 }

@@ -424,6 +424,68 @@ fn refusals_and_unreachable_servers_exit_non_zero_with_a_sentence() {
     }
 }
 
+/// With the default log filter, an ordinary call through the built-in TURN server (one side
+/// relay-only) logs one line per join and leave and no ERROR or WARN: the TURN 401
+/// challenge and refused loopback relays are not alarms.
+#[test]
+fn an_ordinary_call_logs_joins_and_leaves_and_no_errors_or_warnings() {
+    let sb = start_switchboard(&[], &[("RUST_LOG", "")]);
+    let mut a = chat_peer(sb.port, "cli-logs");
+    wait_line(&a.stderr, "joined room");
+    let mut b = {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["peer", "--server", &format!("127.0.0.1:{}", sb.port)])
+            .args(["--room", "cli-logs", "--chat", "--relay-only"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        ChatPeer {
+            stdin: child.stdin.take(),
+            stdout: lines(child.stdout.take().unwrap()),
+            stderr: lines(child.stderr.take().unwrap()),
+            proc: Killed(child),
+        }
+    };
+    wait_line(&b.stderr, "connected");
+    writeln!(a.stdin.as_mut().unwrap(), "over the relay").unwrap();
+    wait_line(&b.stdout, "over the relay");
+    drop(a.stdin.take());
+    assert!(a.proc.0.wait().unwrap().success());
+    drop(b.stdin.take());
+    assert!(b.proc.0.wait().unwrap().success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let log = loop {
+        let log = sb.log.lock().unwrap().clone();
+        if log.iter().filter(|l| l.contains(" left ")).count() >= 2
+            || std::time::Instant::now() > deadline
+        {
+            break log;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let room = r#"dialect="antmedia" app="WebRTCAppEE" room="cli-logs""#;
+    for (what, n) in [("joined", 2), ("left", 2)] {
+        let found = log
+            .iter()
+            .filter(|l| {
+                l.contains(" INFO ") && l.contains(&format!(" {what} conn=")) && l.contains(room)
+            })
+            .count();
+        assert_eq!(found, n, "{what} lines: {log:#?}");
+    }
+    assert!(
+        log.iter().any(|l| l.contains(r#"reason="leave""#)),
+        "{log:#?}"
+    );
+    let alarms: Vec<_> = log
+        .iter()
+        .filter(|l| l.contains(" ERROR ") || l.contains(" WARN "))
+        .collect();
+    assert!(alarms.is_empty(), "{alarms:#?}");
+}
+
 #[test]
 fn bad_media_arguments_are_clear_errors() {
     let dir = std::env::temp_dir().join(format!("sb-cli-badmedia-{}", std::process::id()));

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_proto::peerjs::{PjClientMessage, PjServerMessage, PjType, errors};
 
-use super::{CloseReason, ConnId, Hub, Output};
+use super::{CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
 
 /// Longest id or token accepted (bytes).
 pub const PJ_MAX_NAME: usize = 256;
@@ -157,6 +157,8 @@ impl Hub {
                 // one is closed (peerjs-server leaves it open).
                 let old = h.conn;
                 self.pj.conns.remove(&old);
+                self.events
+                    .left(old, Dialect::PeerJs, key, id, LeaveReason::Replaced);
                 self.out.push_back(Output::Close {
                     conn: old,
                     reason: CloseReason::Replaced,
@@ -189,6 +191,7 @@ impl Hub {
             now + self.config.peerjs.alive_timeout,
             PjTimer::Alive(conn),
         )));
+        self.events.joined(conn, Dialect::PeerJs, key, id);
         self.pj_send(conn, PjServerMessage::Open);
         if let Some(queue) = self.pj.queues.remove(id) {
             self.pj.queued -= queue.len();
@@ -280,7 +283,7 @@ impl Hub {
                         self.pj.timers.push(Reverse((due, PjTimer::Alive(conn))));
                         continue;
                     }
-                    self.pj_disconnect(conn);
+                    self.pj_forget(conn, LeaveReason::IdleTimeout);
                     self.stats.idle_closed += 1;
                     self.out.push_back(Output::Close {
                         conn,
@@ -336,12 +339,18 @@ impl Hub {
     /// Forgets a PeerJS socket (its id is freed if it still holds it). Returns whether it
     /// was one.
     pub(super) fn pj_disconnect(&mut self, conn: ConnId) -> bool {
+        self.pj_forget(conn, LeaveReason::Disconnect)
+    }
+
+    fn pj_forget(&mut self, conn: ConnId, reason: LeaveReason) -> bool {
         let Some(c) = self.pj.conns.remove(&conn) else {
             return false;
         };
         if self.pj.ids.get(&c.id).is_some_and(|h| h.conn == conn) {
             self.pj.ids.remove(&c.id);
         }
+        let key = &*self.config.peerjs.key;
+        self.events.left(conn, Dialect::PeerJs, key, &c.id, reason);
         true
     }
 

@@ -5,7 +5,7 @@
 //! The edge decodes socket.io packets (socketioxide) and stamps `from` into relay payloads;
 //! the hub decides who receives what and answers acks. Payloads are opaque JSON text here.
 
-use super::{CloseReason, ConnId, Hub, Output};
+use super::{CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
 
 /// Longest socket id, room name or relay target accepted (bytes).
 pub const SIO_MAX_NAME: usize = 256;
@@ -206,7 +206,9 @@ impl Hub {
                 payload,
             } => self.sio_relay(conn, event, &target, payload),
             SioInput::Join { room } => self.sio_join(conn, room),
-            SioInput::Leave => self.sio_leave(conn).map(|()| SioAck::Ok),
+            SioInput::Leave => self
+                .sio_leave(conn, LeaveReason::Leave)
+                .map(|()| SioAck::Ok),
             SioInput::Invalid { event, reason } => Err((event, SioError::InvalidPayload, reason)),
         };
         match (result, ack) {
@@ -292,13 +294,14 @@ impl Hub {
             ));
         }
         if c.room.is_some() {
-            let _ = self.sio_leave(conn);
+            let _ = self.sio_leave(conn, LeaveReason::Moved);
         }
         let others: Vec<ConnId> = self.sio_rooms.get(&room).cloned().unwrap_or_default();
         self.sio_rooms.entry(room.clone()).or_default().push(conn);
         if let Some(c) = self.sio.get_mut(&conn) {
             c.room = Some(room.clone());
         }
+        self.events.joined(conn, Dialect::SocketIo, "/", &room);
         for other in others {
             self.out.push_back(Output::SioEmit {
                 conn: other,
@@ -311,7 +314,11 @@ impl Hub {
         Ok(SioAck::Joined { room, peers })
     }
 
-    fn sio_leave(&mut self, conn: ConnId) -> Result<(), (Box<str>, SioError, Box<str>)> {
+    fn sio_leave(
+        &mut self,
+        conn: ConnId,
+        reason: LeaveReason,
+    ) -> Result<(), (Box<str>, SioError, Box<str>)> {
         let Some(c) = self.sio.get_mut(&conn) else {
             return Ok(());
         };
@@ -323,15 +330,17 @@ impl Hub {
             ));
         };
         let id = c.id.clone();
-        self.sio_vacate(conn, &id, room);
+        self.sio_vacate(conn, &id, room, reason);
         Ok(())
     }
 
     /// Removes `conn` from `room` and tells the others.
-    fn sio_vacate(&mut self, conn: ConnId, id: &str, room: Box<str>) {
+    fn sio_vacate(&mut self, conn: ConnId, id: &str, room: Box<str>, reason: LeaveReason) {
         let Some(members) = self.sio_rooms.get_mut(&room) else {
             return;
         };
+        self.events
+            .left(conn, Dialect::SocketIo, "/", &room, reason);
         members.retain(|&m| m != conn);
         let others = members.clone();
         if others.is_empty() {
@@ -355,7 +364,7 @@ impl Hub {
         };
         self.sio_ids.remove(&c.id);
         if let Some(room) = c.room {
-            self.sio_vacate(conn, &c.id, room);
+            self.sio_vacate(conn, &c.id, room, LeaveReason::Disconnect);
         }
         true
     }

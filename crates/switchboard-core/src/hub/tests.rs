@@ -549,3 +549,109 @@ fn ice_config_mints_turn_credentials_for_the_clients_host() {
     let out = h.send(7, r#"{"command":"getIceServerConfig"}"#);
     assert!(out[0].1.contains("1800003700:switchboard-7"));
 }
+
+/// The joins and leaves the hub reported, as `(conn, "joined app/room")` or
+/// `(conn, "left app/room reason")`.
+fn events(h: &mut Harness) -> Vec<(u64, String)> {
+    std::iter::from_fn(|| h.hub.poll_event())
+        .map(|e| match e {
+            PeerEvent::Joined {
+                conn,
+                dialect,
+                app,
+                room,
+            } => (conn.0, format!("joined {} {app}/{room}", dialect.as_str())),
+            PeerEvent::Left {
+                conn,
+                dialect,
+                app,
+                room,
+                reason,
+            } => (
+                conn.0,
+                format!("left {} {app}/{room} {}", dialect.as_str(), reason.as_str()),
+            ),
+        })
+        .collect()
+}
+
+#[test]
+fn joins_and_leaves_are_reported_once_each_with_a_reason() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    h.connect(3, "A");
+    h.send(3, &join("r")); // full: no event
+    h.send(1, &join("r")); // already there: no event
+    h.send(1, &join("s")); // moves
+    h.send(2, r#"{"command":"leave","streamId":"r"}"#);
+    h.send(2, r#"{"command":"leave","streamId":"r"}"#); // not in it: no event
+    h.hub.handle_disconnect(ConnId(1));
+    h.drain();
+    h.send(3, &join("t"));
+    h.advance(21); // 3 (and 2) idle
+    assert_eq!(
+        events(&mut h),
+        [
+            (1, "joined antmedia A/r".into()),
+            (2, "joined antmedia A/r".into()),
+            (1, "left antmedia A/r moved".into()),
+            (1, "joined antmedia A/s".into()),
+            (2, "left antmedia A/r leave".into()),
+            (1, "left antmedia A/s disconnect".into()),
+            (3, "joined antmedia A/t".into()),
+            (3, "left antmedia A/t idle_timeout".into()),
+        ]
+    );
+    assert_eq!(h.hub.poll_event(), None);
+}
+
+#[test]
+fn the_event_queue_is_bounded() {
+    let mut h = Harness::new();
+    h.connect(1, "A");
+    for i in 0..MAX_EVENTS {
+        h.send(1, &join(&format!("r{i}")));
+    }
+    // Each join after the first also leaves the previous room: 2 * MAX_EVENTS - 1 events.
+    let s = h.hub.stats();
+    assert_eq!(s.events_dropped, MAX_EVENTS as u64 - 1);
+    assert_eq!(events(&mut h).len(), MAX_EVENTS);
+}
+
+#[test]
+fn socketio_and_peerjs_joins_and_leaves_are_reported() {
+    let mut h = Harness::new();
+    h.hub.handle_sio_connect(ConnId(1), "s1");
+    h.hub
+        .handle_sio(ConnId(1), SioInput::Join { room: "x".into() }, None);
+    h.hub
+        .handle_sio(ConnId(1), SioInput::Join { room: "y".into() }, None);
+    h.hub.handle_sio(ConnId(1), SioInput::Leave, None);
+    h.hub
+        .handle_sio(ConnId(1), SioInput::Join { room: "z".into() }, None);
+    h.hub.handle_disconnect(ConnId(1));
+    let now = h.now;
+    let pj = |h: &mut Harness, conn| {
+        h.hub
+            .handle_pj_connect(ConnId(conn), Some("peerjs"), Some("p"), Some("t"), now)
+    };
+    pj(&mut h, 2);
+    pj(&mut h, 3); // same id and token: takes over
+    h.hub.handle_disconnect(ConnId(3));
+    h.drain();
+    assert_eq!(
+        events(&mut h),
+        [
+            (1, "joined socketio //x".into()),
+            (1, "left socketio //x moved".into()),
+            (1, "joined socketio //y".into()),
+            (1, "left socketio //y leave".into()),
+            (1, "joined socketio //z".into()),
+            (1, "left socketio //z disconnect".into()),
+            (2, "joined peerjs peerjs/p".into()),
+            (2, "left peerjs peerjs/p replaced".into()),
+            (3, "joined peerjs peerjs/p".into()),
+            (3, "left peerjs peerjs/p disconnect".into()),
+        ]
+    );
+}

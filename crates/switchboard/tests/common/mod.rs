@@ -23,6 +23,8 @@ pub struct Switchboard {
     pub turn_port: Option<u16>,
     /// The TURN-over-TLS port, if TLS is on.
     pub turns_port: Option<u16>,
+    /// Every line the server printed (its log) so far.
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Switchboard {
@@ -35,16 +37,20 @@ impl Switchboard {
 /// Starts `switchboard serve --listen 127.0.0.1:0 <args>` with extra environment `env`, and
 /// waits for its startup line (which must name the WebSocket URL) to learn the port.
 /// The built-in STUN/TURN server listens on a free loopback port unless `args` say where.
+/// `RUST_LOG` is `info` unless `env` sets it; `("RUST_LOG", "")` leaves the binary's default
+/// filter.
 pub fn start_switchboard(args: &[&str], env: &[(&str, &str)]) -> Switchboard {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
     cmd.args(["serve", "--listen", "127.0.0.1:0"]);
     if !args.contains(&"--turn-listen") {
         cmd.args(["--turn-listen", "127.0.0.1:0"]);
     }
+    cmd.env("RUST_LOG", "info").envs(env.iter().copied());
+    if env.contains(&("RUST_LOG", "")) {
+        cmd.env_remove("RUST_LOG");
+    }
     let mut child = cmd
         .args(args)
-        .envs(env.iter().copied())
-        .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -52,11 +58,13 @@ pub fn start_switchboard(args: &[&str], env: &[(&str, &str)]) -> Switchboard {
     let stdout = child.stdout.take().unwrap();
     let mut lines = BufReader::new(stdout).lines();
     let (mut turn_port, mut turns_port) = (None, None);
+    let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let port = loop {
         let line = lines
             .next()
             .expect("switchboard exited before listening")
             .unwrap();
+        log.lock().unwrap().push(line.clone());
         if let Some(rest) = line.split("STUN/TURN on port ").nth(1) {
             turn_port = Some(leading_number(rest));
             turns_port = line.split("TLS port ").nth(1).map(leading_number);
@@ -70,12 +78,18 @@ pub fn start_switchboard(args: &[&str], env: &[(&str, &str)]) -> Switchboard {
         }
     };
     // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
+    let kept = std::sync::Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in lines.map_while(Result::ok) {
+            kept.lock().unwrap().push(line);
+        }
+    });
     Switchboard {
         proc: Killed(child),
         port,
         turn_port,
         turns_port,
+        log,
     }
 }
 
