@@ -7,7 +7,15 @@
 //!
 //! Media ([`MediaConfig`]): VP8 video and Opus audio sent from IVF / Ogg Opus files or
 //! generated (test pattern, tone), and the other side's video and audio recorded to IVF /
-//! Ogg Opus files. Only VP8 and Opus are negotiated.
+//! Ogg Opus files. Only VP8 and Opus are negotiated. A side that sends a kind of media offers
+//! to receive it too (`sendrecv`, as browsers do); frames are only written on m-lines the
+//! negotiation made sending, so two native peers with any mix of `--play` and `--record`
+//! connect.
+//!
+//! Failures end the session with a sentence: a full room or an invalid room name
+//! ([`PeerError::Refused`]), a server that cannot be reached within [`CONNECT_TIMEOUT`] or is
+//! not a Switchboard endpoint, and a signaling connection that cannot be re-established
+//! within [`RECONNECT_BUDGET`] while no call is up ([`PeerError::Signaling`]).
 //!
 //! ICE: host candidates on every IPv4 interface address, server-reflexive candidates from the
 //! STUN server the signaling server offers (trickled as they arrive), and by default a relayed
@@ -90,6 +98,10 @@ pub struct PeerConfig {
     pub media: MediaConfig,
     /// Emit [`PeerEvent::Stats`] this often (`None`: never).
     pub stats_interval: Option<Duration>,
+    /// After the signaling socket drops, give up reconnecting (the session ends with
+    /// [`PeerError::Signaling`]) once it has failed this long while no peer-to-peer connection
+    /// is up. Default [`RECONNECT_BUDGET`].
+    pub reconnect_budget: Duration,
 }
 
 impl PeerConfig {
@@ -103,6 +115,7 @@ impl PeerConfig {
             ice: IcePolicy::default(),
             media: MediaConfig::default(),
             stats_interval: None,
+            reconnect_budget: RECONNECT_BUDGET,
         }
     }
 }
@@ -341,9 +354,10 @@ const RECONNECT_MIN: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(8);
 /// How long one WebSocket connection attempt (TCP, TLS and the upgrade) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// After the signaling socket dropped, reconnection stops (and the session ends with
-/// [`PeerError::Signaling`]) once it has failed for this long while no peer-to-peer
-/// connection is up. A live call keeps retrying: the media does not need the server.
+/// The default [`PeerConfig::reconnect_budget`]: after the signaling socket dropped,
+/// reconnection stops (and the session ends with [`PeerError::Signaling`]) once it has failed
+/// for this long while no peer-to-peer connection is up. A live call keeps retrying: the
+/// media does not need the server.
 pub const RECONNECT_BUDGET: Duration = Duration::from_secs(60);
 /// The Ant Media SDK pings every 3 s; the server closes silent sockets after 20 s.
 const PING_EVERY: Duration = Duration::from_secs(3);
@@ -401,6 +415,7 @@ impl Peer {
             backoff: RECONNECT_MIN,
             reconnect_at: None,
             lost_at: None,
+            reconnect_budget: config.reconnect_budget,
             room: config.room,
             events: ev_tx,
             commands: cmd_rx,
@@ -713,8 +728,10 @@ struct Session {
     url: String,
     backoff: Duration,
     reconnect_at: Option<Instant>,
-    /// When the signaling socket dropped (for [`RECONNECT_BUDGET`]).
+    /// When the signaling socket dropped (for the reconnect budget).
     lost_at: Option<Instant>,
+    /// [`PeerConfig::reconnect_budget`].
+    reconnect_budget: Duration,
     room: String,
     events: mpsc::Sender<PeerEvent>,
     commands: mpsc::Receiver<Command>,
@@ -1315,7 +1332,7 @@ impl Session {
 
     fn retry_later(&mut self, why: &str) -> Result<(), PeerError> {
         let down_for = self.lost_at.map_or(Duration::ZERO, |t| t.elapsed());
-        if down_for >= RECONNECT_BUDGET && !self.connected {
+        if down_for >= self.reconnect_budget && !self.connected {
             return Err(PeerError::Signaling(format!(
                 "gave up reconnecting after {} s: {why}",
                 down_for.as_secs()

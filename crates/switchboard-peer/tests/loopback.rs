@@ -445,3 +445,32 @@ async fn a_missing_media_file_is_an_error_before_connecting() {
     let err = Peer::connect(config).await.unwrap_err().to_string();
     assert!(err.starts_with("media: /nonexistent/clip.ivf"), "{err}");
 }
+
+/// The server goes away while this peer waits alone: it retries for the reconnect budget,
+/// then the session ends with an error naming the URL (it does not retry forever).
+#[tokio::test]
+async fn an_unreachable_server_ends_the_session_after_the_reconnect_budget() {
+    let (port, stop) = server().await;
+    let url = format!("ws://127.0.0.1:{port}/WebRTCAppEE/websocket");
+    let (mut peer, driver) = Peer::connect(PeerConfig {
+        ice: IcePolicy::HostOnly,
+        reconnect_budget: Duration::from_secs(2),
+        ..PeerConfig::new(url.clone(), "alone")
+    })
+    .await
+    .unwrap();
+    let driver = tokio::spawn(driver);
+    until(&mut peer, |e| *e == PeerEvent::Joined, "joined").await;
+    let _ = stop.send(());
+    until(&mut peer, |e| *e == PeerEvent::Reconnecting, "reconnecting").await;
+    let err = timeout(Duration::from_secs(30), driver)
+        .await
+        .expect("the session ends")
+        .unwrap()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("gave up reconnecting") && err.contains(&url),
+        "{err}"
+    );
+}
