@@ -19,7 +19,7 @@ mod events;
 mod peerjs;
 mod sio;
 
-pub use events::{Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
+pub use events::{Change, Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
 
 pub use peerjs::{PJ_MAX_NAME, PeerJsConfig};
 

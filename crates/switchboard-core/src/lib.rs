@@ -57,6 +57,7 @@ mod timers;
 
 pub use app::{App, InvalidApp, MAX_APP_LEN};
 pub use hub::{
-    AckId, CloseReason, Config, ConnId, Dialect, Hub, LeaveReason, MAX_EVENTS, Output, PJ_MAX_NAME,
-    PeerEvent, PeerJsConfig, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay, Stats,
+    AckId, Change, CloseReason, Config, ConnId, Dialect, Hub, LeaveReason, MAX_EVENTS, Output,
+    PJ_MAX_NAME, PeerEvent, PeerJsConfig, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput,
+    SioRelay, Stats,
 };

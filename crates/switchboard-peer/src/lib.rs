@@ -250,7 +250,9 @@ pub enum PeerEvent {
         /// Why it stopped early, if it did.
         error: Option<String>,
     },
-    /// A recording was finished (the session ended): `frames` frames written to `path`.
+    /// A recording was finished (the session ended): `frames` frames written to `path`. With
+    /// `frames == 0` nothing arrived and the file was removed (headers alone do not make a
+    /// playable file).
     Recorded {
         /// Which track.
         track: Track,
@@ -1043,6 +1045,13 @@ impl Session {
         for (track, path, done, frames) in video.into_iter().chain(audio) {
             if let Err(e) = done {
                 tracing::warn!("finishing {}: {e}", path.display());
+            }
+            if frames == 0 {
+                // Headers alone are not a playable file (FFmpeg rejects an Ogg Opus stream
+                // without packets): nothing arrived, so nothing is kept.
+                if let Err(e) = std::fs::remove_file(&path) {
+                    tracing::debug!("removing the empty {}: {e}", path.display());
+                }
             }
             let frames = u64::from(frames);
             self.emit(PeerEvent::Recorded {

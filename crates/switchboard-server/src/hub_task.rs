@@ -6,7 +6,7 @@ use futures_util::future::Either;
 use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef};
 use switchboard_core::{
-    AckId, App, CloseReason, ConnId, Hub, Output, PeerEvent, SioAck, SioEmit, SioInput,
+    AckId, App, CloseReason, ConnId, Hub, LeaveReason, Output, SioAck, SioEmit, SioInput,
 };
 use switchboard_proto::antmedia::{ClientMessage, DecodeError, ServerMessage};
 use tokio::sync::mpsc::{self, error::TrySendError};
@@ -451,34 +451,15 @@ impl HubTask {
         }
         // One line per join and leave: connection id, dialect, app and room.
         while let Some(e) = self.hub.poll_event() {
-            match e {
-                PeerEvent::Joined {
-                    conn,
-                    dialect,
-                    app,
-                    room,
-                } => tracing::info!(
-                    conn = conn.0,
-                    dialect = dialect.as_str(),
-                    app = &*app,
-                    room = &*room,
-                    "joined"
-                ),
-                PeerEvent::Left {
-                    conn,
-                    dialect,
-                    app,
-                    room,
-                    reason,
-                } => tracing::info!(
-                    conn = conn.0,
-                    dialect = dialect.as_str(),
-                    app = &*app,
-                    room = &*room,
-                    reason = reason.as_str(),
-                    "left"
-                ),
-            }
+            tracing::info!(
+                conn = e.conn.0,
+                dialect = e.dialect.as_str(),
+                app = &*e.app,
+                room = &*e.room,
+                reason = e.change.reason().map(LeaveReason::as_str),
+                "{}",
+                e.change.as_str()
+            );
         }
     }
 }

@@ -348,6 +348,9 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
                         linger_until = Some(tokio::time::Instant::now() + SOURCE_LINGER);
                     }
                 }
+                Some(PeerEvent::Recorded { track, path, frames: 0 }) => {
+                    eprintln!("recorded {track}: nothing arrived from the other peer; {} not kept", path.display());
+                }
                 Some(PeerEvent::Recorded { track, path, frames }) => {
                     eprintln!("recorded {track}: {frames} frames -> {}", path.display());
                 }

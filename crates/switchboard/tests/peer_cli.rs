@@ -31,6 +31,11 @@ fn lines(r: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
 }
 
 fn chat_peer(port: u16, room: &str) -> ChatPeer {
+    chat_peer_with(port, room, &[])
+}
+
+/// `switchboard peer --chat` with `args` besides.
+fn chat_peer_with(port: u16, room: &str, args: &[&str]) -> ChatPeer {
     let mut child: Child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
         .args([
             "peer",
@@ -40,6 +45,7 @@ fn chat_peer(port: u16, room: &str) -> ChatPeer {
             room,
             "--chat",
         ])
+        .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -74,6 +80,17 @@ fn cli_peer(port: u16, room: &str, args: &[&str]) -> (Killed, mpsc::Receiver<Str
         .unwrap();
     let stderr = lines(child.stderr.take().unwrap());
     (Killed(child), stderr)
+}
+
+/// A server and a scratch directory for a media test; `None` (the test is skipped) without
+/// ffmpeg, unless the suite requires it.
+fn media_test(name: &str) -> Option<(common::Switchboard, std::path::PathBuf)> {
+    if !ffmpeg_available() {
+        return None;
+    }
+    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    Some((start_switchboard(&[], &[]), dir))
 }
 
 /// Waits until every one of `wants` has appeared (in any order).
@@ -161,12 +178,9 @@ fn send_and_receive_a_file_between_cli_peers() {
 
 #[test]
 fn play_files_and_record_them_exactly() {
-    if !ffmpeg_available() {
+    let Some((sb, dir)) = media_test("sb-cli-media") else {
         return;
-    }
-    let sb = start_switchboard(&[], &[]);
-    let dir = std::env::temp_dir().join(format!("sb-cli-media-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    };
     let p = |n: &str| dir.join(n).to_str().unwrap().to_owned();
     // 2 s of VP8 with inter frames (a key frame every 30) and 2 s of Opus.
     run_ok(
@@ -254,12 +268,9 @@ fn play_files_and_record_them_exactly() {
 
 #[test]
 fn test_pattern_and_tone_both_ways() {
-    if !ffmpeg_available() {
+    let Some((sb, dir)) = media_test("sb-cli-testsrc") else {
         return;
-    }
-    let sb = start_switchboard(&[], &[]);
-    let dir = std::env::temp_dir().join(format!("sb-cli-testsrc-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    };
     let p = |n: &str| dir.join(n).to_str().unwrap().to_owned();
     let args = |side: &str| {
         vec![
@@ -310,12 +321,9 @@ fn test_pattern_and_tone_both_ways() {
 /// Both must connect, record the other's video for the whole `--duration`, and exit 0.
 #[test]
 fn both_send_and_record_video_only_started_together() {
-    if !ffmpeg_available() {
+    let Some((sb, dir)) = media_test("sb-cli-both") else {
         return;
-    }
-    let sb = start_switchboard(&[], &[]);
-    let dir = std::env::temp_dir().join(format!("sb-cli-both-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    };
     let out = |side: &str| dir.join(format!("{side}.ivf")).to_str().unwrap().to_owned();
     let (a_out, b_out) = (out("a"), out("b"));
     let args = |rec: &str| {
@@ -383,6 +391,40 @@ fn both_send_and_record_video_only_started_together() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// Recording a kind of media the other side never sends leaves no unplayable file behind.
+#[test]
+fn a_recording_that_received_nothing_is_not_kept() {
+    let Some((sb, dir)) = media_test("sb-cli-nothing") else {
+        return;
+    };
+    let ogg = dir.join("none.ogg");
+    let ogg_arg = ogg.to_str().unwrap().to_owned();
+    let (mut recorder, recorder_err) = cli_peer(
+        sb.port,
+        "cli-nothing",
+        &["--record", &ogg_arg, "--duration", "2"],
+    );
+    wait_line(&recorder_err, "joined room");
+    let (mut sender, _sender_err) = cli_peer(
+        sb.port,
+        "cli-nothing",
+        &["--play", "testsrc", "--duration", "2"],
+    );
+    wait_line(&recorder_err, "connected");
+    wait_line(
+        &recorder_err,
+        "recorded audio: nothing arrived from the other peer",
+    );
+    assert!(recorder.0.wait().unwrap().success());
+    assert!(sender.0.wait().unwrap().success());
+    assert!(
+        !ogg.exists(),
+        "an empty recording was left at {}",
+        ogg.display()
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A full room, an invalid room name, a port with nothing behind it and an HTTP server that is
 /// not Switchboard: each ends `switchboard peer` with a sentence and a non-zero exit.
 #[test]
@@ -432,22 +474,7 @@ fn an_ordinary_call_logs_joins_and_leaves_and_no_errors_or_warnings() {
     let sb = start_switchboard(&[], &[("RUST_LOG", "")]);
     let mut a = chat_peer(sb.port, "cli-logs");
     wait_line(&a.stderr, "joined room");
-    let mut b = {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["peer", "--server", &format!("127.0.0.1:{}", sb.port)])
-            .args(["--room", "cli-logs", "--chat", "--relay-only"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        ChatPeer {
-            stdin: child.stdin.take(),
-            stdout: lines(child.stdout.take().unwrap()),
-            stderr: lines(child.stderr.take().unwrap()),
-            proc: Killed(child),
-        }
-    };
+    let mut b = chat_peer_with(sb.port, "cli-logs", &["--relay-only"]);
     wait_line(&b.stderr, "connected");
     writeln!(a.stdin.as_mut().unwrap(), "over the relay").unwrap();
     wait_line(&b.stdout, "over the relay");

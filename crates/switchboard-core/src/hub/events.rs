@@ -63,35 +63,50 @@ impl LeaveReason {
     }
 }
 
-/// A peer joined or left. `app` is the Ant Media app (the socket.io dialect has one
+/// A peer joined or left a room. `app` is the Ant Media app (the socket.io dialect has one
 /// namespace, `/`; PeerJS: the key); `room` is the room (PeerJS: the peer's id, its only
 /// place).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PeerEvent {
-    /// `conn` is in `room` now.
-    Joined {
-        /// The connection.
-        conn: ConnId,
-        /// Its dialect.
-        dialect: Dialect,
-        /// The namespace of the room.
-        app: Box<str>,
-        /// The room.
-        room: Box<str>,
-    },
-    /// `conn` is no longer in `room`.
-    Left {
-        /// The connection.
-        conn: ConnId,
-        /// Its dialect.
-        dialect: Dialect,
-        /// The namespace of the room.
-        app: Box<str>,
-        /// The room.
-        room: Box<str>,
-        /// Why.
-        reason: LeaveReason,
-    },
+pub struct PeerEvent {
+    /// The connection.
+    pub conn: ConnId,
+    /// Its dialect.
+    pub dialect: Dialect,
+    /// The namespace of the room.
+    pub app: Box<str>,
+    /// The room.
+    pub room: Box<str>,
+    /// Joined, or left and why.
+    pub change: Change,
+}
+
+/// What a [`PeerEvent`] says happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// The peer is in the room now.
+    Joined,
+    /// The peer is no longer in the room.
+    Left(LeaveReason),
+}
+
+impl Change {
+    /// `joined` or `left`, for logs.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Joined => "joined",
+            Self::Left(_) => "left",
+        }
+    }
+
+    /// Why the peer left, if it did.
+    #[must_use]
+    pub fn reason(self) -> Option<LeaveReason> {
+        match self {
+            Self::Joined => None,
+            Self::Left(r) => Some(r),
+        }
+    }
 }
 
 /// The bounded event queue.
@@ -112,12 +127,7 @@ impl Events {
     }
 
     pub(super) fn joined(&mut self, conn: ConnId, dialect: Dialect, app: &str, room: &str) {
-        self.push(PeerEvent::Joined {
-            conn,
-            dialect,
-            app: app.into(),
-            room: room.into(),
-        });
+        self.record(conn, dialect, app, room, Change::Joined);
     }
 
     pub(super) fn left(
@@ -128,12 +138,16 @@ impl Events {
         room: &str,
         reason: LeaveReason,
     ) {
-        self.push(PeerEvent::Left {
+        self.record(conn, dialect, app, room, Change::Left(reason));
+    }
+
+    fn record(&mut self, conn: ConnId, dialect: Dialect, app: &str, room: &str, change: Change) {
+        self.push(PeerEvent {
             conn,
             dialect,
             app: app.into(),
             room: room.into(),
-            reason,
+            change,
         });
     }
 

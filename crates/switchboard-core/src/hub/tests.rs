@@ -554,23 +554,17 @@ fn ice_config_mints_turn_credentials_for_the_clients_host() {
 /// `(conn, "left app/room reason")`.
 fn events(h: &mut Harness) -> Vec<(u64, String)> {
     std::iter::from_fn(|| h.hub.poll_event())
-        .map(|e| match e {
-            PeerEvent::Joined {
-                conn,
-                dialect,
-                app,
-                room,
-            } => (conn.0, format!("joined {} {app}/{room}", dialect.as_str())),
-            PeerEvent::Left {
-                conn,
-                dialect,
-                app,
-                room,
-                reason,
-            } => (
-                conn.0,
-                format!("left {} {app}/{room} {}", dialect.as_str(), reason.as_str()),
-            ),
+        .map(|e| {
+            let reason = e.change.reason().map(|r| format!(" {}", r.as_str()));
+            let text = format!(
+                "{} {} {}/{}{}",
+                e.change.as_str(),
+                e.dialect.as_str(),
+                e.app,
+                e.room,
+                reason.unwrap_or_default()
+            );
+            (e.conn.0, text)
         })
         .collect()
 }
