@@ -246,6 +246,9 @@ stats! {
     refused_tcp_limit,
     /// Packets from new clients dropped: state tables full while an old generation drains.
     refused_busy,
+    /// REST usernames registered in a state table since start: only after a request with a
+    /// valid MESSAGE-INTEGRITY for them (each holds state until its generation retires).
+    users_registered,
     /// Peers refused: loopback.
     refused_peer_loopback,
     /// Peers refused: private (RFC 1918, CGNAT, ULA).

@@ -418,16 +418,20 @@ fn precheck(
         return None; // never registered or already revoked: the crate answers 401
     }
     let password = switchboard_core::ice::rest_password(&cfg.secret, name);
+    let creds: MessageIntegrityCredentials =
+        LongTermCredentials::new(name.to_owned(), password.clone())
+            .to_key(cfg.realm.clone())
+            .into();
+    // Only requests that carry a valid MESSAGE-INTEGRITY are judged here; the crate answers
+    // the others (401 with a nonce, or 400). The user is registered only after its integrity
+    // checked out: anyone can send a username with a future expiry, and registering those
+    // would let unauthenticated requests fill the state table (and lock new clients out).
+    let algo = msg.validate_integrity(&creds).ok()?;
     if g.users.insert(name.to_owned()) {
-        g.server.add_user(name.to_owned(), password.clone());
+        stats.users_registered.fetch_add(1, Relaxed);
+        g.server.add_user(name.to_owned(), password);
         g.revoke.push(Reverse((parsed.expiry, name.to_owned())));
     }
-    let creds: MessageIntegrityCredentials = LongTermCredentials::new(name.to_owned(), password)
-        .to_key(cfg.realm.clone())
-        .into();
-    // Only requests that carry a valid MESSAGE-INTEGRITY are judged here; the crate answers
-    // the others (401 with a nonce, or 400).
-    let algo = msg.validate_integrity(&creds).ok()?;
     let user = parsed.user;
     if msg.has_method(ALLOCATE) {
         let by_user = rest.user_allocs.get(user).copied().unwrap_or(0);

@@ -106,3 +106,62 @@ async fn state_tables_rotate_and_refuse_when_both_generations_are_busy() {
     assert!(turn.stats().refused_busy > 0, "{:?}", turn.stats());
     turn.shutdown();
 }
+
+/// Unauthenticated requests carrying many distinct (well-formed, unexpired) REST usernames
+/// must not take room in the state table: before the fix each one registered a user, 130,000
+/// of them filled a generation, and with an allocation draining in the old one every new
+/// client was refused. Here: 2,000 such requests against a table of 64 clients, then a real
+/// client still relays.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unauthenticated_usernames_do_not_fill_the_state_table() {
+    use turn_client_proto::types::stun::attribute::Username;
+    use turn_client_proto::types::stun::message::{
+        BINDING, Message, MessageWrite as _, MessageWriteExt as _, MessageWriteVec,
+    };
+    if !have_uclient() {
+        return;
+    }
+    let secret = "flood-test";
+    let turn = start(TurnConfig {
+        listen: vec!["127.0.0.1:0".parse().unwrap()],
+        secret: secret.into(),
+        max_clients_per_generation: 64,
+        ..TurnConfig::default()
+    })
+    .await
+    .unwrap();
+    let port = turn.port();
+    // An allocation that stays: its generation cannot be retired while it lives.
+    assert!(run_clients(port, secret).await, "first run failed");
+    let sock = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let expiry = switchboard_turn_unix_now() + 3600;
+    let mut buf = [0u8; 1500];
+    for i in 0..2_000 {
+        let mut m = Message::builder_request(BINDING, MessageWriteVec::new());
+        m.add_attribute(&Username::new(&format!("{expiry}:flood-{i}")).unwrap())
+            .unwrap();
+        sock.send_to(&m.finish(), ("127.0.0.1", port))
+            .await
+            .unwrap();
+        // Answered (a Binding request is answered without authentication), so the server
+        // has processed it before the next.
+        tokio::time::timeout(std::time::Duration::from_secs(2), sock.recv_from(&mut buf))
+            .await
+            .expect("the server answers every request")
+            .unwrap();
+    }
+    // Only the real client's username took a place in the table; none of the flood's.
+    assert_eq!(turn.stats().users_registered, 1, "{:?}", turn.stats());
+    assert_eq!(turn.stats().refused_busy, 0, "{:?}", turn.stats());
+    // New client addresses are still served (two more runs: a generation rotation at most).
+    assert!(
+        run_clients(port, secret).await,
+        "a real client was locked out"
+    );
+    assert!(
+        run_clients(port, secret).await,
+        "a real client was locked out"
+    );
+    assert_eq!(turn.stats().refused_busy, 0, "{:?}", turn.stats());
+    turn.shutdown();
+}
