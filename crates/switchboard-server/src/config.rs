@@ -32,6 +32,17 @@ pub struct ServerConfig {
     /// The built-in STUN/TURN server, if running (its counters are served at
     /// `/api/v1/stats`).
     pub turn: Option<switchboard_turn::TurnHandle>,
+    /// A connection that has not sent a whole HTTP request head this long after it opened
+    /// (or after its previous response) is closed: one that sends nothing, or a header byte
+    /// by byte, cannot hold a file descriptor. Default 10 s.
+    pub header_timeout: Duration,
+    /// TCP connections at once from one IP address (IPv4-mapped addresses count as IPv4);
+    /// more are closed at accept. 0: no limit. Default 512.
+    pub max_connections_per_ip: usize,
+    /// TCP connections at once in total (WebSocket, socket.io, plain HTTP); more are closed at
+    /// accept. Keep it below the process's open-file limit (the binary derives it from that
+    /// limit). Default 60,000.
+    pub max_open_connections: usize,
 }
 
 impl Default for ServerConfig {
@@ -46,6 +57,9 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(5),
             peerjs_path: "/peerjs/".to_owned(),
             turn: None,
+            header_timeout: Duration::from_secs(10),
+            max_connections_per_ip: 512,
+            max_open_connections: 60_000,
         }
     }
 }

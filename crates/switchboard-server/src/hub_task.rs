@@ -216,7 +216,7 @@ pub(crate) fn spawn(config: &ServerConfig) -> (HubSender, JoinHandle<()>) {
         acks: HashMap::new(),
         next_ack: 0,
         stopping: false,
-        overload_log: RateLimited::default(),
+        overload_log: crate::RateLimited::default(),
     };
     (HubSender { tx }, tokio::spawn(task.run(rx)))
 }
@@ -235,30 +235,7 @@ struct HubTask {
     stopping: bool,
     /// Refusals at `max_connections` are logged at most once a second (a flood of
     /// connections must not become a flood of log lines).
-    overload_log: RateLimited,
-}
-
-/// At most one log line a second, with a count of the ones left out.
-#[derive(Debug, Default)]
-struct RateLimited {
-    last: Option<std::time::Instant>,
-    quiet: u64,
-}
-
-impl RateLimited {
-    /// `Some(n)`: log now, mentioning `n` left out since the last line; `None`: stay quiet.
-    fn due(&mut self) -> Option<u64> {
-        let now = std::time::Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
-        {
-            self.quiet += 1;
-            return None;
-        }
-        self.last = Some(now);
-        Some(std::mem::take(&mut self.quiet))
-    }
+    overload_log: crate::RateLimited,
 }
 
 impl HubTask {

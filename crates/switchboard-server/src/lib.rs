@@ -30,6 +30,7 @@
 //! `notification server_will_stop` and a close frame (1001), and `run` returns within
 //! [`ServerConfig::shutdown_grace`]. [`router`] builds the axum router for embedding.
 
+mod accept;
 mod config;
 mod connection;
 mod hub_task;
@@ -40,12 +41,35 @@ mod upgrade;
 use std::future::Future;
 use std::io;
 
-use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
+pub use accept::EdgeStats;
 pub use config::{DEFAULT_LISTEN, ServerConfig};
 pub use routes::{AppState, router};
+
+/// At most one log line a second, with a count of the ones left out.
+#[derive(Debug, Default)]
+pub(crate) struct RateLimited {
+    last: Option<std::time::Instant>,
+    quiet: u64,
+}
+
+impl RateLimited {
+    /// `Some(n)`: log now, mentioning `n` left out since the last line; `None`: stay quiet.
+    pub(crate) fn due(&mut self) -> Option<u64> {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < std::time::Duration::from_secs(1))
+        {
+            self.quiet += 1;
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.quiet))
+    }
+}
 
 /// Wall-clock time in Unix seconds (0 if the clock is before 1970).
 pub(crate) fn unix_now() -> u64 {
@@ -65,23 +89,21 @@ pub async fn run(
 ) -> io::Result<()> {
     let tracker = TaskTracker::new();
     let (hub, hub_handle) = hub_task::spawn(&config);
-    let state = AppState::new(config.clone(), hub.clone(), tracker.clone());
+    let edge = std::sync::Arc::new(EdgeStats::default());
+    let state = AppState::new(
+        config.clone(),
+        hub.clone(),
+        tracker.clone(),
+        std::sync::Arc::clone(&edge),
+    );
     let app = router(state);
 
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    // Signaling messages are small and latency-bound: without TCP_NODELAY, Nagle's algorithm
-    // holds a reply back until the previous segment is acknowledged (up to ~40 ms with
-    // delayed ACKs).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!("cannot set TCP_NODELAY: {e}");
-        }
-    });
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let accept = accept::serve(listener, app, config.clone(), edge, async move {
         shutdown.await;
         let _ = stop_tx.send(());
     });
-    let server = tokio::spawn(async move { serve.await });
+    let server = tokio::spawn(accept);
 
     // Wait for the shutdown signal (or the server ending on its own).
     let _ = stop_rx.await;
@@ -97,8 +119,12 @@ pub async fn run(
     }
     drop(hub);
     hub_handle.abort();
+    // Plain HTTP connections (keep-alive, polling) finish their request and close.
     match tokio::time::timeout(grace, server).await {
-        Ok(Ok(r)) => r,
+        Ok(Ok(http)) => {
+            let _ = tokio::time::timeout(grace, http.wait()).await;
+            Ok(())
+        }
         Ok(Err(join)) => Err(io::Error::other(join)),
         Err(_) => Ok(()),
     }

@@ -31,16 +31,24 @@ struct Inner {
     next_conn: Arc<AtomicU64>,
     /// Tracks connection tasks so shutdown can wait for them.
     tracker: TaskTracker,
+    /// Counters of the accept loop's limits.
+    edge: Arc<crate::EdgeStats>,
 }
 
 impl AppState {
-    pub(crate) fn new(config: ServerConfig, hub: HubSender, tracker: TaskTracker) -> Self {
+    pub(crate) fn new(
+        config: ServerConfig,
+        hub: HubSender,
+        tracker: TaskTracker,
+        edge: Arc<crate::EdgeStats>,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 config,
                 hub,
                 next_conn: Arc::new(AtomicU64::new(1)),
                 tracker,
+                edge,
             }),
         }
     }
@@ -157,7 +165,8 @@ async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Respo
 /// Counters: `{"turn": {...}}` (`null` when the built-in STUN/TURN server is off).
 async fn stats(State(state): State<AppState>) -> Response {
     let turn = state.inner.config.turn.as_ref().map(|t| t.stats());
-    Json(serde_json::json!({ "turn": turn })).into_response()
+    let http = state.inner.edge.json();
+    Json(serde_json::json!({ "http": http, "turn": turn })).into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

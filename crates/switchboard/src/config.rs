@@ -65,6 +65,14 @@ pub(crate) struct ServeArgs {
     /// Seconds to wait for clients to close on shutdown [default: 5].
     #[arg(long, env = "SWITCHBOARD_SHUTDOWN_GRACE_SECS")]
     shutdown_grace_secs: Option<u64>,
+    /// Close a connection that has not sent a whole HTTP request head this many seconds after
+    /// it opened (a client that sends nothing or a header byte by byte) [default: 10].
+    #[arg(long, env = "SWITCHBOARD_HEADER_TIMEOUT_SECS")]
+    header_timeout_secs: Option<u64>,
+    /// TCP connections at once from one IP address; more are closed at accept; 0 = no limit
+    /// [default: 512].
+    #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
+    max_connections_per_ip: Option<usize>,
     /// ICE server URLs sent to clients, comma-separated (stun:, turn:, turns:)
     /// [default: the built-in STUN server; stun:stun.l.google.com:19302 when it is off].
     #[arg(long, env = "SWITCHBOARD_ICE_SERVERS", value_delimiter = ',')]
@@ -150,6 +158,8 @@ struct FileConfig {
     outbound_queue: Option<usize>,
     read_buffer_size: Option<usize>,
     shutdown_grace_secs: Option<u64>,
+    header_timeout_secs: Option<u64>,
+    max_connections_per_ip: Option<usize>,
     /// Full `RTCIceServer` entries: `[[ice_servers]] urls = [...]`, `username`, `credential`.
     ice_servers: Option<Vec<IceServer>>,
     turn_secret: Option<String>,
@@ -289,6 +299,15 @@ impl ServeArgs {
         }
         if let Some(s) = self.shutdown_grace_secs.or(file.shutdown_grace_secs) {
             cfg.shutdown_grace = Duration::from_secs(s);
+        }
+        if let Some(s) = self.header_timeout_secs.or(file.header_timeout_secs) {
+            if s == 0 {
+                bail!("header_timeout_secs must be at least 1");
+            }
+            cfg.header_timeout = Duration::from_secs(s);
+        }
+        if let Some(n) = self.max_connections_per_ip.or(file.max_connections_per_ip) {
+            cfg.max_connections_per_ip = n;
         }
         // Decided here: the built-in STUN server, explicit servers, or a public fallback.
         cfg.hub.ice.servers = Vec::new();

@@ -112,10 +112,16 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     } = args.resolve()?;
     let shutdown = shutdown_signal()?;
     // Every connection is an open file: use the hard limit, not the (often 1024) soft one.
-    match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(n) => tracing::debug!(limit = n, "open-file limit"),
-        Err(e) => tracing::warn!("could not raise the open-file limit: {e}"),
-    }
+    let files = match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!("could not raise the open-file limit: {e}");
+            rlimit::getrlimit(rlimit::Resource::NOFILE)
+                .ok()
+                .map(|(soft, _)| soft)
+        }
+    };
+    fit_connections_to_files(&mut config, files);
     let listener = bind_http(listen, default_listen)
         .await
         .with_context(|| format!("binding {listen}"))?;
@@ -224,6 +230,36 @@ fn announce(local: SocketAddr, turn: Option<&TurnHandle>, peerjs_path: &str) {
         "switchboard {} listening on {local} — open http://{shown}/ ; Ant Media WebSocket: ws://{shown}/<app>/websocket (e.g. ws://{shown}/WebRTCAppEE/websocket) ; socket.io: http://{shown}/socket.io/ ; PeerJS: host {shown}, path {} ; health: http://{shown}/healthz",
         env!("CARGO_PKG_VERSION"),
         peerjs_path.trim_end_matches('/'),
+    );
+}
+
+/// Descriptors kept for everything but client connections: listeners, TURN sockets and
+/// relay sockets' headroom, files, the log.
+const FILES_RESERVED: u64 = 1024;
+
+/// Keeps the connection limits below the open-file limit `files`, so a flood of connections
+/// meets Switchboard's own refusal (counted, logged) instead of `EMFILE`, which would starve
+/// `/healthz` and the TURN server's relay sockets. Says what it decided.
+fn fit_connections_to_files(config: &mut ServerConfig, files: Option<u64>) {
+    let Some(files) = files else {
+        return;
+    };
+    let room = usize::try_from(files.saturating_sub(FILES_RESERVED).max(64)).unwrap_or(usize::MAX);
+    if config.max_open_connections > room {
+        config.max_open_connections = room;
+    }
+    if config.hub.max_connections > room {
+        config.hub.max_connections = room;
+    }
+    tracing::info!(
+        "open-file limit {files}: at most {} TCP connections ({} WebSocket and socket.io clients), {} per IP address",
+        config.max_open_connections,
+        config.hub.max_connections,
+        if config.max_connections_per_ip == 0 {
+            "no limit".to_owned()
+        } else {
+            config.max_connections_per_ip.to_string()
+        }
     );
 }
 

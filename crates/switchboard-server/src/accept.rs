@@ -1,0 +1,245 @@
+//! The accept loop: TCP connections admitted under the connection limits, each served by
+//! hyper's HTTP/1 connection with a header deadline (with upgrades, for WebSockets).
+//!
+//! Limits, all counted in [`EdgeStats`] (served at `/api/v1/stats` under `"http"`):
+//! - [`crate::ServerConfig::max_open_connections`]: TCP connections at once, set below the
+//!   process's open-file limit; beyond it a new connection is closed at once.
+//! - [`crate::ServerConfig::max_connections_per_ip`]: TCP connections at once from one IP
+//!   address (one attacker cannot take every descriptor).
+//! - [`crate::ServerConfig::header_timeout`]: a connection that has not sent a whole request
+//!   head this long after it opened (or after its previous response) is closed: a client that
+//!   sends nothing, or a header byte by byte, cannot hold a descriptor.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use axum::Router;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::ServerConfig;
+
+/// Counters of the HTTP edge.
+#[derive(Debug, Default)]
+pub struct EdgeStats {
+    /// TCP connections open now.
+    pub open: AtomicU64,
+    /// Connections closed at accept: `max_open_connections` reached.
+    pub refused_open_limit: AtomicU64,
+    /// Connections closed at accept: `max_connections_per_ip` reached for their address.
+    pub refused_per_ip: AtomicU64,
+    /// Connections closed because no whole request head arrived within `header_timeout`.
+    pub header_timeouts: AtomicU64,
+}
+
+impl EdgeStats {
+    /// The counters as JSON.
+    pub(crate) fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "open": self.open.load(Relaxed),
+            "refused_open_limit": self.refused_open_limit.load(Relaxed),
+            "refused_per_ip": self.refused_per_ip.load(Relaxed),
+            "header_timeouts": self.header_timeouts.load(Relaxed),
+        })
+    }
+}
+
+/// Open connections per IP address, and the total.
+#[derive(Debug)]
+struct Admission {
+    per_ip: Mutex<HashMap<IpAddr, usize>>,
+    stats: Arc<EdgeStats>,
+    max_open: usize,
+    max_per_ip: usize,
+}
+
+/// Held by an admitted connection (inside its IO, so an upgraded WebSocket keeps it); gives
+/// the place back when dropped.
+#[derive(Debug)]
+struct Admitted {
+    admission: Arc<Admission>,
+    ip: IpAddr,
+}
+
+impl Drop for Admitted {
+    fn drop(&mut self) {
+        self.admission.stats.open.fetch_sub(1, Relaxed);
+        if let Ok(mut m) = self.admission.per_ip.lock() {
+            if let Some(n) = m.get_mut(&self.ip) {
+                *n -= 1;
+                if *n == 0 {
+                    m.remove(&self.ip);
+                }
+            }
+        }
+    }
+}
+
+/// Why a connection was not admitted.
+enum Refusal {
+    Open,
+    PerIp,
+}
+
+impl Admission {
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
+        // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        let mut m = self.per_ip.lock().map_err(|_| Refusal::Open)?;
+        if self.stats.open.load(Relaxed) as usize >= self.max_open {
+            self.stats.refused_open_limit.fetch_add(1, Relaxed);
+            return Err(Refusal::Open);
+        }
+        let n = m.entry(ip).or_insert(0);
+        if self.max_per_ip > 0 && *n >= self.max_per_ip {
+            self.stats.refused_per_ip.fetch_add(1, Relaxed);
+            return Err(Refusal::PerIp);
+        }
+        *n += 1;
+        self.stats.open.fetch_add(1, Relaxed);
+        Ok(Admitted {
+            admission: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+/// A TCP stream with its place in the limits.
+#[derive(Debug)]
+pub(crate) struct Stream {
+    tcp: TcpStream,
+    _admitted: Admitted,
+}
+
+impl AsyncRead for Stream {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Stream {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_flush(cx)
+    }
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.tcp).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
+    }
+}
+
+/// Accepts connections until `stop` resolves; then asks every HTTP connection to finish its
+/// request and close, and returns the (closed) tracker of their tasks to wait on. Upgraded
+/// WebSockets are not among them: the hub's shutdown closes those.
+pub(crate) async fn serve(
+    listener: TcpListener,
+    app: Router,
+    config: ServerConfig,
+    stats: Arc<EdgeStats>,
+    stop: impl std::future::Future<Output = ()>,
+) -> TaskTracker {
+    let admission = Arc::new(Admission {
+        per_ip: Mutex::new(HashMap::new()),
+        stats: Arc::clone(&stats),
+        max_open: config.max_open_connections,
+        max_per_ip: config.max_connections_per_ip,
+    });
+    let tasks = TaskTracker::new();
+    let closing = CancellationToken::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(config.header_timeout);
+    let mut log = crate::RateLimited::default();
+    let mut stop = std::pin::pin!(stop);
+    loop {
+        let (tcp, remote): (TcpStream, SocketAddr) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors (EMFILE) and the like: wait a little, as axum does.
+                    tracing::debug!("accept failed: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let admitted = match admission.admit(remote.ip()) {
+            Ok(a) => a,
+            Err(why) => {
+                if let Some(quiet) = log.due() {
+                    let what = match why {
+                        Refusal::Open => "max_open_connections reached",
+                        Refusal::PerIp => "max_connections_per_ip reached for its address",
+                    };
+                    tracing::info!(
+                        "refused a connection from {}: {what} ({quiet} more refused since the last line)",
+                        remote.ip()
+                    );
+                }
+                continue; // dropping the stream closes it
+            }
+        };
+        // Signaling messages are small and latency-bound: without TCP_NODELAY, Nagle's
+        // algorithm holds a reply back until the previous segment is acknowledged.
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!("cannot set TCP_NODELAY: {e}");
+        }
+        let io = TokioIo::new(Stream {
+            tcp,
+            _admitted: admitted,
+        });
+        let service = TowerToHyperService::new(app.clone());
+        let conn = builder.serve_connection(io, service).with_upgrades();
+        let stats = Arc::clone(&stats);
+        let closing = closing.clone();
+        tasks.spawn(async move {
+            let mut conn = std::pin::pin!(conn);
+            let result = tokio::select! {
+                r = conn.as_mut() => r,
+                () = closing.cancelled() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = result {
+                if e.is_timeout() {
+                    stats.header_timeouts.fetch_add(1, Relaxed);
+                }
+                tracing::debug!("connection from {remote}: {e}");
+            }
+        });
+    }
+    closing.cancel();
+    tasks.close();
+    tasks
+}

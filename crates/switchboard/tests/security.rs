@@ -1,0 +1,104 @@
+//! Attacks on the HTTP edge, reproduced against the real binary on loopback (issue 15):
+//! descriptors held without a request, and one address taking every connection.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use common::{http_get, start_switchboard};
+
+fn stats(port: u16) -> serde_json::Value {
+    serde_json::from_str(&http_get(port, "/api/v1/stats")).unwrap()
+}
+
+/// Whether the server closed `s` (EOF or reset) within `within`.
+fn closed_by_server(s: &mut TcpStream, within: Duration) -> bool {
+    s.set_read_timeout(Some(within)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {} // e.g. a 408 answer before the close
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut =>
+            {
+                return false;
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+/// Before: a connection that sent nothing, or a header byte by byte, stayed open (150 s and
+/// more), so 20,000 of them took every descriptor. Now each is closed after the header
+/// timeout, counted, and the server keeps answering.
+#[test]
+fn connections_that_send_no_whole_request_are_closed_after_the_header_timeout() {
+    let sb = start_switchboard(&["--header-timeout-secs", "1"], &[]);
+    let started = Instant::now();
+    let mut silent: Vec<TcpStream> = (0..50)
+        .map(|_| TcpStream::connect(("127.0.0.1", sb.port)).unwrap())
+        .collect();
+    // Slowloris: a header trickled a byte at a time, never finished.
+    let mut slow = TcpStream::connect(("127.0.0.1", sb.port)).unwrap();
+    let trickle = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+    let mut sent = 0;
+    let mut slow_closed = false;
+    while started.elapsed() < Duration::from_secs(6) {
+        if slow
+            .write_all(&trickle[sent % trickle.len()..][..1])
+            .is_err()
+        {
+            slow_closed = true;
+            break;
+        }
+        sent += 1;
+        if closed_by_server(&mut slow, Duration::from_millis(200)) {
+            slow_closed = true;
+            break;
+        }
+    }
+    assert!(
+        slow_closed,
+        "a header trickled byte by byte kept the connection open"
+    );
+    // Meanwhile the server answers others.
+    assert!(http_get(sb.port, "/healthz").contains(r#"{"status":"ok"}"#));
+    for s in &mut silent {
+        assert!(
+            closed_by_server(s, Duration::from_secs(5)),
+            "a silent connection stayed open"
+        );
+    }
+    let http = &stats(sb.port)["http"];
+    assert!(http["header_timeouts"].as_u64().unwrap() >= 51, "{http}");
+}
+
+/// Before: no limit per address, so one client could hold every descriptor. Now the
+/// connection over the limit is closed at accept and counted; the places come back when the
+/// held connections close.
+#[test]
+fn one_address_cannot_hold_more_than_its_share_of_connections() {
+    let sb = start_switchboard(&["--max-connections-per-ip", "20"], &[]);
+    let held: Vec<TcpStream> = (0..20)
+        .map(|_| TcpStream::connect(("127.0.0.1", sb.port)).unwrap())
+        .collect();
+    // Let the server account for all of them.
+    std::thread::sleep(Duration::from_millis(200));
+    let mut over = TcpStream::connect(("127.0.0.1", sb.port)).unwrap();
+    let _ = over.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n");
+    assert!(
+        closed_by_server(&mut over, Duration::from_secs(5)),
+        "the 21st connection from one address was served"
+    );
+    drop(held);
+    // The server sees the closes and gives the places back.
+    std::thread::sleep(Duration::from_millis(300));
+    let http = &stats(sb.port)["http"];
+    assert!(http["refused_per_ip"].as_u64().unwrap() >= 1, "{http}");
+    assert!(http_get(sb.port, "/healthz").contains(r#"{"status":"ok"}"#));
+}
