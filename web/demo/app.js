@@ -324,7 +324,8 @@ function fileReceived({ name, size, blob }) {
   li.className = "msg them";
   const a = document.createElement("a");
   a.href = URL.createObjectURL(blob);
-  a.download = name;
+  a.download = name; // a download (the blob is application/octet-stream), never a page
+  a.rel = "noopener";
   a.textContent = `📎 ${name}`;
   li.append(a, document.createTextNode(` (${formatSize(size)})`));
   appendMessage(li);

@@ -81,6 +81,11 @@ export interface SwitchboardEvents {
   channelopen: {};
   message: { data: string | ArrayBuffer };
   fileprogress: FileProgress;
+  /**
+   * A whole file. `name` is made safe (see `safeFileName`); `type` is what the sender
+   * announced (not trusted); `blob` is always `application/octet-stream`, so opening it
+   * downloads it instead of rendering it in this page's origin.
+   */
   file: { id: string; name: string; size: number; type: string; blob: Blob };
   peermessage: { definition: unknown; data: unknown };
   screenshare: { active: boolean; track?: MediaStreamTrack };
@@ -129,5 +134,7 @@ export declare class Switchboard {
 
 /** `ws(s)://<this host>/<app>/websocket`. */
 export declare function defaultUrl(app?: string): string;
+/** A received file's name, safe to show and save: last path component, no control or bidirectional characters, no leading dots, ≤ 128 characters. */
+export declare function safeFileName(name: unknown): string;
 /** A random, readable room name such as "calm-river-4821". */
 export declare function randomRoom(): string;

@@ -65,6 +65,21 @@ export function defaultUrl(app = DEFAULT_APP) {
   return `${proto}//${origin.host}/${app}/websocket`;
 }
 
+/**
+ * A received file's name made safe to show and to save: the last path component, without
+ * control and bidirectional-override characters (which can disguise "exe.txt" as
+ * "txt.exe"), without leading dots, at most 128 characters; "file" if nothing is left.
+ */
+export function safeFileName(name) {
+  const base = String(name ?? "").split(/[\\/]/).pop();
+  const clean = base
+    .replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "")
+    .replace(/^[.\s]+/, "")
+    .trim()
+    .slice(0, 128);
+  return clean || "file";
+}
+
 /** A random room name such as "calm-river-4821". */
 export function randomRoom() {
   const a = ["calm", "bright", "swift", "quiet", "bold", "warm", "clear", "brave", "lucky", "gentle"];
@@ -664,24 +679,36 @@ export class Switchboard {
     const parts = [];
     let received = 0;
     const id = ch.label.slice("sb-file:".length);
+    let done = false;
     ch.onmessage = (e) => {
+      if (done) { ch.close(); return; } // more than announced: not kept
       if (!meta) {
         try { meta = JSON.parse(e.data); } catch { ch.close(); return; }
-        if (!(meta.size >= 0) || meta.size > this.maxFileSize) { ch.send("reject"); ch.close(); return; }
+        if (!meta || typeof meta !== "object" || !Number.isSafeInteger(meta.size) || meta.size < 0 || meta.size > this.maxFileSize) {
+          ch.send("reject");
+          ch.close();
+          return;
+        }
+        meta = { name: safeFileName(meta.name), size: meta.size, type: String(meta.type ?? "").slice(0, 128) };
         this._emit("fileprogress", { id, name: meta.name, size: meta.size, bytes: 0, direction: "receive" });
         if (meta.size === 0) finish();
         return;
       }
       if (typeof e.data === "string") return;
-      parts.push(e.data);
       received += e.data.byteLength;
+      if (received > meta.size) { done = true; parts.length = 0; ch.send("reject"); ch.close(); return; }
+      parts.push(e.data);
       this._emit("fileprogress", { id, name: meta.name, size: meta.size, bytes: received, direction: "receive" });
-      if (received >= meta.size) finish();
+      if (received === meta.size) finish();
     };
     const finish = () => {
-      const blob = new Blob(parts, { type: meta.type });
+      done = true;
+      // Never the type the sender announced: a "text/html" blob opened from this page would
+      // run the sender's script in this origin (which holds camera permission).
+      const blob = new Blob(parts, { type: "application/octet-stream" });
+      parts.length = 0;
       ch.send("done");
-      this._emit("file", { id, name: String(meta.name), size: meta.size, type: meta.type, blob });
+      this._emit("file", { id, name: meta.name, size: meta.size, type: meta.type, blob });
     };
   }
 

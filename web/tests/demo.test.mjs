@@ -144,6 +144,40 @@ test("a 5 MB file arrives intact with progress reported", async () => {
   assert.ok(await b.locator(".msg.them a[download='five-megabytes.bin']").count() === 1, "download link shown");
 });
 
+test("a hostile file (HTML with script, disguised name) is a download, never a page in this origin", async () => {
+  // Before: the Blob kept the sender's type (text/html) and the link opened it in
+  // Switchboard's origin, where its script ran with the camera permission.
+  const n = await b.evaluate(() => window.demo.files.length);
+  await a.evaluate(() => {
+    const html = "<script>window.parent && (document.title = 'pwned')</script><h1>invoice</h1>";
+    const name = "../../\u202Efdp.exe\u0007\u001b[31m invoice.html";
+    return window.demo.call.sendFile(new File([html], name, { type: "text/html" }));
+  });
+  await until(b, "B received the hostile file", (k) => window.demo.files.length === k + 1, n);
+  const got = await b.evaluate(() => {
+    const f = window.demo.files.at(-1);
+    const link = [...document.querySelectorAll(".msg.them a[download]")].at(-1);
+    return { name: f.name, type: f.blob.type, download: link.getAttribute("download"), text: link.textContent };
+  });
+  assert.equal(got.type, "application/octet-stream");
+  // No path, no bidirectional override, no control characters (no terminal escapes).
+  assert.equal(got.name, "fdp.exe[31m invoice.html");
+  assert.equal(got.download, got.name);
+  assert.ok(!/[\u0000-\u001f\u202a-\u202e]/.test(got.text), JSON.stringify(got.text));
+  // The page itself is served with a strict policy: no inline script, no framing.
+  const res = await fetch(`${sb.url}/`);
+  const csp = res.headers.get("content-security-policy");
+  assert.match(csp, /script-src 'self'(;|$)/);
+  assert.match(csp, /frame-ancestors 'none'/);
+  assert.equal(res.headers.get("x-frame-options"), "DENY");
+  assert.equal(res.headers.get("x-content-type-options"), "nosniff");
+  assert.equal(res.headers.get("referrer-policy"), "no-referrer");
+  // And the demo works under it: no policy violation was reported in either page.
+  for (const [p, who] of [[a, "A"], [b, "B"]]) {
+    assert.deepEqual(p.consoleErrors.filter((e) => /Content Security Policy/i.test(e)), [], who);
+  }
+});
+
 test("mute and camera-off are visible to the other side", async () => {
   // Before: B hears A. The fake microphone beeps about once a second, so measure the
   // energy received over a 2 s window.

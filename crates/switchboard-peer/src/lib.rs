@@ -90,8 +90,12 @@ pub struct PeerConfig {
     pub url: String,
     /// The room (Ant Media `streamId`).
     pub room: String,
-    /// Where received files are written; `None` refuses incoming files.
+    /// Where received files are written; `None` refuses incoming files. Files are created
+    /// new (never overwriting; `name (1)`, ... when taken) under a sanitized name.
     pub receive_dir: Option<PathBuf>,
+    /// Largest file accepted, in bytes; a larger announced size is refused before anything is
+    /// written. Default [`MAX_FILE_SIZE`] (4 GiB).
+    pub max_file_size: u64,
     /// Which ICE candidates to offer.
     pub ice: IcePolicy,
     /// Media to send and record.
@@ -112,6 +116,7 @@ impl PeerConfig {
             url: url.into(),
             room: room.into(),
             receive_dir: None,
+            max_file_size: MAX_FILE_SIZE,
             ice: IcePolicy::default(),
             media: MediaConfig::default(),
             stats_interval: None,
@@ -354,6 +359,8 @@ const EVENT_QUEUE: usize = 1024;
 /// First and longest wait before reconnecting the signaling socket.
 const RECONNECT_MIN: Duration = Duration::from_millis(500);
 const RECONNECT_MAX: Duration = Duration::from_secs(8);
+/// The default [`PeerConfig::max_file_size`]: 4 GiB.
+pub const MAX_FILE_SIZE: u64 = 4 << 30;
 /// How long one WebSocket connection attempt (TCP, TLS and the upgrade) may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The default [`PeerConfig::reconnect_budget`]: after the signaling socket dropped,
@@ -429,6 +436,7 @@ impl Peer {
             outbox: VecDeque::new(),
             outbox_bytes: 0,
             receive_dir: config.receive_dir,
+            max_file_size: config.max_file_size,
             sends: Vec::new(),
             recvs: Vec::new(),
             ice: config.ice,
@@ -746,6 +754,8 @@ struct Session {
     outbox: VecDeque<(bool, Vec<u8>)>,
     outbox_bytes: usize,
     receive_dir: Option<PathBuf>,
+    /// [`PeerConfig::max_file_size`].
+    max_file_size: u64,
     sends: Vec<FileSend>,
     recvs: Vec<FileRecv>,
     ice: IcePolicy,
@@ -885,35 +895,59 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A file name safe to create in the receive directory: the last path component, no leading
-/// dots, no control characters, at most 128 characters.
+/// A file name safe to create in the receive directory and to print: the last path
+/// component, without control and bidirectional-override characters (terminal escapes,
+/// "exe.txt" shown as "txt.exe") or characters some file system refuses (`<>:"|?*`), no
+/// leading dots, no trailing dots or spaces, not a Windows device name (`CON`, `NUL`,
+/// `COM1`, ...), at most 128 characters; "file" if nothing is left.
 fn safe_name(name: &str) -> String {
     let base = name.rsplit(['/', '\\']).next().unwrap_or("");
+    let bidi = |c: char| matches!(c, '\u{061c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}');
     let clean: String = base
         .chars()
-        .filter(|c| !c.is_control())
+        .filter(|&c| {
+            !c.is_control() && !bidi(c) && !matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*')
+        })
         .collect::<String>()
-        .trim_start_matches('.')
+        .trim_start_matches(['.', ' '])
         .chars()
         .take(128)
-        .collect();
-    if clean.trim().is_empty() {
-        "file".to_owned()
-    } else {
-        clean
+        .collect::<String>()
+        .trim_end_matches(['.', ' '])
+        .to_owned();
+    if clean.is_empty() {
+        return "file".to_owned();
     }
+    let stem = clean.split('.').next().unwrap_or("").to_ascii_uppercase();
+    let device = matches!(stem.as_str(), "CON" | "PRN" | "AUX" | "NUL")
+        || (stem.len() == 4
+            && (stem.starts_with("COM") || stem.starts_with("LPT"))
+            && stem.as_bytes()[3].is_ascii_digit());
+    if device { format!("_{clean}") } else { clean }
 }
 
-/// `dir/name`, or `dir/name (1)`, ... if taken.
-fn unused_path(dir: &Path, name: &str) -> PathBuf {
-    let first = dir.join(name);
-    if !first.exists() {
-        return first;
+/// Creates `dir/name`, or `dir/name (1)`, ... up to `(9999)`, never opening a file that
+/// exists (create-new): a peer cannot make this side overwrite anything, even by sending the
+/// colliding names first.
+fn create_unique(dir: &Path, name: &str) -> io::Result<(PathBuf, std::fs::File)> {
+    let candidates =
+        std::iter::once(name.to_owned()).chain((1..10_000).map(|i| format!("{name} ({i})")));
+    for candidate in candidates {
+        let path = dir.join(candidate);
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+        {
+            Ok(file) => return Ok((path, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e),
+        }
     }
-    (1..10_000)
-        .map(|i| dir.join(format!("{name} ({i})")))
-        .find(|p| !p.exists())
-        .unwrap_or(first)
+    Err(io::Error::new(
+        io::ErrorKind::AlreadyExists,
+        format!("{name} and 9,999 numbered variants exist already"),
+    ))
 }
 
 impl Session {
@@ -1901,11 +1935,8 @@ impl Session {
             match &mut r.state {
                 None => {
                     let meta: Value = serde_json::from_slice(data).unwrap_or(Value::Null);
-                    let name = meta
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or("file")
-                        .to_owned();
+                    let name =
+                        safe_name(meta.get("name").and_then(Value::as_str).unwrap_or("file"));
                     let size = meta.get("size").and_then(Value::as_u64);
                     let fail = |reason: &str| PeerEvent::FileFailed {
                         id: r.id.clone(),
@@ -1923,35 +1954,54 @@ impl Session {
                             reply = Some(b"reject");
                             done = true;
                         }
-                        (Some(dir), Some(size)) => {
-                            let path = unused_path(dir, &safe_name(&name));
-                            match std::fs::File::create(&path) {
-                                Ok(file) => {
-                                    r.state = Some(RecvState {
-                                        name,
-                                        size,
-                                        expect: meta
-                                            .get("sha256")
-                                            .and_then(Value::as_str)
-                                            .map(str::to_owned),
-                                        path,
-                                        file,
-                                        hasher: Sha256::new(),
-                                        received: 0,
-                                        reported: 0,
-                                    });
-                                }
-                                Err(e) => {
-                                    event = Some(fail(&format!(
-                                        "cannot create {}: {e}",
-                                        path.display()
-                                    )));
-                                    reply = Some(b"reject");
-                                    done = true;
-                                }
-                            }
+                        (Some(_), Some(size)) if size > self.max_file_size => {
+                            event = Some(fail(&format!(
+                                "{size} bytes is more than the {} bytes accepted (max_file_size)",
+                                self.max_file_size
+                            )));
+                            reply = Some(b"reject");
+                            done = true;
                         }
+                        (Some(dir), Some(size)) => match create_unique(dir, &name) {
+                            Ok((path, file)) => {
+                                r.state = Some(RecvState {
+                                    name,
+                                    size,
+                                    expect: meta
+                                        .get("sha256")
+                                        .and_then(Value::as_str)
+                                        .map(str::to_owned),
+                                    path,
+                                    file,
+                                    hasher: Sha256::new(),
+                                    received: 0,
+                                    reported: 0,
+                                });
+                            }
+                            Err(e) => {
+                                event = Some(fail(&format!(
+                                    "cannot create {name} in {}: {e}",
+                                    dir.display()
+                                )));
+                                reply = Some(b"reject");
+                                done = true;
+                            }
+                        },
                     }
+                }
+                Some(st) if binary && st.received + data.len() as u64 > st.size => {
+                    // More than announced: the transfer is refused, not the disk filled.
+                    let _ = std::fs::remove_file(&st.path);
+                    event = Some(PeerEvent::FileFailed {
+                        id: r.id.clone(),
+                        name: st.name.clone(),
+                        reason: format!(
+                            "the sender sent more than the {} bytes announced",
+                            st.size
+                        ),
+                    });
+                    reply = Some(b"reject");
+                    done = true;
                 }
                 Some(st) => {
                     if binary {
@@ -2160,5 +2210,51 @@ impl Session {
                 },
             }
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::{create_unique, safe_name};
+
+    #[test]
+    fn received_names_are_plain_file_names_on_every_system() {
+        for (given, safe) in [
+            ("report.pdf", "report.pdf"),
+            ("../../etc/passwd", "passwd"),
+            ("C:\\Windows\\win.ini", "win.ini"),
+            ("\u{202e}fdp.exe", "fdp.exe"),
+            ("bell\u{7}\u{1b}[31mred", "bell[31mred"),
+            ("...hidden", "hidden"),
+            ("trailing. . ", "trailing"),
+            ("a<b>c:d\"e|f?g*h", "abcdefgh"),
+            ("CON", "_CON"),
+            ("nul.txt", "_nul.txt"),
+            ("com7.log", "_com7.log"),
+            ("community.txt", "community.txt"),
+            ("", "file"),
+            ("/", "file"),
+        ] {
+            assert_eq!(safe_name(given), safe, "{given:?}");
+        }
+        assert_eq!(safe_name(&"x".repeat(500)).chars().count(), 128);
+    }
+
+    /// Before: with `name (1)` … `name (9999)` taken, the original name was opened with
+    /// truncation. Now nothing that exists is ever opened.
+    #[test]
+    fn receiving_never_overwrites_a_file() {
+        let dir = std::env::temp_dir().join(format!("sb-unique-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("a.txt"), b"keep me").unwrap();
+        let (p1, _) = create_unique(&dir, "a.txt").unwrap();
+        assert_eq!(p1, dir.join("a.txt (1)"));
+        for i in 2..10_000 {
+            std::fs::write(dir.join(format!("a.txt ({i})")), b"").unwrap();
+        }
+        assert!(create_unique(&dir, "a.txt").is_err());
+        assert_eq!(std::fs::read(dir.join("a.txt")).unwrap(), b"keep me");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -65,7 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{pj}{{key}}/peers"), get(peerjs_peers))
         .route(
             "/",
-            get(|| asset(HTML, include_str!("../../../web/demo/index.html"))),
+            get(|| page(include_str!("../../../web/demo/index.html"))),
         )
         .route(
             "/app.js",
@@ -189,10 +189,34 @@ async fn asset(content_type: &'static str, body: &'static str) -> Response {
             (header::CONTENT_TYPE, content_type),
             (header::CACHE_CONTROL, "no-cache"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::REFERRER_POLICY, "no-referrer"),
         ],
         body,
     )
         .into_response()
+}
+
+/// The demo page's Content-Security-Policy: its own scripts and styles only (no inline
+/// script, no eval), media from the camera and blobs, WebSockets to this server, nothing
+/// framed and no framing of the page (a received file can never run as script here).
+const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
+    img-src 'self' data: blob:; media-src 'self' blob: mediastream:; connect-src 'self'; \
+    frame-ancestors 'none'; base-uri 'none'; form-action 'self'; object-src 'none'";
+
+/// The demo page, with the headers that keep a hostile peer's content from running in this
+/// origin (which holds the camera permission).
+async fn page(body: &'static str) -> Response {
+    let mut response = asset(HTML, body).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        header::HeaderValue::from_static(DEMO_CSP),
+    );
+    headers.insert(
+        header::X_FRAME_OPTIONS,
+        header::HeaderValue::from_static("DENY"),
+    );
+    response
 }
 
 async fn websocket(

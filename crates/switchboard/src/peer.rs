@@ -44,6 +44,11 @@ pub(crate) struct PeerArgs {
     /// native peer); exits when the other peer leaves (unless --chat).
     #[arg(long, value_name = "DIR")]
     receive: Option<PathBuf>,
+    /// Refuse a received file announced larger than this many bytes [default: 4 GiB].
+    /// Received files never overwrite anything (`name (1)`, ... when taken) and get a plain,
+    /// printable name.
+    #[arg(long, value_name = "BYTES", default_value_t = switchboard_peer::MAX_FILE_SIZE)]
+    max_file_size: u64,
     /// Send media: a VP8 `.ivf` file (video), an Ogg Opus `.ogg`/`.opus` file (audio),
     /// `testsrc` (a generated colour-bar test pattern), `tone` (a 440 Hz tone) or `test`
     /// (both). Repeat for video and audio.
@@ -219,6 +224,7 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
     let sources = usize::from(media.video.is_some()) + usize::from(media.audio.is_some());
     let (mut peer, driver) = Peer::connect(PeerConfig {
         receive_dir: args.receive.clone(),
+        max_file_size: args.max_file_size,
         ice: if args.relay_only {
             IcePolicy::RelayOnly
         } else if args.no_turn {

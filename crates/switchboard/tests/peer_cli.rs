@@ -391,6 +391,40 @@ fn both_send_and_record_video_only_started_together() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A file announced larger than `--max-file-size` is refused before anything is written;
+/// both sides say so and exit non-zero.
+#[test]
+fn a_file_over_max_file_size_is_refused_before_it_is_written() {
+    let sb = start_switchboard(&[], &[]);
+    let dir = std::env::temp_dir().join(format!("sb-cli-maxsize-{}", std::process::id()));
+    let inbox = dir.join("inbox");
+    std::fs::create_dir_all(&inbox).unwrap();
+    let big = dir.join("big.bin");
+    std::fs::write(&big, vec![7u8; 2_000_000]).unwrap();
+    let inbox_arg = inbox.to_str().unwrap().to_owned();
+    let (mut receiver, receiver_err) = cli_peer(
+        sb.port,
+        "cli-maxsize",
+        &["--receive", &inbox_arg, "--max-file-size", "1000000"],
+    );
+    wait_line(&receiver_err, "joined room");
+    let (mut sender, sender_err) =
+        cli_peer(sb.port, "cli-maxsize", &["--send", big.to_str().unwrap()]);
+    wait_line(
+        &receiver_err,
+        "failed: 2000000 bytes is more than the 1000000 bytes accepted",
+    );
+    wait_line(&sender_err, "failed: the receiver answered \"reject\"");
+    assert!(!sender.0.wait().unwrap().success());
+    assert!(!receiver.0.wait().unwrap().success());
+    assert_eq!(
+        std::fs::read_dir(&inbox).unwrap().count(),
+        0,
+        "nothing written"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Recording a kind of media the other side never sends leaves no unplayable file behind.
 #[test]
 fn a_recording_that_received_nothing_is_not_kept() {

@@ -58,7 +58,12 @@ async fn idle_joined_peers_cost_a_few_kib_each() {
     // The server process inherits our soft limit; keep the count under it.
     let soft = soft_fd_limit();
     let n: usize = if soft >= 8192 { 2000 } else { 400 };
-    let p = start(&["--max-connections", "100000", "--max-connections-per-ip", "0"]);
+    let p = start(&[
+        "--max-connections",
+        "100000",
+        "--max-connections-per-ip",
+        "0",
+    ]);
     let url = format!("ws://127.0.0.1:{}/LiveApp/websocket", p.port);
 
     // Warm up allocator arenas and runtime threads with a first batch, then measure the
