@@ -161,6 +161,10 @@ pub(crate) enum Refused {
     Version,
     /// No `Sec-WebSocket-Key`.
     NoKey,
+    /// A `Sec-WebSocket-Key` that is not the base64 of 16 bytes (RFC 6455 §4.1).
+    BadKey,
+    /// No `Host` header (required in HTTP/1.1).
+    NoHost,
     /// The connection cannot be upgraded (not HTTP/1.1).
     NotUpgradable,
 }
@@ -177,6 +181,11 @@ impl IntoResponse for Refused {
                 "unsupported Sec-WebSocket-Version (13 is supported)\n",
             ),
             Self::NoKey => (StatusCode::BAD_REQUEST, "missing Sec-WebSocket-Key\n"),
+            Self::BadKey => (
+                StatusCode::BAD_REQUEST,
+                "Sec-WebSocket-Key must be the base64 of 16 bytes (24 characters ending in ==)\n",
+            ),
+            Self::NoHost => (StatusCode::BAD_REQUEST, "missing Host header\n"),
             Self::NotUpgradable => (
                 StatusCode::UPGRADE_REQUIRED,
                 "this connection cannot be upgraded (HTTP/1.1 is required)\n",
@@ -213,9 +222,15 @@ pub(crate) fn accept(req: &mut Request) -> Result<(OnUpgrade, Response), Refused
     {
         return Err(Refused::Version);
     }
+    if !headers.contains_key(header::HOST) {
+        return Err(Refused::NoHost);
+    }
     let Some(key) = headers.get(header::SEC_WEBSOCKET_KEY) else {
         return Err(Refused::NoKey);
     };
+    if !is_websocket_key(key.as_bytes()) {
+        return Err(Refused::BadKey);
+    }
     let accept = derive_accept_key(key.as_bytes());
     let Some(on_upgrade) = req.extensions_mut().remove::<OnUpgrade>() else {
         return Err(Refused::NotUpgradable);
@@ -228,6 +243,16 @@ pub(crate) fn accept(req: &mut Request) -> Result<(OnUpgrade, Response), Refused
         h.insert(header::SEC_WEBSOCKET_ACCEPT, v);
     }
     Ok((on_upgrade, res))
+}
+
+/// Whether `key` is the base64 of 16 bytes: 22 base64 characters (the last one carrying only
+/// two bits: `A`, `Q`, `g` or `w`) and `==`.
+fn is_websocket_key(key: &[u8]) -> bool {
+    let b64 = |c: &u8| c.is_ascii_alphanumeric() || *c == b'+' || *c == b'/';
+    key.len() == 24
+        && key[..22].iter().all(b64)
+        && matches!(key[21], b'A' | b'Q' | b'g' | b'w')
+        && &key[22..] == b"=="
 }
 
 /// The WebSocket over a completed upgrade.

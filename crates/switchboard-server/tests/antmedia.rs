@@ -382,6 +382,27 @@ async fn http_routes() {
     let no_key = "Upgrade: websocket\r\nConnection: upgrade\r\nSec-WebSocket-Version: 13\r\n";
     let (status, _) = http_get(server.addr, "/App/websocket", no_key).await;
     assert!(status.contains("400"), "{status}");
+    // A key that is not the base64 of 16 bytes, and a request without Host: 400 with a reason
+    // (issue 15: both were upgraded).
+    for bad in [
+        "not base64!!",
+        "dGhlIHNhbXBsZSBub25jZQ",
+        "dGhlIHNhbXBsZSBub25jZR==",
+    ] {
+        let h = upgrade.replace("dGhlIHNhbXBsZSBub25jZQ==", bad);
+        let (status, body) = http_get(server.addr, "/App/websocket", &h).await;
+        assert!(status.contains("400"), "{bad}: {status}");
+        assert!(body.contains("base64 of 16 bytes"), "{body}");
+    }
+    {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut s = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        let req = format!("GET /App/websocket HTTP/1.1\r\nConnection: close\r\n{upgrade}\r\n");
+        s.write_all(req.as_bytes()).await.unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).await.unwrap();
+        assert!(text.starts_with("HTTP/1.1 400"), "{text}");
+    }
     let (status, body) = http_get(server.addr, "/", "").await;
     assert!(
         status.contains("200") && body.contains("Switchboard"),

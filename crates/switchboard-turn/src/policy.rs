@@ -86,13 +86,41 @@ fn v4_class(ip: Ipv4Addr) -> Option<PeerRefusal> {
     }
 }
 
+/// The IPv4 address an IPv6 transition address carries, where the relay would in effect
+/// reach it: NAT64 (`64:ff9b::/96`, RFC 6052), IPv4-translated (`::ffff:0:a.b.c.d`) and 6to4
+/// (`2002:aabb:ccdd::/48`), IPv4-compatible (`::a.b.c.d`, deprecated). Teredo (`2001::/32`) carries two: its server and its (inverted)
+/// client address.
+fn embedded_v4(ip: Ipv6Addr) -> Vec<Ipv4Addr> {
+    let s = ip.segments();
+    let v4 = |hi: u16, lo: u16| Ipv4Addr::from((u32::from(hi) << 16) | u32::from(lo));
+    match s {
+        [0x64, 0xff9b, 0, 0, 0, 0, hi, lo]
+        | [0, 0, 0, 0, 0xffff, 0, hi, lo]
+        | [0, 0, 0, 0, 0, 0, hi, lo] => vec![v4(hi, lo)],
+        [0x2002, hi, lo, ..] => vec![v4(hi, lo)],
+        [0x2001, 0, shi, slo, _, _, chi, clo] => vec![v4(shi, slo), v4(!chi, !clo)],
+        _ => Vec::new(),
+    }
+}
+
 fn v6_class(ip: Ipv6Addr) -> Option<PeerRefusal> {
     let seg0 = ip.segments()[0];
     if ip.is_loopback() {
-        Some(PeerRefusal::Loopback)
-    } else if ip.is_unspecified() {
+        return Some(PeerRefusal::Loopback);
+    }
+    if ip.is_unspecified() {
+        return Some(PeerRefusal::Unspecified);
+    }
+    // A transition address is judged by the IPv4 address it leads to: `64:ff9b::10.0.0.5`
+    // or `2002:a9fe:a9fe::` must not reach a private or metadata (169.254.169.254) address.
+    if let Some(class) = embedded_v4(ip).into_iter().find_map(v4_class) {
+        return Some(class);
+    }
+    if ip.segments()[..6] == [0; 6] {
+        // `::a.b.c.d` with a public address: IPv4-compatible, deprecated and never routed.
         Some(PeerRefusal::Unspecified)
-    } else if (seg0 & 0xfe00) == 0xfc00 {
+    } else if (seg0 & 0xfe00) == 0xfc00 || ip.segments()[..3] == [0x64, 0xff9b, 1] {
+        // Unique local, and local-use NAT64 (`64:ff9b:1::/48`, RFC 8215): a private network.
         Some(PeerRefusal::Private)
     } else if (seg0 & 0xffc0) == 0xfe80 {
         Some(PeerRefusal::LinkLocal)
@@ -273,6 +301,46 @@ mod tests {
             Err(PeerRefusal::OwnAddress)
         );
         assert_eq!(check(&p, "203.0.113.11:22"), Ok(()));
+    }
+
+    /// Before: these IPv6 forms, each leading to a private or metadata IPv4 address, were
+    /// granted permissions (issue 15 finding 10).
+    #[test]
+    fn ipv6_transition_addresses_are_judged_by_the_ipv4_address_they_carry() {
+        let server = Fake {
+            relays: vec![],
+            ips: vec![],
+            ports: vec![],
+        };
+        let policy = PeerPolicy::default();
+        for (addr, want) in [
+            ("64:ff9b::a9fe:a9fe", Some(PeerRefusal::LinkLocal)), // NAT64 169.254.169.254
+            ("64:ff9b::10.0.0.5", Some(PeerRefusal::Private)),
+            ("64:ff9b::127.0.0.1", Some(PeerRefusal::Loopback)),
+            ("64:ff9b:1::1.2.3.4", Some(PeerRefusal::Private)), // local-use NAT64
+            ("::ffff:0:192.168.1.1", Some(PeerRefusal::Private)), // IPv4-translated
+            ("::10.1.2.3", Some(PeerRefusal::Private)),         // IPv4-compatible
+            ("::8.8.8.8", Some(PeerRefusal::Unspecified)),
+            ("2002:a9fe:a9fe::1", Some(PeerRefusal::LinkLocal)), // 6to4 169.254.169.254
+            ("2002:c0a8:0101::1", Some(PeerRefusal::Private)),   // 6to4 192.168.1.1
+            // Teredo: server 65.54.227.120, client 10.0.0.1 stored inverted (f5ff:fffe).
+            (
+                "2001:0:4136:e378:8000:63bf:f5ff:fffe",
+                Some(PeerRefusal::Private),
+            ),
+            // Public IPv4 behind them stays reachable.
+            ("64:ff9b::808:808", None),
+            ("2002:808:808::1", None),
+            ("2001:0:4136:e378:8000:63bf:f7f7:f7f7", None), // client 8.8.8.8
+            ("2606:4700::1111", None),
+        ] {
+            let ip: IpAddr = addr.parse().unwrap();
+            assert_eq!(
+                policy.check(SocketAddr::new(ip, 3478), &server).err(),
+                want,
+                "{addr}"
+            );
+        }
     }
 
     #[test]
