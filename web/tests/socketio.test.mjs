@@ -187,3 +187,47 @@ test("socket.io: the server's connection limit applies (server_busy, then discon
     await small.stop();
   }
 });
+
+test("socket.io: clients dropped for not reading are told and closed, not left as zombies", async () => {
+  // Issue 15 finding 6: polling clients flooded with peer-joined/peer-left faster than they
+  // poll fill their 256-packet buffer; the server drops them, and the DISCONNECT used to be
+  // lost in the full buffer, so they stayed `connected` while offers to them got
+  // unknown_target. Now every dropped client gets its disconnect once its buffer drains.
+  const watchers = await Promise.all(Array.from({ length: 30 }, () => client(["polling"])));
+  const toggler = await client(["websocket"]);
+  const sender = await client(["websocket"]);
+  try {
+    for (const w of watchers) {
+      w.reason = null;
+      w.on("disconnect", (reason) => { w.reason = reason; });
+      await w.emitWithAck("join", { room: "flood" });
+    }
+    for (let i = 0; i < 2000; i++) {
+      toggler.emit("join", { room: "flood" });
+      toggler.emit("leave");
+    }
+    await toggler.emitWithAck("leave");
+    const stats = async () => (await (await fetch(`${sb.url}/api/v1/stats`)).json()).hub;
+    const dropped = (await stats()).slow_consumers;
+    assert.ok(dropped > 0, "the flood did not drop any client: the attack was not reproduced");
+    // Within a few seconds every watcher is either known to the hub (an offer to it is
+    // accepted) or disconnected by the server.
+    const deadline = Date.now() + 15000;
+    for (;;) {
+      const zombies = [];
+      for (const w of watchers.filter((w) => w.connected)) {
+        const r = await sender.emitWithAck("offer", { target: w.id, sdp: {} });
+        if (!r.ok) zombies.push(w.id);
+      }
+      if (zombies.length === 0) break;
+      if (Date.now() > deadline) assert.fail(`${zombies.length} zombies: connected but unknown to the hub`);
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    const gone = watchers.filter((w) => !w.connected);
+    assert.ok(gone.length > 0, "no watcher was disconnected");
+    for (const w of gone) assert.equal(w.reason, "io server disconnect");
+    assert.equal((await stats()).sio_closing, 0);
+  } finally {
+    for (const s of [...watchers, toggler, sender]) s.disconnect();
+  }
+});

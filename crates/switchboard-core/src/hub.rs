@@ -183,6 +183,8 @@ pub struct Hub {
     ice: Option<Arc<IceServerConfig>>,
     /// Wall-clock time (Unix seconds), for the expiry of minted TURN credentials.
     unix_now: u64,
+    /// TURN credentials minted so far; the serial in each one's user part.
+    turn_users_minted: u64,
     conns: HashMap<ConnId, Conn>,
     rooms: HashMap<(App, StreamId), Room>,
     deadlines: Deadlines,
@@ -208,6 +210,7 @@ impl Hub {
                 .is_static()
                 .then(|| Arc::new(IceServerConfig::from_servers(&config.ice.servers))),
             unix_now: 0,
+            turn_users_minted: 0,
             config,
             conns: HashMap::new(),
             rooms: HashMap::new(),
@@ -336,11 +339,11 @@ impl Hub {
                     Some(fixed) => Arc::clone(fixed),
                     None => {
                         let host = self.conns.get(&conn).and_then(|c| c.host.as_deref());
-                        let servers = self.config.ice.resolve(
-                            host,
-                            self.unix_now,
-                            &format!("switchboard-{}", conn.0),
-                        );
+                        // A user of its own per credential: its own TURN quota.
+                        self.turn_users_minted += 1;
+                        let prefix = self.config.ice.turn.as_ref().map_or("", |t| &t.user_prefix);
+                        let user = format!("{prefix}a{}", self.turn_users_minted);
+                        let servers = self.config.ice.resolve(host, self.unix_now, &user);
                         Arc::new(IceServerConfig::from_servers(&servers))
                     }
                 };

@@ -34,6 +34,11 @@ pub struct TurnRest {
     pub urls: Vec<String>,
     /// How long minted credentials stay valid.
     pub ttl: Duration,
+    /// Start of the user part of every minted username; the caller appends a serial, so each
+    /// credential has its own user and its own TURN allocation quota (one client's
+    /// allocations never use up another's). The binary draws it at random at start, so two
+    /// processes sharing a secret (a restart, a second node) never mint the same user.
+    pub user_prefix: String,
 }
 
 impl fmt::Debug for TurnRest {
@@ -42,6 +47,7 @@ impl fmt::Debug for TurnRest {
             .field("secret", &"<redacted>")
             .field("urls", &self.urls)
             .field("ttl", &self.ttl)
+            .field("user_prefix", &self.user_prefix)
             .finish()
     }
 }
@@ -71,7 +77,8 @@ impl IceConfig {
 
     /// The ICE servers for a client that reached the server as `host` (a bare host name or
     /// address, see [`host_from_header`]), at wall-clock time `unix_now` (seconds), for
-    /// `user` (the user part of minted TURN usernames).
+    /// `user` (the user part of minted TURN usernames: [`TurnRest::user_prefix`] followed by
+    /// something unique to this credential).
     ///
     /// URLs with [`HOST_PLACEHOLDER`] are left out when `host` is unknown.
     #[must_use]
@@ -186,6 +193,7 @@ mod tests {
                 secret: "north".into(),
                 urls: vec!["turn:{host}:3478?transport=udp".into()],
                 ttl: Duration::from_secs(600),
+                user_prefix: "sb-".into(),
             }),
         };
         assert!(!cfg.is_static());
@@ -241,6 +249,7 @@ mod tests {
             secret: "hunter2".into(),
             urls: vec![],
             ttl: DEFAULT_TURN_TTL,
+            user_prefix: String::new(),
         };
         assert!(!format!("{t:?}").contains("hunter2"));
     }

@@ -273,6 +273,7 @@ async fn relay_only_peers_connect_through_the_built_in_turn_server() {
             secret: secret.into(),
             urls: vec![format!("turn:127.0.0.1:{}?transport=udp", turn.port())],
             ttl: Duration::from_secs(600),
+            user_prefix: "loopback-".into(),
         }),
     };
     config.turn = Some(turn.clone());

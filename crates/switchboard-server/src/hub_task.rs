@@ -83,6 +83,9 @@ enum Input {
     PjPeers {
         reply: tokio::sync::oneshot::Sender<Option<Vec<Box<str>>>>,
     },
+    Stats {
+        reply: tokio::sync::oneshot::Sender<HubStats>,
+    },
     Sio {
         conn: ConnId,
         input: SioInput,
@@ -196,6 +199,15 @@ impl HubSender {
         self.send(Input::Disconnect { conn })
     }
 
+    /// The hub's counters now; `None` if the hub is gone.
+    pub(crate) async fn stats(&self) -> Option<HubStats> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        if !self.send(Input::Stats { reply }).await {
+            return None;
+        }
+        answer.await.ok()
+    }
+
     /// Tells every client the server is stopping and closes them; waits until the hub has
     /// queued that for everyone.
     pub(crate) async fn shutdown(&self) {
@@ -217,6 +229,8 @@ pub(crate) fn spawn(config: &ServerConfig) -> (HubSender, JoinHandle<()>) {
         next_ack: 0,
         stopping: false,
         overload_log: crate::RateLimited::default(),
+        sio_closing: HashMap::new(),
+        slow_consumers: 0,
     };
     (HubSender { tx }, tokio::spawn(task.run(rx)))
 }
@@ -236,14 +250,36 @@ struct HubTask {
     /// Refusals at `max_connections` are logged at most once a second (a flood of
     /// connections must not become a flood of log lines).
     overload_log: crate::RateLimited,
+    /// socket.io sockets the hub has dropped whose DISCONNECT did not fit in their full
+    /// outbound buffer: retried every [`SIO_CLOSE_RETRY`] until it is sent or the transport
+    /// is gone, so a dropped client is told and closed instead of lingering as a connected
+    /// zombie the hub no longer knows. At most one entry per socket.io connection.
+    sio_closing: HashMap<ConnId, SocketRef>,
+    /// Clients dropped because they did not read (their outbound queue was full).
+    slow_consumers: u64,
 }
+
+/// The hub's counters and the hub task's own, for `/api/v1/stats`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct HubStats {
+    pub(crate) hub: switchboard_core::Stats,
+    pub(crate) slow_consumers: u64,
+    /// Dropped socket.io sockets whose DISCONNECT is still waiting for buffer room.
+    pub(crate) sio_closing: usize,
+}
+
+/// How often a dropped socket.io socket's DISCONNECT is retried.
+const SIO_CLOSE_RETRY: std::time::Duration = std::time::Duration::from_millis(250);
 
 impl HubTask {
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        let mut retry = tokio::time::interval(SIO_CLOSE_RETRY);
+        retry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.hub.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 biased;
+                _ = retry.tick(), if !self.sio_closing.is_empty() => self.retry_sio_closing(),
                 input = rx.recv() => {
                     let Some(input) = input else { break };
                     let now = Instant::now().into_std();
@@ -313,6 +349,13 @@ impl HubTask {
             Input::PjPeers { reply } => {
                 let _ = reply.send(self.hub.pj_peers());
             }
+            Input::Stats { reply } => {
+                let _ = reply.send(HubStats {
+                    hub: self.hub.stats(),
+                    slow_consumers: self.slow_consumers,
+                    sio_closing: self.sio_closing.len(),
+                });
+            }
             Input::Sio { conn, input, ack } => {
                 let ack = ack.map(|a| {
                     self.next_ack += 1;
@@ -349,6 +392,7 @@ impl HubTask {
         match handle.tx.try_send(out) {
             Ok(()) => {}
             Err(e) if e.is_full() => {
+                self.slow_consumers += 1;
                 tracing::info!(
                     conn = conn.0,
                     "dropped a client that is not reading (outbound queue full)"
@@ -360,6 +404,25 @@ impl HubTask {
             }
             Err(_) => {}
         }
+    }
+
+    /// Sends a socket.io socket its DISCONNECT and closes it; when its buffer is full, keeps
+    /// it to retry (socketioxide then neither sends nor closes anything).
+    fn sio_disconnect(&mut self, conn: ConnId, socket: SocketRef) {
+        if let Err(socketioxide::SocketError::InternalChannelFull) = socket.clone().disconnect() {
+            self.sio_closing.insert(conn, socket);
+        }
+    }
+
+    /// Retries the DISCONNECT of dropped socket.io sockets; forgets those that are closed.
+    fn retry_sio_closing(&mut self) {
+        self.sio_closing.retain(|_, socket| {
+            socket.connected()
+                && matches!(
+                    socket.clone().disconnect(),
+                    Err(socketioxide::SocketError::InternalChannelFull)
+                )
+        });
     }
 
     /// Moves every hub output into connection queues.
@@ -379,12 +442,13 @@ impl HubTask {
                                 socketioxide::SocketError::InternalChannelFull
                             )
                         ) {
+                            self.slow_consumers += 1;
                             tracing::info!(
                                 conn = conn.0,
                                 "dropped a socket.io client that is not reading"
                             );
                             if let Some(s) = self.sio.remove(&conn) {
-                                let _ = s.disconnect();
+                                self.sio_disconnect(conn, s);
                             }
                             self.hub.handle_disconnect(conn);
                         }
@@ -400,7 +464,7 @@ impl HubTask {
                 Output::PjSend { conn, msg } => self.enqueue(conn, Out::Pj(msg)),
                 Output::Close { conn, reason } => {
                     if let Some(s) = self.sio.remove(&conn) {
-                        let _ = s.disconnect();
+                        self.sio_disconnect(conn, s);
                     }
                     if let Some(mut h) = self.conns.remove(&conn) {
                         if h.tx.try_send(Out::Close(reason)).is_err() {

@@ -71,6 +71,16 @@ impl RateLimited {
     }
 }
 
+/// A fresh start for the user part of minted TURN usernames
+/// ([`switchboard_core::ice::TurnRest::user_prefix`]): eight random hex digits and a dash,
+/// drawn once per process so a restarted or second node never mints a user that an earlier
+/// credential still holds.
+#[must_use]
+pub fn turn_user_prefix() -> String {
+    let id = uuid::Uuid::new_v4().as_u128();
+    format!("{:08x}-", id as u32)
+}
+
 /// Wall-clock time in Unix seconds (0 if the clock is before 1970).
 pub(crate) fn unix_now() -> u64 {
     std::time::SystemTime::now()

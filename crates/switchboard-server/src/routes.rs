@@ -33,6 +33,8 @@ struct Inner {
     tracker: TaskTracker,
     /// Counters of the accept loop's limits.
     edge: Arc<crate::EdgeStats>,
+    /// TURN credentials minted by `GET /api/v1/ice-servers`: the serial in each user part.
+    turn_users_minted: AtomicU64,
 }
 
 impl AppState {
@@ -49,6 +51,7 @@ impl AppState {
                 next_conn: Arc::new(AtomicU64::new(1)),
                 tracker,
                 edge,
+                turn_users_minted: AtomicU64::new(0),
             }),
         }
     }
@@ -146,13 +149,20 @@ struct IceServers {
 /// `RTCConfiguration`; TURN entries carry fresh short-lived credentials.
 async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let host = request_host(&headers);
-    let servers =
-        state
-            .inner
-            .config
-            .hub
-            .ice
-            .resolve(host.as_deref(), crate::unix_now(), "switchboard-http");
+    let ice = &state.inner.config.hub.ice;
+    // A user of its own per credential, so one client's allocations never use up another's
+    // TURN quota.
+    let serial = state
+        .inner
+        .turn_users_minted
+        .fetch_add(1, Ordering::Relaxed)
+        + 1;
+    let prefix = ice.turn.as_ref().map_or("", |t| t.user_prefix.as_str());
+    let servers = ice.resolve(
+        host.as_deref(),
+        crate::unix_now(),
+        &format!("{prefix}h{serial}"),
+    );
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(IceServers {
@@ -162,11 +172,25 @@ async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .into_response()
 }
 
-/// Counters: `{"turn": {...}}` (`null` when the built-in STUN/TURN server is off).
+/// Counters: `{"http": {...}, "hub": {...}, "turn": {...}}` (`turn` is `null` when the
+/// built-in STUN/TURN server is off).
 async fn stats(State(state): State<AppState>) -> Response {
     let turn = state.inner.config.turn.as_ref().map(|t| t.stats());
     let http = state.inner.edge.json();
-    Json(serde_json::json!({ "http": http, "turn": turn })).into_response()
+    let hub = state.inner.hub.stats().await.map(|s| {
+        let h = s.hub;
+        serde_json::json!({
+            "connections": h.connections,
+            "rooms": h.rooms,
+            "relayed": h.relayed,
+            "errors": h.errors,
+            "idle_closed": h.idle_closed,
+            "events_dropped": h.events_dropped,
+            "slow_consumers": s.slow_consumers,
+            "sio_closing": s.sio_closing,
+        })
+    });
+    Json(serde_json::json!({ "http": http, "hub": hub, "turn": turn })).into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

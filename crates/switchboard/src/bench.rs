@@ -388,6 +388,7 @@ async fn in_process_server() -> anyhow::Result<(String, TurnGuard)> {
             secret,
             urls: vec![format!("turn:127.0.0.1:{}?transport=udp", turn.port())],
             ttl: Duration::from_secs(3600),
+            user_prefix: switchboard_server::turn_user_prefix(),
         }),
     };
     config.turn = Some(turn.clone());

@@ -408,6 +408,7 @@ impl ServeArgs {
                     secret,
                     urls,
                     ttl: ttl_d,
+                    user_prefix: switchboard_server::turn_user_prefix(),
                 });
             }
             (Some(_), None) if turn.is_some() => {}

@@ -203,6 +203,7 @@ async fn start_turn(
                 secret: builtin.config.secret.clone(),
                 urls,
                 ttl: builtin.ttl,
+                user_prefix: switchboard_server::turn_user_prefix(),
             }),
         };
     }

@@ -242,16 +242,58 @@ fn allocation_quota_per_user() {
     if !coturn_tools_available() {
         return;
     }
-    let sb = start_switchboard(&["--turn-user-quota", "1"], &[]);
+    let sb = start_switchboard(
+        &[
+            "--turn-user-quota",
+            "2",
+            "--turn-allow-peers",
+            "127.0.0.0/8",
+        ],
+        &[],
+    );
+    let (_peer, peer_port) = start_echo_peer();
     let (_, user, pass) = minted(sb.port);
     let port = sb.turn_port.unwrap().to_string();
-    let (ok, out) = uclient(&["-y", "-u", &user, "-w", &pass, "-p", &port], 5, 2);
+    let peer = peer_port.to_string();
+    let client = |user: &str, pass: &str, clients: u32| {
+        let args = [
+            "-c",
+            "-u",
+            user,
+            "-w",
+            pass,
+            "-e",
+            "127.0.0.1",
+            "-r",
+            &peer,
+            "-p",
+            &port,
+        ];
+        uclient(&args, 5, clients)
+    };
+    // uclient holds two allocations per client (no RTCP: `-c`) for a moment. Two clients
+    // with one credential: the second is refused.
+    let (ok, out) = client(&user, &pass, 2);
     assert!(
         !ok && out.contains("486"),
         "a second allocation for the same user was granted:\n{out}"
     );
     assert!(counter(&sb, "refused_user_quota") > 0);
-    assert_eq!(counter(&sb, "allocations_active"), 1);
+    let held = counter(&sb, "allocations_active");
+    assert!(held > 0);
+    // The quota is per minted credential, not per server: another client's fresh credential
+    // has a user of its own and gets its allocation while the first one's is held (issue 15
+    // finding 5: every credential used to share one user, so one client's allocations locked
+    // everyone out with 486).
+    let (_, other_user, other_pass) = minted(sb.port);
+    let (ok, out) = client(&other_user, &other_pass, 1);
+    assert!(ok, "a fresh credential was refused:\n{out}");
+    assert!(counter(&sb, "allocations_active") > held);
+    assert_ne!(
+        user.split(':').nth(1),
+        other_user.split(':').nth(1),
+        "two credentials share a user part"
+    );
 }
 
 #[test]

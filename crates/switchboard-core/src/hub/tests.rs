@@ -529,6 +529,7 @@ fn ice_config_mints_turn_credentials_for_the_clients_host() {
                 secret: "s3cret".into(),
                 urls: vec!["turn:{host}:3478".into()],
                 ttl: Duration::from_secs(3600),
+                user_prefix: "sb-".into(),
             }),
         },
         ..Config::default()
@@ -538,16 +539,20 @@ fn ice_config_mints_turn_credentials_for_the_clients_host() {
     let out = h.send(7, r#"{"command":"getIceServerConfig"}"#);
     assert_eq!(out.len(), 1);
     let v: serde_json::Value = serde_json::from_str(&out[0].1).unwrap();
-    let user = "1800003600:switchboard-7";
+    let user = "1800003600:sb-a1";
     assert_eq!(v["stunServerUri"], "turn:sb.test:3478");
     assert_eq!(v["turnServerUsername"], user);
     assert_eq!(v["turnServerCredential"], rest_password("s3cret", user));
     assert_eq!(v["iceServers"][0]["urls"][0], "stun:sb.test:3478");
     assert_eq!(v["iceServers"][1]["username"], user);
-    // Later requests get later expiries.
+    // Later requests get later expiries, and every credential has a user of its own (its
+    // own TURN allocation quota), also across connections.
     h.hub.handle_wall_clock(1_800_000_100);
     let out = h.send(7, r#"{"command":"getIceServerConfig"}"#);
-    assert!(out[0].1.contains("1800003700:switchboard-7"));
+    assert!(out[0].1.contains("1800003700:sb-a2"), "{}", out[0].1);
+    h.connect(8, "A");
+    let out = h.send(8, r#"{"command":"getIceServerConfig"}"#);
+    assert!(out[0].1.contains("1800003700:sb-a3"), "{}", out[0].1);
 }
 
 /// The joins and leaves the hub reported, as `(conn, "joined app/room")` or
