@@ -123,7 +123,12 @@ fn coturn_accepts_minted_credentials_and_refuses_bad_ones() {
         format!("turn:127.0.0.1:{}", c.port),
         "{{host}} is the client's host"
     );
-    assert!(user.ends_with(":switchboard-http"), "{user}");
+    // `<expiry>:<8 hex digits>-h<serial>`: a user of its own per credential.
+    let part = user.split_once(':').unwrap().1;
+    assert!(
+        part.len() > 10 && part.as_bytes()[8] == b'-' && part[9..].starts_with('h'),
+        "{user}"
+    );
 
     let (ok, out) = relay(&c, &user, &pass, false);
     assert!(
