@@ -134,6 +134,13 @@ pub struct Stats {
     pub idle_closed: u64,
     /// Peer events dropped because nobody drained them ([`MAX_EVENTS`]).
     pub events_dropped: u64,
+    /// PeerJS messages for absent ids queued now.
+    pub queued: usize,
+    /// Bytes those messages hold.
+    pub queued_bytes: usize,
+    /// PeerJS messages for absent ids refused (answered `EXPIRE` at once) because a queue
+    /// limit in messages or bytes was reached, since start.
+    pub queue_refused: u64,
 }
 
 /// What the hub knows of one connection.
@@ -238,6 +245,8 @@ impl Hub {
             connections: self.conns.len() + self.sio.len() + self.pj.len(),
             rooms: self.rooms.len() + self.sio_rooms.len(),
             events_dropped: self.events.dropped,
+            queued: self.pj.queued().0,
+            queued_bytes: self.pj.queued().1,
             ..self.stats
         }
     }

@@ -186,6 +186,9 @@ async fn stats(State(state): State<AppState>) -> Response {
             "errors": h.errors,
             "idle_closed": h.idle_closed,
             "events_dropped": h.events_dropped,
+            "peerjs_queued": h.queued,
+            "peerjs_queued_bytes": h.queued_bytes,
+            "peerjs_queue_refused": h.queue_refused,
             "slow_consumers": s.slow_consumers,
             "sio_closing": s.sio_closing,
         })

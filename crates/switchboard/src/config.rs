@@ -52,6 +52,13 @@ pub(crate) struct ServeArgs {
     /// PeerJS: list connected ids at `{path}{key}/peers` [default: false].
     #[arg(long, env = "SWITCHBOARD_PEERJS_ALLOW_DISCOVERY", value_name = "BOOL")]
     peerjs_allow_discovery: Option<bool>,
+    /// PeerJS: most bytes queued for one absent id, and most bytes one sender may have
+    /// queued; more is answered EXPIRE at once [default: 262144].
+    #[arg(long, env = "SWITCHBOARD_PEERJS_QUEUE_BYTES_PER_ID")]
+    peerjs_queue_bytes_per_id: Option<usize>,
+    /// PeerJS: most bytes queued for absent ids in total [default: 16777216].
+    #[arg(long, env = "SWITCHBOARD_PEERJS_QUEUE_BYTES")]
+    peerjs_queue_bytes: Option<usize>,
     /// Largest WebSocket message accepted, in bytes; larger closes with 1009 [default: 65536].
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_SIZE")]
     max_message_size: Option<usize>,
@@ -154,6 +161,8 @@ struct FileConfig {
     peerjs_alive_timeout: Option<u64>,
     peerjs_concurrent_limit: Option<usize>,
     peerjs_allow_discovery: Option<bool>,
+    peerjs_queue_bytes_per_id: Option<usize>,
+    peerjs_queue_bytes: Option<usize>,
     max_message_size: Option<usize>,
     outbound_queue: Option<usize>,
     read_buffer_size: Option<usize>,
@@ -278,6 +287,16 @@ impl ServeArgs {
         }
         if let Some(b) = self.peerjs_allow_discovery.or(file.peerjs_allow_discovery) {
             pj.allow_discovery = b;
+        }
+        if let Some(n) = self
+            .peerjs_queue_bytes_per_id
+            .or(file.peerjs_queue_bytes_per_id)
+        {
+            pj.queue_bytes_per_peer = n;
+            pj.queue_bytes_per_sender = n;
+        }
+        if let Some(n) = self.peerjs_queue_bytes.or(file.peerjs_queue_bytes) {
+            pj.queue_bytes_total = n;
         }
         if let Some(n) = self.max_message_size.or(file.max_message_size) {
             if n < 1024 {

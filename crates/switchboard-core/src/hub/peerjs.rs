@@ -31,6 +31,15 @@ pub struct PeerJsConfig {
     pub queue_per_peer: usize,
     /// Most messages queued in total. Default 10,000.
     pub queue_total: usize,
+    /// Most bytes queued for one absent id. Default 256 KiB (an offer and its candidates
+    /// take a few KiB).
+    pub queue_bytes_per_peer: usize,
+    /// Most bytes one sender id may have waiting in queues, over all receivers. Default
+    /// 256 KiB: one sender cannot fill the shared queue and make everyone else's offers
+    /// `EXPIRE`.
+    pub queue_bytes_per_sender: usize,
+    /// Most bytes queued in total. Default 16 MiB.
+    pub queue_bytes_total: usize,
 }
 
 impl Default for PeerJsConfig {
@@ -43,6 +52,9 @@ impl Default for PeerJsConfig {
             allow_discovery: false,
             queue_per_peer: 64,
             queue_total: 10_000,
+            queue_bytes_per_peer: 256 * 1024,
+            queue_bytes_per_sender: 256 * 1024,
+            queue_bytes_total: 16 * 1024 * 1024,
         }
     }
 }
@@ -67,7 +79,20 @@ pub(super) struct Queued {
     from: Box<str>,
     msg: PjServerMessage,
     expires: Instant,
+    /// What it holds, as counted against the byte limits.
+    bytes: usize,
 }
+
+/// The messages waiting for one absent id.
+#[derive(Debug, Default)]
+pub(super) struct Queue {
+    msgs: VecDeque<Queued>,
+    bytes: usize,
+}
+
+/// Bytes counted for a queued message besides its text: the queue entry, the message and
+/// their allocations' bookkeeping.
+const QUEUED_OVERHEAD: usize = 128;
 
 /// PeerJS timers: a socket's liveness, or the queue of an absent id.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
@@ -81,8 +106,12 @@ pub(super) enum PjTimer {
 pub(super) struct PeerJs {
     conns: HashMap<ConnId, PjConn>,
     ids: HashMap<Box<str>, PjHolder>,
-    queues: HashMap<Box<str>, VecDeque<Queued>>,
+    queues: HashMap<Box<str>, Queue>,
     queued: usize,
+    /// Bytes held by all queues.
+    queued_bytes: usize,
+    /// Bytes each sender id has waiting in queues (no entry at zero).
+    sender_bytes: HashMap<Box<str>, usize>,
     timers: BinaryHeap<Reverse<(Instant, PjTimer)>>,
 }
 
@@ -93,6 +122,23 @@ impl PeerJs {
 
     pub(super) fn len(&self) -> usize {
         self.conns.len()
+    }
+
+    /// Messages and bytes queued for absent ids now.
+    pub(super) fn queued(&self) -> (usize, usize) {
+        (self.queued, self.queued_bytes)
+    }
+
+    /// Takes `q` out of the counts (it was delivered or dropped).
+    fn uncount(&mut self, q: &Queued) {
+        self.queued -= 1;
+        self.queued_bytes -= q.bytes;
+        if let Some(b) = self.sender_bytes.get_mut(&q.from) {
+            *b -= q.bytes;
+            if *b == 0 {
+                self.sender_bytes.remove(&q.from);
+            }
+        }
     }
 }
 
@@ -194,8 +240,8 @@ impl Hub {
         self.events.joined(conn, Dialect::PeerJs, key, id);
         self.pj_send(conn, PjServerMessage::Open);
         if let Some(queue) = self.pj.queues.remove(id) {
-            self.pj.queued -= queue.len();
-            for q in queue {
+            for q in queue.msgs {
+                self.pj.uncount(&q);
                 self.stats.relayed += 1;
                 self.pj_send(conn, q.msg);
             }
@@ -228,6 +274,8 @@ impl Hub {
             return;
         };
         let src = c.id.clone();
+        let bytes =
+            QUEUED_OVERHEAD + src.len() + dst.len() + msg.payload.as_deref().map_or(0, str::len);
         let out = PjServerMessage::Relay {
             kind,
             src: src.clone(),
@@ -243,10 +291,21 @@ impl Hub {
             return;
         }
         let cfg = &self.config.peerjs;
-        let queue_len = self.pj.queues.get(&dst).map_or(0, VecDeque::len);
-        if queue_len >= cfg.queue_per_peer || self.pj.queued >= cfg.queue_total {
+        let (queue_len, queue_bytes) = self
+            .pj
+            .queues
+            .get(&dst)
+            .map_or((0, 0), |q| (q.msgs.len(), q.bytes));
+        let sender_bytes = self.pj.sender_bytes.get(&src).copied().unwrap_or(0);
+        if queue_len >= cfg.queue_per_peer
+            || self.pj.queued >= cfg.queue_total
+            || queue_bytes + bytes > cfg.queue_bytes_per_peer
+            || sender_bytes + bytes > cfg.queue_bytes_per_sender
+            || self.pj.queued_bytes + bytes > cfg.queue_bytes_total
+        {
             // No room: the sender learns at once that the id is not there.
             self.stats.errors += 1;
+            self.stats.queue_refused += 1;
             self.pj_send(conn, PjServerMessage::Expire { src: dst, dst: src });
             return;
         }
@@ -257,10 +316,15 @@ impl Hub {
                 .push(Reverse((expires, PjTimer::Queue(dst.clone()))));
         }
         self.pj.queued += 1;
-        self.pj.queues.entry(dst).or_default().push_back(Queued {
+        self.pj.queued_bytes += bytes;
+        *self.pj.sender_bytes.entry(src.clone()).or_default() += bytes;
+        let queue = self.pj.queues.entry(dst).or_default();
+        queue.bytes += bytes;
+        queue.msgs.push_back(Queued {
             from: src,
             msg: out,
             expires,
+            bytes,
         });
     }
 
@@ -299,29 +363,30 @@ impl Hub {
     /// and its other messages to `dst` go too (the attempt is over; PeerJS reports the peer
     /// unavailable), so EXPIRE comes once per (sender, dst).
     fn pj_expire(&mut self, dst: &str, now: Instant) {
-        let Some(queue) = self.pj.queues.get_mut(dst) else {
+        let Some(mut queue) = self.pj.queues.remove(dst) else {
             return;
         };
         let mut senders = Vec::new();
         let mut seen = HashSet::new();
-        for q in queue.iter().take_while(|q| q.expires <= now) {
+        for q in queue.msgs.iter().take_while(|q| q.expires <= now) {
             if seen.insert(q.from.clone()) {
                 senders.push(q.from.clone());
             }
         }
-        let before = queue.len();
-        queue.retain(|q| !seen.contains(&q.from));
-        self.pj.queued -= before - queue.len();
-        match queue.front() {
-            Some(next) => {
-                let at = next.expires;
-                self.pj
-                    .timers
-                    .push(Reverse((at, PjTimer::Queue(dst.into()))));
-            }
-            None => {
-                self.pj.queues.remove(dst);
-            }
+        let (gone, kept): (VecDeque<Queued>, VecDeque<Queued>) = std::mem::take(&mut queue.msgs)
+            .into_iter()
+            .partition(|q| seen.contains(&q.from));
+        for q in &gone {
+            self.pj.uncount(q);
+            queue.bytes -= q.bytes;
+        }
+        queue.msgs = kept;
+        if let Some(next) = queue.msgs.front() {
+            let at = next.expires;
+            self.pj
+                .timers
+                .push(Reverse((at, PjTimer::Queue(dst.into()))));
+            self.pj.queues.insert(dst.into(), queue);
         }
         for from in senders {
             if let Some(to) = self.pj.ids.get(&from).map(|h| h.conn) {
@@ -546,5 +611,79 @@ mod tests {
         assert!(out(&mut h).contains(&(1, "CLOSE IdleTimeout".into())));
         h.handle_pj_connect(ConnId(2), Some("peerjs"), Some("alice"), Some("new"), t);
         assert_eq!(out(&mut h)[0], (2, r#"{"type":"OPEN"}"#.into()));
+    }
+
+    /// Issue 15 finding 9: 65 KB messages to 200 absent ids used to be held by count only
+    /// (650 MB), and filled the shared queue so every other sender's offer got `EXPIRE`.
+    #[test]
+    fn queues_are_bounded_in_bytes_per_receiver_per_sender_and_in_total() {
+        let t = Instant::now();
+        let mut h = Hub::new(Config::default());
+        let cfg = PeerJsConfig::default();
+        h.handle_pj_connect(ConnId(1), Some("peerjs"), Some("mallory"), Some("t"), t);
+        h.handle_pj_connect(ConnId(2), Some("peerjs"), Some("alice"), Some("t"), t);
+        out(&mut h);
+        let big = format!(
+            r#"{{"type":"OFFER","dst":"ghost{{}}","payload":"{}"}}"#,
+            "x".repeat(65_000)
+        );
+        let mut expired = 0;
+        for i in 0..2_000 {
+            msg(&mut h, 1, &big.replace("{}", &i.to_string()), t);
+            expired += out(&mut h).iter().filter(|(c, _)| *c == 1).count();
+        }
+        let s = h.stats();
+        assert!(s.queued_bytes <= cfg.queue_bytes_per_sender, "{s:?}");
+        assert_eq!(s.queue_refused as usize, expired);
+        assert_eq!(s.queued + expired, 2_000);
+        // Another sender's offer still waits for its receiver.
+        msg(
+            &mut h,
+            2,
+            r#"{"type":"OFFER","dst":"bob","payload":{"sdp":"v=0"}}"#,
+            t,
+        );
+        assert!(out(&mut h).is_empty(), "alice's offer was refused");
+        h.handle_pj_connect(ConnId(3), Some("peerjs"), Some("bob"), Some("t"), t);
+        assert!(
+            out(&mut h)
+                .iter()
+                .any(|(c, m)| *c == 3 && m.contains("v=0"))
+        );
+
+        // Many senders together stop at the total, and per receiver at its bound.
+        let mut h = Hub::new(Config {
+            peerjs: PeerJsConfig {
+                queue_bytes_total: 1_000_000,
+                ..PeerJsConfig::default()
+            },
+            ..Config::default()
+        });
+        for c in 0..40u64 {
+            let id = format!("m{c}");
+            h.handle_pj_connect(ConnId(10 + c), Some("peerjs"), Some(&id), Some("t"), t);
+            for i in 0..10 {
+                msg(&mut h, 10 + c, &big.replace("{}", &format!("{c}-{i}")), t);
+            }
+        }
+        assert!(h.stats().queued_bytes <= 1_000_000);
+        let s = h.stats();
+        assert!(s.queued_bytes <= 1_000_000, "{s:?}");
+        // One absent id holds at most its bound, whoever sends.
+        h.handle_timeout(t + Duration::from_secs(6));
+        assert_eq!(h.stats().queued_bytes, 0);
+        let before = h.stats().queue_refused;
+        for c in 0..10 {
+            let victim = big.replace("ghost{}", "victim");
+            msg(&mut h, 10 + c, &victim, t + Duration::from_secs(7));
+        }
+        let held = h.pj.queues.get("victim").map_or(0, |q| q.bytes);
+        assert!(held <= cfg.queue_bytes_per_peer, "{held}");
+        assert_eq!(h.stats().queue_refused - before, 10 - held as u64 / 65_000);
+        // Everything expires and every count returns to zero.
+        h.handle_timeout(t + Duration::from_secs(20));
+        let s = h.stats();
+        assert_eq!((s.queued, s.queued_bytes), (0, 0), "{s:?}");
+        assert!(h.pj.sender_bytes.is_empty() && h.pj.queues.is_empty());
     }
 }
