@@ -25,8 +25,9 @@ IDLE_SIZES = [int(x) for x in os.environ.get("IDLE_SIZES", "2000,10000,19000").s
 def servers(work):
     sb = [SB, "serve", "--listen", "127.0.0.1:{port}", "--builtin-turn", "false",
           "--max-connections", "1000000", "--peerjs-concurrent-limit", "1000000",
-          # The idle scenario holds 19,000 connections from four loopback addresses.
-          "--max-connections-per-ip", "0"]
+          # The idle scenario holds 19,000 connections from four loopback addresses, and
+          # churn and idle join thousands of peers a second from them.
+          "--max-connections-per-ip", "0", "--max-joins-per-ip-per-sec", "0"]
     node = os.path.join(work, "node")
     return {
         "switchboard-antmedia": ("Switchboard (Ant Media P2P)", "antmedia", sb, {"RUST_LOG": "error"}),

@@ -136,5 +136,5 @@ export declare class Switchboard {
 export declare function defaultUrl(app?: string): string;
 /** A received file's name, safe to show and save: last path component, no control or bidirectional characters, no leading dots, ≤ 128 characters. */
 export declare function safeFileName(name: unknown): string;
-/** A random, readable room name such as "calm-river-4821". */
+/** A random room name such as "calm-river-k3jx9q2m8w4t7bzc6d0a": two words and 96 random bits. */
 export declare function randomRoom(): string;

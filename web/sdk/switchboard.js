@@ -80,12 +80,31 @@ export function safeFileName(name) {
   return clean || "file";
 }
 
-/** A random room name such as "calm-river-4821". */
+/**
+ * A random room name such as "calm-river-k3jx9q2m8w4t7bzc6d0a": two words to read it out,
+ * then 96 random bits (20 base-32 characters), so nobody finds the room by guessing. Until
+ * rooms need tokens, a room is only as private as its name.
+ */
 export function randomRoom() {
   const a = ["calm", "bright", "swift", "quiet", "bold", "warm", "clear", "brave", "lucky", "gentle"];
   const b = ["river", "forest", "harbor", "meadow", "comet", "canyon", "island", "garden", "summit", "valley"];
-  const n = crypto.getRandomValues(new Uint32Array(3));
-  return `${a[n[0] % a.length]}-${b[n[1] % b.length]}-${1000 + (n[2] % 9000)}`;
+  const words = crypto.getRandomValues(new Uint8Array(2));
+  const bits = crypto.getRandomValues(new Uint8Array(12));
+  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
+  let tail = "";
+  let acc = 0;
+  let n = 0;
+  for (const byte of bits) {
+    acc = (acc << 8) | byte;
+    n += 8;
+    while (n >= 5) {
+      n -= 5;
+      tail += alphabet[(acc >> n) & 31];
+    }
+  }
+  // 96 bits = 19 full characters and 1 bit left: pad it to a 20th.
+  if (n > 0) tail += alphabet[(acc << (5 - n)) & 31];
+  return `${a[words[0] % a.length]}-${b[words[1] % b.length]}-${tail}`;
 }
 
 /**

@@ -47,7 +47,14 @@ after(async () => {
 test("the lobby makes a room link; two tabs are in a call", async () => {
   const lobby = await open(browserA, `${sb.url}/`, DESKTOP);
   const generated = await lobby.inputValue("#room-input");
-  assert.match(generated, /^[a-z]+-[a-z]+-\d{4}$/);
+  // Two words and 96 random bits (issue 15 finding 8: ~20 bits could be found by guessing).
+  assert.match(generated, /^[a-z]+-[a-z]+-[a-z2-7]{20}$/);
+  const many = await lobby.evaluate(async () => {
+    const { randomRoom } = await import("/sdk/switchboard.js");
+    return Array.from({ length: 2000 }, () => randomRoom());
+  });
+  assert.equal(new Set(many).size, many.length);
+  assert.ok(many.every((r) => /^[a-z]+-[a-z]+-[a-z2-7]{20}$/.test(r)), many[0]);
   await lobby.fill("#room-input", "lobby-room");
   await lobby.click("button[type=submit]");
   await lobby.waitForURL(/\?room=lobby-room$/);

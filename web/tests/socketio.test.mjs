@@ -193,6 +193,19 @@ test("socket.io: clients dropped for not reading are told and closed, not left a
   // poll fill their 256-packet buffer; the server drops them, and the DISCONNECT used to be
   // lost in the full buffer, so they stayed `connected` while offers to them got
   // unknown_target. Now every dropped client gets its disconnect once its buffer drains.
+  // Join limits off: one toggling socket stands for many (the per-address join budget
+  // still lets a thousand joins through at once).
+  const own = await startSwitchboard(["--max-joins-per-sec", "0", "--max-joins-per-ip-per-sec", "0"]);
+  const client = async (transports) => {
+    const socket = io(own.url, { transports, reconnection: false, forceNew: true });
+    socket.got = [];
+    socket.onAny((event, ...args) => socket.got.push({ event, args }));
+    await new Promise((ok, fail) => {
+      socket.once("connect", ok);
+      socket.once("connect_error", fail);
+    });
+    return socket;
+  };
   const watchers = await Promise.all(Array.from({ length: 30 }, () => client(["polling"])));
   const toggler = await client(["websocket"]);
   const sender = await client(["websocket"]);
@@ -207,7 +220,7 @@ test("socket.io: clients dropped for not reading are told and closed, not left a
       toggler.emit("leave");
     }
     await toggler.emitWithAck("leave");
-    const stats = async () => (await (await fetch(`${sb.url}/api/v1/stats`)).json()).hub;
+    const stats = async () => (await (await fetch(`${own.url}/api/v1/stats`)).json()).hub;
     const dropped = (await stats()).slow_consumers;
     assert.ok(dropped > 0, "the flood did not drop any client: the attack was not reproduced");
     // Within a few seconds every watcher is either known to the hub (an offer to it is
@@ -229,5 +242,6 @@ test("socket.io: clients dropped for not reading are told and closed, not left a
     assert.equal((await stats()).sio_closing, 0);
   } finally {
     for (const s of [...watchers, toggler, sender]) s.disconnect();
+    await own.stop();
   }
 });

@@ -2,6 +2,7 @@
 
 use std::collections::hash_map::Entry;
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,11 +17,14 @@ use crate::App;
 use crate::timers::Deadlines;
 
 mod events;
+mod limits;
 mod peerjs;
 mod sio;
 
 pub use events::{Change, Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
 
+use limits::Verdict;
+pub use limits::{Limits, REFUSAL_WINDOW, REFUSALS_BEFORE_CLOSE, RateLimit, source_key};
 pub use peerjs::{PJ_MAX_NAME, PeerJsConfig};
 
 pub use sio::{AckId, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay};
@@ -45,6 +49,8 @@ pub struct Config {
     pub sio_max_room_peers: usize,
     /// The PeerJS dialect's settings.
     pub peerjs: PeerJsConfig,
+    /// Messages and joins per second, per connection and per source address.
+    pub limits: Limits,
 }
 
 impl Default for Config {
@@ -58,6 +64,7 @@ impl Default for Config {
             },
             sio_max_room_peers: 64,
             peerjs: PeerJsConfig::default(),
+            limits: Limits::default(),
         }
     }
 }
@@ -75,6 +82,8 @@ pub enum CloseReason {
     Refused,
     /// The same client reconnected and took the id over (PeerJS).
     Replaced,
+    /// It went on sending after [`REFUSALS_BEFORE_CLOSE`] `rate_limited` refusals.
+    RateLimited,
 }
 
 /// Something the IO edge must do.
@@ -141,6 +150,10 @@ pub struct Stats {
     /// PeerJS messages for absent ids refused (answered `EXPIRE` at once) because a queue
     /// limit in messages or bytes was reached, since start.
     pub queue_refused: u64,
+    /// Messages and joins refused with `rate_limited` since start ([`Config::limits`]).
+    pub rate_limited: u64,
+    /// Connections closed for going on after refusals since start.
+    pub rate_limit_closed: u64,
 }
 
 /// What the hub knows of one connection.
@@ -205,6 +218,8 @@ pub struct Hub {
     sio_rooms: HashMap<Box<str>, Vec<ConnId>>,
     /// PeerJS sockets, ids, queues and timers.
     pj: peerjs::PeerJs,
+    /// Rate-limit budgets of every connection and source address.
+    limiter: limits::Limiter,
 }
 
 impl Hub {
@@ -229,6 +244,7 @@ impl Hub {
             sio_ids: HashMap::new(),
             sio_rooms: HashMap::new(),
             pj: peerjs::PeerJs::default(),
+            limiter: limits::Limiter::default(),
         }
     }
 
@@ -247,6 +263,8 @@ impl Hub {
             events_dropped: self.events.dropped,
             queued: self.pj.queued().0,
             queued_bytes: self.pj.queued().1,
+            rate_limited: self.limiter.refused,
+            rate_limit_closed: self.limiter.closed,
             ..self.stats
         }
     }
@@ -277,9 +295,17 @@ impl Hub {
     }
 
     /// A new connection to `app`, made to `host` (the bare host of its `Host` header, see
-    /// [`crate::ice::host_from_header`]). Over [`Config::max_connections`] it is answered
-    /// with `highResourceUsage` and closed. A repeated id is ignored.
-    pub fn handle_connect(&mut self, conn: ConnId, app: App, host: Option<&str>, now: Instant) {
+    /// [`crate::ice::host_from_header`]) from `ip` (for the per-source limits; `None`
+    /// exempts it). Over [`Config::max_connections`] it is answered with
+    /// `highResourceUsage` and closed. A repeated id is ignored.
+    pub fn handle_connect(
+        &mut self,
+        conn: ConnId,
+        app: App,
+        host: Option<&str>,
+        ip: Option<IpAddr>,
+        now: Instant,
+    ) {
         if self.conns.contains_key(&conn) {
             return;
         }
@@ -305,6 +331,7 @@ impl Hub {
                 host: host.map(Into::into),
             },
         );
+        self.limiter.connect(conn, ip, &self.config.limits, now);
         self.deadlines.push(now + self.config.idle_timeout, conn);
     }
 
@@ -326,6 +353,11 @@ impl Hub {
             return;
         };
         c.last_seen = now;
+        match self.limiter.message(conn, &self.config.limits, now) {
+            Verdict::Allow => {}
+            Verdict::Refuse => return self.rate_limited(conn, None),
+            Verdict::Close => return self.close_rate_limited(conn),
+        }
         let msg = match msg {
             Ok(m) => m,
             Err(e) => {
@@ -358,7 +390,7 @@ impl Hub {
                 };
                 self.send(conn, ServerMessage::IceServerConfig(reply));
             }
-            ClientMessage::Join { stream_id } => self.join(conn, stream_id),
+            ClientMessage::Join { stream_id } => self.join(conn, stream_id, now),
             ClientMessage::Leave { stream_id } => self.leave(conn, &stream_id, LeaveReason::Leave),
             ClientMessage::TakeConfiguration {
                 stream_id,
@@ -400,6 +432,7 @@ impl Hub {
     /// `conn`'s socket is gone (closed by the client, failed, or dropped by the edge as a
     /// slow consumer). Its peer gets `stop`; nothing is sent to `conn`.
     pub fn handle_disconnect(&mut self, conn: ConnId) {
+        self.limiter.forget(conn);
         if self.sio_disconnect(conn) || self.pj_disconnect(conn) {
             return;
         }
@@ -456,6 +489,30 @@ impl Hub {
         self.events.clear();
         self.sio_shutdown();
         self.pj_shutdown();
+        self.limiter.clear();
+    }
+
+    /// Refuses an Ant Media message or join over its rate limit.
+    fn rate_limited(&mut self, conn: ConnId, stream_id: Option<&StreamId>) {
+        self.error(
+            conn,
+            ErrorCode::RateLimited,
+            stream_id,
+            Some("too many messages or joins a second; slow down"),
+        );
+    }
+
+    /// Closes an Ant Media connection that went on after many refusals; its peer gets
+    /// `stop`.
+    fn close_rate_limited(&mut self, conn: ConnId) {
+        self.rate_limited(conn, None);
+        if let Some(c) = self.conns.remove(&conn) {
+            self.vacate(conn, &c, LeaveReason::RateLimited);
+        }
+        self.out.push_back(Output::Close {
+            conn,
+            reason: CloseReason::RateLimited,
+        });
     }
 
     /// Closes `conns` (in id order, so outputs are deterministic) for shutdown.
@@ -501,7 +558,7 @@ impl Hub {
         );
     }
 
-    fn join(&mut self, conn: ConnId, stream_id: StreamId) {
+    fn join(&mut self, conn: ConnId, stream_id: StreamId, now: Instant) {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
@@ -509,6 +566,14 @@ impl Hub {
             self.notify(conn, Notification::Joined, stream_id);
             return;
         }
+        match self.limiter.join(conn, &self.config.limits, now) {
+            Verdict::Allow => {}
+            Verdict::Refuse => return self.rate_limited(conn, Some(&stream_id)),
+            Verdict::Close => return self.close_rate_limited(conn),
+        }
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
         let key = (c.app.clone(), stream_id.clone());
         if self.rooms.get(&key).is_some_and(Room::is_full) {
             self.error(conn, ErrorCode::NoSpaceForNewPeer, Some(&stream_id), None);

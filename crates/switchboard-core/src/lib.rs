@@ -42,7 +42,7 @@
 //! let now = Instant::now();
 //! let mut hub = Hub::new(Config::default());
 //! let app = App::new("LiveApp").unwrap();
-//! hub.handle_connect(ConnId(1), app.clone(), None, now);
+//! hub.handle_connect(ConnId(1), app.clone(), None, None, now);
 //! hub.handle_message(ConnId(1), decode(r#"{"command":"join","streamId":"r"}"#), now);
 //! let Some(Output::Send { conn, msg }) = hub.poll_output() else { panic!() };
 //! assert_eq!(conn, ConnId(1));
@@ -57,7 +57,7 @@ mod timers;
 
 pub use app::{App, InvalidApp, MAX_APP_LEN};
 pub use hub::{
-    AckId, Change, CloseReason, Config, ConnId, Dialect, Hub, LeaveReason, MAX_EVENTS, Output,
-    PJ_MAX_NAME, PeerEvent, PeerJsConfig, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput,
-    SioRelay, Stats,
+    AckId, Change, CloseReason, Config, ConnId, Dialect, Hub, LeaveReason, Limits, MAX_EVENTS,
+    Output, PJ_MAX_NAME, PeerEvent, PeerJsConfig, REFUSAL_WINDOW, REFUSALS_BEFORE_CLOSE, RateLimit,
+    SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay, Stats, source_key,
 };

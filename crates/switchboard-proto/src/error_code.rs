@@ -33,6 +33,10 @@ pub enum ErrorCode {
     /// The server is at a configured limit (connections or rooms).
     #[serde(rename = "highResourceUsage")]
     HighResourceUsage,
+    /// More messages or joins a second than the server's rate limits allow (Switchboard's;
+    /// Ant Media has none). Going on after many refusals closes the connection.
+    #[serde(rename = "rate_limited")]
+    RateLimited,
 }
 
 impl ErrorCode {
@@ -48,6 +52,7 @@ impl ErrorCode {
             Self::NoSpaceForNewPeer => "NoSpaceForNewPeer",
             Self::NoPeerAssociatedBefore => "no_peer_associated_before",
             Self::HighResourceUsage => "highResourceUsage",
+            Self::RateLimited => "rate_limited",
         }
     }
 }
@@ -62,6 +67,7 @@ mod tests {
             ErrorCode::InvalidMessage,
             ErrorCode::UnsupportedCommand,
             ErrorCode::BinaryFrame,
+            ErrorCode::RateLimited,
             ErrorCode::NoStreamName,
             ErrorCode::InvalidStreamName,
             ErrorCode::NoSpaceForNewPeer,

@@ -127,6 +127,8 @@ pub mod errors {
     pub const LIMIT: &str = "Server has reached its concurrent user limit";
     /// Id or token over 256 bytes (Switchboard's bound; peerjs-server has none).
     pub const TOO_LONG: &str = "id or token is too long";
+    /// Over a rate limit (Switchboard's; peerjs-server has none).
+    pub const RATE_LIMITED: &str = "rate_limited: too many messages or connections a second";
 }
 
 impl PjServerMessage {

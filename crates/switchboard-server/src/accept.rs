@@ -93,7 +93,7 @@ enum Refusal {
 impl Admission {
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
         // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d.
-        let ip = ip.to_canonical();
+        let ip = switchboard_core::source_key(ip);
         let mut m = self.per_ip.lock().map_err(|_| Refusal::Open)?;
         if self.stats.open.load(Relaxed) as usize >= self.max_open {
             self.stats.refused_open_limit.fetch_add(1, Relaxed);
@@ -218,7 +218,10 @@ pub(crate) async fn serve(
             tcp,
             _admitted: admitted,
         });
-        let service = TowerToHyperService::new(app.clone());
+        let service = TowerToHyperService::new(WithClient {
+            app: app.clone(),
+            addr: ClientAddr(remote),
+        });
         let conn = builder.serve_connection(io, service).with_upgrades();
         let stats = Arc::clone(&stats);
         let closing = closing.clone();
@@ -242,4 +245,34 @@ pub(crate) async fn serve(
     closing.cancel();
     tasks.close();
     tasks
+}
+
+/// The address a request came from, in its extensions: the hub's per-source limits use it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ClientAddr(pub(crate) SocketAddr);
+
+/// The router, with each request marked with the connection's [`ClientAddr`].
+#[derive(Clone)]
+struct WithClient {
+    app: Router,
+    addr: ClientAddr,
+}
+
+impl<B> tower_service::Service<axum::http::Request<B>> for WithClient
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = <Router as tower_service::Service<axum::http::Request<B>>>::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        tower_service::Service::<axum::http::Request<B>>::poll_ready(&mut self.app, cx)
+    }
+
+    fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
+        req.extensions_mut().insert(self.addr);
+        self.app.call(req)
+    }
 }

@@ -18,7 +18,11 @@ use crate::upgrade::Socket;
 /// Which protocol a WebSocket speaks.
 pub(crate) enum Dialect {
     /// Ant Media P2P at `/<app>/websocket`.
-    AntMedia { app: App, host: Option<Box<str>> },
+    AntMedia {
+        app: App,
+        host: Option<Box<str>>,
+        ip: Option<std::net::IpAddr>,
+    },
     /// The PeerJS server protocol at `{peerjs_path}peerjs`.
     PeerJs(PjParams),
 }
@@ -50,7 +54,7 @@ pub(crate) async fn serve(
     };
     let peerjs = matches!(dialect, Dialect::PeerJs(_));
     let registered = match dialect {
-        Dialect::AntMedia { app, host } => hub.connect(conn, app, host, handle).await,
+        Dialect::AntMedia { app, host, ip } => hub.connect(conn, app, host, ip, handle).await,
         Dialect::PeerJs(params) => hub.pj_connect(conn, params, handle).await,
     };
     if !registered {
@@ -174,6 +178,7 @@ fn close(reason: CloseReason) -> Message {
         CloseReason::Shutdown => (CloseCode::Away, "server shutting down"),
         CloseReason::Refused => (CloseCode::Policy, "refused"),
         CloseReason::Replaced => (CloseCode::Normal, "replaced by a new connection"),
+        CloseReason::RateLimited => (CloseCode::Policy, "rate limited"),
     };
     Message::Close(Some(CloseFrame {
         code,

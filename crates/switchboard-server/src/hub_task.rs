@@ -55,6 +55,7 @@ enum Input {
         conn: ConnId,
         app: App,
         host: Option<Box<str>>,
+        ip: Option<std::net::IpAddr>,
         handle: ConnHandle,
     },
     Message {
@@ -102,6 +103,8 @@ pub(crate) struct PjParams {
     pub(crate) key: Option<Box<str>>,
     pub(crate) id: Option<Box<str>>,
     pub(crate) token: Option<Box<str>>,
+    /// The client's address (for the per-source limits).
+    pub(crate) ip: Option<std::net::IpAddr>,
 }
 
 /// An input handed to the hub: ready at once unless the hub's queue was full.
@@ -137,12 +140,14 @@ impl HubSender {
         conn: ConnId,
         app: App,
         host: Option<Box<str>>,
+        ip: Option<std::net::IpAddr>,
         handle: ConnHandle,
     ) -> Queued {
         self.send(Input::Connect {
             conn,
             app,
             host,
+            ip,
             handle,
         })
     }
@@ -306,12 +311,13 @@ impl HubTask {
                 conn,
                 app,
                 host,
+                ip,
                 handle,
             } => {
                 if !self.admit(conn, handle) {
                     return;
                 }
-                self.hub.handle_connect(conn, app, host.as_deref(), now);
+                self.hub.handle_connect(conn, app, host.as_deref(), ip, now);
             }
             Input::Message { conn, msg } => self.hub.handle_message(conn, msg, now),
             Input::Activity { conn } => self.hub.handle_activity(conn, now),
@@ -326,8 +332,13 @@ impl HubTask {
                     return;
                 }
                 let id = socket.id.to_string();
+                let ip = socket
+                    .req_parts()
+                    .extensions
+                    .get::<crate::accept::ClientAddr>()
+                    .map(|a| a.0.ip());
                 self.sio.insert(conn, socket);
-                self.hub.handle_sio_connect(conn, &id);
+                self.hub.handle_sio_connect(conn, &id, ip, now);
             }
             Input::PjConnect {
                 conn,
@@ -342,6 +353,7 @@ impl HubTask {
                     params.key.as_deref(),
                     params.id.as_deref(),
                     params.token.as_deref(),
+                    params.ip,
                     now,
                 );
             }
@@ -362,7 +374,7 @@ impl HubTask {
                     self.acks.insert(self.next_ack, a);
                     AckId(self.next_ack)
                 });
-                self.hub.handle_sio(conn, input, ack);
+                self.hub.handle_sio(conn, input, ack, now);
             }
             Input::Shutdown { done } => {
                 self.stopping = true;
@@ -484,6 +496,9 @@ impl HubTask {
                                      ({quiet} more refused since the last line)"
                                 );
                             }
+                        }
+                        CloseReason::RateLimited => {
+                            tracing::debug!(conn = conn.0, "closed a rate-limited connection");
                         }
                         CloseReason::Shutdown | CloseReason::Refused | CloseReason::Replaced => {}
                     }

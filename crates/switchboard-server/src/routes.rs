@@ -189,6 +189,8 @@ async fn stats(State(state): State<AppState>) -> Response {
             "peerjs_queued": h.queued,
             "peerjs_queued_bytes": h.queued_bytes,
             "peerjs_queue_refused": h.queue_refused,
+            "rate_limited": h.rate_limited,
+            "rate_limit_closed": h.rate_limit_closed,
             "slow_consumers": s.slow_consumers,
             "sio_closing": s.sio_closing,
         })
@@ -259,11 +261,19 @@ async fn websocket(
         )
             .into_response();
     };
+    let ip = client_ip(&req);
     upgrade(
         &state,
         req,
-        crate::connection::Dialect::AntMedia { app, host },
+        crate::connection::Dialect::AntMedia { app, host, ip },
     )
+}
+
+/// The address the request's connection came from (set by the accept loop).
+fn client_ip(req: &axum::extract::Request) -> Option<std::net::IpAddr> {
+    req.extensions()
+        .get::<crate::accept::ClientAddr>()
+        .map(|a| a.0.ip())
 }
 
 /// Upgrades to a WebSocket with the configured buffer and message limits and runs the
@@ -353,6 +363,7 @@ async fn peerjs_websocket(
         key: q.key.map(String::into_boxed_str),
         id: q.id.map(String::into_boxed_str),
         token: q.token.map(String::into_boxed_str),
+        ip: client_ip(&req),
     };
     upgrade(&state, req, crate::connection::Dialect::PeerJs(params))
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use clap::Args;
 use serde::Deserialize;
+use switchboard_core::RateLimit;
 use switchboard_core::ice::{DEFAULT_TURN_TTL, TurnRest};
 use switchboard_proto::{IceServer, is_ice_url, is_turn_url};
 use switchboard_server::{DEFAULT_LISTEN, ServerConfig};
@@ -80,6 +81,20 @@ pub(crate) struct ServeArgs {
     /// [default: 512].
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
+    /// Messages a second per connection (any dialect; bursts of twice as many); more get
+    /// `rate_limited`, and 100 refusals within 10 s close the connection; 0 = no limit
+    /// [default: 5000].
+    #[arg(long, env = "SWITCHBOARD_MAX_MESSAGES_PER_SEC")]
+    max_messages_per_sec: Option<u32>,
+    /// Joins a second per connection (Ant Media and socket.io `join`; bursts of twice as
+    /// many); 0 = no limit [default: 10].
+    #[arg(long, env = "SWITCHBOARD_MAX_JOINS_PER_SEC")]
+    max_joins_per_sec: Option<u32>,
+    /// Joins a second per source address (IPv4 address or IPv6 /64, over all its connections;
+    /// a PeerJS connection is a join; bursts of ten times as many); 0 = no limit
+    /// [default: 100].
+    #[arg(long, env = "SWITCHBOARD_MAX_JOINS_PER_IP_PER_SEC")]
+    max_joins_per_ip_per_sec: Option<u32>,
     /// ICE server URLs sent to clients, comma-separated (stun:, turn:, turns:)
     /// [default: the built-in STUN server; stun:stun.l.google.com:19302 when it is off].
     #[arg(long, env = "SWITCHBOARD_ICE_SERVERS", value_delimiter = ',')]
@@ -169,6 +184,9 @@ struct FileConfig {
     shutdown_grace_secs: Option<u64>,
     header_timeout_secs: Option<u64>,
     max_connections_per_ip: Option<usize>,
+    max_messages_per_sec: Option<u32>,
+    max_joins_per_sec: Option<u32>,
+    max_joins_per_ip_per_sec: Option<u32>,
     /// Full `RTCIceServer` entries: `[[ice_servers]] urls = [...]`, `username`, `credential`.
     ice_servers: Option<Vec<IceServer>>,
     turn_secret: Option<String>,
@@ -324,6 +342,19 @@ impl ServeArgs {
                 bail!("header_timeout_secs must be at least 1");
             }
             cfg.header_timeout = Duration::from_secs(s);
+        }
+        let limits = &mut cfg.hub.limits;
+        if let Some(n) = self.max_messages_per_sec.or(file.max_messages_per_sec) {
+            limits.messages = RateLimit::new(n, n.saturating_mul(2));
+        }
+        if let Some(n) = self.max_joins_per_sec.or(file.max_joins_per_sec) {
+            limits.joins = RateLimit::new(n, n.saturating_mul(2));
+        }
+        if let Some(n) = self
+            .max_joins_per_ip_per_sec
+            .or(file.max_joins_per_ip_per_sec)
+        {
+            limits.joins_per_source = RateLimit::new(n, n.saturating_mul(10));
         }
         if let Some(n) = self.max_connections_per_ip.or(file.max_connections_per_ip) {
             cfg.max_connections_per_ip = n;

@@ -63,6 +63,8 @@ async fn idle_joined_peers_cost_a_few_kib_each() {
         "100000",
         "--max-connections-per-ip",
         "0",
+        "--max-joins-per-ip-per-sec",
+        "0",
     ]);
     let url = format!("ws://127.0.0.1:{}/LiveApp/websocket", p.port);
 

@@ -188,3 +188,90 @@ async fn a_peerjs_flood_to_absent_ids_is_bounded_in_bytes() {
         panic!("alice was answered: {m:?}");
     }
 }
+
+/// Issue 15 finding 8: one connection tried 9,000 room names in 344 ms and 60 connections
+/// found a waiting peer (and got its offer). Now joins are rate-limited per connection and
+/// per source address: the scanner gets `rate_limited`, is closed when it goes on, and never
+/// reaches the waiting peer; a normal call from the same address still works.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn room_scanning_is_rate_limited_and_a_normal_call_still_works() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::connect_async;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let sb = start_switchboard(&[], &[]);
+    let url = format!("ws://127.0.0.1:{}/LiveApp/websocket", sb.port);
+    let join = |room: &str| Message::text(format!(r#"{{"command":"join","streamId":"{room}"}}"#));
+    // The victim waits in room-5075.
+    let (mut victim, _) = connect_async(&url).await.unwrap();
+    victim.send(join("room-5075")).await.unwrap();
+    let m = victim.next().await.unwrap().unwrap();
+    assert!(m.to_text().unwrap().contains("joined"), "{m:?}");
+
+    // One connection tries 9,000 names without waiting for answers.
+    let (mut scanner, _) = connect_async(&url).await.unwrap();
+    for i in 0..9_000 {
+        if scanner.send(join(&format!("room-{i}"))).await.is_err() {
+            break; // closed by the server
+        }
+    }
+    let (mut joined, mut limited, mut close) = (0, 0, None);
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), scanner.next()).await {
+        match m {
+            Message::Text(t) if t.contains("\"joined\"") => joined += 1,
+            Message::Text(t) if t.contains("rate_limited") => limited += 1,
+            Message::Close(c) => {
+                close = c;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(joined <= 21, "the scanner joined {joined} rooms");
+    assert!(limited >= 100, "only {limited} refusals");
+    assert_eq!(
+        close.map(|c| u16::from(c.code)),
+        Some(1008),
+        "not closed as a policy violation"
+    );
+
+    // Sixty connections from the same address, 150 names each: the address's budget runs
+    // out long before the waiting room.
+    let mut scanners = Vec::new();
+    for k in 0..60 {
+        let (mut ws, _) = connect_async(&url).await.unwrap();
+        for i in 0..150 {
+            let _ = ws.send(join(&format!("room-{}", k * 150 + i))).await;
+        }
+        scanners.push(ws);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    // The victim was never paired (no `start`, which asks it for an offer).
+    while let Ok(Some(Ok(m))) =
+        tokio::time::timeout(Duration::from_millis(300), victim.next()).await
+    {
+        assert!(
+            !m.to_text().unwrap_or("").contains("start"),
+            "the victim was found: {m:?}"
+        );
+    }
+    let hub = stats(sb.port)["hub"].clone();
+    assert!(hub["rate_limited"].as_u64().unwrap() > 100, "{hub}");
+    assert!(hub["rate_limit_closed"].as_u64().unwrap() >= 1, "{hub}");
+    drop(scanners);
+
+    // A normal call from the same address, later, still pairs.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (mut b, _) = connect_async(&url).await.unwrap();
+    b.send(join("room-5075")).await.unwrap();
+    let got = tokio::time::timeout(Duration::from_secs(5), async {
+        loop {
+            let m = victim.next().await.unwrap().unwrap();
+            if m.to_text().unwrap_or("").contains("start") {
+                return m;
+            }
+        }
+    })
+    .await;
+    assert!(got.is_ok(), "the victim's partner could not join");
+}

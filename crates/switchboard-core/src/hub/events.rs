@@ -47,6 +47,8 @@ pub enum LeaveReason {
     IdleTimeout,
     /// A new socket with the same PeerJS id and token took its place.
     Replaced,
+    /// It was closed for going on after `rate_limited` refusals.
+    RateLimited,
 }
 
 impl LeaveReason {
@@ -59,6 +61,7 @@ impl LeaveReason {
             Self::Disconnect => "disconnect",
             Self::IdleTimeout => "idle_timeout",
             Self::Replaced => "replaced",
+            Self::RateLimited => "rate_limited",
         }
     }
 }

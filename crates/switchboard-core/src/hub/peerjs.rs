@@ -164,6 +164,7 @@ impl Hub {
         key: Option<&str>,
         id: Option<&str>,
         token: Option<&str>,
+        ip: Option<std::net::IpAddr>,
         now: Instant,
     ) {
         let (Some(key), Some(id), Some(token)) = (
@@ -194,8 +195,21 @@ impl Hub {
                 },
             );
         }
+        // A PeerJS connection is its one join: it counts against its source's join budget.
+        let limits = self.config.limits;
+        self.limiter.connect(conn, ip, &limits, now);
+        if self.limiter.join(conn, &limits, now) != super::Verdict::Allow {
+            self.limiter.forget(conn);
+            return self.pj_refuse(
+                conn,
+                PjServerMessage::Error {
+                    msg: errors::RATE_LIMITED,
+                },
+            );
+        }
         match self.pj.ids.get(id) {
             Some(h) if &*h.token != token => {
+                self.limiter.forget(conn);
                 return self.pj_refuse(conn, PjServerMessage::IdTaken);
             }
             Some(h) => {
@@ -215,6 +229,7 @@ impl Hub {
                 if self.pj.ids.len() >= self.config.peerjs.concurrent_limit
                     || total >= self.config.max_connections
                 {
+                    self.limiter.forget(conn);
                     return self.pj_refuse(conn, PjServerMessage::Error { msg: errors::LIMIT });
                 }
             }
@@ -255,6 +270,29 @@ impl Hub {
         msg: Result<PjClientMessage, ()>,
         now: Instant,
     ) {
+        if !self.pj.conns.contains_key(&conn) {
+            return;
+        }
+        match self.limiter.message(conn, &self.config.limits, now) {
+            super::Verdict::Allow => {}
+            verdict => {
+                self.stats.errors += 1;
+                self.pj_send(
+                    conn,
+                    PjServerMessage::Error {
+                        msg: errors::RATE_LIMITED,
+                    },
+                );
+                if verdict == super::Verdict::Close {
+                    self.pj_forget(conn, LeaveReason::RateLimited);
+                    self.out.push_back(Output::Close {
+                        conn,
+                        reason: CloseReason::RateLimited,
+                    });
+                }
+                return;
+            }
+        }
         let Some(c) = self.pj.conns.get_mut(&conn) else {
             return;
         };
@@ -460,8 +498,8 @@ mod tests {
     fn connect_checks_in_order_and_relays_with_src_stamped() {
         let t = Instant::now();
         let mut h = Hub::new(Config::default());
-        h.handle_pj_connect(ConnId(1), Some("peerjs"), Some("alice"), None, t);
-        h.handle_pj_connect(ConnId(2), Some("nope"), Some("alice"), Some("t"), t);
+        h.handle_pj_connect(ConnId(1), Some("peerjs"), Some("alice"), None, None, t);
+        h.handle_pj_connect(ConnId(2), Some("nope"), Some("alice"), Some("t"), None, t);
         assert_eq!(
             out(&mut h),
             [
@@ -480,9 +518,23 @@ mod tests {
                 (2, "CLOSE Refused".into()),
             ]
         );
-        h.handle_pj_connect(ConnId(3), Some("peerjs"), Some("alice"), Some("ta"), t);
-        h.handle_pj_connect(ConnId(4), Some("peerjs"), Some("bob"), Some("tb"), t);
-        h.handle_pj_connect(ConnId(5), Some("peerjs"), Some("bob"), Some("other"), t);
+        h.handle_pj_connect(
+            ConnId(3),
+            Some("peerjs"),
+            Some("alice"),
+            Some("ta"),
+            None,
+            t,
+        );
+        h.handle_pj_connect(ConnId(4), Some("peerjs"), Some("bob"), Some("tb"), None, t);
+        h.handle_pj_connect(
+            ConnId(5),
+            Some("peerjs"),
+            Some("bob"),
+            Some("other"),
+            None,
+            t,
+        );
         assert_eq!(
             out(&mut h),
             [
@@ -511,7 +563,7 @@ mod tests {
             )]
         );
         // Same token: take over, old socket closed.
-        h.handle_pj_connect(ConnId(6), Some("peerjs"), Some("bob"), Some("tb"), t);
+        h.handle_pj_connect(ConnId(6), Some("peerjs"), Some("bob"), Some("tb"), None, t);
         assert_eq!(
             out(&mut h),
             [
@@ -533,7 +585,7 @@ mod tests {
     fn queued_messages_are_delivered_after_open_or_expire_once_per_sender() {
         let t = Instant::now();
         let mut h = Hub::new(Config::default());
-        h.handle_pj_connect(ConnId(1), Some("peerjs"), Some("alice"), Some("t"), t);
+        h.handle_pj_connect(ConnId(1), Some("peerjs"), Some("alice"), Some("t"), None, t);
         out(&mut h);
         msg(
             &mut h,
@@ -549,7 +601,7 @@ mod tests {
         );
         msg(&mut h, 1, r#"{"type":"LEAVE","dst":"carol"}"#, t); // never queued
         assert!(out(&mut h).is_empty());
-        h.handle_pj_connect(ConnId(2), Some("peerjs"), Some("carol"), Some("t"), t);
+        h.handle_pj_connect(ConnId(2), Some("peerjs"), Some("carol"), Some("t"), None, t);
         let o = out(&mut h);
         assert_eq!(o.len(), 3);
         assert!(o[1].1.contains(r#""n":1"#) && o[2].1.contains(r#""n":2"#));
@@ -584,7 +636,7 @@ mod tests {
             },
             ..Config::default()
         });
-        h.handle_pj_connect(ConnId(1), Some("peerjs"), Some("alice"), Some("t"), t);
+        h.handle_pj_connect(ConnId(1), Some("peerjs"), Some("alice"), Some("t"), None, t);
         out(&mut h);
         for _ in 0..3 {
             msg(
@@ -609,7 +661,14 @@ mod tests {
         assert!(!out(&mut h).iter().any(|(_, m)| m.starts_with("CLOSE")));
         h.handle_timeout(t + Duration::from_secs(110));
         assert!(out(&mut h).contains(&(1, "CLOSE IdleTimeout".into())));
-        h.handle_pj_connect(ConnId(2), Some("peerjs"), Some("alice"), Some("new"), t);
+        h.handle_pj_connect(
+            ConnId(2),
+            Some("peerjs"),
+            Some("alice"),
+            Some("new"),
+            None,
+            t,
+        );
         assert_eq!(out(&mut h)[0], (2, r#"{"type":"OPEN"}"#.into()));
     }
 
@@ -620,8 +679,15 @@ mod tests {
         let t = Instant::now();
         let mut h = Hub::new(Config::default());
         let cfg = PeerJsConfig::default();
-        h.handle_pj_connect(ConnId(1), Some("peerjs"), Some("mallory"), Some("t"), t);
-        h.handle_pj_connect(ConnId(2), Some("peerjs"), Some("alice"), Some("t"), t);
+        h.handle_pj_connect(
+            ConnId(1),
+            Some("peerjs"),
+            Some("mallory"),
+            Some("t"),
+            None,
+            t,
+        );
+        h.handle_pj_connect(ConnId(2), Some("peerjs"), Some("alice"), Some("t"), None, t);
         out(&mut h);
         let big = format!(
             r#"{{"type":"OFFER","dst":"ghost{{}}","payload":"{}"}}"#,
@@ -644,7 +710,7 @@ mod tests {
             t,
         );
         assert!(out(&mut h).is_empty(), "alice's offer was refused");
-        h.handle_pj_connect(ConnId(3), Some("peerjs"), Some("bob"), Some("t"), t);
+        h.handle_pj_connect(ConnId(3), Some("peerjs"), Some("bob"), Some("t"), None, t);
         assert!(
             out(&mut h)
                 .iter()
@@ -661,7 +727,14 @@ mod tests {
         });
         for c in 0..40u64 {
             let id = format!("m{c}");
-            h.handle_pj_connect(ConnId(10 + c), Some("peerjs"), Some(&id), Some("t"), t);
+            h.handle_pj_connect(
+                ConnId(10 + c),
+                Some("peerjs"),
+                Some(&id),
+                Some("t"),
+                None,
+                t,
+            );
             for i in 0..10 {
                 msg(&mut h, 10 + c, &big.replace("{}", &format!("{c}-{i}")), t);
             }

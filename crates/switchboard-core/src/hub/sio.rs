@@ -77,6 +77,8 @@ pub enum SioError {
     NotInRoom,
     /// The server is at its connection limit.
     ServerBusy,
+    /// Over the rate limits ([`super::Config::limits`]); going on closes the socket.
+    RateLimited,
 }
 
 impl SioError {
@@ -89,6 +91,7 @@ impl SioError {
             SioError::RoomFull => "room_full",
             SioError::NotInRoom => "not_in_room",
             SioError::ServerBusy => "server_busy",
+            SioError::RateLimited => "rate_limited",
         }
     }
 }
@@ -161,10 +164,16 @@ pub(super) struct SioConn {
 }
 
 impl Hub {
-    /// A new socket.io connection with socket id `id`. Over
-    /// [`super::Config::max_connections`] it gets an `error` event (`server_busy`) and is
-    /// closed. A repeated `conn` or `id` is ignored.
-    pub fn handle_sio_connect(&mut self, conn: ConnId, id: &str) {
+    /// A new socket.io connection with socket id `id`, from `ip` (for the per-source
+    /// limits). Over [`super::Config::max_connections`] it gets an `error` event
+    /// (`server_busy`) and is closed. A repeated `conn` or `id` is ignored.
+    pub fn handle_sio_connect(
+        &mut self,
+        conn: ConnId,
+        id: &str,
+        ip: Option<std::net::IpAddr>,
+        now: std::time::Instant,
+    ) {
         if self.sio.contains_key(&conn) || self.sio_ids.contains_key(id) {
             return;
         }
@@ -192,14 +201,75 @@ impl Hub {
                 room: None,
             },
         );
+        self.limiter.connect(conn, ip, &self.config.limits, now);
     }
 
     /// An event from socket.io connection `conn`; `ack` when the client asked for one.
-    pub fn handle_sio(&mut self, conn: ConnId, input: SioInput, ack: Option<AckId>) {
+    pub fn handle_sio(
+        &mut self,
+        conn: ConnId,
+        input: SioInput,
+        ack: Option<AckId>,
+        now: std::time::Instant,
+    ) {
         if !self.sio.contains_key(&conn) {
             return;
         }
-        let result = match input {
+        let limits = self.config.limits;
+        let verdict = match self.limiter.message(conn, &limits, now) {
+            super::Verdict::Allow if matches!(input, SioInput::Join { .. }) => {
+                self.limiter.join(conn, &limits, now)
+            }
+            v => v,
+        };
+        let event: Box<str> = match &input {
+            SioInput::Relay { event, .. } => event.as_str().into(),
+            SioInput::Join { .. } => "join".into(),
+            SioInput::Leave => "leave".into(),
+            SioInput::Invalid { event, .. } => event.clone(),
+        };
+        let over = || {
+            Err((
+                event.clone(),
+                SioError::RateLimited,
+                "too many messages or joins a second; slow down".into(),
+            ))
+        };
+        let result = match (verdict, input) {
+            (super::Verdict::Close, _) => {
+                self.stats.errors += 1;
+                self.out.push_back(Output::SioEmit {
+                    conn,
+                    emit: SioEmit::Error {
+                        event,
+                        error: SioError::RateLimited,
+                        reason: "closed: went on sending over the rate limits".into(),
+                    },
+                });
+                if let Some(c) = self.sio.remove(&conn) {
+                    self.sio_ids.remove(&c.id);
+                    if let Some(room) = c.room {
+                        self.sio_vacate(conn, &c.id, room, LeaveReason::RateLimited);
+                    }
+                }
+                self.out.push_back(Output::Close {
+                    conn,
+                    reason: CloseReason::RateLimited,
+                });
+                return;
+            }
+            (super::Verdict::Refuse, _) => over(),
+            (super::Verdict::Allow, input) => self.sio_result(conn, input),
+        };
+        self.sio_answer(conn, result, ack);
+    }
+
+    fn sio_result(
+        &mut self,
+        conn: ConnId,
+        input: SioInput,
+    ) -> Result<SioAck, (Box<str>, SioError, Box<str>)> {
+        match input {
             SioInput::Relay {
                 event,
                 target,
@@ -210,7 +280,15 @@ impl Hub {
                 .sio_leave(conn, LeaveReason::Leave)
                 .map(|()| SioAck::Ok),
             SioInput::Invalid { event, reason } => Err((event, SioError::InvalidPayload, reason)),
-        };
+        }
+    }
+
+    fn sio_answer(
+        &mut self,
+        conn: ConnId,
+        result: Result<SioAck, (Box<str>, SioError, Box<str>)>,
+        ack: Option<AckId>,
+    ) {
         match (result, ack) {
             (Ok(reply), Some(ack)) => self.out.push_back(Output::SioAck { conn, ack, reply }),
             (Ok(_), None) => {}
@@ -383,11 +461,12 @@ impl Hub {
 mod tests {
     use super::*;
     use crate::Config;
+    use std::time::Instant;
 
     fn hub() -> Hub {
         let mut h = Hub::new(Config::default());
         for (c, id) in [(1, "a"), (2, "b"), (3, "c")] {
-            h.handle_sio_connect(ConnId(c), id);
+            h.handle_sio_connect(ConnId(c), id, None, Instant::now());
         }
         h
     }
@@ -407,7 +486,7 @@ mod tests {
     #[test]
     fn relay_reaches_the_target_only_and_acks() {
         let mut h = hub();
-        h.handle_sio(ConnId(1), relay("b"), Some(AckId(7)));
+        h.handle_sio(ConnId(1), relay("b"), Some(AckId(7)), Instant::now());
         assert_eq!(
             outputs(&mut h),
             [
@@ -431,8 +510,8 @@ mod tests {
     #[test]
     fn unknown_or_own_target_is_an_error_ack_or_event() {
         let mut h = hub();
-        h.handle_sio(ConnId(1), relay("nobody"), Some(AckId(1)));
-        h.handle_sio(ConnId(1), relay("a"), None);
+        h.handle_sio(ConnId(1), relay("nobody"), Some(AckId(1)), Instant::now());
+        h.handle_sio(ConnId(1), relay("a"), None, Instant::now());
         let out = outputs(&mut h);
         assert!(matches!(
             &out[0],
@@ -466,6 +545,7 @@ mod tests {
             ConnId(1),
             SioInput::Join { room: "r".into() },
             Some(AckId(1)),
+            Instant::now(),
         );
         assert_eq!(
             outputs(&mut h),
@@ -482,6 +562,7 @@ mod tests {
             ConnId(2),
             SioInput::Join { room: "r".into() },
             Some(AckId(2)),
+            Instant::now(),
         );
         let out = outputs(&mut h);
         assert!(out.contains(&Output::SioEmit {
@@ -500,7 +581,7 @@ mod tests {
             }
         }));
         // A room name is not a relay target.
-        h.handle_sio(ConnId(3), relay("r"), Some(AckId(3)));
+        h.handle_sio(ConnId(3), relay("r"), Some(AckId(3)), Instant::now());
         assert!(matches!(
             &outputs(&mut h)[0],
             Output::SioAck {
@@ -522,8 +603,8 @@ mod tests {
                 }
             }]
         );
-        h.handle_sio(ConnId(1), SioInput::Leave, None);
-        h.handle_sio(ConnId(1), SioInput::Leave, Some(AckId(9)));
+        h.handle_sio(ConnId(1), SioInput::Leave, None, Instant::now());
+        h.handle_sio(ConnId(1), SioInput::Leave, Some(AckId(9)), Instant::now());
         assert!(matches!(
             &outputs(&mut h)[0],
             Output::SioAck {
@@ -536,7 +617,7 @@ mod tests {
         ));
         assert_eq!(h.stats().rooms, 0);
         // The id is free again after a disconnect.
-        h.handle_sio(ConnId(1), relay("b"), Some(AckId(4)));
+        h.handle_sio(ConnId(1), relay("b"), Some(AckId(4)), Instant::now());
         assert!(matches!(
             &outputs(&mut h)[0],
             Output::SioAck {
@@ -556,9 +637,9 @@ mod tests {
             max_connections: 2,
             ..Config::default()
         });
-        h.handle_sio_connect(ConnId(1), "a");
-        h.handle_sio_connect(ConnId(2), "b");
-        h.handle_sio_connect(ConnId(3), "c");
+        h.handle_sio_connect(ConnId(1), "a", None, Instant::now());
+        h.handle_sio_connect(ConnId(2), "b", None, Instant::now());
+        h.handle_sio_connect(ConnId(3), "c", None, Instant::now());
         let out = outputs(&mut h);
         assert!(matches!(
             &out[..],
@@ -576,11 +657,17 @@ mod tests {
                 }
             ]
         ));
-        h.handle_sio(ConnId(1), SioInput::Join { room: "r".into() }, None);
+        h.handle_sio(
+            ConnId(1),
+            SioInput::Join { room: "r".into() },
+            None,
+            Instant::now(),
+        );
         h.handle_sio(
             ConnId(2),
             SioInput::Join { room: "r".into() },
             Some(AckId(1)),
+            Instant::now(),
         );
         let out = outputs(&mut h);
         assert!(matches!(

@@ -1,6 +1,7 @@
 #![allow(clippy::unwrap_used)]
 
 use super::*;
+use std::net::IpAddr;
 use switchboard_proto::antmedia::decode;
 
 /// Drives a hub with a fake clock and renders outputs as `(conn, json)` pairs.
@@ -26,6 +27,7 @@ impl Harness {
             ConnId(conn),
             App::new(app).unwrap(),
             Some("sb.test"),
+            None,
             self.now,
         );
     }
@@ -606,7 +608,13 @@ fn joins_and_leaves_are_reported_once_each_with_a_reason() {
 
 #[test]
 fn the_event_queue_is_bounded() {
-    let mut h = Harness::new();
+    let mut h = Harness::with(Config {
+        limits: Limits {
+            joins: RateLimit::OFF,
+            ..Limits::default()
+        },
+        ..Config::default()
+    });
     h.connect(1, "A");
     for i in 0..MAX_EVENTS {
         h.send(1, &join(&format!("r{i}")));
@@ -620,19 +628,39 @@ fn the_event_queue_is_bounded() {
 #[test]
 fn socketio_and_peerjs_joins_and_leaves_are_reported() {
     let mut h = Harness::new();
-    h.hub.handle_sio_connect(ConnId(1), "s1");
     h.hub
-        .handle_sio(ConnId(1), SioInput::Join { room: "x".into() }, None);
+        .handle_sio_connect(ConnId(1), "s1", None, Instant::now());
+    h.hub.handle_sio(
+        ConnId(1),
+        SioInput::Join { room: "x".into() },
+        None,
+        Instant::now(),
+    );
+    h.hub.handle_sio(
+        ConnId(1),
+        SioInput::Join { room: "y".into() },
+        None,
+        Instant::now(),
+    );
     h.hub
-        .handle_sio(ConnId(1), SioInput::Join { room: "y".into() }, None);
-    h.hub.handle_sio(ConnId(1), SioInput::Leave, None);
-    h.hub
-        .handle_sio(ConnId(1), SioInput::Join { room: "z".into() }, None);
+        .handle_sio(ConnId(1), SioInput::Leave, None, Instant::now());
+    h.hub.handle_sio(
+        ConnId(1),
+        SioInput::Join { room: "z".into() },
+        None,
+        Instant::now(),
+    );
     h.hub.handle_disconnect(ConnId(1));
     let now = h.now;
     let pj = |h: &mut Harness, conn| {
-        h.hub
-            .handle_pj_connect(ConnId(conn), Some("peerjs"), Some("p"), Some("t"), now)
+        h.hub.handle_pj_connect(
+            ConnId(conn),
+            Some("peerjs"),
+            Some("p"),
+            Some("t"),
+            None,
+            now,
+        )
     };
     pj(&mut h, 2);
     pj(&mut h, 3); // same id and token: takes over
@@ -653,4 +681,151 @@ fn socketio_and_peerjs_joins_and_leaves_are_reported() {
             (3, "left peerjs peerjs/p disconnect".into()),
         ]
     );
+}
+
+/// Issue 15 finding 8: one connection tried 9,000 room names in 344 ms, and flooding was not
+/// limited. Joins and messages now have budgets per connection (and joins per source), the
+/// same in every dialect; going on after refusals closes the connection.
+#[test]
+fn joins_and_messages_are_rate_limited_in_every_dialect() {
+    let ip: IpAddr = "198.51.100.9".parse().unwrap();
+    let mut h = Harness::with(Config {
+        limits: Limits {
+            messages: RateLimit::new(50, 100),
+            joins: RateLimit::new(10, 20),
+            joins_per_source: RateLimit::new(100, 30),
+        },
+        ..Config::default()
+    });
+    let app = App::new("A").unwrap();
+    h.hub
+        .handle_connect(ConnId(1), app.clone(), None, Some(ip), h.now);
+    h.hub
+        .handle_connect(ConnId(2), app.clone(), None, Some(ip), h.now);
+    // Ant Media: 20 joins pass, the 21st is refused with the room named.
+    for i in 0..20 {
+        assert_eq!(h.send(1, &join(&format!("r{i}")))[0].0, 1);
+    }
+    let out = h.send(1, &join("r20"));
+    assert!(
+        out.iter().any(|(c, m)| *c == 1
+            && m.contains(r#""definition":"rate_limited""#)
+            && m.contains(r#""streamId":"r20""#)),
+        "{out:?}"
+    );
+    // Another connection from the same source has its own 20 but shares the source's 30.
+    let ok = (0..20)
+        .filter(|i| {
+            h.send(2, &join(&format!("s{i}")))
+                .iter()
+                .any(|(_, m)| m.contains("joined"))
+        })
+        .count();
+    assert_eq!(ok, 10);
+    // A second later, ten more joins for connection 1.
+    h.now += Duration::from_secs(1);
+    let ok = (0..20)
+        .filter(|i| {
+            h.send(1, &join(&format!("t{i}")))
+                .iter()
+                .any(|(_, m)| m.contains("joined"))
+        })
+        .count();
+    assert_eq!(ok, 10);
+    // A message flood: refused past the budget; 100 refusals within 10 s close the
+    // connection, and its partner gets `stop`.
+    h.connect(3, "A");
+    h.connect(4, "A");
+    h.send(3, &join("pair"));
+    h.send(4, &join("pair"));
+    let mut closed = false;
+    for _ in 0..300 {
+        let out = h.send(3, r#"{"command":"ping"}"#);
+        if out.contains(&(3, "CLOSE RateLimited".into())) {
+            assert!(
+                out.iter()
+                    .any(|(c, m)| *c == 4 && m.contains(r#""command":"stop""#)),
+                "{out:?}"
+            );
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed);
+    let s = h.hub.stats();
+    assert_eq!(s.rate_limit_closed, 1);
+    assert!(s.rate_limited >= 100, "{s:?}");
+    // Connection 4 keeps working.
+    assert_eq!(
+        h.send(4, r#"{"command":"ping"}"#),
+        [(4, r#"{"command":"pong"}"#.into())]
+    );
+
+    // socket.io: the same join budget, answered `rate_limited` in the ack.
+    h.hub.handle_sio_connect(
+        ConnId(10),
+        "sio",
+        Some("203.0.113.1".parse().unwrap()),
+        h.now,
+    );
+    let mut refused = 0;
+    for i in 0..25 {
+        h.hub.handle_sio(
+            ConnId(10),
+            SioInput::Join {
+                room: format!("x{i}").into(),
+            },
+            Some(AckId(i)),
+            h.now,
+        );
+        while let Some(o) = h.hub.poll_output() {
+            if let Output::SioAck {
+                reply:
+                    SioAck::Error {
+                        error: SioError::RateLimited,
+                        ..
+                    },
+                ..
+            } = o
+            {
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(refused, 5);
+
+    // PeerJS: a connection is a join for its source; past the source's budget, `ERROR` and
+    // a close.
+    let pj_ip: IpAddr = "2001:db8::1".parse().unwrap();
+    let mut refused = 0;
+    for c in 0..40u64 {
+        // Any address of the same /64 is the same source.
+        let ip = IpAddr::V6(std::net::Ipv6Addr::from(
+            u128::from(match pj_ip {
+                IpAddr::V6(v) => v,
+                IpAddr::V4(_) => unreachable!(),
+            }) + u128::from(c),
+        ));
+        h.hub.handle_pj_connect(
+            ConnId(100 + c),
+            Some("peerjs"),
+            Some(&format!("p{c}")),
+            Some("t"),
+            Some(ip),
+            h.now,
+        );
+        let out = h.drain();
+        if out.iter().any(|(_, m)| m.contains("rate_limited")) {
+            assert!(out.contains(&(100 + c, "CLOSE Refused".into())), "{out:?}");
+            refused += 1;
+        }
+    }
+    assert_eq!(refused, 10);
+    for c in 0..40u64 {
+        h.hub.handle_disconnect(ConnId(100 + c));
+    }
+    for c in [1, 2, 4, 10] {
+        h.hub.handle_disconnect(ConnId(c));
+    }
+    assert_eq!(h.hub.limiter.len(), (0, 0));
 }

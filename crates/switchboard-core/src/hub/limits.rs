@@ -1,0 +1,336 @@
+//! Rate limits, the same for every dialect: token buckets for messages and joins per
+//! connection, and for joins per source address (issue 15 finding 8).
+//!
+//! A message or join over its budget is refused with the dialect's `rate_limited` error and
+//! nothing else happens; a connection that goes on sending after
+//! [`REFUSALS_BEFORE_CLOSE`] refusals within [`REFUSAL_WINDOW`] is closed
+//! ([`super::CloseReason::RateLimited`]). The buckets are driven by the hub's `now`, so tests
+//! use a fake clock.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
+
+use super::ConnId;
+
+/// Refusals within [`REFUSAL_WINDOW`] after which a connection is closed.
+pub const REFUSALS_BEFORE_CLOSE: u32 = 100;
+
+/// The window over which refusals are counted.
+pub const REFUSAL_WINDOW: Duration = Duration::from_secs(10);
+
+/// A token bucket's settings: `per_sec` tokens a second, at most `burst` saved up.
+/// `per_sec == 0` turns the limit off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RateLimit {
+    /// Sustained rate, per second; 0 = no limit.
+    pub per_sec: u32,
+    /// Most taken at once after a quiet period (at least 1 when on).
+    pub burst: u32,
+}
+
+impl RateLimit {
+    /// No limit.
+    pub const OFF: Self = Self {
+        per_sec: 0,
+        burst: 0,
+    };
+
+    /// `per_sec` a second with a burst of `burst`.
+    #[must_use]
+    pub const fn new(per_sec: u32, burst: u32) -> Self {
+        Self { per_sec, burst }
+    }
+
+    fn is_off(self) -> bool {
+        self.per_sec == 0
+    }
+}
+
+/// The rate limits of a hub.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Messages (any frame or event: relays, joins, pings, heartbeats) per connection.
+    /// Default 5,000/s with a burst of 10,000: twice what one peer of the relay benchmark
+    /// sends at full speed, and thousands of times a call's signaling.
+    pub messages: RateLimit,
+    /// Joins per connection (Ant Media `join`, socket.io `join`). Default 10/s, burst 20.
+    pub joins: RateLimit,
+    /// Joins per source address (IPv4 address, or IPv6 /64), over all its connections and
+    /// dialects; a PeerJS connection counts as a join. Default 100/s, burst 1,000.
+    pub joins_per_source: RateLimit,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            messages: RateLimit::new(5_000, 10_000),
+            joins: RateLimit::new(10, 20),
+            joins_per_source: RateLimit::new(100, 1_000),
+        }
+    }
+}
+
+/// The key a client address is limited under: an IPv4 address (also when it arrives as an
+/// IPv4-mapped IPv6 address), or the /64 an IPv6 address is in (one subscriber's usual
+/// allocation: a client can pick any address in it).
+#[must_use]
+pub fn source_key(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => {
+            let bits = u128::from(v6) & !((1u128 << 64) - 1);
+            IpAddr::V6(bits.into())
+        }
+        v4 => v4,
+    }
+}
+
+/// A token bucket, in thousandths of a token.
+#[derive(Debug)]
+struct Bucket {
+    milli: u64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn full(limit: RateLimit, now: Instant) -> Self {
+        Self {
+            milli: u64::from(limit.burst.max(1)) * 1000,
+            at: now,
+        }
+    }
+
+    /// Takes one token if there is one.
+    fn take(&mut self, limit: RateLimit, now: Instant) -> bool {
+        if limit.is_off() {
+            return true;
+        }
+        let cap = u64::from(limit.burst.max(1)) * 1000;
+        let nanos = now.saturating_duration_since(self.at).as_nanos();
+        let add = nanos.saturating_mul(u128::from(limit.per_sec)) / 1_000_000;
+        self.milli = u64::try_from(add)
+            .unwrap_or(u64::MAX)
+            .saturating_add(self.milli)
+            .min(cap);
+        self.at = now;
+        if self.milli >= 1000 {
+            self.milli -= 1000;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// What to do with a message or join.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Verdict {
+    Allow,
+    /// Refuse it with the dialect's `rate_limited` error.
+    Refuse,
+    /// Refuse it and close the connection: it kept going after many refusals.
+    Close,
+}
+
+#[derive(Debug)]
+struct ConnBudget {
+    source: Option<IpAddr>,
+    messages: Bucket,
+    joins: Bucket,
+    refused: u32,
+    refused_since: Instant,
+}
+
+#[derive(Debug)]
+struct SourceBudget {
+    conns: u32,
+    joins: Bucket,
+}
+
+/// Every connection's and source's budgets. One entry per open connection, and one per
+/// source with an open connection.
+#[derive(Debug, Default)]
+pub(super) struct Limiter {
+    conns: HashMap<ConnId, ConnBudget>,
+    sources: HashMap<IpAddr, SourceBudget>,
+    /// Messages and joins refused since start.
+    pub(super) refused: u64,
+    /// Connections closed for going on after refusals, since start.
+    pub(super) closed: u64,
+}
+
+impl Limiter {
+    /// Starts budgets for a connection from `ip`.
+    pub(super) fn connect(
+        &mut self,
+        conn: ConnId,
+        ip: Option<IpAddr>,
+        limits: &Limits,
+        now: Instant,
+    ) {
+        let source = ip.map(source_key);
+        if let Some(s) = source {
+            self.sources
+                .entry(s)
+                .or_insert_with(|| SourceBudget {
+                    conns: 0,
+                    joins: Bucket::full(limits.joins_per_source, now),
+                })
+                .conns += 1;
+        }
+        let old = self.conns.insert(
+            conn,
+            ConnBudget {
+                source,
+                messages: Bucket::full(limits.messages, now),
+                joins: Bucket::full(limits.joins, now),
+                refused: 0,
+                refused_since: now,
+            },
+        );
+        if let Some(old) = old {
+            self.release(old.source);
+        }
+    }
+
+    /// Forgets a connection (idempotent).
+    pub(super) fn forget(&mut self, conn: ConnId) {
+        if let Some(b) = self.conns.remove(&conn) {
+            self.release(b.source);
+        }
+    }
+
+    fn release(&mut self, source: Option<IpAddr>) {
+        let Some(s) = source else { return };
+        if let Some(sb) = self.sources.get_mut(&s) {
+            sb.conns -= 1;
+            if sb.conns == 0 {
+                self.sources.remove(&s);
+            }
+        }
+    }
+
+    /// Forgets everything (shutdown).
+    pub(super) fn clear(&mut self) {
+        self.conns.clear();
+        self.sources.clear();
+    }
+
+    /// A message from `conn`.
+    pub(super) fn message(&mut self, conn: ConnId, limits: &Limits, now: Instant) -> Verdict {
+        let Some(b) = self.conns.get_mut(&conn) else {
+            return Verdict::Allow;
+        };
+        if b.messages.take(limits.messages, now) {
+            return Verdict::Allow;
+        }
+        self.refuse(conn, now)
+    }
+
+    /// A join by `conn` (after its message was allowed).
+    pub(super) fn join(&mut self, conn: ConnId, limits: &Limits, now: Instant) -> Verdict {
+        let Some(b) = self.conns.get_mut(&conn) else {
+            return Verdict::Allow;
+        };
+        if !b.joins.take(limits.joins, now) {
+            return self.refuse(conn, now);
+        }
+        let source = b.source;
+        if let Some(sb) = source.and_then(|s| self.sources.get_mut(&s)) {
+            if !sb.joins.take(limits.joins_per_source, now) {
+                return self.refuse(conn, now);
+            }
+        }
+        Verdict::Allow
+    }
+
+    fn refuse(&mut self, conn: ConnId, now: Instant) -> Verdict {
+        self.refused += 1;
+        let Some(b) = self.conns.get_mut(&conn) else {
+            return Verdict::Refuse;
+        };
+        if now.saturating_duration_since(b.refused_since) > REFUSAL_WINDOW {
+            b.refused = 0;
+            b.refused_since = now;
+        }
+        b.refused += 1;
+        if b.refused >= REFUSALS_BEFORE_CLOSE {
+            self.closed += 1;
+            self.forget(conn);
+            Verdict::Close
+        } else {
+            Verdict::Refuse
+        }
+    }
+
+    /// Connections and sources tracked now (for tests: both return to zero).
+    #[cfg(test)]
+    pub(super) fn len(&self) -> (usize, usize) {
+        (self.conns.len(), self.sources.len())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_bucket_refills_at_its_rate_up_to_its_burst() {
+        let t = Instant::now();
+        let l = RateLimit::new(10, 20);
+        let mut b = Bucket::full(l, t);
+        assert_eq!((0..25).filter(|_| b.take(l, t)).count(), 20);
+        // 0.5 s later: 5 more.
+        let t2 = t + Duration::from_millis(500);
+        assert_eq!((0..25).filter(|_| b.take(l, t2)).count(), 5);
+        // A long quiet time saves up no more than the burst.
+        let t3 = t2 + Duration::from_secs(3600);
+        assert_eq!((0..25).filter(|_| b.take(l, t3)).count(), 20);
+        // Off: everything passes.
+        let mut b = Bucket::full(RateLimit::OFF, t);
+        assert!((0..1000).all(|_| b.take(RateLimit::OFF, t)));
+    }
+
+    #[test]
+    fn sources_are_ipv4_addresses_or_ipv6_64s() {
+        let k = |s: &str| source_key(s.parse().unwrap()).to_string();
+        assert_eq!(k("::ffff:198.51.100.7"), "198.51.100.7");
+        assert_eq!(k("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::");
+        assert_eq!(k("2001:db8:1:2:bbbb::9"), "2001:db8:1:2::");
+    }
+
+    #[test]
+    fn joins_are_limited_per_connection_and_per_source_and_persistence_closes() {
+        let t = Instant::now();
+        let limits = Limits {
+            messages: RateLimit::OFF,
+            joins: RateLimit::new(1, 5),
+            joins_per_source: RateLimit::new(1, 8),
+        };
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut l = Limiter::default();
+        l.connect(ConnId(1), Some(ip), &limits, t);
+        l.connect(ConnId(2), Some(ip), &limits, t);
+        let ok = |l: &mut Limiter, c| {
+            (0..10)
+                .filter(|_| l.join(ConnId(c), &limits, t) == Verdict::Allow)
+                .count()
+        };
+        assert_eq!(ok(&mut l, 1), 5); // its own burst
+        assert_eq!(ok(&mut l, 2), 3); // what is left of the source's 8
+        // Going on after refusals closes the connection and frees its budget.
+        let mut last = Verdict::Allow;
+        for _ in 0..REFUSALS_BEFORE_CLOSE {
+            last = l.join(ConnId(1), &limits, t);
+            if last == Verdict::Close {
+                break;
+            }
+        }
+        assert_eq!(last, Verdict::Close);
+        assert_eq!(l.len(), (1, 1));
+        l.forget(ConnId(2));
+        l.forget(ConnId(2));
+        assert_eq!(l.len(), (0, 0));
+    }
+}
