@@ -3,6 +3,7 @@
 // Chromium instances. Contract: shared/docs/protocols/socketio.md; docs/PROTOCOLS.md.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { io } from "socket.io-client";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
@@ -243,5 +244,54 @@ test("socket.io: clients dropped for not reading are told and closed, not left a
   } finally {
     for (const s of [...watchers, toggler, sender]) s.disconnect();
     await own.stop();
+  }
+});
+
+test("socket.io: Engine.IO handshakes are bounded per address and in total", async () => {
+  // Issue 15 finding 7: 20,000 polling handshakes over four keep-alive connections took
+  // 267 MB and counted against no limit. Now one address holds at most 100 sessions (429
+  // beyond), the server at most --max-socketio-sessions (503 beyond), counted in the stats.
+  const rss = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, "utf8"))[1]);
+  const own = await startSwitchboard([]);
+  const handshake = () => fetch(`${own.url}/socket.io/?EIO=4&transport=polling`);
+  try {
+    const before = rss(own.pid);
+    const statuses = [];
+    for (let i = 0; i < 2000; i++) {
+      const r = await handshake();
+      statuses.push(r.status);
+      if (r.status !== 200) {
+        assert.deepEqual(await r.json(), { code: 4, message: "too many socket.io sessions from this address" });
+      } else {
+        await r.text();
+      }
+    }
+    assert.equal(statuses.filter((s) => s === 200).length, 100);
+    assert.equal(statuses.filter((s) => s === 429).length, 1900);
+    const stats = (await (await fetch(`${own.url}/api/v1/stats`)).json()).socketio;
+    assert.deepEqual(stats, { sessions: 100, refused_total: 0, refused_per_ip: 1900 });
+    const grown = rss(own.pid) - before;
+    assert.ok(grown < 16 * 1024, `RSS grew by ${grown} KiB`);
+    // A websocket client (one TCP connection, bounded by the per-address connection limit)
+    // still connects and relays.
+    const a = io(own.url, { transports: ["websocket"], reconnection: false, forceNew: true });
+    await new Promise((ok, fail) => { a.once("connect", ok); a.once("connect_error", fail); });
+    assert.deepEqual(await a.emitWithAck("join", { room: "r" }), { ok: true, room: "r", peers: [] });
+    a.disconnect();
+  } finally {
+    await own.stop();
+  }
+  // The total bound.
+  const small = await startSwitchboard(["--max-socketio-sessions", "30", "--max-socketio-sessions-per-ip", "0"]);
+  try {
+    const statuses = [];
+    for (let i = 0; i < 40; i++) {
+      const r = await fetch(`${small.url}/socket.io/?EIO=4&transport=polling`);
+      statuses.push(r.status);
+      await r.text();
+    }
+    assert.equal(statuses.filter((s) => s === 503).length, 10);
+  } finally {
+    await small.stop();
   }
 });

@@ -43,6 +43,13 @@ pub struct ServerConfig {
     /// accept. Keep it below the process's open-file limit (the binary derives it from that
     /// limit). Default 60,000.
     pub max_open_connections: usize,
+    /// Engine.IO (socket.io) sessions at once, opened by a polling handshake and not yet
+    /// silent for a minute; more handshakes get `503`. Each costs ~13 KB before its client
+    /// connects a namespace. 0: no limit. Default 10,000.
+    pub max_socketio_sessions: usize,
+    /// Engine.IO sessions at once from one IP address (IPv6: one /64); more get `429`.
+    /// 0: no limit. Default 100.
+    pub max_socketio_sessions_per_ip: usize,
 }
 
 impl Default for ServerConfig {
@@ -60,6 +67,8 @@ impl Default for ServerConfig {
             header_timeout: Duration::from_secs(10),
             max_connections_per_ip: 512,
             max_open_connections: 60_000,
+            max_socketio_sessions: 10_000,
+            max_socketio_sessions_per_ip: 100,
         }
     }
 }

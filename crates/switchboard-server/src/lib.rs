@@ -33,6 +33,7 @@
 mod accept;
 mod config;
 mod connection;
+mod eio_guard;
 mod hub_task;
 mod routes;
 mod socketio;

@@ -35,6 +35,8 @@ struct Inner {
     edge: Arc<crate::EdgeStats>,
     /// TURN credentials minted by `GET /api/v1/ice-servers`: the serial in each user part.
     turn_users_minted: AtomicU64,
+    /// Engine.IO sessions opened by polling handshakes, bounded.
+    eio: Arc<crate::eio_guard::EioGuard>,
 }
 
 impl AppState {
@@ -44,6 +46,10 @@ impl AppState {
         tracker: TaskTracker,
         edge: Arc<crate::EdgeStats>,
     ) -> Self {
+        let eio = Arc::new(crate::eio_guard::EioGuard::new(
+            config.max_socketio_sessions,
+            config.max_socketio_sessions_per_ip,
+        ));
         Self {
             inner: Arc::new(Inner {
                 config,
@@ -52,6 +58,7 @@ impl AppState {
                 tracker,
                 edge,
                 turn_users_minted: AtomicU64::new(0),
+                eio,
             }),
         }
     }
@@ -93,6 +100,10 @@ pub fn router(state: AppState) -> Router {
         .layer(crate::socketio::layer(
             state.inner.hub.clone(),
             Arc::clone(&state.inner.next_conn),
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state.inner.eio),
+            crate::eio_guard::guard,
         ))
         .layer(axum::middleware::from_fn_with_state(pj, cross_origin))
         .with_state(state)
@@ -195,7 +206,9 @@ async fn stats(State(state): State<AppState>) -> Response {
             "sio_closing": s.sio_closing,
         })
     });
-    Json(serde_json::json!({ "http": http, "hub": hub, "turn": turn })).into_response()
+    let socketio = state.inner.eio.json();
+    Json(serde_json::json!({ "http": http, "hub": hub, "socketio": socketio, "turn": turn }))
+        .into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

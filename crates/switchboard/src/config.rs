@@ -95,6 +95,14 @@ pub(crate) struct ServeArgs {
     /// [default: 100].
     #[arg(long, env = "SWITCHBOARD_MAX_JOINS_PER_IP_PER_SEC")]
     max_joins_per_ip_per_sec: Option<u32>,
+    /// Engine.IO (socket.io) sessions opened by polling handshakes at once; more handshakes
+    /// get 503; 0 = no limit [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_MAX_SOCKETIO_SESSIONS")]
+    max_socketio_sessions: Option<usize>,
+    /// Engine.IO sessions at once from one IP address (IPv6: one /64); more handshakes get
+    /// 429; 0 = no limit [default: 100].
+    #[arg(long, env = "SWITCHBOARD_MAX_SOCKETIO_SESSIONS_PER_IP")]
+    max_socketio_sessions_per_ip: Option<usize>,
     /// ICE server URLs sent to clients, comma-separated (stun:, turn:, turns:)
     /// [default: the built-in STUN server; stun:stun.l.google.com:19302 when it is off].
     #[arg(long, env = "SWITCHBOARD_ICE_SERVERS", value_delimiter = ',')]
@@ -187,6 +195,8 @@ struct FileConfig {
     max_messages_per_sec: Option<u32>,
     max_joins_per_sec: Option<u32>,
     max_joins_per_ip_per_sec: Option<u32>,
+    max_socketio_sessions: Option<usize>,
+    max_socketio_sessions_per_ip: Option<usize>,
     /// Full `RTCIceServer` entries: `[[ice_servers]] urls = [...]`, `username`, `credential`.
     ice_servers: Option<Vec<IceServer>>,
     turn_secret: Option<String>,
@@ -355,6 +365,15 @@ impl ServeArgs {
             .or(file.max_joins_per_ip_per_sec)
         {
             limits.joins_per_source = RateLimit::new(n, n.saturating_mul(10));
+        }
+        if let Some(n) = self.max_socketio_sessions.or(file.max_socketio_sessions) {
+            cfg.max_socketio_sessions = n;
+        }
+        if let Some(n) = self
+            .max_socketio_sessions_per_ip
+            .or(file.max_socketio_sessions_per_ip)
+        {
+            cfg.max_socketio_sessions_per_ip = n;
         }
         if let Some(n) = self.max_connections_per_ip.or(file.max_connections_per_ip) {
             cfg.max_connections_per_ip = n;
