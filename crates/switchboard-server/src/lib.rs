@@ -140,3 +140,18 @@ pub async fn run(
         Err(_) => Ok(()),
     }
 }
+
+/// Entry points for the fuzz targets (`fuzz/`) and their smoke test; not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    /// What the socket.io endpoint hands the hub for `event` with payload `data` (as
+    /// socketioxide decoded it from the packet's JSON), sent by socket id `from`.
+    #[must_use]
+    pub fn sio_input(
+        event: &str,
+        data: serde_json::Value,
+        from: &str,
+    ) -> switchboard_core::SioInput {
+        crate::socketio::input_for(event, Ok(data), from)
+    }
+}

@@ -122,6 +122,19 @@ fn on_connect(socket: SocketRef, conn: ConnId, hub: &HubSender) -> crate::hub_ta
     hub.sio_connect(conn, socket)
 }
 
+/// The hub input for a client event: a relay event, `join` or `leave` (other events have no
+/// handler and never reach the hub; here they are `Invalid`).
+pub(crate) fn input_for(event: &str, data: Result<Value, String>, from: &str) -> SioInput {
+    match event {
+        "join" => join_input(data),
+        "leave" => SioInput::Leave,
+        _ => match SioRelay::ALL.into_iter().find(|r| r.as_str() == event) {
+            Some(relay) => relay_input(relay, data, from),
+            None => invalid(event, "no such event"),
+        },
+    }
+}
+
 fn invalid(event: &str, reason: impl Into<Box<str>>) -> SioInput {
     SioInput::Invalid {
         event: event.into(),

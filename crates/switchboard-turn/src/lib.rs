@@ -37,6 +37,8 @@
 //! ```
 
 mod auth;
+#[doc(hidden)]
+pub mod fuzzing;
 mod io;
 mod policy;
 mod state;

@@ -1,0 +1,4 @@
+//! `switchboard_fuzzing::turn`: see that crate's docs for the input format and what is checked.
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| switchboard_fuzzing::turn(data));
