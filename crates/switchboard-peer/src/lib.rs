@@ -94,7 +94,8 @@ pub struct PeerConfig {
     /// new (never overwriting; `name (1)`, ... when taken) under a sanitized name.
     pub receive_dir: Option<PathBuf>,
     /// Largest file accepted, in bytes; a larger announced size is refused before anything is
-    /// written. Default [`MAX_FILE_SIZE`] (4 GiB).
+    /// written, and so is one that would leave less than [`DISK_RESERVE`] free on the
+    /// receiving disk. Default [`MAX_FILE_SIZE`] (4 GiB).
     pub max_file_size: u64,
     /// Which ICE candidates to offer.
     pub ice: IcePolicy,
@@ -929,6 +930,20 @@ fn safe_name(name: &str) -> String {
 /// Creates `dir/name`, or `dir/name (1)`, ... up to `(9999)`, never opening a file that
 /// exists (create-new): a peer cannot make this side overwrite anything, even by sending the
 /// colliding names first.
+/// Space kept free on the receiving disk: a file that would leave less is refused.
+pub const DISK_RESERVE: u64 = 64 << 20;
+
+/// Whether `size` bytes fit in `dir`'s file system with [`DISK_RESERVE`] left over. When the
+/// free space cannot be read, the file is accepted (the size limit still holds).
+fn fits_on_disk(dir: &Path, size: u64) -> bool {
+    fs4::available_space(dir).map_or(true, |free| fits(size, free))
+}
+
+fn fits(size: u64, available: u64) -> bool {
+    size.checked_add(DISK_RESERVE)
+        .is_some_and(|n| n <= available)
+}
+
 fn create_unique(dir: &Path, name: &str) -> io::Result<(PathBuf, std::fs::File)> {
     let candidates =
         std::iter::once(name.to_owned()).chain((1..10_000).map(|i| format!("{name} ({i})")));
@@ -1962,6 +1977,14 @@ impl Session {
                             reply = Some(b"reject");
                             done = true;
                         }
+                        (Some(dir), Some(size)) if !fits_on_disk(dir, size) => {
+                            event = Some(fail(&format!(
+                                "{size} bytes is more than the free space in {}",
+                                dir.display()
+                            )));
+                            reply = Some(b"reject");
+                            done = true;
+                        }
                         (Some(dir), Some(size)) => match create_unique(dir, &name) {
                             Ok((path, file)) => {
                                 r.state = Some(RecvState {
@@ -2216,7 +2239,19 @@ impl Session {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::{create_unique, safe_name};
+    use super::{DISK_RESERVE, create_unique, fits, fits_on_disk, safe_name};
+
+    #[test]
+    fn a_file_must_fit_in_the_free_space_with_a_reserve() {
+        assert!(fits(1000, DISK_RESERVE + 1000));
+        assert!(!fits(1001, DISK_RESERVE + 1000));
+        assert!(!fits(u64::MAX, u64::MAX));
+        // The real file system: a small file fits, more than the disk can hold does not.
+        let dir = std::env::temp_dir();
+        assert!(fits_on_disk(&dir, 1));
+        let total = fs4::total_space(&dir).unwrap();
+        assert!(!fits_on_disk(&dir, total));
+    }
 
     #[test]
     fn received_names_are_plain_file_names_on_every_system() {

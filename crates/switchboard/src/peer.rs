@@ -44,7 +44,8 @@ pub(crate) struct PeerArgs {
     /// native peer); exits when the other peer leaves (unless --chat).
     #[arg(long, value_name = "DIR")]
     receive: Option<PathBuf>,
-    /// Refuse a received file announced larger than this many bytes [default: 4 GiB].
+    /// Refuse a received file announced larger than this many bytes [default: 4 GiB], or
+    /// one that would leave less than 64 MiB free on the receiving disk.
     /// Received files never overwrite anything (`name (1)`, ... when taken) and get a plain,
     /// printable name.
     #[arg(long, value_name = "BYTES", default_value_t = switchboard_peer::MAX_FILE_SIZE)]
