@@ -21,6 +21,12 @@ pub struct ServerConfig {
     pub read_buffer_size: usize,
     /// Bytes written per socket before a flush is forced. Default 16 KiB.
     pub write_buffer_size: usize,
+    /// Bytes that may wait in one connection's outbound queue (estimated from the messages'
+    /// contents); a client that lets more pile up is dropped as not reading. Default 1 MiB.
+    pub max_queued_bytes_per_connection: usize,
+    /// Bytes waiting in all connections' outbound queues together; a message that would go
+    /// beyond drops its receiver as not reading. Default 256 MiB.
+    pub max_queued_bytes: usize,
     /// Inputs that may wait for the hub before connection readers are paused. Default 8192.
     pub hub_queue: usize,
     /// How long shutdown waits for clients to receive `server_will_stop` and close.
@@ -60,6 +66,8 @@ impl Default for ServerConfig {
             outbound_queue: 128,
             read_buffer_size: 256,
             write_buffer_size: 16 * 1024,
+            max_queued_bytes_per_connection: 1 << 20,
+            max_queued_bytes: 256 << 20,
             hub_queue: 8192,
             shutdown_grace: Duration::from_secs(5),
             peerjs_path: "/peerjs/".to_owned(),

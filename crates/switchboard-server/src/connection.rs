@@ -48,9 +48,11 @@ pub(crate) async fn serve(
     // futures-channel's capacity is `buffer` plus one per sender (the hub's only).
     let (tx, mut rx) = futures_channel::mpsc::channel(queue.saturating_sub(1));
     let kill = CancellationToken::new();
+    let bytes = hub.queued_bytes();
     let handle = ConnHandle {
         tx,
         kill: kill.clone(),
+        bytes: std::sync::Arc::clone(&bytes),
     };
     let peerjs = matches!(dialect, Dialect::PeerJs(_));
     let registered = match dialect {
@@ -76,9 +78,10 @@ pub(crate) async fn serve(
             () = kill.cancelled() => break,
             out = rx.next() => {
                 let Some(out) = out else { break };
+                bytes.release(&out);
                 let first = render(out);
                 let done = tokio::select! {
-                    done = write(&mut socket, &mut rx, first) => done,
+                    done = write(&mut socket, &mut rx, first, &bytes) => done,
                     () = kill.cancelled() => true,
                 };
                 if done {
@@ -148,6 +151,7 @@ async fn write(
     socket: &mut Socket,
     rx: &mut futures_channel::mpsc::Receiver<Outbound>,
     first: Ready,
+    bytes: &crate::hub_task::QueuedBytes,
 ) -> bool {
     let mut next = Some(first);
     let mut written = 0;
@@ -165,7 +169,10 @@ async fn write(
         }
         written += 1;
         if written < WRITE_BATCH {
-            next = rx.try_recv().ok().map(render);
+            next = rx.try_recv().ok().map(|out| {
+                bytes.release(&out);
+                render(out)
+            });
         }
     }
     socket.flush().await.is_err()

@@ -1,6 +1,8 @@
 //! The task that owns the hub.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use futures_util::future::Either;
 use serde_json::{Value, json};
@@ -47,6 +49,54 @@ pub(crate) struct ConnHandle {
     pub(crate) tx: ConnQueue,
     /// Cancelled to drop a connection at once (slow consumer), even mid-write.
     pub(crate) kill: CancellationToken,
+    /// Bytes waiting in `tx`, shared with the connection task (which releases them as it
+    /// takes messages out).
+    pub(crate) bytes: Arc<QueuedBytes>,
+}
+
+/// Bytes charged for one connection's queued messages, and the process-wide total they are
+/// part of. Whatever is still charged when both ends let go is returned to the total.
+#[derive(Debug)]
+pub(crate) struct QueuedBytes {
+    conn: AtomicUsize,
+    total: Arc<AtomicUsize>,
+}
+
+impl QueuedBytes {
+    /// A connection's counter, part of `total`.
+    pub(crate) fn new(total: Arc<AtomicUsize>) -> Self {
+        Self {
+            conn: AtomicUsize::new(0),
+            total,
+        }
+    }
+
+    /// The connection task took `out` from the queue.
+    pub(crate) fn release(&self, out: &Out) {
+        let n = charge(out);
+        self.conn.fetch_sub(n, Relaxed);
+        self.total.fetch_sub(n, Relaxed);
+    }
+}
+
+impl Drop for QueuedBytes {
+    fn drop(&mut self) {
+        self.total.fetch_sub(*self.conn.get_mut(), Relaxed);
+    }
+}
+
+/// Bytes a queued message is charged: its estimated encoded length.
+pub(crate) fn charge(out: &Out) -> usize {
+    match out {
+        Out::Msg(msg) => msg.size_hint(),
+        Out::Pj(msg) => match msg {
+            switchboard_proto::peerjs::PjServerMessage::Relay {
+                src, dst, payload, ..
+            } => 64 + src.len() + dst.len() + payload.as_deref().map_or(0, str::len),
+            _ => 128,
+        },
+        Out::Close(_) => 0,
+    }
 }
 
 /// Inputs to the hub task.
@@ -115,6 +165,8 @@ pub(crate) type Queued =
 #[derive(Debug, Clone)]
 pub(crate) struct HubSender {
     tx: mpsc::Sender<Input>,
+    /// Bytes queued to all connections (see [`QueuedBytes`]).
+    queued_bytes: Arc<AtomicUsize>,
 }
 
 impl HubSender {
@@ -132,6 +184,11 @@ impl HubSender {
                 Either::Right(Box::pin(async move { tx.send(input).await.is_ok() }))
             }
         }
+    }
+
+    /// A new connection's byte counter.
+    pub(crate) fn queued_bytes(&self) -> Arc<QueuedBytes> {
+        Arc::new(QueuedBytes::new(Arc::clone(&self.queued_bytes)))
     }
 
     /// Registers a connection. The future is false if the hub is gone.
@@ -226,7 +283,11 @@ impl HubSender {
 /// Starts the hub task.
 pub(crate) fn spawn(config: &ServerConfig) -> (HubSender, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.hub_queue);
+    let queued_bytes = Arc::new(AtomicUsize::new(0));
     let task = HubTask {
+        queued_bytes: Arc::clone(&queued_bytes),
+        max_conn_bytes: config.max_queued_bytes_per_connection,
+        max_bytes: config.max_queued_bytes,
         hub: Hub::new(config.hub.clone()),
         conns: HashMap::new(),
         sio: HashMap::new(),
@@ -237,11 +298,15 @@ pub(crate) fn spawn(config: &ServerConfig) -> (HubSender, JoinHandle<()>) {
         sio_closing: HashMap::new(),
         slow_consumers: 0,
     };
-    (HubSender { tx }, tokio::spawn(task.run(rx)))
+    (HubSender { tx, queued_bytes }, tokio::spawn(task.run(rx)))
 }
 
 struct HubTask {
     hub: Hub,
+    /// Bytes queued to all connections, and the limits on them.
+    queued_bytes: Arc<AtomicUsize>,
+    max_conn_bytes: usize,
+    max_bytes: usize,
     /// Queues of the connections the hub knows.
     conns: HashMap<ConnId, ConnHandle>,
     /// socket.io connections the hub knows.
@@ -271,6 +336,8 @@ pub(crate) struct HubStats {
     pub(crate) slow_consumers: u64,
     /// Dropped socket.io sockets whose DISCONNECT is still waiting for buffer room.
     pub(crate) sio_closing: usize,
+    /// Bytes waiting in connections' outbound queues now.
+    pub(crate) queued_bytes: usize,
 }
 
 /// How often a dropped socket.io socket's DISCONNECT is retried.
@@ -366,6 +433,7 @@ impl HubTask {
                     hub: self.hub.stats(),
                     slow_consumers: self.slow_consumers,
                     sio_closing: self.sio_closing.len(),
+                    queued_bytes: self.queued_bytes.load(Relaxed),
                 });
             }
             Input::Sio { conn, input, ack } => {
@@ -396,25 +464,41 @@ impl HubTask {
         true
     }
 
-    /// Queues `out` for `conn`; a full queue drops the connection (slow consumer).
+    /// Queues `out` for `conn`; a full queue, or one holding too many bytes, drops the
+    /// connection (slow consumer).
     fn enqueue(&mut self, conn: ConnId, out: Outbound) {
         let Some(handle) = self.conns.get_mut(&conn) else {
             return;
         };
-        match handle.tx.try_send(out) {
-            Ok(()) => {}
-            Err(e) if e.is_full() => {
-                self.slow_consumers += 1;
-                tracing::info!(
-                    conn = conn.0,
-                    "dropped a client that is not reading (outbound queue full)"
-                );
-                if let Some(h) = self.conns.remove(&conn) {
-                    h.kill.cancel();
+        let n = charge(&out);
+        let held = handle.bytes.conn.load(Relaxed);
+        let total = self.queued_bytes.load(Relaxed);
+        let why = if held + n > self.max_conn_bytes {
+            Some("its queued bytes reached max_queued_bytes_per_connection")
+        } else if total + n > self.max_bytes {
+            Some("all queues together reached max_queued_bytes")
+        } else {
+            handle.bytes.conn.fetch_add(n, Relaxed);
+            self.queued_bytes.fetch_add(n, Relaxed);
+            match handle.tx.try_send(out) {
+                Ok(()) => None,
+                Err(e) => {
+                    handle.bytes.conn.fetch_sub(n, Relaxed);
+                    self.queued_bytes.fetch_sub(n, Relaxed);
+                    e.is_full().then_some("its outbound queue is full")
                 }
-                self.hub.handle_disconnect(conn);
             }
-            Err(_) => {}
+        };
+        if let Some(why) = why {
+            self.slow_consumers += 1;
+            tracing::info!(
+                conn = conn.0,
+                "dropped a client that is not reading ({why})"
+            );
+            if let Some(h) = self.conns.remove(&conn) {
+                h.kill.cancel();
+            }
+            self.hub.handle_disconnect(conn);
         }
     }
 

@@ -203,6 +203,7 @@ async fn stats(State(state): State<AppState>) -> Response {
             "rate_limited": h.rate_limited,
             "rate_limit_closed": h.rate_limit_closed,
             "slow_consumers": s.slow_consumers,
+            "queued_bytes": s.queued_bytes,
             "sio_closing": s.sio_closing,
         })
     });

@@ -66,6 +66,14 @@ pub(crate) struct ServeArgs {
     /// Messages queued per connection before a non-reading client is dropped [default: 128].
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE")]
     outbound_queue: Option<usize>,
+    /// Bytes that may wait for one connection before a non-reading client is dropped
+    /// [default: 1048576].
+    #[arg(long, env = "SWITCHBOARD_MAX_QUEUED_BYTES_PER_CONNECTION")]
+    max_queued_bytes_per_connection: Option<usize>,
+    /// Bytes that may wait for all connections together; a message beyond drops its
+    /// receiver as not reading [default: 268435456].
+    #[arg(long, env = "SWITCHBOARD_MAX_QUEUED_BYTES")]
+    max_queued_bytes: Option<usize>,
     /// Read buffer per WebSocket, in bytes: the most one read takes from a socket. Idle memory
     /// per connection grows with it; larger frames are still read whole [default: 256].
     #[arg(long, env = "SWITCHBOARD_READ_BUFFER_SIZE")]
@@ -188,6 +196,8 @@ struct FileConfig {
     peerjs_queue_bytes: Option<usize>,
     max_message_size: Option<usize>,
     outbound_queue: Option<usize>,
+    max_queued_bytes_per_connection: Option<usize>,
+    max_queued_bytes: Option<usize>,
     read_buffer_size: Option<usize>,
     shutdown_grace_secs: Option<u64>,
     header_timeout_secs: Option<u64>,
@@ -337,6 +347,21 @@ impl ServeArgs {
                 bail!("outbound_queue must be at least 1");
             }
             cfg.outbound_queue = n;
+        }
+        if let Some(n) = self
+            .max_queued_bytes_per_connection
+            .or(file.max_queued_bytes_per_connection)
+        {
+            if n < cfg.max_message_size {
+                bail!("max_queued_bytes_per_connection must be at least max_message_size");
+            }
+            cfg.max_queued_bytes_per_connection = n;
+        }
+        if let Some(n) = self.max_queued_bytes.or(file.max_queued_bytes) {
+            if n < cfg.max_message_size {
+                bail!("max_queued_bytes must be at least max_message_size");
+            }
+            cfg.max_queued_bytes = n;
         }
         if let Some(n) = self.read_buffer_size.or(file.read_buffer_size) {
             if !(64..=1 << 20).contains(&n) {

@@ -275,3 +275,70 @@ async fn room_scanning_is_rate_limited_and_a_normal_call_still_works() {
     .await;
     assert!(got.is_ok(), "the victim's partner could not join");
 }
+
+/// Bytes held for a client that does not read are bounded (issue 15: "bytes, not only
+/// messages, held per connection and per process"): 128 queued messages of 60 KB held
+/// 7.7 MB for one such client. Now it is dropped once 1 MiB waits for it, and its partner
+/// gets `stop`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_does_not_read_holds_at_most_its_byte_budget() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::connect_async;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let sb = start_switchboard(&[], &[]);
+    let url = format!("ws://127.0.0.1:{}/LiveApp/websocket", sb.port);
+    let join = Message::text(r#"{"command":"join","streamId":"sink"}"#);
+    let (mut a, _) = connect_async(&url).await.unwrap();
+    a.send(join.clone()).await.unwrap();
+    a.next().await.unwrap().unwrap(); // joined
+    let (mut b, _) = connect_async(&url).await.unwrap();
+    b.send(join).await.unwrap();
+    // b reads nothing from now on.
+    let data = "x".repeat(60_000);
+    let big = format!(
+        r#"{{"command":"peerMessageCommand","streamId":"sink","definition":"d","data":"{data}"}}"#
+    );
+    let port = sb.port;
+    let sampler = tokio::spawn(async move {
+        let mut peak = 0;
+        for _ in 0..400 {
+            let v = tokio::task::spawn_blocking(move || stats(port))
+                .await
+                .unwrap();
+            peak = peak.max(v["hub"]["queued_bytes"].as_u64().unwrap());
+            if v["hub"]["slow_consumers"].as_u64().unwrap() > 0 {
+                return (peak, true);
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        (peak, false)
+    });
+    let mut stopped = false;
+    for _ in 0..600 {
+        if a.send(Message::text(big.clone())).await.is_err() {
+            break;
+        }
+        while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_millis(1), a.next()).await {
+            stopped |= m.to_text().unwrap_or("").contains(r#""command":"stop""#);
+        }
+        if stopped {
+            break;
+        }
+    }
+    let (peak, dropped) = sampler.await.unwrap();
+    assert!(dropped, "the client that does not read was not dropped");
+    assert!(peak <= (1 << 20) + 64 * 1024, "{peak} bytes waited for it");
+    while !stopped {
+        let m = tokio::time::timeout(Duration::from_secs(5), a.next())
+            .await
+            .expect("no stop for the partner")
+            .unwrap()
+            .unwrap();
+        stopped = m.to_text().unwrap_or("").contains(r#""command":"stop""#);
+    }
+    drop(b);
+    // Everything charged was given back.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(stats(sb.port)["hub"]["queued_bytes"], 0);
+}

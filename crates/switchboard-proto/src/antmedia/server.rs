@@ -196,8 +196,10 @@ impl ServerMessage {
             .unwrap_or_else(|_| r#"{"command":"error","definition":"internal_error"}"#.into())
     }
 
-    /// A little more than the encoded length: the envelope plus the opaque payloads.
-    fn size_hint(&self) -> usize {
+    /// A little more than the encoded length: the envelope plus the opaque payloads. The
+    /// server charges queued messages against its byte limits with it.
+    #[must_use]
+    pub fn size_hint(&self) -> usize {
         let opaque = |o: &Option<Opaque>| o.as_ref().map_or(0, |o| o.json().len());
         let stream = |s: &StreamId| s.as_str().len();
         128 + match self {
