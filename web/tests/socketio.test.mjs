@@ -14,9 +14,10 @@ after(async () => { await sb?.stop(); });
 
 const TRANSPORTS = { websocket: ["websocket"], polling: ["polling"], "default (upgrade)": undefined };
 
-/** A connected client; every event it receives is recorded in `got`. */
-async function client(transports) {
-  const socket = io(sb.url, { transports, reconnection: false, forceNew: true });
+/** A connected client (of `url`, by default the shared server); every event it receives is
+ * recorded in `got`. */
+async function client(transports, url = sb.url) {
+  const socket = io(url, { transports, reconnection: false, forceNew: true });
   socket.got = [];
   socket.onAny((event, ...args) => socket.got.push({ event, args }));
   await new Promise((ok, fail) => {
@@ -197,19 +198,9 @@ test("socket.io: clients dropped for not reading are told and closed, not left a
   // Join limits off: one toggling socket stands for many (the per-address join budget
   // still lets a thousand joins through at once).
   const own = await startSwitchboard(["--max-joins-per-sec", "0", "--max-joins-per-ip-per-sec", "0"]);
-  const client = async (transports) => {
-    const socket = io(own.url, { transports, reconnection: false, forceNew: true });
-    socket.got = [];
-    socket.onAny((event, ...args) => socket.got.push({ event, args }));
-    await new Promise((ok, fail) => {
-      socket.once("connect", ok);
-      socket.once("connect_error", fail);
-    });
-    return socket;
-  };
-  const watchers = await Promise.all(Array.from({ length: 30 }, () => client(["polling"])));
-  const toggler = await client(["websocket"]);
-  const sender = await client(["websocket"]);
+  const watchers = await Promise.all(Array.from({ length: 30 }, () => client(["polling"], own.url)));
+  const toggler = await client(["websocket"], own.url);
+  const sender = await client(["websocket"], own.url);
   try {
     for (const w of watchers) {
       w.reason = null;

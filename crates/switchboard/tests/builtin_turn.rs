@@ -30,6 +30,19 @@ fn relay_to_peer(
     peer: u16,
     extra: &[&str],
 ) -> (bool, String) {
+    relay_to_peer_with(sb, user, pass, peer, extra, 20, 2)
+}
+
+/// [`relay_to_peer`] with `messages` per client and `clients` clients.
+fn relay_to_peer_with(
+    sb: &Switchboard,
+    user: &str,
+    pass: &str,
+    peer: u16,
+    extra: &[&str],
+    messages: u32,
+    clients: u32,
+) -> (bool, String) {
     let port = sb.turn_port.unwrap().to_string();
     let peer = peer.to_string();
     let mut args = vec![
@@ -45,7 +58,7 @@ fn relay_to_peer(
         &port,
     ];
     args.extend(extra);
-    uclient(&args, 20, 2)
+    uclient(&args, messages, clients)
 }
 
 #[test]
@@ -253,23 +266,8 @@ fn allocation_quota_per_user() {
     );
     let (_peer, peer_port) = start_echo_peer();
     let (_, user, pass) = minted(sb.port);
-    let port = sb.turn_port.unwrap().to_string();
-    let peer = peer_port.to_string();
     let client = |user: &str, pass: &str, clients: u32| {
-        let args = [
-            "-c",
-            "-u",
-            user,
-            "-w",
-            pass,
-            "-e",
-            "127.0.0.1",
-            "-r",
-            &peer,
-            "-p",
-            &port,
-        ];
-        uclient(&args, 5, clients)
+        relay_to_peer_with(&sb, user, pass, peer_port, &["-c"], 5, clients)
     };
     // uclient holds two allocations per client (no RTCP: `-c`) for a moment. Two clients
     // with one credential: the second is refused.

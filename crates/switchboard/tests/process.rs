@@ -7,7 +7,7 @@ use std::time::Duration;
 
 mod common;
 
-use common::{Switchboard, start_switchboard};
+use common::{Switchboard, rss_kib, start_switchboard};
 use futures_util::{SinkExt, StreamExt};
 use tokio_tungstenite::connect_async;
 use tokio_tungstenite::tungstenite::Message;
@@ -29,16 +29,6 @@ async fn request(url: &str, text: &str) -> (Ws, String) {
         .unwrap()
         .unwrap();
     (ws, m.to_text().unwrap().to_owned())
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 /// This process's soft fd limit (the server inherits it).

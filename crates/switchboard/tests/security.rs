@@ -8,7 +8,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use common::{http_get, start_switchboard};
+use common::{http_get, rss_kib, start_switchboard};
 
 fn stats(port: u16) -> serde_json::Value {
     serde_json::from_str(&http_get(port, "/api/v1/stats")).unwrap()
@@ -101,16 +101,6 @@ fn one_address_cannot_hold_more_than_its_share_of_connections() {
     let http = &stats(sb.port)["http"];
     assert!(http["refused_per_ip"].as_u64().unwrap() >= 1, "{http}");
     assert!(http_get(sb.port, "/healthz").contains(r#"{"status":"ok"}"#));
-}
-
-fn rss_kib(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next())
-        .and_then(|v| v.parse().ok())
-        .unwrap()
 }
 
 /// Issue 15 finding 9: PeerJS queues for absent ids counted messages, not bytes. 10,000

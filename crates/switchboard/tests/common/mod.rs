@@ -300,3 +300,15 @@ pub fn uclient(args: &[&str], messages: u32, clients: u32) -> (bool, String) {
         && text.contains("Total lost packets 0");
     (ok, text)
 }
+
+/// Resident memory of process `pid`, in KiB.
+#[allow(dead_code)]
+pub fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
