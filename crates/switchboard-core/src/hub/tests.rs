@@ -290,6 +290,17 @@ fn idle_peer_is_closed_and_its_peer_stopped() {
     assert_eq!(h.hub.stats().rooms, 0);
 }
 
+/// Time to the first message: a socket that upgrades and never sends anything is closed
+/// after the idle timeout, counted from the upgrade.
+#[test]
+fn a_silent_new_connection_is_closed_after_the_idle_timeout() {
+    let mut h = Harness::new();
+    h.connect(1, "A");
+    assert_eq!(h.advance(19), vec![]);
+    assert_eq!(h.advance(1), vec![(1, "CLOSE IdleTimeout".into())]);
+    assert_eq!(h.hub.stats().connections, 0);
+}
+
 #[test]
 fn rejoin_is_idempotent() {
     let mut h = Harness::new();
