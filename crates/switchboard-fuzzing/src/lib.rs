@@ -174,7 +174,9 @@ pub fn socketio(data: &[u8]) {
 }
 
 /// STUN/TURN: frames of `[flags][len: u16 big-endian][len bytes]`; flags bit 0 picks TCP,
-/// bits 1–3 the client port (8 clients); a zero length ticks the clock.
+/// bits 1–3 the client port (8 clients); a zero length ticks the clock. Checks that no
+/// packet is answered with more than eight times its size (plus 256 bytes): the server must
+/// not be a reflection amplifier.
 pub fn turn(data: &[u8]) {
     let mut h = switchboard_turn::fuzzing::Harness::new();
     let mut rest = data;
@@ -192,7 +194,14 @@ pub fn turn(data: &[u8]) {
             continue;
         }
         let port = 40_000 + u16::from((flags >> 1) & 7);
-        let replies = h.packet(flags & 1 == 1, port, packet);
-        assert!(replies <= 8, "{replies} replies to one packet");
+        let (_, bytes) = h.packet(flags & 1 == 1, port, packet);
+        // No amplification beyond what STUN's own answers need: a 20-byte request gets at
+        // most a 401 with realm and nonce (about 100 bytes); a TCP read may hold several
+        // requests, each answered.
+        assert!(
+            bytes <= 8 * packet.len() + 256,
+            "{bytes} bytes answered a {}-byte packet",
+            packet.len()
+        );
     }
 }

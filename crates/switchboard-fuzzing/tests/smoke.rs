@@ -141,5 +141,5 @@ fn the_turn_harness_answers_a_binding_request() {
     )
     .unwrap();
     let mut h = switchboard_turn::fuzzing::Harness::new();
-    assert_eq!(h.packet(false, 40_000, &framed[3..]), 1);
+    assert_eq!(h.packet(false, 40_000, &framed[3..]).0, 1);
 }

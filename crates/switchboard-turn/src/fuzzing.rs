@@ -52,12 +52,13 @@ impl Harness {
         Self { state, udp, tcp }
     }
 
-    /// One packet from client `port` (on 198.51.100.1) over UDP or TCP; returns how many
-    /// packets the state wants sent.
-    pub fn packet(&mut self, tcp: bool, port: u16, data: &[u8]) -> usize {
+    /// One packet from client `port` (on 198.51.100.1) over UDP or TCP (where it may hold
+    /// several messages); returns how many packets the state wants sent and their bytes.
+    pub fn packet(&mut self, tcp: bool, port: u16, data: &[u8]) -> (usize, usize) {
         let key = if tcp { self.tcp } else { self.udp };
         let client: SocketAddr = ([198, 51, 100, 1], port).into();
-        self.state.on_client(key, client, data).len()
+        let out = self.state.on_client(key, client, data);
+        (out.len(), out.iter().map(|o| o.data.len()).sum())
     }
 
     /// Time passes (expiries, generations).
