@@ -345,6 +345,9 @@ impl Future for Driver {
     }
 }
 
+/// Longest a hang-up waits for the other side to acknowledge the data channel's last bytes.
+const HANGUP_FLUSH: Duration = Duration::from_secs(2);
+
 /// Bytes of messages waiting for the data channel (not open yet, or its buffer full) before
 /// `send_*` waits.
 const OUTBOX_HIGH_WATER: usize = 4 << 20;
@@ -436,6 +439,8 @@ impl Peer {
             channel: None,
             outbox: VecDeque::new(),
             outbox_bytes: 0,
+            hanging_up: None,
+            replied: Vec::new(),
             receive_dir: config.receive_dir,
             max_file_size: config.max_file_size,
             sends: Vec::new(),
@@ -754,6 +759,10 @@ struct Session {
     channel: Option<ChannelId>,
     outbox: VecDeque<(bool, Vec<u8>)>,
     outbox_bytes: usize,
+    /// Set by a hang-up: leave once the data channel is acknowledged, or at this time.
+    hanging_up: Option<Instant>,
+    /// File channels this side wrote an answer on that may not be acknowledged yet.
+    replied: Vec<ChannelId>,
     receive_dir: Option<PathBuf>,
     /// [`PeerConfig::max_file_size`].
     max_file_size: u64,
@@ -993,6 +1002,16 @@ impl Session {
                 Some(t) => deadline.min(t),
                 None => deadline,
             };
+            // A hang-up waits until the other side has acknowledged what was written to the
+            // data channel (a last message, a file's `reject`), so it is not overtaken by the
+            // `leave` on the signaling path, which is faster than a relayed data path.
+            if let Some(until) = self.hanging_up
+                && (self.unacknowledged() == 0 || Instant::now() >= until)
+            {
+                self.leave().await;
+                break Ok(());
+            }
+            let deadline = self.hanging_up.map_or(deadline, |t| deadline.min(t));
             if let Err(e) = self.flush_trickle().await {
                 break Err(e);
             }
@@ -1042,7 +1061,7 @@ impl Session {
                         break Err(PeerError::Rtc(e.to_string()));
                     }
                 }
-                cmd = self.commands.recv(), if self.outbox_bytes < OUTBOX_HIGH_WATER => match cmd {
+                cmd = self.commands.recv(), if self.outbox_bytes < OUTBOX_HIGH_WATER && self.hanging_up.is_none() => match cmd {
                     Some(Command::Send { binary, data }) => {
                         self.outbox_bytes += data.len();
                         self.outbox.push_back((binary, data));
@@ -1053,11 +1072,7 @@ impl Session {
                         }
                     }
                     Some(Command::Hangup) | None => {
-                        let _ = self.signal(json!({"command": "leave", "streamId": self.room})).await;
-                        if let Some(ws) = self.ws.as_mut() {
-                            let _ = ws.close(None).await;
-                        }
-                        break Ok(());
+                        self.hanging_up = Some(Instant::now() + HANGUP_FLUSH);
                     }
                 },
                 () = tokio::time::sleep_until(deadline.into()) => {
@@ -1825,6 +1840,37 @@ impl Session {
         Ok(())
     }
 
+    /// Bytes written to the data channel (or waiting to be) that the other side has not
+    /// acknowledged yet.
+    fn unacknowledged(&mut self) -> usize {
+        let queued = self.outbox_bytes;
+        let Some(rtc) = self.rtc.as_mut() else {
+            return 0;
+        };
+        let in_flight = self
+            .channel
+            .and_then(|id| rtc.channel(id))
+            .map_or(0, |mut ch| ch.buffered_amount());
+        // File channels this side answered on (`accept`, `done`, `reject`).
+        let mut replies = 0;
+        self.replied.retain(|&id| {
+            let n = rtc.channel(id).map_or(0, |mut ch| ch.buffered_amount());
+            replies += n;
+            n > 0
+        });
+        queued + in_flight + replies
+    }
+
+    /// Leaves the room and closes the signaling connection.
+    async fn leave(&mut self) {
+        let _ = self
+            .signal(json!({"command": "leave", "streamId": self.room}))
+            .await;
+        if let Some(ws) = self.ws.as_mut() {
+            let _ = ws.close(None).await;
+        }
+    }
+
     /// Writes one waiting item (a message, else a file chunk) if a channel accepts it, so
     /// every mutation of the engine is followed by a full drain (str0m's contract).
     /// Returns whether something was written.
@@ -2085,6 +2131,13 @@ impl Session {
             let _ = ch
                 .write(false, reply)
                 .map_err(|e| PeerError::Rtc(e.to_string()))?;
+            if !self.replied.contains(&id) {
+                // Bounded: an answer older than the last 64 was acknowledged long ago.
+                if self.replied.len() >= 64 {
+                    self.replied.remove(0);
+                }
+                self.replied.push(id);
+            }
         }
         if done {
             self.recvs.remove(pos);

@@ -10,7 +10,6 @@ use switchboard_proto::antmedia::{DecodeError, decode};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
-use tokio_util::sync::CancellationToken;
 
 use crate::hub_task::{ConnHandle, HubSender, Out, Outbound, PjParams};
 use crate::upgrade::Socket;
@@ -47,12 +46,10 @@ pub(crate) async fn serve(
 ) {
     // futures-channel's capacity is `buffer` plus one per sender (the hub's only).
     let (tx, mut rx) = futures_channel::mpsc::channel(queue.saturating_sub(1));
-    let kill = CancellationToken::new();
-    let bytes = hub.queued_bytes();
+    let shared = hub.conn_shared();
     let handle = ConnHandle {
         tx,
-        kill: kill.clone(),
-        bytes: std::sync::Arc::clone(&bytes),
+        shared: std::sync::Arc::clone(&shared),
     };
     let peerjs = matches!(dialect, Dialect::PeerJs(_));
     let registered = match dialect {
@@ -75,14 +72,14 @@ pub(crate) async fn serve(
         }
         tokio::select! {
             biased;
-            () = kill.cancelled() => break,
+            () = shared.killed() => break,
             out = rx.next() => {
                 let Some(out) = out else { break };
-                bytes.release(&out);
+                shared.release(&out);
                 let first = render(out);
                 let done = tokio::select! {
-                    done = write(&mut socket, &mut rx, first, &bytes) => done,
-                    () = kill.cancelled() => true,
+                    done = write(&mut socket, &mut rx, first, &shared) => done,
+                    () = shared.killed() => true,
                 };
                 if done {
                     break;
@@ -151,7 +148,7 @@ async fn write(
     socket: &mut Socket,
     rx: &mut futures_channel::mpsc::Receiver<Outbound>,
     first: Ready,
-    bytes: &crate::hub_task::QueuedBytes,
+    bytes: &crate::hub_task::ConnShared,
 ) -> bool {
     let mut next = Some(first);
     let mut written = 0;

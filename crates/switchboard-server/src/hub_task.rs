@@ -14,7 +14,6 @@ use switchboard_proto::antmedia::{ClientMessage, DecodeError, ServerMessage};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 
 use crate::ServerConfig;
 
@@ -47,28 +46,41 @@ pub(crate) enum Out {
 pub(crate) struct ConnHandle {
     /// The connection's bounded FIFO.
     pub(crate) tx: ConnQueue,
-    /// Cancelled to drop a connection at once (slow consumer), even mid-write.
-    pub(crate) kill: CancellationToken,
-    /// Bytes waiting in `tx`, shared with the connection task (which releases them as it
-    /// takes messages out).
-    pub(crate) bytes: Arc<QueuedBytes>,
+    /// What the hub and the connection task share: the bytes waiting in `tx` and the kill
+    /// switch.
+    pub(crate) shared: Arc<ConnShared>,
 }
 
-/// Bytes charged for one connection's queued messages, and the process-wide total they are
-/// part of. Whatever is still charged when both ends let go is returned to the total.
+/// Shared by the hub and one connection task, in one small allocation (a
+/// `CancellationToken` alone cost more): bytes charged for the connection's queued messages,
+/// part of the process-wide total (whatever is still charged when both ends let go is
+/// returned to it), and a signal to drop the connection at once (slow consumer), even
+/// mid-write.
 #[derive(Debug)]
-pub(crate) struct QueuedBytes {
+pub(crate) struct ConnShared {
     conn: AtomicUsize,
     total: Arc<AtomicUsize>,
+    kill: tokio::sync::Notify,
 }
 
-impl QueuedBytes {
-    /// A connection's counter, part of `total`.
+impl ConnShared {
+    /// A connection's share, part of `total`.
     pub(crate) fn new(total: Arc<AtomicUsize>) -> Self {
         Self {
             conn: AtomicUsize::new(0),
             total,
+            kill: tokio::sync::Notify::new(),
         }
+    }
+
+    /// Drops the connection: [`ConnShared::killed`] completes (now, or when next awaited).
+    pub(crate) fn kill(&self) {
+        self.kill.notify_one();
+    }
+
+    /// Completes once [`ConnShared::kill`] was called.
+    pub(crate) async fn killed(&self) {
+        self.kill.notified().await;
     }
 
     /// The connection task took `out` from the queue.
@@ -79,7 +91,7 @@ impl QueuedBytes {
     }
 }
 
-impl Drop for QueuedBytes {
+impl Drop for ConnShared {
     fn drop(&mut self) {
         self.total.fetch_sub(*self.conn.get_mut(), Relaxed);
     }
@@ -186,9 +198,9 @@ impl HubSender {
         }
     }
 
-    /// A new connection's byte counter.
-    pub(crate) fn queued_bytes(&self) -> Arc<QueuedBytes> {
-        Arc::new(QueuedBytes::new(Arc::clone(&self.queued_bytes)))
+    /// A new connection's shared state.
+    pub(crate) fn conn_shared(&self) -> Arc<ConnShared> {
+        Arc::new(ConnShared::new(Arc::clone(&self.queued_bytes)))
     }
 
     /// Registers a connection. The future is false if the hub is gone.
@@ -471,19 +483,19 @@ impl HubTask {
             return;
         };
         let n = charge(&out);
-        let held = handle.bytes.conn.load(Relaxed);
+        let held = handle.shared.conn.load(Relaxed);
         let total = self.queued_bytes.load(Relaxed);
         let why = if held + n > self.max_conn_bytes {
             Some("its queued bytes reached max_queued_bytes_per_connection")
         } else if total + n > self.max_bytes {
             Some("all queues together reached max_queued_bytes")
         } else {
-            handle.bytes.conn.fetch_add(n, Relaxed);
+            handle.shared.conn.fetch_add(n, Relaxed);
             self.queued_bytes.fetch_add(n, Relaxed);
             match handle.tx.try_send(out) {
                 Ok(()) => None,
                 Err(e) => {
-                    handle.bytes.conn.fetch_sub(n, Relaxed);
+                    handle.shared.conn.fetch_sub(n, Relaxed);
                     self.queued_bytes.fetch_sub(n, Relaxed);
                     e.is_full().then_some("its outbound queue is full")
                 }
@@ -496,7 +508,7 @@ impl HubTask {
                 "dropped a client that is not reading ({why})"
             );
             if let Some(h) = self.conns.remove(&conn) {
-                h.kill.cancel();
+                h.shared.kill();
             }
             self.hub.handle_disconnect(conn);
         }
@@ -564,7 +576,7 @@ impl HubTask {
                     }
                     if let Some(mut h) = self.conns.remove(&conn) {
                         if h.tx.try_send(Out::Close(reason)).is_err() {
-                            h.kill.cancel();
+                            h.shared.kill();
                         }
                     }
                     match reason {

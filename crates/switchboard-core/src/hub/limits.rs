@@ -85,38 +85,44 @@ pub fn source_key(ip: IpAddr) -> IpAddr {
     }
 }
 
-/// A token bucket, in thousandths of a token.
+/// Most tokens a bucket holds (its thousandths must fit in a `u32`).
+const MAX_BURST: u32 = 4_000_000;
+
+/// Milliseconds on the limiter's clock (since its first input, wrapping after 49 days: a
+/// bucket is only ever compared with a time less than that after its own).
+type Millis = u32;
+
+/// A token bucket, in thousandths of a token: 8 bytes, as one is kept per connection.
 #[derive(Debug)]
 struct Bucket {
-    milli: u64,
-    at: Instant,
+    milli: u32,
+    at: Millis,
 }
 
 impl Bucket {
-    fn full(limit: RateLimit, now: Instant) -> Self {
+    fn full(limit: RateLimit, now: Millis) -> Self {
         Self {
-            milli: u64::from(limit.burst.max(1)) * 1000,
+            milli: limit.burst.clamp(1, MAX_BURST) * 1000,
             at: now,
         }
     }
 
     /// Takes one token if there is one.
-    fn take(&mut self, limit: RateLimit, now: Instant) -> bool {
+    fn take(&mut self, limit: RateLimit, now: Millis) -> bool {
         if limit.is_off() {
             return true;
         }
-        let cap = u64::from(limit.burst.max(1)) * 1000;
-        let nanos = now.saturating_duration_since(self.at).as_nanos();
-        let add = nanos.saturating_mul(u128::from(limit.per_sec)) / 1_000_000;
-        self.milli = u64::try_from(add)
-            .unwrap_or(u64::MAX)
-            .saturating_add(self.milli)
-            .min(cap);
+        let cap = u64::from(limit.burst.clamp(1, MAX_BURST)) * 1000;
+        let elapsed = u64::from(now.wrapping_sub(self.at));
+        // per_sec tokens a second = per_sec thousandths a millisecond.
+        let add = elapsed.saturating_mul(u64::from(limit.per_sec));
+        let milli = add.saturating_add(u64::from(self.milli)).min(cap);
         self.at = now;
-        if self.milli >= 1000 {
-            self.milli -= 1000;
+        if milli >= 1000 {
+            self.milli = u32::try_from(milli - 1000).unwrap_or(u32::MAX);
             true
         } else {
+            self.milli = u32::try_from(milli).unwrap_or(u32::MAX);
             false
         }
     }
@@ -132,13 +138,14 @@ pub(super) enum Verdict {
     Close,
 }
 
+/// One connection's budgets: 40 bytes, kept for every connection.
 #[derive(Debug)]
 struct ConnBudget {
     source: Option<IpAddr>,
     messages: Bucket,
     joins: Bucket,
-    refused: u32,
-    refused_since: Instant,
+    refused: u16,
+    refused_since: Millis,
 }
 
 #[derive(Debug)]
@@ -151,6 +158,8 @@ struct SourceBudget {
 /// source with an open connection.
 #[derive(Debug, Default)]
 pub(super) struct Limiter {
+    /// The clock's zero: the first input's time.
+    epoch: Option<Instant>,
     conns: HashMap<ConnId, ConnBudget>,
     sources: HashMap<IpAddr, SourceBudget>,
     /// Messages and joins refused since start.
@@ -160,6 +169,14 @@ pub(super) struct Limiter {
 }
 
 impl Limiter {
+    fn millis(&mut self, now: Instant) -> Millis {
+        let epoch = *self.epoch.get_or_insert(now);
+        // Wrapping on purpose (see `Millis`).
+        #[allow(clippy::cast_possible_truncation)]
+        let ms = now.saturating_duration_since(epoch).as_millis() as u32;
+        ms
+    }
+
     /// Starts budgets for a connection from `ip`.
     pub(super) fn connect(
         &mut self,
@@ -168,6 +185,7 @@ impl Limiter {
         limits: &Limits,
         now: Instant,
     ) {
+        let now = self.millis(now);
         let source = ip.map(source_key);
         if let Some(s) = source {
             self.sources
@@ -218,6 +236,7 @@ impl Limiter {
 
     /// A message from `conn`.
     pub(super) fn message(&mut self, conn: ConnId, limits: &Limits, now: Instant) -> Verdict {
+        let now = self.millis(now);
         let Some(b) = self.conns.get_mut(&conn) else {
             return Verdict::Allow;
         };
@@ -229,6 +248,7 @@ impl Limiter {
 
     /// A join by `conn` (after its message was allowed).
     pub(super) fn join(&mut self, conn: ConnId, limits: &Limits, now: Instant) -> Verdict {
+        let now = self.millis(now);
         let Some(b) = self.conns.get_mut(&conn) else {
             return Verdict::Allow;
         };
@@ -244,17 +264,17 @@ impl Limiter {
         Verdict::Allow
     }
 
-    fn refuse(&mut self, conn: ConnId, now: Instant) -> Verdict {
+    fn refuse(&mut self, conn: ConnId, now: Millis) -> Verdict {
         self.refused += 1;
         let Some(b) = self.conns.get_mut(&conn) else {
             return Verdict::Refuse;
         };
-        if now.saturating_duration_since(b.refused_since) > REFUSAL_WINDOW {
+        if u128::from(now.wrapping_sub(b.refused_since)) > REFUSAL_WINDOW.as_millis() {
             b.refused = 0;
             b.refused_since = now;
         }
-        b.refused += 1;
-        if b.refused >= REFUSALS_BEFORE_CLOSE {
+        b.refused = b.refused.saturating_add(1);
+        if u32::from(b.refused) >= REFUSALS_BEFORE_CLOSE {
             self.closed += 1;
             self.forget(conn);
             Verdict::Close
@@ -277,16 +297,17 @@ mod tests {
 
     #[test]
     fn a_bucket_refills_at_its_rate_up_to_its_burst() {
-        let t = Instant::now();
+        let t = 1_000;
         let l = RateLimit::new(10, 20);
         let mut b = Bucket::full(l, t);
         assert_eq!((0..25).filter(|_| b.take(l, t)).count(), 20);
         // 0.5 s later: 5 more.
-        let t2 = t + Duration::from_millis(500);
+        let t2 = t + 500;
         assert_eq!((0..25).filter(|_| b.take(l, t2)).count(), 5);
-        // A long quiet time saves up no more than the burst.
-        let t3 = t2 + Duration::from_secs(3600);
+        // A long quiet time saves up no more than the burst, across the clock's wrap too.
+        let t3 = t2.wrapping_add(u32::MAX - 10_000);
         assert_eq!((0..25).filter(|_| b.take(l, t3)).count(), 20);
+        assert_eq!(std::mem::size_of::<ConnBudget>(), 40);
         // Off: everything passes.
         let mut b = Bucket::full(RateLimit::OFF, t);
         assert!((0..1000).all(|_| b.take(RateLimit::OFF, t)));
