@@ -24,3 +24,11 @@ pub mod peerjs;
 pub use error_code::ErrorCode;
 pub use ice::{IceServer, is_ice_url, is_turn_url};
 pub use ids::{InvalidStreamId, MAX_STREAM_ID_LEN, Opaque, StreamId};
+
+/// Whether `text` is strict JSON where it matters for relaying it verbatim: serde_json's raw
+/// values (kept undecoded on the relay path) accept a `\u` escape of a lone UTF-16
+/// surrogate, which strict parsers (and so the receiving client) refuse. Only a text with a
+/// `\u` escape is parsed again, fully; found by fuzzing.
+pub(crate) fn escapes_are_valid(text: &str) -> bool {
+    !text.contains("\\u") || serde_json::from_str::<serde_json::Value>(text).is_ok()
+}

@@ -72,9 +72,15 @@ struct Raw<'a> {
 /// Decodes a client frame. `src` and any other field are dropped (the server stamps `src`).
 ///
 /// # Errors
-/// The frame is not a JSON object.
+/// The frame is not a JSON object, or not strict JSON (a `\u` escape of a lone surrogate).
 pub fn decode(text: &str) -> Result<PjClientMessage, serde_json::Error> {
     let raw: Raw<'_> = serde_json::from_str(text)?;
+    if !crate::escapes_are_valid(text) {
+        // The strict parse's own error.
+        return Err(serde_json::from_str::<serde_json::Value>(text)
+            .err()
+            .unwrap_or_else(|| serde::de::Error::custom("invalid escape")));
+    }
     Ok(PjClientMessage {
         kind: raw.kind.as_deref().and_then(PjType::parse),
         dst: match raw.dst {
@@ -173,6 +179,14 @@ impl PjServerMessage {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn lone_surrogate_escapes_are_refused() {
+        assert!(super::decode(r#"{"type":"OFFER","dst":"b","payload":{"k\uDBDD}":1}}"#).is_err());
+        let ok =
+            super::decode(r#"{"type":"OFFER","dst":"b","payload":{"k":"\uD83D\uDE00"}}"#).unwrap();
+        assert_eq!(ok.payload.as_deref(), Some(r#"{"k":"\uD83D\uDE00"}"#));
+    }
+
     use super::*;
 
     #[test]

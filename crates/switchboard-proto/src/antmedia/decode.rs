@@ -180,6 +180,12 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
         };
         DecodeError::new(ErrorCode::InvalidMessage, reason)
     })?;
+    if !crate::escapes_are_valid(text) {
+        return Err(DecodeError::new(
+            ErrorCode::InvalidMessage,
+            "not valid JSON: a \\u escape is not a character",
+        ));
+    }
     let command = frame
         .command
         .and_then(raw_str)

@@ -197,3 +197,16 @@ mod props {
         }
     }
 }
+
+/// Found by fuzzing: serde_json's raw values accept `\u` escapes of lone surrogates, which
+/// would be relayed verbatim to a client whose strict parser refuses the whole message.
+#[test]
+fn lone_surrogate_escapes_are_refused_and_valid_escapes_kept() {
+    let bad = r#"{"command":"takeConfiguration","streamId":"r","type":"offer","sdp":"a\uDBDD}"}"#;
+    assert_eq!(err(bad).code, E::InvalidMessage);
+    let good = r#"{"command":"takeConfiguration","streamId":"r","type":"offer","sdp":"\u00e9\uD83D\uDE00\\u"}"#;
+    let Ok(ClientMessage::TakeConfiguration { sdp, .. }) = decode(good) else {
+        panic!("{good}");
+    };
+    assert_eq!(sdp.json(), r#""\u00e9\uD83D\uDE00\\u""#);
+}
