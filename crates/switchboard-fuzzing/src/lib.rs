@@ -174,11 +174,13 @@ pub fn socketio(data: &[u8]) {
 }
 
 /// STUN/TURN: frames of `[flags][len: u16 big-endian][len bytes]`; flags bit 0 picks TCP,
-/// bits 1–3 the client port (8 clients); a zero length ticks the clock. Checks that no
-/// packet is answered with more than eight times its size (plus 256 bytes): the server must
-/// not be a reflection amplifier.
+/// bits 1–3 the client port (8 clients); a zero length ticks the clock. Checks that no UDP
+/// datagram is answered with more than eight times its size plus 256 bytes (the server must
+/// not be a reflection amplifier), nor a TCP connection over everything it sent.
 pub fn turn(data: &[u8]) {
     let mut h = switchboard_turn::fuzzing::Harness::new();
+    let mut tcp_totals: std::collections::HashMap<u16, (usize, usize, usize)> =
+        std::collections::HashMap::new();
     let mut rest = data;
     let mut unix = 1_800_000_000;
     for _ in 0..64 {
@@ -194,14 +196,22 @@ pub fn turn(data: &[u8]) {
             continue;
         }
         let port = 40_000 + u16::from((flags >> 1) & 7);
-        let (_, bytes) = h.packet(flags & 1 == 1, port, packet);
+        let tcp = flags & 1 == 1;
+        let (_, bytes) = h.packet(tcp, port, packet);
         // No amplification beyond what STUN's own answers need: a 20-byte request gets at
-        // most a 401 with realm and nonce (about 100 bytes); a TCP read may hold several
-        // requests, each answered.
+        // most a 401 with realm and nonce (about 100 bytes). Over UDP (where a source can be
+        // spoofed) per datagram; over TCP a read may complete requests buffered from earlier
+        // reads, so per connection, over everything it sent.
+        let (sent, answered, reads) = if tcp {
+            let t = tcp_totals.entry(port).or_insert((0, 0, 0));
+            *t = (t.0 + packet.len(), t.1 + bytes, t.2 + 1);
+            *t
+        } else {
+            (packet.len(), bytes, 1)
+        };
         assert!(
-            bytes <= 8 * packet.len() + 256,
-            "{bytes} bytes answered a {}-byte packet",
-            packet.len()
+            answered <= 8 * sent + 256 * reads,
+            "{answered} bytes answered {sent} bytes in {reads} reads (tcp: {tcp})"
         );
     }
 }

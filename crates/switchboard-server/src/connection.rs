@@ -40,7 +40,9 @@ const READ_STREAK: u32 = 32;
 pub(crate) async fn serve(
     mut socket: Socket,
     conn: ConnId,
-    dialect: Dialect,
+    // Boxed: an async fn's arguments stay in its future for the connection's whole life, and
+    // the dialect (names, the client address) is only needed at the start.
+    dialect: Box<Dialect>,
     hub: HubSender,
     queue: usize,
 ) {
@@ -51,8 +53,8 @@ pub(crate) async fn serve(
         tx,
         shared: std::sync::Arc::clone(&shared),
     };
-    let peerjs = matches!(dialect, Dialect::PeerJs(_));
-    let registered = match dialect {
+    let peerjs = matches!(*dialect, Dialect::PeerJs(_));
+    let registered = match *dialect {
         Dialect::AntMedia { app, host, ip } => hub.connect(conn, app, host, ip, handle).await,
         Dialect::PeerJs(params) => hub.pj_connect(conn, params, handle).await,
     };

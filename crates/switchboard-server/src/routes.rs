@@ -317,7 +317,13 @@ fn upgrade(
     state.inner.tracker.spawn(async move {
         match crate::upgrade::socket(on_upgrade, config).await {
             Ok(socket) => {
-                tracker.spawn(crate::connection::serve(socket, conn, dialect, hub, queue));
+                tracker.spawn(crate::connection::serve(
+                    socket,
+                    conn,
+                    Box::new(dialect),
+                    hub,
+                    queue,
+                ));
             }
             Err(e) => tracing::debug!(conn = conn.0, "WebSocket upgrade failed: {e}"),
         }
