@@ -196,7 +196,15 @@ test("mute and camera-off are visible to the other side", async () => {
   await a.click("#mic-btn");
   assert.equal(await a.getAttribute("#mic-btn", "aria-pressed"), "false");
   await until(b, "muted badge", () => !!document.getElementById("peer-muted"));
-  await sleep(500); // let audio already in flight drain
+  // Let audio already in flight drain: under load the receiver's jitter buffer can hold
+  // well over 500 ms, so wait until a window longer than the beeps' period (~1 s) passes with
+  // no energy added.
+  for (let prev = await audioEnergy(b), tries = 0; tries < 10; tries++) {
+    await sleep(1200);
+    const now = await audioEnergy(b);
+    if (now - prev < unmutedDelta / 100000) break;
+    prev = now;
+  }
   e0 = await audioEnergy(b);
   await sleep(2000);
   const mutedDelta = (await audioEnergy(b)) - e0;

@@ -25,10 +25,47 @@ pub use error_code::ErrorCode;
 pub use ice::{IceServer, is_ice_url, is_turn_url};
 pub use ids::{InvalidStreamId, MAX_STREAM_ID_LEN, Opaque, StreamId};
 
-/// Whether `text` is strict JSON where it matters for relaying it verbatim: serde_json's raw
-/// values (kept undecoded on the relay path) accept a `\u` escape of a lone UTF-16
-/// surrogate, which strict parsers (and so the receiving client) refuse. Only a text with a
-/// `\u` escape is parsed again, fully; found by fuzzing.
+/// Whether every `\u` escape in `text` (JSON that serde_json already parsed) is a character:
+/// serde_json's raw values, kept undecoded on the relay path, accept an escaped lone UTF-16
+/// surrogate, which strict parsers (and so the receiving client) refuse. Found by fuzzing.
+/// A scan, no allocation; a text without `\u` is not looked at twice.
 pub(crate) fn escapes_are_valid(text: &str) -> bool {
-    !text.contains("\\u") || serde_json::from_str::<serde_json::Value>(text).is_ok()
+    if !text.contains("\\u") {
+        return true;
+    }
+    let b = text.as_bytes();
+    let hex = |at: usize| -> Option<u16> {
+        let h = b.get(at..at + 4)?;
+        u16::from_str_radix(std::str::from_utf8(h).ok()?, 16).ok()
+    };
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] != b'\\' {
+            i += 1;
+            continue;
+        }
+        if b.get(i + 1) != Some(&b'u') {
+            i += 2; // any other escape, including an escaped backslash
+            continue;
+        }
+        let Some(unit) = hex(i + 2) else {
+            return false;
+        };
+        i += 6;
+        match unit {
+            0xD800..=0xDBFF => {
+                // A high surrogate must be followed by an escaped low one.
+                let low = (b.get(i) == Some(&b'\\') && b.get(i + 1) == Some(&b'u'))
+                    .then(|| hex(i + 2))
+                    .flatten();
+                if !matches!(low, Some(0xDC00..=0xDFFF)) {
+                    return false;
+                }
+                i += 6;
+            }
+            0xDC00..=0xDFFF => return false,
+            _ => {}
+        }
+    }
+    true
 }

@@ -76,10 +76,9 @@ struct Raw<'a> {
 pub fn decode(text: &str) -> Result<PjClientMessage, serde_json::Error> {
     let raw: Raw<'_> = serde_json::from_str(text)?;
     if !crate::escapes_are_valid(text) {
-        // The strict parse's own error.
-        return Err(serde_json::from_str::<serde_json::Value>(text)
-            .err()
-            .unwrap_or_else(|| serde::de::Error::custom("invalid escape")));
+        return Err(serde::de::Error::custom(
+            "a \\u escape is not a character (a lone surrogate)",
+        ));
     }
     Ok(PjClientMessage {
         kind: raw.kind.as_deref().and_then(PjType::parse),

@@ -210,3 +210,14 @@ fn lone_surrogate_escapes_are_refused_and_valid_escapes_kept() {
     };
     assert_eq!(sdp.json(), r#""\u00e9\uD83D\uDE00\\u""#);
 }
+
+#[test]
+fn escapes_are_checked_without_refusing_valid_json() {
+    use crate::escapes_are_valid as ok;
+    assert!(ok(r#"{"a":"\u00e9\uD83D\uDE00\\u","n":1e999}"#));
+    assert!(ok(r#"{"a":"\\uD800"}"#)); // an escaped backslash, then text
+    assert!(!ok(r#"{"a":"\uD800"}"#));
+    assert!(!ok(r#"{"a":"\uDC00"}"#));
+    assert!(!ok(r#"{"a":"\uD800\u0041"}"#));
+    assert!(!ok(r#"{"a":"\uDBDD}"}"#));
+}
