@@ -222,46 +222,38 @@ impl Hub {
             }
             v => v,
         };
-        let event: Box<str> = match &input {
+        let input = match verdict {
+            super::Verdict::Allow => {
+                let result = self.sio_result(conn, input);
+                return self.sio_answer(conn, result, ack);
+            }
+            _ => input,
+        };
+        // Refused: only now is the event's name needed (no allocation on the relay path).
+        let event: Box<str> = match input {
             SioInput::Relay { event, .. } => event.as_str().into(),
             SioInput::Join { .. } => "join".into(),
             SioInput::Leave => "leave".into(),
-            SioInput::Invalid { event, .. } => event.clone(),
+            SioInput::Invalid { event, .. } => event,
         };
-        let over = || {
-            Err((
-                event.clone(),
-                SioError::RateLimited,
-                "too many messages or joins a second; slow down".into(),
-            ))
-        };
-        let result = match (verdict, input) {
-            (super::Verdict::Close, _) => {
-                self.stats.errors += 1;
-                self.out.push_back(Output::SioEmit {
-                    conn,
-                    emit: SioEmit::Error {
-                        event,
-                        error: SioError::RateLimited,
-                        reason: "closed: went on sending over the rate limits".into(),
-                    },
-                });
-                if let Some(c) = self.sio.remove(&conn) {
-                    self.sio_ids.remove(&c.id);
-                    if let Some(room) = c.room {
-                        self.sio_vacate(conn, &c.id, room, LeaveReason::RateLimited);
-                    }
-                }
-                self.out.push_back(Output::Close {
-                    conn,
-                    reason: CloseReason::RateLimited,
-                });
-                return;
-            }
-            (super::Verdict::Refuse, _) => over(),
-            (super::Verdict::Allow, input) => self.sio_result(conn, input),
-        };
-        self.sio_answer(conn, result, ack);
+        if verdict == super::Verdict::Refuse {
+            let reason = "too many messages or joins a second; slow down".into();
+            return self.sio_answer(conn, Err((event, SioError::RateLimited, reason)), ack);
+        }
+        self.stats.errors += 1;
+        self.out.push_back(Output::SioEmit {
+            conn,
+            emit: SioEmit::Error {
+                event,
+                error: SioError::RateLimited,
+                reason: "closed: went on sending over the rate limits".into(),
+            },
+        });
+        self.sio_forget(conn, LeaveReason::RateLimited);
+        self.out.push_back(Output::Close {
+            conn,
+            reason: CloseReason::RateLimited,
+        });
     }
 
     fn sio_result(
@@ -437,12 +429,17 @@ impl Hub {
 
     /// Forgets a socket.io connection (its room hears `peer-left`). Returns whether it was one.
     pub(super) fn sio_disconnect(&mut self, conn: ConnId) -> bool {
+        self.sio_forget(conn, LeaveReason::Disconnect)
+    }
+
+    /// Forgets a socket.io connection (its room is told why); whether it was one.
+    fn sio_forget(&mut self, conn: ConnId, reason: LeaveReason) -> bool {
         let Some(c) = self.sio.remove(&conn) else {
             return false;
         };
         self.sio_ids.remove(&c.id);
         if let Some(room) = c.room {
-            self.sio_vacate(conn, &c.id, room, LeaveReason::Disconnect);
+            self.sio_vacate(conn, &c.id, room, reason);
         }
         true
     }
