@@ -335,10 +335,18 @@ impl Hub {
         self.deadlines.push(now + self.config.idle_timeout, conn);
     }
 
-    /// Any sign of life that is not a message (a WebSocket ping or pong frame).
+    /// Any sign of life that is not a message (a WebSocket ping or pong frame). It counts
+    /// against the connection's message budget like a message: a flood of ping frames is
+    /// refused with `rate_limited` and closed as one of text frames is.
     pub fn handle_activity(&mut self, conn: ConnId, now: Instant) {
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.last_seen = now;
+        let Some(c) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        c.last_seen = now;
+        match self.limiter.message(conn, &self.config.limits, now) {
+            Verdict::Allow => {}
+            Verdict::Refuse => self.rate_limited(conn, None),
+            Verdict::Close => self.close_rate_limited(conn),
         }
     }
 

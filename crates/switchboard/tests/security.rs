@@ -266,6 +266,54 @@ async fn room_scanning_is_rate_limited_and_a_normal_call_still_works() {
     assert!(got.is_ok(), "the victim's partner could not join");
 }
 
+/// WebSocket ping frames went to the hub without counting against any budget: the one input
+/// a client could send without limit. They now count as messages: a ping flood is refused
+/// and closed (1008), and its partner is told `stop`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ping_frame_flood_is_rate_limited_like_messages() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::connect_async;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let sb = start_switchboard(&[], &[]);
+    let url = format!("ws://127.0.0.1:{}/LiveApp/websocket", sb.port);
+    let join = Message::text(r#"{"command":"join","streamId":"ping-flood"}"#);
+    let (mut partner, _) = connect_async(&url).await.unwrap();
+    partner.send(join.clone()).await.unwrap();
+    let (mut flooder, _) = connect_async(&url).await.unwrap();
+    flooder.send(join).await.unwrap();
+    for _ in 0..30_000 {
+        if flooder
+            .feed(Message::Ping(Vec::new().into()))
+            .await
+            .is_err()
+        {
+            break;
+        }
+    }
+    let _ = flooder.flush().await;
+    let mut close = None;
+    while let Ok(Some(Ok(m))) = tokio::time::timeout(Duration::from_secs(5), flooder.next()).await {
+        if let Message::Close(c) = m {
+            close = c;
+            break;
+        }
+    }
+    assert_eq!(close.map(|c| u16::from(c.code)), Some(1008), "not closed");
+    let stopped = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(Ok(m)) = partner.next().await {
+            if m.to_text().unwrap_or("").contains(r#""command":"stop""#) {
+                return true;
+            }
+        }
+        false
+    })
+    .await;
+    assert_eq!(stopped, Ok(true), "the partner was not told stop");
+    let hub = stats(sb.port)["hub"].clone();
+    assert_eq!(hub["rate_limit_closed"].as_u64(), Some(1), "{hub}");
+}
+
 /// Bytes held for a client that does not read are bounded (issue 15: "bytes, not only
 /// messages, held per connection and per process"): 128 queued messages of 60 KB held
 /// 7.7 MB for one such client. Now it is dropped once 1 MiB waits for it, and its partner

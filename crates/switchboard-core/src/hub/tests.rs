@@ -694,6 +694,56 @@ fn socketio_and_peerjs_joins_and_leaves_are_reported() {
     );
 }
 
+/// WebSocket ping and pong frames are messages for the budget: a ping flood reaches the hub
+/// as activity, and without this it was the one input a client could send without limit.
+#[test]
+fn ping_frames_count_against_the_message_budget() {
+    let mut h = Harness::with(Config {
+        limits: Limits {
+            messages: RateLimit::new(50, 100),
+            ..Limits::default()
+        },
+        ..Config::default()
+    });
+    h.connect(1, "A");
+    h.connect(2, "A");
+    h.send(1, &join("pair"));
+    h.send(2, &join("pair"));
+    h.drain();
+    // The join took one of the 100 tokens: 99 pings pass, the 100th is refused.
+    for _ in 0..99 {
+        h.hub.handle_activity(ConnId(1), h.now);
+    }
+    assert_eq!(h.drain(), []);
+    h.hub.handle_activity(ConnId(1), h.now);
+    let out = h.drain();
+    assert!(
+        out.iter()
+            .any(|(c, m)| *c == 1 && m.contains(r#""definition":"rate_limited""#)),
+        "{out:?}"
+    );
+    let mut closed = false;
+    for _ in 0..REFUSALS_BEFORE_CLOSE {
+        h.hub.handle_activity(ConnId(1), h.now);
+        let out = h.drain();
+        if out.contains(&(1, "CLOSE RateLimited".into())) {
+            assert!(
+                out.iter()
+                    .any(|(c, m)| *c == 2 && m.contains(r#""command":"stop""#))
+            );
+            closed = true;
+            break;
+        }
+    }
+    assert!(closed);
+    // A second later, the same pings from connection 2 are within its own budget.
+    h.now += Duration::from_secs(1);
+    for _ in 0..50 {
+        h.hub.handle_activity(ConnId(2), h.now);
+    }
+    assert_eq!(h.drain(), []);
+}
+
 /// Issue 15 finding 8: one connection tried 9,000 room names in 344 ms, and flooding was not
 /// limited. Joins and messages now have budgets per connection (and joins per source), the
 /// same in every dialect; going on after refusals closes the connection.
