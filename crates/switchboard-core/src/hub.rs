@@ -39,8 +39,9 @@ pub struct Config {
     /// A connection that sends nothing (no frame, not even a WebSocket ping) for this long is
     /// closed and its seat freed. The Ant Media SDK pings every 3 s. Default 20 s.
     pub idle_timeout: Duration,
-    /// Most connections at once; the next one gets `highResourceUsage` and is closed.
-    /// Default 50,000.
+    /// Most connections at once, all three dialects together; the next one is refused with
+    /// its dialect's error (Ant Media `highResourceUsage`, socket.io an `error` event, PeerJS
+    /// `ERROR`) and closed. Default 50,000.
     pub max_connections: usize,
     /// ICE servers sent in `iceServerConfig` replies (fixed ones, and TURN servers that get
     /// short-lived credentials per request).

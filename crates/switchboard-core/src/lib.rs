@@ -6,9 +6,11 @@
 //!
 //! # Architecture
 //! ```text
-//!  edge ── handle_connect / handle_message / handle_activity / handle_disconnect ──▶ Hub
-//!  edge ── handle_timeout(now) when poll_timeout() is due ─────────────────────────▶ Hub
-//!  edge ◀── poll_output(): Send { conn, msg } | Close { conn, reason } ──────────── Hub
+//!  edge ── handle_connect / handle_message / handle_activity ─────────────────────▶ Hub
+//!  edge ── handle_sio_connect / handle_sio, handle_pj_connect / handle_pj_message ─▶ Hub
+//!  edge ── handle_disconnect, handle_timeout(now) when poll_timeout() is due ──────▶ Hub
+//!  edge ◀── poll_output(): Send | SioEmit | SioAck | PjSend | Close ─────────────── Hub
+//!  edge ◀── poll_event(): Joined | Left (for logs) ───────────────────────────────── Hub
 //! ```
 //! After every `handle_*` call the edge drains [`Hub::poll_output`] until it returns `None`
 //! and sleeps until [`Hub::poll_timeout`]. Outputs for one connection come out in the order

@@ -276,7 +276,6 @@ async fn relay_only_peers_connect_through_the_built_in_turn_server() {
             user_prefix: "loopback-".into(),
         }),
     };
-    config.turn = Some(turn.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(switchboard_server::run(

@@ -3,6 +3,24 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
+/// Counters kept by another part of the process (the built-in TURN server), read when
+/// `/api/v1/stats` is asked for. The server knows nothing of what they count.
+#[derive(Clone)]
+pub struct StatsSource(pub std::sync::Arc<dyn Fn() -> serde_json::Value + Send + Sync>);
+
+impl StatsSource {
+    /// A source that calls `read` for each request.
+    pub fn new(read: impl Fn() -> serde_json::Value + Send + Sync + 'static) -> Self {
+        Self(std::sync::Arc::new(read))
+    }
+}
+
+impl std::fmt::Debug for StatsSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("StatsSource")
+    }
+}
+
 /// Settings of the IO edge, with the hub's own settings inside.
 #[derive(Debug, Clone)]
 pub struct ServerConfig {
@@ -35,9 +53,9 @@ pub struct ServerConfig {
     /// Mount path of the PeerJS server (HTTP endpoints and the `peerjs` WebSocket), starting
     /// and ending with `/`. Default `/peerjs/` (PeerJS clients then use `path: "/peerjs"`).
     pub peerjs_path: String,
-    /// The built-in STUN/TURN server, if running (its counters are served at
-    /// `/api/v1/stats`).
-    pub turn: Option<switchboard_turn::TurnHandle>,
+    /// The built-in STUN/TURN server's counters, if it runs: served under `"turn"` at
+    /// `/api/v1/stats` (`null` when `None`).
+    pub turn_stats: Option<StatsSource>,
     /// A connection that has not sent a whole HTTP request head this long after it opened
     /// (or after its previous response) is closed: one that sends nothing, or a header byte
     /// by byte, cannot hold a file descriptor. Default 10 s.
@@ -71,7 +89,7 @@ impl Default for ServerConfig {
             hub_queue: 8192,
             shutdown_grace: Duration::from_secs(5),
             peerjs_path: "/peerjs/".to_owned(),
-            turn: None,
+            turn_stats: None,
             header_timeout: Duration::from_secs(10),
             max_connections_per_ip: 512,
             max_open_connections: 60_000,

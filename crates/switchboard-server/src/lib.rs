@@ -46,7 +46,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 pub use accept::EdgeStats;
-pub use config::{DEFAULT_LISTEN, ServerConfig};
+pub use config::{DEFAULT_LISTEN, ServerConfig, StatsSource};
 pub use routes::{AppState, router};
 
 /// At most one log line a second, with a count of the ones left out.

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use switchboard_core::ice::host_from_header;
 use switchboard_core::{App, ConnId};
+use switchboard_web::Kind;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_util::task::TaskTracker;
 
@@ -64,35 +65,40 @@ impl AppState {
     }
 }
 
-/// The router: `/<app>/websocket`, `/healthz`, the demo call page at `/` and the browser
-/// SDK at `/sdk/switchboard.js` (all assets embedded in the binary).
+/// The router:
+///
+/// | route | what |
+/// |---|---|
+/// | `GET /{app}/websocket` | the Ant Media P2P WebSocket |
+/// | `/socket.io/` | the socket.io relay (Engine.IO polling and WebSocket; a layer) |
+/// | `GET {peerjs_path}` | PeerJS server information |
+/// | `GET {peerjs_path}peerjs` | the PeerJS WebSocket |
+/// | `GET {peerjs_path}{key}/id` | a fresh PeerJS id |
+/// | `GET {peerjs_path}{key}/peers` | connected PeerJS ids, when discovery is on |
+/// | `GET /healthz` | liveness |
+/// | `GET /api/v1/ice-servers` | an `RTCConfiguration` with fresh TURN credentials |
+/// | `GET /api/v1/stats` | counters of the edge, hub, socket.io and TURN |
+/// | `GET /`, `/app.js`, `/style.css` | the demo call page ([`switchboard_web::ASSETS`]) |
+/// | `GET /sdk/switchboard.js`, `/sdk/switchboard.d.ts` | the browser SDK |
 pub fn router(state: AppState) -> Router {
     let pj = state.inner.config.peerjs_path.clone();
-    Router::new()
+    let mut router = Router::new();
+    for a in switchboard_web::ASSETS {
+        let (content_type, body) = (a.content_type, a.body);
+        router = router.route(
+            a.path,
+            match a.kind {
+                Kind::Page => get(move || page(content_type, body)),
+                Kind::Asset => get(move || asset(content_type, body)),
+                Kind::Sdk => get(move || sdk(content_type, body)),
+            },
+        );
+    }
+    router
         .route(&pj, get(peerjs_info))
         .route(&format!("{pj}peerjs"), get(peerjs_websocket))
         .route(&format!("{pj}{{key}}/id"), get(peerjs_id))
         .route(&format!("{pj}{{key}}/peers"), get(peerjs_peers))
-        .route(
-            "/",
-            get(|| page(include_str!("../../../web/demo/index.html"))),
-        )
-        .route(
-            "/app.js",
-            get(|| asset(JS, include_str!("../../../web/demo/app.js"))),
-        )
-        .route(
-            "/style.css",
-            get(|| asset(CSS, include_str!("../../../web/demo/style.css"))),
-        )
-        .route(
-            "/sdk/switchboard.js",
-            get(|| sdk(JS, include_str!("../../../web/sdk/switchboard.js"))),
-        )
-        .route(
-            "/sdk/switchboard.d.ts",
-            get(|| sdk(TS, include_str!("../../../web/sdk/switchboard.d.ts"))),
-        )
         .route("/healthz", get(healthz))
         .route("/api/v1/ice-servers", get(ice_servers))
         .route("/api/v1/stats", get(stats))
@@ -186,7 +192,12 @@ async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Respo
 /// Counters: `{"http": {...}, "hub": {...}, "turn": {...}}` (`turn` is `null` when the
 /// built-in STUN/TURN server is off).
 async fn stats(State(state): State<AppState>) -> Response {
-    let turn = state.inner.config.turn.as_ref().map(|t| t.stats());
+    let turn = state
+        .inner
+        .config
+        .turn_stats
+        .as_ref()
+        .map(|read| (read.0)());
     let http = state.inner.edge.json();
     let hub = state.inner.hub.stats().await.map(|s| {
         let h = s.hub;
@@ -219,11 +230,6 @@ async fn healthz() -> impl IntoResponse {
     )
 }
 
-const HTML: &str = "text/html; charset=utf-8";
-const JS: &str = "text/javascript; charset=utf-8";
-const CSS: &str = "text/css; charset=utf-8";
-const TS: &str = "application/typescript; charset=utf-8";
-
 /// An embedded asset. `no-cache` makes browsers revalidate, so an upgraded binary's page is
 /// never mixed with a cached older SDK.
 async fn asset(content_type: &'static str, body: &'static str) -> Response {
@@ -248,8 +254,8 @@ const DEMO_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self';
 
 /// The demo page, with the headers that keep a hostile peer's content from running in this
 /// origin (which holds the camera permission).
-async fn page(body: &'static str) -> Response {
-    let mut response = asset(HTML, body).await;
+async fn page(content_type: &'static str, body: &'static str) -> Response {
+    let mut response = asset(content_type, body).await;
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_SECURITY_POLICY,

@@ -142,8 +142,16 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 args.runs, s.median, s.p90, s.min, s.max
             );
             println!(
-                "{{\"scenario\":\"setup\",\"via_turn\":{},\"runs\":{},\"median_ms\":{:.3},\"p90_ms\":{:.3},\"min_ms\":{:.3},\"max_ms\":{:.3}}}",
-                args.via_turn, args.runs, s.median, s.p90, s.min, s.max
+                "{}",
+                serde_json::json!({
+                    "scenario": "setup",
+                    "via_turn": args.via_turn,
+                    "runs": args.runs,
+                    "median_ms": s.median,
+                    "p90_ms": s.p90,
+                    "min_ms": s.min,
+                    "max_ms": s.max,
+                })
             );
         }
         Scenario::DcRtt => {
@@ -179,13 +187,16 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 all.max / 1e3
             );
             println!(
-                "{{\"scenario\":\"dc-rtt\",\"via_turn\":{},\"runs\":{},\"messages\":{},\"median_ms\":{:.4},\"p99_ms\":{:.4},\"max_ms\":{:.4}}}",
-                args.via_turn,
-                args.runs,
-                args.messages,
-                m.median / 1e3,
-                all.p99 / 1e3,
-                all.max / 1e3
+                "{}",
+                serde_json::json!({
+                    "scenario": "dc-rtt",
+                    "via_turn": args.via_turn,
+                    "runs": args.runs,
+                    "messages": args.messages,
+                    "median_ms": m.median / 1e3,
+                    "p99_ms": all.p99 / 1e3,
+                    "max_ms": all.max / 1e3,
+                })
             );
             close(a, a_task).await;
             b_task.abort();
@@ -224,8 +235,16 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 args.runs, args.mib, s.median, s.min, s.max
             );
             println!(
-                "{{\"scenario\":\"dc-throughput\",\"via_turn\":{},\"runs\":{},\"mib\":{},\"median_mb_s\":{:.2},\"min_mb_s\":{:.2},\"max_mb_s\":{:.2}}}",
-                args.via_turn, args.runs, args.mib, s.median, s.min, s.max
+                "{}",
+                serde_json::json!({
+                    "scenario": "dc-throughput",
+                    "via_turn": args.via_turn,
+                    "runs": args.runs,
+                    "mib": args.mib,
+                    "median_mb_s": s.median,
+                    "min_mb_s": s.min,
+                    "max_mb_s": s.max,
+                })
             );
             close(a, a_task).await;
             b_task.abort();
@@ -391,7 +410,7 @@ async fn in_process_server() -> anyhow::Result<(String, TurnGuard)> {
             user_prefix: switchboard_server::turn_user_prefix(),
         }),
     };
-    config.turn = Some(turn.clone());
+    config.turn_stats = Some(crate::turn_stats(&turn));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     tokio::spawn(switchboard_server::run(

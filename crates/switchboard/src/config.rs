@@ -28,7 +28,7 @@ pub(crate) struct ServeArgs {
     /// Close a connection that sent nothing for this many seconds [default: 20].
     #[arg(long, env = "SWITCHBOARD_IDLE_TIMEOUT_SECS")]
     idle_timeout_secs: Option<u64>,
-    /// Most simultaneous connections, Ant Media WebSocket and socket.io together
+    /// Most simultaneous signaling connections, Ant Media, socket.io and PeerJS together
     /// [default: 50000].
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS")]
     max_connections: Option<usize>,

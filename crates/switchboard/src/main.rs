@@ -130,7 +130,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         Some(builtin) => start_turn(builtin, local.port(), &mut config).await?,
         None => None,
     };
-    config.turn.clone_from(&turn);
+    config.turn_stats = turn.as_ref().map(turn_stats);
     announce(local, turn.as_ref(), &config.peerjs_path);
     switchboard_server::run(config, listener, shutdown)
         .await
@@ -208,6 +208,14 @@ async fn start_turn(
         };
     }
     Ok(Some(handle))
+}
+
+/// The TURN server's counters, for `/api/v1/stats`.
+fn turn_stats(turn: &TurnHandle) -> switchboard_server::StatsSource {
+    let turn = turn.clone();
+    switchboard_server::StatsSource::new(move || {
+        serde_json::to_value(turn.stats()).unwrap_or(serde_json::Value::Null)
+    })
 }
 
 fn announce(local: SocketAddr, turn: Option<&TurnHandle>, peerjs_path: &str) {

@@ -1,4 +1,4 @@
-//! The PeerJS dialect of the hub (issue 7, rules only; the edge is not wired yet): ids
+//! The PeerJS dialect of the hub (the edge: `switchboard-server`'s `{peerjs_path}peerjs`): ids
 //! claimed with a token, relay of OFFER / ANSWER / CANDIDATE / LEAVE with `src` stamped,
 //! a bounded per-id queue for peers not connected yet (EXPIRE to the sender when it
 //! expires or is full), HEARTBEAT liveness, and take-over of an id by its own token.

@@ -1,0 +1,88 @@
+//! Switchboard's browser side, embedded in the binary: the demo call page (`demo/`) and the
+//! browser SDK (`sdk/`). The files live beside this crate, so it owns what it embeds; the
+//! HTTP server serves [`ASSETS`] as they are.
+
+/// What an asset is, for the headers it is served with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// The demo page: served with its Content-Security-Policy and frame protection.
+    Page,
+    /// A script or style sheet of the demo page.
+    Asset,
+    /// The browser SDK: loadable from pages of any origin (`Access-Control-Allow-Origin: *`).
+    Sdk,
+}
+
+/// One embedded file and the path it is served at.
+#[derive(Debug, Clone, Copy)]
+pub struct Asset {
+    /// The URL path, from the server's root.
+    pub path: &'static str,
+    /// Its `Content-Type`.
+    pub content_type: &'static str,
+    /// What it is.
+    pub kind: Kind,
+    /// Its contents.
+    pub body: &'static str,
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JS: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+const TS: &str = "application/typescript; charset=utf-8";
+
+/// Every embedded file.
+pub const ASSETS: &[Asset] = &[
+    Asset {
+        path: "/",
+        content_type: HTML,
+        kind: Kind::Page,
+        body: include_str!("../demo/index.html"),
+    },
+    Asset {
+        path: "/app.js",
+        content_type: JS,
+        kind: Kind::Asset,
+        body: include_str!("../demo/app.js"),
+    },
+    Asset {
+        path: "/style.css",
+        content_type: CSS,
+        kind: Kind::Asset,
+        body: include_str!("../demo/style.css"),
+    },
+    Asset {
+        path: "/sdk/switchboard.js",
+        content_type: JS,
+        kind: Kind::Sdk,
+        body: include_str!("../sdk/switchboard.js"),
+    },
+    Asset {
+        path: "/sdk/switchboard.d.ts",
+        content_type: TS,
+        kind: Kind::Sdk,
+        body: include_str!("../sdk/switchboard.d.ts"),
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_are_distinct_and_the_page_loads_its_scripts_by_them() {
+        let mut paths: Vec<_> = ASSETS.iter().map(|a| a.path).collect();
+        paths.sort_unstable();
+        paths.dedup();
+        assert_eq!(paths.len(), ASSETS.len());
+        // The page and its scripts refer to each file by the path it is served at.
+        let demo: String = ASSETS
+            .iter()
+            .filter(|a| a.kind != Kind::Sdk)
+            .map(|a| a.body)
+            .collect();
+        for path in ["/app.js", "/style.css", "/sdk/switchboard.js"] {
+            assert!(demo.contains(path), "the demo never loads {path}");
+        }
+    }
+}
