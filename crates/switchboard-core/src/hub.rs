@@ -54,6 +54,47 @@ pub struct Config {
     pub limits: Limits,
 }
 
+/// A setting out of its range: what is wrong, named as the field that holds it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
+/// `Err(InvalidConfig)` with `msg` unless `ok`.
+pub(crate) fn check(ok: bool, msg: &str) -> Result<(), InvalidConfig> {
+    if ok {
+        Ok(())
+    } else {
+        Err(InvalidConfig(msg.to_owned()))
+    }
+}
+
+impl Config {
+    /// Checks every setting's range (the ICE servers and the PeerJS settings too).
+    ///
+    /// # Errors
+    /// The first setting out of its range.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        check(
+            !self.idle_timeout.is_zero(),
+            "idle_timeout must be more than 0",
+        )?;
+        check(
+            self.sio_max_room_peers >= 2,
+            "sio_max_room_peers (socket.io room size) must be at least 2",
+        )?;
+        check(!self.peerjs.key.is_empty(), "peerjs key must not be empty")?;
+        check(
+            self.peerjs.alive_timeout >= Duration::from_secs(1),
+            "peerjs alive_timeout must be at least 1000 ms",
+        )?;
+        check(
+            !self.peerjs.expire_timeout.is_zero(),
+            "peerjs expire_timeout must be at least 1 ms",
+        )?;
+        self.ice.validate()
+    }
+}
+
 impl Default for Config {
     fn default() -> Self {
         Self {

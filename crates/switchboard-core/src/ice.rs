@@ -63,6 +63,30 @@ pub struct IceConfig {
 }
 
 impl IceConfig {
+    /// Checks that every URL is a `stun:`, `turn:` or `turns:` URL, and that minted
+    /// credentials have a secret, a lifetime and TURN URLs to be for.
+    ///
+    /// # Errors
+    /// The first thing out of place.
+    pub fn validate(&self) -> Result<(), crate::InvalidConfig> {
+        for u in self.servers.iter().flat_map(|s| &s.urls) {
+            if !switchboard_proto::is_ice_url(u) {
+                return Err(crate::InvalidConfig(format!(
+                    "ICE server URL {u:?} must start with stun:, turn: or turns:"
+                )));
+            }
+        }
+        if let Some(t) = &self.turn {
+            crate::hub::check(!t.secret.is_empty(), "turn_secret must not be empty")?;
+            crate::hub::check(!t.ttl.is_zero(), "turn_ttl_secs must be at least 1")?;
+            crate::hub::check(
+                !t.urls.is_empty() && t.urls.iter().all(|u| switchboard_proto::is_turn_url(u)),
+                "turn_urls must be turn: or turns: URLs",
+            )?;
+        }
+        Ok(())
+    }
+
     /// Whether every answer is the same (no `{host}`, no minted credentials), so it can be
     /// computed once.
     #[must_use]

@@ -76,6 +76,58 @@ pub struct ServerConfig {
     pub max_socketio_sessions_per_ip: usize,
 }
 
+impl ServerConfig {
+    /// Checks every setting's range, the hub's included. [`crate::run`] refuses a
+    /// configuration that fails this.
+    ///
+    /// # Errors
+    /// The first setting out of its range.
+    pub fn validate(&self) -> Result<(), switchboard_core::InvalidConfig> {
+        let check = |ok: bool, msg: &str| {
+            if ok {
+                Ok(())
+            } else {
+                Err(switchboard_core::InvalidConfig(msg.to_owned()))
+            }
+        };
+        self.hub.validate()?;
+        check(
+            self.max_message_size >= 1024,
+            "max_message_size must be at least 1024 bytes",
+        )?;
+        check(
+            self.outbound_queue >= 1,
+            "outbound_queue must be at least 1",
+        )?;
+        check(
+            self.max_queued_bytes_per_connection >= self.max_message_size,
+            "max_queued_bytes_per_connection must be at least max_message_size",
+        )?;
+        check(
+            self.max_queued_bytes >= self.max_message_size,
+            "max_queued_bytes must be at least max_message_size",
+        )?;
+        check(
+            (64..=1 << 20).contains(&self.read_buffer_size),
+            "read_buffer_size must be between 64 bytes and 1 MiB",
+        )?;
+        check(
+            self.header_timeout >= Duration::from_secs(1),
+            "header_timeout must be at least 1 s",
+        )?;
+        let inner = self.peerjs_path.trim_matches('/');
+        check(
+            self.peerjs_path.starts_with('/')
+                && self.peerjs_path.ends_with('/')
+                && !inner.is_empty()
+                && inner
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)),
+            "peerjs_path must be a path like /peerjs/ (letters, digits, - _ . /), not the site root",
+        )
+    }
+}
+
 impl Default for ServerConfig {
     fn default() -> Self {
         Self {
@@ -102,3 +154,23 @@ impl Default for ServerConfig {
 /// The default listening address: every interface, Ant Media's port.
 pub const DEFAULT_LISTEN: SocketAddr =
     SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED), 5080);
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::ServerConfig;
+
+    #[test]
+    fn validation_covers_the_edge_and_the_hub() {
+        assert_eq!(ServerConfig::default().validate(), Ok(()));
+        let bad = |f: fn(&mut ServerConfig)| {
+            let mut c = ServerConfig::default();
+            f(&mut c);
+            c.validate().unwrap_err().0
+        };
+        assert!(bad(|c| c.peerjs_path = "//".into()).contains("not the site root"));
+        assert!(bad(|c| c.max_queued_bytes = 10).contains("max_queued_bytes"));
+        assert!(bad(|c| c.read_buffer_size = 1).contains("read_buffer_size"));
+        assert!(bad(|c| c.hub.sio_max_room_peers = 0).contains("at least 2"));
+    }
+}

@@ -92,12 +92,16 @@ pub(crate) fn unix_now() -> u64 {
 /// Serves `listener` until `shutdown` resolves, then shuts down gracefully.
 ///
 /// # Errors
-/// Fails only if accepting connections fails in a way axum cannot recover from.
+/// `InvalidInput` for a configuration [`ServerConfig::validate`] refuses; otherwise only if
+/// accepting connections fails in a way that cannot be recovered from.
 pub async fn run(
     config: ServerConfig,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
+    config
+        .validate()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let tracker = TaskTracker::new();
     let (hub, hub_handle) = hub_task::spawn(&config);
     let edge = std::sync::Arc::new(EdgeStats::default());

@@ -6,20 +6,29 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use switchboard_core::RateLimit;
 use switchboard_core::ice::{DEFAULT_TURN_TTL, TurnRest};
-use switchboard_proto::{IceServer, is_ice_url, is_turn_url};
+use switchboard_proto::{IceServer, is_turn_url};
 use switchboard_server::{DEFAULT_LISTEN, ServerConfig};
 use switchboard_turn::{IpNet, TurnConfig};
 
-/// Flags of `switchboard serve`. Each has an environment variable; flags win over the
-/// environment, which wins over the `--config` file, which wins over the defaults.
+/// Flags of `switchboard serve`: the configuration file and every setting.
 #[derive(Debug, Args)]
 pub(crate) struct ServeArgs {
     /// TOML file with any of the settings below (snake_case keys, e.g. `idle_timeout_secs`).
     #[arg(long, env = "SWITCHBOARD_CONFIG")]
     config: Option<PathBuf>,
+    #[command(flatten)]
+    settings: Settings,
+}
+
+/// Every setting of `switchboard serve`, declared once: a flag with its environment variable
+/// (clap) and a key of the `--config` TOML file (serde: the field's name). Flags win over
+/// the environment, which wins over the file, which wins over the defaults.
+#[derive(Debug, Default, Args, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct Settings {
     /// Address and port to listen on, e.g. `0.0.0.0:7087` (every IPv4 address),
     /// `127.0.0.1:7087` (this machine only), `[::]:7087` [default: every IPv6 and IPv4
     /// address, port 5080].
@@ -111,10 +120,12 @@ pub(crate) struct ServeArgs {
     /// 429; 0 = no limit [default: 100].
     #[arg(long, env = "SWITCHBOARD_MAX_SOCKETIO_SESSIONS_PER_IP")]
     max_socketio_sessions_per_ip: Option<usize>,
-    /// ICE server URLs sent to clients, comma-separated (stun:, turn:, turns:)
-    /// [default: the built-in STUN server; stun:stun.l.google.com:19302 when it is off].
+    /// ICE server URLs sent to clients, comma-separated (stun:, turn:, turns:); in the file
+    /// also whole `RTCIceServer` tables (`[[ice_servers]]` with `urls`, `username`,
+    /// `credential`) [default: the built-in STUN server; stun:stun.l.google.com:19302 when
+    /// it is off].
     #[arg(long, env = "SWITCHBOARD_ICE_SERVERS", value_delimiter = ',')]
-    ice_servers: Option<Vec<String>>,
+    ice_servers: Option<Vec<IceServerSetting>>,
     /// Username for the turn:/turns: URLs of --ice-servers.
     #[arg(long, env = "SWITCHBOARD_TURN_USERNAME")]
     turn_username: Option<String>,
@@ -178,53 +189,34 @@ pub(crate) struct ServeArgs {
     turn_realm: Option<String>,
 }
 
-/// The `--config` file. Every key is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    idle_timeout_secs: Option<u64>,
-    max_connections: Option<usize>,
-    socketio_max_room_peers: Option<usize>,
-    peerjs_path: Option<String>,
-    peerjs_key: Option<String>,
-    peerjs_expire_timeout: Option<u64>,
-    peerjs_alive_timeout: Option<u64>,
-    peerjs_concurrent_limit: Option<usize>,
-    peerjs_allow_discovery: Option<bool>,
-    peerjs_queue_bytes_per_id: Option<usize>,
-    peerjs_queue_bytes: Option<usize>,
-    max_message_size: Option<usize>,
-    outbound_queue: Option<usize>,
-    max_queued_bytes_per_connection: Option<usize>,
-    max_queued_bytes: Option<usize>,
-    read_buffer_size: Option<usize>,
-    shutdown_grace_secs: Option<u64>,
-    header_timeout_secs: Option<u64>,
-    max_connections_per_ip: Option<usize>,
-    max_messages_per_sec: Option<u32>,
-    max_joins_per_sec: Option<u32>,
-    max_joins_per_ip_per_sec: Option<u32>,
-    max_socketio_sessions: Option<usize>,
-    max_socketio_sessions_per_ip: Option<usize>,
-    /// Full `RTCIceServer` entries: `[[ice_servers]] urls = [...]`, `username`, `credential`.
-    ice_servers: Option<Vec<IceServer>>,
-    turn_secret: Option<String>,
-    turn_urls: Option<Vec<String>>,
-    turn_ttl_secs: Option<u64>,
-    builtin_turn: Option<bool>,
-    turn_listen: Option<Vec<SocketAddr>>,
-    turn_tls_listen: Option<Vec<SocketAddr>>,
-    turn_tls_cert: Option<PathBuf>,
-    turn_tls_key: Option<PathBuf>,
-    turn_relay_ports: Option<String>,
-    turn_external_ip: Option<IpAddr>,
-    turn_allow_peers: Option<Vec<IpNet>>,
-    turn_deny_peers: Option<Vec<IpNet>>,
-    turn_user_quota: Option<usize>,
-    turn_ip_quota: Option<usize>,
-    turn_max_allocations: Option<usize>,
-    turn_realm: Option<String>,
+/// One entry of `ice_servers`: a URL (flags, environment, or a string in the file), or a
+/// whole `RTCIceServer` table (file).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(untagged)]
+enum IceServerSetting {
+    Url(String),
+    Server(IceServer),
+}
+
+impl std::str::FromStr for IceServerSetting {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Self::Url(s.to_owned()))
+    }
+}
+
+impl Settings {
+    /// These settings where they are set, `under`'s elsewhere.
+    fn over(self, under: Self) -> anyhow::Result<Self> {
+        let mut merged = serde_json::to_value(under)?;
+        if let (Some(m), serde_json::Value::Object(top)) =
+            (merged.as_object_mut(), serde_json::to_value(self)?)
+        {
+            m.extend(top.into_iter().filter(|(_, v)| !v.is_null()));
+        }
+        Ok(serde_json::from_value(merged)?)
+    }
 }
 
 /// Everything `serve` needs: where to listen, the server settings, and the built-in
@@ -261,166 +253,103 @@ impl ServeArgs {
             Some(path) => {
                 let text = std::fs::read_to_string(path)
                     .with_context(|| format!("reading config file {}", path.display()))?;
-                toml::from_str::<FileConfig>(&text)
+                toml::from_str::<Settings>(&text)
                     .with_context(|| format!("parsing config file {}", path.display()))?
             }
-            None => FileConfig::default(),
+            None => Settings::default(),
         };
+        let s = self.settings.over(file)?;
         let mut cfg = ServerConfig::default();
-        let configured = self.listen.or(file.listen);
+        let configured = s.listen;
         let default_listen = configured.is_none();
         let listen = configured.unwrap_or(DEFAULT_LISTEN);
-        if let Some(s) = self.idle_timeout_secs.or(file.idle_timeout_secs) {
-            if s == 0 {
-                bail!("idle_timeout_secs must be at least 1");
-            }
-            cfg.hub.idle_timeout = Duration::from_secs(s);
+        if let Some(secs) = s.idle_timeout_secs {
+            cfg.hub.idle_timeout = Duration::from_secs(secs);
         }
-        if let Some(n) = self.max_connections.or(file.max_connections) {
+        if let Some(n) = s.max_connections {
             cfg.hub.max_connections = n;
         }
-        if let Some(n) = self
-            .socketio_max_room_peers
-            .or(file.socketio_max_room_peers)
-        {
-            if n < 2 {
-                bail!("socketio_max_room_peers must be at least 2");
-            }
+        if let Some(n) = s.socketio_max_room_peers {
             cfg.hub.sio_max_room_peers = n;
         }
-        if let Some(p) = self.peerjs_path.clone().or(file.peerjs_path) {
-            let trimmed = p.trim_matches('/');
-            if trimmed.is_empty()
-                || !trimmed
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-            {
-                bail!(
-                    "peerjs_path must be a path like /peerjs (letters, digits, - _ . /), not the site root"
-                );
-            }
-            cfg.peerjs_path = format!("/{trimmed}/");
+        if let Some(p) = s.peerjs_path {
+            cfg.peerjs_path = format!("/{}/", p.trim_matches('/'));
         }
         let pj = &mut cfg.hub.peerjs;
-        if let Some(k) = self.peerjs_key.clone().or(file.peerjs_key) {
-            if k.is_empty() {
-                bail!("peerjs_key must not be empty");
-            }
+        if let Some(k) = s.peerjs_key {
             pj.key = k.into();
         }
-        if let Some(ms) = self.peerjs_expire_timeout.or(file.peerjs_expire_timeout) {
+        if let Some(ms) = s.peerjs_expire_timeout {
             pj.expire_timeout = Duration::from_millis(ms.max(1));
         }
-        if let Some(ms) = self.peerjs_alive_timeout.or(file.peerjs_alive_timeout) {
-            if ms < 1000 {
-                bail!("peerjs_alive_timeout must be at least 1000 ms");
-            }
+        if let Some(ms) = s.peerjs_alive_timeout {
             pj.alive_timeout = Duration::from_millis(ms);
         }
-        if let Some(n) = self
-            .peerjs_concurrent_limit
-            .or(file.peerjs_concurrent_limit)
-        {
+        if let Some(n) = s.peerjs_concurrent_limit {
             pj.concurrent_limit = n;
         }
-        if let Some(b) = self.peerjs_allow_discovery.or(file.peerjs_allow_discovery) {
+        if let Some(b) = s.peerjs_allow_discovery {
             pj.allow_discovery = b;
         }
-        if let Some(n) = self
-            .peerjs_queue_bytes_per_id
-            .or(file.peerjs_queue_bytes_per_id)
-        {
+        if let Some(n) = s.peerjs_queue_bytes_per_id {
             pj.queue_bytes_per_peer = n;
             pj.queue_bytes_per_sender = n;
         }
-        if let Some(n) = self.peerjs_queue_bytes.or(file.peerjs_queue_bytes) {
+        if let Some(n) = s.peerjs_queue_bytes {
             pj.queue_bytes_total = n;
         }
-        if let Some(n) = self.max_message_size.or(file.max_message_size) {
-            if n < 1024 {
-                bail!("max_message_size must be at least 1024 bytes");
-            }
+        if let Some(n) = s.max_message_size {
             cfg.max_message_size = n;
         }
-        if let Some(n) = self.outbound_queue.or(file.outbound_queue) {
-            if n == 0 {
-                bail!("outbound_queue must be at least 1");
-            }
+        if let Some(n) = s.outbound_queue {
             cfg.outbound_queue = n;
         }
-        if let Some(n) = self
-            .max_queued_bytes_per_connection
-            .or(file.max_queued_bytes_per_connection)
-        {
-            if n < cfg.max_message_size {
-                bail!("max_queued_bytes_per_connection must be at least max_message_size");
-            }
+        if let Some(n) = s.max_queued_bytes_per_connection {
             cfg.max_queued_bytes_per_connection = n;
         }
-        if let Some(n) = self.max_queued_bytes.or(file.max_queued_bytes) {
-            if n < cfg.max_message_size {
-                bail!("max_queued_bytes must be at least max_message_size");
-            }
+        if let Some(n) = s.max_queued_bytes {
             cfg.max_queued_bytes = n;
         }
-        if let Some(n) = self.read_buffer_size.or(file.read_buffer_size) {
-            if !(64..=1 << 20).contains(&n) {
-                bail!("read_buffer_size must be between 64 bytes and 1 MiB");
-            }
+        if let Some(n) = s.read_buffer_size {
             cfg.read_buffer_size = n;
         }
-        if let Some(s) = self.shutdown_grace_secs.or(file.shutdown_grace_secs) {
-            cfg.shutdown_grace = Duration::from_secs(s);
+        if let Some(secs) = s.shutdown_grace_secs {
+            cfg.shutdown_grace = Duration::from_secs(secs);
         }
-        if let Some(s) = self.header_timeout_secs.or(file.header_timeout_secs) {
-            if s == 0 {
-                bail!("header_timeout_secs must be at least 1");
-            }
-            cfg.header_timeout = Duration::from_secs(s);
+        if let Some(secs) = s.header_timeout_secs {
+            cfg.header_timeout = Duration::from_secs(secs);
         }
         let limits = &mut cfg.hub.limits;
-        if let Some(n) = self.max_messages_per_sec.or(file.max_messages_per_sec) {
+        if let Some(n) = s.max_messages_per_sec {
             limits.messages = RateLimit::new(n, n.saturating_mul(2));
         }
-        if let Some(n) = self.max_joins_per_sec.or(file.max_joins_per_sec) {
+        if let Some(n) = s.max_joins_per_sec {
             limits.joins = RateLimit::new(n, n.saturating_mul(2));
         }
-        if let Some(n) = self
-            .max_joins_per_ip_per_sec
-            .or(file.max_joins_per_ip_per_sec)
-        {
+        if let Some(n) = s.max_joins_per_ip_per_sec {
             limits.joins_per_source = RateLimit::new(n, n.saturating_mul(10));
         }
-        if let Some(n) = self.max_socketio_sessions.or(file.max_socketio_sessions) {
+        if let Some(n) = s.max_socketio_sessions {
             cfg.max_socketio_sessions = n;
         }
-        if let Some(n) = self
-            .max_socketio_sessions_per_ip
-            .or(file.max_socketio_sessions_per_ip)
-        {
+        if let Some(n) = s.max_socketio_sessions_per_ip {
             cfg.max_socketio_sessions_per_ip = n;
         }
-        if let Some(n) = self.max_connections_per_ip.or(file.max_connections_per_ip) {
+        if let Some(n) = s.max_connections_per_ip {
             cfg.max_connections_per_ip = n;
         }
         // Decided here: the built-in STUN server, explicit servers, or a public fallback.
         cfg.hub.ice.servers = Vec::new();
-        let explicit_ice = self.ice_servers.is_some() || file.ice_servers.is_some();
-        if let Some(urls) = self.ice_servers {
-            cfg.hub.ice.servers = ice_from_urls(urls, self.turn_username, self.turn_credential)?;
-        } else if let Some(servers) = file.ice_servers {
-            cfg.hub.ice.servers = servers;
+        let explicit_ice = s.ice_servers.is_some();
+        if let Some(list) = s.ice_servers {
+            cfg.hub.ice.servers = ice_servers(list, s.turn_username, s.turn_credential)?;
         }
-        let secret = self.turn_secret.or(file.turn_secret);
-        let turn_urls = self.turn_urls.or(file.turn_urls);
-        let ttl_d = self
+        let secret = s.turn_secret;
+        let turn_urls = s.turn_urls;
+        let ttl_d = s
             .turn_ttl_secs
-            .or(file.turn_ttl_secs)
             .map_or(DEFAULT_TURN_TTL, Duration::from_secs);
-        let builtin = self
-            .builtin_turn
-            .or(file.builtin_turn)
-            .unwrap_or(turn_urls.is_none());
+        let builtin = s.builtin_turn.unwrap_or(turn_urls.is_none());
         if ttl_d.is_zero() {
             bail!("turn_ttl_secs must be at least 1");
         }
@@ -429,7 +358,7 @@ impl ServeArgs {
                 secret: secret.clone().unwrap_or_else(random_secret),
                 ..TurnConfig::default()
             };
-            let explicit_listen = match self.turn_listen.or(file.turn_listen) {
+            let explicit_listen = match s.turn_listen {
                 Some(l) if l.is_empty() => bail!("turn_listen must name at least one address"),
                 Some(l) => {
                     t.listen = l;
@@ -437,39 +366,30 @@ impl ServeArgs {
                 }
                 None => false,
             };
-            if let Some(l) = self.turn_tls_listen.or(file.turn_tls_listen) {
+            if let Some(l) = s.turn_tls_listen {
                 t.tls_listen = l;
             }
-            let tls_files = match (
-                self.turn_tls_cert.or(file.turn_tls_cert),
-                self.turn_tls_key.or(file.turn_tls_key),
-            ) {
+            let tls_files = match (s.turn_tls_cert, s.turn_tls_key) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
                 _ => bail!("turn_tls_cert and turn_tls_key go together"),
             };
-            if let Some(r) = self.turn_relay_ports.or(file.turn_relay_ports) {
+            if let Some(r) = s.turn_relay_ports {
                 t.relay_ports = parse_port_range(&r)?;
             }
-            t.external_ip = self.turn_external_ip.or(file.turn_external_ip);
-            t.policy.allow = self
-                .turn_allow_peers
-                .or(file.turn_allow_peers)
-                .unwrap_or_default();
-            t.policy.deny = self
-                .turn_deny_peers
-                .or(file.turn_deny_peers)
-                .unwrap_or_default();
-            if let Some(n) = self.turn_user_quota.or(file.turn_user_quota) {
+            t.external_ip = s.turn_external_ip;
+            t.policy.allow = s.turn_allow_peers.unwrap_or_default();
+            t.policy.deny = s.turn_deny_peers.unwrap_or_default();
+            if let Some(n) = s.turn_user_quota {
                 t.user_quota = n;
             }
-            if let Some(n) = self.turn_ip_quota.or(file.turn_ip_quota) {
+            if let Some(n) = s.turn_ip_quota {
                 t.ip_quota = n;
             }
-            if let Some(n) = self.turn_max_allocations.or(file.turn_max_allocations) {
+            if let Some(n) = s.turn_max_allocations {
                 t.max_allocations = n;
             }
-            if let Some(r) = self.turn_realm.or(file.turn_realm) {
+            if let Some(r) = s.turn_realm {
                 t.realm = r;
             }
             t.protected_ports = vec![listen.port()];
@@ -491,13 +411,7 @@ impl ServeArgs {
         let secret = secret.or_else(|| turn.as_ref().map(|t| t.config.secret.clone()));
         match (secret, turn_urls) {
             (Some(secret), Some(urls)) => {
-                if secret.is_empty() {
-                    bail!("turn_secret must not be empty");
-                }
                 let urls: Vec<String> = urls.into_iter().map(|u| u.trim().to_owned()).collect();
-                if urls.is_empty() || urls.iter().any(|u| !is_turn_url(u)) {
-                    bail!("turn_urls must be turn: or turns: URLs");
-                }
                 cfg.hub.ice.turn = Some(TurnRest {
                     secret,
                     urls,
@@ -510,13 +424,7 @@ impl ServeArgs {
             (None, Some(_)) => bail!("turn_urls need turn_secret"),
             (None, None) => {}
         }
-        for s in &cfg.hub.ice.servers {
-            for u in &s.urls {
-                if !is_ice_url(u) {
-                    bail!("ICE server URL {u:?} must start with stun:, turn: or turns:");
-                }
-            }
-        }
+        cfg.validate()?;
         Ok(Resolved {
             listen,
             default_listen,
@@ -573,17 +481,27 @@ fn parse_port_range(s: &str) -> anyhow::Result<(u16, u16)> {
     Ok((lo, hi))
 }
 
-fn ice_from_urls(
-    urls: Vec<String>,
+/// The `ice_servers` setting: tables as they are; URLs one server each for STUN, one
+/// server with `turn_username` and `turn_credential` for all the TURN ones.
+fn ice_servers(
+    list: Vec<IceServerSetting>,
     username: Option<String>,
     credential: Option<String>,
 ) -> anyhow::Result<Vec<IceServer>> {
+    let mut out = Vec::new();
+    let mut urls = Vec::new();
+    for entry in list {
+        match entry {
+            IceServerSetting::Server(server) => out.push(server),
+            IceServerSetting::Url(u) => urls.push(u),
+        }
+    }
     let (turn, stun): (Vec<_>, Vec<_>) = urls
         .into_iter()
         .map(|u| u.trim().to_owned())
         .filter(|u| !u.is_empty())
         .partition(|u| is_turn_url(u));
-    let mut out: Vec<IceServer> = stun.into_iter().map(IceServer::stun).collect();
+    out.extend(stun.into_iter().map(IceServer::stun));
     if !turn.is_empty() {
         if username.is_none() || credential.is_none() {
             bail!("turn: URLs need --turn-username and --turn-credential");
@@ -760,6 +678,36 @@ mod tests {
         std::fs::write(&f, "nonsense_key = 1\n").unwrap();
         let err = parse(&["--config", path]).unwrap_err();
         assert!(format!("{err:#}").contains("unknown field"), "{err:#}");
+        // One declaration per setting: the file takes what flags take (URL strings with
+        // turn_username / turn_credential), beside whole tables.
+        std::fs::write(
+            &f,
+            "ice_servers = [\"stun:s:1\", \"turn:t:2\", { urls = [\"turns:x:3\"] }]\n\
+             turn_username = \"u\"\nturn_credential = \"p\"\nmax_joins_per_sec = 3\n",
+        )
+        .unwrap();
+        let (_, cfg) = parse(&["--config", path]).unwrap();
+        let urls: Vec<_> = cfg
+            .hub
+            .ice
+            .servers
+            .iter()
+            .map(|s| s.urls.join(" "))
+            .collect();
+        assert_eq!(urls, ["turns:x:3", "stun:s:1", "turn:t:2"]);
+        assert_eq!(cfg.hub.ice.servers[2].credential.as_deref(), Some("p"));
+        assert_eq!(cfg.hub.limits.joins, RateLimit::new(3, 6));
+        // A flag list replaces the file's list whole.
+        let (_, cfg) = parse(&["--config", path, "--ice-servers", "stun:f:4"]).unwrap();
+        let urls: Vec<_> = cfg
+            .hub
+            .ice
+            .servers
+            .iter()
+            .map(|s| s.urls.join(" "))
+            .collect();
+        assert_eq!(urls, ["stun:f:4"]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

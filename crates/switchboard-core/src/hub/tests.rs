@@ -890,3 +890,20 @@ fn joins_and_messages_are_rate_limited_in_every_dialect() {
     }
     assert_eq!(h.hub.limiter.len(), (0, 0));
 }
+
+#[test]
+fn config_validation_names_what_is_out_of_range() {
+    assert_eq!(Config::default().validate(), Ok(()));
+    let bad = |f: fn(&mut Config)| {
+        let mut c = Config::default();
+        f(&mut c);
+        c.validate().unwrap_err().0
+    };
+    assert!(bad(|c| c.idle_timeout = Duration::ZERO).contains("idle_timeout"));
+    assert!(bad(|c| c.sio_max_room_peers = 1).contains("at least 2"));
+    assert!(bad(|c| c.peerjs.key = "".into()).contains("peerjs key"));
+    assert!(
+        bad(|c| c.ice.servers = vec![switchboard_proto::IceServer::stun("http://x")])
+            .contains("must start with stun:")
+    );
+}
