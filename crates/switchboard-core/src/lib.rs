@@ -52,6 +52,12 @@
 //! assert!(hub.poll_output().is_none());
 //! ```
 
+/// docs/ARCHITECTURE.md: its Rust blocks (the hub's drive loop) are compiled and run as this
+/// crate's doctests, so the API the map shows cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../docs/ARCHITECTURE.md")]
+pub struct ArchitectureDoc;
+
 mod app;
 mod hub;
 pub mod ice;
