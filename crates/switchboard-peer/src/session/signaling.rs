@@ -1,0 +1,258 @@
+//! The Ant Media signaling socket: joining, reconnecting, and what the server sends.
+
+use super::*;
+
+pub(crate) type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The first `a=mid:` of an SDP.
+pub(crate) fn first_mid(sdp: &str) -> Option<String> {
+    sdp.lines()
+        .find_map(|l| l.trim().strip_prefix("a=mid:"))
+        .map(str::to_owned)
+}
+
+/// A failed WebSocket connection in words, naming the URL and telling a server that is not
+/// Switchboard (an HTTP answer other than the upgrade) from one that cannot be reached.
+pub(crate) fn connect_error(url: &str, e: &tokio_tungstenite::tungstenite::Error) -> String {
+    use tokio_tungstenite::tungstenite::Error as WsError;
+    match e {
+        WsError::Http(response) => format!(
+            "{url} is not a Switchboard WebSocket endpoint: the server answered HTTP {} \
+             (check the host, port and the /<app>/websocket path)",
+            response.status()
+        ),
+        WsError::Io(io) => format!("cannot reach {url}: {io}"),
+        other => format!("cannot connect to {url}: {other}"),
+    }
+}
+
+/// The sentence for a server error that makes joining `room` impossible (the session ends).
+pub(crate) fn refusal(definition: &str, room: &str) -> Option<String> {
+    match definition {
+        "NoSpaceForNewPeer" => Some(format!(
+            "room {room:?} is full: it already has two peers (pick another room name, or wait \
+             until one leaves)"
+        )),
+        "invalidStreamName" => Some(format!(
+            "{room:?} is not a valid room name: use 1 to 128 letters, digits, '-', '_' or '.'"
+        )),
+        "noStreamNameSpecified" => Some("the room name is empty".to_owned()),
+        _ => None,
+    }
+}
+
+/// The next message of the signaling socket; never resolves while it is down.
+pub(crate) async fn next_message(
+    ws: &mut Option<Ws>,
+) -> Option<Result<Message, tokio_tungstenite::tungstenite::Error>> {
+    match ws {
+        Some(ws) => ws.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    /// Sends a signaling message. While the socket is down, messages are dropped: the
+    /// peer-to-peer connection does not need them, and the room is joined afresh.
+    pub(crate) async fn signal(&mut self, v: Value) -> Result<(), PeerError> {
+        let Some(ws) = self.ws.as_mut() else {
+            tracing::debug!("signaling down; not sent: {v}");
+            return Ok(());
+        };
+        ws.send(Message::Text(v.to_string().into()))
+            .await
+            .map_err(|e| PeerError::Signaling(e.to_string()))
+    }
+
+    pub(crate) async fn signaling_lost(&mut self, why: &str) {
+        if self.ws.take().is_some() {
+            tracing::info!("signaling connection lost ({why}); reconnecting");
+            self.lost_at = Some(Instant::now());
+            self.backoff = RECONNECT_MIN;
+            self.reconnect_at = Some(Instant::now() + self.backoff);
+            self.emit(PeerEvent::Reconnecting).await;
+        }
+    }
+
+    /// One reconnection attempt; an error once [`RECONNECT_BUDGET`] is spent.
+    pub(crate) async fn reconnect(&mut self) -> Result<(), PeerError> {
+        let attempt = tokio::time::timeout(
+            Duration::from_secs(3),
+            tokio_tungstenite::connect_async(&self.url),
+        )
+        .await;
+        match attempt {
+            Ok(Ok((ws, _))) => {
+                self.ws = Some(ws);
+                self.reconnect_at = None;
+                self.lost_at = None;
+                self.joined_sent = false;
+                if let Err(e) = self.send_join().await {
+                    self.signaling_lost(&e.to_string()).await;
+                }
+                Ok(())
+            }
+            Ok(Err(e)) => self.retry_later(&connect_error(&self.url, &e)),
+            Err(_) => self.retry_later(&format!("cannot reach {}: timed out", self.url)),
+        }
+    }
+
+    pub(crate) fn retry_later(&mut self, why: &str) -> Result<(), PeerError> {
+        let down_for = self.lost_at.map_or(Duration::ZERO, |t| t.elapsed());
+        if down_for >= self.reconnect_budget && !self.connected {
+            return Err(PeerError::Signaling(format!(
+                "gave up reconnecting after {} s: {why}",
+                down_for.as_secs()
+            )));
+        }
+        self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
+        tracing::info!("reconnect failed ({why}); next try in {:?}", self.backoff);
+        self.reconnect_at = Some(Instant::now() + self.backoff);
+        Ok(())
+    }
+
+    pub(crate) async fn on_signal(&mut self, text: &str) -> Result<(), PeerError> {
+        let Ok(msg) = serde_json::from_str::<Value>(text) else {
+            tracing::debug!("ignoring non-JSON signaling message");
+            return Ok(());
+        };
+        let field = |k: &str| msg.get(k).and_then(Value::as_str).unwrap_or("");
+        match field("command") {
+            "notification" if field("definition") == "joined" => self.emit(PeerEvent::Joined).await,
+            "iceServerConfig" if self.turn.is_none() && !self.joined_sent => {
+                self.start_turn(&msg).await;
+                self.start_stun(&msg).await;
+                if self.turn.is_none() {
+                    self.send_join().await?;
+                }
+            }
+            "start" if self.channel.is_some() => {
+                // Re-joined after a signaling drop while the peer-to-peer connection is
+                // still up: keep it (the other side may renegotiate; offers are answered).
+                tracing::debug!("start with a live connection: keeping it");
+            }
+            "start" => {
+                self.emit(PeerEvent::PeerJoined).await;
+                let room = self.room.clone();
+                let wants = [Track::Audio, Track::Video].map(|t| self.media.wants(t));
+                let rtc = self.new_rtc();
+                let mut api = rtc.sdp_api();
+                let mut mids = Vec::new();
+                for (want, track) in wants.into_iter().zip([Track::Audio, Track::Video]) {
+                    // A side that sends offers to receive as well (as browsers do), so the
+                    // other side may send on the same m-line whether or not this one records.
+                    let dir = match want {
+                        (true, _) => Direction::SendRecv,
+                        (false, true) => Direction::RecvOnly,
+                        (false, false) => continue,
+                    };
+                    let kind = match track {
+                        Track::Audio => MediaKind::Audio,
+                        Track::Video => MediaKind::Video,
+                    };
+                    // str0m reports `MediaAdded` only for m-lines the other side adds.
+                    mids.push((
+                        api.add_media(kind, dir, Some(room.clone()), None, None),
+                        track,
+                    ));
+                }
+                api.add_channel(room);
+                let Some((offer, pending)) = api.apply() else {
+                    return Err(PeerError::Rtc("no offer to make".into()));
+                };
+                self.mids = mids;
+                self.pending = Some(pending);
+                let sdp = offer.to_sdp_string();
+                self.first_mid = first_mid(&sdp);
+                self.signal(json!({"command": "takeConfiguration", "streamId": self.room, "type": "offer", "sdp": sdp}))
+                    .await?;
+            }
+            "takeConfiguration" => match field("type") {
+                "offer" => {
+                    if self.rtc.is_none() {
+                        self.emit(PeerEvent::PeerJoined).await;
+                    }
+                    self.permit_candidates(field("sdp"));
+                    let Ok(offer) = SdpOffer::from_sdp_string(field("sdp")) else {
+                        tracing::warn!("ignoring an unparsable offer");
+                        return Ok(());
+                    };
+                    let rtc = match self.rtc.as_mut() {
+                        Some(r) => r,
+                        None => self.new_rtc(),
+                    };
+                    let answer = rtc
+                        .sdp_api()
+                        .accept_offer(offer)
+                        .map_err(|e| PeerError::Rtc(e.to_string()))?;
+                    let sdp = answer.to_sdp_string();
+                    self.first_mid = first_mid(&sdp);
+                    self.signal(json!({"command": "takeConfiguration", "streamId": self.room, "type": "answer", "sdp": sdp}))
+                        .await?;
+                }
+                "answer" => {
+                    self.permit_candidates(field("sdp"));
+                    let (Some(rtc), Some(pending)) = (self.rtc.as_mut(), self.pending.take())
+                    else {
+                        tracing::warn!("ignoring an answer to no offer");
+                        return Ok(());
+                    };
+                    let Ok(answer) = SdpAnswer::from_sdp_string(field("sdp")) else {
+                        tracing::warn!("ignoring an unparsable answer");
+                        return Ok(());
+                    };
+                    rtc.sdp_api()
+                        .accept_answer(pending, answer)
+                        .map_err(|e| PeerError::Rtc(e.to_string()))?;
+                }
+                _ => {}
+            },
+            "takeCandidate" => {
+                let cand = field("candidate");
+                let cand = cand.strip_prefix("a=").unwrap_or(cand);
+                self.permit_candidates(cand);
+                if let (Some(rtc), Ok(c)) = (self.rtc.as_mut(), Candidate::from_sdp_string(cand)) {
+                    rtc.add_remote_candidate(c);
+                }
+            }
+            "stop" => {
+                self.rtc = None;
+                self.pending = None;
+                self.channel = None;
+                self.emit(PeerEvent::PeerLeft).await;
+            }
+            "error" => {
+                let definition = field("definition");
+                self.emit(PeerEvent::ServerError(definition.to_owned()))
+                    .await;
+                if let Some(why) = refusal(definition, &self.room) {
+                    if let Some(ws) = self.ws.as_mut() {
+                        let _ = ws.close(None).await;
+                    }
+                    return Err(PeerError::Refused(why));
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn send_join(&mut self) -> Result<(), PeerError> {
+        self.joined_sent = true;
+        self.signal(
+            json!({"command": "join", "streamId": self.room, "multiPeer": false, "mode": "both"}),
+        )
+        .await
+    }
+
+    /// Leaves the room and closes the signaling connection.
+    pub(crate) async fn leave(&mut self) {
+        let _ = self
+            .signal(json!({"command": "leave", "streamId": self.room}))
+            .await;
+        if let Some(ws) = self.ws.as_mut() {
+            let _ = ws.close(None).await;
+        }
+    }
+}
