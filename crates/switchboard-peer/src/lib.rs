@@ -69,6 +69,7 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use media::{IvfWriter, OggWriter, SourceMsg, Sources};
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -77,6 +78,8 @@ use str0m::format::Codec;
 use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTime, Mid};
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
+use switchboard_proto::IceServer;
+use switchboard_proto::antmedia::IceServerConfig;
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;

@@ -5,7 +5,9 @@ use serde::{Deserialize, Serialize};
 /// One ICE server in the standard `RTCIceServer` shape.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct IceServer {
-    /// `stun:`, `turn:` or `turns:` URLs of this server.
+    /// `stun:`, `turn:` or `turns:` URLs of this server (read from one string or a list,
+    /// as `RTCIceServer` allows).
+    #[serde(deserialize_with = "one_or_many")]
     pub urls: Vec<String>,
     /// TURN username; absent for STUN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -13,6 +15,20 @@ pub struct IceServer {
     /// TURN password; absent for STUN.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub credential: Option<String>,
+}
+
+/// `"url"` or `["url", ...]`.
+fn one_or_many<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Urls {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match Urls::deserialize(d)? {
+        Urls::One(u) => vec![u],
+        Urls::Many(v) => v,
+    })
 }
 
 /// Whether `url` is a TURN URL (`turn:` or `turns:`).

@@ -6,11 +6,11 @@ use super::*;
 impl Session {
     /// Starts STUN Binding requests from every host socket to the first `stun:` server of an
     /// `iceServerConfig` (or its UDP TURN server, which answers them too).
-    pub(crate) async fn start_stun(&mut self, msg: &Value) {
+    pub(crate) async fn start_stun(&mut self, servers: &[IceServer]) {
         if self.ice == IcePolicy::RelayOnly {
             return;
         }
-        let Some(server) = stun_server_of(msg).await else {
+        let Some(server) = stun_server_of(servers).await else {
             return;
         };
         let pending = (0..self.sockets.len())
@@ -129,9 +129,9 @@ impl Session {
     }
 
     /// Starts a TURN allocation on the first UDP `turn:` server of an `iceServerConfig`.
-    pub(crate) async fn start_turn(&mut self, msg: &Value) {
-        let Some((server, user, pass)) = turn_server_of(msg).await else {
-            tracing::info!("the server offers no usable UDP TURN server: {msg}");
+    pub(crate) async fn start_turn(&mut self, servers: &[IceServer]) {
+        let Some((server, user, pass)) = turn_server_of(servers).await else {
+            tracing::info!("the server offers no usable UDP TURN server: {servers:?}");
             return;
         };
         tracing::debug!("TURN server {server} as {user}");

@@ -68,21 +68,13 @@ pub(crate) fn turn_now(base: Instant) -> turn_client_proto::types::Instant {
     turn_client_proto::types::Instant::from_std(base)
 }
 
-/// The first `turn:` URL for UDP in an `iceServerConfig`, resolved, with its credentials.
-pub(crate) async fn turn_server_of(msg: &Value) -> Option<(SocketAddr, String, String)> {
-    for server in msg.get("iceServers")?.as_array()? {
-        let (Some(user), Some(pass)) = (
-            server.get("username").and_then(Value::as_str),
-            server.get("credential").and_then(Value::as_str),
-        ) else {
+/// The first UDP `turn:` server with credentials, resolved, and its username and password.
+pub(crate) async fn turn_server_of(servers: &[IceServer]) -> Option<(SocketAddr, String, String)> {
+    for server in servers {
+        let (Some(user), Some(pass)) = (&server.username, &server.credential) else {
             continue;
         };
-        let urls: Vec<&str> = match server.get("urls") {
-            Some(Value::String(u)) => vec![u.as_str()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => continue,
-        };
-        for url in urls {
+        for url in &server.urls {
             let Some(rest) = url.strip_prefix("turn:") else {
                 continue;
             };
@@ -91,7 +83,7 @@ pub(crate) async fn turn_server_of(msg: &Value) -> Option<(SocketAddr, String, S
                 continue;
             }
             if let Some(addr) = resolve_ipv4(hostport).await {
-                return Some((addr, user.to_owned(), pass.to_owned()));
+                return Some((addr, user.clone(), pass.clone()));
             }
         }
     }
@@ -113,25 +105,17 @@ pub(crate) fn binding_request() -> (
     (id, bytes)
 }
 
-/// The first `stun:` server of an `iceServerConfig` (else its first UDP `turn:` server),
-/// resolved to an IPv4 address.
-pub(crate) async fn stun_server_of(msg: &Value) -> Option<SocketAddr> {
-    for server in msg.get("iceServers")?.as_array()? {
-        let urls: Vec<&str> = match server.get("urls") {
-            Some(Value::String(u)) => vec![u.as_str()],
-            Some(Value::Array(a)) => a.iter().filter_map(Value::as_str).collect(),
-            _ => continue,
+/// The first `stun:` server, resolved, else the UDP TURN server (which answers STUN too).
+pub(crate) async fn stun_server_of(servers: &[IceServer]) -> Option<SocketAddr> {
+    for url in servers.iter().flat_map(|s| &s.urls) {
+        let Some(rest) = url.strip_prefix("stun:") else {
+            continue;
         };
-        for url in urls {
-            let Some(rest) = url.strip_prefix("stun:") else {
-                continue;
-            };
-            if let Some(addr) = resolve_ipv4(rest.split_once('?').map_or(rest, |(h, _)| h)).await {
-                return Some(addr);
-            }
+        if let Some(addr) = resolve_ipv4(rest.split_once('?').map_or(rest, |(h, _)| h)).await {
+            return Some(addr);
         }
     }
-    turn_server_of(msg).await.map(|(a, _, _)| a)
+    turn_server_of(servers).await.map(|(a, _, _)| a)
 }
 
 /// Resolves `host[:port]` (default port 3478) to its first IPv4 address.

@@ -121,8 +121,11 @@ impl Session {
         match field("command") {
             "notification" if field("definition") == "joined" => self.emit(PeerEvent::Joined).await,
             "iceServerConfig" if self.turn.is_none() && !self.joined_sent => {
-                self.start_turn(&msg).await;
-                self.start_stun(&msg).await;
+                let servers = IceServerConfig::deserialize(&msg)
+                    .map(|c| c.servers())
+                    .unwrap_or_default();
+                self.start_turn(&servers).await;
+                self.start_stun(&servers).await;
                 if self.turn.is_none() {
                     self.send_join().await?;
                 }

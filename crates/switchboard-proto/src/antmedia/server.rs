@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::SdpType;
 use crate::{ErrorCode, IceServer, Opaque, StreamId};
@@ -22,8 +22,10 @@ pub enum Notification {
 }
 
 /// The body of an `iceServerConfig` reply: Ant Media's single-server fields plus the
-/// standard `iceServers` list.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// standard `iceServers` list. Clients (the native peer) read it with `serde_json`; a reply
+/// of Ant Media's own, without `iceServers`, reads as one server ([`Self::servers`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct IceServerConfig {
     /// The one URI Ant Media clients read: a `turn:` URI is used with the credentials, a
     /// `stun:` URI for STUN only.
@@ -41,6 +43,21 @@ pub struct IceServerConfig {
 }
 
 impl IceServerConfig {
+    /// The servers to use: `iceServers`, or when that is empty Ant Media's single
+    /// `stunServerUri` (with its credentials for a `turn:` URI).
+    #[must_use]
+    pub fn servers(&self) -> Vec<IceServer> {
+        if !self.ice_servers.is_empty() || self.stun_server_uri.is_empty() {
+            return self.ice_servers.clone();
+        }
+        let turn = crate::is_turn_url(&self.stun_server_uri);
+        vec![IceServer {
+            urls: vec![self.stun_server_uri.clone()],
+            username: turn.then(|| self.turn_server_username.clone()),
+            credential: turn.then(|| self.turn_server_credential.clone()),
+        }]
+    }
+
     /// Builds the reply from a list of servers: Ant Media's single URI is the first TURN
     /// URL (TURN servers answer STUN too), else the first STUN URL, else empty.
     #[must_use]
@@ -223,5 +240,39 @@ impl ServerMessage {
             Self::Pong => 0,
             Self::IceServerConfig(_) => 512,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod ice_reply_tests {
+    use super::IceServerConfig;
+
+    #[test]
+    fn a_client_reads_the_list_or_ant_medias_single_server() {
+        // Switchboard's reply: the standard list, `urls` as a string or a list.
+        let c: IceServerConfig = serde_json::from_str(
+            r#"{"command":"iceServerConfig","stunServerUri":"turn:t:3478",
+                "turnServerUsername":"u","turnServerCredential":"p",
+                "iceServers":[{"urls":"stun:s:3478"},
+                              {"urls":["turn:t:3478"],"username":"u","credential":"p"}]}"#,
+        )
+        .unwrap();
+        let s = c.servers();
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0].urls, ["stun:s:3478"]);
+        assert_eq!(s[1].credential.as_deref(), Some("p"));
+        // Ant Media's own reply has only the single URI.
+        let c: IceServerConfig = serde_json::from_str(
+            r#"{"command":"iceServerConfig","stunServerUri":"turn:a:3478",
+                "turnServerUsername":"u","turnServerCredential":"p"}"#,
+        )
+        .unwrap();
+        let s = c.servers();
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].username.as_deref(), Some("u"));
+        let c: IceServerConfig =
+            serde_json::from_str(r#"{"stunServerUri":"stun:a:3478"}"#).unwrap();
+        assert_eq!(c.servers()[0].username, None);
     }
 }
