@@ -69,7 +69,6 @@ use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt as _, StreamExt as _};
 use media::{IvfWriter, OggWriter, SourceMsg, Sources};
-use serde::Deserialize as _;
 use serde_json::{Value, json};
 use sha2::{Digest as _, Sha256};
 use str0m::change::{SdpAnswer, SdpOffer, SdpPendingOffer};
@@ -79,7 +78,8 @@ use str0m::media::{Direction, Frequency, KeyframeRequestKind, MediaKind, MediaTi
 use str0m::net::{Protocol, Receive};
 use str0m::{Candidate, Event, Input, Output, Rtc};
 use switchboard_proto::IceServer;
-use switchboard_proto::antmedia::IceServerConfig;
+use switchboard_proto::antmedia::SdpType;
+use switchboard_proto::antmedia::client::{Event as Signal, Request};
 use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::Message;

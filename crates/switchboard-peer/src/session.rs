@@ -167,8 +167,7 @@ impl Session {
         if self.ice == IcePolicy::HostOnly {
             self.send_join().await?;
         } else {
-            self.signal(json!({"command": "getIceServerConfig"}))
-                .await?;
+            self.signal(Request::GetIceServerConfig).await?;
         }
         let (udp_tx, mut udp_rx) = mpsc::channel::<(usize, SocketAddr, Vec<u8>)>(1024);
         self.udp_tx = Some(udp_tx);
@@ -271,7 +270,7 @@ impl Session {
                     }
                 }
                 _ = ping.tick() => {
-                    if let Err(e) = self.signal(json!({"command": "ping"})).await {
+                    if let Err(e) = self.signal(Request::Ping).await {
                         self.signaling_lost(&e.to_string()).await;
                     }
                 }

@@ -88,8 +88,14 @@ impl Session {
             return Ok(());
         };
         for line in std::mem::take(&mut self.trickle) {
-            self.signal(json!({"command": "takeCandidate", "streamId": self.room, "label": 0, "id": mid, "candidate": line}))
-                .await?;
+            let room = self.room.clone();
+            self.signal(Request::TakeCandidate {
+                stream_id: &room,
+                label: 0,
+                id: &mid,
+                candidate: &line,
+            })
+            .await?;
         }
         Ok(())
     }

@@ -55,12 +55,15 @@ pub(crate) async fn next_message(
 impl Session {
     /// Sends a signaling message. While the socket is down, messages are dropped: the
     /// peer-to-peer connection does not need them, and the room is joined afresh.
-    pub(crate) async fn signal(&mut self, v: Value) -> Result<(), PeerError> {
+    /// Sends `request` to the server (dropped while signaling is down: the re-join after a
+    /// reconnection starts over).
+    pub(crate) async fn signal(&mut self, request: Request<'_>) -> Result<(), PeerError> {
+        let text = request.encode();
         let Some(ws) = self.ws.as_mut() else {
-            tracing::debug!("signaling down; not sent: {v}");
+            tracing::debug!("signaling down; not sent: {text}");
             return Ok(());
         };
-        ws.send(Message::Text(v.to_string().into()))
+        ws.send(Message::Text(text.into()))
             .await
             .map_err(|e| PeerError::Signaling(e.to_string()))
     }
@@ -113,29 +116,28 @@ impl Session {
     }
 
     pub(crate) async fn on_signal(&mut self, text: &str) -> Result<(), PeerError> {
-        let Ok(msg) = serde_json::from_str::<Value>(text) else {
-            tracing::debug!("ignoring non-JSON signaling message");
+        let Some(event) = Signal::decode(text) else {
+            tracing::debug!("ignoring a signaling message that is not the protocol's: {text}");
             return Ok(());
         };
-        let field = |k: &str| msg.get(k).and_then(Value::as_str).unwrap_or("");
-        match field("command") {
-            "notification" if field("definition") == "joined" => self.emit(PeerEvent::Joined).await,
-            "iceServerConfig" if self.turn.is_none() && !self.joined_sent => {
-                let servers = IceServerConfig::deserialize(&msg)
-                    .map(|c| c.servers())
-                    .unwrap_or_default();
+        match event {
+            Signal::Notification { definition } if definition == "joined" => {
+                self.emit(PeerEvent::Joined).await;
+            }
+            Signal::IceServerConfig(config) if self.turn.is_none() && !self.joined_sent => {
+                let servers = config.servers();
                 self.start_turn(&servers).await;
                 self.start_stun(&servers).await;
                 if self.turn.is_none() {
                     self.send_join().await?;
                 }
             }
-            "start" if self.channel.is_some() => {
+            Signal::Start {} if self.channel.is_some() => {
                 // Re-joined after a signaling drop while the peer-to-peer connection is
                 // still up: keep it (the other side may renegotiate; offers are answered).
                 tracing::debug!("start with a live connection: keeping it");
             }
-            "start" => {
+            Signal::Start {} => {
                 self.emit(PeerEvent::PeerJoined).await;
                 let room = self.room.clone();
                 let wants = [Track::Audio, Track::Video].map(|t| self.media.wants(t));
@@ -168,16 +170,15 @@ impl Session {
                 self.pending = Some(pending);
                 let sdp = offer.to_sdp_string();
                 self.first_mid = first_mid(&sdp);
-                self.signal(json!({"command": "takeConfiguration", "streamId": self.room, "type": "offer", "sdp": sdp}))
-                    .await?;
+                self.take_configuration(SdpType::Offer, &sdp).await?;
             }
-            "takeConfiguration" => match field("type") {
+            Signal::TakeConfiguration { kind, sdp } => match kind.as_str() {
                 "offer" => {
                     if self.rtc.is_none() {
                         self.emit(PeerEvent::PeerJoined).await;
                     }
-                    self.permit_candidates(field("sdp"));
-                    let Ok(offer) = SdpOffer::from_sdp_string(field("sdp")) else {
+                    self.permit_candidates(&sdp);
+                    let Ok(offer) = SdpOffer::from_sdp_string(&sdp) else {
                         tracing::warn!("ignoring an unparsable offer");
                         return Ok(());
                     };
@@ -191,17 +192,16 @@ impl Session {
                         .map_err(|e| PeerError::Rtc(e.to_string()))?;
                     let sdp = answer.to_sdp_string();
                     self.first_mid = first_mid(&sdp);
-                    self.signal(json!({"command": "takeConfiguration", "streamId": self.room, "type": "answer", "sdp": sdp}))
-                        .await?;
+                    self.take_configuration(SdpType::Answer, &sdp).await?;
                 }
                 "answer" => {
-                    self.permit_candidates(field("sdp"));
+                    self.permit_candidates(&sdp);
                     let (Some(rtc), Some(pending)) = (self.rtc.as_mut(), self.pending.take())
                     else {
                         tracing::warn!("ignoring an answer to no offer");
                         return Ok(());
                     };
-                    let Ok(answer) = SdpAnswer::from_sdp_string(field("sdp")) else {
+                    let Ok(answer) = SdpAnswer::from_sdp_string(&sdp) else {
                         tracing::warn!("ignoring an unparsable answer");
                         return Ok(());
                     };
@@ -211,25 +211,23 @@ impl Session {
                 }
                 _ => {}
             },
-            "takeCandidate" => {
-                let cand = field("candidate");
-                let cand = cand.strip_prefix("a=").unwrap_or(cand);
+            Signal::TakeCandidate { candidate } => {
+                let cand = candidate.strip_prefix("a=").unwrap_or(&candidate);
                 self.permit_candidates(cand);
                 if let (Some(rtc), Ok(c)) = (self.rtc.as_mut(), Candidate::from_sdp_string(cand)) {
                     rtc.add_remote_candidate(c);
                 }
             }
-            "stop" => {
+            Signal::Stop {} => {
                 self.rtc = None;
                 self.pending = None;
                 self.channel = None;
                 self.emit(PeerEvent::PeerLeft).await;
             }
-            "error" => {
-                let definition = field("definition");
-                self.emit(PeerEvent::ServerError(definition.to_owned()))
-                    .await;
-                if let Some(why) = refusal(definition, &self.room) {
+            Signal::Error { definition } => {
+                let refused = refusal(&definition, &self.room);
+                self.emit(PeerEvent::ServerError(definition)).await;
+                if let Some(why) = refused {
                     if let Some(ws) = self.ws.as_mut() {
                         let _ = ws.close(None).await;
                     }
@@ -241,19 +239,36 @@ impl Session {
         Ok(())
     }
 
+    /// Sends this side's offer or answer.
+    pub(crate) async fn take_configuration(
+        &mut self,
+        kind: SdpType,
+        sdp: &str,
+    ) -> Result<(), PeerError> {
+        let room = self.room.clone();
+        self.signal(Request::TakeConfiguration {
+            stream_id: &room,
+            kind,
+            sdp,
+        })
+        .await
+    }
+
     pub(crate) async fn send_join(&mut self) -> Result<(), PeerError> {
         self.joined_sent = true;
-        self.signal(
-            json!({"command": "join", "streamId": self.room, "multiPeer": false, "mode": "both"}),
-        )
+        let room = self.room.clone();
+        self.signal(Request::Join {
+            stream_id: &room,
+            multi_peer: false,
+            mode: "both",
+        })
         .await
     }
 
     /// Leaves the room and closes the signaling connection.
     pub(crate) async fn leave(&mut self) {
-        let _ = self
-            .signal(json!({"command": "leave", "streamId": self.room}))
-            .await;
+        let room = self.room.clone();
+        let _ = self.signal(Request::Leave { stream_id: &room }).await;
         if let Some(ws) = self.ws.as_mut() {
             let _ = ws.close(None).await;
         }

@@ -9,6 +9,7 @@
 //! SDP, candidates and `peerMessageCommand` data are [`Opaque`](crate::Opaque): forwarded
 //! byte for byte.
 
+pub mod client;
 mod decode;
 mod server;
 
