@@ -16,10 +16,11 @@ use crate::ice::IceConfig;
 use crate::App;
 use crate::timers::Deadlines;
 
+mod antmedia;
 mod events;
 mod limits;
 mod peerjs;
-mod sio;
+mod socketio;
 
 pub use events::{Change, Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
 
@@ -27,7 +28,7 @@ use limits::Verdict;
 pub use limits::{Limits, REFUSAL_WINDOW, REFUSALS_BEFORE_CLOSE, RateLimit, source_key};
 pub use peerjs::{PJ_MAX_NAME, PeerJsConfig};
 
-pub use sio::{AckId, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay};
+pub use socketio::{AckId, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay};
 
 /// A connection, named by the IO edge. Ids must be unique for the life of the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -198,45 +199,6 @@ pub struct Stats {
     pub rate_limit_closed: u64,
 }
 
-/// What the hub knows of one connection.
-#[derive(Debug)]
-struct Conn {
-    /// Namespace of the rooms this connection can join.
-    app: App,
-    /// The room joined, if any (at most one).
-    room: Option<StreamId>,
-    /// Last time a frame arrived; the idle deadline is `last_seen + idle_timeout`.
-    last_seen: Instant,
-    /// The host the client used to reach the server, for `{host}` in ICE URLs.
-    host: Option<Box<str>>,
-}
-
-/// A room: one or two peers. `peers[0]` is always occupied.
-#[derive(Debug)]
-struct Room {
-    peers: [Option<ConnId>; 2],
-}
-
-impl Room {
-    fn other(&self, me: ConnId) -> Option<ConnId> {
-        self.peers.iter().flatten().copied().find(|&c| c != me)
-    }
-
-    fn is_full(&self) -> bool {
-        self.peers[1].is_some()
-    }
-
-    /// Removes `me`; returns whether the room is now empty.
-    fn remove(&mut self, me: ConnId) -> bool {
-        if self.peers[0] == Some(me) {
-            self.peers[0] = self.peers[1].take();
-        } else if self.peers[1] == Some(me) {
-            self.peers[1] = None;
-        }
-        self.peers[0].is_none()
-    }
-}
-
 /// The sans-IO signaling hub. See the crate docs.
 #[derive(Debug)]
 pub struct Hub {
@@ -247,17 +209,16 @@ pub struct Hub {
     unix_now: u64,
     /// TURN credentials minted so far; the serial in each one's user part.
     turn_users_minted: u64,
-    conns: HashMap<ConnId, Conn>,
-    rooms: HashMap<(App, StreamId), Room>,
+    /// Ant Media connections and rooms.
+    am: antmedia::AntMedia,
+    /// Idle deadlines of every connection (Ant Media and socket.io; PeerJS has its own).
     deadlines: Deadlines,
     out: VecDeque<Output>,
     /// Joins and leaves, for the edge's logs ([`Hub::poll_event`]).
     events: events::Events,
     stats: Stats,
     /// socket.io connections, their ids and rooms.
-    sio: HashMap<ConnId, sio::SioConn>,
-    sio_ids: HashMap<Box<str>, ConnId>,
-    sio_rooms: HashMap<Box<str>, Vec<ConnId>>,
+    sio: socketio::SocketIo,
     /// PeerJS sockets, ids, queues and timers.
     pj: peerjs::PeerJs,
     /// Rate-limit budgets of every connection and source address.
@@ -276,15 +237,12 @@ impl Hub {
             unix_now: 0,
             turn_users_minted: 0,
             config,
-            conns: HashMap::new(),
-            rooms: HashMap::new(),
+            am: antmedia::AntMedia::default(),
             deadlines: Deadlines::default(),
             out: VecDeque::new(),
             events: events::Events::default(),
             stats: Stats::default(),
-            sio: HashMap::new(),
-            sio_ids: HashMap::new(),
-            sio_rooms: HashMap::new(),
+            sio: socketio::SocketIo::default(),
             pj: peerjs::PeerJs::default(),
             limiter: limits::Limiter::default(),
         }
@@ -300,8 +258,8 @@ impl Hub {
     #[must_use]
     pub fn stats(&self) -> Stats {
         Stats {
-            connections: self.conns.len() + self.sio.len() + self.pj.len(),
-            rooms: self.rooms.len() + self.sio_rooms.len(),
+            connections: self.am.conns.len() + self.sio.conns.len() + self.pj.len(),
+            rooms: self.am.rooms.len() + self.sio.rooms.len(),
             events_dropped: self.events.dropped,
             queued: self.pj.queued().0,
             queued_bytes: self.pj.queued().1,
@@ -336,149 +294,6 @@ impl Hub {
         self.unix_now = unix_secs;
     }
 
-    /// A new connection to `app`, made to `host` (the bare host of its `Host` header, see
-    /// [`crate::ice::host_from_header`]) from `ip` (for the per-source limits; `None`
-    /// exempts it). Over [`Config::max_connections`] it is answered with
-    /// `highResourceUsage` and closed. A repeated id is ignored.
-    pub fn handle_connect(
-        &mut self,
-        conn: ConnId,
-        app: App,
-        host: Option<&str>,
-        ip: Option<IpAddr>,
-        now: Instant,
-    ) {
-        if self.conns.contains_key(&conn) {
-            return;
-        }
-        if self.conns.len() + self.sio.len() + self.pj.len() >= self.config.max_connections {
-            self.error(
-                conn,
-                ErrorCode::HighResourceUsage,
-                None,
-                Some("server is at its connection limit"),
-            );
-            self.out.push_back(Output::Close {
-                conn,
-                reason: CloseReason::Overloaded,
-            });
-            return;
-        }
-        self.conns.insert(
-            conn,
-            Conn {
-                app,
-                room: None,
-                last_seen: now,
-                host: host.map(Into::into),
-            },
-        );
-        self.limiter.connect(conn, ip, &self.config.limits, now);
-        self.deadlines.push(now + self.config.idle_timeout, conn);
-    }
-
-    /// Any sign of life that is not a message (a WebSocket ping or pong frame). It counts
-    /// against the connection's message budget like a message: a flood of ping frames is
-    /// refused with `rate_limited` and closed as one of text frames is.
-    pub fn handle_activity(&mut self, conn: ConnId, now: Instant) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        c.last_seen = now;
-        match self.limiter.message(conn, &self.config.limits, now) {
-            Verdict::Allow => {}
-            Verdict::Refuse => self.rate_limited(conn, None),
-            Verdict::Close => self.close_rate_limited(conn),
-        }
-    }
-
-    /// One decoded frame (or the reason it could not be decoded) from `conn`.
-    pub fn handle_message(
-        &mut self,
-        conn: ConnId,
-        msg: Result<ClientMessage, DecodeError>,
-        now: Instant,
-    ) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        c.last_seen = now;
-        match self.limiter.message(conn, &self.config.limits, now) {
-            Verdict::Allow => {}
-            Verdict::Refuse => return self.rate_limited(conn, None),
-            Verdict::Close => return self.close_rate_limited(conn),
-        }
-        let msg = match msg {
-            Ok(m) => m,
-            Err(e) => {
-                self.stats.errors += 1;
-                self.out.push_back(Output::Send {
-                    conn,
-                    msg: ServerMessage::Error {
-                        definition: e.code,
-                        stream_id: e.stream_id,
-                        reason: Some(e.reason.into()),
-                    },
-                });
-                return;
-            }
-        };
-        match msg {
-            ClientMessage::Ping => self.send(conn, ServerMessage::Pong),
-            ClientMessage::GetIceServerConfig => {
-                let reply = match &self.ice {
-                    Some(fixed) => Arc::clone(fixed),
-                    None => {
-                        let host = self.conns.get(&conn).and_then(|c| c.host.as_deref());
-                        // A user of its own per credential: its own TURN quota.
-                        self.turn_users_minted += 1;
-                        let prefix = self.config.ice.turn.as_ref().map_or("", |t| &t.user_prefix);
-                        let user = format!("{prefix}a{}", self.turn_users_minted);
-                        let servers = self.config.ice.resolve(host, self.unix_now, &user);
-                        Arc::new(IceServerConfig::from_servers(&servers))
-                    }
-                };
-                self.send(conn, ServerMessage::IceServerConfig(reply));
-            }
-            ClientMessage::Join { stream_id } => self.join(conn, stream_id, now),
-            ClientMessage::Leave { stream_id } => self.leave(conn, &stream_id, LeaveReason::Leave),
-            ClientMessage::TakeConfiguration {
-                stream_id,
-                kind,
-                sdp,
-            } => self.relay(conn, stream_id, |stream_id| {
-                ServerMessage::TakeConfiguration {
-                    stream_id,
-                    kind,
-                    sdp,
-                    id_mapping: EmptyMap,
-                }
-            }),
-            ClientMessage::TakeCandidate {
-                stream_id,
-                label,
-                id,
-                candidate,
-            } => self.relay(conn, stream_id, |stream_id| ServerMessage::TakeCandidate {
-                stream_id,
-                label,
-                id,
-                candidate,
-            }),
-            ClientMessage::PeerMessage {
-                stream_id,
-                definition,
-                data,
-            } => self.relay(conn, stream_id, |stream_id| {
-                ServerMessage::PeerMessageCommand {
-                    stream_id,
-                    definition,
-                    data,
-                }
-            }),
-        }
-    }
-
     /// `conn`'s socket is gone (closed by the client, failed, or dropped by the edge as a
     /// slow consumer). Its peer gets `stop`; nothing is sent to `conn`.
     pub fn handle_disconnect(&mut self, conn: ConnId) {
@@ -486,7 +301,7 @@ impl Hub {
         if self.sio_disconnect(conn) || self.pj_disconnect(conn) {
             return;
         }
-        if let Some(c) = self.conns.remove(&conn) {
+        if let Some(c) = self.am.conns.remove(&conn) {
             self.vacate(conn, &c, LeaveReason::Disconnect);
         }
     }
@@ -495,7 +310,7 @@ impl Hub {
     pub fn handle_timeout(&mut self, now: Instant) {
         self.pj_timeout(now);
         while let Some(conn) = self.deadlines.pop_due(now) {
-            let Some(c) = self.conns.get(&conn) else {
+            let Some(c) = self.am.conns.get(&conn) else {
                 continue; // closed since this entry was pushed
             };
             let due = c.last_seen + self.config.idle_timeout;
@@ -503,7 +318,7 @@ impl Hub {
                 self.deadlines.push(due, conn);
                 continue;
             }
-            if let Some(c) = self.conns.remove(&conn) {
+            if let Some(c) = self.am.conns.remove(&conn) {
                 self.vacate(conn, &c, LeaveReason::IdleTimeout);
             }
             self.stats.idle_closed += 1;
@@ -517,7 +332,7 @@ impl Hub {
     /// Graceful shutdown: every connection gets `notification server_will_stop` and is
     /// closed. The hub is empty afterwards.
     pub fn shutdown(&mut self) {
-        let mut conns: Vec<ConnId> = self.conns.keys().copied().collect();
+        let mut conns: Vec<ConnId> = self.am.conns.keys().copied().collect();
         conns.sort_unstable();
         for conn in conns {
             self.send(
@@ -532,37 +347,14 @@ impl Hub {
                 reason: CloseReason::Shutdown,
             });
         }
-        self.conns.clear();
-        self.rooms.clear();
+        self.am.conns.clear();
+        self.am.rooms.clear();
         self.deadlines.clear();
         // Shutdown is one line in the edge's log, not one per peer.
         self.events.clear();
         self.sio_shutdown();
         self.pj_shutdown();
         self.limiter.clear();
-    }
-
-    /// Refuses an Ant Media message or join over its rate limit.
-    fn rate_limited(&mut self, conn: ConnId, stream_id: Option<&StreamId>) {
-        self.error(
-            conn,
-            ErrorCode::RateLimited,
-            stream_id,
-            Some("too many messages or joins a second; slow down"),
-        );
-    }
-
-    /// Closes an Ant Media connection that went on after many refusals; its peer gets
-    /// `stop`.
-    fn close_rate_limited(&mut self, conn: ConnId) {
-        self.rate_limited(conn, None);
-        if let Some(c) = self.conns.remove(&conn) {
-            self.vacate(conn, &c, LeaveReason::RateLimited);
-        }
-        self.out.push_back(Output::Close {
-            conn,
-            reason: CloseReason::RateLimited,
-        });
     }
 
     /// Closes `conns` (in id order, so outputs are deterministic) for shutdown.
@@ -573,167 +365,6 @@ impl Hub {
                 conn,
                 reason: CloseReason::Shutdown,
             });
-        }
-    }
-
-    fn send(&mut self, conn: ConnId, msg: ServerMessage) {
-        self.out.push_back(Output::Send { conn, msg });
-    }
-
-    fn error(
-        &mut self,
-        conn: ConnId,
-        code: ErrorCode,
-        stream_id: Option<&StreamId>,
-        reason: Option<&str>,
-    ) {
-        self.stats.errors += 1;
-        self.send(
-            conn,
-            ServerMessage::Error {
-                definition: code,
-                stream_id: stream_id.map(|s| s.as_str().into()),
-                reason: reason.map(Into::into),
-            },
-        );
-    }
-
-    fn notify(&mut self, conn: ConnId, definition: Notification, stream_id: StreamId) {
-        self.send(
-            conn,
-            ServerMessage::Notification {
-                definition,
-                stream_id: Some(stream_id),
-            },
-        );
-    }
-
-    fn join(&mut self, conn: ConnId, stream_id: StreamId, now: Instant) {
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        if c.room.as_ref() == Some(&stream_id) {
-            self.notify(conn, Notification::Joined, stream_id);
-            return;
-        }
-        match self.limiter.join(conn, &self.config.limits, now) {
-            Verdict::Allow => {}
-            Verdict::Refuse => return self.rate_limited(conn, Some(&stream_id)),
-            Verdict::Close => return self.close_rate_limited(conn),
-        }
-        let Some(c) = self.conns.get(&conn) else {
-            return;
-        };
-        let key = (c.app.clone(), stream_id.clone());
-        if self.rooms.get(&key).is_some_and(Room::is_full) {
-            self.error(conn, ErrorCode::NoSpaceForNewPeer, Some(&stream_id), None);
-            return;
-        }
-        if let Some(old) = c.room.clone() {
-            self.leave(conn, &old, LeaveReason::Moved);
-        }
-        let first = match self.rooms.entry(key) {
-            Entry::Vacant(v) => {
-                v.insert(Room {
-                    peers: [Some(conn), None],
-                });
-                None
-            }
-            Entry::Occupied(mut o) => {
-                let room = o.get_mut();
-                room.peers[1] = Some(conn);
-                room.peers[0]
-            }
-        };
-        if let Some(c) = self.conns.get_mut(&conn) {
-            c.room = Some(stream_id.clone());
-            self.events
-                .joined(conn, Dialect::AntMedia, c.app.as_str(), stream_id.as_str());
-        }
-        self.notify(conn, Notification::Joined, stream_id.clone());
-        if let Some(first) = first {
-            self.send(first, ServerMessage::Start { stream_id });
-        }
-    }
-
-    fn leave(&mut self, conn: ConnId, stream_id: &StreamId, reason: LeaveReason) {
-        let Some(c) = self.conns.get_mut(&conn) else {
-            return;
-        };
-        if c.room.as_ref() != Some(stream_id) {
-            self.error(
-                conn,
-                ErrorCode::NoPeerAssociatedBefore,
-                Some(stream_id),
-                None,
-            );
-            return;
-        }
-        c.room = None;
-        let app = c.app.clone();
-        self.remove_from_room(conn, app, stream_id.clone(), reason);
-        self.notify(conn, Notification::Leaved, stream_id.clone());
-    }
-
-    /// Frees `conn`'s seat (after it was removed from `conns`), sending `stop` to its peer.
-    fn vacate(&mut self, conn: ConnId, c: &Conn, reason: LeaveReason) {
-        if let Some(stream_id) = c.room.clone() {
-            self.remove_from_room(conn, c.app.clone(), stream_id, reason);
-        }
-    }
-
-    fn remove_from_room(
-        &mut self,
-        conn: ConnId,
-        app: App,
-        stream_id: StreamId,
-        reason: LeaveReason,
-    ) {
-        let key = (app, stream_id);
-        let Some(room) = self.rooms.get_mut(&key) else {
-            return;
-        };
-        self.events.left(
-            conn,
-            Dialect::AntMedia,
-            key.0.as_str(),
-            key.1.as_str(),
-            reason,
-        );
-        let other = room.other(conn);
-        if room.remove(conn) {
-            self.rooms.remove(&key);
-        }
-        if let Some(other) = other {
-            self.send(other, ServerMessage::Stop { stream_id: key.1 });
-        }
-    }
-
-    fn relay(
-        &mut self,
-        conn: ConnId,
-        stream_id: StreamId,
-        msg: impl FnOnce(StreamId) -> ServerMessage,
-    ) {
-        let other = self.conns.get(&conn).and_then(|c| {
-            if c.room.as_ref() != Some(&stream_id) {
-                return None;
-            }
-            self.rooms
-                .get(&(c.app.clone(), stream_id.clone()))
-                .and_then(|r| r.other(conn))
-        });
-        match other {
-            Some(other) => {
-                self.stats.relayed += 1;
-                self.send(other, msg(stream_id));
-            }
-            None => self.error(
-                conn,
-                ErrorCode::NoPeerAssociatedBefore,
-                Some(&stream_id),
-                None,
-            ),
         }
     }
 }

@@ -225,7 +225,7 @@ impl Hub {
                 });
             }
             None => {
-                let total = self.conns.len() + self.sio.len() + self.pj.len();
+                let total = self.am.conns.len() + self.sio.conns.len() + self.pj.len();
                 if self.pj.ids.len() >= self.config.peerjs.concurrent_limit
                     || total >= self.config.max_connections
                 {

@@ -61,18 +61,18 @@ impl Harness {
     }
 
     fn check_invariants(&self) {
-        for ((app, sid), room) in &self.hub.rooms {
+        for ((app, sid), room) in &self.hub.am.rooms {
             assert!(room.peers[0].is_some(), "empty room kept");
             for p in room.peers.iter().flatten() {
-                let c = &self.hub.conns[p];
+                let c = &self.hub.am.conns[p];
                 assert_eq!(&c.app, app);
                 assert_eq!(c.room.as_ref(), Some(sid));
             }
             assert_ne!(room.peers[0], room.peers[1]);
         }
-        for (id, c) in &self.hub.conns {
+        for (id, c) in &self.hub.am.conns {
             if let Some(sid) = &c.room {
-                let room = &self.hub.rooms[&(c.app.clone(), sid.clone())];
+                let room = &self.hub.am.rooms[&(c.app.clone(), sid.clone())];
                 assert!(room.peers.contains(&Some(*id)));
             }
         }
@@ -524,7 +524,7 @@ mod props {
                     if m.starts_with("CLOSE") { known.remove(c); }
                 }
                 if let Op::Disconnect(c) = op { known.remove(&c); }
-                for room in h.hub.rooms.values() {
+                for room in h.hub.am.rooms.values() {
                     prop_assert!(room.peers.iter().flatten().count() <= 2);
                 }
             }

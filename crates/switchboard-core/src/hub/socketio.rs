@@ -5,6 +5,8 @@
 //! The edge decodes socket.io packets (socketioxide) and stamps `from` into relay payloads;
 //! the hub decides who receives what and answers acks. Payloads are opaque JSON text here.
 
+use std::collections::HashMap;
+
 use super::{CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
 
 /// Longest socket id, room name or relay target accepted (bytes).
@@ -163,6 +165,14 @@ pub(super) struct SioConn {
     pub(super) room: Option<Box<str>>,
 }
 
+/// socket.io connections, their ids and rooms.
+#[derive(Debug, Default)]
+pub(super) struct SocketIo {
+    pub(super) conns: HashMap<ConnId, SioConn>,
+    pub(super) ids: HashMap<Box<str>, ConnId>,
+    pub(super) rooms: HashMap<Box<str>, Vec<ConnId>>,
+}
+
 impl Hub {
     /// A new socket.io connection with socket id `id`, from `ip` (for the per-source
     /// limits). Over [`super::Config::max_connections`] it gets an `error` event
@@ -174,10 +184,11 @@ impl Hub {
         ip: Option<std::net::IpAddr>,
         now: std::time::Instant,
     ) {
-        if self.sio.contains_key(&conn) || self.sio_ids.contains_key(id) {
+        if self.sio.conns.contains_key(&conn) || self.sio.ids.contains_key(id) {
             return;
         }
-        if self.conns.len() + self.sio.len() + self.pj.len() >= self.config.max_connections {
+        if self.am.conns.len() + self.sio.conns.len() + self.pj.len() >= self.config.max_connections
+        {
             self.stats.errors += 1;
             self.out.push_back(Output::SioEmit {
                 conn,
@@ -193,8 +204,8 @@ impl Hub {
             });
             return;
         }
-        self.sio_ids.insert(id.into(), conn);
-        self.sio.insert(
+        self.sio.ids.insert(id.into(), conn);
+        self.sio.conns.insert(
             conn,
             SioConn {
                 id: id.into(),
@@ -212,7 +223,7 @@ impl Hub {
         ack: Option<AckId>,
         now: std::time::Instant,
     ) {
-        if !self.sio.contains_key(&conn) {
+        if !self.sio.conns.contains_key(&conn) {
             return;
         }
         let limits = self.config.limits;
@@ -312,7 +323,7 @@ impl Hub {
         target: &str,
         payload: Box<str>,
     ) -> Result<SioAck, (Box<str>, SioError, Box<str>)> {
-        match self.sio_ids.get(target) {
+        match self.sio.ids.get(target) {
             Some(&to) if to != conn => {
                 self.stats.relayed += 1;
                 self.out.push_back(Output::SioEmit {
@@ -339,15 +350,15 @@ impl Hub {
         conn: ConnId,
         room: Box<str>,
     ) -> Result<SioAck, (Box<str>, SioError, Box<str>)> {
-        let Some(c) = self.sio.get(&conn) else {
+        let Some(c) = self.sio.conns.get(&conn) else {
             return Ok(SioAck::Ok);
         };
         let id = c.id.clone();
-        let members = self.sio_rooms.get(&room).map(Vec::as_slice).unwrap_or(&[]);
+        let members = self.sio.rooms.get(&room).map(Vec::as_slice).unwrap_or(&[]);
         let peers: Vec<Box<str>> = members
             .iter()
             .filter(|&&m| m != conn)
-            .filter_map(|m| self.sio.get(m).map(|c| c.id.clone()))
+            .filter_map(|m| self.sio.conns.get(m).map(|c| c.id.clone()))
             .collect();
         if c.room.as_ref() == Some(&room) {
             return Ok(SioAck::Joined { room, peers });
@@ -366,9 +377,9 @@ impl Hub {
         if c.room.is_some() {
             let _ = self.sio_leave(conn, LeaveReason::Moved);
         }
-        let others: Vec<ConnId> = self.sio_rooms.get(&room).cloned().unwrap_or_default();
-        self.sio_rooms.entry(room.clone()).or_default().push(conn);
-        if let Some(c) = self.sio.get_mut(&conn) {
+        let others: Vec<ConnId> = self.sio.rooms.get(&room).cloned().unwrap_or_default();
+        self.sio.rooms.entry(room.clone()).or_default().push(conn);
+        if let Some(c) = self.sio.conns.get_mut(&conn) {
             c.room = Some(room.clone());
         }
         self.events.joined(conn, Dialect::SocketIo, "/", &room);
@@ -389,7 +400,7 @@ impl Hub {
         conn: ConnId,
         reason: LeaveReason,
     ) -> Result<(), (Box<str>, SioError, Box<str>)> {
-        let Some(c) = self.sio.get_mut(&conn) else {
+        let Some(c) = self.sio.conns.get_mut(&conn) else {
             return Ok(());
         };
         let Some(room) = c.room.take() else {
@@ -406,7 +417,7 @@ impl Hub {
 
     /// Removes `conn` from `room` and tells the others.
     fn sio_vacate(&mut self, conn: ConnId, id: &str, room: Box<str>, reason: LeaveReason) {
-        let Some(members) = self.sio_rooms.get_mut(&room) else {
+        let Some(members) = self.sio.rooms.get_mut(&room) else {
             return;
         };
         self.events
@@ -414,7 +425,7 @@ impl Hub {
         members.retain(|&m| m != conn);
         let others = members.clone();
         if others.is_empty() {
-            self.sio_rooms.remove(&room);
+            self.sio.rooms.remove(&room);
         }
         for other in others {
             self.out.push_back(Output::SioEmit {
@@ -434,10 +445,10 @@ impl Hub {
 
     /// Forgets a socket.io connection (its room is told why); whether it was one.
     fn sio_forget(&mut self, conn: ConnId, reason: LeaveReason) -> bool {
-        let Some(c) = self.sio.remove(&conn) else {
+        let Some(c) = self.sio.conns.remove(&conn) else {
             return false;
         };
-        self.sio_ids.remove(&c.id);
+        self.sio.ids.remove(&c.id);
         if let Some(room) = c.room {
             self.sio_vacate(conn, &c.id, room, reason);
         }
@@ -446,10 +457,10 @@ impl Hub {
 
     /// Closes every socket.io connection (shutdown).
     pub(super) fn sio_shutdown(&mut self) {
-        self.close_for_shutdown(self.sio.keys().copied().collect());
-        self.sio.clear();
-        self.sio_ids.clear();
-        self.sio_rooms.clear();
+        self.close_for_shutdown(self.sio.conns.keys().copied().collect());
+        self.sio.conns.clear();
+        self.sio.ids.clear();
+        self.sio.rooms.clear();
     }
 }
 
