@@ -28,7 +28,8 @@ use limits::Verdict;
 pub use limits::{Limits, REFUSAL_WINDOW, REFUSALS_BEFORE_CLOSE, RateLimit, source_key};
 pub use peerjs::{PJ_MAX_NAME, PeerJsConfig};
 
-pub use socketio::{AckId, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay};
+pub use socketio::{AckId, SioInput};
+pub use switchboard_proto::socketio::{SIO_MAX_NAME, SioAck, SioEmit, SioError, SioRelay};
 
 /// A connection, named by the IO edge. Ids must be unique for the life of the hub.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]

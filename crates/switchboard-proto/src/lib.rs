@@ -14,12 +14,15 @@
 //! - [`ErrorCode`] is the single list of error `definition`s Switchboard sends, documented
 //!   in `docs/PROTOCOLS.md`.
 //! - [`IceServer`] is the standard `RTCIceServer` shape handed to clients.
+//! - [`peerjs`] and [`socketio`] are the other two dialects' messages; [`antmedia::client`]
+//!   is the Ant Media protocol from a client's side (the native peer's).
 
 pub mod antmedia;
 mod error_code;
 mod ice;
 mod ids;
 pub mod peerjs;
+pub mod socketio;
 
 pub use error_code::ErrorCode;
 pub use ice::{IceServer, is_ice_url, is_turn_url};

@@ -5,11 +5,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use futures_util::future::Either;
-use serde_json::{Value, json};
 use socketioxide::extract::{AckSender, SocketRef};
-use switchboard_core::{
-    AckId, App, CloseReason, ConnId, Hub, LeaveReason, Output, SioAck, SioEmit, SioInput,
-};
+use switchboard_core::{AckId, App, CloseReason, ConnId, Hub, LeaveReason, Output, SioInput};
 use switchboard_proto::antmedia::{ClientMessage, DecodeError, ServerMessage};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
@@ -542,7 +539,7 @@ impl HubTask {
                     let Some(socket) = self.sio.get(&conn) else {
                         continue;
                     };
-                    let (event, data) = sio_event(emit);
+                    let (event, data) = emit.into_wire();
                     if let Err(e) = socket.emit(event, &data) {
                         if matches!(
                             e,
@@ -564,7 +561,7 @@ impl HubTask {
                 }
                 Output::SioAck { conn, ack, reply } => {
                     if let Some(a) = self.acks.remove(&ack.0) {
-                        if let Err(e) = a.send(&sio_ack(reply)) {
+                        if let Err(e) = a.send(&reply.to_json()) {
                             tracing::debug!(conn = conn.0, "ack not sent: {e}");
                         }
                     }
@@ -612,53 +609,6 @@ impl HubTask {
                 "{}",
                 e.change.as_str()
             );
-        }
-    }
-}
-
-/// A socket.io emit's payload: relayed JSON text goes out as it is (no parse into a
-/// `Value` tree and back on the relay path), the server's own events as `Value`s.
-#[derive(serde::Serialize)]
-#[serde(untagged)]
-enum SioData {
-    Raw(Box<serde_json::value::RawValue>),
-    Value(Value),
-}
-
-/// The event name and payload of a socket.io emit.
-fn sio_event(emit: SioEmit) -> (&'static str, SioData) {
-    match emit {
-        // The edge wrote this text with serde_json; `from_string` only checks it.
-        SioEmit::Relay { event, payload } => (
-            event.as_str(),
-            serde_json::value::RawValue::from_string(payload.into())
-                .map_or(SioData::Value(Value::Null), SioData::Raw),
-        ),
-        SioEmit::PeerJoined { room, id } => (
-            "peer-joined",
-            SioData::Value(json!({"room": room, "id": id})),
-        ),
-        SioEmit::PeerLeft { room, id } => {
-            ("peer-left", SioData::Value(json!({"room": room, "id": id})))
-        }
-        SioEmit::Error {
-            event,
-            error,
-            reason,
-        } => (
-            "error",
-            SioData::Value(json!({"event": event, "error": error.as_str(), "reason": reason})),
-        ),
-    }
-}
-
-/// The JSON of an ack answer.
-fn sio_ack(reply: SioAck) -> Value {
-    match reply {
-        SioAck::Ok => json!({"ok": true}),
-        SioAck::Joined { room, peers } => json!({"ok": true, "room": room, "peers": peers}),
-        SioAck::Error { error, reason } => {
-            json!({"ok": false, "error": error.as_str(), "reason": reason})
         }
     }
 }

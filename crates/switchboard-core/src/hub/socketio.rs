@@ -7,36 +7,9 @@
 
 use std::collections::HashMap;
 
+use switchboard_proto::socketio::{SioAck, SioEmit, SioError, SioRelay};
+
 use super::{CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
-
-/// Longest socket id, room name or relay target accepted (bytes).
-pub const SIO_MAX_NAME: usize = 256;
-
-/// The three relay events of the classic socket.io signaling server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum SioRelay {
-    /// `offer`
-    Offer,
-    /// `answer`
-    Answer,
-    /// `ice-candidate`
-    IceCandidate,
-}
-
-impl SioRelay {
-    /// The event name on the wire.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SioRelay::Offer => "offer",
-            SioRelay::Answer => "answer",
-            SioRelay::IceCandidate => "ice-candidate",
-        }
-    }
-
-    /// Every relay event.
-    pub const ALL: [SioRelay; 3] = [SioRelay::Offer, SioRelay::Answer, SioRelay::IceCandidate];
-}
 
 /// An event from a socket.io client, decoded by the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,97 +39,9 @@ pub enum SioInput {
     },
 }
 
-/// Error codes of the socket.io dialect (the `error` field of a failed ack).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SioError {
-    /// `target` is not a connected socket id (or is the sender's own).
-    UnknownTarget,
-    /// The payload is not an object, lacks a string `target`/`room`, or a name is too long.
-    InvalidPayload,
-    /// The room already holds [`super::Config::sio_max_room_peers`] sockets.
-    RoomFull,
-    /// `leave` while in no room.
-    NotInRoom,
-    /// The server is at its connection limit.
-    ServerBusy,
-    /// Over the rate limits ([`super::Config::limits`]); going on closes the socket.
-    RateLimited,
-}
-
-impl SioError {
-    /// The code on the wire.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SioError::UnknownTarget => "unknown_target",
-            SioError::InvalidPayload => "invalid_payload",
-            SioError::RoomFull => "room_full",
-            SioError::NotInRoom => "not_in_room",
-            SioError::ServerBusy => "server_busy",
-            SioError::RateLimited => "rate_limited",
-        }
-    }
-}
-
 /// Ack identifier chosen by the edge (it keeps the ack callback).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct AckId(pub u64);
-
-/// An event the edge must emit to a socket.io client.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SioEmit {
-    /// A relayed `offer` / `answer` / `ice-candidate` (payload JSON text, with `from`).
-    Relay {
-        /// Which event.
-        event: SioRelay,
-        /// The payload.
-        payload: Box<str>,
-    },
-    /// `peer-joined` `{room, id}`.
-    PeerJoined {
-        /// The room.
-        room: Box<str>,
-        /// The newcomer's socket id.
-        id: Box<str>,
-    },
-    /// `peer-left` `{room, id}`.
-    PeerLeft {
-        /// The room.
-        room: Box<str>,
-        /// The leaver's socket id.
-        id: Box<str>,
-    },
-    /// `error` `{event, error, reason}`: a failure the client asked no ack for.
-    Error {
-        /// The event that failed.
-        event: Box<str>,
-        /// The code.
-        error: SioError,
-        /// Details.
-        reason: Box<str>,
-    },
-}
-
-/// The answer to an event the client asked an ack for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SioAck {
-    /// `{ok: true}`
-    Ok,
-    /// `{ok: true, room, peers}`: the ids already in the room joined.
-    Joined {
-        /// The room.
-        room: Box<str>,
-        /// The other members' socket ids, in join order.
-        peers: Vec<Box<str>>,
-    },
-    /// `{ok: false, error, reason}`
-    Error {
-        /// The code.
-        error: SioError,
-        /// Details.
-        reason: Box<str>,
-    },
-}
 
 /// What the hub knows of one socket.io connection.
 #[derive(Debug)]
