@@ -58,15 +58,14 @@
 #[doc = include_str!("../../../docs/ARCHITECTURE.md")]
 pub struct ArchitectureDoc;
 
-mod app;
 mod hub;
 pub mod ice;
 mod timers;
 
-pub use app::{App, InvalidApp, MAX_APP_LEN};
 pub use hub::{
     AckId, Change, CloseReason, Config, ConnId, Dialect, Hub, InvalidConfig, LeaveReason, Limits,
     MAX_EVENTS, Output, PJ_MAX_NAME, PeerEvent, PeerJsConfig, REFUSAL_WINDOW,
     REFUSALS_BEFORE_CLOSE, RateLimit, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay,
     Stats, source_key,
 };
+pub use switchboard_proto::{App, InvalidApp, MAX_APP_LEN};

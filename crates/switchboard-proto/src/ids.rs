@@ -12,40 +12,57 @@ use serde_json::value::RawValue;
 /// keeping every room key small.
 pub const MAX_STREAM_ID_LEN: usize = 128;
 
-/// A room name (`streamId`): 1 to [`MAX_STREAM_ID_LEN`] bytes of `[A-Za-z0-9_.-]`.
-///
-/// Cheap to clone (shared `Arc<str>`): the same name is echoed in every message of a room.
-#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct StreamId(Arc<str>);
+/// Longest accepted app name, in bytes.
+pub const MAX_APP_LEN: usize = 64;
 
-/// Why a string is not a valid [`StreamId`].
+/// A validated name: 1 to `MAX` bytes of `[A-Za-z0-9_.-]`. Cheap to clone (a shared
+/// `Arc<str>`): the same name is echoed in every message of a room. [`StreamId`] and [`App`]
+/// are the two lengths Switchboard uses; they are distinct types, so one is never passed for
+/// the other.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Name<const MAX: usize>(Arc<str>);
+
+/// A room name (`streamId`): 1 to [`MAX_STREAM_ID_LEN`] bytes of `[A-Za-z0-9_.-]`.
+pub type StreamId = Name<MAX_STREAM_ID_LEN>;
+
+/// An application name (the `<app>` of `/<app>/websocket`): 1 to [`MAX_APP_LEN`] bytes of
+/// `[A-Za-z0-9_.-]`. Rooms of different apps never meet.
+pub type App = Name<MAX_APP_LEN>;
+
+/// Why a string is not a valid [`Name`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-pub enum InvalidStreamId {
+pub enum InvalidName {
     /// The name is empty.
-    #[error("stream id is empty")]
+    #[error("name is empty")]
     Empty,
-    /// The name is longer than [`MAX_STREAM_ID_LEN`] bytes.
-    #[error("stream id is longer than {MAX_STREAM_ID_LEN} bytes")]
+    /// The name is longer than its type allows.
+    #[error("name is too long")]
     TooLong,
     /// The name has a character outside `[A-Za-z0-9_.-]`.
-    #[error("stream id may only contain A-Z a-z 0-9 _ . -")]
+    #[error("name may only contain A-Z a-z 0-9 _ . -")]
     BadChar,
 }
 
-impl StreamId {
-    /// Validates `s` as a stream id.
-    pub fn new(s: &str) -> Result<Self, InvalidStreamId> {
+/// Why a string is not a valid [`StreamId`].
+pub type InvalidStreamId = InvalidName;
+
+/// Why a string is not a valid [`App`].
+pub type InvalidApp = InvalidName;
+
+impl<const MAX: usize> Name<MAX> {
+    /// Validates `s`.
+    pub fn new(s: &str) -> Result<Self, InvalidName> {
         if s.is_empty() {
-            return Err(InvalidStreamId::Empty);
+            return Err(InvalidName::Empty);
         }
-        if s.len() > MAX_STREAM_ID_LEN {
-            return Err(InvalidStreamId::TooLong);
+        if s.len() > MAX {
+            return Err(InvalidName::TooLong);
         }
         if !s
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
         {
-            return Err(InvalidStreamId::BadChar);
+            return Err(InvalidName::BadChar);
         }
         Ok(Self(Arc::from(s)))
     }
@@ -57,19 +74,19 @@ impl StreamId {
     }
 }
 
-impl fmt::Debug for StreamId {
+impl<const MAX: usize> fmt::Debug for Name<MAX> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&*self.0, f)
     }
 }
 
-impl fmt::Display for StreamId {
+impl<const MAX: usize> fmt::Display for Name<MAX> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
 }
 
-impl Serialize for StreamId {
+impl<const MAX: usize> Serialize for Name<MAX> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&self.0)
     }
@@ -170,5 +187,30 @@ mod tests {
         assert_eq!(o.to_str().as_deref(), Some("v=0\r\n\"x\""));
         assert!(o.is_string());
         assert!(!Opaque::null().is_string());
+    }
+}
+
+#[cfg(test)]
+mod name_tests {
+    use super::*;
+
+    #[test]
+    fn each_name_type_has_its_own_length_and_the_same_characters() {
+        assert!(App::new(&"a".repeat(MAX_APP_LEN)).is_ok());
+        assert_eq!(
+            App::new(&"a".repeat(MAX_APP_LEN + 1)),
+            Err(InvalidName::TooLong)
+        );
+        assert!(StreamId::new(&"a".repeat(MAX_APP_LEN + 1)).is_ok());
+        assert_eq!(
+            StreamId::new(&"a".repeat(MAX_STREAM_ID_LEN + 1)),
+            Err(InvalidName::TooLong)
+        );
+        assert_eq!(App::new(""), Err(InvalidName::Empty));
+        assert_eq!(StreamId::new("a/b"), Err(InvalidName::BadChar));
+        assert_eq!(
+            App::new("Live_App-1.0").map(|a| a.to_string()),
+            Ok("Live_App-1.0".into())
+        );
     }
 }

@@ -8,7 +8,7 @@
 //! - [`antmedia`] decodes one WebSocket text frame of Ant Media Server's P2P protocol into a
 //!   typed [`antmedia::ClientMessage`] (or a precise [`antmedia::DecodeError`]) and encodes
 //!   [`antmedia::ServerMessage`] back to JSON.
-//! - [`StreamId`] is a validated room name; [`Opaque`] carries SDP, candidates and
+//! - [`StreamId`] (a room) and [`App`] (a namespace of rooms) are validated [`Name`]s; [`Opaque`] carries SDP, candidates and
 //!   application data as the exact JSON text the sender wrote, so the server never parses,
 //!   unescapes or rewrites them (forwarding is a copy of bytes, not a re-encoding).
 //! - [`ErrorCode`] is the single list of error `definition`s Switchboard sends, documented
@@ -26,7 +26,10 @@ pub mod socketio;
 
 pub use error_code::ErrorCode;
 pub use ice::{IceServer, is_ice_url, is_turn_url};
-pub use ids::{InvalidStreamId, MAX_STREAM_ID_LEN, Opaque, StreamId};
+pub use ids::{
+    App, InvalidApp, InvalidName, InvalidStreamId, MAX_APP_LEN, MAX_STREAM_ID_LEN, Name, Opaque,
+    StreamId,
+};
 
 /// Whether every `\u` escape in `text` (JSON that serde_json already parsed) is a character:
 /// serde_json's raw values, kept undecoded on the relay path, accept an escaped lone UTF-16

@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::{ErrorCode, InvalidStreamId, Opaque, StreamId};
+use crate::{ErrorCode, InvalidStreamId, MAX_STREAM_ID_LEN, Opaque, StreamId};
 
 /// Longest invalid `streamId` echoed back in an `invalidStreamName` error; longer ones are
 /// left out of the reply so an error never costs more than the frame that caused it.
@@ -275,7 +275,13 @@ fn stream_id(raw: Option<&RawValue>) -> Result<StreamId, DecodeError> {
         InvalidStreamId::TooLong | InvalidStreamId::BadChar => DecodeError {
             code: ErrorCode::InvalidStreamName,
             stream_id: (s.len() <= MAX_ECHO_LEN).then(|| s.as_ref().into()),
-            reason: e.to_string().into(),
+            reason: if e == InvalidStreamId::TooLong {
+                Cow::Owned(format!(
+                    "stream id is longer than {MAX_STREAM_ID_LEN} bytes"
+                ))
+            } else {
+                Cow::Borrowed("stream id may only contain A-Z a-z 0-9 _ . -")
+            },
         },
     })
 }
