@@ -271,16 +271,28 @@ impl Hub {
     }
 
     /// The next thing to do, in delivery order; `None` when there is nothing left.
+    ///
+    /// The contract: after every `handle_*` call the edge drains this to `None` before the
+    /// next input, and carries out each output in the order it came (outputs for one
+    /// connection are in delivery order, so one FIFO per connection keeps the protocol's
+    /// ordering). Outputs are held only until drained; an edge that stops draining holds
+    /// them all.
+    #[must_use = "an output not carried out is a message lost or a socket never closed"]
     pub fn poll_output(&mut self) -> Option<Output> {
         self.out.pop_front()
     }
 
     /// The next join or leave, in order; `None` when there is none. The edge logs them.
+    /// Drained after each batch of inputs; bounded at [`MAX_EVENTS`] (the oldest is dropped
+    /// and counted), so an edge that does not read events never changes the outputs.
+    #[must_use]
     pub fn poll_event(&mut self) -> Option<PeerEvent> {
         self.events.pop()
     }
 
-    /// When [`Hub::handle_timeout`] must next be called.
+    /// When [`Hub::handle_timeout`] must next be called. The contract: after draining
+    /// [`Hub::poll_output`], the edge sleeps until this instant (or the next input) and then
+    /// calls `handle_timeout` with the time; idle peers are only closed that way.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
         match (self.deadlines.next(), self.pj.next_timer()) {
