@@ -31,38 +31,42 @@ const JS: &str = "text/javascript; charset=utf-8";
 const CSS: &str = "text/css; charset=utf-8";
 const TS: &str = "application/typescript; charset=utf-8";
 
+const fn asset(
+    path: &'static str,
+    content_type: &'static str,
+    kind: Kind,
+    body: &'static str,
+) -> Asset {
+    Asset {
+        path,
+        content_type,
+        kind,
+        body,
+    }
+}
+
 /// Every embedded file.
 pub const ASSETS: &[Asset] = &[
-    Asset {
-        path: "/",
-        content_type: HTML,
-        kind: Kind::Page,
-        body: include_str!("../demo/index.html"),
-    },
-    Asset {
-        path: "/app.js",
-        content_type: JS,
-        kind: Kind::Asset,
-        body: include_str!("../demo/app.js"),
-    },
-    Asset {
-        path: "/style.css",
-        content_type: CSS,
-        kind: Kind::Asset,
-        body: include_str!("../demo/style.css"),
-    },
-    Asset {
-        path: "/sdk/switchboard.js",
-        content_type: JS,
-        kind: Kind::Sdk,
-        body: include_str!("../sdk/switchboard.js"),
-    },
-    Asset {
-        path: "/sdk/switchboard.d.ts",
-        content_type: TS,
-        kind: Kind::Sdk,
-        body: include_str!("../sdk/switchboard.d.ts"),
-    },
+    asset("/", HTML, Kind::Page, include_str!("../demo/index.html")),
+    asset("/app.js", JS, Kind::Asset, include_str!("../demo/app.js")),
+    asset(
+        "/style.css",
+        CSS,
+        Kind::Asset,
+        include_str!("../demo/style.css"),
+    ),
+    asset(
+        "/sdk/switchboard.js",
+        JS,
+        Kind::Sdk,
+        include_str!("../sdk/switchboard.js"),
+    ),
+    asset(
+        "/sdk/switchboard.d.ts",
+        TS,
+        Kind::Sdk,
+        include_str!("../sdk/switchboard.d.ts"),
+    ),
 ];
 
 #[cfg(test)]

@@ -263,81 +263,62 @@ impl ServeArgs {
         let configured = s.listen;
         let default_listen = configured.is_none();
         let listen = configured.unwrap_or(DEFAULT_LISTEN);
-        if let Some(secs) = s.idle_timeout_secs {
-            cfg.hub.idle_timeout = Duration::from_secs(secs);
-        }
-        if let Some(n) = s.max_connections {
-            cfg.hub.max_connections = n;
-        }
-        if let Some(n) = s.socketio_max_room_peers {
-            cfg.hub.sio_max_room_peers = n;
-        }
+        set(
+            &mut cfg.hub.idle_timeout,
+            s.idle_timeout_secs.map(Duration::from_secs),
+        );
+        set(&mut cfg.hub.max_connections, s.max_connections);
+        set(&mut cfg.hub.sio_max_room_peers, s.socketio_max_room_peers);
         if let Some(p) = s.peerjs_path {
             cfg.peerjs_path = format!("/{}/", p.trim_matches('/'));
         }
         let pj = &mut cfg.hub.peerjs;
-        if let Some(k) = s.peerjs_key {
-            pj.key = k.into();
-        }
+        set(&mut pj.key, s.peerjs_key.map(Into::into));
         if let Some(ms) = s.peerjs_expire_timeout {
             pj.expire_timeout = Duration::from_millis(ms.max(1));
         }
-        if let Some(ms) = s.peerjs_alive_timeout {
-            pj.alive_timeout = Duration::from_millis(ms);
-        }
-        if let Some(n) = s.peerjs_concurrent_limit {
-            pj.concurrent_limit = n;
-        }
-        if let Some(b) = s.peerjs_allow_discovery {
-            pj.allow_discovery = b;
-        }
+        set(
+            &mut pj.alive_timeout,
+            s.peerjs_alive_timeout.map(Duration::from_millis),
+        );
+        set(&mut pj.concurrent_limit, s.peerjs_concurrent_limit);
+        set(&mut pj.allow_discovery, s.peerjs_allow_discovery);
         if let Some(n) = s.peerjs_queue_bytes_per_id {
             pj.queue_bytes_per_peer = n;
             pj.queue_bytes_per_sender = n;
         }
-        if let Some(n) = s.peerjs_queue_bytes {
-            pj.queue_bytes_total = n;
-        }
-        if let Some(n) = s.max_message_size {
-            cfg.max_message_size = n;
-        }
-        if let Some(n) = s.outbound_queue {
-            cfg.outbound_queue = n;
-        }
-        if let Some(n) = s.max_queued_bytes_per_connection {
-            cfg.max_queued_bytes_per_connection = n;
-        }
-        if let Some(n) = s.max_queued_bytes {
-            cfg.max_queued_bytes = n;
-        }
-        if let Some(n) = s.read_buffer_size {
-            cfg.read_buffer_size = n;
-        }
-        if let Some(secs) = s.shutdown_grace_secs {
-            cfg.shutdown_grace = Duration::from_secs(secs);
-        }
-        if let Some(secs) = s.header_timeout_secs {
-            cfg.header_timeout = Duration::from_secs(secs);
-        }
+        set(&mut pj.queue_bytes_total, s.peerjs_queue_bytes);
+        set(&mut cfg.max_message_size, s.max_message_size);
+        set(&mut cfg.outbound_queue, s.outbound_queue);
+        set(
+            &mut cfg.max_queued_bytes_per_connection,
+            s.max_queued_bytes_per_connection,
+        );
+        set(&mut cfg.max_queued_bytes, s.max_queued_bytes);
+        set(&mut cfg.read_buffer_size, s.read_buffer_size);
+        set(
+            &mut cfg.shutdown_grace,
+            s.shutdown_grace_secs.map(Duration::from_secs),
+        );
+        set(
+            &mut cfg.header_timeout,
+            s.header_timeout_secs.map(Duration::from_secs),
+        );
         let limits = &mut cfg.hub.limits;
-        if let Some(n) = s.max_messages_per_sec {
-            limits.messages = RateLimit::new(n, n.saturating_mul(2));
-        }
-        if let Some(n) = s.max_joins_per_sec {
-            limits.joins = RateLimit::new(n, n.saturating_mul(2));
-        }
-        if let Some(n) = s.max_joins_per_ip_per_sec {
-            limits.joins_per_source = RateLimit::new(n, n.saturating_mul(10));
-        }
-        if let Some(n) = s.max_socketio_sessions {
-            cfg.max_socketio_sessions = n;
-        }
-        if let Some(n) = s.max_socketio_sessions_per_ip {
-            cfg.max_socketio_sessions_per_ip = n;
-        }
-        if let Some(n) = s.max_connections_per_ip {
-            cfg.max_connections_per_ip = n;
-        }
+        // Bursts of twice the rate per connection, ten times per address.
+        let rate = |burst: u32| move |n: u32| RateLimit::new(n, n.saturating_mul(burst));
+        set(&mut limits.messages, s.max_messages_per_sec.map(rate(2)));
+        set(&mut limits.joins, s.max_joins_per_sec.map(rate(2)));
+        set(
+            &mut limits.joins_per_source,
+            s.max_joins_per_ip_per_sec.map(rate(10)),
+        );
+        set(&mut cfg.max_socketio_sessions, s.max_socketio_sessions);
+        set(
+            &mut cfg.max_socketio_sessions_per_ip,
+            s.max_socketio_sessions_per_ip,
+        );
+        set(&mut cfg.max_connections_per_ip, s.max_connections_per_ip);
         // Decided here: the built-in STUN server, explicit servers, or a public fallback.
         cfg.hub.ice.servers = Vec::new();
         let explicit_ice = s.ice_servers.is_some();
@@ -366,9 +347,7 @@ impl ServeArgs {
                 }
                 None => false,
             };
-            if let Some(l) = s.turn_tls_listen {
-                t.tls_listen = l;
-            }
+            set(&mut t.tls_listen, s.turn_tls_listen);
             let tls_files = match (s.turn_tls_cert, s.turn_tls_key) {
                 (Some(c), Some(k)) => Some((c, k)),
                 (None, None) => None,
@@ -380,18 +359,10 @@ impl ServeArgs {
             t.external_ip = s.turn_external_ip;
             t.policy.allow = s.turn_allow_peers.unwrap_or_default();
             t.policy.deny = s.turn_deny_peers.unwrap_or_default();
-            if let Some(n) = s.turn_user_quota {
-                t.user_quota = n;
-            }
-            if let Some(n) = s.turn_ip_quota {
-                t.ip_quota = n;
-            }
-            if let Some(n) = s.turn_max_allocations {
-                t.max_allocations = n;
-            }
-            if let Some(r) = s.turn_realm {
-                t.realm = r;
-            }
+            set(&mut t.user_quota, s.turn_user_quota);
+            set(&mut t.ip_quota, s.turn_ip_quota);
+            set(&mut t.max_allocations, s.turn_max_allocations);
+            set(&mut t.realm, s.turn_realm);
             t.protected_ports = vec![listen.port()];
             t.validate()?;
             Some(BuiltinTurn {
@@ -431,6 +402,13 @@ impl ServeArgs {
             server: cfg,
             turn,
         })
+    }
+}
+
+/// Sets `dst` to `value` when the setting was given.
+fn set<T>(dst: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *dst = v;
     }
 }
 
@@ -660,6 +638,15 @@ mod tests {
         assert_eq!(r.server.hub.ice.turn.unwrap().secret, secret);
     }
 
+    fn urls_of(cfg: &ServerConfig) -> Vec<String> {
+        cfg.hub
+            .ice
+            .servers
+            .iter()
+            .map(|s| s.urls.join(" "))
+            .collect()
+    }
+
     #[test]
     fn flags_beat_file() {
         let dir = std::env::temp_dir().join(format!("sb-cfg-{}", std::process::id()));
@@ -687,25 +674,13 @@ mod tests {
         )
         .unwrap();
         let (_, cfg) = parse(&["--config", path]).unwrap();
-        let urls: Vec<_> = cfg
-            .hub
-            .ice
-            .servers
-            .iter()
-            .map(|s| s.urls.join(" "))
-            .collect();
+        let urls = urls_of(&cfg);
         assert_eq!(urls, ["turns:x:3", "stun:s:1", "turn:t:2"]);
         assert_eq!(cfg.hub.ice.servers[2].credential.as_deref(), Some("p"));
         assert_eq!(cfg.hub.limits.joins, RateLimit::new(3, 6));
         // A flag list replaces the file's list whole.
         let (_, cfg) = parse(&["--config", path, "--ice-servers", "stun:f:4"]).unwrap();
-        let urls: Vec<_> = cfg
-            .hub
-            .ice
-            .servers
-            .iter()
-            .map(|s| s.urls.join(" "))
-            .collect();
+        let urls = urls_of(&cfg);
         assert_eq!(urls, ["stun:f:4"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
