@@ -4,10 +4,30 @@ use super::*;
 use std::net::IpAddr;
 use switchboard_proto::antmedia::decode;
 
-/// Drives a hub with a fake clock and renders outputs as `(conn, json)` pairs.
+mod peerjs;
+mod socketio;
+
+/// Drives a hub with a fake clock, for the rules of all three dialects: [`Harness::drain`]
+/// renders every output as a `(conn, text)` pair and [`Harness::outputs`] returns them
+/// typed; both drain to `None` (proving "nothing else happened") and check the room
+/// invariants. It dereferences to the [`Hub`], so tests call its inputs directly.
 struct Harness {
     hub: Hub,
     now: Instant,
+}
+
+impl std::ops::Deref for Harness {
+    type Target = Hub;
+
+    fn deref(&self) -> &Hub {
+        &self.hub
+    }
+}
+
+impl std::ops::DerefMut for Harness {
+    fn deref_mut(&mut self) -> &mut Hub {
+        &mut self.hub
+    }
 }
 
 impl Harness {
@@ -52,10 +72,18 @@ impl Harness {
         while let Some(o) = self.hub.poll_output() {
             v.push(match o {
                 Output::Send { conn, msg } => (conn.0, msg.encode()),
+                Output::PjSend { conn, msg } => (conn.0, msg.encode()),
                 Output::Close { conn, reason } => (conn.0, format!("CLOSE {reason:?}")),
                 other => (0, format!("{other:?}")),
             });
         }
+        self.check_invariants();
+        v
+    }
+
+    /// Every output, typed, drained to `None`.
+    fn outputs(&mut self) -> Vec<Output> {
+        let v = std::iter::from_fn(|| self.hub.poll_output()).collect();
         self.check_invariants();
         v
     }
