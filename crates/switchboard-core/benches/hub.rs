@@ -20,14 +20,14 @@ fn hub_with(rooms: u64) -> Hub {
     for r in 0..rooms {
         for side in 0..2 {
             let conn = ConnId(2 * r + side + 1);
-            hub.handle_connect(conn, app.clone(), None, None, now);
+            hub.handle_am_connect(conn, app.clone(), None, None, now);
             let room = if r == 0 {
                 "r".to_owned()
             } else {
                 format!("room-{r}")
             };
             let join = format!(r#"{{"command":"join","streamId":"{room}"}}"#);
-            hub.handle_message(conn, decode(&join), now);
+            hub.handle_am_message(conn, decode(&join), now);
         }
     }
     while hub.poll_output().is_some() {}
@@ -45,7 +45,7 @@ fn relay(c: &mut Criterion) {
             b.iter_batched(
                 || msg.clone(),
                 |m| {
-                    hub.handle_message(ConnId(1), Ok(m), now);
+                    hub.handle_am_message(ConnId(1), Ok(m), now);
                     black_box(hub.poll_output())
                 },
                 BatchSize::SmallInput,
@@ -59,13 +59,13 @@ fn relay(c: &mut Criterion) {
         b.iter(|| {
             next += 1;
             let conn = ConnId(next);
-            hub.handle_connect(conn, app.clone(), None, None, now);
-            hub.handle_message(
+            hub.handle_am_connect(conn, app.clone(), None, None, now);
+            hub.handle_am_message(
                 conn,
                 decode(r#"{"command":"join","streamId":"churn"}"#),
                 now,
             );
-            hub.handle_message(
+            hub.handle_am_message(
                 conn,
                 decode(r#"{"command":"leave","streamId":"churn"}"#),
                 now,

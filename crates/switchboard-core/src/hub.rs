@@ -134,7 +134,7 @@ pub enum CloseReason {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     /// Queue `msg` for `conn`, after everything queued for it before.
-    Send {
+    AmSend {
         /// The receiver.
         conn: ConnId,
         /// The message.

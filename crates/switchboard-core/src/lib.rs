@@ -6,19 +6,20 @@
 //!
 //! # Architecture
 //! ```text
-//!  edge ── handle_connect / handle_message / handle_activity ─────────────────────▶ Hub
-//!  edge ── handle_sio_connect / handle_sio, handle_pj_connect / handle_pj_message ─▶ Hub
-//!  edge ── handle_disconnect, handle_timeout(now) when poll_timeout() is due ──────▶ Hub
-//!  edge ◀── poll_output(): Send | SioEmit | SioAck | PjSend | Close ─────────────── Hub
-//!  edge ◀── poll_event(): Joined | Left (for logs) ───────────────────────────────── Hub
+//!  edge ── handle_am_connect / handle_am_message / handle_am_activity ──────▶ Hub
+//!  edge ── handle_sio_connect / handle_sio_message ──────────────────────────▶ Hub
+//!  edge ── handle_pj_connect / handle_pj_message ────────────────────────────▶ Hub
+//!  edge ── handle_disconnect, handle_timeout(now) when poll_timeout() is due ▶ Hub
+//!  edge ◀── poll_output(): AmSend | SioEmit | SioAck | PjSend | Close ─────── Hub
+//!  edge ◀── poll_event(): Joined | Left (for logs) ────────────────────────── Hub
 //! ```
 //! After every `handle_*` call the edge drains [`Hub::poll_output`] until it returns `None`
 //! and sleeps until [`Hub::poll_timeout`]. Outputs for one connection come out in the order
 //! they must be delivered, so a FIFO queue per connection keeps the protocol's ordering.
 //!
 //! Three dialects share the hub (one connection table, one `max_connections`, one set of
-//! counters): Ant Media P2P ([`Hub::handle_connect`], [`Hub::handle_message`]), the socket.io
-//! relay ([`Hub::handle_sio_connect`], [`Hub::handle_sio`]: relay to a socket id with `from`
+//! counters): Ant Media P2P ([`Hub::handle_am_connect`], [`Hub::handle_am_message`]), the socket.io
+//! relay ([`Hub::handle_sio_connect`], [`Hub::handle_sio_message`]: relay to a socket id with `from`
 //! stamped, rooms with rosters, acks) and the PeerJS server ([`Hub::handle_pj_connect`],
 //! [`Hub::handle_pj_message`]: ids with tokens, a bounded queue with `EXPIRE`, `HEARTBEAT`
 //! liveness). [`Hub::handle_disconnect`] and [`Hub::handle_timeout`] serve all three.
@@ -44,9 +45,9 @@
 //! let now = Instant::now();
 //! let mut hub = Hub::new(Config::default());
 //! let app = App::new("LiveApp").unwrap();
-//! hub.handle_connect(ConnId(1), app.clone(), None, None, now);
-//! hub.handle_message(ConnId(1), decode(r#"{"command":"join","streamId":"r"}"#), now);
-//! let Some(Output::Send { conn, msg }) = hub.poll_output() else { panic!() };
+//! hub.handle_am_connect(ConnId(1), app.clone(), None, None, now);
+//! hub.handle_am_message(ConnId(1), decode(r#"{"command":"join","streamId":"r"}"#), now);
+//! let Some(Output::AmSend { conn, msg }) = hub.poll_output() else { panic!() };
 //! assert_eq!(conn, ConnId(1));
 //! assert_eq!(msg.encode(), r#"{"command":"notification","definition":"joined","streamId":"r"}"#);
 //! assert!(hub.poll_output().is_none());

@@ -38,7 +38,7 @@ fn drain(hub: &mut Hub) -> usize {
     while let Some(o) = hub.poll_output() {
         n += 1;
         match o {
-            Output::Send { msg, .. } => {
+            Output::AmSend { msg, .. } => {
                 let text = msg.encode();
                 is_json(&text);
                 assert!(text.starts_with('{'), "{text}");
@@ -57,15 +57,15 @@ fn check(hub: &mut Hub, now: Instant) {
     let s = hub.stats();
     assert!(s.rooms <= s.connections.max(1) * 2, "{s:?}");
     let probe = ConnId(u64::MAX);
-    hub.handle_connect(probe, App::new("probe").expect("valid"), None, None, now);
-    hub.handle_message(
+    hub.handle_am_connect(probe, App::new("probe").expect("valid"), None, None, now);
+    hub.handle_am_message(
         probe,
         switchboard_proto::antmedia::decode(r#"{"command":"ping"}"#),
         now,
     );
     let mut pong = false;
     while let Some(o) = hub.poll_output() {
-        if let Output::Send { conn, msg } = o {
+        if let Output::AmSend { conn, msg } = o {
             pong |= conn == probe && msg.encode().contains("pong");
         }
     }
@@ -80,8 +80,8 @@ pub fn antmedia(data: &[u8]) {
     let mut hub = Hub::new(Config::default());
     let app = App::new("LiveApp").expect("valid");
     for c in [1, 2] {
-        hub.handle_connect(ConnId(c), app.clone(), Some("fuzz.test"), None, now);
-        hub.handle_message(
+        hub.handle_am_connect(ConnId(c), app.clone(), Some("fuzz.test"), None, now);
+        hub.handle_am_message(
             ConnId(c),
             switchboard_proto::antmedia::decode(r#"{"command":"join","streamId":"r"}"#),
             now,
@@ -96,7 +96,7 @@ pub fn antmedia(data: &[u8]) {
         let Ok(text) = std::str::from_utf8(frame) else {
             continue;
         };
-        hub.handle_message(ConnId(conn), switchboard_proto::antmedia::decode(text), now);
+        hub.handle_am_message(ConnId(conn), switchboard_proto::antmedia::decode(text), now);
         drain(&mut hub);
         if i % 8 == 7 {
             now += Duration::from_secs(1);
@@ -173,7 +173,7 @@ pub fn socketio(data: &[u8]) {
                 serde_json::from_str(payload).expect("a relayed payload is JSON");
             assert_eq!(v["from"], from, "the sender is stamped");
         }
-        hub.handle_sio(ConnId(conn), input, Some(switchboard_core::AckId(1)), now);
+        hub.handle_sio_message(ConnId(conn), input, Some(switchboard_core::AckId(1)), now);
         drain(&mut hub);
     }
     check(&mut hub, now);

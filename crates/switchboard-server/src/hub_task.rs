@@ -393,10 +393,11 @@ impl HubTask {
                 if !self.admit(conn, handle) {
                     return;
                 }
-                self.hub.handle_connect(conn, app, host.as_deref(), ip, now);
+                self.hub
+                    .handle_am_connect(conn, app, host.as_deref(), ip, now);
             }
-            Input::Message { conn, msg } => self.hub.handle_message(conn, msg, now),
-            Input::Activity { conn } => self.hub.handle_activity(conn, now),
+            Input::Message { conn, msg } => self.hub.handle_am_message(conn, msg, now),
+            Input::Activity { conn } => self.hub.handle_am_activity(conn, now),
             Input::Disconnect { conn } => {
                 self.conns.remove(&conn);
                 self.sio.remove(&conn);
@@ -451,7 +452,7 @@ impl HubTask {
                     self.acks.insert(self.next_ack, a);
                     AckId(self.next_ack)
                 });
-                self.hub.handle_sio(conn, input, ack, now);
+                self.hub.handle_sio_message(conn, input, ack, now);
             }
             Input::Shutdown { done } => {
                 self.stopping = true;
@@ -534,7 +535,7 @@ impl HubTask {
     fn flush(&mut self) {
         while let Some(out) = self.hub.poll_output() {
             match out {
-                Output::Send { conn, msg } => self.enqueue(conn, Out::Msg(msg)),
+                Output::AmSend { conn, msg } => self.enqueue(conn, Out::Msg(msg)),
                 Output::SioEmit { conn, emit } => {
                     let Some(socket) = self.sio.get(&conn) else {
                         continue;

@@ -3,7 +3,7 @@
 //! # Architecture
 //! ```text
 //!  socket ─▶ connection task ─ decode ─▶ bounded hub queue ─▶ hub task (owns switchboard_core::Hub)
-//!  socket ◀─ connection task ◀─ bounded per-connection FIFO ◀─ Output::Send
+//!  socket ◀─ connection task ◀─ bounded per-connection FIFO ◀─ Output::AmSend
 //! ```
 //! - One **hub task** owns the [`switchboard_core::Hub`]: no locks. It feeds inputs with the
 //!   current time, drains outputs into per-connection queues with `try_send`, and sleeps

@@ -55,7 +55,7 @@ impl Hub {
     /// [`crate::ice::host_from_header`]) from `ip` (for the per-source limits; `None`
     /// exempts it). Over [`Config::max_connections`] it is answered with
     /// `highResourceUsage` and closed. A repeated id is ignored.
-    pub fn handle_connect(
+    pub fn handle_am_connect(
         &mut self,
         conn: ConnId,
         app: App,
@@ -96,7 +96,7 @@ impl Hub {
     /// Any sign of life that is not a message (a WebSocket ping or pong frame). It counts
     /// against the connection's message budget like a message: a flood of ping frames is
     /// refused with `rate_limited` and closed as one of text frames is.
-    pub fn handle_activity(&mut self, conn: ConnId, now: Instant) {
+    pub fn handle_am_activity(&mut self, conn: ConnId, now: Instant) {
         let Some(c) = self.am.conns.get_mut(&conn) else {
             return;
         };
@@ -109,7 +109,7 @@ impl Hub {
     }
 
     /// One decoded frame (or the reason it could not be decoded) from `conn`.
-    pub fn handle_message(
+    pub fn handle_am_message(
         &mut self,
         conn: ConnId,
         msg: Result<ClientMessage, DecodeError>,
@@ -128,7 +128,7 @@ impl Hub {
             Ok(m) => m,
             Err(e) => {
                 self.stats.errors += 1;
-                self.out.push_back(Output::Send {
+                self.out.push_back(Output::AmSend {
                     conn,
                     msg: ServerMessage::Error {
                         definition: e.code,
@@ -219,7 +219,7 @@ impl Hub {
     }
 
     pub(super) fn send(&mut self, conn: ConnId, msg: ServerMessage) {
-        self.out.push_back(Output::Send { conn, msg });
+        self.out.push_back(Output::AmSend { conn, msg });
     }
 
     pub(super) fn error(

@@ -101,7 +101,7 @@ impl Hub {
     }
 
     /// An event from socket.io connection `conn`; `ack` when the client asked for one.
-    pub fn handle_sio(
+    pub fn handle_sio_message(
         &mut self,
         conn: ConnId,
         input: SioInput,

@@ -43,7 +43,7 @@ impl Harness {
     }
 
     fn connect(&mut self, conn: u64, app: &str) {
-        self.hub.handle_connect(
+        self.hub.handle_am_connect(
             ConnId(conn),
             App::new(app).unwrap(),
             Some("sb.test"),
@@ -54,7 +54,7 @@ impl Harness {
 
     fn send(&mut self, conn: u64, text: &str) -> Vec<(u64, String)> {
         self.hub
-            .handle_message(ConnId(conn), decode(text), self.now);
+            .handle_am_message(ConnId(conn), decode(text), self.now);
         self.drain()
     }
 
@@ -71,7 +71,7 @@ impl Harness {
         let mut v = Vec::new();
         while let Some(o) = self.hub.poll_output() {
             v.push(match o {
-                Output::Send { conn, msg } => (conn.0, msg.encode()),
+                Output::AmSend { conn, msg } => (conn.0, msg.encode()),
                 Output::PjSend { conn, msg } => (conn.0, msg.encode()),
                 Output::Close { conn, reason } => (conn.0, format!("CLOSE {reason:?}")),
                 other => (0, format!("{other:?}")),
@@ -311,7 +311,7 @@ fn idle_peer_is_closed_and_its_peer_stopped() {
     assert_eq!(h.hub.stats().idle_closed, 1);
     // Peer 1's ping at t=10 keeps it until t=30.
     assert_eq!(h.advance(9), vec![]);
-    h.hub.handle_activity(ConnId(1), h.now); // a WebSocket ping frame at t=29
+    h.hub.handle_am_activity(ConnId(1), h.now); // a WebSocket ping frame at t=29
     assert_eq!(h.advance(1), vec![]);
     assert_eq!(h.advance(19), vec![(1, "CLOSE IdleTimeout".into())]);
     assert_eq!(h.hub.stats().connections, 0);
@@ -669,21 +669,21 @@ fn socketio_and_peerjs_joins_and_leaves_are_reported() {
     let mut h = Harness::new();
     h.hub
         .handle_sio_connect(ConnId(1), "s1", None, Instant::now());
-    h.hub.handle_sio(
+    h.hub.handle_sio_message(
         ConnId(1),
         SioInput::Join { room: "x".into() },
         None,
         Instant::now(),
     );
-    h.hub.handle_sio(
+    h.hub.handle_sio_message(
         ConnId(1),
         SioInput::Join { room: "y".into() },
         None,
         Instant::now(),
     );
     h.hub
-        .handle_sio(ConnId(1), SioInput::Leave, None, Instant::now());
-    h.hub.handle_sio(
+        .handle_sio_message(ConnId(1), SioInput::Leave, None, Instant::now());
+    h.hub.handle_sio_message(
         ConnId(1),
         SioInput::Join { room: "z".into() },
         None,
@@ -740,10 +740,10 @@ fn ping_frames_count_against_the_message_budget() {
     h.drain();
     // The join took one of the 100 tokens: 99 pings pass, the 100th is refused.
     for _ in 0..99 {
-        h.hub.handle_activity(ConnId(1), h.now);
+        h.hub.handle_am_activity(ConnId(1), h.now);
     }
     assert_eq!(h.drain(), []);
-    h.hub.handle_activity(ConnId(1), h.now);
+    h.hub.handle_am_activity(ConnId(1), h.now);
     let out = h.drain();
     assert!(
         out.iter()
@@ -752,7 +752,7 @@ fn ping_frames_count_against_the_message_budget() {
     );
     let mut closed = false;
     for _ in 0..REFUSALS_BEFORE_CLOSE {
-        h.hub.handle_activity(ConnId(1), h.now);
+        h.hub.handle_am_activity(ConnId(1), h.now);
         let out = h.drain();
         if out.contains(&(1, "CLOSE RateLimited".into())) {
             assert!(
@@ -767,7 +767,7 @@ fn ping_frames_count_against_the_message_budget() {
     // A second later, the same pings from connection 2 are within its own budget.
     h.now += Duration::from_secs(1);
     for _ in 0..50 {
-        h.hub.handle_activity(ConnId(2), h.now);
+        h.hub.handle_am_activity(ConnId(2), h.now);
     }
     assert_eq!(h.drain(), []);
 }
@@ -788,9 +788,9 @@ fn joins_and_messages_are_rate_limited_in_every_dialect() {
     });
     let app = App::new("A").unwrap();
     h.hub
-        .handle_connect(ConnId(1), app.clone(), None, Some(ip), h.now);
+        .handle_am_connect(ConnId(1), app.clone(), None, Some(ip), h.now);
     h.hub
-        .handle_connect(ConnId(2), app.clone(), None, Some(ip), h.now);
+        .handle_am_connect(ConnId(2), app.clone(), None, Some(ip), h.now);
     // Ant Media: 20 joins pass, the 21st is refused with the room named.
     for i in 0..20 {
         assert_eq!(h.send(1, &join(&format!("r{i}")))[0].0, 1);
@@ -859,7 +859,7 @@ fn joins_and_messages_are_rate_limited_in_every_dialect() {
     );
     let mut refused = 0;
     for i in 0..25 {
-        h.hub.handle_sio(
+        h.hub.handle_sio_message(
             ConnId(10),
             SioInput::Join {
                 room: format!("x{i}").into(),

@@ -27,7 +27,7 @@ fn relay(target: &str) -> SioInput {
 #[test]
 fn relay_reaches_the_target_only_and_acks() {
     let mut h = hub();
-    h.handle_sio(ConnId(1), relay("b"), Some(AckId(7)), Instant::now());
+    h.handle_sio_message(ConnId(1), relay("b"), Some(AckId(7)), Instant::now());
     assert_eq!(
         outputs(&mut h),
         [
@@ -51,8 +51,8 @@ fn relay_reaches_the_target_only_and_acks() {
 #[test]
 fn unknown_or_own_target_is_an_error_ack_or_event() {
     let mut h = hub();
-    h.handle_sio(ConnId(1), relay("nobody"), Some(AckId(1)), Instant::now());
-    h.handle_sio(ConnId(1), relay("a"), None, Instant::now());
+    h.handle_sio_message(ConnId(1), relay("nobody"), Some(AckId(1)), Instant::now());
+    h.handle_sio_message(ConnId(1), relay("a"), None, Instant::now());
     let out = outputs(&mut h);
     assert!(matches!(
         &out[0],
@@ -82,7 +82,7 @@ fn unknown_or_own_target_is_an_error_ack_or_event() {
 #[test]
 fn rooms_give_rosters_and_peer_events() {
     let mut h = hub();
-    h.handle_sio(
+    h.handle_sio_message(
         ConnId(1),
         SioInput::Join { room: "r".into() },
         Some(AckId(1)),
@@ -99,7 +99,7 @@ fn rooms_give_rosters_and_peer_events() {
             }
         }]
     );
-    h.handle_sio(
+    h.handle_sio_message(
         ConnId(2),
         SioInput::Join { room: "r".into() },
         Some(AckId(2)),
@@ -122,7 +122,7 @@ fn rooms_give_rosters_and_peer_events() {
         }
     }));
     // A room name is not a relay target.
-    h.handle_sio(ConnId(3), relay("r"), Some(AckId(3)), Instant::now());
+    h.handle_sio_message(ConnId(3), relay("r"), Some(AckId(3)), Instant::now());
     assert!(matches!(
         &outputs(&mut h)[0],
         Output::SioAck {
@@ -144,8 +144,8 @@ fn rooms_give_rosters_and_peer_events() {
             }
         }]
     );
-    h.handle_sio(ConnId(1), SioInput::Leave, None, Instant::now());
-    h.handle_sio(ConnId(1), SioInput::Leave, Some(AckId(9)), Instant::now());
+    h.handle_sio_message(ConnId(1), SioInput::Leave, None, Instant::now());
+    h.handle_sio_message(ConnId(1), SioInput::Leave, Some(AckId(9)), Instant::now());
     assert!(matches!(
         &outputs(&mut h)[0],
         Output::SioAck {
@@ -158,7 +158,7 @@ fn rooms_give_rosters_and_peer_events() {
     ));
     assert_eq!(h.stats().rooms, 0);
     // The id is free again after a disconnect.
-    h.handle_sio(ConnId(1), relay("b"), Some(AckId(4)), Instant::now());
+    h.handle_sio_message(ConnId(1), relay("b"), Some(AckId(4)), Instant::now());
     assert!(matches!(
         &outputs(&mut h)[0],
         Output::SioAck {
@@ -198,13 +198,13 @@ fn room_size_and_connection_limits() {
             }
         ]
     ));
-    h.handle_sio(
+    h.handle_sio_message(
         ConnId(1),
         SioInput::Join { room: "r".into() },
         None,
         Instant::now(),
     );
-    h.handle_sio(
+    h.handle_sio_message(
         ConnId(2),
         SioInput::Join { room: "r".into() },
         Some(AckId(1)),
