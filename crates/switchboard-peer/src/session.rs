@@ -17,6 +17,35 @@ pub(crate) use signaling::{Ws, connect_error};
 use super::*;
 
 pub(crate) struct Session {
+    pub(crate) room: String,
+    pub(crate) events: mpsc::Sender<PeerEvent>,
+    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) rtc: Option<Rtc>,
+    pub(crate) pending: Option<SdpPendingOffer>,
+    pub(crate) channel: Option<ChannelId>,
+    pub(crate) outbox: VecDeque<(bool, Vec<u8>)>,
+    pub(crate) outbox_bytes: usize,
+    /// Set by a hang-up: leave once the data channel is acknowledged, or at this time.
+    pub(crate) hanging_up: Option<Instant>,
+    pub(crate) ice: IcePolicy,
+    /// Time base of the TURN client's clock.
+    pub(crate) base: Instant,
+    pub(crate) stats: Stats,
+    pub(crate) stats_interval: Option<Duration>,
+    /// The signaling socket and its reconnection.
+    pub(crate) signaling: SignalingState,
+    /// Host UDP sockets and their reader tasks.
+    pub(crate) net: NetState,
+    /// Files being sent and received.
+    pub(crate) files: FilesState,
+    /// STUN and TURN candidates.
+    pub(crate) gather: GatherState,
+    /// Media sources, negotiated tracks and recordings.
+    pub(crate) av: AvState,
+}
+
+/// The signaling socket and its reconnection.
+pub(crate) struct SignalingState {
     pub(crate) ws: Option<Ws>,
     pub(crate) url: String,
     pub(crate) backoff: Duration,
@@ -25,19 +54,20 @@ pub(crate) struct Session {
     pub(crate) lost_at: Option<Instant>,
     /// [`PeerConfig::reconnect_budget`].
     pub(crate) reconnect_budget: Duration,
-    pub(crate) room: String,
-    pub(crate) events: mpsc::Sender<PeerEvent>,
-    pub(crate) commands: mpsc::Receiver<Command>,
+    pub(crate) joined_sent: bool,
+}
+
+/// Host UDP sockets and their reader tasks.
+pub(crate) struct NetState {
     pub(crate) sockets: Vec<Sock>,
     /// `sockets[i].local_addr()`, read once (it is a system call, and the packet path needs it).
     pub(crate) addrs: Vec<SocketAddr>,
-    pub(crate) rtc: Option<Rtc>,
-    pub(crate) pending: Option<SdpPendingOffer>,
-    pub(crate) channel: Option<ChannelId>,
-    pub(crate) outbox: VecDeque<(bool, Vec<u8>)>,
-    pub(crate) outbox_bytes: usize,
-    /// Set by a hang-up: leave once the data channel is acknowledged, or at this time.
-    pub(crate) hanging_up: Option<Instant>,
+    pub(crate) udp_tx: Option<mpsc::Sender<(usize, SocketAddr, Vec<u8>)>>,
+    pub(crate) readers: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Files being sent and received.
+pub(crate) struct FilesState {
     /// File channels this side wrote an answer on that may not be acknowledged yet.
     pub(crate) replied: Vec<ChannelId>,
     pub(crate) receive_dir: Option<PathBuf>,
@@ -45,13 +75,22 @@ pub(crate) struct Session {
     pub(crate) max_file_size: u64,
     pub(crate) sends: Vec<FileSend>,
     pub(crate) recvs: Vec<FileRecv>,
-    pub(crate) ice: IcePolicy,
+}
+
+/// STUN and TURN candidates.
+pub(crate) struct GatherState {
     pub(crate) turn: Option<Turn>,
-    pub(crate) joined_sent: bool,
-    /// Time base of the TURN client's clock.
-    pub(crate) base: Instant,
-    pub(crate) udp_tx: Option<mpsc::Sender<(usize, SocketAddr, Vec<u8>)>>,
-    pub(crate) readers: Vec<tokio::task::JoinHandle<()>>,
+    pub(crate) stun: Option<StunGather>,
+    /// Server-reflexive candidates found: (host socket, mapped address).
+    pub(crate) srflx: Vec<(usize, SocketAddr)>,
+    /// `a=mid` of the first m-line of the current negotiation (for trickled candidates).
+    pub(crate) first_mid: Option<String>,
+    /// Local candidates to trickle (`candidate:...` lines).
+    pub(crate) trickle: Vec<String>,
+}
+
+/// Media sources, negotiated tracks and recordings.
+pub(crate) struct AvState {
     pub(crate) media: MediaConfig,
     pub(crate) sources: Sources,
     pub(crate) media_rx: mpsc::Receiver<SourceMsg>,
@@ -65,15 +104,6 @@ pub(crate) struct Session {
     pub(crate) media_seen: [bool; 2],
     /// When a key frame was last requested for the recording.
     pub(crate) keyframe_asked: Option<Instant>,
-    pub(crate) stats: Stats,
-    pub(crate) stats_interval: Option<Duration>,
-    pub(crate) stun: Option<StunGather>,
-    /// Server-reflexive candidates found: (host socket, mapped address).
-    pub(crate) srflx: Vec<(usize, SocketAddr)>,
-    /// `a=mid` of the first m-line of the current negotiation (for trickled candidates).
-    pub(crate) first_mid: Option<String>,
-    /// Local candidates to trickle (`candidate:...` lines).
-    pub(crate) trickle: Vec<String>,
 }
 
 /// Binding requests to the STUN server, one per host socket, for server-reflexive candidates.
@@ -170,8 +200,8 @@ impl Session {
             self.signal(Request::GetIceServerConfig).await?;
         }
         let (udp_tx, mut udp_rx) = mpsc::channel::<(usize, SocketAddr, Vec<u8>)>(1024);
-        self.udp_tx = Some(udp_tx);
-        for i in 0..self.sockets.len() {
+        self.net.udp_tx = Some(udp_tx);
+        for i in 0..self.net.sockets.len() {
             self.spawn_reader(i);
         }
         let mut ping = tokio::time::interval(PING_EVERY);
@@ -202,9 +232,9 @@ impl Session {
             if let Err(e) = self.flush_trickle().await {
                 break Err(e);
             }
-            let reconnect_at = self.reconnect_at.unwrap_or(deadline);
+            let reconnect_at = self.signaling.reconnect_at.unwrap_or(deadline);
             tokio::select! {
-                msg = next_message(&mut self.ws) => match msg {
+                msg = next_message(&mut self.signaling.ws) => match msg {
                     Some(Ok(Message::Text(text))) => {
                         if let Err(e) = self.on_signal(&text).await {
                             break Err(e);
@@ -214,12 +244,12 @@ impl Session {
                     Some(Ok(_)) => {}
                     Some(Err(e)) => self.signaling_lost(&e.to_string()).await,
                 },
-                () = tokio::time::sleep_until(reconnect_at.into()), if self.reconnect_at.is_some() => {
+                () = tokio::time::sleep_until(reconnect_at.into()), if self.signaling.reconnect_at.is_some() => {
                     if let Err(e) = self.reconnect().await {
                         break Err(e);
                     }
                 }
-                Some(msg) = self.media_rx.recv() => {
+                Some(msg) = self.av.media_rx.recv() => {
                     if let Err(e) = self.on_source(msg).await {
                         break Err(e);
                     }
@@ -228,7 +258,7 @@ impl Session {
                     if self.on_stun_response(i, from, &data) {
                         continue;
                     }
-                    let destination = self.addrs[i];
+                    let destination = self.net.addrs[i];
                     let (from, destination, data) = match self.unwrap_turn(i, from, destination, data) {
                         Some(unwrapped) => unwrapped,
                         None => continue,
@@ -276,7 +306,7 @@ impl Session {
                 }
             }
         };
-        for r in self.readers.drain(..) {
+        for r in self.net.readers.drain(..) {
             r.abort();
         }
         self.finish_recordings().await;
@@ -295,8 +325,8 @@ impl Session {
             .set_stats_interval(self.stats_interval)
             .build(Instant::now());
         if self.ice != IcePolicy::RelayOnly {
-            let turn_socket = self.turn.as_ref().map(|t| t.socket);
-            for (i, s) in self.sockets.iter().enumerate() {
+            let turn_socket = self.gather.turn.as_ref().map(|t| t.socket);
+            for (i, s) in self.net.sockets.iter().enumerate() {
                 if Some(i) == turn_socket {
                     continue;
                 }
@@ -306,36 +336,36 @@ impl Session {
                     rtc.add_local_candidate(c);
                 }
             }
-            for (i, mapped) in &self.srflx {
-                if let Ok(c) = Candidate::server_reflexive(*mapped, self.addrs[*i], "udp") {
+            for (i, mapped) in &self.gather.srflx {
+                if let Ok(c) = Candidate::server_reflexive(*mapped, self.net.addrs[*i], "udp") {
                     rtc.add_local_candidate(c);
                 }
             }
         }
-        if let Some(t) = &self.turn
+        if let Some(t) = &self.gather.turn
             && let Some(relay) = t.relay
-            && let Ok(local) = self.sockets[t.socket].local_addr()
+            && let Ok(local) = self.net.sockets[t.socket].local_addr()
             && let Ok(c) = Candidate::relayed(relay, local, "udp")
         {
             rtc.add_local_candidate(c);
         }
         self.pending = None;
         self.channel = None;
-        self.mids.clear();
-        self.connected = false;
-        self.media_seen = [false; 2];
-        self.first_mid = None;
-        self.trickle.clear();
+        self.av.mids.clear();
+        self.av.connected = false;
+        self.av.media_seen = [false; 2];
+        self.gather.first_mid = None;
+        self.gather.trickle.clear();
         self.rtc.insert(rtc)
     }
 
     /// Reads socket `i` into the driver's datagram queue.
     fn spawn_reader(&mut self, i: usize) {
-        let Some(tx) = self.udp_tx.clone() else {
+        let Some(tx) = self.net.udp_tx.clone() else {
             return;
         };
-        let s = Arc::clone(&self.sockets[i].rx);
-        self.readers.push(tokio::spawn(async move {
+        let s = Arc::clone(&self.net.sockets[i].rx);
+        self.net.readers.push(tokio::spawn(async move {
             let mut buf = vec![0u8; 2048];
             while let Ok((n, from)) = s.recv_from(&mut buf).await {
                 // A full queue drops the datagram, as the network would.
@@ -357,7 +387,7 @@ impl Session {
             .map_or(0, |mut ch| ch.buffered_amount());
         // File channels this side answered on (`accept`, `done`, `reject`).
         let mut replies = 0;
-        self.replied.retain(|&id| {
+        self.files.replied.retain(|&id| {
             let n = rtc.channel(id).map_or(0, |mut ch| ch.buffered_amount());
             replies += n;
             n > 0
@@ -393,7 +423,12 @@ impl Session {
         }
         let mut progress = None;
         let mut wrote = false;
-        for f in self.sends.iter_mut().filter(|f| f.open && f.sent < f.size) {
+        for f in self
+            .files
+            .sends
+            .iter_mut()
+            .filter(|f| f.open && f.sent < f.size)
+        {
             let Some(mut ch) = rtc.channel(f.channel) else {
                 continue;
             };
@@ -460,8 +495,12 @@ impl Session {
                         t.destination,
                         t.contents.len()
                     );
-                    let turn_local = self.turn.as_ref().map(|turn| self.addrs[turn.socket]);
-                    if let Some(turn) = self.turn.as_mut()
+                    let turn_local = self
+                        .gather
+                        .turn
+                        .as_ref()
+                        .map(|turn| self.net.addrs[turn.socket]);
+                    if let Some(turn) = self.gather.turn.as_mut()
                         && (turn.relay == Some(t.source) || turn_local == Some(t.source))
                     {
                         let now = turn_now(self.base);
@@ -483,7 +522,7 @@ impl Session {
                             ) {
                                 Ok(Some(tb)) => {
                                     let tb = tb.build();
-                                    self.sockets[turn.socket].send_to(&tb.data, tb.to);
+                                    self.net.sockets[turn.socket].send_to(&tb.data, tb.to);
                                 }
                                 other => {
                                     tracing::trace!("TURN send_to {}: {other:?}", t.destination)
@@ -492,14 +531,14 @@ impl Session {
                         }
                         continue;
                     }
-                    if let Some(i) = self.addrs.iter().position(|a| *a == t.source) {
-                        self.sockets[i].send_to(&t.contents, t.destination);
+                    if let Some(i) = self.net.addrs.iter().position(|a| *a == t.source) {
+                        self.net.sockets[i].send_to(&t.contents, t.destination);
                     }
                 }
                 Output::Event(e) => match e {
                     Event::ChannelOpen(id, label) => {
                         if label.starts_with("sb-file:")
-                            || self.sends.iter().any(|f| f.channel == id)
+                            || self.files.sends.iter().any(|f| f.channel == id)
                         {
                             self.on_file_channel_open(id, &label).await?;
                         } else {
@@ -508,11 +547,11 @@ impl Session {
                         }
                     }
                     Event::Connected => {
-                        self.connected = true;
-                        self.sources.start();
+                        self.av.connected = true;
+                        self.av.sources.start();
                     }
                     Event::IceConnectionStateChange(str0m::IceConnectionState::Disconnected) => {
-                        self.connected = false;
+                        self.av.connected = false;
                     }
                     Event::MediaAdded(m) => {
                         let track = match m.kind {
@@ -520,7 +559,7 @@ impl Session {
                             MediaKind::Audio => Track::Audio,
                         };
                         tracing::debug!("{track} m-line {} ({:?})", m.mid, m.direction);
-                        self.mids.push((m.mid, track));
+                        self.av.mids.push((m.mid, track));
                     }
                     Event::MediaData(d) => self.on_media_data(d).await,
                     Event::MediaIngressStats(m) => {
@@ -536,8 +575,8 @@ impl Session {
                             self.stats.local = Some(pair.local.addr);
                             self.stats.remote = Some(pair.remote.addr);
                             let local = pair.local.addr;
-                            let relayed = self.turn.as_ref().is_some_and(|t| {
-                                t.relay == Some(local) || self.addrs[t.socket] == local
+                            let relayed = self.gather.turn.as_ref().is_some_and(|t| {
+                                t.relay == Some(local) || self.net.addrs[t.socket] == local
                             });
                             self.stats.path = Some(if relayed { "relay" } else { "host" });
                         } else {

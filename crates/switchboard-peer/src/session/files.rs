@@ -120,7 +120,7 @@ impl Session {
             label: format!("sb-file:{id}"),
             ..Default::default()
         });
-        self.sends.push(FileSend {
+        self.files.sends.push(FileSend {
             id,
             channel,
             name,
@@ -139,7 +139,7 @@ impl Session {
         id: ChannelId,
         label: &str,
     ) -> Result<(), PeerError> {
-        if let Some(f) = self.sends.iter_mut().find(|f| f.channel == id) {
+        if let Some(f) = self.files.sends.iter_mut().find(|f| f.channel == id) {
             f.open = true;
             let header = json!({"name": f.name, "size": f.size, "type": "application/octet-stream", "sha256": f.sha256});
             if let Some(mut ch) = self.rtc.as_mut().and_then(|r| r.channel(id)) {
@@ -151,7 +151,7 @@ impl Session {
             return Ok(());
         }
         if let Some(tid) = label.strip_prefix("sb-file:") {
-            self.recvs.push(FileRecv {
+            self.files.recvs.push(FileRecv {
                 id: tid.to_owned(),
                 channel: id,
                 state: None,
@@ -167,8 +167,8 @@ impl Session {
         binary: bool,
         data: &[u8],
     ) -> Result<bool, PeerError> {
-        if let Some(pos) = self.sends.iter().position(|f| f.channel == id) {
-            let f = self.sends.remove(pos);
+        if let Some(pos) = self.files.sends.iter().position(|f| f.channel == id) {
+            let f = self.files.sends.remove(pos);
             let ev = if !binary && data == b"done" && f.sent == f.size {
                 PeerEvent::FileSent {
                     id: f.id,
@@ -186,14 +186,14 @@ impl Session {
             self.emit(ev).await;
             return Ok(true);
         }
-        let Some(pos) = self.recvs.iter().position(|r| r.channel == id) else {
+        let Some(pos) = self.files.recvs.iter().position(|r| r.channel == id) else {
             return Ok(false);
         };
         let mut event = None;
         let mut reply: Option<&[u8]> = None;
         let mut done = false;
         {
-            let r = &mut self.recvs[pos];
+            let r = &mut self.files.recvs[pos];
             match &mut r.state {
                 None => {
                     let meta: Value = serde_json::from_slice(data).unwrap_or(Value::Null);
@@ -205,7 +205,7 @@ impl Session {
                         name: name.clone(),
                         reason: reason.to_owned(),
                     };
-                    match (&self.receive_dir, size) {
+                    match (&self.files.receive_dir, size) {
                         (None, _) => {
                             event = Some(fail("incoming files are refused (no receive directory)"));
                             reply = Some(b"reject");
@@ -216,10 +216,10 @@ impl Session {
                             reply = Some(b"reject");
                             done = true;
                         }
-                        (Some(_), Some(size)) if size > self.max_file_size => {
+                        (Some(_), Some(size)) if size > self.files.max_file_size => {
                             event = Some(fail(&format!(
                                 "{size} bytes is more than the {} bytes accepted (max_file_size)",
-                                self.max_file_size
+                                self.files.max_file_size
                             )));
                             reply = Some(b"reject");
                             done = true;
@@ -332,16 +332,16 @@ impl Session {
             let _ = ch
                 .write(false, reply)
                 .map_err(|e| PeerError::Rtc(e.to_string()))?;
-            if !self.replied.contains(&id) {
+            if !self.files.replied.contains(&id) {
                 // Bounded: an answer older than the last 64 was acknowledged long ago.
-                if self.replied.len() >= 64 {
-                    self.replied.remove(0);
+                if self.files.replied.len() >= 64 {
+                    self.files.replied.remove(0);
                 }
-                self.replied.push(id);
+                self.files.replied.push(id);
             }
         }
         if done {
-            self.recvs.remove(pos);
+            self.files.recvs.remove(pos);
         }
         if let Some(e) = event {
             self.emit(e).await;

@@ -13,12 +13,12 @@ impl Session {
         let Some(server) = stun_server_of(servers).await else {
             return;
         };
-        let pending = (0..self.sockets.len())
-            .filter(|i| self.turn.as_ref().is_none_or(|t| t.socket != *i))
-            .filter(|i| self.addrs[*i].ip().is_loopback() == server.ip().is_loopback())
+        let pending = (0..self.net.sockets.len())
+            .filter(|i| self.gather.turn.as_ref().is_none_or(|t| t.socket != *i))
+            .filter(|i| self.net.addrs[*i].ip().is_loopback() == server.ip().is_loopback())
             .map(|i| (binding_request().0, i, 0))
             .collect();
-        self.stun = Some(StunGather {
+        self.gather.stun = Some(StunGather {
             server,
             pending,
             next_send: Instant::now(),
@@ -27,21 +27,21 @@ impl Session {
 
     /// (Re)sends pending Binding requests: 3 attempts, 0.3 s apart. Returns the next time.
     pub(crate) fn stun_progress(&mut self) -> Option<Instant> {
-        let stun = self.stun.as_mut()?;
+        let stun = self.gather.stun.as_mut()?;
         let now = Instant::now();
         if now < stun.next_send {
             return Some(stun.next_send);
         }
         stun.pending.retain(|(_, _, tries)| *tries < 3);
         if stun.pending.is_empty() {
-            self.stun = None;
+            self.gather.stun = None;
             return None;
         }
         for (id, i, tries) in &mut stun.pending {
             let (new_id, bytes) = binding_request();
             *id = new_id;
             *tries += 1;
-            self.sockets[*i].send_to(&bytes, stun.server);
+            self.net.sockets[*i].send_to(&bytes, stun.server);
         }
         stun.next_send = now + Duration::from_millis(300);
         Some(stun.next_send)
@@ -52,7 +52,7 @@ impl Session {
     pub(crate) fn on_stun_response(&mut self, i: usize, from: SocketAddr, data: &[u8]) -> bool {
         use turn_client_proto::types::stun::attribute::XorMappedAddress;
         use turn_client_proto::types::stun::message::Message;
-        let Some(stun) = self.stun.as_mut().filter(|s| s.server == from) else {
+        let Some(stun) = self.gather.stun.as_mut().filter(|s| s.server == from) else {
             return false;
         };
         let Ok(msg) = Message::from_bytes(data) else {
@@ -69,10 +69,10 @@ impl Session {
         stun.pending.swap_remove(pos);
         if let Ok(x) = msg.attribute::<XorMappedAddress>() {
             let mapped = x.addr(id);
-            let base = self.addrs[i];
-            if mapped != base && !self.srflx.iter().any(|(_, m)| *m == mapped) {
+            let base = self.net.addrs[i];
+            if mapped != base && !self.gather.srflx.iter().any(|(_, m)| *m == mapped) {
                 tracing::info!("server-reflexive address {mapped} (host {base})");
-                self.srflx.push((i, mapped));
+                self.gather.srflx.push((i, mapped));
                 self.add_srflx(mapped, base);
             }
         }
@@ -81,13 +81,13 @@ impl Session {
 
     /// Sends the local candidates found after the offer or answer went out.
     pub(crate) async fn flush_trickle(&mut self) -> Result<(), PeerError> {
-        if self.trickle.is_empty() {
+        if self.gather.trickle.is_empty() {
             return Ok(());
         }
-        let Some(mid) = self.first_mid.clone() else {
+        let Some(mid) = self.gather.first_mid.clone() else {
             return Ok(());
         };
-        for line in std::mem::take(&mut self.trickle) {
+        for line in std::mem::take(&mut self.gather.trickle) {
             let room = self.room.clone();
             self.signal(Request::TakeCandidate {
                 stream_id: &room,
@@ -111,7 +111,7 @@ impl Session {
         if let Some(c) = rtc.add_local_candidate(c) {
             let line = c.to_sdp_string();
             let line = line.strip_prefix("a=").unwrap_or(&line).to_owned();
-            self.trickle.push(line);
+            self.gather.trickle.push(line);
         }
     }
 
@@ -119,7 +119,7 @@ impl Session {
     /// candidate line) before ICE checks start, so the other side's checks can reach this
     /// relay: permissions are per IP, and both sides must have one for a relay pair.
     pub(crate) fn permit_candidates(&mut self, sdp: &str) {
-        let Some(turn) = self.turn.as_mut().filter(|t| t.relay.is_some()) else {
+        let Some(turn) = self.gather.turn.as_mut().filter(|t| t.relay.is_some()) else {
             return;
         };
         let now = turn_now(self.base);
@@ -144,6 +144,7 @@ impl Session {
         // A socket of its own (never a host candidate), on the address that reaches the
         // server: loopback for a loopback server, else the first other IPv4 address.
         let Some(ip) = self
+            .net
             .sockets
             .iter()
             .filter_map(|s| s.local_addr().ok())
@@ -158,9 +159,9 @@ impl Session {
         let Ok(local) = sock.local_addr() else {
             return;
         };
-        self.sockets.push(sock);
-        self.addrs.push(local);
-        let socket = self.sockets.len() - 1;
+        self.net.sockets.push(sock);
+        self.net.addrs.push(local);
+        let socket = self.net.sockets.len() - 1;
         self.spawn_reader(socket);
         let mut config = turn_client_proto::api::TurnConfig::new(
             turn_client_proto::types::TurnCredentials::new(&user, &pass),
@@ -169,7 +170,7 @@ impl Session {
         // coturn's) read the expiry from the username itself.
         config.set_anonymous_username(turn_client_proto::stun::auth::Feature::Disabled);
         let now = Instant::now();
-        self.turn = Some(Turn {
+        self.gather.turn = Some(Turn {
             client: TurnClientUdp::allocate(local, server, config),
             socket,
             server,
@@ -185,7 +186,7 @@ impl Session {
     /// Drives the TURN client: sends what it wants sent, handles its events, and joins the
     /// room once the relay is known (or given up on). Returns its next deadline.
     pub(crate) async fn turn_progress(&mut self) -> Result<Option<Instant>, PeerError> {
-        let Some(turn) = self.turn.as_mut() else {
+        let Some(turn) = self.gather.turn.as_mut() else {
             return Ok(None);
         };
         let now = turn_now(self.base);
@@ -209,7 +210,7 @@ impl Session {
         let mut sent = false;
         while let Some(t) = turn.client.poll_transmit(now) {
             tracing::trace!("TURN transmit {} bytes to {}", t.data.as_ref().len(), t.to);
-            self.sockets[turn.socket].send_to(t.data.as_ref(), t.to);
+            self.net.sockets[turn.socket].send_to(t.data.as_ref(), t.to);
             sent = true;
         }
         if sent {
@@ -238,7 +239,7 @@ impl Session {
                             turn.client.send_to(TransportType::Udp, to, &data[..], now)
                         {
                             let tb = tb.build();
-                            self.sockets[turn.socket].send_to(&tb.data, tb.to);
+                            self.net.sockets[turn.socket].send_to(&tb.data, tb.to);
                         }
                     }
                 }
@@ -248,7 +249,7 @@ impl Session {
         let ready = turn.relay.is_some() || turn.failed || Instant::now() >= turn.give_up;
         let relay_missing = turn.relay.is_none();
         let give_up = turn.give_up;
-        if !self.joined_sent {
+        if !self.signaling.joined_sent {
             if ready {
                 if relay_missing && self.ice == IcePolicy::RelayOnly {
                     return Err(PeerError::Rtc("relay-only, but no TURN allocation".into()));
@@ -271,6 +272,7 @@ impl Session {
         data: Vec<u8>,
     ) -> Option<(SocketAddr, SocketAddr, Vec<u8>)> {
         let Some(turn) = self
+            .gather
             .turn
             .as_mut()
             .filter(|t| t.socket == socket && t.server == from)

@@ -5,11 +5,11 @@ use super::*;
 impl Session {
     /// Closes the recordings (header frame counts) and reports them.
     pub(crate) async fn finish_recordings(&mut self) {
-        let video = self.rec_video.take().map(|(mut w, path)| {
+        let video = self.av.rec_video.take().map(|(mut w, path)| {
             let done = w.finish();
             (Track::Video, path, done, w.frames())
         });
-        let audio = self.rec_audio.take().map(|(mut w, path)| {
+        let audio = self.av.rec_audio.take().map(|(mut w, path)| {
             let done = w.finish();
             (Track::Audio, path, done, w.frames())
         });
@@ -55,13 +55,13 @@ impl Session {
                 return Ok(());
             }
         };
-        if !self.connected {
+        if !self.av.connected {
             return Ok(());
         }
         let Some(rtc) = self.rtc.as_mut() else {
             return Ok(());
         };
-        let Some(&(mid, _)) = self.mids.iter().find(|(_, t)| *t == frame.track) else {
+        let Some(&(mid, _)) = self.av.mids.iter().find(|(_, t)| *t == frame.track) else {
             return Ok(());
         };
         // Only on an m-line negotiated for sending: str0m accepts a frame for a receive-only
@@ -101,14 +101,14 @@ impl Session {
 
     /// A whole frame of the other side's media.
     pub(crate) async fn on_media_data(&mut self, d: str0m::media::MediaData) {
-        let Some(&(mid, track)) = self.mids.iter().find(|(m, _)| *m == d.mid) else {
+        let Some(&(mid, track)) = self.av.mids.iter().find(|(m, _)| *m == d.mid) else {
             tracing::debug!("media for unknown m-line {}", d.mid);
             return;
         };
         let codec = d.params.spec().codec;
         let i = track as usize;
-        if !self.media_seen[i] {
-            self.media_seen[i] = true;
+        if !self.av.media_seen[i] {
+            self.av.media_seen[i] = true;
             self.emit(PeerEvent::MediaStarted {
                 track,
                 codec: codec.to_string().to_lowercase(),
@@ -118,7 +118,7 @@ impl Session {
         match track {
             Track::Video => {
                 self.stats.video_frames_received += 1;
-                let Some((w, path)) = self.rec_video.as_mut() else {
+                let Some((w, path)) = self.av.rec_video.as_mut() else {
                     return;
                 };
                 if codec != Codec::Vp8 {
@@ -128,10 +128,11 @@ impl Session {
                     // A recording starts with a key frame: ask for one (at most once a second).
                     let now = Instant::now();
                     if self
+                        .av
                         .keyframe_asked
                         .is_none_or(|t| now - t > Duration::from_secs(1))
                     {
-                        self.keyframe_asked = Some(now);
+                        self.av.keyframe_asked = Some(now);
                         if let Some(rtc) = self.rtc.as_mut()
                             && let Some(rx) = rtc.direct_api().stream_rx_by_mid(mid, None)
                         {
@@ -147,7 +148,7 @@ impl Session {
             }
             Track::Audio => {
                 self.stats.audio_frames_received += 1;
-                let Some((w, path)) = self.rec_audio.as_mut() else {
+                let Some((w, path)) = self.av.rec_audio.as_mut() else {
                     return;
                 };
                 if codec != Codec::Opus {

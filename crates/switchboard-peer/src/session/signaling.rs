@@ -59,7 +59,7 @@ impl Session {
     /// reconnection starts over).
     pub(crate) async fn signal(&mut self, request: Request<'_>) -> Result<(), PeerError> {
         let text = request.encode();
-        let Some(ws) = self.ws.as_mut() else {
+        let Some(ws) = self.signaling.ws.as_mut() else {
             tracing::debug!("signaling down; not sent: {text}");
             return Ok(());
         };
@@ -69,11 +69,11 @@ impl Session {
     }
 
     pub(crate) async fn signaling_lost(&mut self, why: &str) {
-        if self.ws.take().is_some() {
+        if self.signaling.ws.take().is_some() {
             tracing::info!("signaling connection lost ({why}); reconnecting");
-            self.lost_at = Some(Instant::now());
-            self.backoff = RECONNECT_MIN;
-            self.reconnect_at = Some(Instant::now() + self.backoff);
+            self.signaling.lost_at = Some(Instant::now());
+            self.signaling.backoff = RECONNECT_MIN;
+            self.signaling.reconnect_at = Some(Instant::now() + self.signaling.backoff);
             self.emit(PeerEvent::Reconnecting).await;
         }
     }
@@ -82,36 +82,42 @@ impl Session {
     pub(crate) async fn reconnect(&mut self) -> Result<(), PeerError> {
         let attempt = tokio::time::timeout(
             Duration::from_secs(3),
-            tokio_tungstenite::connect_async(&self.url),
+            tokio_tungstenite::connect_async(&self.signaling.url),
         )
         .await;
         match attempt {
             Ok(Ok((ws, _))) => {
-                self.ws = Some(ws);
-                self.reconnect_at = None;
-                self.lost_at = None;
-                self.joined_sent = false;
+                self.signaling.ws = Some(ws);
+                self.signaling.reconnect_at = None;
+                self.signaling.lost_at = None;
+                self.signaling.joined_sent = false;
                 if let Err(e) = self.send_join().await {
                     self.signaling_lost(&e.to_string()).await;
                 }
                 Ok(())
             }
-            Ok(Err(e)) => self.retry_later(&connect_error(&self.url, &e)),
-            Err(_) => self.retry_later(&format!("cannot reach {}: timed out", self.url)),
+            Ok(Err(e)) => self.retry_later(&connect_error(&self.signaling.url, &e)),
+            Err(_) => self.retry_later(&format!("cannot reach {}: timed out", self.signaling.url)),
         }
     }
 
     pub(crate) fn retry_later(&mut self, why: &str) -> Result<(), PeerError> {
-        let down_for = self.lost_at.map_or(Duration::ZERO, |t| t.elapsed());
-        if down_for >= self.reconnect_budget && !self.connected {
+        let down_for = self
+            .signaling
+            .lost_at
+            .map_or(Duration::ZERO, |t| t.elapsed());
+        if down_for >= self.signaling.reconnect_budget && !self.av.connected {
             return Err(PeerError::Signaling(format!(
                 "gave up reconnecting after {} s: {why}",
                 down_for.as_secs()
             )));
         }
-        self.backoff = (self.backoff * 2).min(RECONNECT_MAX);
-        tracing::info!("reconnect failed ({why}); next try in {:?}", self.backoff);
-        self.reconnect_at = Some(Instant::now() + self.backoff);
+        self.signaling.backoff = (self.signaling.backoff * 2).min(RECONNECT_MAX);
+        tracing::info!(
+            "reconnect failed ({why}); next try in {:?}",
+            self.signaling.backoff
+        );
+        self.signaling.reconnect_at = Some(Instant::now() + self.signaling.backoff);
         Ok(())
     }
 
@@ -124,11 +130,13 @@ impl Session {
             Signal::Notification { definition } if definition == "joined" => {
                 self.emit(PeerEvent::Joined).await;
             }
-            Signal::IceServerConfig(config) if self.turn.is_none() && !self.joined_sent => {
+            Signal::IceServerConfig(config)
+                if self.gather.turn.is_none() && !self.signaling.joined_sent =>
+            {
                 let servers = config.servers();
                 self.start_turn(&servers).await;
                 self.start_stun(&servers).await;
-                if self.turn.is_none() {
+                if self.gather.turn.is_none() {
                     self.send_join().await?;
                 }
             }
@@ -140,7 +148,7 @@ impl Session {
             Signal::Start {} => {
                 self.emit(PeerEvent::PeerJoined).await;
                 let room = self.room.clone();
-                let wants = [Track::Audio, Track::Video].map(|t| self.media.wants(t));
+                let wants = [Track::Audio, Track::Video].map(|t| self.av.media.wants(t));
                 let rtc = self.new_rtc();
                 let mut api = rtc.sdp_api();
                 let mut mids = Vec::new();
@@ -166,10 +174,10 @@ impl Session {
                 let Some((offer, pending)) = api.apply() else {
                     return Err(PeerError::Rtc("no offer to make".into()));
                 };
-                self.mids = mids;
+                self.av.mids = mids;
                 self.pending = Some(pending);
                 let sdp = offer.to_sdp_string();
-                self.first_mid = first_mid(&sdp);
+                self.gather.first_mid = first_mid(&sdp);
                 self.take_configuration(SdpType::Offer, &sdp).await?;
             }
             Signal::TakeConfiguration { kind, sdp } => match kind.as_str() {
@@ -191,7 +199,7 @@ impl Session {
                         .accept_offer(offer)
                         .map_err(|e| PeerError::Rtc(e.to_string()))?;
                     let sdp = answer.to_sdp_string();
-                    self.first_mid = first_mid(&sdp);
+                    self.gather.first_mid = first_mid(&sdp);
                     self.take_configuration(SdpType::Answer, &sdp).await?;
                 }
                 "answer" => {
@@ -228,7 +236,7 @@ impl Session {
                 let refused = refusal(&definition, &self.room);
                 self.emit(PeerEvent::ServerError(definition)).await;
                 if let Some(why) = refused {
-                    if let Some(ws) = self.ws.as_mut() {
+                    if let Some(ws) = self.signaling.ws.as_mut() {
                         let _ = ws.close(None).await;
                     }
                     return Err(PeerError::Refused(why));
@@ -255,7 +263,7 @@ impl Session {
     }
 
     pub(crate) async fn send_join(&mut self) -> Result<(), PeerError> {
-        self.joined_sent = true;
+        self.signaling.joined_sent = true;
         let room = self.room.clone();
         self.signal(Request::Join {
             stream_id: &room,
@@ -269,7 +277,7 @@ impl Session {
     pub(crate) async fn leave(&mut self) {
         let room = self.room.clone();
         let _ = self.signal(Request::Leave { stream_id: &room }).await;
-        if let Some(ws) = self.ws.as_mut() {
+        if let Some(ws) = self.signaling.ws.as_mut() {
             let _ = ws.close(None).await;
         }
     }
