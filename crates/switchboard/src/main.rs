@@ -261,7 +261,7 @@ fn fit_connections_to_files(config: &mut ServerConfig, files: Option<u64>) {
         config.hub.max_connections = room;
     }
     tracing::info!(
-        "open-file limit {files}: at most {} TCP connections ({} WebSocket and socket.io clients), {} per IP address",
+        "open-file limit {files}: at most {} TCP connections ({} signaling clients: Ant Media, socket.io and PeerJS), {} per IP address",
         config.max_open_connections,
         config.hub.max_connections,
         if config.max_connections_per_ip == 0 {
