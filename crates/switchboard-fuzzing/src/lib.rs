@@ -170,7 +170,7 @@ pub fn socketio(data: &[u8]) {
         let input = switchboard_server::fuzzing::sio_input(event, payload, from);
         if let SioInput::Relay { payload, .. } = &input {
             let v: serde_json::Value =
-                serde_json::from_str(payload).expect("a relayed payload is JSON");
+                serde_json::from_str(payload.json()).expect("a relayed payload is JSON");
             assert_eq!(v["from"], from, "the sender is stamped");
         }
         hub.handle_sio_message(ConnId(conn), input, Some(switchboard_core::AckId(1)), now);

@@ -109,6 +109,27 @@ impl PartialEq for Opaque {
 impl Eq for Opaque {}
 
 impl Opaque {
+    /// Takes a raw JSON value that serde_json wrote (`serde_json::value::to_raw_value`),
+    /// without copying or parsing it again.
+    #[must_use]
+    pub fn from_boxed(raw: Box<RawValue>) -> Self {
+        Self(raw)
+    }
+
+    /// Checks that `text` is JSON and keeps it as it is.
+    ///
+    /// # Errors
+    /// When `text` is not one JSON value.
+    pub fn from_json(text: String) -> Result<Self, serde_json::Error> {
+        RawValue::from_string(text).map(Self)
+    }
+
+    /// The raw value, to hand to a serializer.
+    #[must_use]
+    pub fn into_raw(self) -> Box<RawValue> {
+        self.0
+    }
+
     /// Copies a raw JSON value out of a parsed frame.
     #[must_use]
     pub fn from_raw(raw: &RawValue) -> Self {

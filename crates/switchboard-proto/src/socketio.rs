@@ -2,8 +2,10 @@
 //! ack answers, and the JSON each is sent as. socket.io's framing itself (Engine.IO,
 //! packets, acks) is socketioxide's; see `docs/PROTOCOLS.md` ("socket.io").
 
-use serde_json::value::RawValue;
+use serde_json::value::{RawValue, to_raw_value};
 use serde_json::{Value, json};
+
+use crate::Opaque;
 
 /// Longest socket id, room name or relay target accepted (bytes).
 pub const SIO_MAX_NAME: usize = 256;
@@ -69,12 +71,12 @@ impl SioError {
 /// An event the edge must emit to a socket.io client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum SioEmit {
-    /// A relayed `offer` / `answer` / `ice-candidate` (payload JSON text, with `from`).
+    /// A relayed `offer` / `answer` / `ice-candidate` (payload JSON, with `from`).
     Relay {
         /// Which event.
         event: SioRelay,
-        /// The payload.
-        payload: Box<str>,
+        /// The payload, as the edge serialized it.
+        payload: Opaque,
     },
     /// `peer-joined` `{room, id}`.
     PeerJoined {
@@ -123,29 +125,25 @@ pub enum SioAck {
 }
 
 impl SioEmit {
-    /// The event name and its payload as JSON text: a relayed payload as the edge wrote it
-    /// (never parsed again), the server's own events built here.
+    /// The event name and its payload: a relayed payload as the edge serialized it (never
+    /// parsed or copied again), the server's own events built here.
     #[must_use]
     pub fn into_wire(self) -> (&'static str, Box<RawValue>) {
-        let (event, text) = match self {
-            SioEmit::Relay { event, payload } => (event.as_str(), String::from(payload)),
-            SioEmit::PeerJoined { room, id } => {
-                ("peer-joined", json!({"room": room, "id": id}).to_string())
-            }
-            SioEmit::PeerLeft { room, id } => {
-                ("peer-left", json!({"room": room, "id": id}).to_string())
-            }
+        let (event, value) = match self {
+            SioEmit::Relay { event, payload } => return (event.as_str(), payload.into_raw()),
+            SioEmit::PeerJoined { room, id } => ("peer-joined", json!({"room": room, "id": id})),
+            SioEmit::PeerLeft { room, id } => ("peer-left", json!({"room": room, "id": id})),
             SioEmit::Error {
                 event,
                 error,
                 reason,
             } => (
                 "error",
-                json!({"event": event, "error": error.as_str(), "reason": reason}).to_string(),
+                json!({"event": event, "error": error.as_str(), "reason": reason}),
             ),
         };
-        // The text is JSON that serde_json wrote; the fallback is never taken.
-        let raw = RawValue::from_string(text).unwrap_or_else(|_| RawValue::NULL.to_owned());
+        // Serializing a `Value` of strings cannot fail; the fallback is never taken.
+        let raw = to_raw_value(&value).unwrap_or_else(|_| RawValue::NULL.to_owned());
         (event, raw)
     }
 }
@@ -165,6 +163,7 @@ impl SioAck {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -178,7 +177,7 @@ mod tests {
         assert_eq!((e, p.get()), ("peer-joined", r#"{"id":"a","room":"r"}"#));
         let (e, p) = SioEmit::Relay {
             event: SioRelay::IceCandidate,
-            payload: r#"{"target":"b", "from":"a"}"#.into(),
+            payload: Opaque::from_json(r#"{"target":"b", "from":"a"}"#.into()).unwrap(),
         }
         .into_wire();
         assert_eq!(

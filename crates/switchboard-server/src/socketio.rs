@@ -158,11 +158,11 @@ fn relay_input(event: SioRelay, data: Result<Value, String>, from: &str) -> SioI
         _ => return invalid(name, "the payload has no string `target`"),
     };
     v.insert("from".into(), Value::String(from.into()));
-    match serde_json::to_string(&v) {
+    match serde_json::value::to_raw_value(&v) {
         Ok(payload) => SioInput::Relay {
             event,
             target,
-            payload: payload.into(),
+            payload: switchboard_proto::Opaque::from_boxed(payload),
         },
         Err(e) => invalid(name, format!("unencodable payload: {e}")),
     }
@@ -204,7 +204,7 @@ mod tests {
             panic!()
         };
         assert_eq!(&*target, "b");
-        let v: Value = serde_json::from_str(&payload).unwrap();
+        let v: Value = serde_json::from_str(payload.json()).unwrap();
         assert_eq!(
             v,
             json!({"target": "b", "sdp": {"type": "offer"}, "from": "a"})

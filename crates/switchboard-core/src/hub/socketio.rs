@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 
+use switchboard_proto::Opaque;
 use switchboard_proto::socketio::{SioAck, SioEmit, SioError, SioRelay};
 
 use super::{CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
@@ -27,8 +28,8 @@ pub enum SioInput {
         event: SioRelay,
         /// The receiver's socket id.
         target: Box<str>,
-        /// The payload as JSON text, `from` already stamped by the edge.
-        payload: Box<str>,
+        /// The payload, `from` already stamped by the edge.
+        payload: Opaque,
     },
     /// An event whose payload could not be used (the edge says why).
     Invalid {
@@ -206,7 +207,7 @@ impl Hub {
         conn: ConnId,
         event: SioRelay,
         target: &str,
-        payload: Box<str>,
+        payload: Opaque,
     ) -> Result<SioAck, (Box<str>, SioError, Box<str>)> {
         match self.sio.ids.get(target) {
             Some(&to) if to != conn => {

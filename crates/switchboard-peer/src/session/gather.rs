@@ -137,7 +137,9 @@ impl Session {
     /// Starts a TURN allocation on the first UDP `turn:` server of an `iceServerConfig`.
     pub(crate) async fn start_turn(&mut self, servers: &[IceServer]) {
         let Some((server, user, pass)) = turn_server_of(servers).await else {
-            tracing::info!("the server offers no usable UDP TURN server: {servers:?}");
+            // URLs only: the servers carry credentials.
+            let urls: Vec<&String> = servers.iter().flat_map(|s| &s.urls).collect();
+            tracing::info!("the server offers no usable UDP TURN server: {urls:?}");
             return;
         };
         tracing::debug!("TURN server {server} as {user}");

@@ -3,6 +3,7 @@
 use super::*;
 use crate::Config;
 use std::time::Instant;
+use switchboard_proto::Opaque;
 
 fn hub() -> Harness {
     let mut h = Harness::new();
@@ -20,7 +21,7 @@ fn relay(target: &str) -> SioInput {
     SioInput::Relay {
         event: SioRelay::Offer,
         target: target.into(),
-        payload: format!(r#"{{"target":"{target}","from":"a"}}"#).into(),
+        payload: Opaque::from_json(format!(r#"{{"target":"{target}","from":"a"}}"#)).unwrap(),
     }
 }
 
@@ -35,7 +36,7 @@ fn relay_reaches_the_target_only_and_acks() {
                 conn: ConnId(2),
                 emit: SioEmit::Relay {
                     event: SioRelay::Offer,
-                    payload: r#"{"target":"b","from":"a"}"#.into()
+                    payload: Opaque::from_json(r#"{"target":"b","from":"a"}"#.into()).unwrap()
                 }
             },
             Output::SioAck {
