@@ -1,19 +1,21 @@
 //! Entry points for the fuzz targets (`fuzz/`) and their stable smoke test; not part of the
-//! API. Packets go through the same [`State`] the listeners drive, with no sockets: replies
-//! are counted, not sent.
+//! API. Packets go through the same sans-IO machine the listeners drive, with no sockets:
+//! replies are counted, not sent.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use turn_server_proto::types::TransportType;
+use turn_server_proto::types::{Instant, TransportType};
 
-use crate::state::State;
+use crate::machine::{Command, Now, Turn};
 use crate::{Shared, Stats, TurnConfig};
 
-/// A TURN state with one UDP and one TCP listener on 192.0.2.1:3478, secret `fuzz`.
+/// A TURN machine with one UDP and one TCP listener on 192.0.2.1:3478, secret `fuzz`, and a
+/// clock that starts at Unix time 1,800,000,000.
 pub struct Harness {
-    state: State,
+    turn: Turn<(), ()>,
+    now: Now,
     udp: (TransportType, SocketAddr),
     tcp: (TransportType, SocketAddr),
 }
@@ -23,6 +25,9 @@ impl Default for Harness {
         Self::new()
     }
 }
+
+/// The Unix time the harness's clock starts at.
+const START: u64 = 1_800_000_000;
 
 impl Harness {
     /// A fresh state.
@@ -38,31 +43,70 @@ impl Harness {
             stats: Stats::default(),
         });
         let listen: SocketAddr = ([192, 0, 2, 1], 3478).into();
-        let mut state = State::new(
+        let mut turn = Turn::new(
             shared,
             HashSet::from([listen.ip()]),
             HashSet::from([3478]),
-            // No relay socket is ever started: allocations need a valid MESSAGE-INTEGRITY.
-            Box::new(|_, _| tokio::spawn(async {}).abort_handle()),
+            0,
         );
         let udp = (TransportType::Udp, listen);
         let tcp = (TransportType::Tcp, listen);
-        state.add_listener(udp, None);
-        state.add_listener(tcp, None);
-        Self { state, udp, tcp }
+        turn.add_listener(udp, Some(()));
+        turn.add_listener(tcp, None);
+        let now = Now {
+            mono: Instant::ZERO,
+            unix: START,
+        };
+        Self {
+            turn,
+            now,
+            udp,
+            tcp,
+        }
     }
 
     /// One packet from client `port` (on 198.51.100.1) over UDP or TCP (where it may hold
-    /// several messages); returns how many packets the state wants sent and their bytes.
+    /// several messages); returns how many packets the machine wants sent and their bytes.
     pub fn packet(&mut self, tcp: bool, port: u16, data: &[u8]) -> (usize, usize) {
         let key = if tcp { self.tcp } else { self.udp };
         let client: SocketAddr = ([198, 51, 100, 1], port).into();
-        let out = self.state.on_client(key, client, data);
-        (out.len(), out.iter().map(|o| o.data.len()).sum())
+        if tcp {
+            self.turn.handle_tcp_open(self.now, key, client, ());
+        }
+        self.turn.handle_client(self.now, key, client, data);
+        self.drain()
     }
 
-    /// Time passes (expiries, generations).
+    /// Time passes to Unix time `unix_now` (expiries, generations).
     pub fn tick(&mut self, unix_now: u64) -> usize {
-        self.state.on_tick(unix_now).len()
+        let secs = unix_now.saturating_sub(START);
+        self.now = Now {
+            mono: Instant::from_nanos(
+                i64::try_from(secs.saturating_mul(1_000_000_000)).unwrap_or(i64::MAX),
+            ),
+            unix: unix_now,
+        };
+        self.turn.handle_tick(self.now);
+        self.drain().0
+    }
+
+    /// Counts the packets to send; no relay socket is ever opened (allocations need a valid
+    /// MESSAGE-INTEGRITY, which fuzzed input does not carry; were one asked for, the answer
+    /// is "no free port").
+    fn drain(&mut self) -> (usize, usize) {
+        let (mut n, mut bytes) = (0, 0);
+        while let Some(c) = self.turn.poll_command() {
+            match c {
+                Command::Send { data, .. } => {
+                    n += 1;
+                    bytes += data.len();
+                }
+                Command::OpenRelay { request, .. } => {
+                    let _ = self.turn.handle_relay_opened(self.now, request, None);
+                }
+                Command::CloseRelay { .. } => {}
+            }
+        }
+        (n, bytes)
     }
 }

@@ -1,30 +1,37 @@
-//! The tokio side: sockets, tasks, and sending what [`State`] returns.
+//! The IO edge: sockets, tasks, the clock, and carrying out the machine's commands.
 //!
 //! ```text
-//!  UDP listener task ─┐
-//!  TCP/TLS conn tasks ─┼─▶ lock(State) ─ turn-server-proto ─▶ Vec<Out> ─▶ unlock ─▶ try_send
-//!  relay socket tasks ─┤
-//!  1 s tick task ──────┘
+//!  UDP listener task ─┐  read clock      ┌──────── lock ────────┐
+//!  TCP/TLS conn tasks ─┼─▶ (Now) ───────▶│ Turn::handle_* (pure) │─▶ commands ─▶ execute:
+//!  relay socket tasks ─┤                 │ poll_command → Vec    │     Send → try_send
+//!  1 s tick task ──────┘                 └───────────────────────┘     OpenRelay → bind, spawn reader,
+//!                                                                        answer (one more lock)
+//!                                                                      CloseRelay → stop reader
 //! ```
-//! The lock is a `std::sync::Mutex` held only for synchronous protocol work, never across an
-//! await. Sends are non-blocking: a full socket buffer or TCP queue drops the packet (counted
-//! in `dropped_send`), as a router would.
+//! The machine ([`crate::machine`]) sits behind a `std::sync::Mutex` held only for its pure
+//! work: the clock is read before taking the lock, and binding, spawning and sending happen
+//! after releasing it. The lock stays on the datagram path because every packet, relayed
+//! ones included, is looked up in `turn-server-proto`'s allocation tables, which only exist
+//! behind `&mut`; the alternative, one task owning the machine and a channel hop per
+//! datagram, costs more than an uncontended lock taken once per batch of up to 64 datagrams.
+//! Sends are non-blocking: a full socket buffer or TCP queue drops the packet (counted in
+//! `dropped_send`), as a router would.
 
 use std::collections::HashSet;
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 use std::sync::atomic::Ordering::Relaxed;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, UdpSocket};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
-use turn_server_proto::types::TransportType;
+use turn_server_proto::types::{Instant, TransportType};
 
-use crate::state::{ListenerKey, Out, State, Via};
+use crate::machine::{Command, ListenerKey, Now, Turn, Via};
 use crate::{ConfigError, Shared, Stats, TurnConfig, TurnStats};
 
 /// Packets queued towards one TCP/TLS client before further ones are dropped.
@@ -166,25 +173,16 @@ pub async fn start(config: TurnConfig) -> io::Result<TurnHandle> {
         stats: Stats::default(),
     });
     let cancel = CancellationToken::new();
-    let state: Arc<Mutex<State>> = Arc::new_cyclic(|weak: &Weak<Mutex<State>>| {
-        let weak = weak.clone();
-        let shared2 = Arc::clone(&shared);
-        let cancel2 = cancel.clone();
-        Mutex::new(State::new(
+    let edge = Arc::new(Edge {
+        state: Mutex::new(Turn::new(
             Arc::clone(&shared),
             local_ips,
             protected,
-            Box::new(move |relay, socket| {
-                tokio::spawn(relay_task(
-                    weak.clone(),
-                    Arc::clone(&shared2),
-                    relay,
-                    socket,
-                    cancel2.clone(),
-                ))
-                .abort_handle()
-            }),
-        ))
+            rand::random(),
+        )),
+        shared: Arc::clone(&shared),
+        base: std::time::Instant::now(),
+        cancel: cancel.clone(),
     });
 
     let mut handle = TurnHandle {
@@ -194,19 +192,16 @@ pub async fn start(config: TurnConfig) -> io::Result<TurnHandle> {
         tls: Vec::new(),
         cancel: cancel.clone(),
     };
-    for socket in plain.udp {
-        let addr = socket.local_addr()?;
-        let socket = Arc::new(socket);
+    for udp in plain.udp {
+        let addr = udp.local_addr()?;
+        let socket = Arc::new(Socket {
+            udp,
+            stop: cancel.clone(),
+        });
         let key = (TransportType::Udp, addr);
-        lock(&state).add_listener(key, Some(Arc::clone(&socket)));
+        edge.lock().add_listener(key, Some(Arc::clone(&socket)));
         handle.udp.push(addr);
-        tokio::spawn(udp_task(
-            Arc::clone(&state),
-            Arc::clone(&shared),
-            key,
-            socket,
-            cancel.clone(),
-        ));
+        tokio::spawn(udp_task(Arc::clone(&edge), key, socket));
     }
     for (listeners, acceptor, out) in [
         (plain.tcp, None, &mut handle.tcp),
@@ -215,19 +210,17 @@ pub async fn start(config: TurnConfig) -> io::Result<TurnHandle> {
         for listener in listeners {
             let addr = listener.local_addr()?;
             let key = (TransportType::Tcp, addr);
-            lock(&state).add_listener(key, None);
+            edge.lock().add_listener(key, None);
             out.push(addr);
             tokio::spawn(accept_task(
-                Arc::clone(&state),
-                Arc::clone(&shared),
+                Arc::clone(&edge),
                 key,
                 listener,
                 acceptor.clone(),
-                cancel.clone(),
             ));
         }
     }
-    tokio::spawn(tick_task(Arc::clone(&state), Arc::clone(&shared), cancel));
+    tokio::spawn(tick_task(edge));
     tracing::debug!(
         "STUN/TURN listening on UDP {:?}, TCP {:?}{}",
         handle.udp,
@@ -241,12 +234,157 @@ pub async fn start(config: TurnConfig) -> io::Result<TurnHandle> {
     Ok(handle)
 }
 
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    // A panic while holding the lock cannot leave the protocol state half-written in a way
-    // that matters more than stopping TURN altogether; keep serving.
-    state
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
+/// A UDP socket of the server (a listener's or a relay's) and what stops its reader.
+#[derive(Debug)]
+struct Socket {
+    udp: UdpSocket,
+    stop: CancellationToken,
+}
+
+type Conn = mpsc::Sender<Vec<u8>>;
+type Core = Turn<Arc<Socket>, Conn>;
+type Cmd = Command<Arc<Socket>, Conn>;
+
+/// What every task of one server shares.
+struct Edge {
+    state: Mutex<Core>,
+    shared: Arc<Shared>,
+    /// The machine's monotonic time is the time since this instant.
+    base: std::time::Instant,
+    cancel: CancellationToken,
+}
+
+impl Edge {
+    /// The clock, read outside the lock.
+    fn now(&self) -> Now {
+        Now {
+            mono: Instant::from_std(self.base),
+            unix: crate::unix_now(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Core> {
+        // A panic while holding the lock cannot leave the protocol state half-written in a
+        // way that matters more than stopping TURN altogether; keep serving.
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Runs one input on the machine, then carries out what it asked for after releasing
+    /// the lock.
+    fn input<R>(self: &Arc<Self>, f: impl FnOnce(&mut Core, Now) -> R) -> R {
+        let now = self.now();
+        let mut cmds = Vec::new();
+        let r = {
+            let mut st = self.lock();
+            let r = f(&mut st, now);
+            drain(&mut st, &mut cmds);
+            r
+        };
+        self.execute(cmds);
+        r
+    }
+
+    /// Carries out commands, outside the lock. Opened relay sockets are reported back to the
+    /// machine (one more lock), which may queue more commands (the Allocate response).
+    fn execute(self: &Arc<Self>, mut cmds: Vec<Cmd>) {
+        let stats = &self.shared.stats;
+        while !cmds.is_empty() {
+            let mut opened = Vec::new();
+            for c in cmds.drain(..) {
+                match c {
+                    Command::Send {
+                        via: Via::Udp(socket),
+                        to,
+                        data,
+                    } => match socket.udp.try_send_to(&data, to) {
+                        Ok(_) => {}
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                            stats.dropped_send.fetch_add(1, Relaxed);
+                        }
+                        Err(e) => tracing::debug!("TURN: send to {to} failed: {e}"),
+                    },
+                    Command::Send {
+                        via: Via::Tcp(tx),
+                        data,
+                        ..
+                    } => {
+                        if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(data) {
+                            stats.dropped_send.fetch_add(1, Relaxed);
+                        }
+                    }
+                    Command::OpenRelay { request, ip } => opened.push((request, self.bind(ip))),
+                    Command::CloseRelay { relay, socket } => {
+                        tracing::trace!("TURN: closing relay {relay}");
+                        socket.stop.cancel();
+                    }
+                }
+            }
+            if opened.is_empty() {
+                break;
+            }
+            let now = self.now();
+            let mut readers = Vec::new();
+            {
+                let mut st = self.lock();
+                for (request, socket) in opened {
+                    let handle = socket.as_ref().map(|(_, s)| Arc::clone(s));
+                    if let (Some(relay), Some(socket)) =
+                        (st.handle_relay_opened(now, request, socket), handle)
+                    {
+                        readers.push((relay, socket));
+                    }
+                }
+                drain(&mut st, &mut cmds);
+            }
+            for (relay, socket) in readers {
+                tokio::spawn(relay_task(Arc::clone(self), relay, socket));
+            }
+        }
+    }
+
+    /// Binds a relay socket for [`Command::OpenRelay`].
+    fn bind(&self, ip: IpAddr) -> Option<(SocketAddr, Arc<Socket>)> {
+        let (lo, hi) = self.shared.config.relay_ports;
+        let udp = bind_relay(ip, lo, hi)?;
+        let addr = udp.local_addr().ok()?;
+        let stop = self.cancel.child_token();
+        Some((addr, Arc::new(Socket { udp, stop })))
+    }
+}
+
+fn drain(st: &mut Core, into: &mut Vec<Cmd>) {
+    while let Some(c) = st.poll_command() {
+        into.push(c);
+    }
+}
+
+/// Binds a UDP socket on `ip` at a random free port in `lo..=hi`.
+fn bind_relay(ip: IpAddr, lo: u16, hi: u16) -> Option<UdpSocket> {
+    use rand::Rng as _;
+    let mut rng = rand::rng();
+    let span = u32::from(hi - lo) + 1;
+    let tries = span.min(64);
+    for i in 0..tries + span.min(4096) {
+        // Random probes first, then a linear scan from a random start, so a nearly full
+        // range still finds its free ports.
+        let port = if i < tries {
+            lo + rng.random_range(0..span) as u16
+        } else {
+            lo + ((i - tries) % span) as u16
+        };
+        let Ok(std) = std::net::UdpSocket::bind(SocketAddr::new(ip, port)) else {
+            continue;
+        };
+        if std.set_nonblocking(true).is_err() {
+            continue;
+        }
+        if let Ok(s) = UdpSocket::from_std(std) {
+            return Some(s);
+        }
+    }
+    None
 }
 
 fn interface_ips() -> Vec<IpAddr> {
@@ -358,122 +496,77 @@ fn try_bind(addrs: &[(SocketAddr, bool)], udp: bool) -> io::Result<Bound> {
     Ok(out)
 }
 
-fn dispatch(out: Vec<Out>, stats: &Stats) {
-    for o in out {
-        match o.via {
-            Via::Udp(socket) => match socket.try_send_to(&o.data, o.to) {
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                    stats.dropped_send.fetch_add(1, Relaxed);
-                }
-                Err(e) => tracing::debug!("TURN: send to {} failed: {e}", o.to),
-            },
-            Via::Tcp(tx) => {
-                if let Err(mpsc::error::TrySendError::Full(_)) = tx.try_send(o.data) {
-                    stats.dropped_send.fetch_add(1, Relaxed);
-                }
-            }
-        }
-    }
-}
-
-/// Receives datagrams on `socket` until cancelled (or `state` yields nothing): each awaited
-/// datagram, plus up to `BATCH - 1` already queued, is handled by `handle` under one lock,
-/// and what it returns is sent after the lock is released.
+/// Receives datagrams on `socket` until it is stopped: each awaited datagram, plus up to
+/// `BATCH - 1` already queued, is handed to the machine by `handle` under one lock, and the
+/// commands are carried out after the lock is released.
 async fn datagram_loop(
-    socket: &UdpSocket,
-    cancel: &CancellationToken,
-    shared: &Shared,
+    socket: &Socket,
+    edge: &Arc<Edge>,
     what: &str,
-    state: impl Fn() -> Option<Arc<Mutex<State>>>,
-    mut handle: impl FnMut(&mut State, SocketAddr, &[u8]) -> Vec<Out>,
+    mut handle: impl FnMut(&mut Core, Now, SocketAddr, &[u8]),
 ) {
     let mut buf = vec![0u8; 65_536];
+    let mut cmds = Vec::new();
     loop {
         let (n, from) = tokio::select! {
-            r = socket.recv_from(&mut buf) => match r {
+            r = socket.udp.recv_from(&mut buf) => match r {
                 Ok(r) => r,
                 Err(e) => {
                     tracing::debug!("TURN {what}: {e}");
                     continue;
                 }
             },
-            () = cancel.cancelled() => return,
+            () = socket.stop.cancelled() => return,
         };
-        let Some(state) = state() else {
-            return;
-        };
-        let mut st = lock(&state);
-        let mut out = handle(&mut st, from, &buf[..n]);
-        for _ in 1..BATCH {
-            match socket.try_recv_from(&mut buf) {
-                Ok((n, from)) => out.extend(handle(&mut st, from, &buf[..n])),
-                Err(_) => break,
+        let now = edge.now();
+        {
+            let mut st = edge.lock();
+            handle(&mut st, now, from, &buf[..n]);
+            for _ in 1..BATCH {
+                match socket.udp.try_recv_from(&mut buf) {
+                    Ok((n, from)) => handle(&mut st, now, from, &buf[..n]),
+                    Err(_) => break,
+                }
             }
+            drain(&mut st, &mut cmds);
         }
-        drop(st);
-        dispatch(out, &shared.stats);
+        edge.execute(std::mem::take(&mut cmds));
     }
 }
 
-async fn udp_task(
-    state: Arc<Mutex<State>>,
-    shared: Arc<Shared>,
-    key: ListenerKey,
-    socket: Arc<UdpSocket>,
-    cancel: CancellationToken,
-) {
+async fn udp_task(edge: Arc<Edge>, key: ListenerKey, socket: Arc<Socket>) {
     let what = format!("UDP {}", key.1);
-    datagram_loop(
-        &socket,
-        &cancel,
-        &shared,
-        &what,
-        || Some(Arc::clone(&state)),
-        |st, from, data| st.on_client(key, from, data),
-    )
+    datagram_loop(&socket, &edge, &what, |st, now, from, data| {
+        st.handle_client(now, key, from, data);
+    })
     .await;
 }
 
-async fn relay_task(
-    state: Weak<Mutex<State>>,
-    shared: Arc<Shared>,
-    relay: SocketAddr,
-    socket: Arc<UdpSocket>,
-    cancel: CancellationToken,
-) {
+async fn relay_task(edge: Arc<Edge>, relay: SocketAddr, socket: Arc<Socket>) {
     let what = format!("relay {relay}");
-    datagram_loop(
-        &socket,
-        &cancel,
-        &shared,
-        &what,
-        || state.upgrade(),
-        |st, from, data| st.on_peer(relay, from, data),
-    )
+    datagram_loop(&socket, &edge, &what, |st, now, from, data| {
+        st.handle_peer(now, relay, from, data);
+    })
     .await;
 }
 
-async fn tick_task(state: Arc<Mutex<State>>, shared: Arc<Shared>, cancel: CancellationToken) {
+async fn tick_task(edge: Arc<Edge>) {
     let mut tick = tokio::time::interval(Duration::from_secs(1));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
-            () = cancel.cancelled() => return,
+            () = edge.cancel.cancelled() => return,
         }
-        let out = lock(&state).on_tick(crate::unix_now());
-        dispatch(out, &shared.stats);
+        edge.input(Core::handle_tick);
     }
 }
 
 async fn accept_task(
-    state: Arc<Mutex<State>>,
-    shared: Arc<Shared>,
+    edge: Arc<Edge>,
     key: ListenerKey,
     listener: TcpListener,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    cancel: CancellationToken,
 ) {
     loop {
         let (stream, client) = tokio::select! {
@@ -485,22 +578,17 @@ async fn accept_task(
                     continue;
                 }
             },
-            () = cancel.cancelled() => return,
+            () = edge.cancel.cancelled() => return,
         };
         let _ = stream.set_nodelay(true);
-        let (state, shared, tls, cancel) = (
-            Arc::clone(&state),
-            Arc::clone(&shared),
-            tls.clone(),
-            cancel.clone(),
-        );
+        let (edge, tls) = (Arc::clone(&edge), tls.clone());
         tokio::spawn(async move {
             match tls {
-                None => tcp_conn(stream, state, shared, key, client, cancel).await,
+                None => tcp_conn(stream, edge, key, client).await,
                 Some(acceptor) => {
                     match tokio::time::timeout(FIRST_MESSAGE_TIMEOUT, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(s)) => tcp_conn(s, state, shared, key, client, cancel).await,
+                        Ok(Ok(s)) => tcp_conn(s, edge, key, client).await,
                         Ok(Err(e)) => tracing::debug!("TURN TLS handshake with {client}: {e}"),
                         Err(_) => tracing::debug!("TURN TLS handshake with {client}: timed out"),
                     }
@@ -528,14 +616,12 @@ fn frame(buf: &[u8]) -> Result<Option<(usize, usize)>, ()> {
 
 async fn tcp_conn<S: AsyncRead + AsyncWrite + Unpin>(
     stream: S,
-    state: Arc<Mutex<State>>,
-    shared: Arc<Shared>,
+    edge: Arc<Edge>,
     key: ListenerKey,
     client: SocketAddr,
-    cancel: CancellationToken,
 ) {
     let (tx, mut rx) = mpsc::channel::<Vec<u8>>(TCP_QUEUE);
-    if !lock(&state).tcp_open(key, client, tx) {
+    if !edge.input(|st, now| st.handle_tcp_open(now, key, client, tx)) {
         return;
     }
     let (mut rd, mut wr) = tokio::io::split(stream);
@@ -554,8 +640,7 @@ async fn tcp_conn<S: AsyncRead + AsyncWrite + Unpin>(
                     match frame(&buf) {
                         Ok(Some((len, wire))) => {
                             got_message = true;
-                            let out = lock(&state).on_client(key, client, &buf[..len]);
-                            dispatch(out, &shared.stats);
+                            edge.input(|st, now| st.handle_client(now, key, client, &buf[..len]));
                             buf.drain(..wire);
                         }
                         Ok(None) => break,
@@ -582,12 +667,11 @@ async fn tcp_conn<S: AsyncRead + AsyncWrite + Unpin>(
                 tracing::debug!("TURN TCP {client}: no message in {FIRST_MESSAGE_TIMEOUT:?}, closing");
                 break 'conn;
             }
-            () = cancel.cancelled() => break 'conn,
+            () = edge.cancel.cancelled() => break 'conn,
         }
     }
     let _ = wr.shutdown().await;
-    let out = lock(&state).tcp_closed(key, client);
-    dispatch(out, &shared.stats);
+    edge.input(|st, now| st.handle_tcp_closed(now, key, client));
 }
 
 #[cfg(test)]

@@ -40,8 +40,9 @@ mod auth;
 #[doc(hidden)]
 pub mod fuzzing;
 mod io;
+mod log;
+mod machine;
 mod policy;
-mod state;
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
