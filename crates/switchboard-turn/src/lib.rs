@@ -2,8 +2,12 @@
 //!
 //! The protocol (STUN Binding, TURN Allocate / Refresh / CreatePermission / ChannelBind,
 //! Send and Data indications, ChannelData; RFC 5389, 5766, 8656) is handled by the sans-IO
-//! [`turn_server_proto`] crate. This crate is its IO driver plus what a server exposed to the
-//! internet needs and the protocol crate leaves out:
+//! [`turn_server_proto`] crate. This crate wraps it in two layers, as the signaling hub is
+//! wrapped: a sans-IO state machine that adds what a server exposed to the internet needs and
+//! the protocol crate leaves out (time and randomness are its inputs; it answers with
+//! commands: send, open a relay socket, close one), and a tokio edge that owns the sockets,
+//! the tasks and the clock and carries the commands out (docs/ARCHITECTURE.md, "STUN/TURN").
+//! What the two add:
 //!
 //! - **Listeners**: UDP and TCP on the same port (default 3478) and TLS (default 5349, when a
 //!   certificate is configured). An unspecified listen address (`0.0.0.0`, `[::]`) means
@@ -198,7 +202,7 @@ impl TurnConfig {
     }
 }
 
-/// State shared by every task of one server.
+/// Configuration and counters shared by the machine and every task of one server.
 pub(crate) struct Shared {
     pub(crate) config: TurnConfig,
     pub(crate) stats: Stats,
