@@ -506,7 +506,6 @@ async fn datagram_loop(
     mut handle: impl FnMut(&mut Core, Now, SocketAddr, &[u8]),
 ) {
     let mut buf = vec![0u8; 65_536];
-    let mut cmds = Vec::new();
     loop {
         let (n, from) = tokio::select! {
             r = socket.udp.recv_from(&mut buf) => match r {
@@ -519,6 +518,9 @@ async fn datagram_loop(
             () = socket.stop.cancelled() => return,
         };
         let now = edge.now();
+        // A fresh vector per batch: one kept per task would hold its largest batch for the
+        // life of every relay socket.
+        let mut cmds = Vec::new();
         {
             let mut st = edge.lock();
             handle(&mut st, now, from, &buf[..n]);
@@ -530,7 +532,7 @@ async fn datagram_loop(
             }
             drain(&mut st, &mut cmds);
         }
-        edge.execute(std::mem::take(&mut cmds));
+        edge.execute(cmds);
     }
 }
 

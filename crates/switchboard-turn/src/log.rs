@@ -20,13 +20,7 @@ impl LogLimiter {
         reason: &'static str,
         line: std::fmt::Arguments<'_>,
     ) {
-        if let Some(more) = self.admit(now, reason) {
-            if more > 0 {
-                tracing::info!("{line} (and {more} more like it in the last second)");
-            } else {
-                tracing::info!("{line}");
-            }
-        }
+        self.write(false, now, reason, line);
     }
 
     /// The server at a limit (state table, relay ports, allocations, TCP connections): an
@@ -37,12 +31,28 @@ impl LogLimiter {
         reason: &'static str,
         line: std::fmt::Arguments<'_>,
     ) {
-        if let Some(more) = self.admit(now, reason) {
-            if more > 0 {
-                tracing::warn!("{line} (and {more} more like it in the last second)");
-            } else {
-                tracing::warn!("{line}");
-            }
+        self.write(true, now, reason, line);
+    }
+
+    fn write(
+        &mut self,
+        warn: bool,
+        now: Instant,
+        reason: &'static str,
+        line: std::fmt::Arguments<'_>,
+    ) {
+        let Some(more) = self.admit(now, reason) else {
+            return;
+        };
+        let left_out = if more > 0 {
+            format!(" (and {more} more like it in the last second)")
+        } else {
+            String::new()
+        };
+        if warn {
+            tracing::warn!("{line}{left_out}");
+        } else {
+            tracing::info!("{line}{left_out}");
         }
     }
 
