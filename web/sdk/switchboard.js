@@ -1,5 +1,5 @@
 // Switchboard browser SDK: a peer-to-peer call over Switchboard (or Ant Media Server) P2P
-// signaling. One ES module, no build step, no dependencies.
+// signaling. Plain ES modules, no build step, no dependencies.
 //
 //   import { Switchboard } from "/sdk/switchboard.js";
 //   const call = new Switchboard({ room: "demo" });
@@ -9,8 +9,18 @@
 // Protocol: Ant Media P2P (join / start / takeConfiguration / takeCandidate / leave). The peer
 // told to `start` makes the offer. Negotiation follows the "perfect negotiation" pattern, so
 // either side may renegotiate (ICE restart, adding a camera) without glare.
+//
+// The SDK is split into modules beside this one (errors.js, names.js, files.js, stats.js),
+// loaded by relative imports; this entry re-exports what they make public, so importing
+// /sdk/switchboard.js is all a page needs.
 
-const DEFAULT_APP = "WebRTCAppEE";
+import { ERROR_MESSAGES, SwitchboardError } from "./errors.js";
+import { defaultUrl, randomRoom, safeFileName } from "./names.js";
+import { FILE_LABEL, receiveFile, sendFile } from "./files.js";
+import { readStats } from "./stats.js";
+
+export { ERROR_MESSAGES, SwitchboardError, defaultUrl, randomRoom, safeFileName };
+
 const PING_MS = 3000;
 const ICE_CONFIG_WAIT_MS = 2000;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
@@ -18,94 +28,7 @@ const ICE_DISCONNECTED_RESTART_MS = 3000;
 const MAX_PENDING_CANDIDATES = 200;
 const CONNECT_TIMEOUT_MS = 10000;
 const PROBE_TIMEOUT_MS = 2000;
-const FILE_CHUNK = 16 * 1024;
-const FILE_HIGH_WATER = 4 * 1024 * 1024;
-const FILE_LOW_WATER = 1024 * 1024;
 const CONTROL = "sb:media";
-
-/** Human-readable messages for every error code the SDK emits. */
-export const ERROR_MESSAGES = {
-  room_full: "This room already has two people in it.",
-  camera_denied: "Camera or microphone access was blocked. Allow it in the browser and try again.",
-  camera_unavailable: "No camera or microphone could be opened.",
-  insecure_context: "Camera access needs HTTPS (or localhost).",
-  server_unreachable: "Cannot reach the Switchboard server.",
-  not_switchboard: "The server answered, but that address is not a Switchboard endpoint (check the host, port and /<app>/websocket path).",
-  server_busy: "The server is busy. Retrying…",
-  invalid_room: "Room names may only use letters, digits, '-', '_' and '.' (up to 128).",
-  connection_failed: "The direct connection to the other person failed. Retrying…",
-  file_too_large: "That file is too large to send.",
-  not_connected: "Not connected to anyone yet.",
-  screen_share_failed: "Screen sharing was cancelled or is not available.",
-  server_error: "The server reported an error.",
-};
-
-/** Error with a stable `code` (see ERROR_MESSAGES) and a readable message. */
-export class SwitchboardError extends Error {
-  constructor(code, detail, message) {
-    super(message || ERROR_MESSAGES[code] || code);
-    this.name = "SwitchboardError";
-    this.code = code;
-    this.detail = detail;
-  }
-}
-
-/**
- * The default signaling URL: the server this module was loaded from (a page that imports
- * `http://calls.example.com:5080/sdk/switchboard.js` talks to that server), or the page's
- * own host when the SDK is bundled into the page.
- */
-export function defaultUrl(app = DEFAULT_APP) {
-  let origin = new URL(location.href);
-  try {
-    const mine = new URL(import.meta.url);
-    if (mine.protocol === "http:" || mine.protocol === "https:") origin = mine;
-  } catch { /* not loaded from a URL: use the page's host */ }
-  const proto = origin.protocol === "https:" ? "wss:" : "ws:";
-  return `${proto}//${origin.host}/${app}/websocket`;
-}
-
-/**
- * A received file's name made safe to show and to save: the last path component, without
- * control and bidirectional-override characters (which can disguise "exe.txt" as
- * "txt.exe"), without leading dots, at most 128 characters; "file" if nothing is left.
- */
-export function safeFileName(name) {
-  const base = String(name ?? "").split(/[\\/]/).pop();
-  const clean = base
-    .replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g, "")
-    .replace(/^[.\s]+/, "")
-    .trim()
-    .slice(0, 128);
-  return clean || "file";
-}
-
-/**
- * A random room name such as "calm-river-k3jx9q2m8w4t7bzc6d0a": two words to read it out,
- * then 96 random bits (20 base-32 characters), so nobody finds the room by guessing. Until
- * rooms need tokens, a room is only as private as its name.
- */
-export function randomRoom() {
-  const a = ["calm", "bright", "swift", "quiet", "bold", "warm", "clear", "brave", "lucky", "gentle"];
-  const b = ["river", "forest", "harbor", "meadow", "comet", "canyon", "island", "garden", "summit", "valley"];
-  const words = crypto.getRandomValues(new Uint8Array(2));
-  const bits = crypto.getRandomValues(new Uint8Array(12));
-  const alphabet = "abcdefghijklmnopqrstuvwxyz234567";
-  let tail = "";
-  let acc = 0;
-  let n = 0;
-  for (const byte of bits) {
-    acc = (acc << 8) | byte;
-    n += 8;
-    while (n >= 5) {
-      n -= 5;
-      tail += alphabet[(acc >> n) & 31];
-    }
-  }
-  // 96 bits = 19 full characters and 1 bit left: pad it to a 20th.
-  if (n > 0) tail += alphabet[(acc << (5 - n)) & 31];
-  return `${a[words[0] % a.length]}-${b[words[1] % b.length]}-${tail}`;
-}
 
 /**
  * A call in one room. Events (listen with `on(name, fn)`, which returns an unsubscribe
@@ -518,7 +441,7 @@ export class Switchboard {
       }
     };
     pc.ondatachannel = (e) => {
-      if (e.channel.label.startsWith("sb-file:")) this._receiveFile(e.channel);
+      if (e.channel.label.startsWith(FILE_LABEL)) receiveFile(e.channel, { maxFileSize: this.maxFileSize, emit: (name, detail) => this._emit(name, detail) });
       else this._channel = this._setupChannel(e.channel);
     };
     pc.oniceconnectionstatechange = () => this._onIceState(pc);
@@ -655,80 +578,7 @@ export class Switchboard {
     if (!pc || !this._isPeerConnected()) return Promise.reject(new SwitchboardError("not_connected"));
     if (file.size > this.maxFileSize) return Promise.reject(new SwitchboardError("file_too_large"));
     const id = `${Date.now().toString(36)}-${++this._fileSeq}`;
-    const name = file.name || "file";
-    const size = file.size;
-    const report = (bytes) => {
-      const progress = { id, name, size, bytes, direction: "send" };
-      onProgress?.({ ...progress, sent: bytes });
-      this._emit("fileprogress", progress);
-    };
-    const ch = pc.createDataChannel(`sb-file:${id}`, { ordered: true });
-    ch.binaryType = "arraybuffer";
-    ch.bufferedAmountLowThreshold = FILE_LOW_WATER;
-    return new Promise((resolve, reject) => {
-      ch.onmessage = (e) => {
-        if (e.data === "done") { report(size); ch.close(); resolve({ id, name, size }); }
-        else if (e.data === "reject") { ch.close(); reject(new SwitchboardError("file_too_large")); }
-      };
-      ch.onclose = () => reject(new SwitchboardError("not_connected"));
-      ch.onopen = async () => {
-        ch.send(JSON.stringify({ name, size, type: file.type || "application/octet-stream" }));
-        let offset = 0;
-        report(0);
-        while (offset < size) {
-          if (ch.readyState !== "open") return;
-          if (ch.bufferedAmount > FILE_HIGH_WATER) {
-            await new Promise((r) => { ch.onbufferedamountlow = r; });
-            report(offset - ch.bufferedAmount);
-            continue;
-          }
-          const buf = await file.slice(offset, offset + FILE_CHUNK).arrayBuffer();
-          ch.send(buf);
-          offset += buf.byteLength;
-          report(offset - ch.bufferedAmount);
-        }
-        report(Math.max(0, size - ch.bufferedAmount));
-      };
-    });
-  }
-
-  _receiveFile(ch) {
-    ch.binaryType = "arraybuffer";
-    let meta = null;
-    const parts = [];
-    let received = 0;
-    const id = ch.label.slice("sb-file:".length);
-    let done = false;
-    ch.onmessage = (e) => {
-      if (done) { ch.close(); return; } // more than announced: not kept
-      if (!meta) {
-        try { meta = JSON.parse(e.data); } catch { ch.close(); return; }
-        if (!meta || typeof meta !== "object" || !Number.isSafeInteger(meta.size) || meta.size < 0 || meta.size > this.maxFileSize) {
-          ch.send("reject");
-          ch.close();
-          return;
-        }
-        meta = { name: safeFileName(meta.name), size: meta.size, type: String(meta.type ?? "").slice(0, 128) };
-        this._emit("fileprogress", { id, name: meta.name, size: meta.size, bytes: 0, direction: "receive" });
-        if (meta.size === 0) finish();
-        return;
-      }
-      if (typeof e.data === "string") return;
-      received += e.data.byteLength;
-      if (received > meta.size) { done = true; parts.length = 0; ch.send("reject"); ch.close(); return; }
-      parts.push(e.data);
-      this._emit("fileprogress", { id, name: meta.name, size: meta.size, bytes: received, direction: "receive" });
-      if (received === meta.size) finish();
-    };
-    const finish = () => {
-      done = true;
-      // Never the type the sender announced: a "text/html" blob opened from this page would
-      // run the sender's script in this origin (which holds camera permission).
-      const blob = new Blob(parts, { type: "application/octet-stream" });
-      parts.length = 0;
-      ch.send("done");
-      this._emit("file", { id, name: meta.name, size: meta.size, type: meta.type, blob });
-    };
+    return sendFile(pc, file, id, { onProgress, emit: (name, detail) => this._emit(name, detail) });
   }
 
   // ---- media controls -----------------------------------------------------------------
@@ -809,37 +659,9 @@ export class Switchboard {
   async stats() {
     const pc = this._pc;
     if (!pc) return null;
-    const report = await pc.getStats();
-    let pair = null;
-    let inBytes = 0, outBytes = 0, framesDecoded = 0, fps = 0, audioLevel = null, audioEnergy = null;
-    report.forEach((r) => {
-      if (r.type === "transport" && r.selectedCandidatePairId) pair = report.get(r.selectedCandidatePairId) || pair;
-      if (r.type === "candidate-pair" && r.nominated && r.state === "succeeded" && !pair) pair = r;
-      if (r.type === "inbound-rtp") {
-        inBytes += r.bytesReceived || 0;
-        if (r.kind === "video") { framesDecoded += r.framesDecoded || 0; fps = r.framesPerSecond || fps; }
-        if (r.kind === "audio" && typeof r.audioLevel === "number") audioLevel = r.audioLevel;
-        if (r.kind === "audio" && typeof r.totalAudioEnergy === "number") audioEnergy = r.totalAudioEnergy;
-      }
-      if (r.type === "outbound-rtp") outBytes += r.bytesSent || 0;
-    });
-    const now = performance.now();
-    const prev = this._stats;
-    this._stats = { now, inBytes, outBytes };
-    const rate = (b, pb) => (prev && now > prev.now ? Math.max(0, ((b - pb) * 8) / (now - prev.now)) : null);
-    const local = pair && report.get(pair.localCandidateId);
-    const remote = pair && report.get(pair.remoteCandidateId);
-    return {
-      rttMs: pair && typeof pair.currentRoundTripTime === "number" ? pair.currentRoundTripTime * 1000 : null,
-      inKbps: rate(inBytes, prev?.inBytes),
-      outKbps: rate(outBytes, prev?.outBytes),
-      localCandidateType: local?.candidateType || null,
-      remoteCandidateType: remote?.candidateType || null,
-      framesDecoded,
-      framesPerSecond: fps,
-      audioLevel,
-      audioEnergy,
-    };
+    const { stats, sample } = await readStats(pc, this._stats);
+    if (this._pc === pc) this._stats = sample;
+    return stats;
   }
 
   /** The underlying RTCPeerConnection, if a call is set up (for advanced use). */

@@ -62,6 +62,30 @@ pub const ASSETS: &[Asset] = &[
         include_str!("../sdk/switchboard.js"),
     ),
     asset(
+        "/sdk/errors.js",
+        JS,
+        Kind::Sdk,
+        include_str!("../sdk/errors.js"),
+    ),
+    asset(
+        "/sdk/names.js",
+        JS,
+        Kind::Sdk,
+        include_str!("../sdk/names.js"),
+    ),
+    asset(
+        "/sdk/files.js",
+        JS,
+        Kind::Sdk,
+        include_str!("../sdk/files.js"),
+    ),
+    asset(
+        "/sdk/stats.js",
+        JS,
+        Kind::Sdk,
+        include_str!("../sdk/stats.js"),
+    ),
+    asset(
         "/sdk/switchboard.d.ts",
         TS,
         Kind::Sdk,
@@ -88,5 +112,27 @@ mod tests {
         for path in ["/app.js", "/style.css", "/sdk/switchboard.js"] {
             assert!(demo.contains(path), "the demo never loads {path}");
         }
+    }
+
+    #[test]
+    fn every_module_the_sdk_imports_is_embedded() {
+        let sdk: Vec<_> = ASSETS.iter().filter(|a| a.kind == Kind::Sdk).collect();
+        let mut imported = 0;
+        for a in &sdk {
+            for line in a.body.lines() {
+                let Some(rest) = line.split(" from \"./").nth(1) else {
+                    continue;
+                };
+                let file = rest.split('"').next().unwrap();
+                let path = format!("/sdk/{file}");
+                assert!(
+                    sdk.iter().any(|b| b.path == path),
+                    "{} imports {path}, which is not embedded",
+                    a.path
+                );
+                imported += 1;
+            }
+        }
+        assert!(imported >= 4, "the SDK entry loads its modules");
     }
 }

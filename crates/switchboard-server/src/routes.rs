@@ -79,7 +79,7 @@ impl AppState {
 /// | `GET /api/v1/ice-servers` | an `RTCConfiguration` with fresh TURN credentials |
 /// | `GET /api/v1/stats` | counters of the edge, hub, socket.io and TURN |
 /// | `GET /`, `/app.js`, `/style.css` | the demo call page ([`switchboard_web::ASSETS`]) |
-/// | `GET /sdk/switchboard.js`, `/sdk/switchboard.d.ts` | the browser SDK |
+/// | `GET /sdk/switchboard.js` (and the modules it imports), `/sdk/switchboard.d.ts` | the browser SDK |
 pub fn router(state: AppState) -> Router {
     let pj = state.inner.config.peerjs_path.clone();
     let mut router = Router::new();
