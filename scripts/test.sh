@@ -27,6 +27,8 @@ fi
 if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
   need_apt+=(ffmpeg)
 fi
+# Room-token tests make RSA, EC and Ed25519 key pairs with the openssl command.
+command -v openssl >/dev/null || need_apt+=(openssl)
 # The NAT matrix builds network namespaces (iproute2) with NAT rules (nftables); as root.
 if [ -z "${SKIP_BROWSER:-}" ] && [ "$(id -u)" = 0 ]; then
   command -v ip >/dev/null || need_apt+=(iproute2)
@@ -50,8 +52,8 @@ cargo fmt --all -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "the hub crate does no IO (no tokio, axum or redis in its dependency tree)"
-if cargo tree -p switchboard-core -e normal --prefix none | grep -E '^(tokio|axum|hyper|redis|mio) '; then
+step "the hub crate does no IO and no JWT (no tokio, axum, redis or jsonwebtoken in its dependency tree)"
+if cargo tree -p switchboard-core -e normal --prefix none | grep -E '^(tokio|axum|hyper|redis|mio|jsonwebtoken|aws-lc-rs) '; then
   echo "switchboard-core must not depend on IO crates" >&2
   exit 1
 fi

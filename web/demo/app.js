@@ -95,6 +95,9 @@ function startCall(name) {
     room: name,
     app: params.get("app") || undefined,
     iceTransportPolicy: params.get("relay") === "1" ? "relay" : "all",
+    // `?token=`: a room token, for servers that require one (`switchboard token` prints such
+    // a link).
+    token: params.get("token") || undefined,
   });
   demo.call = call;
 

@@ -15,6 +15,8 @@ export const ERROR_MESSAGES = {
   file_too_large: "That file is too large to send.",
   not_connected: "Not connected to anyone yet.",
   screen_share_failed: "Screen sharing was cancelled or is not available.",
+  unauthorized: "This room needs a valid invitation (room token). Ask for a new link.",
+  call_time_over: "The time allowed for this call is over.",
   server_error: "The server reported an error.",
 };
 

@@ -4,7 +4,8 @@
 export type ErrorCode =
   | "room_full" | "camera_denied" | "camera_unavailable" | "insecure_context"
   | "server_unreachable" | "not_switchboard" | "server_busy" | "invalid_room" | "connection_failed"
-  | "file_too_large" | "not_connected" | "screen_share_failed" | "server_error";
+  | "file_too_large" | "not_connected" | "screen_share_failed" | "unauthorized" | "call_time_over"
+  | "server_error";
 
 export declare const ERROR_MESSAGES: Record<ErrorCode, string>;
 
@@ -51,6 +52,13 @@ export interface SwitchboardOptions {
   connectTimeout?: number;
   /** Largest file accepted or sent, in bytes; default 512 MiB. */
   maxFileSize?: number;
+  /**
+   * Room token (a JWT from your application's back end) for servers that require one, or a
+   * function returning one (or a promise of one), called before every join: the first one
+   * and each re-join after a reconnect, so it can fetch a fresh token. A refused token ends
+   * the call with error `unauthorized` (`join()` rejects with it).
+   */
+  token?: string | (() => string | Promise<string>);
   /** Log protocol events to the console. */
   debug?: boolean;
 }

@@ -51,6 +51,9 @@ export class Switchboard {
     this.iceServers = options.iceServers || null;
     this.askIce = !options.iceServers;
     this.iceTransportPolicy = options.iceTransportPolicy === "relay" ? "relay" : "all";
+    // A room token (string), or a function returning one (or a promise of one), called
+    // before every join: the first and each re-join after a reconnect.
+    this.token = options.token || null;
 
     this.state = "idle";
     this.localStream = new MediaStream();
@@ -244,13 +247,25 @@ export class Switchboard {
       return;
     }
     this._ws = ws;
-    ws.onopen = () => {
+    ws.onopen = async () => {
       this._attempt = 0;
       this._everOpened = true;
       if (this._firstConnect) this._firstConnect.opened = true;
       this._pingTimer = setInterval(() => this._send({ command: "ping" }), PING_MS);
+      const join = { command: "join", streamId: this.room, multiPeer: false, mode: "both" };
+      if (this.token) {
+        try {
+          const token = typeof this.token === "function" ? await this.token() : this.token;
+          if (token) join.token = String(token);
+        } catch (e) {
+          this._fail("unauthorized", { reason: `the token function failed: ${e?.message || e}` });
+          return;
+        }
+        if (this._ws !== ws) return; // closed while the token was fetched
+      }
+      this._send(join);
+      // After the join: the server hands TURN credentials to the token the join carried.
       if (this.askIce) this._send({ command: "getIceServerConfig" });
-      this._send({ command: "join", streamId: this.room, multiPeer: false, mode: "both" });
     };
     ws.onmessage = (e) => {
       let msg;
@@ -358,6 +373,13 @@ export class Switchboard {
         this._setState("closed");
         this._error("invalid_room", msg, true);
         return;
+      case "unauthorized_access":
+        // A missing, expired or wrong token: retrying with the same one cannot help.
+        this._fail("unauthorized", msg);
+        return;
+      case "max_call_reached":
+        this._fail("call_time_over", msg);
+        return;
       case "highResourceUsage":
         if (this._firstConnect) this._firstConnect.busy = true;
         this._error("server_busy", msg);
@@ -367,6 +389,17 @@ export class Switchboard {
       default:
         this._error("server_error", msg);
     }
+  }
+
+  /** Ends the call for good with error `code` (fatal: a pending join() rejects with it). */
+  _fail(code, msg) {
+    this._closed = true;
+    this._firstConnect = null;
+    this._stopSocket();
+    this._closePeer();
+    this._releaseMedia();
+    this._setState("closed");
+    this._error(code, msg, true);
   }
 
   async _iceServers() {

@@ -20,7 +20,7 @@ fn hub_with(rooms: u64) -> Hub {
     for r in 0..rooms {
         for side in 0..2 {
             let conn = ConnId(2 * r + side + 1);
-            hub.handle_am_connect(conn, app.clone(), None, None, now);
+            hub.handle_am_connect(conn, app.clone(), None, None, None, now);
             let room = if r == 0 {
                 "r".to_owned()
             } else {
@@ -59,7 +59,7 @@ fn relay(c: &mut Criterion) {
         b.iter(|| {
             next += 1;
             let conn = ConnId(next);
-            hub.handle_am_connect(conn, app.clone(), None, None, now);
+            hub.handle_am_connect(conn, app.clone(), None, None, None, now);
             hub.handle_am_message(
                 conn,
                 decode(r#"{"command":"join","streamId":"churn"}"#),

@@ -1,7 +1,7 @@
 //! The hub: connections, rooms and the P2P rules.
 
 use std::collections::hash_map::Entry;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +11,7 @@ use switchboard_proto::antmedia::{
 };
 use switchboard_proto::{ErrorCode, IceServer, StreamId};
 
+use crate::auth::{AuthConfig, AuthError, Claims};
 use crate::ice::IceConfig;
 
 use crate::App;
@@ -54,6 +55,9 @@ pub struct Config {
     pub peerjs: PeerJsConfig,
     /// Messages and joins per second, per connection and per source address.
     pub limits: Limits,
+    /// Room tokens: when set, every join (and every TURN credential) needs a valid token
+    /// ([`crate::auth`]). `None` (the default) keeps rooms open to anyone.
+    pub auth: Option<AuthConfig>,
 }
 
 /// A setting out of its range: what is wrong, named as the field that holds it.
@@ -109,6 +113,7 @@ impl Default for Config {
             sio_max_room_peers: 64,
             peerjs: PeerJsConfig::default(),
             limits: Limits::default(),
+            auth: None,
         }
     }
 }
@@ -198,6 +203,10 @@ pub struct Stats {
     pub rate_limited: u64,
     /// Connections closed for going on after refusals since start.
     pub rate_limit_closed: u64,
+    /// Joins and requests refused with `unauthorized_access` since start ([`Config::auth`]).
+    pub auth_refused: u64,
+    /// Joins ended by their token's `max_call` grant since start.
+    pub max_call_ended: u64,
 }
 
 /// The sans-IO signaling hub. See the crate docs.
@@ -214,6 +223,9 @@ pub struct Hub {
     am: antmedia::AntMedia,
     /// Idle deadlines of every connection (Ant Media and socket.io; PeerJS has its own).
     deadlines: Deadlines,
+    /// When joins with a `max_call` grant end: one entry per such join, removed when the
+    /// join ends, so it never holds more entries than there are joined connections.
+    call_deadlines: BTreeSet<(Instant, ConnId)>,
     out: VecDeque<Output>,
     /// Joins and leaves, for the edge's logs ([`Hub::poll_event`]).
     events: events::Events,
@@ -240,6 +252,7 @@ impl Hub {
             config,
             am: antmedia::AntMedia::default(),
             deadlines: Deadlines::default(),
+            call_deadlines: BTreeSet::new(),
             out: VecDeque::new(),
             events: events::Events::default(),
             stats: Stats::default(),
@@ -295,10 +308,14 @@ impl Hub {
     /// calls `handle_timeout` with the time; idle peers are only closed that way.
     #[must_use]
     pub fn poll_timeout(&self) -> Option<Instant> {
-        match (self.deadlines.next(), self.pj.next_timer()) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.deadlines.next(),
+            self.call_deadlines.first().map(|&(at, _)| at),
+            self.pj.next_timer(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// The current wall-clock time in Unix seconds. Only the expiry of minted TURN
@@ -319,9 +336,17 @@ impl Hub {
         }
     }
 
-    /// Time has passed: closes connections idle for [`Config::idle_timeout`].
+    /// Time has passed: closes connections idle for [`Config::idle_timeout`] and ends joins
+    /// whose `max_call` grant ran out.
     pub fn handle_timeout(&mut self, now: Instant) {
         self.pj_timeout(now);
+        while let Some(&(at, conn)) = self.call_deadlines.first() {
+            if at > now {
+                break;
+            }
+            self.call_deadlines.pop_first();
+            self.am_call_timeout(conn);
+        }
         while let Some(conn) = self.deadlines.pop_due(now) {
             let Some(c) = self.am.conns.get(&conn) else {
                 continue; // closed since this entry was pushed
@@ -363,6 +388,7 @@ impl Hub {
         self.am.conns.clear();
         self.am.rooms.clear();
         self.deadlines.clear();
+        self.call_deadlines.clear();
         // Shutdown is one line in the edge's log, not one per peer.
         self.events.clear();
         self.sio_shutdown();

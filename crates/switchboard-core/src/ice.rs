@@ -141,6 +141,39 @@ impl IceConfig {
     }
 }
 
+impl IceConfig {
+    /// The STUN servers of [`IceConfig::resolve`] alone: what a client without a valid room
+    /// token gets when tokens are required (no TURN URL, no credential, minted or fixed).
+    #[must_use]
+    pub fn resolve_stun_only(&self, host: Option<&str>) -> Vec<IceServer> {
+        let no_turn = Self {
+            servers: self.servers.clone(),
+            turn: None,
+        };
+        no_turn
+            .resolve(host, 0, "")
+            .into_iter()
+            .filter_map(|mut s| {
+                s.urls.retain(|u| u.starts_with("stun:"));
+                (!s.urls.is_empty()).then_some(IceServer {
+                    username: None,
+                    credential: None,
+                    ..s
+                })
+            })
+            .collect()
+    }
+}
+
+/// The user part of TURN credentials minted for a room token's identity: `u.<sub>`. The
+/// same identity always gets the same user, so the TURN server's per-user quota and logs
+/// are per person; anonymous credentials (`<prefix>a<serial>`) can never look like one,
+/// as the prefix is hex digits.
+#[must_use]
+pub fn identity_user(id: &crate::auth::Identity) -> String {
+    format!("u.{id}")
+}
+
 /// coturn REST-API credentials: `("<expiry>:<user>", base64(HMAC-SHA1(secret, username)))`.
 #[must_use]
 pub fn rest_credentials(secret: &str, expiry_unix: u64, user: &str) -> (String, String) {

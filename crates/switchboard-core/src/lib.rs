@@ -45,7 +45,7 @@
 //! let now = Instant::now();
 //! let mut hub = Hub::new(Config::default());
 //! let app = App::new("LiveApp").unwrap();
-//! hub.handle_am_connect(ConnId(1), app.clone(), None, None, now);
+//! hub.handle_am_connect(ConnId(1), app.clone(), None, None, None, now);
 //! hub.handle_am_message(ConnId(1), decode(r#"{"command":"join","streamId":"r"}"#), now);
 //! let Some(Output::AmSend { conn, msg }) = hub.poll_output() else { panic!() };
 //! assert_eq!(conn, ConnId(1));
@@ -59,6 +59,7 @@
 #[doc = include_str!("../../../docs/ARCHITECTURE.md")]
 pub struct ArchitectureDoc;
 
+pub mod auth;
 mod hub;
 pub mod ice;
 mod timers;

@@ -57,7 +57,14 @@ fn check(hub: &mut Hub, now: Instant) {
     let s = hub.stats();
     assert!(s.rooms <= s.connections.max(1) * 2, "{s:?}");
     let probe = ConnId(u64::MAX);
-    hub.handle_am_connect(probe, App::new("probe").expect("valid"), None, None, now);
+    hub.handle_am_connect(
+        probe,
+        App::new("probe").expect("valid"),
+        None,
+        None,
+        None,
+        now,
+    );
     hub.handle_am_message(
         probe,
         switchboard_proto::antmedia::decode(r#"{"command":"ping"}"#),
@@ -80,7 +87,7 @@ pub fn antmedia(data: &[u8]) {
     let mut hub = Hub::new(Config::default());
     let app = App::new("LiveApp").expect("valid");
     for c in [1, 2] {
-        hub.handle_am_connect(ConnId(c), app.clone(), Some("fuzz.test"), None, now);
+        hub.handle_am_connect(ConnId(c), app.clone(), Some("fuzz.test"), None, None, now);
         hub.handle_am_message(
             ConnId(c),
             switchboard_proto::antmedia::decode(r#"{"command":"join","streamId":"r"}"#),

@@ -37,6 +37,15 @@ pub enum ErrorCode {
     /// Ant Media has none). Going on after many refusals closes the connection.
     #[serde(rename = "rate_limited")]
     RateLimited,
+    /// Room tokens are required and the one given (or its absence) does not admit the
+    /// client to this app and room, or does not grant what it asked (Ant Media's name for
+    /// its JWT filter's refusal). The `reason` says why.
+    #[serde(rename = "unauthorized_access")]
+    UnauthorizedAccess,
+    /// A join's `max_call` grant ran out: the member was taken out of the room (its partner
+    /// got `stop`).
+    #[serde(rename = "max_call_reached")]
+    MaxCallReached,
 }
 
 impl ErrorCode {
@@ -53,6 +62,8 @@ impl ErrorCode {
             Self::NoPeerAssociatedBefore => "no_peer_associated_before",
             Self::HighResourceUsage => "highResourceUsage",
             Self::RateLimited => "rate_limited",
+            Self::UnauthorizedAccess => "unauthorized_access",
+            Self::MaxCallReached => "max_call_reached",
         }
     }
 }
@@ -73,6 +84,8 @@ mod tests {
             ErrorCode::NoSpaceForNewPeer,
             ErrorCode::NoPeerAssociatedBefore,
             ErrorCode::HighResourceUsage,
+            ErrorCode::UnauthorizedAccess,
+            ErrorCode::MaxCallReached,
         ] {
             assert_eq!(
                 serde_json::to_string(&c).ok(),

@@ -39,6 +39,8 @@ pub struct EdgeStats {
     pub refused_per_ip: AtomicU64,
     /// Connections closed because no whole request head arrived within `header_timeout`.
     pub header_timeouts: AtomicU64,
+    /// `GET /api/v1/ice-servers` requests refused 401 for want of a valid room token.
+    pub ice_unauthorized: AtomicU64,
 }
 
 impl EdgeStats {
@@ -49,6 +51,7 @@ impl EdgeStats {
             "refused_open_limit": self.refused_open_limit.load(Relaxed),
             "refused_per_ip": self.refused_per_ip.load(Relaxed),
             "header_timeouts": self.header_timeouts.load(Relaxed),
+            "ice_unauthorized": self.ice_unauthorized.load(Relaxed),
         })
     }
 }

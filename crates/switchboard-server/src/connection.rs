@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use futures_util::SinkExt;
 use futures_util::StreamExt;
-use switchboard_core::{App, CloseReason, ConnId};
+use switchboard_core::{CloseReason, ConnId};
 use switchboard_proto::ErrorCode;
 use switchboard_proto::antmedia::{DecodeError, decode};
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
@@ -17,11 +17,7 @@ use crate::upgrade::Socket;
 /// Which protocol a WebSocket speaks.
 pub(crate) enum Dialect {
     /// Ant Media P2P at `/<app>/websocket`.
-    AntMedia {
-        app: App,
-        host: Option<Box<str>>,
-        ip: Option<std::net::IpAddr>,
-    },
+    AntMedia(crate::hub_task::AmParams),
     /// The PeerJS server protocol at `{peerjs_path}peerjs`.
     PeerJs(PjParams),
 }
@@ -61,7 +57,7 @@ pub(crate) fn serve(
         };
         let peerjs = matches!(*dialect, Dialect::PeerJs(_));
         let registered = match *dialect {
-            Dialect::AntMedia { app, host, ip } => hub.connect(conn, app, host, ip, handle).await,
+            Dialect::AntMedia(params) => hub.connect(conn, params, handle).await,
             Dialect::PeerJs(params) => hub.pj_connect(conn, params, handle).await,
         };
         if !registered {

@@ -112,9 +112,7 @@ pub(crate) fn charge(out: &Out) -> usize {
 enum Input {
     Connect {
         conn: ConnId,
-        app: App,
-        host: Option<Box<str>>,
-        ip: Option<std::net::IpAddr>,
+        params: AmParams,
         handle: ConnHandle,
     },
     Message {
@@ -154,6 +152,16 @@ enum Input {
     Shutdown {
         done: tokio::sync::oneshot::Sender<()>,
     },
+}
+
+/// What an Ant Media WebSocket's request told: its app, the host it was made to, the
+/// client's address and the room token of its URL.
+#[derive(Debug)]
+pub(crate) struct AmParams {
+    pub(crate) app: App,
+    pub(crate) host: Option<Box<str>>,
+    pub(crate) ip: Option<std::net::IpAddr>,
+    pub(crate) token: Option<Box<str>>,
 }
 
 /// The query parameters of a PeerJS WebSocket.
@@ -201,19 +209,10 @@ impl HubSender {
     }
 
     /// Registers a connection. The future is false if the hub is gone.
-    pub(crate) fn connect(
-        &self,
-        conn: ConnId,
-        app: App,
-        host: Option<Box<str>>,
-        ip: Option<std::net::IpAddr>,
-        handle: ConnHandle,
-    ) -> Queued {
+    pub(crate) fn connect(&self, conn: ConnId, params: AmParams, handle: ConnHandle) -> Queued {
         self.send(Input::Connect {
             conn,
-            app,
-            host,
-            ip,
+            params,
             handle,
         })
     }
@@ -385,16 +384,20 @@ impl HubTask {
         match input {
             Input::Connect {
                 conn,
-                app,
-                host,
-                ip,
+                params,
                 handle,
             } => {
                 if !self.admit(conn, handle) {
                     return;
                 }
-                self.hub
-                    .handle_am_connect(conn, app, host.as_deref(), ip, now);
+                self.hub.handle_am_connect(
+                    conn,
+                    params.app,
+                    params.host.as_deref(),
+                    params.ip,
+                    params.token.as_deref(),
+                    now,
+                );
             }
             Input::Message { conn, msg } => self.hub.handle_am_message(conn, msg, now),
             Input::Activity { conn } => self.hub.handle_am_activity(conn, now),

@@ -162,24 +162,86 @@ struct IceServers {
     ice_servers: Vec<switchboard_proto::IceServer>,
 }
 
+/// `?token=` of routes that take a room token.
+#[derive(serde::Deserialize)]
+struct TokenQuery {
+    token: Option<String>,
+}
+
+/// The room token of a request: `Authorization: Bearer <token>`, else `?token=`.
+fn request_token<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+    headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| {
+            let (scheme, token) = h.split_once(' ')?;
+            scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+        })
+        .or(query)
+}
+
 /// `GET /api/v1/ice-servers`: `{"iceServers":[RTCIceServer...]}`, usable directly as an
 /// `RTCConfiguration`; TURN entries carry fresh short-lived credentials.
-async fn ice_servers(State(state): State<AppState>, headers: HeaderMap) -> Response {
+///
+/// With room tokens on, the request needs a valid token (`Authorization: Bearer`, or
+/// `?token=`): without one it is answered `401 {"error":"unauthorized_access","reason":..}`;
+/// a token that does not grant `turn` gets the STUN servers alone. Minted credentials carry
+/// the token's identity (`u.<sub>`) in their user part.
+async fn ice_servers(
+    State(state): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<TokenQuery>,
+    headers: HeaderMap,
+) -> Response {
     let host = request_host(&headers);
     let ice = &state.inner.config.hub.ice;
-    // A user of its own per credential, so one client's allocations never use up another's
-    // TURN quota.
-    let serial = state
-        .inner
-        .turn_users_minted
-        .fetch_add(1, Ordering::Relaxed)
-        + 1;
-    let prefix = ice.turn.as_ref().map_or("", |t| t.user_prefix.as_str());
-    let servers = ice.resolve(
-        host.as_deref(),
-        crate::unix_now(),
-        &format!("{prefix}h{serial}"),
-    );
+    let now = crate::unix_now();
+    let identity = match &state.inner.config.hub.auth {
+        None => None,
+        Some(auth) => {
+            match auth.admit(request_token(&headers, q.token.as_deref()), now, None, None) {
+                Ok(claims) if claims.turn => claims
+                    .sub
+                    .map(|id| switchboard_core::ice::identity_user(&id)),
+                Ok(_) => {
+                    return ice_reply(ice.resolve_stun_only(host.as_deref()));
+                }
+                Err(e) => {
+                    state
+                        .inner
+                        .edge
+                        .ice_unauthorized
+                        .fetch_add(1, Ordering::Relaxed);
+                    return (
+                        StatusCode::UNAUTHORIZED,
+                        [
+                            (header::WWW_AUTHENTICATE, "Bearer"),
+                            (header::CACHE_CONTROL, "no-store"),
+                        ],
+                        Json(serde_json::json!({
+                            "error": "unauthorized_access",
+                            "reason": e.to_string(),
+                        })),
+                    )
+                        .into_response();
+                }
+            }
+        }
+    };
+    let user = identity.unwrap_or_else(|| {
+        // A user of its own per credential, so one client's allocations never use up
+        // another's TURN quota.
+        let serial = state
+            .inner
+            .turn_users_minted
+            .fetch_add(1, Ordering::Relaxed)
+            + 1;
+        let prefix = ice.turn.as_ref().map_or("", |t| t.user_prefix.as_str());
+        format!("{prefix}h{serial}")
+    });
+    ice_reply(ice.resolve(host.as_deref(), now, &user))
+}
+
+fn ice_reply(servers: Vec<switchboard_proto::IceServer>) -> Response {
     (
         [(header::CACHE_CONTROL, "no-store")],
         Json(IceServers {
@@ -213,6 +275,8 @@ async fn stats(State(state): State<AppState>) -> Response {
             "peerjs_queue_refused": h.queue_refused,
             "rate_limited": h.rate_limited,
             "rate_limit_closed": h.rate_limit_closed,
+            "auth_refused": h.auth_refused,
+            "max_call_ended": h.max_call_ended,
             "slow_consumers": s.slow_consumers,
             "queued_bytes": s.queued_bytes,
             "sio_closing": s.sio_closing,
@@ -268,9 +332,16 @@ async fn page(content_type: &'static str, body: &'static str) -> Response {
     response
 }
 
+/// The query of an Ant Media WebSocket: `?token=` (the official SDK can only set the URL).
+#[derive(serde::Deserialize)]
+struct AmQuery {
+    token: Option<String>,
+}
+
 async fn websocket(
     State(state): State<AppState>,
     Path(app): Path<String>,
+    axum::extract::Query(q): axum::extract::Query<AmQuery>,
     req: axum::extract::Request,
 ) -> Response {
     let host = request_host(req.headers()).map(String::into_boxed_str);
@@ -282,11 +353,13 @@ async fn websocket(
             .into_response();
     };
     let ip = client_ip(&req);
-    upgrade(
-        &state,
-        req,
-        crate::connection::Dialect::AntMedia { app, host, ip },
-    )
+    let params = crate::hub_task::AmParams {
+        app,
+        host,
+        ip,
+        token: q.token.map(String::into_boxed_str),
+    };
+    upgrade(&state, req, crate::connection::Dialect::AntMedia(params))
 }
 
 /// The address the request's connection came from (set by the accept loop).

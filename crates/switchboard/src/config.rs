@@ -187,6 +187,20 @@ pub(crate) struct Settings {
     /// TURN realm [default: switchboard].
     #[arg(long, env = "SWITCHBOARD_TURN_REALM")]
     turn_realm: Option<String>,
+    /// Shared secret (at least 32 bytes) for HS256 room tokens. With it, or with
+    /// --auth-public-key, every join and every TURN credential needs a valid token; prefer
+    /// the environment variable or the file to the flag, which other users can see in the
+    /// process list [default: none: rooms are open to anyone].
+    #[arg(long, env = "SWITCHBOARD_AUTH_SECRET", hide_env_values = true)]
+    auth_secret: Option<String>,
+    /// Public key of RS256, ES256, ES384 or EdDSA room tokens: a PEM file, or `KID=FILE` to
+    /// pick it by the tokens' `kid` (several, for key rotation: repeat the flag;
+    /// comma-separated in the environment; a list in the file) [default: none].
+    #[arg(long, env = "SWITCHBOARD_AUTH_PUBLIC_KEY", value_delimiter = ',')]
+    auth_public_key: Option<Vec<String>>,
+    /// Clock tolerance for room tokens' exp and nbf, in seconds [default: 30].
+    #[arg(long, env = "SWITCHBOARD_AUTH_SKEW_SECS")]
+    auth_skew_secs: Option<u64>,
 }
 
 /// One entry of `ice_servers`: a URL (flags, environment, or a string in the file), or a
@@ -395,6 +409,7 @@ impl ServeArgs {
             (None, Some(_)) => bail!("turn_urls need turn_secret"),
             (None, None) => {}
         }
+        cfg.hub.auth = auth(s.auth_secret, s.auth_public_key, s.auth_skew_secs)?;
         cfg.validate()?;
         Ok(Resolved {
             listen,
@@ -403,6 +418,40 @@ impl ServeArgs {
             turn,
         })
     }
+}
+
+/// Room tokens: on when a secret or a public key is configured.
+fn auth(
+    secret: Option<String>,
+    public_keys: Option<Vec<String>>,
+    skew_secs: Option<u64>,
+) -> anyhow::Result<Option<switchboard_core::auth::AuthConfig>> {
+    let mut verifier = switchboard_auth::JwtVerifier::new();
+    if let Some(secret) = secret {
+        verifier
+            .add_secret(None, secret.as_bytes())
+            .context("auth_secret")?;
+    }
+    for entry in public_keys.unwrap_or_default() {
+        let entry = entry.trim();
+        let (kid, path) = match entry.split_once('=') {
+            Some((kid, path)) if !kid.is_empty() => (Some(kid), path),
+            _ => (None, entry),
+        };
+        let pem = std::fs::read(path).with_context(|| format!("reading auth public key {path}"))?;
+        verifier
+            .add_public_key_pem(kid, &pem)
+            .with_context(|| format!("auth public key {path}"))?;
+    }
+    if verifier.is_empty() {
+        if skew_secs.is_some() {
+            bail!("auth_skew_secs needs auth_secret or auth_public_key");
+        }
+        return Ok(None);
+    }
+    let mut auth = switchboard_core::auth::AuthConfig::new(std::sync::Arc::new(verifier));
+    set(&mut auth.skew, skew_secs.map(Duration::from_secs));
+    Ok(Some(auth))
 }
 
 /// Sets `dst` to `value` when the setting was given.

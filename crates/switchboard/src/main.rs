@@ -8,6 +8,7 @@ mod bench;
 mod config;
 mod load;
 mod peer;
+mod token;
 
 use std::io::IsTerminal;
 use std::net::{IpAddr, SocketAddr};
@@ -43,6 +44,8 @@ enum Command {
     /// Benchmarks through a real server: signaling load (relay, rate, idle, churn) against
     /// Switchboard or a reference server, and native peers (setup, dc-rtt, dc-throughput).
     Bench(bench::BenchArgs),
+    /// Mint a room token for development and scripts; prints it and a demo page link.
+    Token(token::TokenArgs),
 }
 
 /// Default log filter (`RUST_LOG` replaces it). The STUN/TURN protocol crates open an
@@ -77,8 +80,14 @@ fn main() -> anyhow::Result<()> {
                 .with_writer(std::io::stderr)
                 .with_env_filter(filter)
                 .init();
-            runtime.block_on(peer::run(args))
+            let result = runtime.block_on(peer::run(args));
+            // `--chat` reads stdin on a blocking thread that nothing can interrupt: dropping
+            // the runtime would wait for that read (the next line, or the end of stdin)
+            // before the exit and its message.
+            runtime.shutdown_background();
+            result
         }
+        Some(Command::Token(args)) => token::run(args),
         Some(Command::Bench(args)) => {
             // stdout carries the JSON summary; logs (warnings only by default) go to stderr.
             let filter =
@@ -131,7 +140,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         None => None,
     };
     config.turn_stats = turn.as_ref().map(turn_stats);
-    announce(local, turn.as_ref(), &config.peerjs_path);
+    announce(local, turn.as_ref(), &config);
     switchboard_server::run(config, listener, shutdown)
         .await
         .context("serving")?;
@@ -218,7 +227,8 @@ fn turn_stats(turn: &TurnHandle) -> switchboard_server::StatsSource {
     })
 }
 
-fn announce(local: SocketAddr, turn: Option<&TurnHandle>, peerjs_path: &str) {
+fn announce(local: SocketAddr, turn: Option<&TurnHandle>, config: &ServerConfig) {
+    let peerjs_path = &config.peerjs_path;
     if let Some(t) = turn {
         tracing::info!(
             "STUN/TURN on port {} (UDP {:?}, TCP {:?}{})",
@@ -240,6 +250,19 @@ fn announce(local: SocketAddr, turn: Option<&TurnHandle>, peerjs_path: &str) {
         env!("CARGO_PKG_VERSION"),
         peerjs_path.trim_end_matches('/'),
     );
+    match &config.hub.auth {
+        Some(auth) => tracing::info!(
+            "room tokens required for every join and TURN credential ({:?}, clock skew {} s)",
+            auth.verifier,
+            auth.skew.as_secs()
+        ),
+        None if !local.ip().is_loopback() => tracing::warn!(
+            "rooms are open: anyone who can reach {local} can join any room and get TURN \
+             relay credentials; set --auth-secret or --auth-public-key to require room tokens \
+             (docs/OPERATIONS.md, \"Authentication\")"
+        ),
+        None => {}
+    }
 }
 
 /// Descriptors kept for everything but client connections: listeners, TURN sockets and

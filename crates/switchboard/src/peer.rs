@@ -25,6 +25,9 @@ pub(crate) struct PeerArgs {
     /// The room to join (the other peer uses the same name, e.g. the demo page's `?room=`).
     #[arg(long)]
     room: String,
+    /// A room token, for servers that require one (sent as `?token=` on the WebSocket URL).
+    #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Chat: each line of stdin is sent as a text message; received text is printed on
     /// stdout. The call ends at the end of stdin.
     #[arg(long)]
@@ -213,7 +216,13 @@ pub(crate) fn server_url(server: &str) -> String {
 }
 
 pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
-    let url = server_url(&args.server);
+    let mut url = server_url(&args.server);
+    if let Some(token) = &args.token {
+        // A JWT is base64url and dots: nothing in it needs escaping in a query.
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("token=");
+        url.push_str(token);
+    }
     if let Some(dir) = &args.receive {
         std::fs::create_dir_all(dir)
             .with_context(|| format!("creating the receive directory {}", dir.display()))?;

@@ -387,3 +387,127 @@ fn a_client_on_ipv4_gets_an_ipv6_relay_when_it_asks() {
     );
     assert!(counter(&sb, "relayed_to_peers") >= 20);
 }
+
+/// `switchboard token` with the server's secret: the token and the demo link it prints.
+fn token_cli(secret: &str, args: &[&str]) -> (String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("token")
+        .args(args)
+        .env("SWITCHBOARD_AUTH_SECRET", secret)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    (
+        lines.next().unwrap().to_owned(),
+        lines.next().unwrap().to_owned(),
+    )
+}
+
+/// `GET /api/v1/ice-servers?token=`: the status line and the body.
+fn ice_with_token(port: u16, token: &str) -> (String, serde_json::Value) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        s,
+        "GET /api/v1/ice-servers?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (
+        head.lines().next().unwrap().to_owned(),
+        serde_json::from_str(body).unwrap(),
+    )
+}
+
+/// The `turn:` entry of an `RTCConfiguration`: (username, credential).
+fn turn_entry(v: &serde_json::Value) -> (String, String) {
+    let turn = v["iceServers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["urls"][0].as_str().unwrap().starts_with("turn:"))
+        .expect("a turn: entry");
+    (
+        turn["username"].as_str().unwrap().to_owned(),
+        turn["credential"].as_str().unwrap().to_owned(),
+    )
+}
+
+#[test]
+fn room_token_holders_get_turn_credentials_named_and_limited_per_identity() {
+    if !coturn_tools_available() {
+        return;
+    }
+    let secret = "turn-test-room-token-secret-32-bytes";
+    let sb = start_switchboard(
+        &[
+            "--turn-user-quota",
+            "2",
+            "--turn-allow-peers",
+            "127.0.0.0/8",
+        ],
+        &[("SWITCHBOARD_AUTH_SECRET", secret)],
+    );
+    // Said right after the listening line.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !sb
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("room tokens required"))
+    {
+        assert!(Instant::now() < deadline, "{:?}", sb.log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Without a token: 401, no credentials.
+    let (status, body) = ice_with_token(sb.port, "");
+    assert!(status.contains("401"), "{status}");
+    assert_eq!(body["error"], "unauthorized_access");
+    // With tokens minted by `switchboard token`: credentials of the identity's own user.
+    let (alice, link) = token_cli(secret, &["--room", "r1", "--sub", "alice"]);
+    assert_eq!(
+        link,
+        format!("http://localhost:5080/?room=r1&token={alice}")
+    );
+    let (bob, _) = token_cli(secret, &["--room", "r1", "--sub", "bob"]);
+    let (_, first) = ice_with_token(sb.port, &alice);
+    let (_, second) = ice_with_token(sb.port, &alice);
+    let (alice_user, alice_pass) = turn_entry(&first);
+    assert!(alice_user.ends_with(":u.alice"), "{alice_user}");
+    assert_eq!(
+        alice_user.split(':').nth(1),
+        turn_entry(&second).0.split(':').nth(1),
+        "two credentials of one identity are one TURN user"
+    );
+    // coturn's client relays with them; the per-user quota holds for the identity, and
+    // another identity is not locked out by it.
+    let (_peer, peer_port) = start_echo_peer();
+    let (ok, out) = relay_to_peer_with(&sb, &alice_user, &alice_pass, peer_port, &["-c"], 5, 2);
+    assert!(
+        !ok && out.contains("486"),
+        "a third allocation for alice was granted:\n{out}"
+    );
+    let (bob_user, bob_pass) = turn_entry(&ice_with_token(sb.port, &bob).1);
+    let (ok, out) = relay_to_peer_with(&sb, &bob_user, &bob_pass, peer_port, &["-c"], 5, 1);
+    assert!(ok, "bob was refused:\n{out}");
+    // A token without the TURN grant gets STUN only.
+    let (stun_only, _) = token_cli(secret, &["--room", "r1", "--no-turn"]);
+    let (_, v) = ice_with_token(sb.port, &stun_only);
+    assert!(
+        v["iceServers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["urls"][0].as_str().unwrap().starts_with("stun:")),
+        "{v}"
+    );
+}

@@ -580,3 +580,36 @@ fn bad_media_arguments_are_clear_errors() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn cli_peers_with_room_tokens_chat_and_a_bad_token_is_explained() {
+    let secret = "peer-cli-room-token-secret-32-bytes";
+    let sb = start_switchboard(&[], &[("SWITCHBOARD_AUTH_SECRET", secret)]);
+    let mint = |sub: &str| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["token", "--room", "cli-auth", "--sub", sub])
+            .env("SWITCHBOARD_AUTH_SECRET", secret)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .next()
+            .unwrap()
+            .to_owned()
+    };
+    let mut a = chat_peer_with(sb.port, "cli-auth", &["--token", &mint("alice")]);
+    wait_line(&a.stderr, "waiting for the other peer");
+    let b = chat_peer_with(sb.port, "cli-auth", &["--token", &mint("bob")]);
+    wait_line(&a.stderr, "connected");
+    wait_line(&b.stderr, "connected");
+    writeln!(a.stdin.as_mut().unwrap(), "signed in").unwrap();
+    assert_eq!(wait_line(&b.stdout, "signed"), "signed in");
+    // No token: the peer stops with the server's reason.
+    let mut c = chat_peer(sb.port, "cli-auth");
+    let line = wait_line(&c.stderr, "room token");
+    assert!(line.contains("a room token is required"), "{line}");
+    let status = c.proc.0.wait().unwrap();
+    assert!(!status.success());
+}

@@ -204,3 +204,105 @@ async fn churn_does_not_grow_memory() {
         after.saturating_sub(before)
     );
 }
+
+/// The log lines of `switchboard serve <args>` up to the first that contains `want`, or all
+/// it printed before exiting or `wait` passed.
+fn startup_until(args: &[&str], env: &[(&str, &str)], want: &str, wait: Duration) -> String {
+    use std::io::BufRead;
+    let mut child = common::Killed(
+        Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args(["serve", "--turn-listen", "127.0.0.1:0"])
+            .args(args)
+            .env("RUST_LOG", "info")
+            .envs(env.iter().copied())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + wait;
+    let mut log = String::new();
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(line) => {
+                log.push_str(&line);
+                log.push('\n');
+                if line.contains(want) {
+                    break;
+                }
+            }
+            Err(_) => break,
+        }
+    }
+    log
+}
+
+#[test]
+fn listening_beyond_loopback_without_room_tokens_warns() {
+    let long = Duration::from_secs(15);
+    let open = startup_until(&["--listen", "0.0.0.0:0"], &[], "rooms are open", long);
+    assert!(open.contains("rooms are open"), "{open}");
+    assert!(open.contains("--auth-secret"), "{open}");
+    let secret = [(
+        "SWITCHBOARD_AUTH_SECRET",
+        "0123456789abcdef0123456789abcdef",
+    )];
+    let closed = startup_until(
+        &["--listen", "0.0.0.0:0"],
+        &secret,
+        "room tokens required",
+        long,
+    );
+    assert!(closed.contains("room tokens required"), "{closed}");
+    assert!(!closed.contains("rooms are open"), "{closed}");
+    // On loopback alone there is nothing to warn about (the warning would follow the
+    // listening line at once; 2 s is plenty).
+    let local = startup_until(
+        &["--listen", "127.0.0.1:0"],
+        &[],
+        "rooms are open",
+        Duration::from_secs(2),
+    );
+    assert!(local.contains("listening on 127.0.0.1:"), "{local}");
+    assert!(!local.contains("rooms are open"), "{local}");
+}
+
+#[test]
+fn a_short_auth_secret_or_a_bad_key_file_is_a_clear_error() {
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--turn-listen",
+                "127.0.0.1:0",
+            ])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run(&["--auth-secret", "short"]);
+    assert!(err.contains("at least 32 bytes"), "{err}");
+    let err = run(&["--auth-public-key", "k1=/nonexistent/key.pem"]);
+    assert!(err.contains("/nonexistent/key.pem"), "{err}");
+    let junk = std::env::temp_dir().join(format!("sb-not-a-key-{}.pem", std::process::id()));
+    std::fs::write(&junk, "not a key").unwrap();
+    let err = run(&["--auth-public-key", junk.to_str().unwrap()]);
+    assert!(err.contains("not an RSA, EC"), "{err}");
+    let _ = std::fs::remove_file(junk);
+}

@@ -22,6 +22,14 @@ pub(super) struct Conn {
     pub(super) last_seen: Instant,
     /// The host the client used to reach the server, for `{host}` in ICE URLs.
     host: Option<Box<str>>,
+    /// The token given on the WebSocket URL, verified once at connect (only when room
+    /// tokens are on; its times, app and room are checked at each use). Boxed, as `grant`:
+    /// a connection without tokens pays one pointer for each, not the claims' size.
+    url_token: Option<Box<Result<Claims, AuthError>>>,
+    /// The claims the room was joined with (room tokens on): its grants apply while joined.
+    grant: Option<Box<Claims>>,
+    /// When the `max_call` grant of the current join runs out.
+    pub(super) call_deadline: Option<Instant>,
 }
 
 /// A room: one or two peers. `peers[0]` is always occupied.
@@ -50,17 +58,27 @@ impl Room {
     }
 }
 
+/// Who minted TURN credentials are for, with room tokens on.
+enum TurnUser {
+    /// A valid token with this identity (or none).
+    Of(Option<crate::auth::Identity>),
+    /// No valid token granting TURN: STUN servers only.
+    Nobody,
+}
+
 impl Hub {
     /// A new connection to `app`, made to `host` (the bare host of its `Host` header, see
     /// [`crate::ice::host_from_header`]) from `ip` (for the per-source limits; `None`
-    /// exempts it). Over [`Config::max_connections`] it is answered with
-    /// `highResourceUsage` and closed. A repeated id is ignored.
+    /// exempts it), with the room token of its URL (`?token=`), if any. Over
+    /// [`Config::max_connections`] it is answered with `highResourceUsage` and closed. A
+    /// repeated id is ignored.
     pub fn handle_am_connect(
         &mut self,
         conn: ConnId,
         app: App,
         host: Option<&str>,
         ip: Option<IpAddr>,
+        token: Option<&str>,
         now: Instant,
     ) {
         if self.am.conns.contains_key(&conn) {
@@ -80,6 +98,11 @@ impl Hub {
             });
             return;
         }
+        // Verified once here; a bad one is only reported when it is used (a join).
+        let url_token = match (&self.config.auth, token) {
+            (Some(auth), Some(token)) => Some(Box::new(auth.verify(token))),
+            _ => None,
+        };
         self.am.conns.insert(
             conn,
             Conn {
@@ -87,6 +110,9 @@ impl Hub {
                 room: None,
                 last_seen: now,
                 host: host.map(Into::into),
+                url_token,
+                grant: None,
+                call_deadline: None,
             },
         );
         self.limiter.connect(conn, ip, &self.config.limits, now);
@@ -141,35 +167,29 @@ impl Hub {
         };
         match msg {
             ClientMessage::Ping => self.send(conn, ServerMessage::Pong),
-            ClientMessage::GetIceServerConfig => {
-                let reply = match &self.ice {
-                    Some(fixed) => Arc::clone(fixed),
-                    None => {
-                        let host = self.am.conns.get(&conn).and_then(|c| c.host.as_deref());
-                        // A user of its own per credential: its own TURN quota.
-                        self.turn_users_minted += 1;
-                        let prefix = self.config.ice.turn.as_ref().map_or("", |t| &t.user_prefix);
-                        let user = format!("{prefix}a{}", self.turn_users_minted);
-                        let servers = self.config.ice.resolve(host, self.unix_now, &user);
-                        Arc::new(IceServerConfig::from_servers(&servers))
-                    }
-                };
-                self.send(conn, ServerMessage::IceServerConfig(reply));
+            ClientMessage::GetIceServerConfig => self.am_ice_servers(conn),
+            ClientMessage::Join { stream_id, token } => {
+                self.join(conn, stream_id, token.as_deref(), now);
             }
-            ClientMessage::Join { stream_id } => self.join(conn, stream_id, now),
             ClientMessage::Leave { stream_id } => self.leave(conn, &stream_id, LeaveReason::Leave),
             ClientMessage::TakeConfiguration {
                 stream_id,
                 kind,
                 sdp,
-            } => self.relay(conn, stream_id, |stream_id| {
-                ServerMessage::TakeConfiguration {
-                    stream_id,
-                    kind,
-                    sdp,
-                    id_mapping: EmptyMap,
+            } => {
+                if kind == switchboard_proto::antmedia::SdpType::Offer && !self.may_offer(conn) {
+                    let e = AuthError::NotGranted("this token does not allow making offers");
+                    return self.unauthorized(conn, Some(&stream_id), &e);
                 }
-            }),
+                self.relay(conn, stream_id, |stream_id| {
+                    ServerMessage::TakeConfiguration {
+                        stream_id,
+                        kind,
+                        sdp,
+                        id_mapping: EmptyMap,
+                    }
+                });
+            }
             ClientMessage::TakeCandidate {
                 stream_id,
                 label,
@@ -250,7 +270,13 @@ impl Hub {
         );
     }
 
-    pub(super) fn join(&mut self, conn: ConnId, stream_id: StreamId, now: Instant) {
+    pub(super) fn join(
+        &mut self,
+        conn: ConnId,
+        stream_id: StreamId,
+        token: Option<&str>,
+        now: Instant,
+    ) {
         let Some(c) = self.am.conns.get(&conn) else {
             return;
         };
@@ -263,6 +289,10 @@ impl Hub {
             Verdict::Refuse => return self.rate_limited(conn, Some(&stream_id)),
             Verdict::Close => return self.close_rate_limited(conn),
         }
+        let grant = match self.am_authorize(conn, token, &stream_id) {
+            Ok(grant) => grant,
+            Err(e) => return self.unauthorized(conn, Some(&stream_id), &e),
+        };
         let Some(c) = self.am.conns.get(&conn) else {
             return;
         };
@@ -287,15 +317,151 @@ impl Hub {
                 room.peers[0]
             }
         };
+        let call_deadline = grant.as_ref().and_then(|g| g.max_call).map(|d| now + d);
+        let grant = grant.map(Box::new);
         if let Some(c) = self.am.conns.get_mut(&conn) {
             c.room = Some(stream_id.clone());
+            c.grant = grant;
+            c.call_deadline = call_deadline;
             self.events
                 .joined(conn, Dialect::AntMedia, c.app.as_str(), stream_id.as_str());
         }
-        self.notify(conn, Notification::Joined, stream_id.clone());
-        if let Some(first) = first {
-            self.send(first, ServerMessage::Start { stream_id });
+        if let Some(at) = call_deadline {
+            self.call_deadlines.insert((at, conn));
         }
+        self.notify(conn, Notification::Joined, stream_id.clone());
+        // `start` (make the offer) goes to the first joiner, unless only the second one's
+        // token allows offers; when neither may offer, nobody gets it.
+        let starter =
+            first.and_then(|first| [first, conn].into_iter().find(|&c| self.may_offer(c)));
+        if let Some(starter) = starter {
+            self.send(starter, ServerMessage::Start { stream_id });
+        }
+    }
+
+    /// The claims `conn` may join `stream_id` with: `Ok(None)` when room tokens are off;
+    /// with them on, the join's own token, else the one of its URL.
+    fn am_authorize(
+        &self,
+        conn: ConnId,
+        token: Option<&str>,
+        stream_id: &StreamId,
+    ) -> Result<Option<Claims>, AuthError> {
+        let (Some(auth), Some(c)) = (&self.config.auth, self.am.conns.get(&conn)) else {
+            return Ok(None);
+        };
+        let (app, room) = (Some(c.app.as_str()), Some(stream_id.as_str()));
+        let claims = match (token, &c.url_token) {
+            (Some(token), _) => auth.admit(Some(token), self.unix_now, app, room)?,
+            (None, Some(verified)) => {
+                let claims = (**verified).clone()?;
+                auth.check(&claims, self.unix_now, app, room)?;
+                claims
+            }
+            (None, None) => return Err(AuthError::Missing),
+        };
+        Ok(Some(claims))
+    }
+
+    /// Whether `conn`'s grant lets it make offers (always, with room tokens off).
+    fn may_offer(&self, conn: ConnId) -> bool {
+        self.am
+            .conns
+            .get(&conn)
+            .and_then(|c| c.grant.as_ref())
+            .is_none_or(|g| g.offer)
+    }
+
+    /// Refuses an Ant Media join or request: `unauthorized_access` with the reason. The
+    /// connection stays open, so a join with a valid token can follow.
+    pub(super) fn unauthorized(
+        &mut self,
+        conn: ConnId,
+        stream_id: Option<&StreamId>,
+        e: &AuthError,
+    ) {
+        self.stats.auth_refused += 1;
+        self.error(
+            conn,
+            ErrorCode::UnauthorizedAccess,
+            stream_id,
+            Some(&e.to_string()),
+        );
+    }
+
+    /// Answers `getIceServerConfig`. With room tokens on, TURN servers (and their
+    /// credentials) go only to a connection whose token is valid now and grants `turn`
+    /// (the joined room's token, else its URL's); the others get the STUN servers alone.
+    /// Minted credentials carry the token's identity in their user part.
+    fn am_ice_servers(&mut self, conn: ConnId) {
+        let Some(c) = self.am.conns.get(&conn) else {
+            return;
+        };
+        let user = match &self.config.auth {
+            None => None,
+            Some(auth) => {
+                let claims = c
+                    .grant
+                    .as_deref()
+                    .or_else(|| c.url_token.as_deref().and_then(|t| t.as_ref().ok()));
+                match claims {
+                    Some(g)
+                        if g.turn
+                            && auth
+                                .check(g, self.unix_now, Some(c.app.as_str()), None)
+                                .is_ok() =>
+                    {
+                        Some(TurnUser::Of(g.sub.clone()))
+                    }
+                    _ => Some(TurnUser::Nobody),
+                }
+            }
+        };
+        let reply = match (&self.ice, user) {
+            (Some(fixed), None) => Arc::clone(fixed),
+            (_, user) => {
+                let host = c.host.as_deref();
+                let servers = match user {
+                    Some(TurnUser::Nobody) => self.config.ice.resolve_stun_only(host),
+                    Some(TurnUser::Of(Some(id))) => self.config.ice.resolve(
+                        host,
+                        self.unix_now,
+                        &crate::ice::identity_user(&id),
+                    ),
+                    Some(TurnUser::Of(None)) | None => {
+                        // A user of its own per credential: its own TURN quota.
+                        self.turn_users_minted += 1;
+                        let prefix = self.config.ice.turn.as_ref().map_or("", |t| &t.user_prefix);
+                        let user = format!("{prefix}a{}", self.turn_users_minted);
+                        self.config.ice.resolve(host, self.unix_now, &user)
+                    }
+                };
+                Arc::new(IceServerConfig::from_servers(&servers))
+            }
+        };
+        self.send(conn, ServerMessage::IceServerConfig(reply));
+    }
+
+    /// Ends `conn`'s join: its `max_call` grant has run out (its timer entry is removed).
+    pub(super) fn am_call_timeout(&mut self, conn: ConnId) {
+        let Some(c) = self.am.conns.get_mut(&conn) else {
+            return;
+        };
+        c.call_deadline = None;
+        let Some(stream_id) = c.room.take() else {
+            return;
+        };
+        c.grant = None;
+        let app = c.app.clone();
+        self.stats.max_call_ended += 1;
+        self.remove_from_room(conn, app, stream_id.clone(), LeaveReason::MaxCall);
+        self.error(
+            conn,
+            ErrorCode::MaxCallReached,
+            Some(&stream_id),
+            Some("the token's max_call time is over"),
+        );
+        self.notify(conn, Notification::Leaved, stream_id);
     }
 
     pub(super) fn leave(&mut self, conn: ConnId, stream_id: &StreamId, reason: LeaveReason) {
@@ -312,6 +478,10 @@ impl Hub {
             return;
         }
         c.room = None;
+        c.grant = None;
+        if let Some(at) = c.call_deadline.take() {
+            self.call_deadlines.remove(&(at, conn));
+        }
         let app = c.app.clone();
         self.remove_from_room(conn, app, stream_id.clone(), reason);
         self.notify(conn, Notification::Leaved, stream_id.clone());
@@ -319,6 +489,9 @@ impl Hub {
 
     /// Frees `conn`'s seat (after it was removed from `conns`), sending `stop` to its peer.
     pub(super) fn vacate(&mut self, conn: ConnId, c: &Conn, reason: LeaveReason) {
+        if let Some(at) = c.call_deadline {
+            self.call_deadlines.remove(&(at, conn));
+        }
         if let Some(stream_id) = c.room.clone() {
             self.remove_from_room(conn, c.app.clone(), stream_id, reason);
         }

@@ -49,6 +49,8 @@ pub enum LeaveReason {
     Replaced,
     /// It was closed for going on after `rate_limited` refusals.
     RateLimited,
+    /// Its token's `max_call` grant ran out.
+    MaxCall,
 }
 
 impl LeaveReason {
@@ -62,6 +64,7 @@ impl LeaveReason {
             Self::IdleTimeout => "idle_timeout",
             Self::Replaced => "replaced",
             Self::RateLimited => "rate_limited",
+            Self::MaxCall => "max_call",
         }
     }
 }

@@ -28,8 +28,14 @@ pub(crate) fn connect_error(url: &str, e: &tokio_tungstenite::tungstenite::Error
 }
 
 /// The sentence for a server error that makes joining `room` impossible (the session ends).
-pub(crate) fn refusal(definition: &str, room: &str) -> Option<String> {
+pub(crate) fn refusal(definition: &str, reason: Option<&str>, room: &str) -> Option<String> {
     match definition {
+        "unauthorized_access" => Some(format!(
+            "the server refused the room token for {room:?}: {} (give a valid one with \
+             --token)",
+            reason.unwrap_or("no reason given")
+        )),
+        "max_call_reached" => Some("the room token's max_call time is over".to_owned()),
         "NoSpaceForNewPeer" => Some(format!(
             "room {room:?} is full: it already has two peers (pick another room name, or wait \
              until one leaves)"
@@ -232,8 +238,8 @@ impl Session {
                 self.channel = None;
                 self.emit(PeerEvent::PeerLeft).await;
             }
-            Signal::Error { definition } => {
-                let refused = refusal(&definition, &self.room);
+            Signal::Error { definition, reason } => {
+                let refused = refusal(&definition, reason.as_deref(), &self.room);
                 self.emit(PeerEvent::ServerError(definition)).await;
                 if let Some(why) = refused {
                     if let Some(ws) = self.signaling.ws.as_mut() {
@@ -269,6 +275,8 @@ impl Session {
             stream_id: &room,
             multi_peer: false,
             mode: "both",
+            // A room token goes on the URL (`?token=`), which the server reads at connect.
+            token: None,
         })
         .await
     }

@@ -23,6 +23,9 @@ pub enum Request<'a> {
         multi_peer: bool,
         /// "both": send and receive.
         mode: &'a str,
+        /// A room token, when the server requires one.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        token: Option<&'a str>,
     },
     /// Leave a room.
     Leave {
@@ -99,6 +102,9 @@ pub enum Event {
     Error {
         /// What went wrong (a stable name, e.g. `NoSpaceForNewPeer`).
         definition: String,
+        /// Why, in words, when the server says (e.g. which check a room token failed).
+        #[serde(default)]
+        reason: Option<String>,
     },
     /// Reply to `ping`.
     Pong {},
@@ -134,6 +140,7 @@ mod tests {
                 stream_id: room,
                 multi_peer: false,
                 mode: "both",
+                token: Some("t.k.n"),
             },
             Request::Leave { stream_id: room },
             Request::TakeConfiguration {
@@ -154,8 +161,10 @@ mod tests {
             let ok = match (&r, &decoded) {
                 (Request::GetIceServerConfig, ClientMessage::GetIceServerConfig)
                 | (Request::Ping, ClientMessage::Ping) => true,
-                (Request::Join { .. }, ClientMessage::Join { stream_id })
-                | (Request::Leave { .. }, ClientMessage::Leave { stream_id }) => {
+                (Request::Join { .. }, ClientMessage::Join { stream_id, token }) => {
+                    stream_id.as_str() == room && token.as_deref() == Some("t.k.n")
+                }
+                (Request::Leave { .. }, ClientMessage::Leave { stream_id }) => {
                     stream_id.as_str() == room
                 }
                 (
@@ -224,6 +233,18 @@ mod tests {
                 ServerMessage::error(ErrorCode::NoSpaceForNewPeer, Some(&room)),
                 Event::Error {
                     definition: "NoSpaceForNewPeer".into(),
+                    reason: None,
+                },
+            ),
+            (
+                ServerMessage::Error {
+                    definition: ErrorCode::UnauthorizedAccess,
+                    stream_id: Some(room.as_str().into()),
+                    reason: Some("the token has expired".into()),
+                },
+                Event::Error {
+                    definition: "unauthorized_access".into(),
+                    reason: Some("the token has expired".into()),
                 },
             ),
             (

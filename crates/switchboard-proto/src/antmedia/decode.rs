@@ -54,6 +54,10 @@ pub enum ClientMessage {
     Join {
         /// The room.
         stream_id: StreamId,
+        /// `token`: a room token (Switchboard's extension; the official SDK gives it on the
+        /// WebSocket URL instead). Its length is checked by the hub, which refuses a token
+        /// longer than 4096 bytes with `unauthorized_access`.
+        token: Option<Box<str>>,
     },
     /// `takeConfiguration`: an SDP offer or answer for the other peer.
     TakeConfiguration {
@@ -155,6 +159,8 @@ struct Frame<'a> {
     definition: Option<&'a RawValue>,
     #[serde(borrow)]
     data: Option<&'a RawValue>,
+    #[serde(borrow)]
+    token: Option<&'a RawValue>,
 }
 
 /// The value of a raw JSON string, or `None` when it is not a string.
@@ -201,7 +207,16 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
 
     let stream_id = stream_id(frame.stream_id)?;
     match &*command {
-        "join" => Ok(ClientMessage::Join { stream_id }),
+        "join" => {
+            let token = match frame.token.filter(|r| !is_null(r)) {
+                None => None,
+                Some(raw) => Some(raw_str(raw).map(Into::into).ok_or_else(|| {
+                    DecodeError::new(ErrorCode::InvalidMessage, "\"token\" must be a string")
+                        .with_stream(&stream_id)
+                })?),
+            };
+            Ok(ClientMessage::Join { stream_id, token })
+        }
         "leave" | "stop" => Ok(ClientMessage::Leave { stream_id }),
         "takeConfiguration" => {
             let kind = match frame.kind.and_then(raw_str).as_deref() {

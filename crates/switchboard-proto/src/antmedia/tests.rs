@@ -28,9 +28,27 @@ fn join_and_leave() {
     assert_eq!(
         decode(r#"{"command":"join","streamId":"room1","multiPeer":false,"mode":"both"}"#),
         Ok(ClientMessage::Join {
-            stream_id: sid("room1")
+            stream_id: sid("room1"),
+            token: None,
         })
     );
+    assert_eq!(
+        decode(r#"{"command":"join","streamId":"room1","token":"a.b.c"}"#),
+        Ok(ClientMessage::Join {
+            stream_id: sid("room1"),
+            token: Some("a.b.c".into()),
+        })
+    );
+    assert_eq!(
+        decode(r#"{"command":"join","streamId":"room1","token":null}"#),
+        Ok(ClientMessage::Join {
+            stream_id: sid("room1"),
+            token: None,
+        })
+    );
+    let e = decode(r#"{"command":"join","streamId":"room1","token":7}"#).unwrap_err();
+    assert_eq!(e.code, E::InvalidMessage);
+    assert_eq!(e.stream_id.as_deref(), Some("room1"));
     assert_eq!(
         decode(r#"{"command":"stop","streamId":"r"}"#),
         Ok(ClientMessage::Leave {

@@ -4,6 +4,7 @@ use super::*;
 use std::net::IpAddr;
 use switchboard_proto::antmedia::decode;
 
+mod auth;
 mod peerjs;
 mod socketio;
 
@@ -43,11 +44,17 @@ impl Harness {
     }
 
     fn connect(&mut self, conn: u64, app: &str) {
+        self.connect_with(conn, app, None);
+    }
+
+    /// Connects with `token` on the URL.
+    fn connect_with(&mut self, conn: u64, app: &str, token: Option<&str>) {
         self.hub.handle_am_connect(
             ConnId(conn),
             App::new(app).unwrap(),
             Some("sb.test"),
             None,
+            token,
             self.now,
         );
     }
@@ -103,6 +110,14 @@ impl Harness {
                 let room = &self.hub.am.rooms[&(c.app.clone(), sid.clone())];
                 assert!(room.peers.contains(&Some(*id)));
             }
+            if let Some(at) = c.call_deadline {
+                assert!(c.room.is_some(), "a call timer outside a room");
+                assert!(self.hub.call_deadlines.contains(&(at, *id)));
+            }
+        }
+        // Exactly one timer entry per join with a max_call grant: none left behind.
+        for (at, id) in &self.hub.call_deadlines {
+            assert_eq!(self.hub.am.conns[id].call_deadline, Some(*at));
         }
     }
 
@@ -788,9 +803,9 @@ fn joins_and_messages_are_rate_limited_in_every_dialect() {
     });
     let app = App::new("A").unwrap();
     h.hub
-        .handle_am_connect(ConnId(1), app.clone(), None, Some(ip), h.now);
+        .handle_am_connect(ConnId(1), app.clone(), None, Some(ip), None, h.now);
     h.hub
-        .handle_am_connect(ConnId(2), app.clone(), None, Some(ip), h.now);
+        .handle_am_connect(ConnId(2), app.clone(), None, Some(ip), None, h.now);
     // Ant Media: 20 joins pass, the 21st is refused with the room named.
     for i in 0..20 {
         assert_eq!(h.send(1, &join(&format!("r{i}")))[0].0, 1);

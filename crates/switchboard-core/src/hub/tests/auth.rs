@@ -1,0 +1,282 @@
+//! Room tokens in the Ant Media dialect, with a fake verifier (the real one, with real
+//! signatures, is tested in `switchboard-auth` and over real sockets in the server).
+
+use super::*;
+use crate::auth::{AuthConfig, Claims, Identity, RoomRule, TokenVerifier};
+use crate::ice::{IceConfig, TurnRest};
+
+/// Wall-clock time of every test: tokens expire at `NOW + 100` unless said otherwise.
+const NOW: u64 = 1_800_000_000;
+
+/// Tokens are names of claim sets; "forged" has a bad signature.
+#[derive(Debug)]
+struct Fake;
+
+impl TokenVerifier for Fake {
+    fn verify(&self, token: &str) -> Result<Claims, AuthError> {
+        let mut c = Claims::expiring(NOW + 100);
+        match token {
+            "any" => {}
+            "r-only" => c.room = Some(RoomRule::parse("r").unwrap()),
+            "team" => c.room = Some(RoomRule::parse("team-*").unwrap()),
+            "app-B" => c.app = Some("B".into()),
+            "alice" => c.sub = Some(Identity::new("alice").unwrap()),
+            "no-turn" => c.turn = false,
+            "no-offer" => c.offer = false,
+            "short" => c.max_call = Some(Duration::from_secs(60)),
+            "expired" => c.exp = NOW - 31,
+            "future" => c.nbf = Some(NOW + 31),
+            _ => return Err(AuthError::Signature),
+        }
+        Ok(c)
+    }
+}
+
+fn harness() -> Harness {
+    let mut h = Harness::with(Config {
+        auth: Some(AuthConfig::new(Arc::new(Fake))),
+        ice: IceConfig {
+            servers: vec![IceServer::stun("stun:{host}:3478")],
+            turn: Some(TurnRest {
+                secret: "s3cret".into(),
+                urls: vec!["turn:{host}:3478".into()],
+                ttl: Duration::from_secs(3600),
+                user_prefix: "0badcafe-".into(),
+            }),
+        },
+        ..Config::default()
+    });
+    h.hub.handle_wall_clock(NOW);
+    h
+}
+
+fn join_with(room: &str, token: &str) -> String {
+    format!(r#"{{"command":"join","streamId":"{room}","token":"{token}"}}"#)
+}
+
+fn refused(c: u64, room: &str, reason: &str) -> (u64, String) {
+    (
+        c,
+        format!(
+            r#"{{"command":"error","definition":"unauthorized_access","streamId":"{room}","reason":"{reason}"}}"#
+        ),
+    )
+}
+
+#[test]
+fn without_a_token_a_join_is_refused_and_the_connection_stays_usable() {
+    let mut h = harness();
+    h.connect(1, "A");
+    assert_eq!(
+        h.send(1, &join("r")),
+        vec![refused(1, "r", "a room token is required")]
+    );
+    assert_eq!(h.stats().auth_refused, 1);
+    assert_eq!(h.stats().rooms, 0);
+    // The same connection joins once it has a token.
+    assert_eq!(h.send(1, &join_with("r", "any")), vec![joined(1, "r")]);
+}
+
+#[test]
+fn every_bad_token_is_refused_with_its_reason_and_members_hear_nothing() {
+    let mut h = harness();
+    h.connect(1, "A");
+    h.connect(2, "A");
+    h.send(1, &join_with("r", "any"));
+    h.send(2, &join_with("r", "any"));
+    h.send(1, &join_with("x", "any"));
+    h.send(1, &join_with("r", "any"));
+    h.drain();
+    let cases = [
+        ("forged", "the token's signature is not valid"),
+        ("expired", "the token has expired"),
+        ("future", "the token is not valid yet"),
+        ("app-B", "the token is for another app"),
+        ("r-only", "the token is for another room"),
+        ("team", "the token is for another room"),
+    ];
+    h.connect(3, "A");
+    for (token, reason) in cases {
+        // Room "s" so that even a good token would not meet the full room "r".
+        assert_eq!(
+            h.send(3, &join_with("s", token)),
+            vec![refused(3, "s", reason)],
+            "{token}"
+        );
+    }
+    // Into the busy room: refused before the room is even looked at (no NoSpaceForNewPeer,
+    // nothing to its members).
+    assert_eq!(
+        h.send(3, &join_with("r", "forged")),
+        vec![refused(3, "r", "the token's signature is not valid")]
+    );
+    let long = "a".repeat(crate::auth::MAX_TOKEN_LEN + 1);
+    assert_eq!(
+        h.send(3, &join_with("s", &long)),
+        vec![refused(3, "s", "the token is longer than 4096 bytes")]
+    );
+    assert_eq!(h.stats().auth_refused, 8);
+    assert_eq!(
+        h.send(3, &join_with("team-1", "team")),
+        vec![joined(3, "team-1")]
+    );
+}
+
+#[test]
+fn the_url_token_admits_and_a_join_token_overrides_it() {
+    let mut h = harness();
+    h.connect_with(1, "A", Some("r-only"));
+    assert_eq!(
+        h.send(1, &join("s")),
+        vec![refused(1, "s", "the token is for another room")]
+    );
+    assert_eq!(h.send(1, &join("r")), vec![joined(1, "r")]);
+    // A bad URL token is reported at the join, with its own reason.
+    h.connect_with(2, "A", Some("forged"));
+    assert_eq!(
+        h.send(2, &join("r")),
+        vec![refused(2, "r", "the token's signature is not valid")]
+    );
+    assert_eq!(
+        h.send(2, &join_with("r", "any")),
+        vec![joined(2, "r"), cmd(1, "start", "r")]
+    );
+}
+
+#[test]
+fn expiry_during_a_call_does_not_cut_it_but_a_rejoin_needs_a_fresh_token() {
+    let mut h = harness();
+    h.connect_with(1, "A", Some("any"));
+    h.connect_with(2, "A", Some("any"));
+    h.send(1, &join("r"));
+    h.send(2, &join("r"));
+    h.hub.handle_wall_clock(NOW + 1_000);
+    let offer = r#"{"command":"takeConfiguration","streamId":"r","type":"offer","sdp":"o"}"#;
+    assert_eq!(h.send(1, offer).len(), 1, "relayed after expiry");
+    h.send(2, r#"{"command":"leave","streamId":"r"}"#);
+    assert_eq!(
+        h.send(2, &join("r")),
+        vec![refused(2, "r", "the token has expired")]
+    );
+}
+
+#[test]
+fn the_offer_grant_decides_who_starts_and_who_may_offer() {
+    let mut h = harness();
+    h.connect(1, "A");
+    h.connect(2, "A");
+    h.send(1, &join_with("r", "no-offer"));
+    // The first joiner may not offer: `start` goes to the second.
+    assert_eq!(
+        h.send(2, &join_with("r", "any")),
+        vec![joined(2, "r"), cmd(2, "start", "r")]
+    );
+    let offer = r#"{"command":"takeConfiguration","streamId":"r","type":"offer","sdp":"o"}"#;
+    assert_eq!(
+        h.send(1, offer),
+        vec![refused(1, "r", "this token does not allow making offers")]
+    );
+    let answer = r#"{"command":"takeConfiguration","streamId":"r","type":"answer","sdp":"a"}"#;
+    assert_eq!(h.send(1, answer).len(), 1);
+    assert_eq!(h.send(2, offer).len(), 1);
+}
+
+fn ice(h: &mut Harness, conn: u64) -> serde_json::Value {
+    let out = h.send(conn, r#"{"command":"getIceServerConfig"}"#);
+    assert_eq!(out.len(), 1);
+    serde_json::from_str(&out[0].1).unwrap()
+}
+
+#[test]
+fn turn_credentials_only_for_a_valid_token_granting_turn_with_its_identity() {
+    let mut h = harness();
+    // No token, a forged one, an expired one, one without the grant: STUN only.
+    for (conn, token) in [
+        (1, None),
+        (2, Some("forged")),
+        (3, Some("expired")),
+        (4, Some("no-turn")),
+    ] {
+        h.connect_with(conn, "A", token);
+        let v = ice(&mut h, conn);
+        assert_eq!(
+            v["iceServers"].as_array().map(Vec::len),
+            Some(1),
+            "{token:?}"
+        );
+        assert_eq!(v["iceServers"][0]["urls"][0], "stun:sb.test:3478");
+        assert!(v["iceServers"][0].get("username").is_none());
+        assert_eq!(v["turnServerUsername"], "");
+        assert_eq!(v["stunServerUri"], "stun:sb.test:3478");
+    }
+    // An identity: the TURN user is `u.<sub>`, the expiry one TTL from now.
+    h.connect_with(5, "A", Some("alice"));
+    let v = ice(&mut h, 5);
+    assert_eq!(v["iceServers"][1]["username"], "1800003600:u.alice");
+    // No identity: an anonymous user of its own.
+    h.connect_with(6, "A", Some("any"));
+    let v = ice(&mut h, 6);
+    assert_eq!(v["iceServers"][1]["username"], "1800003600:0badcafe-a1");
+    // The token a connection joined with counts, not only its URL's.
+    h.connect(7, "A");
+    h.send(7, &join_with("r", "alice"));
+    let v = ice(&mut h, 7);
+    assert_eq!(v["iceServers"][1]["username"], "1800003600:u.alice");
+}
+
+#[test]
+fn max_call_ends_the_join_and_frees_the_seat() {
+    let mut h = harness();
+    h.connect(1, "A");
+    h.connect(2, "A");
+    h.send(1, &join_with("r", "short"));
+    h.send(2, &join_with("r", "any"));
+    // Both stay active (the idle timeout is 20 s) until the 60 s grant runs out.
+    for _ in 0..3 {
+        assert!(h.advance(15).is_empty());
+        h.send(1, r#"{"command":"ping"}"#);
+        h.send(2, r#"{"command":"ping"}"#);
+    }
+    assert_eq!(
+        h.advance(15),
+        vec![
+            cmd(2, "stop", "r"),
+            (
+                1,
+                r#"{"command":"error","definition":"max_call_reached","streamId":"r","reason":"the token's max_call time is over"}"#
+                    .into()
+            ),
+            leaved(1, "r"),
+        ]
+    );
+    assert_eq!(h.stats().max_call_ended, 1);
+    // The seat is free; its timer is gone (the harness checks no entry is left behind).
+    h.connect(3, "A");
+    assert_eq!(
+        h.send(3, &join_with("r", "any")),
+        vec![joined(3, "r"), cmd(2, "start", "r")]
+    );
+}
+
+#[test]
+fn a_max_call_timer_goes_with_a_leave_a_move_or_a_close() {
+    let mut h = harness();
+    h.connect(1, "A");
+    h.send(1, &join_with("r", "short"));
+    h.send(1, r#"{"command":"leave","streamId":"r"}"#);
+    assert!(h.hub.call_deadlines.is_empty());
+    h.send(1, &join_with("r", "short"));
+    h.send(1, &join_with("s", "any"));
+    assert!(h.hub.call_deadlines.is_empty());
+    h.send(1, &join_with("r", "short"));
+    h.hub.handle_disconnect(ConnId(1));
+    assert!(h.hub.call_deadlines.is_empty());
+    assert!(h.advance(120).is_empty());
+}
+
+#[test]
+fn without_auth_tokens_are_ignored() {
+    let mut h = Harness::new();
+    h.connect_with(1, "A", Some("forged"));
+    assert_eq!(h.send(1, &join_with("r", "junk")), vec![joined(1, "r")]);
+}
