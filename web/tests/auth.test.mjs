@@ -6,6 +6,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import jwt from "jsonwebtoken";
+import { io } from "socket.io-client";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
 
 const SECRET = "a-room-token-secret-at-least-32-bytes-long";
@@ -24,6 +25,7 @@ before(async () => {
   web = await startStatic({
     "/sdk/": join(repo, "web/tests/node_modules/@antmedia/webrtc_adaptor/dist/"),
     "/pages/": join(repo, "web/tests/pages/"),
+    "/peerjs/": join(repo, "web/tests/node_modules/peerjs/dist/"),
   });
   [browserA, browserB] = await Promise.all([launch(), launch()]);
 });
@@ -108,4 +110,78 @@ test("the SDK calls its token function again for a re-join after a reconnect", a
   await until(refused, "unauthorized", () => window.sbErrors.includes("unauthorized"));
   assert.equal(await refused.evaluate(() => window.call.state), "closed");
   await Promise.all([page.close(), refused.close()]);
+});
+
+/** A socket.io client with `auth: { token }`: resolves with the socket once connected, or
+ * with the `connect_error` message. */
+function sio(token) {
+  const socket = io(sb.url, { auth: token ? { token } : {}, transports: ["websocket"], reconnection: false, forceNew: true });
+  socket.got = [];
+  socket.onAny((event, ...args) => socket.got.push({ event, args }));
+  return new Promise((ok) => {
+    socket.once("connect", () => ok({ socket }));
+    socket.once("connect_error", (e) => { socket.close(); ok({ error: e.message }); });
+  });
+}
+
+const waitFor = async (socket, event, pred = () => true) => {
+  const deadline = Date.now() + 5000;
+  for (;;) {
+    const hit = socket.got.find((g) => g.event === event && pred(g.args[0]));
+    if (hit) return hit.args[0];
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${event}; got ${JSON.stringify(socket.got)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
+
+test("socket.io-client: handshake auth.token; refused with connect_error; the token's sub is the id in rosters and from; rooms bind", async () => {
+  assert.deepEqual(await sio(null), { error: "unauthorized_access: a room token is required" });
+  const expired = jwt.sign({ room: "sio-1", exp: Math.floor(Date.now() / 1000) - 120 }, SECRET, { algorithm: "HS256" });
+  assert.deepEqual(await sio(expired), { error: "unauthorized_access: the token has expired" });
+  assert.deepEqual(await sio(jwt.sign({ room: "sio-1" }, "another-secret-that-is-32-bytes-long!!", { expiresIn: "5m" })),
+    { error: "unauthorized_access: the token's signature is not valid" });
+
+  const { socket: alice } = await sio(mint({ sub: "alice", room: "sio-*" }));
+  const { socket: bob } = await sio(mint({ sub: "bob", room: "sio-1" }));
+  try {
+    assert.deepEqual(await alice.emitWithAck("join", { room: "sio-1" }), { ok: true, room: "sio-1", peers: [] });
+    assert.deepEqual(await bob.emitWithAck("join", { room: "sio-1" }), { ok: true, room: "sio-1", peers: ["alice"] });
+    assert.deepEqual(await waitFor(alice, "peer-joined"), { room: "sio-1", id: "bob" });
+    // Relays address identities; `from` is the sender's identity, never what it wrote.
+    bob.emit("offer", { target: "alice", sdp: { type: "offer", sdp: "v=0" }, from: "mallory" });
+    assert.deepEqual(await waitFor(alice, "offer"), { target: "alice", sdp: { type: "offer", sdp: "v=0" }, from: "bob" });
+    // bob's token is for sio-1 only.
+    const refused = await bob.emitWithAck("join", { room: "sio-2" });
+    assert.deepEqual(refused, { ok: false, error: "unauthorized_access", reason: "the token is for another room" });
+    // A second socket of alice takes her identity over; the first is told and disconnected.
+    const { socket: alice2 } = await sio(mint({ sub: "alice", room: "sio-*" }));
+    try {
+      assert.deepEqual(await waitFor(alice, "error"), { event: "connect", error: "replaced", reason: "the same identity connected again" });
+      await waitFor(bob, "peer-left", (p) => p.id === "alice");
+      assert.deepEqual(await alice2.emitWithAck("join", { room: "sio-1" }), { ok: true, room: "sio-1", peers: ["bob"] });
+    } finally {
+      alice2.close();
+    }
+  } finally {
+    alice.close();
+    bob.close();
+  }
+});
+
+test("peerjs: the key is the room token; its sub is the only id it opens, and a squatter is refused", async () => {
+  const page = (browser) => open(browser, `${web.url}/pages/peerjs.html?host=127.0.0.1&port=${sb.port}`);
+  const [a, b] = [await page(browserA), await page(browserB)];
+  try {
+    const alice = mint({ sub: "pj-alice" });
+    const bob = mint({ sub: "pj-bob" });
+    assert.equal(await a.evaluate(([id, key]) => window.makePeer(id, key), ["pj-alice", alice]), "pj-alice");
+    // bob's token cannot open alice's id (nor the configured key any id).
+    assert.equal(await b.evaluate(([id, key]) => window.makePeer(id, key), ["pj-alice", bob]), null);
+    assert.match((await b.evaluate(() => window.errorMessages)).join(), /unauthorized_access: the token is for another id/);
+    assert.equal(await b.evaluate(([id, key]) => window.makePeer(id, key), ["pj-bob", "peerjs"]), null);
+    assert.equal(await b.evaluate(([id, key]) => window.makePeer(id, key), ["pj-bob", bob]), "pj-bob");
+    assert.equal(await b.evaluate((id) => window.connect(id), "pj-alice"), "echo:hello");
+  } finally {
+    await Promise.all([a.context().close(), b.context().close()]);
+  }
 });

@@ -159,8 +159,8 @@ pub fn peerjs(data: &[u8]) {
 pub fn socketio(data: &[u8]) {
     let now = Instant::now();
     let mut hub = Hub::new(Config::default());
-    hub.handle_sio_connect(ConnId(1), "s1", None, now);
-    hub.handle_sio_connect(ConnId(2), "s2", None, now);
+    hub.handle_sio_connect(ConnId(1), "s1", None, None, now);
+    hub.handle_sio_connect(ConnId(2), "s2", None, None, now);
     drain(&mut hub);
     for frame in frames(data) {
         let (conn, from, frame) = match frame.split_first() {

@@ -100,6 +100,12 @@ pub enum PjServerMessage {
         /// The message.
         msg: &'static str,
     },
+    /// `{"type":"ERROR","payload":{"msg":"unauthorized_access: <reason>"}}`: room tokens are
+    /// required and the key (the token) does not admit this id, or a message's `dst`.
+    Unauthorized {
+        /// Why (the token check that failed).
+        reason: Box<str>,
+    },
     /// `{"type":"ID-TAKEN","payload":{"msg":"ID is taken"}}` (then closed).
     IdTaken,
     /// `{"type":"EXPIRE","src":<dst>,"dst":<sender>}`: a message queued for `src` expired.
@@ -146,6 +152,10 @@ impl PjServerMessage {
             PjServerMessage::Error { msg } => {
                 format!(r#"{{"type":"ERROR","payload":{{"msg":{}}}}}"#, s(msg))
             }
+            PjServerMessage::Unauthorized { reason } => format!(
+                r#"{{"type":"ERROR","payload":{{"msg":{}}}}}"#,
+                s(&format!("unauthorized_access: {reason}"))
+            ),
             PjServerMessage::IdTaken => {
                 r#"{"type":"ID-TAKEN","payload":{"msg":"ID is taken"}}"#.to_owned()
             }

@@ -51,6 +51,11 @@ pub enum SioError {
     ServerBusy,
     /// Over the rate limits (`--max-messages-per-sec`, `--max-joins-per-sec`); going on closes the socket.
     RateLimited,
+    /// Room tokens are required and the socket's token does not admit it to this room (a
+    /// `join`), or to the target's room (a relay).
+    Unauthorized,
+    /// Another connection with the same token identity took this socket's place.
+    Replaced,
 }
 
 impl SioError {
@@ -64,6 +69,8 @@ impl SioError {
             SioError::NotInRoom => "not_in_room",
             SioError::ServerBusy => "server_busy",
             SioError::RateLimited => "rate_limited",
+            SioError::Unauthorized => "unauthorized_access",
+            SioError::Replaced => "replaced",
         }
     }
 }

@@ -411,14 +411,15 @@ impl HubTask {
                     let _ = socket.disconnect();
                     return;
                 }
-                let id = socket.id.to_string();
+                let grant = crate::socketio::grant(&socket);
+                let id = crate::socketio::identity(&socket, grant.as_ref());
                 let ip = socket
                     .req_parts()
                     .extensions
                     .get::<crate::accept::ClientAddr>()
                     .map(|a| a.0.ip());
                 self.sio.insert(conn, socket);
-                self.hub.handle_sio_connect(conn, &id, ip, now);
+                self.hub.handle_sio_connect(conn, &id, ip, grant, now);
             }
             Input::PjConnect {
                 conn,

@@ -106,6 +106,7 @@ pub fn router(state: AppState) -> Router {
         .layer(crate::socketio::layer(
             state.inner.hub.clone(),
             Arc::clone(&state.inner.next_conn),
+            state.inner.config.hub.auth.clone(),
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.inner.eio),
@@ -420,22 +421,40 @@ async fn peerjs_info() -> Response {
     .into_response()
 }
 
-/// `GET {peerjs_path}{key}/id`: a fresh id (a UUID, `text/html` as peerjs-server sends).
-async fn peerjs_id(State(state): State<AppState>, Path(key): Path<String>) -> Response {
-    if key != *state.inner.config.hub.peerjs.key {
-        return (StatusCode::UNAUTHORIZED, "Invalid key provided").into_response();
+/// Whether a PeerJS `key` is accepted: the configured key, or with room tokens on a token
+/// valid now (its claims, to pick the id). Refused: the 401 body.
+fn peerjs_key(
+    state: &AppState,
+    key: &str,
+) -> Result<Option<switchboard_core::auth::Claims>, String> {
+    match &state.inner.config.hub.auth {
+        None if key == &*state.inner.config.hub.peerjs.key => Ok(None),
+        None => Err("Invalid key provided".to_owned()),
+        Some(auth) => auth
+            .admit(Some(key), crate::unix_now(), None, None)
+            .map(Some)
+            .map_err(|e| format!("unauthorized_access: {e}")),
     }
-    (
-        [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
-        uuid::Uuid::new_v4().to_string(),
-    )
-        .into_response()
+}
+
+/// `GET {peerjs_path}{key}/id`: a fresh id (a UUID, `text/html` as peerjs-server sends); with
+/// room tokens, the key is the token and a token with a `sub` gets that as its id.
+async fn peerjs_id(State(state): State<AppState>, Path(key): Path<String>) -> Response {
+    let claims = match peerjs_key(&state, &key) {
+        Ok(c) => c,
+        Err(refused) => return (StatusCode::UNAUTHORIZED, refused).into_response(),
+    };
+    let id = claims.and_then(|c| c.sub).map_or_else(
+        || uuid::Uuid::new_v4().to_string(),
+        |s| s.as_str().to_owned(),
+    );
+    ([(header::CONTENT_TYPE, "text/html; charset=utf-8")], id).into_response()
 }
 
 /// `GET {peerjs_path}{key}/peers`: the ids connected now, when discovery is allowed (else 401).
 async fn peerjs_peers(State(state): State<AppState>, Path(key): Path<String>) -> Response {
-    if key != *state.inner.config.hub.peerjs.key {
-        return (StatusCode::UNAUTHORIZED, "Invalid key provided").into_response();
+    if let Err(refused) = peerjs_key(&state, &key) {
+        return (StatusCode::UNAUTHORIZED, refused).into_response();
     }
     match state.inner.hub.pj_peers().await {
         Some(ids) => Json(ids).into_response(),

@@ -15,7 +15,7 @@ use serde_json::Value;
 use socketioxide::SocketIo;
 use socketioxide::adapter::Adapter;
 use socketioxide::extract::{AckSender, SocketRef, TryData};
-use socketioxide::handler::FromMessageParts;
+use socketioxide::handler::{ConnectHandler, FromMessageParts};
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::socket::Socket;
 use switchboard_core::{ConnId, SIO_MAX_NAME, SioInput, SioRelay};
@@ -43,8 +43,66 @@ impl<A: Adapter> FromMessageParts<A> for WantsAck {
     }
 }
 
+/// The claims of a socket's handshake token, kept in its extensions by [`admit`].
+#[derive(Clone)]
+struct Grant(switchboard_core::auth::Claims);
+
+/// Why a handshake was refused: socket.io's `connect_error`, whose `message` is
+/// `unauthorized_access: <reason>`.
+#[derive(Debug)]
+struct Refused(switchboard_core::auth::AuthError);
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "unauthorized_access: {}", self.0)
+    }
+}
+
+/// The connect middleware: with room tokens on, the handshake's `auth: { token }` must be a
+/// token valid now (its room is checked at each `join`); its claims go with the socket.
+async fn admit(
+    socket: SocketRef,
+    TryData(auth_payload): TryData<Value>,
+    auth: Option<switchboard_core::auth::AuthConfig>,
+) -> Result<(), Refused> {
+    let Some(auth) = auth else {
+        return Ok(());
+    };
+    let payload = auth_payload.ok();
+    let token = payload
+        .as_ref()
+        .and_then(|v| v.get("token"))
+        .and_then(Value::as_str);
+    let claims = auth
+        .admit(token, crate::unix_now(), None, None)
+        .map_err(Refused)?;
+    socket.extensions.insert(Grant(claims));
+    Ok(())
+}
+
+/// The claims a socket was admitted with, if room tokens are on.
+pub(crate) fn grant(socket: &SocketRef) -> Option<switchboard_core::auth::Claims> {
+    socket.extensions.get::<Grant>().map(|g| g.0)
+}
+
+/// The socket's id in rosters, `from` and `target`: its token's identity when it has one,
+/// else socket.io's own id.
+pub(crate) fn identity(
+    socket: &SocketRef,
+    grant: Option<&switchboard_core::auth::Claims>,
+) -> Arc<str> {
+    match grant.and_then(|g| g.sub.as_ref()) {
+        Some(sub) => sub.as_str().into(),
+        None => socket.id.as_str().into(),
+    }
+}
+
 /// The socket.io layer for the router.
-pub(crate) fn layer(hub: HubSender, next_conn: Arc<AtomicU64>) -> SocketIoLayer {
+pub(crate) fn layer(
+    hub: HubSender,
+    next_conn: Arc<AtomicU64>,
+    auth: Option<switchboard_core::auth::AuthConfig>,
+) -> SocketIoLayer {
     let (layer, io) = SocketIo::builder()
         .ping_interval(PING_INTERVAL)
         .ping_timeout(PING_TIMEOUT)
@@ -54,13 +112,18 @@ pub(crate) fn layer(hub: HubSender, next_conn: Arc<AtomicU64>) -> SocketIoLayer 
         .ws_max_frame_size(MAX_PAYLOAD as usize)
         .max_buffer_size(SOCKET_BUFFER)
         .build_layer();
-    io.ns("/", move |socket: SocketRef| {
+    let handler = move |socket: SocketRef| {
         let conn = ConnId(next_conn.fetch_add(1, Ordering::Relaxed));
         let queued = on_connect(socket, conn, &hub);
         async move {
             let _ = queued.await;
         }
-    });
+    };
+    io.ns(
+        "/",
+        handler
+            .with(move |socket: SocketRef, data: TryData<Value>| admit(socket, data, auth.clone())),
+    );
     layer
 }
 
@@ -73,7 +136,7 @@ pub(crate) fn layer(hub: HubSender, next_conn: Arc<AtomicU64>) -> SocketIoLayer 
 /// the hub knows the socket microseconds later, long before any peer could learn the id and
 /// send to it. Doing this inside the spawned future lost messages under load.
 fn on_connect(socket: SocketRef, conn: ConnId, hub: &HubSender) -> crate::hub_task::Queued {
-    let id: Arc<str> = socket.id.as_str().into();
+    let id = identity(&socket, grant(&socket).as_ref());
     for event in SioRelay::ALL {
         let hub = hub.clone();
         let id = Arc::clone(&id);

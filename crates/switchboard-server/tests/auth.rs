@@ -319,3 +319,24 @@ async fn without_auth_settings_rooms_stay_open() {
     let (status, _) = http_get(server.addr, "/api/v1/ice-servers", "").await;
     assert!(status.contains("200"), "{status}");
 }
+
+#[tokio::test]
+async fn peerjs_http_routes_take_the_token_as_key() {
+    let (_, public) = rsa_keys();
+    let server = server(&public).await;
+    let token = hs(&claims("r1"));
+    let (status, body) = http_get(server.addr, &format!("/peerjs/{token}/id"), "").await;
+    assert!(status.contains("200"), "{status}");
+    assert_eq!(body, "alice", "a token with a sub gets its sub as the id");
+    let mut anonymous = claims("r1");
+    anonymous.sub = None;
+    let (_, body) = http_get(server.addr, &format!("/peerjs/{}/id", hs(&anonymous)), "").await;
+    assert_eq!(body.len(), 36, "a UUID: {body}");
+    // The configured key is no longer a key.
+    let (status, body) = http_get(server.addr, "/peerjs/peerjs/id", "").await;
+    assert!(status.contains("401"), "{status}");
+    assert_eq!(
+        body,
+        "unauthorized_access: the token is not a well-formed JWT"
+    );
+}

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use switchboard_proto::peerjs::{PjClientMessage, PjServerMessage, PjType, errors};
 
-use super::{CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
+use super::{AuthError, Claims, CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
 
 /// Longest id or token accepted (bytes).
 pub const PJ_MAX_NAME: usize = 256;
@@ -64,6 +64,8 @@ impl Default for PeerJsConfig {
 pub(super) struct PjConn {
     id: Box<str>,
     last_heartbeat: Instant,
+    /// The claims of its key, when room tokens are on (the key is the token).
+    grant: Option<Box<Claims>>,
 }
 
 /// Who holds an id.
@@ -179,14 +181,31 @@ impl Hub {
                 },
             );
         };
-        if key != &*self.config.peerjs.key {
-            return self.pj_refuse(
-                conn,
-                PjServerMessage::Error {
-                    msg: errors::INVALID_KEY,
-                },
-            );
-        }
+        // With room tokens on, the key is a token: it must admit this id (its `sub` is the
+        // only id it may hold; its `room` rule applies to ids, a PeerJS peer's only place).
+        let grant = match &self.config.auth {
+            None if key != &*self.config.peerjs.key => {
+                return self.pj_refuse(
+                    conn,
+                    PjServerMessage::Error {
+                        msg: errors::INVALID_KEY,
+                    },
+                );
+            }
+            None => None,
+            Some(auth) => match pj_admit(auth, key, id, self.unix_now) {
+                Ok(claims) => Some(Box::new(claims)),
+                Err(e) => {
+                    self.stats.auth_refused += 1;
+                    return self.pj_refuse(
+                        conn,
+                        PjServerMessage::Unauthorized {
+                            reason: e.to_string().into(),
+                        },
+                    );
+                }
+            },
+        };
         if id.len() > PJ_MAX_NAME || token.len() > PJ_MAX_NAME {
             return self.pj_refuse(
                 conn,
@@ -246,6 +265,7 @@ impl Hub {
             PjConn {
                 id: id.into(),
                 last_heartbeat: now,
+                grant,
             },
         );
         self.pj.timers.push(Reverse((
@@ -311,6 +331,16 @@ impl Hub {
         let Some(dst) = msg.dst else {
             return;
         };
+        // A token's room rule bounds whom its holder can reach too (times are not checked: a
+        // call goes on after its token expired).
+        if let Some(rule) = c.grant.as_ref().and_then(|g| g.room.as_ref()) {
+            if !rule.allows(&dst) {
+                self.stats.auth_refused += 1;
+                self.stats.errors += 1;
+                let reason = AuthError::WrongRoom.to_string().into();
+                return self.pj_send(conn, PjServerMessage::Unauthorized { reason });
+            }
+        }
         let src = c.id.clone();
         let bytes =
             QUEUED_OVERHEAD + src.len() + dst.len() + msg.payload.as_deref().map_or(0, str::len);
@@ -470,5 +500,21 @@ impl Hub {
     pub(super) fn pj_shutdown(&mut self) {
         self.close_for_shutdown(self.pj.conns.keys().copied().collect());
         self.pj = PeerJs::default();
+    }
+}
+
+/// Whether a PeerJS key (a room token, with room tokens on) admits `id` now.
+fn pj_admit(
+    auth: &crate::auth::AuthConfig,
+    key: &str,
+    id: &str,
+    now_unix: u64,
+) -> Result<Claims, AuthError> {
+    let claims = auth.admit(Some(key), now_unix, None, Some(id))?;
+    match &claims.sub {
+        Some(sub) if sub.as_str() != id => Err(AuthError::NotGranted(
+            "the token is for another id (its sub)",
+        )),
+        _ => Ok(claims),
     }
 }

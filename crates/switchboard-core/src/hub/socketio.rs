@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use switchboard_proto::Opaque;
 use switchboard_proto::socketio::{SioAck, SioEmit, SioError, SioRelay};
 
-use super::{CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
+use super::{AuthError, Claims, CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
 
 /// An event from a socket.io client, decoded by the edge.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,8 @@ pub struct AckId(pub u64);
 pub(super) struct SioConn {
     pub(super) id: Box<str>,
     pub(super) room: Option<Box<str>>,
+    /// The claims of its handshake token (room tokens on); boxed: a pointer when off.
+    grant: Option<Box<Claims>>,
 }
 
 /// socket.io connections, their ids and rooms.
@@ -61,17 +63,56 @@ pub(super) struct SocketIo {
 
 impl Hub {
     /// A new socket.io connection with socket id `id`, from `ip` (for the per-source
-    /// limits). Over [`super::Config::max_connections`] it gets an `error` event
-    /// (`server_busy`) and is closed. A repeated `conn` or `id` is ignored.
+    /// limits), admitted by a handshake token with `grant` (room tokens on: the edge checked
+    /// the token with [`crate::auth::AuthConfig::admit`]; its `sub`, when it has one, is the
+    /// socket's `id`). Over [`super::Config::max_connections`] it gets an `error` event
+    /// (`server_busy`) and is closed. A repeated `conn` is ignored. An `id` in use: taken over
+    /// when both sockets hold tokens of that identity (the old one gets `error` `replaced`
+    /// and is closed, its room hears `peer-left`), else the new socket is refused.
     pub fn handle_sio_connect(
         &mut self,
         conn: ConnId,
         id: &str,
         ip: Option<std::net::IpAddr>,
+        grant: Option<Claims>,
         now: std::time::Instant,
     ) {
-        if self.sio.conns.contains_key(&conn) || self.sio.ids.contains_key(id) {
+        if self.sio.conns.contains_key(&conn) {
             return;
+        }
+        if let Some(&old) = self.sio.ids.get(id) {
+            let identity =
+                |g: Option<&Claims>| g.and_then(|g| g.sub.as_ref()).map(|s| s.as_str() == id);
+            let old_grant = self.sio.conns.get(&old).and_then(|c| c.grant.as_deref());
+            if identity(grant.as_ref()) != Some(true) || identity(old_grant) != Some(true) {
+                self.stats.errors += 1;
+                self.out.push_back(Output::SioEmit {
+                    conn,
+                    emit: SioEmit::Error {
+                        event: "connect".into(),
+                        error: SioError::Replaced,
+                        reason: "another socket has this id".into(),
+                    },
+                });
+                self.out.push_back(Output::Close {
+                    conn,
+                    reason: CloseReason::Refused,
+                });
+                return;
+            }
+            self.out.push_back(Output::SioEmit {
+                conn: old,
+                emit: SioEmit::Error {
+                    event: "connect".into(),
+                    error: SioError::Replaced,
+                    reason: "the same identity connected again".into(),
+                },
+            });
+            self.sio_forget(old, LeaveReason::Replaced);
+            self.out.push_back(Output::Close {
+                conn: old,
+                reason: CloseReason::Replaced,
+            });
         }
         if self.am.conns.len() + self.sio.conns.len() + self.pj.len() >= self.config.max_connections
         {
@@ -96,6 +137,7 @@ impl Hub {
             SioConn {
                 id: id.into(),
                 room: None,
+                grant: grant.map(Box::new),
             },
         );
         self.limiter.connect(conn, ip, &self.config.limits, now);
@@ -209,8 +251,31 @@ impl Hub {
         target: &str,
         payload: Opaque,
     ) -> Result<SioAck, (Box<str>, SioError, Box<str>)> {
-        match self.sio.ids.get(target) {
-            Some(&to) if to != conn => {
+        let to = self.sio.ids.get(target).copied();
+        if let (Some(to), true) = (to, self.config.auth.is_some()) {
+            // The sender's token must allow the target's room: a room claim bounds whom a
+            // token holder can reach, not only where it may sit (a target in no room is
+            // reachable only without a room claim). Times are not checked: a call goes on
+            // after its token expired.
+            let target_room = self.sio.conns.get(&to).and_then(|c| c.room.as_deref());
+            let grant = self.sio.conns.get(&conn).and_then(|c| c.grant.as_deref());
+            let allowed = match (grant.map(|g| g.room.as_ref()), target_room) {
+                (None, _) => Err(AuthError::Missing),
+                (Some(None), _) => Ok(()),
+                (Some(Some(rule)), Some(room)) if rule.allows(room) => Ok(()),
+                (Some(Some(_)), _) => Err(AuthError::WrongRoom),
+            };
+            if let Err(e) = allowed {
+                self.stats.auth_refused += 1;
+                return Err((
+                    event.as_str().into(),
+                    SioError::Unauthorized,
+                    e.to_string().into(),
+                ));
+            }
+        }
+        match to {
+            Some(to) if to != conn => {
                 self.stats.relayed += 1;
                 self.out.push_back(Output::SioEmit {
                     conn: to,
@@ -248,6 +313,16 @@ impl Hub {
             .collect();
         if c.room.as_ref() == Some(&room) {
             return Ok(SioAck::Joined { room, peers });
+        }
+        if let Some(auth) = &self.config.auth {
+            let allowed = match c.grant.as_deref() {
+                Some(g) => auth.check(g, self.unix_now, None, Some(&room)),
+                None => Err(AuthError::Missing),
+            };
+            if let Err(e) = allowed {
+                self.stats.auth_refused += 1;
+                return Err(("join".into(), SioError::Unauthorized, e.to_string().into()));
+            }
         }
         if members.len() >= self.config.sio_max_room_peers {
             return Err((

@@ -280,3 +280,206 @@ fn without_auth_tokens_are_ignored() {
     h.connect_with(1, "A", Some("forged"));
     assert_eq!(h.send(1, &join_with("r", "junk")), vec![joined(1, "r")]);
 }
+
+// ---- socket.io: the edge admitted the handshake token; the hub binds rooms and ids -------
+
+fn sio_relay(target: &str) -> SioInput {
+    SioInput::Relay {
+        event: SioRelay::Offer,
+        target: target.into(),
+        payload: switchboard_proto::Opaque::from_json(format!(r#"{{"target":"{target}"}}"#))
+            .unwrap(),
+    }
+}
+
+fn claims_of(token: &str) -> Claims {
+    Fake.verify(token).unwrap()
+}
+
+fn sio_join(h: &mut Harness, conn: u64, room: &str) -> Vec<Output> {
+    h.hub.handle_sio_message(
+        ConnId(conn),
+        SioInput::Join { room: room.into() },
+        Some(AckId(1)),
+        h.now,
+    );
+    h.outputs()
+}
+
+fn unauthorized(conn: u64, reason: &str) -> Output {
+    Output::SioAck {
+        conn: ConnId(conn),
+        ack: AckId(1),
+        reply: SioAck::Error {
+            error: SioError::Unauthorized,
+            reason: reason.into(),
+        },
+    }
+}
+
+#[test]
+fn socketio_joins_are_bound_to_the_token_room_and_relays_to_rooms_it_allows() {
+    let mut h = harness();
+    let now = h.now;
+    h.hub
+        .handle_sio_connect(ConnId(1), "s1", None, Some(claims_of("r-only")), now);
+    h.hub
+        .handle_sio_connect(ConnId(2), "s2", None, Some(claims_of("any")), now);
+    h.hub
+        .handle_sio_connect(ConnId(3), "s3", None, Some(claims_of("r-only")), now);
+    assert_eq!(
+        sio_join(&mut h, 1, "other"),
+        [unauthorized(1, "the token is for another room")]
+    );
+    assert!(matches!(
+        sio_join(&mut h, 1, "r")[..],
+        [Output::SioAck {
+            reply: SioAck::Joined { .. },
+            ..
+        }]
+    ));
+    sio_join(&mut h, 2, "elsewhere");
+    // s3 (room r only) may not reach s2 in "elsewhere", nor a socket in no room; it may reach
+    // s1 in r. s2 (any room) reaches s1.
+    h.hub
+        .handle_sio_message(ConnId(3), sio_relay("s2"), Some(AckId(1)), now);
+    assert_eq!(
+        h.outputs(),
+        [unauthorized(3, "the token is for another room")]
+    );
+    h.hub
+        .handle_sio_message(ConnId(3), sio_relay("s1"), Some(AckId(1)), now);
+    assert_eq!(h.outputs().len(), 2, "relayed and acked");
+    h.hub
+        .handle_sio_message(ConnId(2), sio_relay("s1"), Some(AckId(1)), now);
+    assert_eq!(h.outputs().len(), 2, "relayed and acked");
+    // An expired token does not cut relays, but a new join is refused.
+    h.hub.handle_wall_clock(NOW + 1_000);
+    h.hub
+        .handle_sio_message(ConnId(3), sio_relay("s1"), Some(AckId(1)), now);
+    assert_eq!(h.outputs().len(), 2, "relayed after expiry");
+    assert_eq!(
+        sio_join(&mut h, 3, "r"),
+        [unauthorized(3, "the token has expired")]
+    );
+    assert_eq!(h.stats().auth_refused, 3);
+}
+
+#[test]
+fn socketio_identity_is_taken_over_by_the_same_identity_only() {
+    let mut h = harness();
+    let now = h.now;
+    h.hub
+        .handle_sio_connect(ConnId(1), "alice", None, Some(claims_of("alice")), now);
+    h.hub
+        .handle_sio_connect(ConnId(9), "bob", None, Some(claims_of("any")), now);
+    sio_join(&mut h, 1, "r");
+    sio_join(&mut h, 9, "r");
+    h.outputs();
+    // A second socket of alice takes the id over: the old one is told and closed, the room
+    // hears it leave.
+    h.hub
+        .handle_sio_connect(ConnId(2), "alice", None, Some(claims_of("alice")), now);
+    let out = h.outputs();
+    assert!(out.contains(&Output::Close {
+        conn: ConnId(1),
+        reason: CloseReason::Replaced
+    }));
+    assert!(out.iter().any(|o| matches!(
+        o,
+        Output::SioEmit {
+            conn: ConnId(9),
+            emit: SioEmit::PeerLeft { .. }
+        }
+    )));
+    h.hub
+        .handle_sio_message(ConnId(9), sio_relay("alice"), None, now);
+    assert!(matches!(
+        h.outputs()[..],
+        [Output::SioEmit {
+            conn: ConnId(2),
+            ..
+        }]
+    ));
+    // A socket whose token has no such identity cannot take it.
+    h.hub
+        .handle_sio_connect(ConnId(3), "alice", None, Some(claims_of("any")), now);
+    assert_eq!(
+        h.outputs().last(),
+        Some(&Output::Close {
+            conn: ConnId(3),
+            reason: CloseReason::Refused
+        })
+    );
+    assert_eq!(h.stats().connections, 2);
+}
+
+// ---- PeerJS: the key is the token; its sub is the only id it may hold -------------------
+
+fn pj(h: &mut Harness, conn: u64, key: &str, id: &str) -> Vec<(u64, String)> {
+    let now = h.now;
+    h.hub
+        .handle_pj_connect(ConnId(conn), Some(key), Some(id), Some("t"), None, now);
+    h.drain()
+}
+
+fn pj_refused(conn: u64, reason: &str) -> Vec<(u64, String)> {
+    vec![
+        (
+            conn,
+            format!(r#"{{"type":"ERROR","payload":{{"msg":"unauthorized_access: {reason}"}}}}"#),
+        ),
+        (conn, "CLOSE Refused".into()),
+    ]
+}
+
+#[test]
+fn peerjs_keys_are_tokens_bound_to_their_identity_and_room() {
+    let mut h = harness();
+    // The configured key is no longer enough; a forged or expired token neither.
+    assert_eq!(
+        pj(&mut h, 1, "peerjs", "x"),
+        pj_refused(1, "the token's signature is not valid")
+    );
+    assert_eq!(
+        pj(&mut h, 2, "expired", "x"),
+        pj_refused(2, "the token has expired")
+    );
+    // A token with a sub holds that id only: nobody can squat "alice".
+    assert_eq!(
+        pj(&mut h, 3, "alice", "bob"),
+        pj_refused(3, "the token is for another id (its sub)")
+    );
+    assert_eq!(
+        pj(&mut h, 4, "alice", "alice"),
+        vec![(4, r#"{"type":"OPEN"}"#.into())]
+    );
+    // A room rule applies to ids: "team-*" holds team-… ids and reaches only them.
+    assert_eq!(
+        pj(&mut h, 5, "team", "x"),
+        pj_refused(5, "the token is for another room")
+    );
+    assert_eq!(
+        pj(&mut h, 6, "team", "team-b"),
+        vec![(6, r#"{"type":"OPEN"}"#.into())]
+    );
+    let now = h.now;
+    let offer = |dst: &str| {
+        switchboard_proto::peerjs::decode(&format!(
+            r#"{{"type":"OFFER","dst":"{dst}","payload":{{"sdp":"o"}}}}"#
+        ))
+        .map_err(|_| ())
+    };
+    h.hub.handle_pj_message(ConnId(6), offer("alice"), now);
+    assert_eq!(
+        h.drain(),
+        [(
+            6,
+            r#"{"type":"ERROR","payload":{"msg":"unauthorized_access: the token is for another room"}}"#
+                .into()
+        )]
+    );
+    h.hub.handle_pj_message(ConnId(4), offer("team-b"), now);
+    assert_eq!(h.drain().len(), 1, "alice (no room claim) reaches team-b");
+    assert_eq!(h.stats().auth_refused, 5);
+}

@@ -683,7 +683,7 @@ fn the_event_queue_is_bounded() {
 fn socketio_and_peerjs_joins_and_leaves_are_reported() {
     let mut h = Harness::new();
     h.hub
-        .handle_sio_connect(ConnId(1), "s1", None, Instant::now());
+        .handle_sio_connect(ConnId(1), "s1", None, None, Instant::now());
     h.hub.handle_sio_message(
         ConnId(1),
         SioInput::Join { room: "x".into() },
@@ -870,6 +870,7 @@ fn joins_and_messages_are_rate_limited_in_every_dialect() {
         ConnId(10),
         "sio",
         Some("203.0.113.1".parse().unwrap()),
+        None,
         h.now,
     );
     let mut refused = 0;

@@ -8,7 +8,7 @@ use switchboard_proto::Opaque;
 fn hub() -> Harness {
     let mut h = Harness::new();
     for (c, id) in [(1, "a"), (2, "b"), (3, "c")] {
-        h.handle_sio_connect(ConnId(c), id, None, Instant::now());
+        h.handle_sio_connect(ConnId(c), id, None, None, Instant::now());
     }
     h
 }
@@ -179,9 +179,9 @@ fn room_size_and_connection_limits() {
         max_connections: 2,
         ..Config::default()
     });
-    h.handle_sio_connect(ConnId(1), "a", None, Instant::now());
-    h.handle_sio_connect(ConnId(2), "b", None, Instant::now());
-    h.handle_sio_connect(ConnId(3), "c", None, Instant::now());
+    h.handle_sio_connect(ConnId(1), "a", None, None, Instant::now());
+    h.handle_sio_connect(ConnId(2), "b", None, None, Instant::now());
+    h.handle_sio_connect(ConnId(3), "c", None, None, Instant::now());
     let out = outputs(&mut h);
     assert!(matches!(
         &out[..],
