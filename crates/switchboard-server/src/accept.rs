@@ -41,6 +41,8 @@ pub struct EdgeStats {
     pub header_timeouts: AtomicU64,
     /// `GET /api/v1/ice-servers` requests refused 401 for want of a valid room token.
     pub ice_unauthorized: AtomicU64,
+    /// Browser requests refused 403: their `Origin` is not in `--allowed-origins`.
+    pub refused_origin: AtomicU64,
 }
 
 impl EdgeStats {
@@ -52,6 +54,7 @@ impl EdgeStats {
             "refused_per_ip": self.refused_per_ip.load(Relaxed),
             "header_timeouts": self.header_timeouts.load(Relaxed),
             "ice_unauthorized": self.ice_unauthorized.load(Relaxed),
+            "refused_origin": self.refused_origin.load(Relaxed),
         })
     }
 }

@@ -74,6 +74,10 @@ pub struct ServerConfig {
     /// Engine.IO sessions at once from one IP address (IPv6: one /64); more get `429`.
     /// 0: no limit. Default 100.
     pub max_socketio_sessions_per_ip: usize,
+    /// Web origins allowed to use the server from a browser (WebSocket upgrades, socket.io,
+    /// the PeerJS routes, `/api/`); others get 403 ([`crate::OriginRule`]). The server's own
+    /// origin is always allowed. `None` (the default): any origin.
+    pub allowed_origins: Option<std::sync::Arc<[crate::OriginRule]>>,
 }
 
 impl ServerConfig {
@@ -147,6 +151,7 @@ impl Default for ServerConfig {
             max_open_connections: 60_000,
             max_socketio_sessions: 10_000,
             max_socketio_sessions_per_ip: 100,
+            allowed_origins: None,
         }
     }
 }

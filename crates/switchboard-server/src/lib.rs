@@ -35,6 +35,7 @@ mod config;
 mod connection;
 mod eio_guard;
 mod hub_task;
+mod origin;
 mod routes;
 mod socketio;
 mod upgrade;
@@ -47,6 +48,7 @@ use tokio_util::task::TaskTracker;
 
 pub use accept::EdgeStats;
 pub use config::{DEFAULT_LISTEN, ServerConfig, StatsSource};
+pub use origin::{BadOrigin, OriginRule};
 pub use routes::{AppState, router};
 
 /// At most one log line a second, with a count of the ones left out.

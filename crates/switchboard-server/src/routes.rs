@@ -112,30 +112,22 @@ pub fn router(state: AppState) -> Router {
             Arc::clone(&state.inner.eio),
             crate::eio_guard::guard,
         ))
-        .layer(axum::middleware::from_fn_with_state(pj, cross_origin))
+        .layer(axum::middleware::from_fn_with_state(
+            crate::origin::Guard {
+                rules: state.inner.config.allowed_origins.clone(),
+                peerjs_path: pj,
+                edge: Arc::clone(&state.inner.edge),
+            },
+            crate::origin::guard,
+        ))
         .with_state(state)
 }
 
-/// socket.io and PeerJS pages are often served from another origin than their signaling
-/// server; socket.io's polling transport and PeerJS's `id` request (plain GET/POST, no
-/// preflight, no credentials) then need `Access-Control-Allow-Origin`. Only `/socket.io/`
-/// and the PeerJS path get it.
-async fn cross_origin(
-    State(peerjs_path): State<String>,
-    req: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
-    let path = req.uri().path();
-    let socketio = path.starts_with("/socket.io/") || path.starts_with(&peerjs_path);
-    let mut res = next.run(req).await;
-    if socketio {
-        res.headers_mut().insert(
-            header::ACCESS_CONTROL_ALLOW_ORIGIN,
-            header::HeaderValue::from_static("*"),
-        );
-    }
-    res
-}
+// socket.io and PeerJS pages are often served from another origin than their signaling
+// server; socket.io's polling transport and PeerJS's `id` request (plain GET/POST, no
+// preflight, no credentials) then need `Access-Control-Allow-Origin`: set by
+// `crate::origin::guard` for `/socket.io/` and the PeerJS path (`*`, or the allowed origin
+// with `--allowed-origins`).
 
 /// An SDK file: also importable from pages on other origins (`<script type="module">`
 /// imports are CORS requests).

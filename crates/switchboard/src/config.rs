@@ -201,6 +201,11 @@ pub(crate) struct Settings {
     /// Clock tolerance for room tokens' exp and nbf, in seconds [default: 30].
     #[arg(long, env = "SWITCHBOARD_AUTH_SKEW_SECS")]
     auth_skew_secs: Option<u64>,
+    /// Web origins whose pages may use the server from a browser, comma-separated: exact
+    /// (`https://app.example.com`) or patterns (`https://*.example.com`); others get 403.
+    /// The server's own origin (the demo page) is always allowed [default: any origin].
+    #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
+    allowed_origins: Option<Vec<String>>,
 }
 
 /// One entry of `ice_servers`: a URL (flags, environment, or a string in the file), or a
@@ -410,6 +415,14 @@ impl ServeArgs {
             (None, None) => {}
         }
         cfg.hub.auth = auth(s.auth_secret, s.auth_public_key, s.auth_skew_secs)?;
+        if let Some(list) = s.allowed_origins {
+            let rules = list
+                .iter()
+                .filter(|o| !o.trim().is_empty())
+                .map(|o| switchboard_server::OriginRule::parse(o))
+                .collect::<Result<Vec<_>, _>>()?;
+            cfg.allowed_origins = Some(rules.into());
+        }
         cfg.validate()?;
         Ok(Resolved {
             listen,
