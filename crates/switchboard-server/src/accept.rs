@@ -43,6 +43,9 @@ pub struct EdgeStats {
     pub ice_unauthorized: AtomicU64,
     /// Browser requests refused 403: their `Origin` is not in `--allowed-origins`.
     pub refused_origin: AtomicU64,
+    /// TLS handshakes that failed (a client that does not trust the certificate, plain HTTP
+    /// sent to the TLS port, a scanner).
+    pub tls_handshake_failures: AtomicU64,
 }
 
 impl EdgeStats {
@@ -55,6 +58,7 @@ impl EdgeStats {
             "header_timeouts": self.header_timeouts.load(Relaxed),
             "ice_unauthorized": self.ice_unauthorized.load(Relaxed),
             "refused_origin": self.refused_origin.load(Relaxed),
+            "tls_handshake_failures": self.tls_handshake_failures.load(Relaxed),
         })
     }
 }
@@ -178,6 +182,7 @@ pub(crate) async fn serve(
         max_open: config.max_open_connections,
         max_per_ip: config.max_connections_per_ip,
     });
+    let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let tasks = TaskTracker::new();
     let closing = CancellationToken::new();
     let mut builder = hyper::server::conn::http1::Builder::new();
@@ -220,37 +225,78 @@ pub(crate) async fn serve(
         if let Err(e) = tcp.set_nodelay(true) {
             tracing::debug!("cannot set TCP_NODELAY: {e}");
         }
-        let io = TokioIo::new(Stream {
+        let stream = Stream {
             tcp,
             _admitted: admitted,
-        });
+        };
         let service = TowerToHyperService::new(WithClient {
             app: app.clone(),
             addr: ClientAddr(remote),
         });
-        let conn = builder.serve_connection(io, service).with_upgrades();
         let stats = Arc::clone(&stats);
         let closing = closing.clone();
-        tasks.spawn(async move {
-            let mut conn = std::pin::pin!(conn);
-            let result = tokio::select! {
-                r = conn.as_mut() => r,
-                () = closing.cancelled() => {
-                    conn.as_mut().graceful_shutdown();
-                    conn.await
-                }
-            };
-            if let Err(e) = result {
-                if e.is_timeout() {
-                    stats.header_timeouts.fetch_add(1, Relaxed);
-                }
-                tracing::debug!("connection from {remote}: {e}");
+        let builder = builder.clone();
+        match &tls {
+            None => {
+                tasks.spawn(serve_one(builder, stream, service, stats, closing, remote));
             }
-        });
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let handshake_timeout = config.header_timeout;
+                tasks.spawn(async move {
+                    // The handshake counts against the header timeout: a client that opens
+                    // TLS and stalls holds nothing longer than one that stalls in HTTP.
+                    match tokio::time::timeout(handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => {
+                            serve_one(builder, tls, service, stats, closing, remote).await
+                        }
+                        Ok(Err(e)) => {
+                            stats.tls_handshake_failures.fetch_add(1, Relaxed);
+                            tracing::debug!("TLS handshake with {remote} failed: {e}");
+                        }
+                        Err(_) => {
+                            stats.header_timeouts.fetch_add(1, Relaxed);
+                            tracing::debug!("TLS handshake with {remote} timed out");
+                        }
+                    }
+                });
+            }
+        }
     }
     closing.cancel();
     tasks.close();
     tasks
+}
+
+/// Serves one HTTP/1.1 connection (plain or TLS) with upgrades, until it ends or, after
+/// `closing`, until its request in progress is answered.
+async fn serve_one<I>(
+    builder: hyper::server::conn::http1::Builder,
+    io: I,
+    service: TowerToHyperService<WithClient>,
+    stats: Arc<EdgeStats>,
+    closing: CancellationToken,
+    remote: SocketAddr,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let conn = builder
+        .serve_connection(TokioIo::new(io), service)
+        .with_upgrades();
+    let mut conn = std::pin::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = closing.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        if e.is_timeout() {
+            stats.header_timeouts.fetch_add(1, Relaxed);
+        }
+        tracing::debug!("connection from {remote}: {e}");
+    }
 }
 
 /// The address a request came from, in its extensions: the hub's per-source limits use it.

@@ -78,6 +78,9 @@ pub struct ServerConfig {
     /// the PeerJS routes, `/api/`); others get 403 ([`crate::OriginRule`]). The server's own
     /// origin is always allowed. `None` (the default): any origin.
     pub allowed_origins: Option<std::sync::Arc<[crate::OriginRule]>>,
+    /// Serve HTTPS and WSS with this TLS configuration (e.g. [`crate::CertReloader`]'s, whose
+    /// certificate can be replaced while the server runs); `None` (the default): plain HTTP.
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
 }
 
 impl ServerConfig {
@@ -152,6 +155,7 @@ impl Default for ServerConfig {
             max_socketio_sessions: 10_000,
             max_socketio_sessions_per_ip: 100,
             allowed_origins: None,
+            tls: None,
         }
     }
 }

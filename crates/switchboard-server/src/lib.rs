@@ -38,6 +38,7 @@ mod hub_task;
 mod origin;
 mod routes;
 mod socketio;
+mod tls;
 mod upgrade;
 
 use std::future::Future;
@@ -50,6 +51,7 @@ pub use accept::EdgeStats;
 pub use config::{DEFAULT_LISTEN, ServerConfig, StatsSource};
 pub use origin::{BadOrigin, OriginRule};
 pub use routes::{AppState, router};
+pub use tls::CertReloader;
 
 /// At most one log line a second, with a count of the ones left out.
 #[derive(Debug, Default)]

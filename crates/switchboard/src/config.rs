@@ -201,6 +201,18 @@ pub(crate) struct Settings {
     /// Clock tolerance for room tokens' exp and nbf, in seconds [default: 30].
     #[arg(long, env = "SWITCHBOARD_AUTH_SKEW_SECS")]
     auth_skew_secs: Option<u64>,
+    /// PEM certificate chain (leaf first) for HTTPS and WSS on the listening port, e.g. an
+    /// ACME client's `fullchain.pem`; replaced files are picked up on SIGHUP and within
+    /// --tls-reload-secs. Also the TURN-over-TLS certificate unless --turn-tls-cert is set.
+    #[arg(long, env = "SWITCHBOARD_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert (e.g. `privkey.pem`).
+    #[arg(long, env = "SWITCHBOARD_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// How often the TLS files are checked for a change, in seconds; 0 = only on SIGHUP
+    /// [default: 10].
+    #[arg(long, env = "SWITCHBOARD_TLS_RELOAD_SECS")]
+    tls_reload_secs: Option<u64>,
     /// Web origins whose pages may use the server from a browser, comma-separated: exact
     /// (`https://app.example.com`) or patterns (`https://*.example.com`); others get 403.
     /// The server's own origin (the demo page) is always allowed [default: any origin].
@@ -247,6 +259,17 @@ pub(crate) struct Resolved {
     pub(crate) default_listen: bool,
     pub(crate) server: ServerConfig,
     pub(crate) turn: Option<BuiltinTurn>,
+    /// HTTPS/WSS certificate and key files, and how often to look for new ones.
+    pub(crate) tls: Option<HttpTls>,
+}
+
+/// The listening port's TLS files.
+#[derive(Debug)]
+pub(crate) struct HttpTls {
+    pub(crate) cert: PathBuf,
+    pub(crate) key: PathBuf,
+    /// Check the files for a change this often (`None`: on SIGHUP only).
+    pub(crate) reload_every: Option<Duration>,
 }
 
 /// The built-in STUN/TURN server's settings and what to tell clients about it.
@@ -260,6 +283,9 @@ pub(crate) struct BuiltinTurn {
     pub(crate) advertise: bool,
     /// TLS certificate and key paths, loaded at start.
     pub(crate) tls_files: Option<(PathBuf, PathBuf)>,
+    /// No TURN certificate of its own: TURN over TLS uses the HTTPS certificate (and its
+    /// reloads), when there is one.
+    pub(crate) share_http_tls: bool,
     /// Whether the listen addresses were configured (then a busy port is an error; with the
     /// defaults, Switchboard starts without STUN/TURN and says so).
     pub(crate) explicit_listen: bool,
@@ -388,6 +414,7 @@ impl ServeArgs {
                 config: t,
                 ttl: ttl_d,
                 advertise: !explicit_ice && turn_urls.is_none(),
+                share_http_tls: tls_files.is_none(),
                 tls_files,
                 explicit_listen,
             })
@@ -424,11 +451,24 @@ impl ServeArgs {
             cfg.allowed_origins = Some(rules.into());
         }
         cfg.validate()?;
+        let tls = match (s.tls_cert, s.tls_key) {
+            (Some(cert), Some(key)) => Some(HttpTls {
+                cert,
+                key,
+                reload_every: match s.tls_reload_secs.unwrap_or(10) {
+                    0 => None,
+                    n => Some(Duration::from_secs(n)),
+                },
+            }),
+            (None, None) => None,
+            _ => bail!("tls_cert and tls_key go together"),
+        };
         Ok(Resolved {
             listen,
             default_listen,
             server: cfg,
             turn,
+            tls,
         })
     }
 }

@@ -118,8 +118,15 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         default_listen,
         server: mut config,
         turn,
+        tls,
     } = args.resolve()?;
     let shutdown = shutdown_signal()?;
+    if let Some(tls) = tls {
+        let reloader = switchboard_server::CertReloader::load(&tls.cert, &tls.key)
+            .context("loading the TLS certificate (--tls-cert, --tls-key)")?;
+        config.tls = Some(reloader.server_config()?);
+        tokio::spawn(reload_tls(reloader, tls.reload_every));
+    }
     // Every connection is an open file: use the hard limit, not the (often 1024) soft one.
     let files = match rlimit::increase_nofile_limit(u64::MAX) {
         Ok(n) => Some(n),
@@ -168,6 +175,9 @@ async fn start_turn(
         builtin.config.tls = Some(
             switchboard_turn::load_tls(cert, key).context("loading the TURN TLS certificate")?,
         );
+    } else if builtin.share_http_tls {
+        // The HTTPS certificate (same resolver: its reloads reach TURN over TLS too).
+        builtin.config.tls.clone_from(&config.tls);
     }
     builtin.config.protected_ports = vec![http_port];
     let handle = match switchboard_turn::start(builtin.config.clone()).await {
@@ -229,6 +239,11 @@ fn turn_stats(turn: &TurnHandle) -> switchboard_server::StatsSource {
 
 fn announce(local: SocketAddr, turn: Option<&TurnHandle>, config: &ServerConfig) {
     let peerjs_path = &config.peerjs_path;
+    let (http, ws, secure) = if config.tls.is_some() {
+        ("https", "wss", ", secure: true")
+    } else {
+        ("http", "ws", "")
+    };
     if let Some(t) = turn {
         tracing::info!(
             "STUN/TURN on port {} (UDP {:?}, TCP {:?}{})",
@@ -246,7 +261,7 @@ fn announce(local: SocketAddr, turn: Option<&TurnHandle>, config: &ServerConfig)
         local
     };
     tracing::info!(
-        "switchboard {} listening on {local} — open http://{shown}/ ; Ant Media WebSocket: ws://{shown}/<app>/websocket (e.g. ws://{shown}/WebRTCAppEE/websocket) ; socket.io: http://{shown}/socket.io/ ; PeerJS: host {shown}, path {} ; health: http://{shown}/healthz",
+        "switchboard {} listening on {local} — open {http}://{shown}/ ; Ant Media WebSocket: {ws}://{shown}/<app>/websocket (e.g. {ws}://{shown}/WebRTCAppEE/websocket) ; socket.io: {http}://{shown}/socket.io/ ; PeerJS: host {shown}, path {}{secure} ; health: {http}://{shown}/healthz",
         env!("CARGO_PKG_VERSION"),
         peerjs_path.trim_end_matches('/'),
     );
@@ -321,6 +336,52 @@ fn dual_stack(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     tokio::net::TcpListener::from_std(socket.into())
+}
+
+/// Reloads the TLS certificate on SIGHUP and, every `every`, when its files changed; a
+/// failed reload is logged and the certificate in use stays.
+async fn reload_tls(
+    reloader: std::sync::Arc<switchboard_server::CertReloader>,
+    every: Option<std::time::Duration>,
+) {
+    #[cfg(unix)]
+    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::warn!("no SIGHUP handler ({e}): TLS files are reloaded on change only");
+            None
+        }
+    };
+    let path = reloader.cert_path().display().to_string();
+    loop {
+        #[cfg(unix)]
+        let hup_recv = async {
+            match hup.as_mut() {
+                Some(h) => h.recv().await,
+                None => std::future::pending().await,
+            }
+        };
+        #[cfg(not(unix))]
+        let hup_recv = std::future::pending::<Option<()>>();
+        let tick = async {
+            match every {
+                Some(d) => tokio::time::sleep(d).await,
+                None => std::future::pending().await,
+            }
+        };
+        let result = tokio::select! {
+            _ = hup_recv => {
+                tracing::info!("received SIGHUP: reloading the TLS certificate");
+                reloader.reload().map(|()| true)
+            }
+            () = tick => reloader.reload_if_changed(),
+        };
+        match result {
+            Ok(true) => tracing::info!("TLS certificate reloaded from {path}"),
+            Ok(false) => {}
+            Err(e) => tracing::warn!("TLS certificate not reloaded, keeping the current one: {e}"),
+        }
+    }
 }
 
 /// Registers SIGINT and SIGTERM handlers now (so a signal that arrives right after startup
