@@ -5,12 +5,16 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { createHmac } from "node:crypto";
+import { execFileSync } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
 import jwt from "jsonwebtoken";
 import { io } from "socket.io-client";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
 
 const SECRET = "a-room-token-secret-at-least-32-bytes-long";
-let sb, web, browserA, browserB;
+let sb, web, browserA, browserB, keyDir, rsaPublic;
 
 const mint = (claims, options = {}) =>
   jwt.sign(claims, SECRET, { algorithm: "HS256", expiresIn: "10m", ...options });
@@ -20,8 +24,46 @@ const amPage = (token, room) => {
   return `${web.url}/pages/antmedia.html?ws=${encodeURIComponent(ws)}&room=${room}&media=1`;
 };
 
+const b64 = (v) => Buffer.from(typeof v === "string" ? v : JSON.stringify(v)).toString("base64url");
+const now = () => Math.floor(Date.now() / 1000);
+
+/**
+ * The attacks every dialect must refuse, for a token that would otherwise admit to `room` of
+ * `app`: [name, token, the server's reason]. "wrong app" only where apps exist (Ant Media).
+ */
+function badTokens(room, app) {
+  const claims = { room, ...(app ? { app } : {}) };
+  const good = mint(claims);
+  const [header, , signature] = good.split(".");
+  const unsigned = (alg) => `${b64({ alg, typ: "JWT" })}.${b64({ ...claims, exp: now() + 600 })}.`;
+  // HS256 "signed" with the RSA public key the server trusts for RS256 (the key confusion
+  // attack); built by hand, as jsonwebtoken itself refuses to.
+  const hsBody = `${b64({ alg: "HS256", typ: "JWT" })}.${b64({ ...claims, exp: now() + 600 })}`;
+  const confused = `${hsBody}.${createHmac("sha256", rsaPublic).update(hsBody).digest("base64url")}`;
+  const cases = [
+    ["missing", null, "a room token is required"],
+    ["expired", jwt.sign({ ...claims, exp: now() - 120 }, SECRET, { algorithm: "HS256" }), "the token has expired"],
+    ["not yet valid", mint({ ...claims, nbf: now() + 600 }), "the token is not valid yet"],
+    ["wrong room", mint({ ...claims, room: `not-${room}` }), "the token is for another room"],
+    ["wrong key", jwt.sign(claims, "some-other-secret-of-at-least-32-bytes", { algorithm: "HS256", expiresIn: "10m" }),
+      "the token's signature is not valid"],
+    ["alg none", unsigned("none"), "the token's algorithm is not accepted"],
+    ["HS256 signed with the public key", confused, "the token's signature is not valid"],
+    ["tampered payload", `${header}.${b64({ ...claims, room: "*", sub: "admin", exp: now() + 600 })}.${signature}`,
+      "the token's signature is not valid"],
+  ];
+  if (app) cases.push(["wrong app", mint({ ...claims, app: "OtherApp" }), "the token is for another app"]);
+  return cases;
+}
+
 before(async () => {
-  sb = await startSwitchboard(["--auth-secret", SECRET]);
+  // The server also trusts an RSA key (RS256), so the HS256-with-the-public-key attack has a
+  // public key to abuse.
+  keyDir = mkdtempSync(join(tmpdir(), "sb-auth-"));
+  execFileSync("openssl", ["genpkey", "-algorithm", "RSA", "-out", join(keyDir, "rsa.key")], { stdio: "ignore" });
+  execFileSync("openssl", ["pkey", "-pubout", "-in", join(keyDir, "rsa.key"), "-out", join(keyDir, "rsa.pub")], { stdio: "ignore" });
+  rsaPublic = readFileSync(join(keyDir, "rsa.pub"));
+  sb = await startSwitchboard(["--auth-secret", SECRET, "--auth-public-key", join(keyDir, "rsa.pub")]);
   web = await startStatic({
     "/sdk/": join(repo, "web/tests/node_modules/@antmedia/webrtc_adaptor/dist/"),
     "/pages/": join(repo, "web/tests/pages/"),
@@ -34,6 +76,7 @@ after(async () => {
   await Promise.all([browserA?.close(), browserB?.close()]);
   await web?.close();
   if (sb) await sb.stop();
+  if (keyDir) rmSync(keyDir, { recursive: true, force: true });
 });
 
 test("the official Ant Media SDK calls with a token on its URL; without one it is refused and gets no TURN", async () => {
@@ -54,21 +97,23 @@ test("the official Ant Media SDK calls with a token on its URL; without one it i
   await Promise.all([connected(a), connected(b)]);
   await assertVideoFlowing(b, "B", "remoteVideo", (r) => window.framesDecoded(r), room);
 
-  // No token, an expired one, one for another room: refused with unauthorized_access, the
-  // SDK's error callback gets Ant Media's name, and the room hears nothing. TURN goes only
-  // to a token valid now (the one for another room is: TURN is not per room).
-  const expired = jwt.sign({ room, exp: Math.floor(Date.now() / 1000) - 120 }, SECRET, { algorithm: "HS256" });
-  const bad = [[null, false], [expired, false], [mint({ room: "elsewhere" }), true]];
-  for (const [t, turn] of bad) {
+  // Every attack, on the SDK's URL: refused with unauthorized_access and its reason (the
+  // SDK's error callback gets Ant Media's name); the room's members hear nothing. TURN goes
+  // only to a token valid now.
+  for (const [name, t, reason] of badTokens(room, "WebRTCAppEE")) {
     const c = await open(browserA, amPage(t, room));
     await initialized(c);
-    await until(c, "iceServerConfig", () => window.received.some((m) => m.command === "iceServerConfig"));
+    await until(c, `${name}: iceServerConfig`, () => window.received.some((m) => m.command === "iceServerConfig"));
     const ice = await c.evaluate(() => window.received.find((m) => m.command === "iceServerConfig"));
     const stunOnly = ice.iceServers.every((s) => s.urls.every((u) => u.startsWith("stun:")));
-    assert.equal(stunOnly, !turn, JSON.stringify(ice));
+    // A token for another room of this app is valid here: it gets TURN (TURN is per app,
+    // not per room); one for another app does not.
+    assert.equal(stunOnly, name !== "wrong room", `${name}: ${JSON.stringify(ice)}`);
     await c.evaluate((r) => window.adaptor.join(r), room);
-    await until(c, "refused", () => window.errors.includes("unauthorized_access"));
-    assert.ok(!(await c.evaluate(() => window.events.includes("joined"))));
+    await until(c, `${name}: refused`, () => window.errors.includes("unauthorized_access"));
+    const refusal = await c.evaluate(() => window.received.find((m) => m.definition === "unauthorized_access"));
+    assert.equal(refusal.reason, reason, name);
+    assert.ok(!(await c.evaluate(() => window.events.includes("joined"))), name);
     await c.close();
   }
   const seenByA = await a.evaluate(() => window.received.filter((m) => m.command === "stop" || m.command === "error").length);
@@ -90,6 +135,17 @@ test("the demo page calls with ?token=, and a refused token says so on the stage
   assert.equal(await c.textContent("#stage-text"), "Could not join the call.");
   assert.match(await c.textContent("#stage-sub"), /valid invitation/);
   await Promise.all([a.close(), b.close(), c.close()]);
+});
+
+test("Switchboard's SDK: every bad token ends join() with unauthorized and the server's reason", async () => {
+  const sdkUrl = encodeURIComponent(sb.url + "/sdk/switchboard.js");
+  for (const [name, t, reason] of badTokens("sdk-bad", "WebRTCAppEE")) {
+    const page = await open(browserB, `${web.url}/pages/sdk.html?sdk=${sdkUrl}&ws=${encodeURIComponent(sb.ws("WebRTCAppEE"))}` +
+      `&room=sdk-bad${t ? `&token=${t}` : ""}`);
+    await until(page, `${name}: refused`, () => window.sbErrors.includes("unauthorized"));
+    assert.deepEqual(await page.evaluate(() => [window.call.state, window.sbReasons.at(-1)]), ["closed", reason], name);
+    await page.close();
+  }
 });
 
 test("the SDK calls its token function again for a re-join after a reconnect", async () => {
@@ -135,11 +191,11 @@ const waitFor = async (socket, event, pred = () => true) => {
 };
 
 test("socket.io-client: handshake auth.token; refused with connect_error; the token's sub is the id in rosters and from; rooms bind", async () => {
-  assert.deepEqual(await sio(null), { error: "unauthorized_access: a room token is required" });
-  const expired = jwt.sign({ room: "sio-1", exp: Math.floor(Date.now() / 1000) - 120 }, SECRET, { algorithm: "HS256" });
-  assert.deepEqual(await sio(expired), { error: "unauthorized_access: the token has expired" });
-  assert.deepEqual(await sio(jwt.sign({ room: "sio-1" }, "another-secret-that-is-32-bytes-long!!", { expiresIn: "5m" })),
-    { error: "unauthorized_access: the token's signature is not valid" });
+  // Every attack at the handshake (a room claim is checked at `join`: "wrong room" below).
+  for (const [name, t, reason] of badTokens("sio-1", null)) {
+    if (name === "wrong room") continue;
+    assert.deepEqual(await sio(t), { error: `unauthorized_access: ${reason}` }, name);
+  }
 
   const { socket: alice } = await sio(mint({ sub: "alice", room: "sio-*" }));
   const { socket: bob } = await sio(mint({ sub: "bob", room: "sio-1" }));
@@ -150,9 +206,21 @@ test("socket.io-client: handshake auth.token; refused with connect_error; the to
     // Relays address identities; `from` is the sender's identity, never what it wrote.
     bob.emit("offer", { target: "alice", sdp: { type: "offer", sdp: "v=0" }, from: "mallory" });
     assert.deepEqual(await waitFor(alice, "offer"), { target: "alice", sdp: { type: "offer", sdp: "v=0" }, from: "bob" });
-    // bob's token is for sio-1 only.
+    // bob's token is for sio-1 only; a token for another room cannot join, nor reach the
+    // members of sio-1, who hear nothing of it.
     const refused = await bob.emitWithAck("join", { room: "sio-2" });
     assert.deepEqual(refused, { ok: false, error: "unauthorized_access", reason: "the token is for another room" });
+    const { socket: eve } = await sio(mint({ sub: "eve", room: "not-sio-1" }));
+    try {
+      assert.deepEqual(await eve.emitWithAck("join", { room: "sio-1" }),
+        { ok: false, error: "unauthorized_access", reason: "the token is for another room" });
+      assert.deepEqual(await eve.emitWithAck("offer", { target: "alice", sdp: {} }),
+        { ok: false, error: "unauthorized_access", reason: "the token is for another room" });
+    } finally {
+      eve.close();
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    assert.ok(!alice.got.some((g) => JSON.stringify(g.args).includes("eve")), JSON.stringify(alice.got));
     // A second socket of alice takes her identity over; the first is told and disconnected.
     const { socket: alice2 } = await sio(mint({ sub: "alice", room: "sio-*" }));
     try {
@@ -179,6 +247,15 @@ test("peerjs: the key is the room token; its sub is the only id it opens, and a 
     assert.equal(await b.evaluate(([id, key]) => window.makePeer(id, key), ["pj-alice", bob]), null);
     assert.match((await b.evaluate(() => window.errorMessages)).join(), /unauthorized_access: the token is for another id/);
     assert.equal(await b.evaluate(([id, key]) => window.makePeer(id, key), ["pj-bob", "peerjs"]), null);
+    // Every attack as the key (the room rule applies to ids: "wrong room" is an id outside it).
+    for (const [name, t, reason] of badTokens("pj-room", null)) {
+      if (name === "missing") continue; // the client always sends a key (its default "peerjs")
+      const before = (await b.evaluate(() => window.errorMessages)).length;
+      assert.equal(await b.evaluate(([id, key]) => window.makePeer(id, key), ["pj-room", t]), null, name);
+      const msg = (await b.evaluate(() => window.errorMessages)).slice(before).join();
+      assert.ok(msg.includes(`unauthorized_access: ${reason}`), `${name}: ${msg}`);
+    }
+    assert.equal(await a.evaluate(() => window.received.length), 0, "alice heard nothing");
     assert.equal(await b.evaluate(([id, key]) => window.makePeer(id, key), ["pj-bob", bob]), "pj-bob");
     assert.equal(await b.evaluate((id) => window.connect(id), "pj-alice"), "echo:hello");
   } finally {
