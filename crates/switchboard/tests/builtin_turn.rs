@@ -411,20 +411,9 @@ fn token_cli(secret: &str, args: &[&str]) -> (String, String) {
 
 /// `GET /api/v1/ice-servers?token=`: the status line and the body.
 fn ice_with_token(port: u16, token: &str) -> (String, serde_json::Value) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    write!(
-        s,
-        "GET /api/v1/ice-servers?token={token} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
-    )
-    .unwrap();
-    let mut text = String::new();
-    s.read_to_string(&mut text).unwrap();
-    let (head, body) = text.split_once("\r\n\r\n").unwrap();
-    (
-        head.lines().next().unwrap().to_owned(),
-        serde_json::from_str(body).unwrap(),
-    )
+    let (status, body) =
+        common::http_get_status(port, &format!("/api/v1/ice-servers?token={token}"));
+    (status, serde_json::from_str(&body).unwrap())
 }
 
 /// The `turn:` entry of an `RTCConfiguration`: (username, credential).

@@ -224,6 +224,11 @@ pub fn free_port() -> u16 {
 
 /// Plain HTTP/1.1 GET on the server; returns the body.
 pub fn http_get(port: u16, path: &str) -> String {
+    http_get_status(port, path).1
+}
+
+/// A plain HTTP GET to 127.0.0.1:`port`: the status line and the body.
+pub fn http_get_status(port: u16, path: &str) -> (String, String) {
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     write!(
         s,
@@ -232,7 +237,8 @@ pub fn http_get(port: u16, path: &str) -> String {
     .unwrap();
     let mut text = String::new();
     s.read_to_string(&mut text).unwrap();
-    text.split("\r\n\r\n").nth(1).unwrap().to_owned()
+    let (head, body) = text.split_once("\r\n\r\n").unwrap();
+    (head.lines().next().unwrap().to_owned(), body.to_owned())
 }
 
 /// `GET /api/v1/ice-servers`: the first `turn:` URL of the entry with credentials, its
