@@ -76,6 +76,10 @@ cargo test --workspace --locked --doc
 if [ -z "${SKIP_BROWSER:-}" ]; then
   step "npm install (web/tests)"
   (cd web/tests && npm ci --no-audit --no-fund --loglevel=error)
+  # PyJWT, for the Python example of docs/OPERATIONS.md ("Authentication"), run as written.
+  step "pip install PyJWT (web/tests/.pydeps)"
+  python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+    --target web/tests/.pydeps 'PyJWT==2.10.1'
   step "browser tests: official SDKs in headless Chromium, NAT matrix"
   # As root the NAT matrix (network namespaces) must run; otherwise it says it skips.
   if [ "$(id -u)" = 0 ]; then export SWITCHBOARD_REQUIRE_NAT=1; fi

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { createHmac } from "node:crypto";
 import { execFileSync } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import jwt from "jsonwebtoken";
 import { io } from "socket.io-client";
@@ -261,4 +261,49 @@ test("peerjs: the key is the room token; its sub is the only id it opens, and a 
   } finally {
     await Promise.all([a.context().close(), b.context().close()]);
   }
+});
+
+/** The ```LANG block after `<!-- tested: NAME` in docs/OPERATIONS.md. */
+function docSnippet(name, lang) {
+  const md = readFileSync(join(repo, "docs/OPERATIONS.md"), "utf8");
+  const at = md.indexOf(`<!-- tested: ${name}`);
+  assert.ok(at >= 0, `OPERATIONS.md has no snippet ${name}`);
+  const m = md.slice(at).match(new RegExp("\\n```" + lang + "\\n([\\s\\S]*?)\\n```"));
+  assert.ok(m, `no ${lang} block after ${name}`);
+  return m[1];
+}
+
+/** Joins `room` of `app` over a raw WebSocket with `token` on the URL: the first reply. */
+async function joinWith(app, room, token) {
+  const { default: WebSocket } = await import("ws");
+  const ws = new WebSocket(`${sb.ws(app)}?token=${token}`);
+  await new Promise((ok, fail) => { ws.once("open", ok); ws.once("error", fail); });
+  ws.send(JSON.stringify({ command: "join", streamId: room }));
+  const reply = await new Promise((ok) => ws.once("message", (d) => ok(JSON.parse(String(d)))));
+  ws.close();
+  return reply;
+}
+
+test("docs/OPERATIONS.md's minting examples, run as written (Node jsonwebtoken, Python PyJWT), admit to their room", async () => {
+  const env = { ...process.env, SWITCHBOARD_AUTH_SECRET: SECRET };
+  // Node: saved next to node_modules so its import resolves; `user` is the page's variable.
+  const nodeFile = join(repo, "web/tests", `.mint-example-${process.pid}.mjs`);
+  writeFileSync(nodeFile, `const user = { id: "alice" };\n${docSnippet("mint-node", "js")}\nconsole.log(token);\n`);
+  let nodeToken;
+  try {
+    nodeToken = execFileSync(process.execPath, [nodeFile], { env }).toString().trim();
+  } finally {
+    rmSync(nodeFile, { force: true });
+  }
+  assert.deepEqual(await joinWith("LiveApp", "team-42", nodeToken),
+    { command: "notification", definition: "joined", streamId: "team-42" });
+  // The example's app claim binds it to LiveApp.
+  assert.equal((await joinWith("WebRTCAppEE", "team-42", nodeToken)).reason, "the token is for another app");
+
+  const pyToken = execFileSync("python3", ["-c", `user_id = "bob"\n${docSnippet("mint-python", "python")}\nprint(token)`], {
+    env: { ...env, PYTHONPATH: join(repo, "web/tests/.pydeps") },
+  }).toString().trim();
+  assert.deepEqual(await joinWith("LiveApp", "team-42", pyToken),
+    { command: "notification", definition: "joined", streamId: "team-42" });
+  assert.equal((await joinWith("LiveApp", "team-43", pyToken)).reason, "the token is for another room");
 });
