@@ -27,6 +27,10 @@ fi
 if ! command -v ffmpeg >/dev/null || ! command -v ffprobe >/dev/null; then
   need_apt+=(ffmpeg)
 fi
+# Cluster tests run a real redis-server (and redis-cli, from the same package's dependencies).
+if ! command -v redis-server >/dev/null || ! command -v redis-cli >/dev/null; then
+  need_apt+=(redis-server)
+fi
 # Room-token tests make RSA, EC and Ed25519 key pairs with the openssl command.
 command -v openssl >/dev/null || need_apt+=(openssl)
 # The NAT matrix builds network namespaces (iproute2) with NAT rules (nftables); as root.

@@ -81,6 +81,9 @@ pub struct ServerConfig {
     /// Serve HTTPS and WSS with this TLS configuration (e.g. [`crate::CertReloader`]'s, whose
     /// certificate can be replaced while the server runs); `None` (the default): plain HTTP.
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// Cluster mode: this node's lease and view of the cluster in Redis ([`crate::ClusterConfig`]).
+    /// `None` (the default): a single node, no Redis.
+    pub cluster: Option<crate::ClusterConfig>,
 }
 
 impl ServerConfig {
@@ -98,6 +101,9 @@ impl ServerConfig {
             }
         };
         self.hub.validate()?;
+        if let Some(c) = &self.cluster {
+            c.validate().map_err(switchboard_core::InvalidConfig)?;
+        }
         check(
             self.max_message_size >= 1024,
             "max_message_size must be at least 1024 bytes",
@@ -156,6 +162,7 @@ impl Default for ServerConfig {
             max_socketio_sessions_per_ip: 100,
             allowed_origins: None,
             tls: None,
+            cluster: None,
         }
     }
 }

@@ -31,6 +31,7 @@
 //! [`ServerConfig::shutdown_grace`]. [`router`] builds the axum router for embedding.
 
 mod accept;
+mod cluster;
 mod config;
 mod connection;
 mod eio_guard;
@@ -48,6 +49,7 @@ use tokio::net::TcpListener;
 use tokio_util::task::TaskTracker;
 
 pub use accept::EdgeStats;
+pub use cluster::{ClusterConfig, redacted_url};
 pub use config::{DEFAULT_LISTEN, ServerConfig, StatsSource};
 pub use origin::{BadOrigin, OriginRule};
 pub use routes::{AppState, router};
@@ -109,11 +111,29 @@ pub async fn run(
     let tracker = TaskTracker::new();
     let (hub, hub_handle) = hub_task::spawn(&config);
     let edge = std::sync::Arc::new(EdgeStats::default());
+    let leave = tokio_util::sync::CancellationToken::new();
+    let cluster = config.cluster.clone().map(|c| {
+        let view = std::sync::Arc::new(std::sync::Mutex::new(cluster::ClusterView {
+            node: c.node_id.clone(),
+            nodes: vec![c.node_id.clone()],
+            ..cluster::ClusterView::default()
+        }));
+        let task = tokio::spawn(cluster::run(
+            c,
+            std::sync::Arc::clone(&view),
+            hub.clone(),
+            leave.clone(),
+        ));
+        (view, task)
+    });
     let state = AppState::new(
         config.clone(),
         hub.clone(),
         tracker.clone(),
         std::sync::Arc::clone(&edge),
+        cluster
+            .as_ref()
+            .map(|(view, _)| std::sync::Arc::clone(view)),
     );
     let app = router(state);
 
@@ -135,6 +155,11 @@ pub async fn run(
             remaining = tracker.len(),
             "connections still open after the shutdown grace period; dropping them"
         );
+    }
+    // Leave the cluster (the lease is removed at once instead of running out).
+    leave.cancel();
+    if let Some((_, task)) = cluster {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
     }
     drop(hub);
     hub_handle.abort();

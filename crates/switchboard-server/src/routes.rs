@@ -38,6 +38,8 @@ struct Inner {
     turn_users_minted: AtomicU64,
     /// Engine.IO sessions opened by polling handshakes, bounded.
     eio: Arc<crate::eio_guard::EioGuard>,
+    /// This node's view of the cluster, in cluster mode.
+    cluster: Option<Arc<std::sync::Mutex<crate::cluster::ClusterView>>>,
 }
 
 impl AppState {
@@ -46,6 +48,7 @@ impl AppState {
         hub: HubSender,
         tracker: TaskTracker,
         edge: Arc<crate::EdgeStats>,
+        cluster: Option<Arc<std::sync::Mutex<crate::cluster::ClusterView>>>,
     ) -> Self {
         let eio = Arc::new(crate::eio_guard::EioGuard::new(
             config.max_socketio_sessions,
@@ -60,6 +63,7 @@ impl AppState {
                 edge,
                 turn_users_minted: AtomicU64::new(0),
                 eio,
+                cluster,
             }),
         }
     }
@@ -276,8 +280,19 @@ async fn stats(State(state): State<AppState>) -> Response {
         })
     });
     let socketio = state.inner.eio.json();
-    Json(serde_json::json!({ "http": http, "hub": hub, "socketio": socketio, "turn": turn }))
-        .into_response()
+    let cluster = state
+        .inner
+        .cluster
+        .as_ref()
+        .and_then(|v| v.lock().ok().and_then(|v| serde_json::to_value(&*v).ok()));
+    Json(serde_json::json!({
+        "http": http,
+        "hub": hub,
+        "socketio": socketio,
+        "turn": turn,
+        "cluster": cluster,
+    }))
+    .into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -213,6 +213,13 @@ pub(crate) struct Settings {
     /// [default: 10].
     #[arg(long, env = "SWITCHBOARD_TLS_RELOAD_SECS")]
     tls_reload_secs: Option<u64>,
+    /// Cluster mode: the Redis server the nodes share, `redis://[:password@]host:port[/db]`
+    /// (prefer the environment or the file for a password) [default: none: a single node].
+    #[arg(long, env = "SWITCHBOARD_REDIS_URL", hide_env_values = true)]
+    redis_url: Option<String>,
+    /// This node's id in the cluster, 1-64 characters of A-Z a-z 0-9 - _ . [default: random].
+    #[arg(long, env = "SWITCHBOARD_NODE_ID")]
+    node_id: Option<String>,
     /// Web origins whose pages may use the server from a browser, comma-separated: exact
     /// (`https://app.example.com`) or patterns (`https://*.example.com`); others get 403.
     /// The server's own origin (the demo page) is always allowed [default: any origin].
@@ -442,6 +449,14 @@ impl ServeArgs {
             (None, None) => {}
         }
         cfg.hub.auth = auth(s.auth_secret, s.auth_public_key, s.auth_skew_secs)?;
+        if let Some(url) = s.redis_url.filter(|u| !u.trim().is_empty()) {
+            let node = s
+                .node_id
+                .unwrap_or_else(|| random_secret()[..12].to_owned());
+            cfg.cluster = Some(switchboard_server::ClusterConfig::new(url, node));
+        } else if s.node_id.is_some() {
+            bail!("node_id needs redis_url (cluster mode)");
+        }
         if let Some(list) = s.allowed_origins {
             let rules = list
                 .iter()

@@ -265,6 +265,14 @@ fn announce(local: SocketAddr, turn: Option<&TurnHandle>, config: &ServerConfig)
         env!("CARGO_PKG_VERSION"),
         peerjs_path.trim_end_matches('/'),
     );
+    if let Some(c) = &config.cluster {
+        tracing::info!(
+            "cluster mode: node {}, Redis {} (lease {} s)",
+            c.node_id,
+            switchboard_server::redacted_url(&c.redis_url),
+            c.lease.as_secs()
+        );
+    }
     match &config.hub.auth {
         Some(auth) => tracing::info!(
             "room tokens required for every join and TURN credential ({:?}, clock skew {} s)",
