@@ -22,14 +22,40 @@ pub(super) struct Conn {
     pub(super) last_seen: Instant,
     /// The host the client used to reach the server, for `{host}` in ICE URLs.
     host: Option<Box<str>>,
-    /// The token given on the WebSocket URL, verified once at connect (only when room
-    /// tokens are on; its times, app and room are checked at each use). Boxed, as `grant`:
-    /// a connection without tokens pays one pointer for each, not the claims' size.
-    url_token: Option<Box<Result<Claims, AuthError>>>,
-    /// The claims the room was joined with (room tokens on): its grants apply while joined.
-    grant: Option<Box<Claims>>,
+    /// What room tokens say of this connection; `None` while they say nothing (always, with
+    /// tokens off): one pointer per connection, not the claims' size.
+    pub(super) auth: Option<Box<ConnAuth>>,
+}
+
+/// A connection's room tokens.
+#[derive(Debug, Default)]
+pub(super) struct ConnAuth {
+    /// The token given on the WebSocket URL, verified once at connect (its times, app and
+    /// room are checked at each use).
+    url_token: Option<Result<Claims, AuthError>>,
+    /// The claims the room was joined with: its grants apply while joined.
+    grant: Option<Claims>,
     /// When the `max_call` grant of the current join runs out.
     pub(super) call_deadline: Option<Instant>,
+}
+
+impl Conn {
+    /// The claims of the current join, if room tokens admitted it.
+    fn grant(&self) -> Option<&Claims> {
+        self.auth.as_ref().and_then(|a| a.grant.as_ref())
+    }
+
+    /// When the current join's `max_call` runs out.
+    pub(super) fn call_deadline(&self) -> Option<Instant> {
+        self.auth.as_ref().and_then(|a| a.call_deadline)
+    }
+
+    /// Ends the current join's grant and timer; the timer's time, to remove its entry.
+    fn end_grant(&mut self) -> Option<Instant> {
+        let a = self.auth.as_mut()?;
+        a.grant = None;
+        a.call_deadline.take()
+    }
 }
 
 /// A room: one or two peers. `peers[0]` is always occupied.
@@ -99,8 +125,11 @@ impl Hub {
             return;
         }
         // Verified once here; a bad one is only reported when it is used (a join).
-        let url_token = match (&self.config.auth, token) {
-            (Some(auth), Some(token)) => Some(Box::new(auth.verify(token))),
+        let auth = match (&self.config.auth, token) {
+            (Some(auth), Some(token)) => Some(Box::new(ConnAuth {
+                url_token: Some(auth.verify(token)),
+                ..ConnAuth::default()
+            })),
             _ => None,
         };
         self.am.conns.insert(
@@ -110,9 +139,7 @@ impl Hub {
                 room: None,
                 last_seen: now,
                 host: host.map(Into::into),
-                url_token,
-                grant: None,
-                call_deadline: None,
+                auth,
             },
         );
         self.limiter.connect(conn, ip, &self.config.limits, now);
@@ -318,11 +345,13 @@ impl Hub {
             }
         };
         let call_deadline = grant.as_ref().and_then(|g| g.max_call).map(|d| now + d);
-        let grant = grant.map(Box::new);
         if let Some(c) = self.am.conns.get_mut(&conn) {
             c.room = Some(stream_id.clone());
-            c.grant = grant;
-            c.call_deadline = call_deadline;
+            if grant.is_some() {
+                let a = c.auth.get_or_insert_with(Box::default);
+                a.grant = grant;
+                a.call_deadline = call_deadline;
+            }
             self.events
                 .joined(conn, Dialect::AntMedia, c.app.as_str(), stream_id.as_str());
         }
@@ -351,10 +380,11 @@ impl Hub {
             return Ok(None);
         };
         let (app, room) = (Some(c.app.as_str()), Some(stream_id.as_str()));
-        let claims = match (token, &c.url_token) {
+        let url_token = c.auth.as_ref().and_then(|a| a.url_token.as_ref());
+        let claims = match (token, url_token) {
             (Some(token), _) => auth.admit(Some(token), self.unix_now, app, room)?,
             (None, Some(verified)) => {
-                let claims = (**verified).clone()?;
+                let claims = verified.clone()?;
                 auth.check(&claims, self.unix_now, app, room)?;
                 claims
             }
@@ -368,7 +398,7 @@ impl Hub {
         self.am
             .conns
             .get(&conn)
-            .and_then(|c| c.grant.as_ref())
+            .and_then(Conn::grant)
             .is_none_or(|g| g.offer)
     }
 
@@ -400,10 +430,12 @@ impl Hub {
         let user = match &self.config.auth {
             None => None,
             Some(auth) => {
-                let claims = c
-                    .grant
-                    .as_deref()
-                    .or_else(|| c.url_token.as_deref().and_then(|t| t.as_ref().ok()));
+                let claims = c.grant().or_else(|| {
+                    c.auth
+                        .as_ref()
+                        .and_then(|a| a.url_token.as_ref())
+                        .and_then(|t| t.as_ref().ok())
+                });
                 match claims {
                     Some(g)
                         if g.turn
@@ -447,11 +479,10 @@ impl Hub {
         let Some(c) = self.am.conns.get_mut(&conn) else {
             return;
         };
-        c.call_deadline = None;
+        let _ = c.end_grant();
         let Some(stream_id) = c.room.take() else {
             return;
         };
-        c.grant = None;
         let app = c.app.clone();
         self.stats.max_call_ended += 1;
         self.remove_from_room(conn, app, stream_id.clone(), LeaveReason::MaxCall);
@@ -478,8 +509,7 @@ impl Hub {
             return;
         }
         c.room = None;
-        c.grant = None;
-        if let Some(at) = c.call_deadline.take() {
+        if let Some(at) = c.end_grant() {
             self.call_deadlines.remove(&(at, conn));
         }
         let app = c.app.clone();
@@ -489,7 +519,7 @@ impl Hub {
 
     /// Frees `conn`'s seat (after it was removed from `conns`), sending `stop` to its peer.
     pub(super) fn vacate(&mut self, conn: ConnId, c: &Conn, reason: LeaveReason) {
-        if let Some(at) = c.call_deadline {
+        if let Some(at) = c.call_deadline() {
             self.call_deadlines.remove(&(at, conn));
         }
         if let Some(stream_id) = c.room.clone() {

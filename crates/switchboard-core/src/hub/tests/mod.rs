@@ -110,14 +110,14 @@ impl Harness {
                 let room = &self.hub.am.rooms[&(c.app.clone(), sid.clone())];
                 assert!(room.peers.contains(&Some(*id)));
             }
-            if let Some(at) = c.call_deadline {
+            if let Some(at) = c.call_deadline() {
                 assert!(c.room.is_some(), "a call timer outside a room");
                 assert!(self.hub.call_deadlines.contains(&(at, *id)));
             }
         }
         // Exactly one timer entry per join with a max_call grant: none left behind.
         for (at, id) in &self.hub.call_deadlines {
-            assert_eq!(self.hub.am.conns[id].call_deadline, Some(*at));
+            assert_eq!(self.hub.am.conns[id].call_deadline(), Some(*at));
         }
     }
 
