@@ -3,7 +3,6 @@
 
 use super::*;
 use crate::auth::{AuthConfig, Claims, Identity, RoomRule, TokenVerifier};
-use crate::ice::{IceConfig, TurnRest};
 
 /// Wall-clock time of every test: tokens expire at `NOW + 100` unless said otherwise.
 const NOW: u64 = 1_800_000_000;
@@ -35,15 +34,7 @@ impl TokenVerifier for Fake {
 fn harness() -> Harness {
     let mut h = Harness::with(Config {
         auth: Some(AuthConfig::new(Arc::new(Fake))),
-        ice: IceConfig {
-            servers: vec![IceServer::stun("stun:{host}:3478")],
-            turn: Some(TurnRest {
-                secret: "s3cret".into(),
-                urls: vec!["turn:{host}:3478".into()],
-                ttl: Duration::from_secs(3600),
-                user_prefix: "0badcafe-".into(),
-            }),
-        },
+        ice: turn_ice("0badcafe-"),
         ..Config::default()
     });
     h.hub.handle_wall_clock(NOW);

@@ -130,6 +130,19 @@ impl Harness {
     }
 }
 
+/// STUN and minted TURN on the client's `{host}` (port 3478, one hour), with `user_prefix`.
+fn turn_ice(user_prefix: &str) -> crate::ice::IceConfig {
+    crate::ice::IceConfig {
+        servers: vec![IceServer::stun("stun:{host}:3478")],
+        turn: Some(crate::ice::TurnRest {
+            secret: "s3cret".into(),
+            urls: vec!["turn:{host}:3478".into()],
+            ttl: Duration::from_secs(3600),
+            user_prefix: user_prefix.into(),
+        }),
+    }
+}
+
 fn join(room: &str) -> String {
     format!(r#"{{"command":"join","streamId":"{room}"}}"#)
 }
@@ -577,17 +590,9 @@ mod props {
 
 #[test]
 fn ice_config_mints_turn_credentials_for_the_clients_host() {
-    use crate::ice::{IceConfig, TurnRest, rest_password};
+    use crate::ice::rest_password;
     let mut h = Harness::with(Config {
-        ice: IceConfig {
-            servers: vec![IceServer::stun("stun:{host}:3478")],
-            turn: Some(TurnRest {
-                secret: "s3cret".into(),
-                urls: vec!["turn:{host}:3478".into()],
-                ttl: Duration::from_secs(3600),
-                user_prefix: "sb-".into(),
-            }),
-        },
+        ice: turn_ice("sb-"),
         ..Config::default()
     });
     h.hub.handle_wall_clock(1_800_000_000);
