@@ -386,6 +386,13 @@ impl ServeArgs {
         if ttl_d.is_zero() {
             bail!("turn_ttl_secs must be at least 1");
         }
+        let cluster_mode = s.redis_url.as_deref().is_some_and(|u| !u.trim().is_empty());
+        if builtin && cluster_mode && secret.is_none() {
+            bail!(
+                "cluster mode (redis_url) needs turn_secret: the same secret on every node, so \
+                 TURN credentials minted by one node work on every node's TURN server"
+            );
+        }
         let turn = if builtin {
             let mut t = TurnConfig {
                 secret: secret.clone().unwrap_or_else(random_secret),

@@ -43,6 +43,9 @@ fn redis_cli(port: u16, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// The TURN secret every node of a cluster shares.
+const TURN_SECRET: &str = "cluster-turn-secret";
+
 fn node(redis_port: u16, id: &str) -> Switchboard {
     start_switchboard(
         &[
@@ -50,6 +53,10 @@ fn node(redis_port: u16, id: &str) -> Switchboard {
             &format!("redis://127.0.0.1:{redis_port}"),
             "--node-id",
             id,
+            "--turn-secret",
+            TURN_SECRET,
+            "--turn-allow-peers",
+            "127.0.0.0/8",
         ],
         &[],
     )
@@ -176,4 +183,46 @@ fn a_redis_outage_leaves_nodes_running_and_they_register_again() {
     until(&b, "node-b agrees", Duration::from_secs(5), |c| {
         nodes(c) == ["node-a", "node-b"]
     });
+}
+
+#[test]
+fn turn_credentials_minted_by_one_node_relay_on_another() {
+    if !common::coturn_tools_available() {
+        return;
+    }
+    let port = free_port();
+    let _redis = redis(port);
+    let a = node(port, "node-a");
+    let b = node(port, "node-b");
+    let (_, user, pass) = common::minted(a.port);
+    let (_peer, peer_port) = common::start_echo_peer();
+    let peer = peer_port.to_string();
+    let relay_via = |turn: u16| {
+        let turn = turn.to_string();
+        common::uclient(
+            &[
+                "-u",
+                &user,
+                "-w",
+                &pass,
+                "-e",
+                "127.0.0.1",
+                "-r",
+                &peer,
+                "-p",
+                &turn,
+                "-c",
+            ],
+            5,
+            1,
+        )
+    };
+    let (ok, out) = relay_via(b.turn_port.unwrap());
+    assert!(ok, "node-b refused node-a's credentials:\n{out}");
+    // A node with another secret refuses them: the shared secret is what makes them portable.
+    let lone = start_switchboard(&["--turn-allow-peers", "127.0.0.0/8"], &[]);
+    let (ok, out) = relay_via(lone.turn_port.unwrap());
+    assert!(!ok, "{out}");
+    assert!(common::turn_stats(lone.port)["refused_auth"].as_u64() > Some(0));
+    assert_eq!(common::turn_stats(b.port)["refused_auth"].as_u64(), Some(0));
 }

@@ -256,11 +256,21 @@ fn auth_tls_origins_and_cluster_settings_resolve_or_are_refused() {
         .to_string();
     assert!(e.contains("expected an origin"), "{e}");
     // Cluster: a URL gives a random node id unless one is set; a node id alone is refused.
-    let (_, cfg) = parse(&["--redis-url", "redis://127.0.0.1:6379"]).unwrap();
+    let e = parse(&["--redis-url", "redis://127.0.0.1:6379"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("needs turn_secret"), "{e}");
+    let (_, cfg) = parse(&[
+        "--redis-url",
+        "redis://127.0.0.1:6379",
+        "--turn-secret",
+        "shared",
+    ])
+    .unwrap();
     assert_eq!(cfg.cluster.map(|c| c.node_id.len()), Some(12));
     let e = parse(&["--node-id", "n1"]).unwrap_err().to_string();
     assert!(e.contains("node_id needs redis_url"), "{e}");
-    let e = parse(&["--redis-url", "http://nope"])
+    let e = parse(&["--redis-url", "http://nope", "--turn-secret", "s"])
         .unwrap_err()
         .to_string();
     assert!(e.contains("redis_url"), "{e}");
