@@ -307,3 +307,25 @@ test("docs/OPERATIONS.md's minting examples, run as written (Node jsonwebtoken, 
     { command: "notification", definition: "joined", streamId: "team-42" });
   assert.equal((await joinWith("LiveApp", "team-43", pyToken)).reason, "the token is for another room");
 });
+
+test("socket.io: a flood of handshakes with forged tokens meets the address's join budget before any token check", async () => {
+  // Burst 20 (2/s, bursts of ten times), so the flood is short.
+  const small = await startSwitchboard(["--auth-secret", SECRET, "--max-joins-per-ip-per-sec", "2"]);
+  try {
+    const forged = jwt.sign({ room: "r" }, "not-the-secret-not-the-secret-not-the-secret", { expiresIn: "5m" });
+    const reasons = [];
+    for (let i = 0; i < 30; i++) {
+      const socket = io(small.url, { auth: { token: forged }, transports: ["websocket"], reconnection: false, forceNew: true });
+      reasons.push(await new Promise((ok) => {
+        socket.once("connect", () => { socket.close(); ok("connected"); });
+        socket.once("connect_error", (e) => { socket.close(); ok(e.message); });
+      }));
+    }
+    const checked = reasons.filter((r) => r === "unauthorized_access: the token's signature is not valid").length;
+    const limited = reasons.filter((r) => r === "unauthorized_access: too many token checks from this address; try again in a moment").length;
+    assert.equal(checked + limited, 30, JSON.stringify(reasons));
+    assert.ok(checked <= 21 && limited >= 9, `${checked} checked, ${limited} refused unchecked`);
+  } finally {
+    await small.stop();
+  }
+});

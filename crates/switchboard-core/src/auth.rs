@@ -299,6 +299,10 @@ pub enum AuthError {
     /// The token does not grant what was asked (the text says what).
     #[error("{0}")]
     NotGranted(&'static str),
+    /// Its check was refused by the join rate limits (too many token checks from this
+    /// connection or address); the token itself was not looked at.
+    #[error("too many token checks from this address; try again in a moment")]
+    RateLimited,
 }
 
 #[cfg(test)]

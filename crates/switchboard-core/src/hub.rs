@@ -26,7 +26,9 @@ mod socketio;
 pub use events::{Change, Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
 
 use limits::Verdict;
-pub use limits::{Limits, REFUSAL_WINDOW, REFUSALS_BEFORE_CLOSE, RateLimit, source_key};
+pub use limits::{
+    Limits, REFUSAL_WINDOW, REFUSALS_BEFORE_CLOSE, RateLimit, SourceBudgets, source_key,
+};
 pub use peerjs::{PJ_MAX_NAME, PeerJsConfig};
 
 pub use socketio::{AckId, SioInput};

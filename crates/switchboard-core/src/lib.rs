@@ -68,6 +68,6 @@ pub use hub::{
     AckId, Change, CloseReason, Config, ConnId, Dialect, Hub, InvalidConfig, LeaveReason, Limits,
     MAX_EVENTS, Output, PJ_MAX_NAME, PeerEvent, PeerJsConfig, REFUSAL_WINDOW,
     REFUSALS_BEFORE_CLOSE, RateLimit, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay,
-    Stats, source_key,
+    SourceBudgets, Stats, source_key,
 };
 pub use switchboard_proto::{App, InvalidApp, MAX_APP_LEN};

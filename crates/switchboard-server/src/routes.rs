@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
             state.inner.hub.clone(),
             Arc::clone(&state.inner.next_conn),
             state.inner.config.hub.auth.clone(),
+            state.inner.config.hub.limits,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.inner.eio),

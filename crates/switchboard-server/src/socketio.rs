@@ -58,14 +58,23 @@ impl std::fmt::Display for Refused {
     }
 }
 
+/// What the connect middleware needs: the token rules, and the per-address budget of token
+/// checks (socket.io lets a client repeat CONNECT on one session, each asking for a check;
+/// the budget is the joins per address, `--max-joins-per-ip-per-sec`).
+#[derive(Clone)]
+struct Admission {
+    auth: Option<switchboard_core::auth::AuthConfig>,
+    checks: Arc<std::sync::Mutex<switchboard_core::SourceBudgets>>,
+}
+
 /// The connect middleware: with room tokens on, the handshake's `auth: { token }` must be a
 /// token valid now (its room is checked at each `join`); its claims go with the socket.
 async fn admit(
     socket: SocketRef,
     TryData(auth_payload): TryData<Value>,
-    auth: Option<switchboard_core::auth::AuthConfig>,
+    admission: Admission,
 ) -> Result<(), Refused> {
-    let Some(auth) = auth else {
+    let Some(auth) = admission.auth else {
         return Ok(());
     };
     let payload = auth_payload.ok();
@@ -73,6 +82,20 @@ async fn admit(
         .as_ref()
         .and_then(|v| v.get("token"))
         .and_then(Value::as_str);
+    if token.is_some() {
+        let ip = socket
+            .req_parts()
+            .extensions
+            .get::<crate::accept::ClientAddr>()
+            .map(|a| a.0.ip());
+        let allowed = match (ip, admission.checks.lock()) {
+            (Some(ip), Ok(mut checks)) => checks.take(ip, std::time::Instant::now()),
+            _ => true,
+        };
+        if !allowed {
+            return Err(Refused(switchboard_core::auth::AuthError::RateLimited));
+        }
+    }
     let claims = auth
         .admit(token, crate::unix_now(), None, None)
         .map_err(Refused)?;
@@ -102,7 +125,14 @@ pub(crate) fn layer(
     hub: HubSender,
     next_conn: Arc<AtomicU64>,
     auth: Option<switchboard_core::auth::AuthConfig>,
+    limits: switchboard_core::Limits,
 ) -> SocketIoLayer {
+    let admission = Admission {
+        auth,
+        checks: Arc::new(std::sync::Mutex::new(switchboard_core::SourceBudgets::new(
+            limits.joins_per_source,
+        ))),
+    };
     let (layer, io) = SocketIo::builder()
         .ping_interval(PING_INTERVAL)
         .ping_timeout(PING_TIMEOUT)
@@ -121,8 +151,9 @@ pub(crate) fn layer(
     };
     io.ns(
         "/",
-        handler
-            .with(move |socket: SocketRef, data: TryData<Value>| admit(socket, data, auth.clone())),
+        handler.with(move |socket: SocketRef, data: TryData<Value>| {
+            admit(socket, data, admission.clone())
+        }),
     );
     layer
 }

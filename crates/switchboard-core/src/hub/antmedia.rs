@@ -124,12 +124,21 @@ impl Hub {
             });
             return;
         }
-        // Verified once here; a bad one is only reported when it is used (a join).
+        self.limiter.connect(conn, ip, &self.config.limits, now);
+        // Verified once here, as one of the connection's joins (so a flood of forged tokens
+        // costs at most the join budgets in signature checks); a bad one is reported when it
+        // is used (a join).
         let auth = match (&self.config.auth, token) {
-            (Some(auth), Some(token)) => Some(Box::new(ConnAuth {
-                url_token: Some(auth.verify(token)),
-                ..ConnAuth::default()
-            })),
+            (Some(auth), Some(token)) => {
+                let checked = match self.limiter.join(conn, &self.config.limits, now) {
+                    Verdict::Allow => auth.verify(token),
+                    Verdict::Refuse | Verdict::Close => Err(AuthError::RateLimited),
+                };
+                Some(Box::new(ConnAuth {
+                    url_token: Some(checked),
+                    ..ConnAuth::default()
+                }))
+            }
             _ => None,
         };
         self.am.conns.insert(
@@ -142,7 +151,6 @@ impl Hub {
                 auth,
             },
         );
-        self.limiter.connect(conn, ip, &self.config.limits, now);
         self.deadlines.push(now + self.config.idle_timeout, conn);
     }
 

@@ -290,6 +290,71 @@ impl Limiter {
     }
 }
 
+/// Most sources a [`SourceBudgets`] keeps; beyond, it forgets the idle ones (full buckets),
+/// then all (its memory stays bounded; a flood then meets full budgets, not none).
+pub(crate) const MAX_SOURCES: usize = 65_536;
+
+/// Per-source budgets for work done before a connection exists in the hub (a socket.io
+/// handshake's token check: socket.io lets a client repeat its CONNECT on one session, each
+/// asking for a check). Shared by the edge behind a lock; pure, with the time as an input.
+#[derive(Debug)]
+pub struct SourceBudgets {
+    limit: RateLimit,
+    epoch: Option<Instant>,
+    buckets: HashMap<IpAddr, Bucket>,
+}
+
+impl SourceBudgets {
+    /// Budgets of `limit` per source.
+    #[must_use]
+    pub fn new(limit: RateLimit) -> Self {
+        Self {
+            limit,
+            epoch: None,
+            buckets: HashMap::new(),
+        }
+    }
+
+    /// Takes one from `ip`'s budget (the address's [`source_key`]); whether there was one.
+    pub fn take(&mut self, ip: IpAddr, now: Instant) -> bool {
+        if self.limit.is_off() {
+            return true;
+        }
+        let epoch = *self.epoch.get_or_insert(now);
+        // Wrapping on purpose (see `Millis`).
+        #[allow(clippy::cast_possible_truncation)]
+        let ms = now.saturating_duration_since(epoch).as_millis() as Millis;
+        if self.buckets.len() >= MAX_SOURCES {
+            let limit = self.limit;
+            // A bucket that would be full again holds nothing worth keeping.
+            self.buckets.retain(|_, b| {
+                u64::from(ms.wrapping_sub(b.at)) * u64::from(limit.per_sec)
+                    < u64::from(limit.burst) * 1000
+            });
+            if self.buckets.len() >= MAX_SOURCES {
+                self.buckets.clear();
+            }
+        }
+        let limit = self.limit;
+        self.buckets
+            .entry(source_key(ip))
+            .or_insert_with(|| Bucket::full(limit, ms))
+            .take(limit, ms)
+    }
+
+    /// Sources tracked now.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.buckets.len()
+    }
+
+    /// Whether no source is tracked.
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.buckets.is_empty()
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -353,5 +418,24 @@ mod tests {
         l.forget(ConnId(2));
         l.forget(ConnId(2));
         assert_eq!(l.len(), (0, 0));
+    }
+
+    #[test]
+    fn source_budgets_limit_each_address_and_stay_bounded() {
+        let t = Instant::now();
+        let mut b = SourceBudgets::new(RateLimit::new(10, 5));
+        let ip: IpAddr = "203.0.113.1".parse().unwrap();
+        let taken = (0..20).filter(|_| b.take(ip, t)).count();
+        assert_eq!(taken, 5);
+        assert!(
+            b.take(ip, t + std::time::Duration::from_millis(100)),
+            "refilled"
+        );
+        // Many addresses: the table never passes its bound.
+        for i in 0..(MAX_SOURCES as u32 + 10) {
+            let i: u32 = i;
+            b.take(IpAddr::from(i.to_be_bytes()), t);
+        }
+        assert!(b.len() <= MAX_SOURCES);
     }
 }

@@ -181,31 +181,6 @@ impl Hub {
                 },
             );
         };
-        // With room tokens on, the key is a token: it must admit this id (its `sub` is the
-        // only id it may hold; its `room` rule applies to ids, a PeerJS peer's only place).
-        let grant = match &self.config.auth {
-            None if key != &*self.config.peerjs.key => {
-                return self.pj_refuse(
-                    conn,
-                    PjServerMessage::Error {
-                        msg: errors::INVALID_KEY,
-                    },
-                );
-            }
-            None => None,
-            Some(auth) => match pj_admit(auth, key, id, self.unix_now) {
-                Ok(claims) => Some(Box::new(claims)),
-                Err(e) => {
-                    self.stats.auth_refused += 1;
-                    return self.pj_refuse(
-                        conn,
-                        PjServerMessage::Unauthorized {
-                            reason: e.to_string().into(),
-                        },
-                    );
-                }
-            },
-        };
         if id.len() > PJ_MAX_NAME || token.len() > PJ_MAX_NAME {
             return self.pj_refuse(
                 conn,
@@ -226,6 +201,35 @@ impl Hub {
                 },
             );
         }
+        // With room tokens on, the key is a token: it must admit this id (its `sub` is the
+        // only id it may hold; its `room` rule applies to ids, a PeerJS peer's only place).
+        // Checked after the join budget, so a flood of forged keys costs at most that budget
+        // in signature checks.
+        let grant = match &self.config.auth {
+            None if key != &*self.config.peerjs.key => {
+                self.limiter.forget(conn);
+                return self.pj_refuse(
+                    conn,
+                    PjServerMessage::Error {
+                        msg: errors::INVALID_KEY,
+                    },
+                );
+            }
+            None => None,
+            Some(auth) => match pj_admit(auth, key, id, self.unix_now) {
+                Ok(claims) => Some(Box::new(claims)),
+                Err(e) => {
+                    self.stats.auth_refused += 1;
+                    self.limiter.forget(conn);
+                    return self.pj_refuse(
+                        conn,
+                        PjServerMessage::Unauthorized {
+                            reason: e.to_string().into(),
+                        },
+                    );
+                }
+            },
+        };
         match self.pj.ids.get(id) {
             Some(h) if &*h.token != token => {
                 self.limiter.forget(conn);

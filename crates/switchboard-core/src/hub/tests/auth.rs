@@ -474,3 +474,97 @@ fn peerjs_keys_are_tokens_bound_to_their_identity_and_room() {
     assert_eq!(h.drain().len(), 1, "alice (no room claim) reaches team-b");
     assert_eq!(h.stats().auth_refused, 5);
 }
+
+// ---- a flood of forged tokens costs at most the join budgets in signature checks ---------
+
+/// Refuses every token, counting the checks it was asked for.
+#[derive(Debug, Default)]
+struct Counting(std::sync::atomic::AtomicUsize);
+
+impl TokenVerifier for Counting {
+    fn verify(&self, _token: &str) -> Result<Claims, AuthError> {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Err(AuthError::Signature)
+    }
+}
+
+fn counting() -> (Harness, Arc<Counting>) {
+    let verifier = Arc::new(Counting::default());
+    let h = Harness::with(Config {
+        auth: Some(AuthConfig::new(
+            Arc::clone(&verifier) as Arc<dyn TokenVerifier>
+        )),
+        ..Config::default()
+    });
+    (h, verifier)
+}
+
+fn checks(v: &Counting) -> usize {
+    v.0.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn forged_tokens_in_joins_are_checked_at_most_the_join_budget() {
+    let (mut h, verifier) = counting();
+    h.connect(1, "A");
+    let mut refused = 0;
+    for i in 0..200 {
+        let out = h.send(1, &join_with(&format!("r{i}"), "forged"));
+        refused += out
+            .iter()
+            .filter(|(_, m)| m.contains("rate_limited"))
+            .count();
+        if out.iter().any(|(_, m)| m.starts_with("CLOSE")) {
+            break;
+        }
+    }
+    // One connection's join burst (20); the rest refused unread, then the connection closed.
+    assert_eq!(checks(&verifier), 20);
+    assert!(refused >= 100, "{refused}");
+}
+
+#[test]
+fn forged_url_tokens_from_one_address_are_checked_at_most_its_join_budget() {
+    let (mut h, verifier) = counting();
+    let ip: IpAddr = "203.0.113.9".parse().unwrap();
+    let app = App::new("A").unwrap();
+    let now = h.now;
+    for c in 0..3_000 {
+        h.hub
+            .handle_am_connect(ConnId(c), app.clone(), None, Some(ip), Some("forged"), now);
+    }
+    // The address's join burst (1,000); the others were not looked at, and say why when
+    // they are used (once the address's join budget has refilled).
+    assert_eq!(checks(&verifier), 1_000);
+    assert!(h.advance(1).is_empty());
+    assert_eq!(
+        h.send(2_999, &join("r")),
+        vec![refused(
+            2_999,
+            "r",
+            "too many token checks from this address; try again in a moment"
+        )]
+    );
+}
+
+#[test]
+fn forged_peerjs_keys_cost_one_check_per_admitted_connection() {
+    let (mut h, verifier) = counting();
+    let ip: IpAddr = "203.0.113.9".parse().unwrap();
+    let now = h.now;
+    for c in 0..3_000 {
+        h.hub.handle_pj_connect(
+            ConnId(c),
+            Some("forged"),
+            Some("x"),
+            Some("t"),
+            Some(ip),
+            now,
+        );
+    }
+    h.drain();
+    // Each refused connection is forgotten at once, so its address's budget starts again
+    // (the limiter's rule for every refused PeerJS connection): one check per connection,
+    // never more.
+    assert_eq!(checks(&verifier), 3_000);
+}
