@@ -86,50 +86,18 @@ impl Hub {
             let old_grant = self.sio.conns.get(&old).and_then(|c| c.grant.as_deref());
             if identity(grant.as_ref()) != Some(true) || identity(old_grant) != Some(true) {
                 self.stats.errors += 1;
-                self.out.push_back(Output::SioEmit {
-                    conn,
-                    emit: SioEmit::Error {
-                        event: "connect".into(),
-                        error: SioError::Replaced,
-                        reason: "another socket has this id".into(),
-                    },
-                });
-                self.out.push_back(Output::Close {
-                    conn,
-                    reason: CloseReason::Refused,
-                });
-                return;
+                let why = "another socket has this id";
+                return self.sio_close(conn, SioError::Replaced, why, CloseReason::Refused);
             }
-            self.out.push_back(Output::SioEmit {
-                conn: old,
-                emit: SioEmit::Error {
-                    event: "connect".into(),
-                    error: SioError::Replaced,
-                    reason: "the same identity connected again".into(),
-                },
-            });
             self.sio_forget(old, LeaveReason::Replaced);
-            self.out.push_back(Output::Close {
-                conn: old,
-                reason: CloseReason::Replaced,
-            });
+            let why = "the same identity connected again";
+            self.sio_close(old, SioError::Replaced, why, CloseReason::Replaced);
         }
         if self.am.conns.len() + self.sio.conns.len() + self.pj.len() >= self.config.max_connections
         {
             self.stats.errors += 1;
-            self.out.push_back(Output::SioEmit {
-                conn,
-                emit: SioEmit::Error {
-                    event: "connect".into(),
-                    error: SioError::ServerBusy,
-                    reason: "server is at its connection limit".into(),
-                },
-            });
-            self.out.push_back(Output::Close {
-                conn,
-                reason: CloseReason::Overloaded,
-            });
-            return;
+            let why = "server is at its connection limit";
+            return self.sio_close(conn, SioError::ServerBusy, why, CloseReason::Overloaded);
         }
         self.sio.ids.insert(id.into(), conn);
         self.sio.conns.insert(
@@ -141,6 +109,22 @@ impl Hub {
             },
         );
         self.limiter.connect(conn, ip, &self.config.limits, now);
+    }
+
+    /// Tells socket `conn` why (an `error` event for `connect`) and closes it.
+    fn sio_close(&mut self, conn: ConnId, error: SioError, reason: &str, close: CloseReason) {
+        self.out.push_back(Output::SioEmit {
+            conn,
+            emit: SioEmit::Error {
+                event: "connect".into(),
+                error,
+                reason: reason.into(),
+            },
+        });
+        self.out.push_back(Output::Close {
+            conn,
+            reason: close,
+        });
     }
 
     /// An event from socket.io connection `conn`; `ack` when the client asked for one.
