@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use switchboard_proto::antmedia::{
-    ClientMessage, DecodeError, EmptyMap, IceServerConfig, Notification, ServerMessage,
+    ClientMessage, DecodeError, IceServerConfig, Notification, ServerMessage,
 };
 use switchboard_proto::{ErrorCode, IceServer, StreamId};
 
@@ -18,11 +18,13 @@ use crate::App;
 use crate::timers::Deadlines;
 
 mod antmedia;
+mod cluster;
 mod events;
 mod limits;
 mod peerjs;
 mod socketio;
 
+pub use cluster::{ClusterOutput, ClusterStats, RemotePeer, Seat, SeatClaim, SeatReply};
 pub use events::{Change, Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
 
 use limits::Verdict;
@@ -60,6 +62,9 @@ pub struct Config {
     /// Room tokens: when set, every join (and every TURN credential) needs a valid token
     /// ([`crate::auth`]). `None` (the default) keeps rooms open to anyone.
     pub auth: Option<AuthConfig>,
+    /// Cluster mode: this node's id. `Some` makes every Ant Media join take its seat in the
+    /// cluster's registry first ([`ClusterOutput`]); `None` (the default) is a single node.
+    pub cluster: Option<switchboard_proto::cluster::NodeId>,
 }
 
 /// A setting out of its range: what is wrong, named as the field that holds it.
@@ -116,6 +121,7 @@ impl Default for Config {
             peerjs: PeerJsConfig::default(),
             limits: Limits::default(),
             auth: None,
+            cluster: None,
         }
     }
 }
@@ -170,6 +176,9 @@ pub enum Output {
         /// The message.
         msg: switchboard_proto::peerjs::PjServerMessage,
     },
+    /// Something to do in the cluster's registry or for another node (cluster mode only),
+    /// in the order it comes.
+    Cluster(ClusterOutput),
     /// Close `conn` after delivering what was queued; the hub has forgotten it.
     Close {
         /// The connection.
@@ -238,6 +247,8 @@ pub struct Hub {
     pj: peerjs::PeerJs,
     /// Rate-limit budgets of every connection and source address.
     limiter: limits::Limiter,
+    /// Counters of cluster mode.
+    cluster: ClusterStats,
 }
 
 impl Hub {
@@ -261,6 +272,7 @@ impl Hub {
             sio: socketio::SocketIo::default(),
             pj: peerjs::PeerJs::default(),
             limiter: limits::Limiter::default(),
+            cluster: ClusterStats::default(),
         }
     }
 
@@ -389,6 +401,7 @@ impl Hub {
         }
         self.am.conns.clear();
         self.am.rooms.clear();
+        self.am.pending.clear();
         self.deadlines.clear();
         self.call_deadlines.clear();
         // Shutdown is one line in the edge's log, not one per peer.

@@ -10,7 +10,8 @@
 //!  edge ── handle_sio_connect / handle_sio_message ──────────────────────────▶ Hub
 //!  edge ── handle_pj_connect / handle_pj_message ────────────────────────────▶ Hub
 //!  edge ── handle_disconnect, handle_timeout(now) when poll_timeout() is due ▶ Hub
-//!  edge ◀── poll_output(): AmSend | SioEmit | SioAck | PjSend | Close ─────── Hub
+//!  edge ── handle_am_seat / handle_node_message / handle_node_down (cluster) ▶ Hub
+//!  edge ◀── poll_output(): AmSend | SioEmit | SioAck | PjSend | Cluster | Close Hub
 //!  edge ◀── poll_event(): Joined | Left (for logs) ────────────────────────── Hub
 //! ```
 //! After every `handle_*` call the edge drains [`Hub::poll_output`] until it returns `None`
@@ -65,9 +66,9 @@ pub mod ice;
 mod timers;
 
 pub use hub::{
-    AckId, Change, CloseReason, Config, ConnId, Dialect, Hub, InvalidConfig, LeaveReason, Limits,
-    MAX_EVENTS, Output, PJ_MAX_NAME, PeerEvent, PeerJsConfig, REFUSAL_WINDOW,
-    REFUSALS_BEFORE_CLOSE, RateLimit, SIO_MAX_NAME, SioAck, SioEmit, SioError, SioInput, SioRelay,
-    SourceBudgets, Stats, source_key,
+    AckId, Change, CloseReason, ClusterOutput, ClusterStats, Config, ConnId, Dialect, Hub,
+    InvalidConfig, LeaveReason, Limits, MAX_EVENTS, Output, PJ_MAX_NAME, PeerEvent, PeerJsConfig,
+    REFUSAL_WINDOW, REFUSALS_BEFORE_CLOSE, RateLimit, RemotePeer, SIO_MAX_NAME, Seat, SeatClaim,
+    SeatReply, SioAck, SioEmit, SioError, SioInput, SioRelay, SourceBudgets, Stats, source_key,
 };
 pub use switchboard_proto::{App, InvalidApp, MAX_APP_LEN};

@@ -46,6 +46,10 @@ pub enum ErrorCode {
     /// got `stop`).
     #[serde(rename = "max_call_reached")]
     MaxCallReached,
+    /// Cluster mode: the cluster's registry (Redis), or the node of the other peer, cannot
+    /// be reached right now; the join or message was not carried out. Try again.
+    #[serde(rename = "cluster_unavailable")]
+    ClusterUnavailable,
 }
 
 impl ErrorCode {
@@ -64,6 +68,7 @@ impl ErrorCode {
             Self::RateLimited => "rate_limited",
             Self::UnauthorizedAccess => "unauthorized_access",
             Self::MaxCallReached => "max_call_reached",
+            Self::ClusterUnavailable => "cluster_unavailable",
         }
     }
 }
@@ -84,6 +89,7 @@ mod tests {
             ErrorCode::NoSpaceForNewPeer,
             ErrorCode::NoPeerAssociatedBefore,
             ErrorCode::HighResourceUsage,
+            ErrorCode::ClusterUnavailable,
             ErrorCode::UnauthorizedAccess,
             ErrorCode::MaxCallReached,
         ] {

@@ -92,6 +92,14 @@ impl<const MAX: usize> Serialize for Name<MAX> {
     }
 }
 
+/// Read back with the same rules as [`Name::new`] (messages between cluster nodes).
+impl<'de, const MAX: usize> serde::Deserialize<'de> for Name<MAX> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        Self::new(&s).map_err(serde::de::Error::custom)
+    }
+}
+
 /// A JSON value carried through the server untouched: the exact text the sender wrote.
 ///
 /// Used for SDP, ICE candidates and application data. The server checks that it is valid
@@ -181,6 +189,13 @@ impl fmt::Debug for Opaque {
 impl Serialize for Opaque {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         self.0.serialize(s)
+    }
+}
+
+/// Read back as the exact text (messages between cluster nodes).
+impl<'de> serde::Deserialize<'de> for Opaque {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Box::<RawValue>::deserialize(d).map(Self)
     }
 }
 

@@ -16,8 +16,10 @@
 //! - [`IceServer`] is the standard `RTCIceServer` shape handed to clients.
 //! - [`peerjs`] and [`socketio`] are the other two dialects' messages; [`antmedia::client`]
 //!   is the Ant Media protocol from a client's side (the native peer's).
+//! - [`cluster`] is what cluster nodes tell each other over Redis.
 
 pub mod antmedia;
+pub mod cluster;
 mod error_code;
 mod ice;
 mod ids;

@@ -2,6 +2,9 @@
 //! first joiner when the second arrives, offers, answers, candidates and peer messages to
 //! the other peer only, `stop` when one leaves, closes or goes silent.
 
+use switchboard_proto::cluster::{AmRelayed, NodeMessage};
+
+use super::cluster::{ClusterOutput, RemotePeer, SeatClaim};
 use super::*;
 
 /// Ant Media connections and rooms.
@@ -9,6 +12,17 @@ use super::*;
 pub(super) struct AntMedia {
     pub(super) conns: HashMap<ConnId, Conn>,
     pub(super) rooms: HashMap<(App, StreamId), Room>,
+    /// Cluster mode: joins waiting for the registry's answer to their seat claim.
+    pub(super) pending: HashMap<ConnId, PendingJoin>,
+}
+
+/// A join waiting for its seat (cluster mode).
+#[derive(Debug)]
+pub(super) struct PendingJoin {
+    /// The room.
+    pub(super) room: StreamId,
+    /// The claims it was admitted with.
+    pub(super) grant: Option<Claims>,
 }
 
 /// What the hub knows of one connection.
@@ -51,17 +65,20 @@ impl Conn {
     }
 
     /// Ends the current join's grant and timer; the timer's time, to remove its entry.
-    fn end_grant(&mut self) -> Option<Instant> {
+    pub(super) fn end_grant(&mut self) -> Option<Instant> {
         let a = self.auth.as_mut()?;
         a.grant = None;
         a.call_deadline.take()
     }
 }
 
-/// A room: one or two peers. `peers[0]` is always occupied.
+/// A room: one or two peers. `peers[0]` is always occupied. In cluster mode the second
+/// seat may be held on another node: then `remote` names it and `peers[1]` is empty.
 #[derive(Debug)]
 pub(super) struct Room {
     pub(super) peers: [Option<ConnId>; 2],
+    /// The partner on another node (boxed: one pointer in single-node rooms).
+    pub(super) remote: Option<Box<RemotePeer>>,
 }
 
 impl Room {
@@ -70,7 +87,7 @@ impl Room {
     }
 
     pub(super) fn is_full(&self) -> bool {
-        self.peers[1].is_some()
+        self.peers[1].is_some() || self.remote.is_some()
     }
 
     /// Removes `me`; returns whether the room is now empty.
@@ -216,37 +233,31 @@ impl Hub {
                     let e = AuthError::NotGranted("this token does not allow making offers");
                     return self.unauthorized(conn, Some(&stream_id), &e);
                 }
-                self.relay(conn, stream_id, |stream_id| {
-                    ServerMessage::TakeConfiguration {
-                        stream_id,
-                        kind,
-                        sdp,
-                        id_mapping: EmptyMap,
-                    }
-                });
+                self.relay(conn, stream_id, AmRelayed::TakeConfiguration { kind, sdp });
             }
             ClientMessage::TakeCandidate {
                 stream_id,
                 label,
                 id,
                 candidate,
-            } => self.relay(conn, stream_id, |stream_id| ServerMessage::TakeCandidate {
+            } => self.relay(
+                conn,
                 stream_id,
-                label,
-                id,
-                candidate,
-            }),
+                AmRelayed::TakeCandidate {
+                    label,
+                    id,
+                    candidate,
+                },
+            ),
             ClientMessage::PeerMessage {
                 stream_id,
                 definition,
                 data,
-            } => self.relay(conn, stream_id, |stream_id| {
-                ServerMessage::PeerMessageCommand {
-                    stream_id,
-                    definition,
-                    data,
-                }
-            }),
+            } => self.relay(
+                conn,
+                stream_id,
+                AmRelayed::PeerMessageCommand { definition, data },
+            ),
         }
     }
 
@@ -336,20 +347,77 @@ impl Hub {
             self.error(conn, ErrorCode::NoSpaceForNewPeer, Some(&stream_id), None);
             return;
         }
+        let clustered = self.node_id().is_some();
+        if clustered && self.am.pending.contains_key(&conn) {
+            return self.error(
+                conn,
+                ErrorCode::RateLimited,
+                Some(&stream_id),
+                Some("a join is still in progress; wait for joined"),
+            );
+        }
         if let Some(old) = c.room.clone() {
             self.leave(conn, &old, LeaveReason::Moved);
         }
-        let first = match self.am.rooms.entry(key) {
+        if clustered {
+            // The seat is taken in the cluster's registry first; the join goes on in
+            // `handle_am_seat`.
+            let offer = grant.as_ref().is_none_or(|g| g.offer);
+            self.am.pending.insert(
+                conn,
+                PendingJoin {
+                    room: stream_id.clone(),
+                    grant,
+                },
+            );
+            return self.cluster_out(ClusterOutput::Claim(SeatClaim {
+                conn,
+                app: key.0,
+                room: stream_id,
+                offer,
+                again: false,
+            }));
+        }
+        self.seat(conn, stream_id, grant, None, now);
+    }
+
+    /// Seats `conn` in `stream_id` (its seat is free: checked, or taken in the cluster's
+    /// registry) and sends `joined`, and `start` to the offerer when the room is now full.
+    /// `remote`: the other seat's holder on another node, and whether it may offer.
+    pub(super) fn seat(
+        &mut self,
+        conn: ConnId,
+        stream_id: StreamId,
+        grant: Option<Claims>,
+        remote: Option<(RemotePeer, bool)>,
+        now: Instant,
+    ) {
+        let Some(c) = self.am.conns.get(&conn) else {
+            return;
+        };
+        let app = c.app.clone();
+        let key = (app.clone(), stream_id.clone());
+        if self.am.rooms.get(&key).is_some_and(Room::is_full) {
+            // Only in cluster mode, and only if the registry and this node disagree.
+            self.error(conn, ErrorCode::NoSpaceForNewPeer, Some(&stream_id), None);
+            return self.cluster_out(ClusterOutput::Release {
+                conn,
+                app,
+                room: stream_id,
+            });
+        }
+        let (first, remote) = match self.am.rooms.entry(key) {
             Entry::Vacant(v) => {
                 v.insert(Room {
                     peers: [Some(conn), None],
+                    remote: remote.as_ref().map(|(p, _)| Box::new(p.clone())),
                 });
-                None
+                (None, remote)
             }
             Entry::Occupied(mut o) => {
                 let room = o.get_mut();
                 room.peers[1] = Some(conn);
-                room.peers[0]
+                (room.peers[0], None)
             }
         };
         let call_deadline = grant.as_ref().and_then(|g| g.max_call).map(|d| now + d);
@@ -369,8 +437,27 @@ impl Hub {
         self.notify(conn, Notification::Joined, stream_id.clone());
         // `start` (make the offer) goes to the first joiner, unless only the second one's
         // token allows offers; when neither may offer, nobody gets it.
-        let starter =
-            first.and_then(|first| [first, conn].into_iter().find(|&c| self.may_offer(c)));
+        let starter = match (first, remote) {
+            (Some(first), _) => [first, conn].into_iter().find(|&c| self.may_offer(c)),
+            (None, Some((peer, offers))) => {
+                // The first joiner is on another node: it learns of this one (and gets
+                // `start` there when it may offer).
+                self.cluster.sent += 1;
+                self.cluster_out(ClusterOutput::Send {
+                    node: peer.node,
+                    from: Some(conn),
+                    msg: NodeMessage::AmJoined {
+                        app,
+                        room: stream_id.clone(),
+                        to: peer.conn,
+                        from: conn.0,
+                        start: offers,
+                    },
+                });
+                (!offers && self.may_offer(conn)).then_some(conn)
+            }
+            (None, None) => None,
+        };
         if let Some(starter) = starter {
             self.send(starter, ServerMessage::Start { stream_id });
         }
@@ -402,7 +489,7 @@ impl Hub {
     }
 
     /// Whether `conn`'s grant lets it make offers (always, with room tokens off).
-    fn may_offer(&self, conn: ConnId) -> bool {
+    pub(super) fn may_offer(&self, conn: ConnId) -> bool {
         self.am
             .conns
             .get(&conn)
@@ -533,6 +620,14 @@ impl Hub {
         if let Some(stream_id) = c.room.clone() {
             self.remove_from_room(conn, c.app.clone(), stream_id, reason);
         }
+        if let Some(p) = self.am.pending.remove(&conn) {
+            // A claim on its way: free the seat it may have taken.
+            self.cluster_out(ClusterOutput::Release {
+                conn,
+                app: c.app.clone(),
+                room: p.room,
+            });
+        }
     }
 
     pub(super) fn remove_from_room(
@@ -554,35 +649,66 @@ impl Hub {
             reason,
         );
         let other = room.other(conn);
+        // A room with a remote partner holds one local peer: this one, leaving.
+        let remote = room.remote.take();
         if room.remove(conn) {
             self.am.rooms.remove(&key);
         }
+        if self.node_id().is_some() {
+            self.cluster_out(ClusterOutput::Release {
+                conn,
+                app: key.0.clone(),
+                room: key.1.clone(),
+            });
+        }
         if let Some(other) = other {
             self.send(other, ServerMessage::Stop { stream_id: key.1 });
+        } else if let Some(p) = remote {
+            self.cluster.sent += 1;
+            self.cluster_out(ClusterOutput::Send {
+                node: p.node,
+                from: None,
+                msg: NodeMessage::AmLeft {
+                    app: key.0,
+                    room: key.1,
+                    to: p.conn,
+                    from: conn.0,
+                },
+            });
         }
     }
 
-    pub(super) fn relay(
-        &mut self,
-        conn: ConnId,
-        stream_id: StreamId,
-        msg: impl FnOnce(StreamId) -> ServerMessage,
-    ) {
-        let other = self.am.conns.get(&conn).and_then(|c| {
-            if c.room.as_ref() != Some(&stream_id) {
-                return None;
-            }
-            self.am
-                .rooms
-                .get(&(c.app.clone(), stream_id.clone()))
-                .and_then(|r| r.other(conn))
-        });
-        match other {
-            Some(other) => {
+    pub(super) fn relay(&mut self, conn: ConnId, stream_id: StreamId, msg: AmRelayed) {
+        let Some(c) = self.am.conns.get(&conn) else {
+            return;
+        };
+        let room = (c.room.as_ref() == Some(&stream_id))
+            .then(|| self.am.rooms.get(&(c.app.clone(), stream_id.clone())))
+            .flatten();
+        let local = room.and_then(|r| r.other(conn));
+        let remote = room.and_then(|r| r.remote.as_deref()).cloned();
+        match (local, remote) {
+            (Some(other), _) => {
                 self.stats.relayed += 1;
-                self.send(other, msg(stream_id));
+                self.send(other, msg.into_server_message(stream_id));
             }
-            None => self.error(
+            (None, Some(p)) => {
+                self.stats.relayed += 1;
+                self.cluster.sent += 1;
+                let app = c.app.clone();
+                self.cluster_out(ClusterOutput::Send {
+                    node: p.node,
+                    from: Some(conn),
+                    msg: NodeMessage::AmRelay {
+                        app,
+                        room: stream_id,
+                        to: p.conn,
+                        from: conn.0,
+                        msg,
+                    },
+                });
+            }
+            (None, None) => self.error(
                 conn,
                 ErrorCode::NoPeerAssociatedBefore,
                 Some(&stream_id),

@@ -51,6 +51,8 @@ pub enum LeaveReason {
     RateLimited,
     /// Its token's `max_call` grant ran out.
     MaxCall,
+    /// Cluster mode: its seat was taken by others while the registry had forgotten it.
+    Evicted,
 }
 
 impl LeaveReason {
@@ -65,6 +67,7 @@ impl LeaveReason {
             Self::Replaced => "replaced",
             Self::RateLimited => "rate_limited",
             Self::MaxCall => "max_call",
+            Self::Evicted => "evicted",
         }
     }
 }

@@ -34,7 +34,7 @@ const NON_P2P_COMMANDS: &[&str] = &[
 ];
 
 /// `type` of a `takeConfiguration`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SdpType {
     /// An SDP offer.

@@ -5,6 +5,7 @@ use std::net::IpAddr;
 use switchboard_proto::antmedia::decode;
 
 mod auth;
+mod cluster;
 mod peerjs;
 mod socketio;
 
@@ -104,6 +105,18 @@ impl Harness {
                 assert_eq!(c.room.as_ref(), Some(sid));
             }
             assert_ne!(room.peers[0], room.peers[1]);
+            if room.remote.is_some() {
+                assert!(
+                    room.peers[1].is_none(),
+                    "a third peer beside a remote partner"
+                );
+            }
+        }
+        for conn in self.hub.am.pending.keys() {
+            assert!(
+                self.hub.am.conns.contains_key(conn),
+                "a pending join of nobody"
+            );
         }
         for (id, c) in &self.hub.am.conns {
             if let Some(sid) = &c.room {

@@ -1,0 +1,413 @@
+//! Cluster mode: a room's two seats may be held by peers on two nodes.
+//!
+//! The hub stays sans-IO: it asks the edge to take and free seats in the cluster-wide
+//! registry ([`ClusterOutput::Claim`], [`ClusterOutput::Release`]) and to send messages to
+//! other nodes ([`ClusterOutput::Send`]); the edge answers claims with
+//! [`Hub::handle_am_seat`], hands in what other nodes sent with [`Hub::handle_node_message`]
+//! and reports nodes that died with [`Hub::handle_node_down`]. The edge must carry out the
+//! cluster outputs in the order they come (one Redis connection, pipelined), which keeps a
+//! pair's messages in order across nodes and a release after the claim it undoes.
+//!
+//! Ant Media in cluster mode: every join takes its seat in the registry first (atomic across
+//! nodes, so two joins racing on two nodes can never make a third peer fit), and learns the
+//! seat's other holder. A pair on one node relays locally, as in single-node mode; a pair on
+//! two nodes relays through the edge. Each side keeps the other's address in its room, so a
+//! relay costs no lookup.
+
+use switchboard_proto::cluster::{AmRelayed, NodeId, NodeMessage};
+
+use super::*;
+
+/// A peer held by another node: its node and its connection id there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePeer {
+    /// The node that holds it.
+    pub node: NodeId,
+    /// Its connection id on that node.
+    pub conn: u64,
+}
+
+/// A seat's holder, as the registry reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Seat {
+    /// The node that holds the seat (maybe this one).
+    pub node: NodeId,
+    /// The connection id on that node.
+    pub conn: u64,
+    /// Whether its token lets it make offers (always, with room tokens off).
+    pub offer: bool,
+}
+
+/// A seat claim: what [`ClusterOutput::Claim`] asks and [`Hub::handle_am_seat`] answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SeatClaim {
+    /// The joiner, on this node.
+    pub conn: ConnId,
+    /// The room's app.
+    pub app: App,
+    /// The room.
+    pub room: StreamId,
+    /// Whether the joiner may make offers.
+    pub offer: bool,
+    /// A seat this node already held, claimed again after Redis forgot it (restart, or this
+    /// node's lease ran out): nobody is told anything unless it no longer fits.
+    pub again: bool,
+}
+
+/// The registry's answer to a [`SeatClaim`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SeatReply {
+    /// The seat is taken; `other` holds the room's other seat, if anyone does.
+    Seated {
+        /// The other holder.
+        other: Option<Seat>,
+    },
+    /// Two live peers hold the room.
+    Full,
+    /// The registry could not be reached (Redis down or too slow).
+    Unavailable,
+}
+
+/// Something the edge must do in Redis, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClusterOutput {
+    /// Take a seat for the claim's connection, atomically across the cluster; answer with
+    /// [`Hub::handle_am_seat`].
+    Claim(SeatClaim),
+    /// Free `conn`'s seat in the room (nothing to answer).
+    Release {
+        /// The peer that left, on this node.
+        conn: ConnId,
+        /// The room's app.
+        app: App,
+        /// The room.
+        room: StreamId,
+    },
+    /// Publish `msg` to `node`. When it cannot be delivered (Redis unreachable, or `node`
+    /// not listening), tell the hub with [`Hub::handle_node_unreachable`] so `from` hears it.
+    Send {
+        /// The receiving node.
+        node: NodeId,
+        /// The local peer the message is from, to be told when it cannot be delivered.
+        from: Option<ConnId>,
+        /// The message.
+        msg: NodeMessage,
+    },
+    /// Forget every seat this node holds in the registry; the claims that follow take them
+    /// again ([`Hub::handle_cluster_reregister`]).
+    PurgeOwn,
+}
+
+/// Counters of cluster mode (all zero on a single node).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Messages sent to peers on other nodes.
+    pub sent: u64,
+    /// Messages from other nodes delivered to a peer here.
+    pub received: u64,
+    /// Messages from other nodes for a pair that no longer exists here (the peer left, or
+    /// the pair changed meanwhile), dropped.
+    pub stale: u64,
+    /// Requests answered with `cluster_unavailable` (registry or other node unreachable).
+    pub unavailable: u64,
+    /// Pairs ended because the partner's node died.
+    pub partner_node_down: u64,
+}
+
+impl Hub {
+    /// This node's id, in cluster mode.
+    pub(super) fn node_id(&self) -> Option<&NodeId> {
+        self.config.cluster.as_ref()
+    }
+
+    pub(super) fn cluster_out(&mut self, out: ClusterOutput) {
+        self.out.push_back(Output::Cluster(out));
+    }
+
+    /// The registry answered `claim`.
+    pub fn handle_am_seat(&mut self, claim: SeatClaim, reply: SeatReply, now: Instant) {
+        if claim.again {
+            return self.am_seat_again(claim, reply);
+        }
+        let pending = match self.am.pending.get(&claim.conn) {
+            Some(p) if p.room == claim.room => self.am.pending.remove(&claim.conn),
+            _ => None, // the joiner left, or moved on, meanwhile (its claim was released)
+        };
+        let Some(pending) = pending else {
+            return;
+        };
+        match reply {
+            SeatReply::Full => {
+                self.error(
+                    claim.conn,
+                    ErrorCode::NoSpaceForNewPeer,
+                    Some(&claim.room),
+                    None,
+                );
+                // It holds no seat; free the registry's in case the reply was lost.
+            }
+            SeatReply::Unavailable => self.cluster_unavailable(claim.conn, Some(&claim.room)),
+            SeatReply::Seated { other } => {
+                let local = self.node_id().cloned();
+                let remote = other.filter(|s| Some(&s.node) != local.as_ref()).map(|s| {
+                    (
+                        RemotePeer {
+                            node: s.node,
+                            conn: s.conn,
+                        },
+                        s.offer,
+                    )
+                });
+                self.seat(claim.conn, claim.room, pending.grant, remote, now);
+            }
+        }
+    }
+
+    /// A claim of a seat this node already held.
+    fn am_seat_again(&mut self, claim: SeatClaim, reply: SeatReply) {
+        let key = (claim.app.clone(), claim.room.clone());
+        let held = self
+            .am
+            .conns
+            .get(&claim.conn)
+            .is_some_and(|c| c.room.as_ref() == Some(&claim.room) && c.app == claim.app);
+        if !held {
+            return;
+        }
+        match reply {
+            SeatReply::Seated { other } => {
+                // A partner on another node that this node did not know of (its AmJoined
+                // was lost in the outage) becomes the pair's other side.
+                let local = self.node_id().cloned();
+                if let (Some(s), Some(room)) = (other, self.am.rooms.get_mut(&key)) {
+                    if Some(&s.node) != local.as_ref() && room.remote.is_none() && !room.is_full() {
+                        room.remote = Some(Box::new(RemotePeer {
+                            node: s.node,
+                            conn: s.conn,
+                        }));
+                    }
+                }
+            }
+            // Someone took the room while Redis had forgotten this node's seat: this node's
+            // peer gives way.
+            SeatReply::Full => {
+                if let Some(c) = self.am.conns.get_mut(&claim.conn) {
+                    c.room = None;
+                    if let Some(at) = c.end_grant() {
+                        self.call_deadlines.remove(&(at, claim.conn));
+                    }
+                }
+                self.remove_from_room(
+                    claim.conn,
+                    claim.app,
+                    claim.room.clone(),
+                    LeaveReason::Evicted,
+                );
+                self.error(
+                    claim.conn,
+                    ErrorCode::NoSpaceForNewPeer,
+                    Some(&claim.room),
+                    Some("the room was taken while the cluster registry was unreachable"),
+                );
+                self.notify(claim.conn, Notification::Leaved, claim.room);
+            }
+            SeatReply::Unavailable => {} // the edge asks again when Redis answers
+        }
+    }
+
+    /// Another node sent `msg` (from node `from`).
+    pub fn handle_node_message(&mut self, from: &NodeId, msg: NodeMessage, _now: Instant) {
+        match msg {
+            NodeMessage::AmJoined {
+                app,
+                room,
+                to,
+                from: joiner,
+                start,
+            } => {
+                let partner = RemotePeer {
+                    node: from.clone(),
+                    conn: joiner,
+                };
+                let key = (app.clone(), room.clone());
+                let to = ConnId(to);
+                let fits = self.am_holds(to, &app, &room)
+                    && self.am.rooms.get(&key).is_some_and(|r| {
+                        r.peers == [Some(to), None]
+                            && r.remote.as_deref().is_none_or(|p| *p == partner)
+                    });
+                if !fits {
+                    // Gone (or paired otherwise) meanwhile: the joiner is alone.
+                    self.cluster.stale += 1;
+                    return self.cluster_out(ClusterOutput::Send {
+                        node: from.clone(),
+                        from: None,
+                        msg: NodeMessage::AmLeft {
+                            app,
+                            room,
+                            to: joiner,
+                            from: to.0,
+                        },
+                    });
+                }
+                self.cluster.received += 1;
+                let Some(r) = self.am.rooms.get_mut(&key) else {
+                    return;
+                };
+                if r.remote.is_some() {
+                    return; // told twice (claimed again after an outage)
+                }
+                r.remote = Some(Box::new(partner));
+                if start {
+                    self.send(to, ServerMessage::Start { stream_id: room });
+                }
+            }
+            NodeMessage::AmLeft {
+                app,
+                room,
+                to,
+                from: left,
+            } => {
+                let to = ConnId(to);
+                let partner = RemotePeer {
+                    node: from.clone(),
+                    conn: left,
+                };
+                let key = (app, room);
+                match self.am.rooms.get_mut(&key) {
+                    Some(r) if r.peers[0] == Some(to) && r.remote.as_deref() == Some(&partner) => {
+                        r.remote = None;
+                        self.cluster.received += 1;
+                        self.send(to, ServerMessage::Stop { stream_id: key.1 });
+                    }
+                    _ => self.cluster.stale += 1,
+                }
+            }
+            NodeMessage::AmRelay {
+                app,
+                room,
+                to,
+                from: sender,
+                msg,
+            } => self.am_relay_in(from, app, room, ConnId(to), sender, msg),
+        }
+    }
+
+    fn am_relay_in(
+        &mut self,
+        node: &NodeId,
+        app: App,
+        room: StreamId,
+        to: ConnId,
+        sender: u64,
+        msg: AmRelayed,
+    ) {
+        let paired = self.am.rooms.get(&(app, room.clone())).is_some_and(|r| {
+            r.peers[0] == Some(to)
+                && r.remote
+                    .as_deref()
+                    .is_some_and(|p| p.node == *node && p.conn == sender)
+        });
+        if paired {
+            self.cluster.received += 1;
+            self.send(to, msg.into_server_message(room));
+        } else {
+            self.cluster.stale += 1;
+        }
+    }
+
+    /// Whether `conn` is an Ant Media connection of `app` joined to `room`.
+    fn am_holds(&self, conn: ConnId, app: &App, room: &StreamId) -> bool {
+        self.am
+            .conns
+            .get(&conn)
+            .is_some_and(|c| c.app == *app && c.room.as_ref() == Some(room))
+    }
+
+    /// `node` died (its lease ran out) or left: every pair with a peer there ends, the
+    /// peer here gets `stop` and keeps its seat (the room can be joined again).
+    pub fn handle_node_down(&mut self, node: &NodeId) {
+        let mut ended: Vec<(App, StreamId)> = self
+            .am
+            .rooms
+            .iter()
+            .filter(|(_, r)| r.remote.as_deref().is_some_and(|p| p.node == *node))
+            .map(|(k, _)| k.clone())
+            .collect();
+        ended.sort_unstable();
+        for key in ended {
+            let Some(r) = self.am.rooms.get_mut(&key) else {
+                continue;
+            };
+            r.remote = None;
+            self.cluster.partner_node_down += 1;
+            if let Some(peer) = r.peers[0] {
+                self.send(peer, ServerMessage::Stop { stream_id: key.1 });
+            }
+        }
+    }
+
+    /// Redis forgot this node's seats (it restarted, or this node's lease ran out while it
+    /// could not reach it): forget what is left of them and claim every seat held here
+    /// again, in a deterministic order.
+    pub fn handle_cluster_reregister(&mut self) {
+        if self.node_id().is_none() {
+            return;
+        }
+        self.cluster_out(ClusterOutput::PurgeOwn);
+        let mut seats: Vec<(App, StreamId, ConnId)> = self
+            .am
+            .rooms
+            .iter()
+            .flat_map(|(k, r)| {
+                r.peers
+                    .iter()
+                    .flatten()
+                    .map(|&c| (k.0.clone(), k.1.clone(), c))
+            })
+            .collect();
+        seats.sort_unstable();
+        for (app, room, conn) in seats {
+            let offer = self.may_offer(conn);
+            self.cluster_out(ClusterOutput::Claim(SeatClaim {
+                conn,
+                app,
+                room,
+                offer,
+                again: true,
+            }));
+        }
+    }
+
+    /// A [`ClusterOutput::Send`] could not be delivered: its sender hears
+    /// `cluster_unavailable`.
+    pub fn handle_node_unreachable(&mut self, from: Option<ConnId>, msg: &NodeMessage) {
+        let Some(from) = from else {
+            return;
+        };
+        let room = match msg {
+            NodeMessage::AmJoined { room, .. }
+            | NodeMessage::AmLeft { room, .. }
+            | NodeMessage::AmRelay { room, .. } => room.clone(),
+        };
+        if self.am.conns.contains_key(&from) {
+            self.cluster_unavailable(from, Some(&room));
+        }
+    }
+
+    fn cluster_unavailable(&mut self, conn: ConnId, room: Option<&StreamId>) {
+        self.cluster.unavailable += 1;
+        self.error(
+            conn,
+            ErrorCode::ClusterUnavailable,
+            room,
+            Some("the cluster cannot reach the other peer's node right now; try again"),
+        );
+    }
+
+    /// Counters of cluster mode.
+    #[must_use]
+    pub fn cluster_stats(&self) -> ClusterStats {
+        self.cluster
+    }
+}

@@ -1,0 +1,462 @@
+//! Cluster mode's rules: several hubs (nodes) share a seat registry and pass messages. The
+//! registry and the message bus here are in-memory stand-ins for Redis with its rules (a
+//! claim is atomic; seats of dead nodes do not count; messages between two nodes keep their
+//! order); the real ones are tested in `crates/switchboard/tests/cluster.rs`.
+
+use std::collections::VecDeque;
+
+use switchboard_proto::cluster::{NodeId, NodeMessage};
+
+use super::*;
+
+/// A seat in the registry: node, conn, may offer.
+type Held = (NodeId, u64, bool);
+
+/// Nodes, a registry and a bus.
+struct Cluster {
+    nodes: Vec<(NodeId, Harness)>,
+    /// (app, room) → seats in the order taken: (node, conn, offer).
+    seats: HashMap<(String, String), Vec<Held>>,
+    /// Messages on their way: (to, from, message, sender conn).
+    bus: VecDeque<(NodeId, NodeId, NodeMessage, Option<ConnId>)>,
+    /// Nodes that died: their seats no longer count.
+    dead: Vec<NodeId>,
+    /// Whether the registry answers.
+    up: bool,
+    /// What clients received: (node index, conn, text).
+    got: Vec<(usize, u64, String)>,
+    /// In which order nodes' outputs reach the registry and the bus.
+    order: Vec<usize>,
+}
+
+fn node(id: &str) -> NodeId {
+    NodeId::new(id).unwrap()
+}
+
+impl Cluster {
+    fn new(n: usize) -> Self {
+        let nodes = (0..n)
+            .map(|i| {
+                let id = node(&format!("n{i}"));
+                let h = Harness::with(Config {
+                    cluster: Some(id.clone()),
+                    ..Config::default()
+                });
+                (id, h)
+            })
+            .collect();
+        Self {
+            nodes,
+            seats: HashMap::new(),
+            bus: VecDeque::new(),
+            dead: Vec::new(),
+            up: true,
+            got: Vec::new(),
+            order: (0..n).collect(),
+        }
+    }
+
+    fn connect(&mut self, n: usize, conn: u64) {
+        self.nodes[n].1.connect(conn, "A");
+    }
+
+    /// A client frame, without running the cluster (to queue racing inputs).
+    fn input(&mut self, n: usize, conn: u64, text: &str) {
+        let h = &mut self.nodes[n].1;
+        let now = h.now;
+        h.hub.handle_am_message(ConnId(conn), decode(text), now);
+    }
+
+    /// A client frame, then everything that follows from it; what clients got.
+    fn send(&mut self, n: usize, conn: u64, text: &str) -> Vec<(usize, u64, String)> {
+        self.input(n, conn, text);
+        self.run()
+    }
+
+    /// Runs outputs, claims and messages until nothing is left; returns what clients got.
+    fn run(&mut self) -> Vec<(usize, u64, String)> {
+        loop {
+            let mut busy = false;
+            for i in self.order.clone() {
+                for out in self.nodes[i].1.outputs() {
+                    busy = true;
+                    self.carry_out(i, out);
+                }
+            }
+            if let Some((to, from, msg, _)) = self.bus.pop_front() {
+                busy = true;
+                if let Some(i) = self.index(&to) {
+                    let h = &mut self.nodes[i].1;
+                    let now = h.now;
+                    h.hub.handle_node_message(&from, msg, now);
+                }
+            }
+            if !busy {
+                return std::mem::take(&mut self.got);
+            }
+        }
+    }
+
+    fn index(&self, id: &NodeId) -> Option<usize> {
+        self.nodes.iter().position(|(n, _)| n == id)
+    }
+
+    fn carry_out(&mut self, i: usize, out: Output) {
+        let me = self.nodes[i].0.clone();
+        match out {
+            Output::AmSend { conn, msg } => self.got.push((i, conn.0, msg.encode())),
+            Output::Close { conn, reason } => {
+                self.got.push((i, conn.0, format!("CLOSE {reason:?}")));
+            }
+            Output::Cluster(ClusterOutput::Claim(claim)) => {
+                let reply = self.claim(&me, &claim);
+                let h = &mut self.nodes[i].1;
+                let now = h.now;
+                h.hub.handle_am_seat(claim, reply, now);
+            }
+            Output::Cluster(ClusterOutput::Release { conn, app, room }) => {
+                if self.up {
+                    let key = (app.to_string(), room.to_string());
+                    if let Some(s) = self.seats.get_mut(&key) {
+                        s.retain(|(n, c, _)| !(*n == me && *c == conn.0));
+                    }
+                }
+            }
+            Output::Cluster(ClusterOutput::Send { node, from, msg }) => {
+                if self.up && !self.dead.contains(&node) {
+                    self.bus.push_back((node, me, msg, from));
+                } else {
+                    self.nodes[i].1.hub.handle_node_unreachable(from, &msg);
+                }
+            }
+            Output::Cluster(ClusterOutput::PurgeOwn) => {
+                for s in self.seats.values_mut() {
+                    s.retain(|(n, _, _)| *n != me);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The claim script's rules.
+    fn claim(&mut self, me: &NodeId, claim: &SeatClaim) -> SeatReply {
+        if !self.up {
+            return SeatReply::Unavailable;
+        }
+        let key = (claim.app.to_string(), claim.room.to_string());
+        let seats = self.seats.entry(key).or_default();
+        seats.retain(|(n, _, _)| !self.dead.contains(n));
+        let others: Vec<_> = seats
+            .iter()
+            .filter(|(n, c, _)| !(n == me && *c == claim.conn.0))
+            .cloned()
+            .collect();
+        if others.len() >= 2 {
+            return SeatReply::Full;
+        }
+        if !seats.iter().any(|(n, c, _)| n == me && *c == claim.conn.0) {
+            seats.push((me.clone(), claim.conn.0, claim.offer));
+        }
+        SeatReply::Seated {
+            other: others.first().map(|(n, c, o)| Seat {
+                node: n.clone(),
+                conn: *c,
+                offer: *o,
+            }),
+        }
+    }
+
+    /// Node `n` dies: its seats stop counting and every other node hears of it.
+    fn kill(&mut self, n: usize) -> Vec<(usize, u64, String)> {
+        let id = self.nodes[n].0.clone();
+        self.dead.push(id.clone());
+        self.bus.retain(|(to, from, _, _)| *to != id && *from != id);
+        for (_, h) in self.nodes.iter_mut().filter(|(i, _)| *i != id) {
+            h.hub.handle_node_down(&id);
+        }
+        self.run().into_iter().filter(|(i, _, _)| *i != n).collect()
+    }
+}
+
+fn at(n: usize, (c, text): (u64, String)) -> (usize, u64, String) {
+    (n, c, text)
+}
+
+const OFFER: &str = r#"{"command":"takeConfiguration","streamId":"r","type":"offer","sdp":"v=0"}"#;
+const CANDIDATE: &str =
+    r#"{"command":"takeCandidate","streamId":"r","label":0,"id":"0","candidate":"c1"}"#;
+
+#[test]
+fn a_pair_on_two_nodes_calls_as_on_one() {
+    let mut c = Cluster::new(2);
+    c.connect(0, 1);
+    c.connect(1, 2);
+    assert_eq!(c.send(0, 1, &join("r")), vec![at(0, joined(1, "r"))]);
+    // The second joiner is on another node: the first gets `start` there.
+    assert_eq!(
+        c.send(1, 2, &join("r")),
+        vec![at(1, joined(2, "r")), at(0, cmd(1, "start", "r"))]
+    );
+    assert_eq!(
+        c.send(0, 1, OFFER),
+        vec![(
+            1,
+            2,
+            r#"{"command":"takeConfiguration","streamId":"r","type":"offer","sdp":"v=0","idMapping":{}}"#.into()
+        )]
+    );
+    assert_eq!(
+        c.send(1, 2, CANDIDATE),
+        vec![(
+            0,
+            1,
+            r#"{"command":"takeCandidate","streamId":"r","label":0,"id":"0","candidate":"c1"}"#
+                .into()
+        )]
+    );
+    // A third peer, on either node, finds the room full.
+    c.connect(0, 3);
+    assert_eq!(
+        c.send(0, 3, &join("r")),
+        vec![at(0, error(3, "NoSpaceForNewPeer", "r"))]
+    );
+    c.connect(1, 4);
+    assert_eq!(
+        c.send(1, 4, &join("r")),
+        vec![at(1, error(4, "NoSpaceForNewPeer", "r"))]
+    );
+    // Leaving stops the partner on the other node and frees the seat for anyone.
+    assert_eq!(
+        c.send(1, 2, r#"{"command":"leave","streamId":"r"}"#),
+        vec![at(1, leaved(2, "r")), at(0, cmd(1, "stop", "r"))]
+    );
+    assert_eq!(
+        c.send(1, 4, &join("r")),
+        vec![at(1, joined(4, "r")), at(0, cmd(1, "start", "r"))]
+    );
+    let a = c.nodes[0].1.cluster_stats();
+    let b = c.nodes[1].1.cluster_stats();
+    assert_eq!((a.sent, b.received), (1, 1), "one offer from a to b");
+    assert_eq!(a.stale + b.stale, 0);
+}
+
+#[test]
+fn joins_racing_on_three_nodes_seat_exactly_two() {
+    for order in [[0, 1, 2], [2, 1, 0], [1, 0, 2]] {
+        let mut c = Cluster::new(3);
+        for (n, conn) in [(0, 1), (1, 2), (2, 3)] {
+            c.connect(n, conn);
+        }
+        // All three joins are in before any claim is answered; the claims reach the
+        // registry in `order`.
+        for n in 0..3 {
+            c.input(n, n as u64 + 1, &join("r"));
+        }
+        c.order = order.to_vec();
+        let got = c.run();
+        let full: Vec<_> = got
+            .iter()
+            .filter(|(_, _, t)| t.contains("NoSpaceForNewPeer"))
+            .collect();
+        let starts = got.iter().filter(|(_, _, t)| t.contains("start")).count();
+        assert_eq!(full.len(), 1, "{got:?}");
+        assert_eq!(starts, 1, "{got:?}");
+        // The refused one is the last claim to reach the registry.
+        assert_eq!(full[0].1, order[2] as u64 + 1);
+    }
+}
+
+#[test]
+fn a_pair_on_one_node_stays_local_and_a_disconnect_frees_the_seat_everywhere() {
+    let mut c = Cluster::new(2);
+    c.connect(0, 1);
+    c.connect(0, 2);
+    c.send(0, 1, &join("r"));
+    assert_eq!(
+        c.send(0, 2, &join("r")),
+        vec![at(0, joined(2, "r")), at(0, cmd(1, "start", "r"))]
+    );
+    c.send(0, 1, OFFER);
+    assert_eq!(
+        c.nodes[0].1.cluster_stats().sent,
+        0,
+        "no message left the node"
+    );
+    c.nodes[0].1.hub.handle_disconnect(ConnId(1));
+    assert_eq!(c.run(), vec![at(0, cmd(2, "stop", "r"))]);
+    c.connect(1, 5);
+    assert_eq!(
+        c.send(1, 5, &join("r")),
+        vec![at(1, joined(5, "r")), at(0, cmd(2, "start", "r"))]
+    );
+}
+
+#[test]
+fn a_dead_nodes_partners_are_stopped_and_its_seats_freed() {
+    let mut c = Cluster::new(3);
+    c.connect(0, 1);
+    c.connect(1, 2);
+    c.send(0, 1, &join("r"));
+    c.send(1, 2, &join("r"));
+    assert_eq!(c.kill(1), vec![at(0, cmd(1, "stop", "r"))]);
+    assert_eq!(c.nodes[0].1.cluster_stats().partner_node_down, 1);
+    // The room takes a new second peer, on a third node.
+    c.connect(2, 3);
+    assert_eq!(
+        c.send(2, 3, &join("r")),
+        vec![at(2, joined(3, "r")), at(0, cmd(1, "start", "r"))]
+    );
+    assert_eq!(
+        c.send(2, 3, CANDIDATE).len(),
+        1,
+        "the new pair relays across nodes"
+    );
+}
+
+#[test]
+fn a_join_that_crosses_a_leave_leaves_nobody_paired_with_a_ghost() {
+    // b:2 takes the second seat while a:1, the first, leaves: the registry saw the claim
+    // first, so the leave does not know of b:2; b:2's `joined` to a gets an AmLeft back.
+    let mut c = Cluster::new(2);
+    c.connect(0, 1);
+    c.connect(1, 2);
+    c.send(0, 1, &join("r"));
+    c.input(1, 2, &join("r"));
+    // Carry out b's claim only.
+    for out in c.nodes[1].1.outputs() {
+        c.carry_out(1, out);
+    }
+    c.input(0, 1, r#"{"command":"leave","streamId":"r"}"#);
+    let got = c.run();
+    assert!(got.contains(&at(0, leaved(1, "r"))), "{got:?}");
+    assert!(got.contains(&at(1, joined(2, "r"))), "{got:?}");
+    assert!(got.contains(&at(1, cmd(2, "stop", "r"))), "{got:?}");
+    assert_eq!(c.nodes[0].1.cluster_stats().stale, 1);
+    // b:2 is alone in the room and can be joined.
+    c.connect(0, 3);
+    assert_eq!(
+        c.send(0, 3, &join("r")),
+        vec![at(0, joined(3, "r")), at(1, cmd(2, "start", "r"))]
+    );
+}
+
+#[test]
+fn a_disconnect_while_the_claim_is_out_frees_the_claimed_seat() {
+    let mut c = Cluster::new(2);
+    c.connect(0, 1);
+    c.input(0, 1, &join("r"));
+    c.nodes[0].1.hub.handle_disconnect(ConnId(1));
+    assert_eq!(c.run(), vec![]);
+    assert!(c.seats.values().all(Vec::is_empty), "{:?}", c.seats);
+    // A second join while the first is out is refused, not queued.
+    c.connect(0, 2);
+    c.input(0, 2, &join("r"));
+    c.input(0, 2, &join("s"));
+    let got = c.run();
+    assert_eq!(
+        got,
+        vec![
+            (
+                0,
+                2,
+                r#"{"command":"error","definition":"rate_limited","streamId":"s","reason":"a join is still in progress; wait for joined"}"#.into()
+            ),
+            at(0, joined(2, "r")),
+        ]
+    );
+}
+
+#[test]
+fn without_the_registry_joins_and_cross_node_messages_are_refused_and_local_pairs_go_on() {
+    let mut c = Cluster::new(2);
+    for (n, conn) in [(0, 1), (0, 2), (0, 3), (1, 4)] {
+        c.connect(n, conn);
+    }
+    c.send(0, 1, &join("local"));
+    c.send(0, 2, &join("local"));
+    c.send(0, 3, &join("r"));
+    c.send(1, 4, &join("r"));
+    c.up = false;
+    let unavailable = |c: u64, room: &str| {
+        format!(
+            r#"{{"command":"error","definition":"cluster_unavailable","streamId":"{room}","reason":"the cluster cannot reach the other peer's node right now; try again"}}"#
+        )
+        .replace("{c}", &c.to_string())
+    };
+    // The local pair relays as before.
+    let local = r#"{"command":"peerMessageCommand","streamId":"local","data":"hi"}"#;
+    assert_eq!(c.send(0, 1, local).len(), 1);
+    // The cross-node pair's messages get an error instead of vanishing.
+    assert_eq!(c.send(0, 3, CANDIDATE), vec![(0, 3, unavailable(3, "r"))]);
+    // A join cannot take its seat.
+    c.connect(1, 5);
+    assert_eq!(c.send(1, 5, &join("x")), vec![(1, 5, unavailable(5, "x"))]);
+    assert_eq!(c.nodes[1].1.cluster_stats().unavailable, 1);
+    // Redis comes back empty (restarted): both nodes claim their seats again, and the
+    // registry knows the rooms as they are: a third peer is refused, the pairs go on.
+    c.up = true;
+    c.seats.clear();
+    c.nodes[0].1.hub.handle_cluster_reregister();
+    c.nodes[1].1.hub.handle_cluster_reregister();
+    assert_eq!(c.run(), vec![]);
+    c.connect(1, 6);
+    assert_eq!(
+        c.send(1, 6, &join("r")),
+        vec![at(1, error(6, "NoSpaceForNewPeer", "r"))]
+    );
+    assert_eq!(c.send(0, 3, CANDIDATE).len(), 1);
+    assert_eq!(
+        c.send(1, 6, &join("local")),
+        vec![at(1, error(6, "NoSpaceForNewPeer", "local"))]
+    );
+}
+
+#[test]
+fn a_seat_taken_while_the_registry_forgot_it_is_given_up() {
+    let mut c = Cluster::new(2);
+    c.connect(0, 1);
+    c.send(0, 1, &join("r"));
+    // The registry forgets node 0's seat; two peers on node 1 take the room.
+    c.seats.clear();
+    c.connect(1, 2);
+    c.connect(1, 3);
+    c.send(1, 2, &join("r"));
+    c.send(1, 3, &join("r"));
+    c.nodes[0].1.hub.handle_cluster_reregister();
+    assert_eq!(
+        c.run(),
+        vec![
+            (
+                0,
+                1,
+                r#"{"command":"error","definition":"NoSpaceForNewPeer","streamId":"r","reason":"the room was taken while the cluster registry was unreachable"}"#.into()
+            ),
+            at(0, leaved(1, "r")),
+        ]
+    );
+}
+
+#[test]
+fn messages_for_pairs_that_are_gone_are_dropped_and_counted() {
+    let mut c = Cluster::new(2);
+    c.connect(0, 1);
+    c.send(0, 1, &join("r"));
+    let stranger = node("n1");
+    let now = c.nodes[0].1.now;
+    c.nodes[0].1.hub.handle_node_message(
+        &stranger,
+        NodeMessage::AmRelay {
+            app: App::new("A").unwrap(),
+            room: StreamId::new("r").unwrap(),
+            to: 1,
+            from: 99,
+            msg: switchboard_proto::cluster::AmRelayed::PeerMessageCommand {
+                definition: None,
+                data: None,
+            },
+        },
+        now,
+    );
+    assert_eq!(c.run(), vec![]);
+    assert_eq!(c.nodes[0].1.cluster_stats().stale, 1);
+}

@@ -1,0 +1,201 @@
+//! Messages between the nodes of a cluster (cluster mode, `--redis-url`).
+//!
+//! A node publishes a [`NodeMessage`] on the Redis channel of the node that holds the
+//! receiver (`sb:node:<id>:in`), wrapped in an [`Envelope`] naming the sender's node. Only
+//! Switchboard nodes publish there; a receiver still reads every field with the same rules as
+//! client input (names validated, payloads kept as the exact JSON text) and drops what does
+//! not parse. Connection ids are the sending or receiving node's own.
+
+use serde::{Deserialize, Serialize};
+
+use crate::antmedia::SdpType;
+use crate::{App, Name, Opaque, StreamId};
+
+/// Longest node id, in bytes.
+pub const MAX_NODE_ID_LEN: usize = 64;
+
+/// A node's id: 1 to [`MAX_NODE_ID_LEN`] bytes of `[A-Za-z0-9_.-]`, unique in the cluster.
+pub type NodeId = Name<MAX_NODE_ID_LEN>;
+
+/// One message on a node's channel.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// The node that sent it.
+    pub node: NodeId,
+    /// What it says.
+    pub msg: NodeMessage,
+}
+
+/// What one node tells another about a pair of peers, one on each node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+// Externally tagged: serde buffers the fields of internally tagged enums, and raw JSON
+// values cannot be read back from that buffer.
+#[serde(rename_all = "snake_case")]
+pub enum NodeMessage {
+    /// Ant Media: `from` took the second seat of the room whose first seat is `to`; `to`
+    /// gets `start` when `start` is set.
+    AmJoined {
+        /// The room's app.
+        app: App,
+        /// The room.
+        room: StreamId,
+        /// The receiver (first seat), on the receiving node.
+        to: u64,
+        /// The joiner (second seat), on the sending node.
+        from: u64,
+        /// Whether the receiver makes the offer.
+        start: bool,
+    },
+    /// Ant Media: `from` left the room (leave, close, idle timeout, ...); `to` gets `stop`.
+    AmLeft {
+        /// The room's app.
+        app: App,
+        /// The room.
+        room: StreamId,
+        /// The partner that stays, on the receiving node.
+        to: u64,
+        /// The peer that left, on the sending node.
+        from: u64,
+    },
+    /// Ant Media: a message from `from` to its partner `to`.
+    AmRelay {
+        /// The room's app.
+        app: App,
+        /// The room.
+        room: StreamId,
+        /// The receiver, on the receiving node.
+        to: u64,
+        /// The sender, on the sending node.
+        from: u64,
+        /// What it relays.
+        msg: AmRelayed,
+    },
+}
+
+/// The body of a relayed Ant Media message: what the receiver gets, less the room.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AmRelayed {
+    /// An SDP offer or answer.
+    TakeConfiguration {
+        /// Offer or answer.
+        #[serde(rename = "type")]
+        kind: SdpType,
+        /// The SDP, untouched.
+        sdp: Opaque,
+    },
+    /// An ICE candidate.
+    TakeCandidate {
+        /// sdpMLineIndex.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        label: Option<Opaque>,
+        /// sdpMid.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        id: Option<Opaque>,
+        /// The candidate.
+        candidate: Opaque,
+    },
+    /// Application data.
+    PeerMessageCommand {
+        /// As the sender wrote it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        definition: Option<Opaque>,
+        /// As the sender wrote it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        data: Option<Opaque>,
+    },
+}
+
+impl AmRelayed {
+    /// The message its receiver gets in `stream_id`.
+    #[must_use]
+    pub fn into_server_message(self, stream_id: StreamId) -> crate::antmedia::ServerMessage {
+        use crate::antmedia::{EmptyMap, ServerMessage};
+        match self {
+            Self::TakeConfiguration { kind, sdp } => ServerMessage::TakeConfiguration {
+                stream_id,
+                kind,
+                sdp,
+                id_mapping: EmptyMap,
+            },
+            Self::TakeCandidate {
+                label,
+                id,
+                candidate,
+            } => ServerMessage::TakeCandidate {
+                stream_id,
+                label,
+                id,
+                candidate,
+            },
+            Self::PeerMessageCommand { definition, data } => ServerMessage::PeerMessageCommand {
+                stream_id,
+                definition,
+                data,
+            },
+        }
+    }
+}
+
+impl Envelope {
+    /// The JSON published on a node's channel.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        // Every field serializes (names, raw JSON values, numbers): this never fails.
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    /// Reads a message from a node's channel.
+    ///
+    /// # Errors
+    /// When it is not a message of this version's shape.
+    pub fn from_json(text: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(text)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_relay_crosses_nodes_untouched() {
+        let env = Envelope {
+            node: NodeId::new("node-a").unwrap(),
+            msg: NodeMessage::AmRelay {
+                app: App::new("live").unwrap(),
+                room: StreamId::new("r1").unwrap(),
+                to: 7,
+                from: u64::MAX,
+                msg: AmRelayed::TakeCandidate {
+                    label: Some(Opaque::from_json("0".into()).unwrap()),
+                    id: None,
+                    candidate: Opaque::from_json(r#""candidate:1 1 udp \u00e9""#.into()).unwrap(),
+                },
+            },
+        };
+        let json = env.to_json();
+        let back = Envelope::from_json(&json).unwrap();
+        assert_eq!(back, env);
+        let NodeMessage::AmRelay { msg, room, .. } = back.msg else {
+            panic!("{json}")
+        };
+        let wire = serde_json::to_string(&msg.into_server_message(room)).unwrap();
+        assert_eq!(
+            wire,
+            r#"{"command":"takeCandidate","streamId":"r1","label":0,"candidate":"candidate:1 1 udp \u00e9"}"#
+        );
+    }
+
+    #[test]
+    fn bad_names_are_refused_on_the_way_in() {
+        let bad = r#"{"node":"a b","msg":{"am_left":{"app":"live","room":"r","to":1,"from":2}}}"#;
+        assert!(Envelope::from_json(bad).is_err());
+        let bad_room =
+            r#"{"node":"a","msg":{"am_left":{"app":"live","room":"../x","to":1,"from":2}}}"#;
+        assert!(Envelope::from_json(bad_room).is_err());
+        let good = r#"{"node":"a","msg":{"am_left":{"app":"live","room":"r","to":1,"from":2}}}"#;
+        assert!(Envelope::from_json(good).is_ok());
+    }
+}
