@@ -440,27 +440,39 @@ impl Hub {
         let starter = match (first, remote) {
             (Some(first), _) => [first, conn].into_iter().find(|&c| self.may_offer(c)),
             (None, Some((peer, offers))) => {
-                // The first joiner is on another node: it learns of this one (and gets
-                // `start` there when it may offer).
-                self.cluster.sent += 1;
-                self.cluster_out(ClusterOutput::Send {
-                    node: peer.node,
-                    from: Some(conn),
-                    msg: NodeMessage::AmJoined {
-                        app,
-                        room: stream_id.clone(),
-                        to: peer.conn,
-                        from: conn.0,
-                        start: offers,
-                    },
-                });
-                (!offers && self.may_offer(conn)).then_some(conn)
+                self.tell_remote_first(conn, app, stream_id.clone(), &peer, offers)
             }
             (None, None) => None,
         };
         if let Some(starter) = starter {
             self.send(starter, ServerMessage::Start { stream_id });
         }
+    }
+
+    /// `conn` took the second seat of a room whose first is on another node: that node
+    /// learns of it (and gives its peer `start` when it may offer). Returns `conn` when it
+    /// is the one to offer.
+    pub(super) fn tell_remote_first(
+        &mut self,
+        conn: ConnId,
+        app: App,
+        room: StreamId,
+        first: &RemotePeer,
+        first_offers: bool,
+    ) -> Option<ConnId> {
+        self.cluster.sent += 1;
+        self.cluster_out(ClusterOutput::Send {
+            node: first.node.clone(),
+            from: Some(conn),
+            msg: NodeMessage::AmJoined {
+                app,
+                room,
+                to: first.conn,
+                from: conn.0,
+                start: first_offers,
+            },
+        });
+        (!first_offers && self.may_offer(conn)).then_some(conn)
     }
 
     /// The claims `conn` may join `stream_id` with: `Ok(None)` when room tokens are off;

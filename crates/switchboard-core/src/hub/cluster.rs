@@ -176,16 +176,38 @@ impl Hub {
         }
         match reply {
             SeatReply::Seated { other } => {
-                // A partner on another node that this node did not know of (its AmJoined
-                // was lost in the outage) becomes the pair's other side.
+                // A peer on another node that this one is not paired with (this node was
+                // cut off and both sides got `stop`): they pair again, as at a join, and
+                // the call starts over.
                 let local = self.node_id().cloned();
-                if let (Some(s), Some(room)) = (other, self.am.rooms.get_mut(&key)) {
-                    if Some(&s.node) != local.as_ref() && room.remote.is_none() && !room.is_full() {
-                        room.remote = Some(Box::new(RemotePeer {
-                            node: s.node,
-                            conn: s.conn,
-                        }));
-                    }
+                let Some(s) = other.filter(|s| Some(&s.node) != local.as_ref()) else {
+                    return;
+                };
+                let Some(room) = self.am.rooms.get_mut(&key) else {
+                    return;
+                };
+                if room.peers != [Some(claim.conn), None] || room.remote.is_some() {
+                    return;
+                }
+                let peer = RemotePeer {
+                    node: s.node,
+                    conn: s.conn,
+                };
+                room.remote = Some(Box::new(peer.clone()));
+                let starter = self.tell_remote_first(
+                    claim.conn,
+                    claim.app,
+                    claim.room.clone(),
+                    &peer,
+                    s.offer,
+                );
+                if let Some(starter) = starter {
+                    self.send(
+                        starter,
+                        ServerMessage::Start {
+                            stream_id: claim.room,
+                        },
+                    );
                 }
             }
             // Someone took the room while Redis had forgotten this node's seat: this node's
@@ -344,6 +366,23 @@ impl Hub {
             if let Some(peer) = r.peers[0] {
                 self.send(peer, ServerMessage::Stop { stream_id: key.1 });
             }
+        }
+    }
+
+    /// This node's lease ran out while it could not reach Redis: the other nodes took it for
+    /// dead and stopped its peers' partners there, so every pair across nodes ends here too
+    /// (`stop`). Followed by [`Hub::handle_cluster_reregister`].
+    pub fn handle_cluster_isolated(&mut self) {
+        let mut nodes: Vec<NodeId> = self
+            .am
+            .rooms
+            .values()
+            .filter_map(|r| r.remote.as_deref().map(|p| p.node.clone()))
+            .collect();
+        nodes.sort_unstable();
+        nodes.dedup();
+        for node in nodes {
+            self.handle_node_down(&node);
         }
     }
 

@@ -460,3 +460,52 @@ fn messages_for_pairs_that_are_gone_are_dropped_and_counted() {
     assert_eq!(c.run(), vec![]);
     assert_eq!(c.nodes[0].1.cluster_stats().stale, 1);
 }
+
+#[test]
+fn a_node_cut_off_past_its_lease_ends_its_pairs_across_nodes_and_keeps_local_ones() {
+    let mut c = Cluster::new(2);
+    for (n, conn) in [(0, 1), (0, 2), (0, 3), (1, 4)] {
+        c.connect(n, conn);
+    }
+    c.send(0, 1, &join("local"));
+    c.send(0, 2, &join("local"));
+    c.send(0, 3, &join("r"));
+    c.send(1, 4, &join("r"));
+    // Node 0 was taken for dead: node 1 stopped its side, the registry dropped its seats.
+    c.nodes[1].1.hub.handle_node_down(&node("n0"));
+    for s in c.seats.values_mut() {
+        s.retain(|(n, _, _)| *n != node("n0"));
+    }
+    assert_eq!(c.run(), vec![at(1, cmd(4, "stop", "r"))]);
+    c.nodes[0].1.hub.handle_cluster_isolated();
+    c.nodes[0].1.hub.handle_cluster_reregister();
+    // Its side stops too; then the two, each alone in r, pair again and the call starts
+    // over (the first seat, on node 1, makes the offer).
+    assert_eq!(
+        c.run(),
+        vec![at(0, cmd(3, "stop", "r")), at(1, cmd(4, "start", "r"))]
+    );
+    assert_eq!(c.send(1, 4, OFFER).len(), 1);
+    assert_eq!(c.send(0, 3, CANDIDATE).len(), 1);
+    // The local pair went on; both rooms are known to the registry again.
+    assert_eq!(
+        c.send(
+            0,
+            1,
+            r#"{"command":"peerMessageCommand","streamId":"local","data":"x"}"#
+        )
+        .len(),
+        1
+    );
+    c.connect(1, 5);
+    for room in ["local", "r"] {
+        assert_eq!(
+            c.send(1, 5, &join(room)),
+            vec![at(1, error(5, "NoSpaceForNewPeer", room))]
+        );
+    }
+    assert_eq!(
+        c.nodes[0].1.cluster_stats().stale + c.nodes[1].1.cluster_stats().stale,
+        0
+    );
+}
