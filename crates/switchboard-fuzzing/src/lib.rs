@@ -45,6 +45,7 @@ fn drain(hub: &mut Hub) -> usize {
             }
             Output::PjSend { msg, .. } => is_json(&msg.encode()),
             Output::SioEmit { .. } | Output::SioAck { .. } | Output::Close { .. } => {}
+            Output::Cluster(c) => panic!("a single-node hub asked for {c:?}"),
         }
     }
     while hub.poll_event().is_some() {}

@@ -145,6 +145,17 @@ impl Envelope {
         serde_json::to_string(self).unwrap_or_default()
     }
 
+    /// The JSON of an envelope of `msg` from `node`, without taking either.
+    #[must_use]
+    pub fn encode(node: &NodeId, msg: &NodeMessage) -> String {
+        #[derive(Serialize)]
+        struct Ref<'a> {
+            node: &'a NodeId,
+            msg: &'a NodeMessage,
+        }
+        serde_json::to_string(&Ref { node, msg }).unwrap_or_default()
+    }
+
     /// Reads a message from a node's channel.
     ///
     /// # Errors
@@ -176,6 +187,7 @@ mod tests {
             },
         };
         let json = env.to_json();
+        assert_eq!(Envelope::encode(&env.node, &env.msg), json);
         let back = Envelope::from_json(&json).unwrap();
         assert_eq!(back, env);
         let NodeMessage::AmRelay { msg, room, .. } = back.msg else {

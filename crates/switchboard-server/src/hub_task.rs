@@ -7,7 +7,9 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 use futures_util::future::Either;
 use socketioxide::extract::{AckSender, SocketRef};
 use switchboard_core::{AckId, App, CloseReason, ConnId, Hub, LeaveReason, Output, SioInput};
+use switchboard_core::{ClusterOutput, SeatReply};
 use switchboard_proto::antmedia::{ClientMessage, DecodeError, ServerMessage};
+use switchboard_proto::cluster::{NodeId, NodeMessage};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
@@ -152,6 +154,29 @@ enum Input {
     Shutdown {
         done: tokio::sync::oneshot::Sender<()>,
     },
+    /// Cluster mode: the registry answered a seat claim.
+    Seat {
+        claim: switchboard_core::SeatClaim,
+        reply: switchboard_core::SeatReply,
+    },
+    /// Cluster mode: another node's message.
+    NodeMessage {
+        from: NodeId,
+        msg: NodeMessage,
+    },
+    /// Cluster mode: a message could not reach its node.
+    NodeUnreachable {
+        from: Option<ConnId>,
+        msg: NodeMessage,
+    },
+    /// Cluster mode: a node is gone.
+    NodeDown {
+        node: NodeId,
+    },
+    /// Cluster mode: claim every seat again (`isolated`: this node's lease had run out).
+    Reregister {
+        isolated: bool,
+    },
 }
 
 /// What an Ant Media WebSocket's request told: its app, the host it was made to, the
@@ -278,6 +303,35 @@ impl HubSender {
         answer.await.ok()
     }
 
+    /// The registry's answer to a seat claim.
+    pub(crate) fn cluster_seat(
+        &self,
+        claim: switchboard_core::SeatClaim,
+        reply: SeatReply,
+    ) -> Queued {
+        self.send(Input::Seat { claim, reply })
+    }
+
+    /// A message from another node.
+    pub(crate) fn node_message(&self, from: NodeId, msg: NodeMessage) -> Queued {
+        self.send(Input::NodeMessage { from, msg })
+    }
+
+    /// A message for another node could not be delivered.
+    pub(crate) fn node_unreachable(&self, from: Option<ConnId>, msg: NodeMessage) -> Queued {
+        self.send(Input::NodeUnreachable { from, msg })
+    }
+
+    /// Another node is gone.
+    pub(crate) fn node_down(&self, node: NodeId) -> Queued {
+        self.send(Input::NodeDown { node })
+    }
+
+    /// Claim every seat again.
+    pub(crate) fn cluster_reregister(&self, isolated: bool) -> Queued {
+        self.send(Input::Reregister { isolated })
+    }
+
     /// Tells every client the server is stopping and closes them; waits until the hub has
     /// queued that for everyone.
     pub(crate) async fn shutdown(&self) {
@@ -288,15 +342,31 @@ impl HubSender {
     }
 }
 
-/// Starts the hub task.
-pub(crate) fn spawn(config: &ServerConfig) -> (HubSender, JoinHandle<()>) {
+/// The hub task's link to the cluster edge.
+pub(crate) struct ClusterLink {
+    /// The queue of cluster outputs, carried out in order by the command task.
+    pub(crate) tx: mpsc::Sender<ClusterOutput>,
+    /// Marked when an output could not even be queued.
+    pub(crate) health: Arc<crate::cluster::Health>,
+}
+
+/// Starts the hub task; `cluster` in cluster mode.
+pub(crate) fn spawn(
+    config: &ServerConfig,
+    cluster: Option<ClusterLink>,
+) -> (HubSender, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.hub_queue);
     let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let mut hub_config = config.hub.clone();
+    if let Some(c) = &config.cluster {
+        hub_config.cluster = NodeId::new(&c.node_id).ok();
+    }
     let task = HubTask {
+        cluster,
         queued_bytes: Arc::clone(&queued_bytes),
         max_conn_bytes: config.max_queued_bytes_per_connection,
         max_bytes: config.max_queued_bytes,
-        hub: Hub::new(config.hub.clone()),
+        hub: Hub::new(hub_config),
         conns: HashMap::new(),
         sio: HashMap::new(),
         acks: HashMap::new(),
@@ -311,6 +381,8 @@ pub(crate) fn spawn(config: &ServerConfig) -> (HubSender, JoinHandle<()>) {
 
 struct HubTask {
     hub: Hub,
+    /// Cluster mode: where cluster outputs go.
+    cluster: Option<ClusterLink>,
     /// Bytes queued to all connections, and the limits on them.
     queued_bytes: Arc<AtomicUsize>,
     max_conn_bytes: usize,
@@ -341,6 +413,8 @@ struct HubTask {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct HubStats {
     pub(crate) hub: switchboard_core::Stats,
+    /// The hub's cluster counters.
+    pub(crate) cluster: switchboard_core::ClusterStats,
     pub(crate) slow_consumers: u64,
     /// Dropped socket.io sockets whose DISCONNECT is still waiting for buffer room.
     pub(crate) sio_closing: usize,
@@ -445,6 +519,7 @@ impl HubTask {
             Input::Stats { reply } => {
                 let _ = reply.send(HubStats {
                     hub: self.hub.stats(),
+                    cluster: self.hub.cluster_stats(),
                     slow_consumers: self.slow_consumers,
                     sio_closing: self.sio_closing.len(),
                     queued_bytes: self.queued_bytes.load(Relaxed),
@@ -463,6 +538,16 @@ impl HubTask {
                 self.hub.shutdown();
                 self.flush();
                 let _ = done.send(());
+            }
+            Input::Seat { claim, reply } => self.hub.handle_am_seat(claim, reply, now),
+            Input::NodeMessage { from, msg } => self.hub.handle_node_message(&from, msg, now),
+            Input::NodeUnreachable { from, msg } => self.hub.handle_node_unreachable(from, &msg),
+            Input::NodeDown { node } => self.hub.handle_node_down(&node),
+            Input::Reregister { isolated } => {
+                if isolated {
+                    self.hub.handle_cluster_isolated();
+                }
+                self.hub.handle_cluster_reregister();
             }
         }
         self.flush();
@@ -535,6 +620,33 @@ impl HubTask {
         });
     }
 
+    /// Queues a cluster output for the command task; when its queue is full (Redis too slow
+    /// or away), fails it at once: a claim is answered `Unavailable`, a message's sender is
+    /// told, and a lost release has every seat claimed again later.
+    fn queue_for_cluster(&mut self, out: ClusterOutput) {
+        let Some(link) = &self.cluster else {
+            return;
+        };
+        let out = match link.tx.try_send(out) {
+            Ok(()) => return,
+            Err(TrySendError::Full(out) | TrySendError::Closed(out)) => out,
+        };
+        link.health
+            .failed
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        match out {
+            ClusterOutput::Claim(claim) => {
+                link.health.dirty.store(true, Relaxed);
+                let now = Instant::now().into_std();
+                self.hub.handle_am_seat(claim, SeatReply::Unavailable, now);
+            }
+            ClusterOutput::Send { from, msg, .. } => self.hub.handle_node_unreachable(from, &msg),
+            ClusterOutput::Release { .. } | ClusterOutput::PurgeOwn => {
+                link.health.dirty.store(true, Relaxed);
+            }
+        }
+    }
+
     /// Moves every hub output into connection queues.
     fn flush(&mut self) {
         while let Some(out) = self.hub.poll_output() {
@@ -572,6 +684,7 @@ impl HubTask {
                     }
                 }
                 Output::PjSend { conn, msg } => self.enqueue(conn, Out::Pj(msg)),
+                Output::Cluster(out) => self.queue_for_cluster(out),
                 Output::Close { conn, reason } => {
                     if let Some(s) = self.sio.remove(&conn) {
                         self.sio_disconnect(conn, s);

@@ -109,31 +109,25 @@ pub async fn run(
         .validate()
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let tracker = TaskTracker::new();
-    let (hub, hub_handle) = hub_task::spawn(&config);
-    let edge = std::sync::Arc::new(EdgeStats::default());
     let leave = tokio_util::sync::CancellationToken::new();
-    let cluster = config.cluster.clone().map(|c| {
-        let view = std::sync::Arc::new(std::sync::Mutex::new(cluster::ClusterView {
-            node: c.node_id.clone(),
-            nodes: vec![c.node_id.clone()],
-            ..cluster::ClusterView::default()
-        }));
-        let task = tokio::spawn(cluster::run(
-            c,
-            std::sync::Arc::clone(&view),
-            hub.clone(),
-            leave.clone(),
-        ));
-        (view, task)
+    let health = std::sync::Arc::new(cluster::Health::default());
+    let (cluster_tx, cluster_rx) = tokio::sync::mpsc::channel(cluster::registry::QUEUE);
+    let link = config.cluster.as_ref().map(|_| hub_task::ClusterLink {
+        tx: cluster_tx,
+        health: std::sync::Arc::clone(&health),
     });
+    let (hub, hub_handle) = hub_task::spawn(&config, link);
+    let edge = std::sync::Arc::new(EdgeStats::default());
+    let cluster = config
+        .cluster
+        .clone()
+        .map(|c| cluster::start(c, hub.clone(), cluster_rx, health, leave.clone()));
     let state = AppState::new(
         config.clone(),
         hub.clone(),
         tracker.clone(),
         std::sync::Arc::clone(&edge),
-        cluster
-            .as_ref()
-            .map(|(view, _)| std::sync::Arc::clone(view)),
+        cluster.as_ref().map(|c| std::sync::Arc::clone(&c.view)),
     );
     let app = router(state);
 
@@ -158,8 +152,8 @@ pub async fn run(
     }
     // Leave the cluster (the lease is removed at once instead of running out).
     leave.cancel();
-    if let Some((_, task)) = cluster {
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), task).await;
+    if let Some(c) = cluster {
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), c.task).await;
     }
     drop(hub);
     hub_handle.abort();

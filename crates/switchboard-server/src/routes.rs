@@ -54,11 +54,19 @@ impl AppState {
             config.max_socketio_sessions,
             config.max_socketio_sessions_per_ip,
         ));
+        // In cluster mode connection ids travel between nodes: a node restarted with the same
+        // id starts its count elsewhere, so a message meant for a connection of its previous
+        // run never reaches a new one. Below 2^53, so ids stay exact in JSON.
+        let first_conn = if config.cluster.is_some() {
+            (u64::from(uuid::Uuid::new_v4().as_u128() as u32) << 20) + 1
+        } else {
+            1
+        };
         Self {
             inner: Arc::new(Inner {
                 config,
                 hub,
-                next_conn: Arc::new(AtomicU64::new(1)),
+                next_conn: Arc::new(AtomicU64::new(first_conn)),
                 tracker,
                 edge,
                 turn_users_minted: AtomicU64::new(0),
@@ -259,7 +267,8 @@ async fn stats(State(state): State<AppState>) -> Response {
         .as_ref()
         .map(|read| (read.0)());
     let http = state.inner.edge.json();
-    let hub = state.inner.hub.stats().await.map(|s| {
+    let hub_stats = state.inner.hub.stats().await;
+    let hub = hub_stats.map(|s| {
         let h = s.hub;
         serde_json::json!({
             "connections": h.connections,
@@ -285,7 +294,7 @@ async fn stats(State(state): State<AppState>) -> Response {
         .inner
         .cluster
         .as_ref()
-        .and_then(|v| v.lock().ok().and_then(|v| serde_json::to_value(&*v).ok()));
+        .and_then(|v| v.lock().ok().map(|v| v.json(hub_stats.map(|s| s.cluster))));
     Json(serde_json::json!({
         "http": http,
         "hub": hub,

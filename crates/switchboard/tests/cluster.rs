@@ -1,6 +1,8 @@
-//! Cluster mode, first slice (membership), against a real `redis-server` started and stopped
-//! here: nodes see each other, a killed node's lease runs out, a stopped node leaves at once,
-//! and a Redis outage leaves every node running and registering again afterwards.
+//! Cluster mode against a real `redis-server` started and stopped here, with real WebSocket
+//! clients: nodes see each other, a killed node's lease runs out, a stopped node leaves at
+//! once; Ant Media pairs across nodes call as on one node (seats atomic across nodes,
+//! messages in order), a killed node's partners get `stop`, and a Redis restart mid-call
+//! gives documented errors and then full recovery, without restarting any node.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -225,4 +227,292 @@ fn turn_credentials_minted_by_one_node_relay_on_another() {
     assert!(!ok, "{out}");
     assert!(common::turn_stats(lone.port)["refused_auth"].as_u64() > Some(0));
     assert_eq!(common::turn_stats(b.port)["refused_auth"].as_u64(), Some(0));
+}
+
+mod am {
+    //! A raw Ant Media WebSocket client.
+    use super::*;
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+
+    pub(crate) type Ws = tokio_tungstenite::WebSocketStream<
+        tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>,
+    >;
+
+    pub(crate) async fn connect(port: u16) -> Ws {
+        let url = format!("ws://127.0.0.1:{port}/LiveApp/websocket");
+        tokio_tungstenite::connect_async(url).await.unwrap().0
+    }
+
+    pub(crate) async fn send(ws: &mut Ws, text: &str) {
+        ws.send(Message::text(text)).await.unwrap();
+    }
+
+    /// The next JSON message within `within`, `None` on timeout.
+    pub(crate) async fn next(ws: &mut Ws, within: Duration) -> Option<serde_json::Value> {
+        loop {
+            match tokio::time::timeout(within, ws.next()).await {
+                Ok(Some(Ok(Message::Text(t)))) => return Some(serde_json::from_str(&t).unwrap()),
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(e))) => panic!("{e}"),
+                Ok(None) | Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads until a message with `command` (and `definition`, if given) arrives.
+    pub(crate) async fn expect(
+        ws: &mut Ws,
+        command: &str,
+        definition: Option<&str>,
+        within: Duration,
+    ) -> serde_json::Value {
+        let deadline = tokio::time::Instant::now() + within;
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let m = next(ws, left)
+                .await
+                .unwrap_or_else(|| panic!("no {command} {definition:?} within {within:?}"));
+            if m["command"] == command && definition.is_none_or(|d| m["definition"] == d) {
+                return m;
+            }
+        }
+    }
+
+    pub(crate) fn join(room: &str) -> String {
+        format!(r#"{{"command":"join","streamId":"{room}"}}"#)
+    }
+
+    pub(crate) fn data(room: &str, n: usize) -> String {
+        format!(r#"{{"command":"peerMessageCommand","streamId":"{room}","data":"{n}"}}"#)
+    }
+}
+
+const SEC: Duration = Duration::from_secs(1);
+
+/// Two nodes and a pair across them in room `room`: (first on a, second on b).
+async fn pair_across(a: u16, b: u16, room: &str) -> (am::Ws, am::Ws) {
+    let mut x = am::connect(a).await;
+    let mut y = am::connect(b).await;
+    am::send(&mut x, &am::join(room)).await;
+    am::expect(&mut x, "notification", Some("joined"), 2 * SEC).await;
+    am::send(&mut y, &am::join(room)).await;
+    am::expect(&mut y, "notification", Some("joined"), 2 * SEC).await;
+    am::expect(&mut x, "start", None, 2 * SEC).await;
+    (x, y)
+}
+
+#[test]
+fn an_ant_media_pair_across_nodes_relays_in_order_and_the_room_is_full_everywhere() {
+    let port = free_port();
+    let _redis = redis(port);
+    let (a, b, c) = (node(port, "n-a"), node(port, "n-b"), node(port, "n-c"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (mut x, mut y) = pair_across(a.port, b.port, "r").await;
+        am::send(
+            &mut x,
+            r#"{"command":"takeConfiguration","streamId":"r","type":"offer","sdp":"v=0\r\n"}"#,
+        )
+        .await;
+        let offer = am::expect(&mut y, "takeConfiguration", None, 2 * SEC).await;
+        assert_eq!(offer["sdp"], "v=0\r\n");
+        assert_eq!(offer["type"], "offer");
+        assert_eq!(offer["idMapping"], serde_json::json!({}));
+        am::send(
+            &mut y,
+            r#"{"command":"takeCandidate","streamId":"r","label":0,"id":"0","candidate":"candidate:1 1 udp 1 127.0.0.1 9 typ host"}"#,
+        )
+        .await;
+        let cand = am::expect(&mut x, "takeCandidate", None, 2 * SEC).await;
+        assert_eq!(cand["label"], 0);
+        // Order is kept per pair across nodes: a burst arrives as sent.
+        for n in 0..500 {
+            am::send(&mut x, &am::data("r", n)).await;
+        }
+        for n in 0..500 {
+            let m = am::expect(&mut y, "peerMessageCommand", None, 2 * SEC).await;
+            assert_eq!(m["data"], n.to_string());
+        }
+        // A third peer is refused on every node, including the two holding the pair.
+        for port in [c.port, a.port, b.port] {
+            let mut z = am::connect(port).await;
+            am::send(&mut z, &am::join("r")).await;
+            let e = am::expect(&mut z, "error", None, 2 * SEC).await;
+            assert_eq!(e["definition"], "NoSpaceForNewPeer", "{e}");
+        }
+        // Leaving stops the partner across nodes and frees the seat for a node-c peer.
+        am::send(&mut y, r#"{"command":"leave","streamId":"r"}"#).await;
+        am::expect(&mut x, "stop", None, 2 * SEC).await;
+        let mut z = am::connect(c.port).await;
+        am::send(&mut z, &am::join("r")).await;
+        am::expect(&mut z, "notification", Some("joined"), 2 * SEC).await;
+        am::expect(&mut x, "start", None, 2 * SEC).await;
+        // (Read while the clients are connected: their closing at the end may cross.)
+        let stats = cluster(&a);
+        assert!(stats["relayed_out"].as_u64() >= Some(501), "{stats}");
+        assert_eq!(stats["stale"], 0, "{stats}");
+        assert_eq!(stats["redis_commands_failed"], 0, "{stats}");
+    });
+}
+
+#[test]
+fn joins_racing_on_three_nodes_leave_exactly_one_refused() {
+    let port = free_port();
+    let _redis = redis(port);
+    let nodes = [node(port, "n-a"), node(port, "n-b"), node(port, "n-c")];
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        for round in 0..30 {
+            let room = format!("race{round}");
+            let mut clients = Vec::new();
+            for n in &nodes {
+                clients.push(am::connect(n.port).await);
+            }
+            // The three joins leave together.
+            let text = am::join(&room);
+            let joins = clients.iter_mut().map(|ws| am::send(ws, &text));
+            futures_util::future::join_all(joins).await;
+            let mut refused = 0;
+            let mut joined = 0;
+            for ws in &mut clients {
+                let m = loop {
+                    let m = am::next(ws, 3 * SEC).await.expect("an answer to join");
+                    if m["command"] != "start" {
+                        break m;
+                    }
+                };
+                match (m["command"].as_str(), m["definition"].as_str()) {
+                    (Some("notification"), Some("joined")) => joined += 1,
+                    (Some("error"), Some("NoSpaceForNewPeer")) => refused += 1,
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!((joined, refused), (2, 1), "round {round}");
+        }
+    });
+}
+
+#[test]
+fn a_killed_nodes_partners_get_stop_within_ten_seconds_and_its_keys_are_gone() {
+    let port = free_port();
+    let _redis = redis(port);
+    let a = node(port, "n-a");
+    let mut b = node(port, "n-b");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (mut x, _y) = pair_across(a.port, b.port, "r").await;
+        // Both sides ping as the SDK does, so nobody idles out meanwhile.
+        b.proc.0.kill().unwrap();
+        let _ = b.proc.0.wait();
+        let killed = Instant::now();
+        let stop = tokio::time::timeout(10 * SEC, async {
+            loop {
+                am::send(&mut x, r#"{"command":"ping"}"#).await;
+                if let Some(m) = am::next(&mut x, SEC).await {
+                    if m["command"] == "stop" {
+                        return m;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("stop within 10 s of the partner's node dying");
+        assert_eq!(stop["streamId"], "r");
+        println!(
+            "the partner got stop {:?} after the SIGKILL",
+            killed.elapsed()
+        );
+        // The room can be joined again, and the dead node's keys are gone.
+        let mut z = am::connect(a.port).await;
+        am::send(&mut z, &am::join("r")).await;
+        am::expect(&mut z, "notification", Some("joined"), 2 * SEC).await;
+        am::expect(&mut x, "start", None, 2 * SEC).await;
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let keys = redis_cli(port, &["--raw", "KEYS", "*n-b*"]);
+        let seats = redis_cli(port, &["--raw", "HKEYS", "sb:am:LiveApp/r"]);
+        if keys.is_empty() && !seats.contains("n-b/") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left in Redis: {keys} / {seats}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_redis_restart_mid_call_gives_errors_then_recovers_without_restarting_nodes() {
+    let port = free_port();
+    let mut redis_proc = redis(port);
+    let a = node(port, "n-a");
+    let b = node(port, "n-b");
+    let (pid_a, pid_b) = (a.pid(), b.pid());
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (mut x, mut y) = pair_across(a.port, b.port, "cross").await;
+        let (mut l1, mut l2) = pair_across(a.port, a.port, "local").await;
+        redis_proc.0.kill().unwrap();
+        let _ = redis_proc.0.wait();
+        // The pair on one node goes on.
+        am::send(&mut l1, &am::data("local", 1)).await;
+        am::expect(&mut l2, "peerMessageCommand", None, 2 * SEC).await;
+        // A message across nodes gets a clear error instead of vanishing.
+        am::send(&mut x, &am::data("cross", 1)).await;
+        let e = am::expect(&mut x, "error", None, 5 * SEC).await;
+        assert_eq!(e["definition"], "cluster_unavailable", "{e}");
+        assert_eq!(e["streamId"], "cross");
+        // So does a join, which cannot take its seat.
+        let mut j = am::connect(b.port).await;
+        am::send(&mut j, &am::join("fresh")).await;
+        let e = am::expect(&mut j, "error", None, 5 * SEC).await;
+        assert_eq!(e["definition"], "cluster_unavailable", "{e}");
+
+        // Redis comes back empty: within 5 s the cross-node pair relays again and the
+        // registry holds both rooms (a third peer is refused).
+        let _redis_again = redis(port);
+        let back = Instant::now();
+        loop {
+            am::send(&mut x, &am::data("cross", 2)).await;
+            if let Some(m) = am::next(&mut y, Duration::from_millis(200)).await {
+                if m["command"] == "peerMessageCommand" {
+                    break;
+                }
+            }
+            // Errors to x while it recovers are expected; drain them.
+            while am::next(&mut x, Duration::from_millis(10)).await.is_some() {}
+            assert!(back.elapsed() < 5 * SEC, "no recovery within 5 s");
+        }
+        let deadline = Instant::now() + 5 * SEC;
+        for room in ["cross", "local"] {
+            loop {
+                let mut z = am::connect(b.port).await;
+                am::send(&mut z, &am::join(room)).await;
+                let m = am::expect(&mut z, "error", None, 2 * SEC).await;
+                if m["definition"] == "NoSpaceForNewPeer" {
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "{room} not registered again: {m}"
+                );
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+        }
+        println!(
+            "consistent again {:?} after Redis came back",
+            back.elapsed()
+        );
+        // No reordering after recovery.
+        while am::next(&mut y, Duration::from_millis(100)).await.is_some() {}
+        for n in 0..200 {
+            am::send(&mut x, &am::data("cross", n)).await;
+        }
+        for n in 0..200 {
+            let m = am::expect(&mut y, "peerMessageCommand", None, 2 * SEC).await;
+            assert_eq!(m["data"], n.to_string());
+        }
+    });
+    assert_eq!((a.pid(), b.pid()), (pid_a, pid_b));
+    assert!(http_get(a.port, "/healthz").contains("ok"));
 }
