@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer, connect } from "node:net";
 import { join } from "node:path";
+import { io } from "socket.io-client";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
 
 let redis, nodes, web, browserA, browserB;
@@ -16,7 +17,11 @@ const freePort = () => new Promise((ok) => {
 
 /** redis-server on an ephemeral loopback port, nothing persisted; stopped by pid. */
 async function startRedis() {
-  const port = await freePort();
+  return startRedisOn(await freePort());
+}
+
+/** redis-server on `port` (to restart one where it was). */
+async function startRedisOn(port) {
   const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
   const deadline = Date.now() + 10000;
   for (;;) {
@@ -50,9 +55,29 @@ before(async () => {
   web = await startStatic({
     "/sdk/": join(repo, "web/tests/node_modules/@antmedia/webrtc_adaptor/dist/"),
     "/pages/": join(repo, "web/tests/pages/"),
+    "/sio/": join(repo, "web/tests/node_modules/socket.io-client/dist/"),
   });
   [browserA, browserB] = await Promise.all([launch(), launch()]);
 });
+
+/** A connected socket.io-client of `node`; every event it receives is kept in `got`. */
+async function sioClient(node, transports = ["websocket"]) {
+  const socket = io(node.url, { transports, reconnection: false, forceNew: true });
+  socket.got = [];
+  socket.onAny((event, ...args) => socket.got.push({ event, args }));
+  await new Promise((ok, fail) => { socket.once("connect", ok); socket.once("connect_error", fail); });
+  return socket;
+}
+
+const waitFor = async (socket, event, pred = () => true, ms = 5000) => {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const hit = socket.got.find((g) => g.event === event && pred(g.args[0]));
+    if (hit) return hit.args[0];
+    if (Date.now() > deadline) assert.fail(`no ${event} within ${ms} ms: ${JSON.stringify(socket.got)}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+};
 
 after(async () => {
   await Promise.all([browserA?.close(), browserB?.close()]);
@@ -123,5 +148,130 @@ test("cluster: the demo page on two nodes is in a call", async () => {
     await until(b, "B got the chat", () => [...document.querySelectorAll(".msg.them")].some((m) => m.textContent === "hi from node-1"));
   } finally {
     await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test("cluster: socket.io-client targets, rooms and rosters span nodes", async () => {
+  const a = await sioClient(nodes[0]);
+  const b = await sioClient(nodes[1], ["polling"]);
+  const c = await sioClient(nodes[2]);
+  try {
+    assert.deepEqual(await a.emitWithAck("join", { room: "sio-r" }), { ok: true, room: "sio-r", peers: [] });
+    assert.deepEqual(await b.emitWithAck("join", { room: "sio-r" }), { ok: true, room: "sio-r", peers: [a.id] });
+    await waitFor(a, "peer-joined", (p) => p.id === b.id && p.room === "sio-r");
+    assert.deepEqual(await c.emitWithAck("join", { room: "sio-r" }), { ok: true, room: "sio-r", peers: [a.id, b.id] });
+    await waitFor(a, "peer-joined", (p) => p.id === c.id);
+    await waitFor(b, "peer-joined", (p) => p.id === c.id);
+    // Relays to a socket id on another node, acked once the cluster has handed them over.
+    assert.deepEqual(await a.emitWithAck("offer", { target: c.id, sdp: { type: "offer", sdp: "v=0" } }), { ok: true });
+    const offer = await waitFor(c, "offer");
+    assert.equal(offer.from, a.id);
+    assert.deepEqual(offer.sdp, { type: "offer", sdp: "v=0" });
+    // Order per pair across nodes: a burst arrives as sent (to a polling client, so fewer
+    // than its 256-packet buffer: more unread would drop it as a slow consumer, as on one
+    // node).
+    for (let i = 0; i < 150; i++) c.emit("ice-candidate", { target: b.id, candidate: { n: i } });
+    assert.deepEqual(await c.emitWithAck("answer", { target: b.id, sdp: "done" }), { ok: true });
+    await waitFor(b, "answer", () => true, 10000);
+    const seen = b.got.filter((g) => g.event === "ice-candidate").map((g) => g.args[0].candidate.n);
+    assert.deepEqual(seen, Array.from({ length: 150 }, (_, i) => i));
+    // An id connected nowhere is unknown_target.
+    const unknown = await a.emitWithAck("offer", { target: "no-such-socket", sdp: {} });
+    assert.equal(unknown.ok, false);
+    assert.equal(unknown.error, "unknown_target");
+    // Leaving and disconnecting are heard on every node; the id is then unknown everywhere.
+    assert.deepEqual(await b.emitWithAck("leave"), { ok: true });
+    await waitFor(a, "peer-left", (p) => p.id === b.id);
+    await waitFor(c, "peer-left", (p) => p.id === b.id);
+    const cId = c.id;
+    c.disconnect();
+    await waitFor(a, "peer-left", (p) => p.id === cId);
+    const gone = await a.emitWithAck("offer", { target: cId, sdp: {} });
+    assert.equal(gone.error, "unknown_target", JSON.stringify(gone));
+  } finally {
+    for (const s of [a, b, c]) s.disconnect();
+  }
+});
+
+test("cluster: the seed call page (socket.io-client in Chromium) on two nodes makes a call", async () => {
+  const url = (node) => `${web.url}/pages/seed.html?server=${encodeURIComponent(node.url)}`;
+  const a = await open(browserA, url(nodes[1]));
+  const b = await open(browserB, url(nodes[2]));
+  try {
+    await a.evaluate(() => window.ready);
+    await b.evaluate(() => window.ready);
+    const bId = await b.evaluate(() => window.socket.id);
+    await a.evaluate((id) => window.call(id), bId);
+    await until(a, "A connected", () => window.pc.connectionState === "connected");
+    await until(b, "B connected", () => window.pc.connectionState === "connected");
+    await assertVideoFlowing(a, "seed page A", "remote", () => window.framesDecoded());
+    await assertVideoFlowing(b, "seed page B", "remote", () => window.framesDecoded());
+  } finally {
+    await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test("cluster: a killed node's sockets leave their rooms on the other nodes within 10 s", async () => {
+  const doomed = await startSwitchboard(["--redis-url", redis.url, "--node-id", "doomed", "--turn-secret", "cluster-test-secret"]);
+  const a = await sioClient(nodes[0]);
+  try {
+    await allSeeEachOther([...nodes, doomed]);
+    const x = await sioClient(doomed);
+    await a.emitWithAck("join", { room: "sio-kill" });
+    await x.emitWithAck("join", { room: "sio-kill" });
+    await waitFor(a, "peer-joined", (p) => p.id === x.id);
+    const xId = x.id;
+    process.kill(doomed.pid, "SIGKILL");
+    const killed = Date.now();
+    await waitFor(a, "peer-left", (p) => p.id === xId && p.room === "sio-kill", 10000);
+    console.log(`peer-left ${Date.now() - killed} ms after the SIGKILL`);
+    const gone = await a.emitWithAck("offer", { target: xId, sdp: {} });
+    assert.equal(gone.error, "unknown_target", JSON.stringify(gone));
+    x.disconnect();
+  } finally {
+    a.disconnect();
+    await doomed.stop();
+  }
+});
+
+test("cluster: socket.io during a Redis restart: errors across nodes, local relays go on, then recovery", async () => {
+  const own = await startRedis();
+  const [n1, n2] = await Promise.all(["r-1", "r-2"].map((id) =>
+    startSwitchboard(["--redis-url", own.url, "--node-id", id, "--turn-secret", "cluster-test-secret"])));
+  const clients = [];
+  let back = null;
+  try {
+    await allSeeEachOther([n1, n2]);
+    const a = await sioClient(n1);
+    const a2 = await sioClient(n1);
+    const b = await sioClient(n2);
+    clients.push(a, a2, b);
+    await a.emitWithAck("join", { room: "outage" });
+    await b.emitWithAck("join", { room: "outage" });
+    own.stop();
+    // Across nodes: a documented error, not silence.
+    const e = await a.emitWithAck("offer", { target: b.id, sdp: {} });
+    assert.equal(e.error, "cluster_unavailable", JSON.stringify(e));
+    // On one node: unaffected.
+    assert.deepEqual(await a.emitWithAck("offer", { target: a2.id, sdp: {} }), { ok: true });
+    const j = await a2.emitWithAck("join", { room: "elsewhere" });
+    assert.equal(j.error, "cluster_unavailable", JSON.stringify(j));
+    // Redis comes back (empty): within 5 s relays across nodes work again and rosters hold.
+    back = await startRedisOn(own.port);
+    const t0 = Date.now();
+    for (;;) {
+      const r = await a.emitWithAck("offer", { target: b.id, sdp: {} });
+      if (r.ok) break;
+      assert.ok(Date.now() - t0 < 5000, `no recovery within 5 s: ${JSON.stringify(r)}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    console.log(`socket.io across nodes again ${Date.now() - t0} ms after Redis came back`);
+    const roster = await a2.emitWithAck("join", { room: "outage" });
+    assert.deepEqual(roster.peers.sort(), [a.id, b.id].sort());
+  } finally {
+    for (const c of clients) c.disconnect();
+    await Promise.all([n1.stop(), n2.stop()]);
+    own.stop();
+    back?.stop();
   }
 });

@@ -19,12 +19,16 @@ use crate::timers::Deadlines;
 
 mod antmedia;
 mod cluster;
+mod cluster_sio;
 mod events;
 mod limits;
 mod peerjs;
 mod socketio;
 
-pub use cluster::{ClusterOutput, ClusterStats, RemotePeer, Seat, SeatClaim, SeatReply};
+pub use cluster::{
+    ClusterOutput, ClusterStats, JoinOutcome, RemotePeer, RouteOutcome, RouteScope, Seat,
+    SeatClaim, SeatReply, SioRoute,
+};
 pub use events::{Change, Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
 
 use limits::Verdict;

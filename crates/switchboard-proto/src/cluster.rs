@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::antmedia::SdpType;
+use crate::socketio::SioRelay;
 use crate::{App, Name, Opaque, StreamId};
 
 /// Longest node id, in bytes.
@@ -69,6 +70,47 @@ pub enum NodeMessage {
         from: u64,
         /// What it relays.
         msg: AmRelayed,
+    },
+    /// socket.io: a relayed event for the socket with id `to`, held by the receiving node.
+    SioRelay {
+        /// The receiver's socket id.
+        to: Box<str>,
+        /// Which event.
+        event: SioRelay,
+        /// The payload, `from` stamped by the sender's node.
+        payload: Opaque,
+    },
+    /// socket.io: the join of `to` (on the receiving node) into `room` took its place in the
+    /// registry; `peers` were there before it (socket id, node). Published by the join
+    /// script itself, on the joiner's own node's channel, so it arrives before any later
+    /// change of the room.
+    SioRoster {
+        /// The room.
+        room: Box<str>,
+        /// The joiner, on the receiving node.
+        to: u64,
+        /// The members before it: (socket id, node).
+        peers: Vec<(Box<str>, NodeId)>,
+    },
+    /// socket.io: socket `id` (on the sending node) joined `room`.
+    SioPeerJoined {
+        /// The room.
+        room: Box<str>,
+        /// The newcomer's socket id.
+        id: Box<str>,
+    },
+    /// socket.io: socket `id` (on the sending node) left `room`.
+    SioPeerLeft {
+        /// The room.
+        room: Box<str>,
+        /// The leaver's socket id.
+        id: Box<str>,
+    },
+    /// socket.io: a socket of the same token identity connected on the sending node; the
+    /// receiving node's socket with this id is replaced (closed with `replaced`).
+    SioReplaced {
+        /// The socket id (the identity).
+        id: Box<str>,
     },
 }
 
@@ -137,6 +179,9 @@ impl AmRelayed {
     }
 }
 
+/// What closes a [`Envelope::roster_prefix`] after the peers.
+pub const ROSTER_END: &str = "}}}";
+
 impl Envelope {
     /// The JSON published on a node's channel.
     #[must_use]
@@ -154,6 +199,15 @@ impl Envelope {
             msg: &'a NodeMessage,
         }
         serde_json::to_string(&Ref { node, msg }).unwrap_or_default()
+    }
+
+    /// The start of a [`NodeMessage::SioRoster`] envelope from `node`, up to its `peers`: the
+    /// join script appends the peers' JSON array and [`ROSTER_END`].
+    #[must_use]
+    pub fn roster_prefix(node: &NodeId, room: &str, to: u64) -> String {
+        let room = serde_json::to_string(room).unwrap_or_default();
+        let node = serde_json::to_string(node).unwrap_or_default();
+        format!(r#"{{"node":{node},"msg":{{"sio_roster":{{"room":{room},"to":{to},"peers":"#)
     }
 
     /// Reads a message from a node's channel.
@@ -198,6 +252,29 @@ mod tests {
             wire,
             r#"{"command":"takeCandidate","streamId":"r1","label":0,"candidate":"candidate:1 1 udp \u00e9"}"#
         );
+    }
+
+    #[test]
+    fn a_roster_built_by_the_join_script_reads_back() {
+        let node = NodeId::new("n-a").unwrap();
+        let json = format!(
+            r#"{}[["x\"y","n-b"],["z","n-a"]]{ROSTER_END}"#,
+            Envelope::roster_prefix(&node, "r\"1", 9_007_199_254_740_991)
+        );
+        let env = Envelope::from_json(&json).unwrap();
+        assert_eq!(
+            env.msg,
+            NodeMessage::SioRoster {
+                room: "r\"1".into(),
+                to: 9_007_199_254_740_991,
+                peers: vec![
+                    ("x\"y".into(), NodeId::new("n-b").unwrap()),
+                    ("z".into(), NodeId::new("n-a").unwrap())
+                ],
+            }
+        );
+        let empty = format!("{}[]{ROSTER_END}", Envelope::roster_prefix(&node, "r", 1));
+        assert!(Envelope::from_json(&empty).is_ok());
     }
 
     #[test]

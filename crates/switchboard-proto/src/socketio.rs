@@ -11,13 +11,16 @@ use crate::Opaque;
 pub const SIO_MAX_NAME: usize = 256;
 
 /// The three relay events of the classic socket.io signaling server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum SioRelay {
     /// `offer`
+    #[serde(rename = "offer")]
     Offer,
     /// `answer`
+    #[serde(rename = "answer")]
     Answer,
     /// `ice-candidate`
+    #[serde(rename = "ice-candidate")]
     IceCandidate,
 }
 
@@ -56,6 +59,9 @@ pub enum SioError {
     Unauthorized,
     /// Another connection with the same token identity took this socket's place.
     Replaced,
+    /// Cluster mode: the cluster's registry (Redis) or the target's node cannot be reached
+    /// now; the event was not carried out.
+    ClusterUnavailable,
 }
 
 impl SioError {
@@ -71,6 +77,7 @@ impl SioError {
             SioError::RateLimited => "rate_limited",
             SioError::Unauthorized => "unauthorized_access",
             SioError::Replaced => "replaced",
+            SioError::ClusterUnavailable => "cluster_unavailable",
         }
     }
 }

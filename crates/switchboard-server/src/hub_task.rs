@@ -169,6 +169,19 @@ enum Input {
         from: Option<ConnId>,
         msg: NodeMessage,
     },
+    /// Cluster mode: the registry's answer to a socket.io relay to another node.
+    SioRouted {
+        conn: ConnId,
+        ack: Option<AckId>,
+        event: switchboard_core::SioRelay,
+        outcome: switchboard_core::RouteOutcome,
+    },
+    /// Cluster mode: the registry's answer to a socket.io join.
+    SioJoinReply {
+        conn: ConnId,
+        room: Box<str>,
+        outcome: switchboard_core::JoinOutcome,
+    },
     /// Cluster mode: a node is gone.
     NodeDown {
         node: NodeId,
@@ -320,6 +333,36 @@ impl HubSender {
     /// A message for another node could not be delivered.
     pub(crate) fn node_unreachable(&self, from: Option<ConnId>, msg: NodeMessage) -> Queued {
         self.send(Input::NodeUnreachable { from, msg })
+    }
+
+    /// The registry's answer to a socket.io relay to another node.
+    pub(crate) fn sio_routed(
+        &self,
+        conn: ConnId,
+        ack: Option<AckId>,
+        event: switchboard_core::SioRelay,
+        outcome: switchboard_core::RouteOutcome,
+    ) -> Queued {
+        self.send(Input::SioRouted {
+            conn,
+            ack,
+            event,
+            outcome,
+        })
+    }
+
+    /// The registry's answer to a socket.io join.
+    pub(crate) fn sio_join_reply(
+        &self,
+        conn: ConnId,
+        room: Box<str>,
+        outcome: switchboard_core::JoinOutcome,
+    ) -> Queued {
+        self.send(Input::SioJoinReply {
+            conn,
+            room,
+            outcome,
+        })
     }
 
     /// Another node is gone.
@@ -543,11 +586,22 @@ impl HubTask {
             Input::NodeMessage { from, msg } => self.hub.handle_node_message(&from, msg, now),
             Input::NodeUnreachable { from, msg } => self.hub.handle_node_unreachable(from, &msg),
             Input::NodeDown { node } => self.hub.handle_node_down(&node),
+            Input::SioRouted {
+                conn,
+                ack,
+                event,
+                outcome,
+            } => self.hub.handle_sio_routed(conn, ack, event, outcome),
+            Input::SioJoinReply {
+                conn,
+                room,
+                outcome,
+            } => self.hub.handle_sio_join_reply(conn, &room, outcome),
             Input::Reregister { isolated } => {
                 if isolated {
                     self.hub.handle_cluster_isolated();
                 }
-                self.hub.handle_cluster_reregister();
+                self.hub.handle_cluster_reregister(isolated);
             }
         }
         self.flush();
@@ -641,7 +695,20 @@ impl HubTask {
                 self.hub.handle_am_seat(claim, SeatReply::Unavailable, now);
             }
             ClusterOutput::Send { from, msg, .. } => self.hub.handle_node_unreachable(from, &msg),
-            ClusterOutput::Release { .. } | ClusterOutput::PurgeOwn => {
+            ClusterOutput::SioRoute(r) => {
+                let outcome = switchboard_core::RouteOutcome::Unavailable;
+                self.hub.handle_sio_routed(r.conn, r.ack, r.event, outcome);
+            }
+            ClusterOutput::SioJoin { conn, room, .. } => {
+                link.health.dirty.store(true, Relaxed);
+                let outcome = switchboard_core::JoinOutcome::Unavailable;
+                self.hub.handle_sio_join_reply(conn, &room, outcome);
+            }
+            ClusterOutput::Release { .. }
+            | ClusterOutput::PurgeOwn
+            | ClusterOutput::SioRegister { .. }
+            | ClusterOutput::SioUnregister { .. }
+            | ClusterOutput::SioLeave { .. } => {
                 link.health.dirty.store(true, Relaxed);
             }
         }

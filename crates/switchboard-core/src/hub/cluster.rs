@@ -16,6 +16,8 @@
 
 use switchboard_proto::cluster::{AmRelayed, NodeId, NodeMessage};
 
+use super::AckId;
+
 use super::*;
 
 /// A peer held by another node: its node and its connection id there.
@@ -96,6 +98,102 @@ pub enum ClusterOutput {
     /// Forget every seat this node holds in the registry; the claims that follow take them
     /// again ([`Hub::handle_cluster_reregister`]).
     PurgeOwn,
+    /// socket.io: socket `id` is held here (by `conn`); a socket with this id on another
+    /// node is replaced ([`NodeMessage::SioReplaced`] to its node).
+    SioRegister {
+        /// The connection.
+        conn: ConnId,
+        /// Its socket id.
+        id: Box<str>,
+    },
+    /// socket.io: socket `id` (held by `conn`) is gone; forget it unless another
+    /// connection holds the id now.
+    SioUnregister {
+        /// The connection.
+        conn: ConnId,
+        /// Its socket id.
+        id: Box<str>,
+    },
+    /// socket.io: relay to a socket id this node does not hold; answer with
+    /// [`Hub::handle_sio_routed`].
+    SioRoute(SioRoute),
+    /// socket.io: take a place in `room` (at most `max` members on all nodes). The registry
+    /// answers with [`Hub::handle_sio_join_reply`] and, when the place is taken, publishes the
+    /// roster to this node ([`NodeMessage::SioRoster`]) and, when `announce`,
+    /// [`NodeMessage::SioPeerJoined`] to the nodes of the other members.
+    SioJoin {
+        /// The joiner.
+        conn: ConnId,
+        /// Its socket id.
+        id: Box<str>,
+        /// The room.
+        room: Box<str>,
+        /// The room size.
+        max: usize,
+        /// Whether the others hear of it (false when a place is taken again after Redis
+        /// lost it: they know already).
+        announce: bool,
+    },
+    /// socket.io: give up the place of `id` in `room`; the nodes of the other members hear
+    /// [`NodeMessage::SioPeerLeft`].
+    SioLeave {
+        /// The connection.
+        conn: ConnId,
+        /// Its socket id.
+        id: Box<str>,
+        /// The room.
+        room: Box<str>,
+    },
+}
+
+/// Whom a routed socket.io relay may reach: the sender's room claim (room tokens on).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteScope {
+    /// Any socket.
+    Any,
+    /// Only a socket in a room the rule allows.
+    Room(crate::auth::RoomRule),
+}
+
+/// A socket.io relay to a socket id held by another node (or by none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SioRoute {
+    /// The sender.
+    pub conn: ConnId,
+    /// Its ack, answered with the outcome.
+    pub ack: Option<AckId>,
+    /// Which event.
+    pub event: switchboard_proto::socketio::SioRelay,
+    /// The receiver's socket id.
+    pub target: Box<str>,
+    /// The payload, `from` stamped.
+    pub payload: switchboard_proto::Opaque,
+    /// Whom it may reach.
+    pub scope: RouteScope,
+}
+
+/// What became of a [`SioRoute`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteOutcome {
+    /// Handed to the target's node.
+    Delivered,
+    /// No live node holds a socket with this id.
+    Unknown,
+    /// The target is not in a room the sender's token allows.
+    WrongRoom,
+    /// The registry or the target's node could not be reached.
+    Unavailable,
+}
+
+/// The registry's answer to a [`ClusterOutput::SioJoin`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JoinOutcome {
+    /// The place is taken; the roster follows on this node's channel.
+    Queued,
+    /// The room holds `max` members.
+    Full,
+    /// The registry could not be reached.
+    Unavailable,
 }
 
 /// Counters of cluster mode (all zero on a single node).
@@ -312,6 +410,11 @@ impl Hub {
                 from: sender,
                 msg,
             } => self.am_relay_in(from, app, room, ConnId(to), sender, msg),
+            NodeMessage::SioRelay { .. }
+            | NodeMessage::SioRoster { .. }
+            | NodeMessage::SioPeerJoined { .. }
+            | NodeMessage::SioPeerLeft { .. }
+            | NodeMessage::SioReplaced { .. } => self.sio_node_message(from, msg),
         }
     }
 
@@ -357,6 +460,7 @@ impl Hub {
             .map(|(k, _)| k.clone())
             .collect();
         ended.sort_unstable();
+        self.sio_node_down(node);
         for key in ended {
             let Some(r) = self.am.rooms.get_mut(&key) else {
                 continue;
@@ -378,6 +482,7 @@ impl Hub {
             .rooms
             .values()
             .filter_map(|r| r.remote.as_deref().map(|p| p.node.clone()))
+            .chain(self.sio.remote.values().flatten().map(|(_, n)| n.clone()))
             .collect();
         nodes.sort_unstable();
         nodes.dedup();
@@ -387,9 +492,11 @@ impl Hub {
     }
 
     /// Redis forgot this node's seats (it restarted, or this node's lease ran out while it
-    /// could not reach it): forget what is left of them and claim every seat held here
-    /// again, in a deterministic order.
-    pub fn handle_cluster_reregister(&mut self) {
+    /// could not reach it): forget what is left of them and claim every seat (and socket.io
+    /// id and room place) held here again, in a deterministic order. `announce`: the other
+    /// nodes took this one for dead, so its socket.io members are announced to their rooms
+    /// again (after [`Hub::handle_cluster_isolated`]).
+    pub fn handle_cluster_reregister(&mut self, announce: bool) {
         if self.node_id().is_none() {
             return;
         }
@@ -416,6 +523,7 @@ impl Hub {
                 again: true,
             }));
         }
+        self.sio_reregister(announce);
     }
 
     /// A [`ClusterOutput::Send`] could not be delivered: its sender hears
@@ -428,6 +536,7 @@ impl Hub {
             NodeMessage::AmJoined { room, .. }
             | NodeMessage::AmLeft { room, .. }
             | NodeMessage::AmRelay { room, .. } => room.clone(),
+            _ => return,
         };
         if self.am.conns.contains_key(&from) {
             self.cluster_unavailable(from, Some(&room));

@@ -10,6 +10,9 @@ use std::collections::HashMap;
 use switchboard_proto::Opaque;
 use switchboard_proto::socketio::{SioAck, SioEmit, SioError, SioRelay};
 
+use switchboard_proto::cluster::NodeId;
+
+use super::cluster::{ClusterOutput, RouteScope, SioRoute};
 use super::{AuthError, Claims, CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
 
 /// An event from a socket.io client, decoded by the edge.
@@ -50,7 +53,7 @@ pub(super) struct SioConn {
     pub(super) id: Box<str>,
     pub(super) room: Option<Box<str>>,
     /// The claims of its handshake token (room tokens on); boxed: a pointer when off.
-    grant: Option<Box<Claims>>,
+    pub(super) grant: Option<Box<Claims>>,
 }
 
 /// socket.io connections, their ids and rooms.
@@ -59,7 +62,15 @@ pub(super) struct SocketIo {
     pub(super) conns: HashMap<ConnId, SioConn>,
     pub(super) ids: HashMap<Box<str>, ConnId>,
     pub(super) rooms: HashMap<Box<str>, Vec<ConnId>>,
+    /// Cluster mode: joins waiting for their roster (room, ack).
+    pub(super) pending: HashMap<ConnId, (Box<str>, Option<AckId>)>,
+    /// Cluster mode: members on other nodes of the rooms with members (or joins pending)
+    /// here: (socket id, node).
+    pub(super) remote: HashMap<Box<str>, Vec<(Box<str>, NodeId)>>,
 }
+
+/// An event's failure: (event, code, reason).
+pub(super) type SioFailure = (Box<str>, SioError, Box<str>);
 
 impl Hub {
     /// A new socket.io connection with socket id `id`, from `ip` (for the per-source
@@ -100,6 +111,12 @@ impl Hub {
             return self.sio_close(conn, SioError::ServerBusy, why, CloseReason::Overloaded);
         }
         self.sio.ids.insert(id.into(), conn);
+        if self.node_id().is_some() {
+            self.cluster_out(ClusterOutput::SioRegister {
+                conn,
+                id: id.into(),
+            });
+        }
         self.sio.conns.insert(
             conn,
             SioConn {
@@ -147,7 +164,7 @@ impl Hub {
         };
         let input = match verdict {
             super::Verdict::Allow => {
-                let result = self.sio_result(conn, input);
+                let result = self.sio_result(conn, input, ack);
                 return self.sio_answer(conn, result, ack);
             }
             _ => input,
@@ -179,34 +196,39 @@ impl Hub {
         });
     }
 
+    /// The answer to an event: `Ok(None)` when it comes later (cluster mode: a join waits
+    /// for its roster, a relay to another node for the registry).
     fn sio_result(
         &mut self,
         conn: ConnId,
         input: SioInput,
-    ) -> Result<SioAck, (Box<str>, SioError, Box<str>)> {
+        ack: Option<AckId>,
+    ) -> Result<Option<SioAck>, SioFailure> {
         match input {
             SioInput::Relay {
                 event,
                 target,
                 payload,
-            } => self.sio_relay(conn, event, &target, payload),
-            SioInput::Join { room } => self.sio_join(conn, room),
+            } => self.sio_relay(conn, event, target, payload, ack),
+            SioInput::Join { room } => self.sio_join(conn, room, ack),
             SioInput::Leave => self
                 .sio_leave(conn, LeaveReason::Leave)
-                .map(|()| SioAck::Ok),
+                .map(|()| Some(SioAck::Ok)),
             SioInput::Invalid { event, reason } => Err((event, SioError::InvalidPayload, reason)),
         }
     }
 
-    fn sio_answer(
+    pub(super) fn sio_answer(
         &mut self,
         conn: ConnId,
-        result: Result<SioAck, (Box<str>, SioError, Box<str>)>,
+        result: Result<Option<SioAck>, SioFailure>,
         ack: Option<AckId>,
     ) {
         match (result, ack) {
-            (Ok(reply), Some(ack)) => self.out.push_back(Output::SioAck { conn, ack, reply }),
-            (Ok(_), None) => {}
+            (Ok(Some(reply)), Some(ack)) => {
+                self.out.push_back(Output::SioAck { conn, ack, reply });
+            }
+            (Ok(_), _) => {}
             (Err((event, error, reason)), ack) => {
                 self.stats.errors += 1;
                 match ack {
@@ -232,10 +254,34 @@ impl Hub {
         &mut self,
         conn: ConnId,
         event: SioRelay,
-        target: &str,
+        target: Box<str>,
         payload: Opaque,
-    ) -> Result<SioAck, (Box<str>, SioError, Box<str>)> {
-        let to = self.sio.ids.get(target).copied();
+        ack: Option<AckId>,
+    ) -> Result<Option<SioAck>, SioFailure> {
+        let to = self.sio.ids.get(&*target).copied();
+        if to.is_none() && self.node_id().is_some() {
+            // Maybe on another node: the registry routes it (with the sender's room claim,
+            // checked against the target's room there) and the answer comes later.
+            let scope = match (&self.config.auth, self.sio_grant(conn)) {
+                (None, _) => RouteScope::Any,
+                (Some(_), None) => {
+                    self.stats.auth_refused += 1;
+                    let e = AuthError::Missing.to_string();
+                    return Err((event.as_str().into(), SioError::Unauthorized, e.into()));
+                }
+                (Some(_), Some(g)) => g.room.clone().map_or(RouteScope::Any, RouteScope::Room),
+            };
+            self.cluster.sent += 1;
+            self.cluster_out(ClusterOutput::SioRoute(SioRoute {
+                conn,
+                ack,
+                event,
+                target,
+                payload,
+                scope,
+            }));
+            return Ok(None);
+        }
         if let (Some(to), true) = (to, self.config.auth.is_some()) {
             // The sender's token must allow the target's room: a room claim bounds whom a
             // token holder can reach, not only where it may sit (a target in no room is
@@ -265,7 +311,7 @@ impl Hub {
                     conn: to,
                     emit: SioEmit::Relay { event, payload },
                 });
-                Ok(SioAck::Ok)
+                Ok(Some(SioAck::Ok))
             }
             Some(_) => Err((
                 event.as_str().into(),
@@ -284,19 +330,23 @@ impl Hub {
         &mut self,
         conn: ConnId,
         room: Box<str>,
-    ) -> Result<SioAck, (Box<str>, SioError, Box<str>)> {
+        ack: Option<AckId>,
+    ) -> Result<Option<SioAck>, SioFailure> {
         let Some(c) = self.sio.conns.get(&conn) else {
-            return Ok(SioAck::Ok);
+            return Ok(Some(SioAck::Ok));
         };
         let id = c.id.clone();
         let members = self.sio.rooms.get(&room).map(Vec::as_slice).unwrap_or(&[]);
-        let peers: Vec<Box<str>> = members
+        let mut peers: Vec<Box<str>> = members
             .iter()
             .filter(|&&m| m != conn)
             .filter_map(|m| self.sio.conns.get(m).map(|c| c.id.clone()))
             .collect();
         if c.room.as_ref() == Some(&room) {
-            return Ok(SioAck::Joined { room, peers });
+            if let Some(remote) = self.sio.remote.get(&room) {
+                peers.extend(remote.iter().map(|(id, _)| id.clone()));
+            }
+            return Ok(Some(SioAck::Joined { room, peers }));
         }
         if let Some(auth) = &self.config.auth {
             let allowed = match c.grant.as_deref() {
@@ -308,43 +358,75 @@ impl Hub {
                 return Err(("join".into(), SioError::Unauthorized, e.to_string().into()));
             }
         }
-        if members.len() >= self.config.sio_max_room_peers {
+        let clustered = self.node_id().is_some();
+        if clustered && self.sio.pending.contains_key(&conn) {
             return Err((
                 "join".into(),
-                SioError::RoomFull,
-                format!(
-                    "the room holds {} sockets already",
-                    self.config.sio_max_room_peers
-                )
-                .into(),
+                SioError::RateLimited,
+                "a join is still in progress; wait for its answer".into(),
             ));
+        }
+        // In cluster mode the registry counts the room's members on every node.
+        if !clustered && members.len() >= self.config.sio_max_room_peers {
+            return Err(self.sio_room_full());
         }
         if c.room.is_some() {
             let _ = self.sio_leave(conn, LeaveReason::Moved);
         }
-        let others: Vec<ConnId> = self.sio.rooms.get(&room).cloned().unwrap_or_default();
-        self.sio.rooms.entry(room.clone()).or_default().push(conn);
-        if let Some(c) = self.sio.conns.get_mut(&conn) {
-            c.room = Some(room.clone());
+        if clustered {
+            self.sio.pending.insert(conn, (room.clone(), ack));
+            self.cluster_out(ClusterOutput::SioJoin {
+                conn,
+                id,
+                room,
+                max: self.config.sio_max_room_peers,
+                announce: true,
+            });
+            return Ok(None);
         }
-        self.events.joined(conn, Dialect::SocketIo, "/", &room);
-        for other in others {
+        let others: Vec<ConnId> = self.sio.rooms.get(&room).cloned().unwrap_or_default();
+        self.sio_seat(conn, &id, &room, &others);
+        Ok(Some(SioAck::Joined { room, peers }))
+    }
+
+    /// The `room_full` failure of a join.
+    pub(super) fn sio_room_full(&self) -> SioFailure {
+        (
+            "join".into(),
+            SioError::RoomFull,
+            format!(
+                "the room holds {} sockets already",
+                self.config.sio_max_room_peers
+            )
+            .into(),
+        )
+    }
+
+    /// Puts `conn` (socket `id`) in `room`, whose other local members `others` hear
+    /// `peer-joined`.
+    pub(super) fn sio_seat(&mut self, conn: ConnId, id: &str, room: &str, others: &[ConnId]) {
+        self.sio.rooms.entry(room.into()).or_default().push(conn);
+        if let Some(c) = self.sio.conns.get_mut(&conn) {
+            c.room = Some(room.into());
+        }
+        self.events.joined(conn, Dialect::SocketIo, "/", room);
+        for &other in others {
             self.out.push_back(Output::SioEmit {
                 conn: other,
                 emit: SioEmit::PeerJoined {
-                    room: room.clone(),
-                    id: id.clone(),
+                    room: room.into(),
+                    id: id.into(),
                 },
             });
         }
-        Ok(SioAck::Joined { room, peers })
     }
 
-    fn sio_leave(
-        &mut self,
-        conn: ConnId,
-        reason: LeaveReason,
-    ) -> Result<(), (Box<str>, SioError, Box<str>)> {
+    /// The claims of socket `conn`'s handshake token.
+    fn sio_grant(&self, conn: ConnId) -> Option<&Claims> {
+        self.sio.conns.get(&conn).and_then(|c| c.grant.as_deref())
+    }
+
+    fn sio_leave(&mut self, conn: ConnId, reason: LeaveReason) -> Result<(), SioFailure> {
         let Some(c) = self.sio.conns.get_mut(&conn) else {
             return Ok(());
         };
@@ -371,6 +453,16 @@ impl Hub {
         let others = members.clone();
         if others.is_empty() {
             self.sio.rooms.remove(&room);
+            if !self.sio.pending.values().any(|(r, _)| *r == room) {
+                self.sio.remote.remove(&room);
+            }
+        }
+        if self.node_id().is_some() {
+            self.cluster_out(ClusterOutput::SioLeave {
+                conn,
+                id: id.into(),
+                room: room.clone(),
+            });
         }
         for other in others {
             self.out.push_back(Output::SioEmit {
@@ -389,13 +481,26 @@ impl Hub {
     }
 
     /// Forgets a socket.io connection (its room is told why); whether it was one.
-    fn sio_forget(&mut self, conn: ConnId, reason: LeaveReason) -> bool {
+    pub(super) fn sio_forget(&mut self, conn: ConnId, reason: LeaveReason) -> bool {
         let Some(c) = self.sio.conns.remove(&conn) else {
             return false;
         };
-        self.sio.ids.remove(&c.id);
+        if self.sio.ids.get(&c.id) == Some(&conn) {
+            self.sio.ids.remove(&c.id);
+        }
         if let Some(room) = c.room {
             self.sio_vacate(conn, &c.id, room, reason);
+        }
+        if self.node_id().is_some() {
+            if let Some((room, _)) = self.sio.pending.remove(&conn) {
+                // Its join may have taken a place in the registry: give it back.
+                self.cluster_out(ClusterOutput::SioLeave {
+                    conn,
+                    id: c.id.clone(),
+                    room,
+                });
+            }
+            self.cluster_out(ClusterOutput::SioUnregister { conn, id: c.id });
         }
         true
     }
@@ -406,5 +511,7 @@ impl Hub {
         self.sio.conns.clear();
         self.sio.ids.clear();
         self.sio.rooms.clear();
+        self.sio.pending.clear();
+        self.sio.remote.clear();
     }
 }

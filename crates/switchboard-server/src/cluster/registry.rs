@@ -16,8 +16,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
-use switchboard_core::{ClusterOutput, Seat, SeatReply};
-use switchboard_proto::cluster::{Envelope, NodeId};
+use switchboard_core::auth::RoomRule;
+use switchboard_core::{ClusterOutput, JoinOutcome, RouteOutcome, RouteScope, Seat, SeatReply};
+use switchboard_proto::cluster::{Envelope, NodeId, NodeMessage};
 use tokio::sync::mpsc;
 
 use crate::hub_task::HubSender;
@@ -39,15 +40,139 @@ pub(crate) const PURGE_ALL: u64 = 100_000_000;
 pub(crate) const PURGE_FN: &str = r"
 local function purge(node, budget)
   local set = 'sb:node:' .. node .. ':seats'
-  local rooms = redis.call('SPOP', set, budget)
+  local keys = redis.call('SPOP', set, budget)
   local prefix = node .. '/'
-  for _, room in ipairs(rooms) do
-    for _, f in ipairs(redis.call('HKEYS', room)) do
-      if string.sub(f, 1, #prefix) == prefix then redis.call('HDEL', room, f) end
+  local function mine(s) return s ~= nil and string.sub(s, 1, #prefix) == prefix end
+  for _, key in ipairs(keys) do
+    if string.sub(key, 1, 10) == 'sb:sio:id:' then
+      if mine(redis.call('HGET', key, 'at')) then redis.call('DEL', key) end
+    elseif string.sub(key, 1, 12) == 'sb:sio:room:' then
+      local fields = redis.call('HGETALL', key)
+      for i = 1, #fields, 2 do
+        if mine(string.match(fields[i + 1], '|(.*)$')) then redis.call('HDEL', key, fields[i]) end
+      end
+    else
+      for _, f in ipairs(redis.call('HKEYS', key)) do
+        if mine(f) then redis.call('HDEL', key, f) end
+      end
     end
   end
-  return #rooms, redis.call('SCARD', set)
+  return #keys, redis.call('SCARD', set)
 end
+";
+
+/// Whether a node's lease runs (Lua, shared by the socket.io scripts): `live(node, now)`.
+const LIVE_FN: &str = r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local function live(node)
+  local exp = redis.call('ZSCORE', 'sb:nodes', node)
+  return exp and tonumber(exp) > now
+end
+";
+
+/// socket.io: socket `id` is held here. KEYS = id hash, this node's key set; ARGV = node,
+/// conn, the `SioReplaced` message for the node that held the id before, if it lives.
+const SIO_REGISTER: &str = r"
+local at = ARGV[1] .. '/' .. ARGV[2]
+local old = redis.call('HGET', KEYS[1], 'at')
+redis.call('HSET', KEYS[1], 'at', at, 'room', '')
+redis.call('SADD', KEYS[2], KEYS[1])
+if old and old ~= at then
+  local node = string.match(old, '^(.*)/')
+  if node ~= ARGV[1] and live(node) then
+    redis.call('PUBLISH', 'sb:node:' .. node .. ':in', ARGV[3])
+  end
+end
+return 1
+";
+
+/// socket.io: socket `id` is gone. KEYS = id hash, this node's key set; ARGV = `node/conn`.
+const SIO_UNREGISTER: &str = r"
+if redis.call('HGET', KEYS[1], 'at') == ARGV[1] then redis.call('DEL', KEYS[1]) end
+redis.call('SREM', KEYS[2], KEYS[1])
+return 1
+";
+
+/// socket.io: a relay to socket `id`. KEYS = id hash; ARGV = scope (`any`, `exact`,
+/// `prefix`), the scope's room, the message. Returns 1 (published), 0 (no live holder), -1
+/// (outside the scope), -2 (the holder's node is not listening).
+const SIO_ROUTE: &str = r"
+local at = redis.call('HGET', KEYS[1], 'at')
+if not at then return 0 end
+local node = string.match(at, '^(.*)/')
+if not live(node) then return 0 end
+if ARGV[1] ~= 'any' then
+  local room = redis.call('HGET', KEYS[1], 'room')
+  if not room or room == '' then return -1 end
+  if ARGV[1] == 'exact' and room ~= ARGV[2] then return -1 end
+  if ARGV[1] == 'prefix' and string.sub(room, 1, #ARGV[2]) ~= ARGV[2] then return -1 end
+end
+if redis.call('PUBLISH', 'sb:node:' .. node .. ':in', ARGV[3]) == 0 then return -2 end
+return 1
+";
+
+/// socket.io: a place in a room. KEYS = room hash (field: socket id, value:
+/// `<seq>|<node>/<conn>`), id hash, this node's key set; ARGV = node, conn, id, room size,
+/// roster envelope prefix, the `SioPeerJoined` message, room name, announce (1/0). Members of
+/// dead nodes are dropped on the way. With announce, publishes the roster (in join order) on
+/// this node's channel and `SioPeerJoined` to the other members' nodes. Returns `queued`,
+/// `full` or `unavailable` (this node is not listening: nothing is taken).
+const SIO_JOIN: &str = r"
+local me, id, max = ARGV[1], ARGV[3], tonumber(ARGV[4])
+local at = me .. '/' .. ARGV[2]
+local fields = redis.call('HGETALL', KEYS[1])
+local peers, nodes, count = {}, {}, 0
+for i = 1, #fields, 2 do
+  local m, v = fields[i], fields[i + 1]
+  if m ~= id then
+    local seq, holder = string.match(v, '^(%d+)|(.*)$')
+    local node = string.match(holder, '^(.*)/')
+    if node == me or live(node) then
+      count = count + 1
+      peers[#peers + 1] = {tonumber(seq), '[' .. cjson.encode(m) .. ',' .. cjson.encode(node) .. ']'}
+      if node ~= me then nodes[node] = true end
+    else
+      redis.call('HDEL', KEYS[1], m)
+    end
+  end
+end
+if count >= max then return 'full' end
+local seq = redis.call('INCR', 'sb:sio:seq')
+redis.call('HSET', KEYS[1], id, seq .. '|' .. at)
+redis.call('SADD', KEYS[3], KEYS[1])
+if redis.call('HGET', KEYS[2], 'at') == at then redis.call('HSET', KEYS[2], 'room', ARGV[7]) end
+if ARGV[8] == '1' then
+  table.sort(peers, function(a, b) return a[1] < b[1] end)
+  local parts = {}
+  for _, p in ipairs(peers) do parts[#parts + 1] = p[2] end
+  local roster = ARGV[5] .. '[' .. table.concat(parts, ',') .. ']}}}'
+  if redis.call('PUBLISH', 'sb:node:' .. me .. ':in', roster) == 0 then
+    redis.call('HDEL', KEYS[1], id)
+    return 'unavailable'
+  end
+  for node, _ in pairs(nodes) do redis.call('PUBLISH', 'sb:node:' .. node .. ':in', ARGV[6]) end
+end
+return 'queued'
+";
+
+/// socket.io: leave a room. KEYS = room hash, id hash, this node's key set; ARGV = node,
+/// conn, id, the `SioPeerLeft` message for the other members' nodes.
+const SIO_LEAVE: &str = r"
+local at = ARGV[1] .. '/' .. ARGV[2]
+local v = redis.call('HGET', KEYS[1], ARGV[3])
+if not v or string.match(v, '|(.*)$') ~= at then return 0 end
+redis.call('HDEL', KEYS[1], ARGV[3])
+if redis.call('HGET', KEYS[2], 'at') == at then redis.call('HSET', KEYS[2], 'room', '') end
+local nodes, mine = {}, false
+local fields = redis.call('HGETALL', KEYS[1])
+for i = 2, #fields, 2 do
+  local node = string.match(fields[i], '|(.*)/')
+  if node == ARGV[1] then mine = true elseif live(node) then nodes[node] = true end
+end
+for node, _ in pairs(nodes) do redis.call('PUBLISH', 'sb:node:' .. node .. ':in', ARGV[4]) end
+if not mine then redis.call('SREM', KEYS[3], KEYS[1]) end
+return 1
 ";
 
 /// Takes a seat: KEYS = room hash, this node's seat set, the node registry; ARGV = node,
@@ -133,6 +258,10 @@ pub(crate) struct Health {
 /// `EVALSHA`, that never fails after Redis restarts with an empty script cache.
 pub(crate) struct Scripts {
     purge: String,
+    sio_register: String,
+    sio_route: String,
+    sio_join: String,
+    sio_leave: String,
 }
 
 impl Scripts {
@@ -141,8 +270,22 @@ impl Scripts {
             purge: format!(
                 "{PURGE_FN}\nlocal n, left = purge(ARGV[1], tonumber(ARGV[2]))\nreturn left"
             ),
+            sio_register: format!("{LIVE_FN}{SIO_REGISTER}"),
+            sio_route: format!("{LIVE_FN}{SIO_ROUTE}"),
+            sio_join: format!("{LIVE_FN}{SIO_JOIN}"),
+            sio_leave: format!("{LIVE_FN}{SIO_LEAVE}"),
         }
     }
+}
+
+/// The Redis key of a socket.io socket id.
+pub(crate) fn sio_id_key(id: &str) -> String {
+    format!("sb:sio:id:{id}")
+}
+
+/// The Redis key of a socket.io room.
+pub(crate) fn sio_room_key(room: &str) -> String {
+    format!("sb:sio:room:{room}")
 }
 
 /// Carries out the hub's cluster outputs until the hub lets go of the queue.
@@ -237,6 +380,86 @@ fn pipeline(scripts: &Scripts, me: &NodeId, batch: &[ClusterOutput]) -> redis::P
                     .arg(node)
                     .arg(PURGE_ALL);
             }
+            ClusterOutput::SioRegister { conn, id } => {
+                let replaced = NodeMessage::SioReplaced { id: id.clone() };
+                pipe.cmd("EVAL")
+                    .arg(&scripts.sio_register)
+                    .arg(2)
+                    .arg(sio_id_key(id))
+                    .arg(&seats)
+                    .arg(node)
+                    .arg(conn.0)
+                    .arg(Envelope::encode(me, &replaced));
+            }
+            ClusterOutput::SioUnregister { conn, id } => {
+                pipe.cmd("EVAL")
+                    .arg(SIO_UNREGISTER)
+                    .arg(2)
+                    .arg(sio_id_key(id))
+                    .arg(&seats)
+                    .arg(format!("{node}/{}", conn.0));
+            }
+            ClusterOutput::SioRoute(route) => {
+                let (mode, value) = match &route.scope {
+                    RouteScope::Any => ("any", ""),
+                    RouteScope::Room(RoomRule::Exact(r)) => ("exact", &**r),
+                    RouteScope::Room(RoomRule::Prefix(p)) => ("prefix", &**p),
+                };
+                let msg = NodeMessage::SioRelay {
+                    to: route.target.clone(),
+                    event: route.event,
+                    payload: route.payload.clone(),
+                };
+                pipe.cmd("EVAL")
+                    .arg(&scripts.sio_route)
+                    .arg(1)
+                    .arg(sio_id_key(&route.target))
+                    .arg(mode)
+                    .arg(value)
+                    .arg(Envelope::encode(me, &msg));
+            }
+            ClusterOutput::SioJoin {
+                conn,
+                id,
+                room,
+                max,
+                announce,
+            } => {
+                let joined = NodeMessage::SioPeerJoined {
+                    room: room.clone(),
+                    id: id.clone(),
+                };
+                pipe.cmd("EVAL")
+                    .arg(&scripts.sio_join)
+                    .arg(3)
+                    .arg(sio_room_key(room))
+                    .arg(sio_id_key(id))
+                    .arg(&seats)
+                    .arg(node)
+                    .arg(conn.0)
+                    .arg(&**id)
+                    .arg(u64::try_from(*max).unwrap_or(u64::MAX))
+                    .arg(Envelope::roster_prefix(me, room, conn.0))
+                    .arg(Envelope::encode(me, &joined))
+                    .arg(&**room)
+                    .arg(u8::from(*announce));
+            }
+            ClusterOutput::SioLeave { conn, id, room } => {
+                let left = NodeMessage::SioPeerLeft {
+                    room: room.clone(),
+                    id: id.clone(),
+                };
+                pipe.cmd("EVAL")
+                    .arg(&scripts.sio_leave)
+                    .arg(3)
+                    .arg(sio_room_key(room))
+                    .arg(sio_id_key(id))
+                    .arg(&seats)
+                    .arg(node)
+                    .arg(conn.0)
+                    .arg(&**id)
+                    .arg(Envelope::encode(me, &left));
+            }
         }
     }
     pipe
@@ -285,7 +508,33 @@ async fn answered(
                 let _ = hub.node_unreachable(from, msg).await;
             }
         }
-        ClusterOutput::Release { .. } | ClusterOutput::PurgeOwn => {}
+        ClusterOutput::SioRoute(route) => {
+            let outcome = match redis::from_redis_value::<i64>(value) {
+                Ok(1) => RouteOutcome::Delivered,
+                Ok(0) => RouteOutcome::Unknown,
+                Ok(-1) => RouteOutcome::WrongRoom,
+                _ => {
+                    health.unheard.fetch_add(1, Relaxed);
+                    RouteOutcome::Unavailable
+                }
+            };
+            let _ = hub
+                .sio_routed(route.conn, route.ack, route.event, outcome)
+                .await;
+        }
+        ClusterOutput::SioJoin { conn, room, .. } => {
+            let outcome = match redis::from_redis_value::<String>(value).as_deref() {
+                Ok("queued") => JoinOutcome::Queued,
+                Ok("full") => JoinOutcome::Full,
+                _ => JoinOutcome::Unavailable,
+            };
+            let _ = hub.sio_join_reply(conn, room, outcome).await;
+        }
+        ClusterOutput::Release { .. }
+        | ClusterOutput::PurgeOwn
+        | ClusterOutput::SioRegister { .. }
+        | ClusterOutput::SioUnregister { .. }
+        | ClusterOutput::SioLeave { .. } => {}
     }
 }
 
@@ -299,7 +548,21 @@ async fn failed(hub: &HubSender, health: &Health, out: ClusterOutput) {
         ClusterOutput::Send { from, msg, .. } => {
             let _ = hub.node_unreachable(from, msg).await;
         }
-        ClusterOutput::Release { .. } | ClusterOutput::PurgeOwn => {
+        ClusterOutput::SioRoute(route) => {
+            let outcome = RouteOutcome::Unavailable;
+            let _ = hub
+                .sio_routed(route.conn, route.ack, route.event, outcome)
+                .await;
+        }
+        ClusterOutput::SioJoin { conn, room, .. } => {
+            health.dirty.store(true, Relaxed);
+            let _ = hub.sio_join_reply(conn, room, JoinOutcome::Unavailable).await;
+        }
+        ClusterOutput::Release { .. }
+        | ClusterOutput::PurgeOwn
+        | ClusterOutput::SioRegister { .. }
+        | ClusterOutput::SioUnregister { .. }
+        | ClusterOutput::SioLeave { .. } => {
             health.dirty.store(true, Relaxed);
         }
     }

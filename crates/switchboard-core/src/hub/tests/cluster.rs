@@ -27,6 +27,10 @@ struct Cluster {
     got: Vec<(usize, u64, String)>,
     /// In which order nodes' outputs reach the registry and the bus.
     order: Vec<usize>,
+    /// socket.io ids: id → (node, conn, room).
+    sio_ids: HashMap<String, (NodeId, u64, Option<String>)>,
+    /// socket.io rooms: room → members (id, node, conn), in join order.
+    sio_rooms: HashMap<String, Vec<(String, NodeId, u64)>>,
 }
 
 fn node(id: &str) -> NodeId {
@@ -53,6 +57,8 @@ impl Cluster {
             up: true,
             got: Vec::new(),
             order: (0..n).collect(),
+            sio_ids: HashMap::new(),
+            sio_rooms: HashMap::new(),
         }
     }
 
@@ -105,6 +111,15 @@ impl Cluster {
         let me = self.nodes[i].0.clone();
         match out {
             Output::AmSend { conn, msg } => self.got.push((i, conn.0, msg.encode())),
+            Output::SioEmit { conn, emit } => {
+                let (event, payload) = emit.into_wire();
+                self.got
+                    .push((i, conn.0, format!("{event} {}", payload.get())));
+            }
+            Output::SioAck { conn, ack, reply } => {
+                self.got
+                    .push((i, conn.0, format!("ack{} {}", ack.0, reply.to_json())));
+            }
             Output::Close { conn, reason } => {
                 self.got.push((i, conn.0, format!("CLOSE {reason:?}")));
             }
@@ -133,9 +148,171 @@ impl Cluster {
                 for s in self.seats.values_mut() {
                     s.retain(|(n, _, _)| *n != me);
                 }
+                self.sio_ids.retain(|_, (n, _, _)| *n != me);
+                for m in self.sio_rooms.values_mut() {
+                    m.retain(|(_, n, _)| *n != me);
+                }
+            }
+            Output::Cluster(out) => self.sio_registry(i, &me, out),
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    /// The socket.io scripts' rules.
+    fn sio_registry(&mut self, i: usize, me: &NodeId, out: ClusterOutput) {
+        let live = |dead: &[NodeId], n: &NodeId| !dead.contains(n);
+        match out {
+            ClusterOutput::SioRegister { conn, id } => {
+                if !self.up {
+                    return;
+                }
+                let old = self
+                    .sio_ids
+                    .insert(id.to_string(), (me.clone(), conn.0, None));
+                if let Some((node, _, _)) = old {
+                    if node != *me && live(&self.dead, &node) {
+                        self.bus.push_back((
+                            node,
+                            me.clone(),
+                            NodeMessage::SioReplaced { id },
+                            None,
+                        ));
+                    }
+                }
+            }
+            ClusterOutput::SioUnregister { conn, id } => {
+                if self.up
+                    && self
+                        .sio_ids
+                        .get(&*id)
+                        .is_some_and(|(n, c, _)| n == me && *c == conn.0)
+                {
+                    self.sio_ids.remove(&*id);
+                }
+            }
+            ClusterOutput::SioRoute(route) => {
+                let outcome = if !self.up {
+                    RouteOutcome::Unavailable
+                } else {
+                    match self.sio_ids.get(&*route.target) {
+                        Some((node, _, room)) if live(&self.dead, node) => {
+                            let allowed = match &route.scope {
+                                RouteScope::Any => true,
+                                RouteScope::Room(rule) => {
+                                    room.as_deref().is_some_and(|r| rule.allows(r))
+                                }
+                            };
+                            if allowed {
+                                let msg = NodeMessage::SioRelay {
+                                    to: route.target.clone(),
+                                    event: route.event,
+                                    payload: route.payload.clone(),
+                                };
+                                self.bus.push_back((node.clone(), me.clone(), msg, None));
+                                RouteOutcome::Delivered
+                            } else {
+                                RouteOutcome::WrongRoom
+                            }
+                        }
+                        _ => RouteOutcome::Unknown,
+                    }
+                };
+                let h = &mut self.nodes[i].1;
+                h.hub
+                    .handle_sio_routed(route.conn, route.ack, route.event, outcome);
+            }
+            ClusterOutput::SioJoin {
+                conn,
+                id,
+                room,
+                max,
+                announce,
+            } => {
+                let outcome = if self.up {
+                    let dead = self.dead.clone();
+                    let members = self.sio_rooms.entry(room.to_string()).or_default();
+                    members.retain(|(m, n, _)| live(&dead, n) && *m != *id);
+                    if members.len() >= max {
+                        JoinOutcome::Full
+                    } else {
+                        let peers: Vec<(Box<str>, NodeId)> = members
+                            .iter()
+                            .map(|(m, n, _)| (m.as_str().into(), n.clone()))
+                            .collect();
+                        let mut nodes: Vec<NodeId> = members
+                            .iter()
+                            .map(|(_, n, _)| n.clone())
+                            .filter(|n| n != me)
+                            .collect();
+                        nodes.dedup();
+                        members.push((id.to_string(), me.clone(), conn.0));
+                        if let Some(e) = self.sio_ids.get_mut(&*id) {
+                            e.2 = Some(room.to_string());
+                        }
+                        if announce {
+                            let roster = NodeMessage::SioRoster {
+                                room: room.clone(),
+                                to: conn.0,
+                                peers,
+                            };
+                            self.bus.push_back((me.clone(), me.clone(), roster, None));
+                            for n in nodes {
+                                let msg = NodeMessage::SioPeerJoined {
+                                    room: room.clone(),
+                                    id: id.clone(),
+                                };
+                                self.bus.push_back((n, me.clone(), msg, None));
+                            }
+                        }
+                        JoinOutcome::Queued
+                    }
+                } else {
+                    JoinOutcome::Unavailable
+                };
+                self.nodes[i]
+                    .1
+                    .hub
+                    .handle_sio_join_reply(conn, &room, outcome);
+            }
+            ClusterOutput::SioLeave { conn, id, room } => {
+                if !self.up {
+                    return;
+                }
+                let members = self.sio_rooms.entry(room.to_string()).or_default();
+                members.retain(|(m, n, c)| !(*m == *id && n == me && *c == conn.0));
+                let mut nodes: Vec<NodeId> = members
+                    .iter()
+                    .map(|(_, n, _)| n.clone())
+                    .filter(|n| n != me)
+                    .collect();
+                nodes.dedup();
+                if let Some(e) = self.sio_ids.get_mut(&*id) {
+                    e.2 = None;
+                }
+                for n in nodes {
+                    let msg = NodeMessage::SioPeerLeft {
+                        room: room.clone(),
+                        id: id.clone(),
+                    };
+                    self.bus.push_back((n, me.clone(), msg, None));
+                }
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    fn sio_connect(&mut self, n: usize, conn: u64, id: &str) {
+        let h = &mut self.nodes[n].1;
+        let now = h.now;
+        h.hub.handle_sio_connect(ConnId(conn), id, None, None, now);
+    }
+
+    fn sio(&mut self, n: usize, conn: u64, input: SioInput, ack: u64) -> Vec<(usize, u64, String)> {
+        let h = &mut self.nodes[n].1;
+        let now = h.now;
+        h.hub
+            .handle_sio_message(ConnId(conn), input, (ack > 0).then_some(AckId(ack)), now);
+        self.run()
     }
 
     /// The claim script's rules.
@@ -170,6 +347,10 @@ impl Cluster {
     fn kill(&mut self, n: usize) -> Vec<(usize, u64, String)> {
         let id = self.nodes[n].0.clone();
         self.dead.push(id.clone());
+        self.sio_ids.retain(|_, (node, _, _)| *node != id);
+        for m in self.sio_rooms.values_mut() {
+            m.retain(|(_, node, _)| *node != id);
+        }
         self.bus.retain(|(to, from, _, _)| *to != id && *from != id);
         for (_, h) in self.nodes.iter_mut().filter(|(i, _)| *i != id) {
             h.hub.handle_node_down(&id);
@@ -396,8 +577,8 @@ fn without_the_registry_joins_and_cross_node_messages_are_refused_and_local_pair
     // registry knows the rooms as they are: a third peer is refused, the pairs go on.
     c.up = true;
     c.seats.clear();
-    c.nodes[0].1.hub.handle_cluster_reregister();
-    c.nodes[1].1.hub.handle_cluster_reregister();
+    c.nodes[0].1.hub.handle_cluster_reregister(false);
+    c.nodes[1].1.hub.handle_cluster_reregister(false);
     assert_eq!(c.run(), vec![]);
     c.connect(1, 6);
     assert_eq!(
@@ -422,7 +603,7 @@ fn a_seat_taken_while_the_registry_forgot_it_is_given_up() {
     c.connect(1, 3);
     c.send(1, 2, &join("r"));
     c.send(1, 3, &join("r"));
-    c.nodes[0].1.hub.handle_cluster_reregister();
+    c.nodes[0].1.hub.handle_cluster_reregister(false);
     assert_eq!(
         c.run(),
         vec![
@@ -478,7 +659,7 @@ fn a_node_cut_off_past_its_lease_ends_its_pairs_across_nodes_and_keeps_local_one
     }
     assert_eq!(c.run(), vec![at(1, cmd(4, "stop", "r"))]);
     c.nodes[0].1.hub.handle_cluster_isolated();
-    c.nodes[0].1.hub.handle_cluster_reregister();
+    c.nodes[0].1.hub.handle_cluster_reregister(false);
     // Its side stops too; then the two, each alone in r, pair again and the call starts
     // over (the first seat, on node 1, makes the offer).
     assert_eq!(
@@ -507,5 +688,204 @@ fn a_node_cut_off_past_its_lease_ends_its_pairs_across_nodes_and_keeps_local_one
     assert_eq!(
         c.nodes[0].1.cluster_stats().stale + c.nodes[1].1.cluster_stats().stale,
         0
+    );
+}
+
+fn sio_join(room: &str) -> SioInput {
+    SioInput::Join { room: room.into() }
+}
+
+fn sio_offer(target: &str, from: &str) -> SioInput {
+    SioInput::Relay {
+        event: switchboard_proto::socketio::SioRelay::Offer,
+        target: target.into(),
+        payload: switchboard_proto::Opaque::from_json(format!(
+            r#"{{"target":"{target}","from":"{from}","sdp":{{}}}}"#
+        ))
+        .unwrap(),
+    }
+}
+
+#[test]
+fn socketio_targets_rooms_and_rosters_span_nodes() {
+    let mut c = Cluster::new(3);
+    c.sio_connect(0, 1, "alice");
+    c.sio_connect(1, 2, "bob");
+    c.sio_connect(2, 3, "carol");
+    assert_eq!(
+        c.sio(0, 1, sio_join("r"), 1),
+        vec![(0, 1, r#"ack1 {"ok":true,"peers":[],"room":"r"}"#.into())]
+    );
+    assert_eq!(
+        c.sio(1, 2, sio_join("r"), 2),
+        vec![
+            (
+                1,
+                2,
+                r#"ack2 {"ok":true,"peers":["alice"],"room":"r"}"#.into()
+            ),
+            (0, 1, r#"peer-joined {"id":"bob","room":"r"}"#.into()),
+        ]
+    );
+    let got = c.sio(2, 3, sio_join("r"), 3);
+    assert_eq!(
+        got[0],
+        (
+            2,
+            3,
+            r#"ack3 {"ok":true,"peers":["alice","bob"],"room":"r"}"#.into()
+        )
+    );
+    assert!(
+        got.contains(&(0, 1, r#"peer-joined {"id":"carol","room":"r"}"#.into())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&(1, 2, r#"peer-joined {"id":"carol","room":"r"}"#.into())),
+        "{got:?}"
+    );
+    // A target on another node gets the relay; the sender its ack after the registry answered.
+    assert_eq!(
+        c.sio(0, 1, sio_offer("carol", "alice"), 4),
+        vec![
+            (0, 1, r#"ack4 {"ok":true}"#.into()),
+            (
+                2,
+                3,
+                r#"offer {"target":"carol","from":"alice","sdp":{}}"#.into()
+            ),
+        ]
+    );
+    // An id held nowhere is unknown_target, as on one node.
+    assert_eq!(
+        c.sio(0, 1, sio_offer("nobody", "alice"), 5),
+        vec![(
+            0,
+            1,
+            r#"ack5 {"error":"unknown_target","ok":false,"reason":"no connected socket has this id"}"#.into()
+        )]
+    );
+    // A rejoin answers the cluster-wide roster.
+    assert_eq!(
+        c.sio(1, 2, sio_join("r"), 6),
+        vec![(
+            1,
+            2,
+            r#"ack6 {"ok":true,"peers":["alice","carol"],"room":"r"}"#.into()
+        )]
+    );
+    // Leaving is heard on every node.
+    let got = c.sio(1, 2, SioInput::Leave, 7);
+    assert!(
+        got.contains(&(0, 1, r#"peer-left {"id":"bob","room":"r"}"#.into())),
+        "{got:?}"
+    );
+    assert!(
+        got.contains(&(2, 3, r#"peer-left {"id":"bob","room":"r"}"#.into())),
+        "{got:?}"
+    );
+    // A disconnect too; its id is then unknown everywhere.
+    c.nodes[2].1.hub.handle_disconnect(ConnId(3));
+    let got = c.run();
+    assert_eq!(
+        got,
+        vec![(0, 1, r#"peer-left {"id":"carol","room":"r"}"#.into())]
+    );
+    let got = c.sio(0, 1, sio_offer("carol", "alice"), 8);
+    assert!(got[0].2.contains("unknown_target"), "{got:?}");
+}
+
+#[test]
+fn socketio_room_size_counts_every_node_and_a_dead_nodes_members_leave() {
+    let mut c = Cluster::new(3);
+    let max = c.nodes[0].1.config().sio_max_room_peers;
+    for k in 0..max {
+        let n = k % 2;
+        let conn = 100 + k as u64;
+        c.sio_connect(n, conn, &format!("s{k}"));
+        let got = c.sio(n, conn, sio_join("big"), 1);
+        assert!(
+            got.iter()
+                .any(|(_, cc, t)| *cc == conn && t.contains(r#""ok":true"#)),
+            "{got:?}"
+        );
+    }
+    c.sio_connect(2, 1, "late");
+    let got = c.sio(2, 1, sio_join("big"), 9);
+    assert!(got[0].2.contains("room_full"), "{got:?}");
+    // Node 1 dies: its members leave the rosters on the other nodes, and make room.
+    let got = c.kill(1);
+    let left = got
+        .iter()
+        .filter(|(n, _, t)| *n == 0 && t.starts_with("peer-left"))
+        .count();
+    let half = max / 2;
+    assert_eq!(left, half * (max - half), "{got:?}");
+    let got = c.sio(2, 1, sio_join("big"), 10);
+    assert!(got[0].2.contains(r#""ok":true"#), "{got:?}");
+}
+
+#[test]
+fn socketio_same_identity_takes_over_across_nodes() {
+    let mut c = Cluster::new(2);
+    c.sio_connect(0, 1, "alice");
+    c.sio(0, 1, sio_join("r"), 1);
+    c.sio_connect(1, 2, "bob");
+    c.sio(1, 2, sio_join("r"), 2);
+    // alice connects again on node 1: the node-0 socket is replaced and leaves its room.
+    c.sio_connect(1, 3, "alice");
+    let got = c.run();
+    assert!(got.contains(&(0, 1, r#"error {"error":"replaced","event":"connect","reason":"the same identity connected again"}"#.into())), "{got:?}");
+    assert!(got.contains(&(0, 1, "CLOSE Replaced".into())), "{got:?}");
+    assert!(
+        got.contains(&(1, 2, r#"peer-left {"id":"alice","room":"r"}"#.into())),
+        "{got:?}"
+    );
+    // The id now reaches the new socket.
+    let got = c.sio(1, 2, sio_offer("alice", "bob"), 3);
+    assert!(
+        got.contains(&(
+            1,
+            3,
+            r#"offer {"target":"alice","from":"bob","sdp":{}}"#.into()
+        )),
+        "{got:?}"
+    );
+}
+
+#[test]
+fn socketio_without_the_registry_cross_node_relays_and_joins_are_refused() {
+    let mut c = Cluster::new(2);
+    c.sio_connect(0, 1, "alice");
+    c.sio_connect(0, 2, "ann");
+    c.sio_connect(1, 3, "bob");
+    c.up = false;
+    let got = c.sio(0, 1, sio_offer("ann", "alice"), 1);
+    assert!(
+        got.iter()
+            .any(|(_, cc, t)| *cc == 2 && t.starts_with("offer")),
+        "local goes on: {got:?}"
+    );
+    let got = c.sio(0, 1, sio_offer("bob", "alice"), 2);
+    assert!(got[0].2.contains("cluster_unavailable"), "{got:?}");
+    let got = c.sio(0, 1, sio_join("r"), 3);
+    assert!(got[0].2.contains("cluster_unavailable"), "{got:?}");
+    // A second join while one is out is refused, not queued.
+    c.up = true;
+    let now = c.nodes[0].1.now;
+    c.nodes[0]
+        .1
+        .hub
+        .handle_sio_message(ConnId(1), sio_join("r"), Some(AckId(4)), now);
+    let got = c.sio(0, 1, sio_join("s"), 5);
+    assert!(
+        got.iter()
+            .any(|(_, _, t)| t.starts_with("ack5") && t.contains("join is still in progress")),
+        "{got:?}"
+    );
+    assert!(
+        got.iter()
+            .any(|(_, _, t)| t.starts_with("ack4") && t.contains(r#""ok":true"#)),
+        "{got:?}"
     );
 }
