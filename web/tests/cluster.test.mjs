@@ -7,6 +7,7 @@ import { spawn } from "node:child_process";
 import { createServer, connect } from "node:net";
 import { join } from "node:path";
 import { io } from "socket.io-client";
+import WebSocket from "ws";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
 
 let redis, nodes, web, browserA, browserB;
@@ -56,6 +57,7 @@ before(async () => {
     "/sdk/": join(repo, "web/tests/node_modules/@antmedia/webrtc_adaptor/dist/"),
     "/pages/": join(repo, "web/tests/pages/"),
     "/sio/": join(repo, "web/tests/node_modules/socket.io-client/dist/"),
+    "/peerjs/": join(repo, "web/tests/node_modules/peerjs/dist/"),
   });
   [browserA, browserB] = await Promise.all([launch(), launch()]);
 });
@@ -274,4 +276,79 @@ test("cluster: socket.io during a Redis restart: errors across nodes, local rela
     own.stop();
     back?.stop();
   }
+});
+
+const pjPage = (browser, node) => open(browser, `${web.url}/pages/peerjs.html?host=127.0.0.1&port=${node.port}`);
+
+test("cluster: the official peerjs client on two nodes: data both ways and a media call", async () => {
+  const [a, b] = [await pjPage(browserA, nodes[0]), await pjPage(browserB, nodes[1])];
+  try {
+    assert.equal(await a.evaluate((id) => window.makePeer(id), "pj-alice"), "pj-alice");
+    assert.equal(await b.evaluate((id) => window.makePeer(id), "pj-bob"), "pj-bob");
+    assert.equal(await a.evaluate((id) => window.connect(id), "pj-bob"), "echo:hello");
+    assert.deepEqual(await b.evaluate(() => window.received), ["hello"]);
+    await a.evaluate((id) => window.startCall(id), "pj-bob");
+    await assertVideoFlowing(a, "caller", "remote", () => window.framesDecoded());
+    await assertVideoFlowing(b, "callee", "remote", () => window.framesDecoded());
+    // The id is taken on every node: a third page on the third node is refused.
+    const c = await pjPage(browserA, nodes[2]);
+    assert.equal(await c.evaluate((id) => window.makePeer(id), "pj-alice"), null);
+    assert.deepEqual(await c.evaluate(() => window.errors), ["unavailable-id"]);
+    await c.context().close();
+  } finally {
+    await Promise.all([a.context().close(), b.context().close()]);
+  }
+});
+
+/** A raw PeerJS WebSocket to `node`, its frames collected. */
+async function pjRaw(node, query) {
+  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/peerjs/peerjs?${query}`);
+  const frames = [];
+  ws.addEventListener("message", (e) => frames.push(JSON.parse(e.data)));
+  const closed = new Promise((ok) => ws.addEventListener("close", (e) => ok(e.code)));
+  await new Promise((ok, fail) => { ws.addEventListener("open", ok); ws.addEventListener("error", fail); });
+  const next = async (pred = () => true, ms = 3000) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const i = frames.findIndex(pred);
+      if (i >= 0) return frames.splice(i, 1)[0];
+      if (Date.now() > deadline) throw new Error(`no frame; have ${JSON.stringify(frames)}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  return { ws, frames, closed, next, send: (m) => ws.send(JSON.stringify(m)) };
+}
+
+test("cluster: PeerJS ids across nodes: ID-TAKEN, take-over by the same token, a queued message delivered on another node, EXPIRE", async () => {
+  const q = (id, token) => `key=peerjs&id=${id}&token=${token}`;
+  const a = await pjRaw(nodes[0], q("raw-a", "ta"));
+  assert.equal((await a.next()).type, "OPEN");
+  // Another token on another node: ID-TAKEN.
+  const intruder = await pjRaw(nodes[1], q("raw-a", "other"));
+  assert.equal((await intruder.next()).type, "ID-TAKEN");
+  await intruder.closed;
+  // Messages to an id nobody holds yet wait, in order, and are delivered when it connects
+  // on another node.
+  for (let n = 0; n < 5; n++) a.send({ type: "OFFER", dst: "raw-late", payload: { n } });
+  await new Promise((r) => setTimeout(r, 300));
+  const late = await pjRaw(nodes[2], q("raw-late", "tl"));
+  assert.equal((await late.next()).type, "OPEN");
+  for (let n = 0; n < 5; n++) {
+    const m = await late.next();
+    assert.deepEqual(m, { type: "OFFER", src: "raw-a", dst: "raw-late", payload: { n } });
+  }
+  // The same token on another node takes the id over: the old socket is closed, and
+  // messages reach the new one.
+  const again = await pjRaw(nodes[1], q("raw-a", "ta"));
+  assert.equal((await again.next()).type, "OPEN");
+  await a.closed;
+  late.send({ type: "ANSWER", dst: "raw-a", payload: { ok: 1 } });
+  assert.deepEqual(await again.next(), { type: "ANSWER", src: "raw-late", dst: "raw-a", payload: { ok: 1 } });
+  // An id that never connects: EXPIRE once, after the 5 s expire timeout.
+  again.send({ type: "OFFER", dst: "raw-ghost", payload: {} });
+  again.send({ type: "CANDIDATE", dst: "raw-ghost", payload: {} });
+  assert.deepEqual(await again.next((m) => m.type === "EXPIRE", 9000), { type: "EXPIRE", src: "raw-ghost", dst: "raw-a" });
+  await new Promise((r) => setTimeout(r, 300));
+  assert.equal(again.frames.filter((m) => m.type === "EXPIRE").length, 0);
+  for (const s of [again, late]) s.ws.close();
 });

@@ -19,6 +19,7 @@ use crate::timers::Deadlines;
 
 mod antmedia;
 mod cluster;
+mod cluster_pj;
 mod cluster_sio;
 mod events;
 mod limits;
@@ -26,8 +27,8 @@ mod peerjs;
 mod socketio;
 
 pub use cluster::{
-    ClusterOutput, ClusterStats, JoinOutcome, RemotePeer, RouteOutcome, RouteScope, Seat,
-    SeatClaim, SeatReply, SioRoute,
+    ClusterOutput, ClusterStats, JoinOutcome, PjClaimOutcome, PjSendOutcome, PjSent, RemotePeer,
+    RouteOutcome, RouteScope, Seat, SeatClaim, SeatReply, SioRoute,
 };
 pub use events::{Change, Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
 

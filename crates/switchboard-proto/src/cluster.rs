@@ -9,6 +9,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::antmedia::SdpType;
+use crate::peerjs::{PjServerMessage, PjType};
 use crate::socketio::SioRelay;
 use crate::{App, Name, Opaque, StreamId};
 
@@ -112,6 +113,59 @@ pub enum NodeMessage {
         /// The socket id (the identity).
         id: Box<str>,
     },
+    /// PeerJS: a message for the id `dst`, held by the receiving node.
+    PjRelay(PjRelayed),
+    /// PeerJS: the id claim of `to` (on the receiving node) is done; `queued` waited for the
+    /// id in Redis. Published by the claim script on the claimer's own channel, so the
+    /// queued messages come before any later one.
+    PjClaimed {
+        /// The claimer, on the receiving node.
+        to: u64,
+        /// The id.
+        id: Box<str>,
+        /// The messages that waited for the id, in order.
+        queued: Vec<PjRelayed>,
+    },
+    /// PeerJS: the id's owner (same token) connected on the sending node; the receiving
+    /// node's socket with this id is replaced (closed).
+    PjReplaced {
+        /// The id.
+        id: Box<str>,
+    },
+}
+
+/// A relayed PeerJS message, `src` stamped by the sender's node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PjRelayed {
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: PjType,
+    /// The sender's id.
+    pub src: Box<str>,
+    /// The receiver's id.
+    pub dst: Box<str>,
+    /// The payload, verbatim.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payload: Option<Opaque>,
+}
+
+impl PjRelayed {
+    /// The message its receiver gets.
+    #[must_use]
+    pub fn into_server_message(self) -> PjServerMessage {
+        PjServerMessage::Relay {
+            kind: self.kind,
+            src: self.src,
+            dst: self.dst,
+            payload: self.payload.map(|p| p.json().into()),
+        }
+    }
+
+    /// The JSON kept in Redis while the message waits for its receiver.
+    #[must_use]
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
 }
 
 /// The body of a relayed Ant Media message: what the receiver gets, less the room.
@@ -210,6 +264,15 @@ impl Envelope {
         format!(r#"{{"node":{node},"msg":{{"sio_roster":{{"room":{room},"to":{to},"peers":"#)
     }
 
+    /// The start of a [`NodeMessage::PjClaimed`] envelope from `node`, up to its `queued`:
+    /// the claim script appends the queued messages' JSON array and [`ROSTER_END`].
+    #[must_use]
+    pub fn claimed_prefix(node: &NodeId, id: &str, to: u64) -> String {
+        let id = serde_json::to_string(id).unwrap_or_default();
+        let node = serde_json::to_string(node).unwrap_or_default();
+        format!(r#"{{"node":{node},"msg":{{"pj_claimed":{{"to":{to},"id":{id},"queued":"#)
+    }
+
     /// Reads a message from a node's channel.
     ///
     /// # Errors
@@ -275,6 +338,31 @@ mod tests {
         );
         let empty = format!("{}[]{ROSTER_END}", Envelope::roster_prefix(&node, "r", 1));
         assert!(Envelope::from_json(&empty).is_ok());
+    }
+
+    #[test]
+    fn queued_peerjs_messages_built_by_the_claim_script_read_back() {
+        let node = NodeId::new("n-a").unwrap();
+        let m = PjRelayed {
+            kind: PjType::Offer,
+            src: "alice".into(),
+            dst: "bob".into(),
+            payload: Some(Opaque::from_json(r#"{"sdp":"v=0"}"#.into()).unwrap()),
+        };
+        let json = format!(
+            "{}[{}]{ROSTER_END}",
+            Envelope::claimed_prefix(&node, "bob", 77),
+            m.to_json()
+        );
+        let env = Envelope::from_json(&json).unwrap();
+        let NodeMessage::PjClaimed { to, id, queued } = env.msg else {
+            panic!("{json}")
+        };
+        assert_eq!((to, &*id), (77, "bob"));
+        assert_eq!(
+            queued[0].clone().into_server_message().encode(),
+            r#"{"type":"OFFER","src":"alice","dst":"bob","payload":{"sdp":"v=0"}}"#
+        );
     }
 
     #[test]

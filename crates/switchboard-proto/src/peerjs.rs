@@ -35,7 +35,9 @@ impl PjType {
         }
     }
 
-    fn parse(s: &str) -> Option<PjType> {
+    /// The type of a wire name, if the server handles it.
+    #[must_use]
+    pub fn parse(s: &str) -> Option<PjType> {
         Some(match s {
             "HEARTBEAT" => PjType::Heartbeat,
             "OFFER" => PjType::Offer,
@@ -45,6 +47,19 @@ impl PjType {
             "EXPIRE" => PjType::Expire,
             _ => return None,
         })
+    }
+}
+
+impl serde::Serialize for PjType {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for PjType {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<'de, str>::deserialize(d)?;
+        PjType::parse(&s).ok_or_else(|| serde::de::Error::custom("unknown PeerJS type"))
     }
 }
 
@@ -138,6 +153,9 @@ pub mod errors {
     pub const LIMIT: &str = "Server has reached its concurrent user limit";
     /// Id or token over 256 bytes (Switchboard's bound; peerjs-server has none).
     pub const TOO_LONG: &str = "id or token is too long";
+    /// Cluster mode: the id could not be claimed in the cluster's registry (Redis down).
+    pub const CLUSTER_UNAVAILABLE: &str =
+        "cluster_unavailable: the cluster's registry cannot be reached right now; try again";
     /// Over a rate limit (Switchboard's; peerjs-server has none).
     pub const RATE_LIMITED: &str = "rate_limited: too many messages or connections a second";
 }

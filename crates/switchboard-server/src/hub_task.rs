@@ -182,6 +182,23 @@ enum Input {
         room: Box<str>,
         outcome: switchboard_core::JoinOutcome,
     },
+    /// Cluster mode: the registry's answer to a PeerJS id claim.
+    PjClaimReply {
+        conn: ConnId,
+        id: Box<str>,
+        again: bool,
+        outcome: switchboard_core::PjClaimOutcome,
+    },
+    /// Cluster mode: the registry's answer to a PeerJS message for another node.
+    PjSent {
+        sent: switchboard_core::PjSent,
+        outcome: switchboard_core::PjSendOutcome,
+    },
+    /// Cluster mode: PeerJS messages queued in the registry that expired there.
+    PjExpired {
+        dst: Box<str>,
+        expired: Vec<(u64, Box<str>)>,
+    },
     /// Cluster mode: a node is gone.
     NodeDown {
         node: NodeId,
@@ -363,6 +380,36 @@ impl HubSender {
             room,
             outcome,
         })
+    }
+
+    /// The registry's answer to a PeerJS id claim.
+    pub(crate) fn pj_claim_reply(
+        &self,
+        conn: ConnId,
+        id: Box<str>,
+        again: bool,
+        outcome: switchboard_core::PjClaimOutcome,
+    ) -> Queued {
+        self.send(Input::PjClaimReply {
+            conn,
+            id,
+            again,
+            outcome,
+        })
+    }
+
+    /// The registry's answer to a PeerJS message for another node.
+    pub(crate) fn pj_sent(
+        &self,
+        sent: switchboard_core::PjSent,
+        outcome: switchboard_core::PjSendOutcome,
+    ) -> Queued {
+        self.send(Input::PjSent { sent, outcome })
+    }
+
+    /// PeerJS messages that expired in the registry's queue.
+    pub(crate) fn pj_expired(&self, dst: Box<str>, expired: Vec<(u64, Box<str>)>) -> Queued {
+        self.send(Input::PjExpired { dst, expired })
     }
 
     /// Another node is gone.
@@ -586,6 +633,14 @@ impl HubTask {
             Input::NodeMessage { from, msg } => self.hub.handle_node_message(&from, msg, now),
             Input::NodeUnreachable { from, msg } => self.hub.handle_node_unreachable(from, &msg),
             Input::NodeDown { node } => self.hub.handle_node_down(&node),
+            Input::PjClaimReply {
+                conn,
+                id,
+                again,
+                outcome,
+            } => self.hub.handle_pj_claim_reply(conn, &id, again, outcome),
+            Input::PjSent { sent, outcome } => self.hub.handle_pj_sent(sent, outcome, now),
+            Input::PjExpired { dst, expired } => self.hub.handle_pj_expired(&dst, &expired),
             Input::SioRouted {
                 conn,
                 ack,
@@ -704,11 +759,27 @@ impl HubTask {
                 let outcome = switchboard_core::JoinOutcome::Unavailable;
                 self.hub.handle_sio_join_reply(conn, &room, outcome);
             }
+            ClusterOutput::PjClaim {
+                conn, id, again, ..
+            } => {
+                link.health.dirty.store(true, Relaxed);
+                let outcome = switchboard_core::PjClaimOutcome::Unavailable;
+                self.hub.handle_pj_claim_reply(conn, &id, again, outcome);
+            }
+            ClusterOutput::PjSend { sent, .. } => {
+                let now = Instant::now().into_std();
+                let outcome = switchboard_core::PjSendOutcome::Unavailable;
+                self.hub.handle_pj_sent(sent, outcome, now);
+            }
+            ClusterOutput::PjExpire { dst, entries } => {
+                self.hub.handle_pj_expired(&dst, &entries);
+            }
             ClusterOutput::Release { .. }
             | ClusterOutput::PurgeOwn
             | ClusterOutput::SioRegister { .. }
             | ClusterOutput::SioUnregister { .. }
-            | ClusterOutput::SioLeave { .. } => {
+            | ClusterOutput::SioLeave { .. }
+            | ClusterOutput::PjUnregister { .. } => {
                 link.health.dirty.store(true, Relaxed);
             }
         }

@@ -134,6 +134,52 @@ pub enum ClusterOutput {
         /// lost it: they know already).
         announce: bool,
     },
+    /// PeerJS: claim `id` for `conn` (with its token: the same token takes it over from
+    /// another node); answer with [`Hub::handle_pj_claim_reply`]. Unless `again`, the
+    /// registry then publishes [`NodeMessage::PjClaimed`] with what waited for the id.
+    PjClaim {
+        /// The connection.
+        conn: ConnId,
+        /// The id.
+        id: Box<str>,
+        /// Its token.
+        token: Box<str>,
+        /// Claimed again after Redis forgot it (nothing is published).
+        again: bool,
+    },
+    /// PeerJS: `conn` no longer holds `id` (unless another connection holds it now).
+    PjUnregister {
+        /// The connection.
+        conn: ConnId,
+        /// The id.
+        id: Box<str>,
+    },
+    /// PeerJS: a message for an id this node does not hold: to its node, else (when
+    /// `queue`) into its queue in the registry, bounded by `max_msgs` and `max_bytes`;
+    /// answer with [`Hub::handle_pj_sent`].
+    PjSend {
+        /// What the hub needs back.
+        sent: PjSent,
+        /// The message.
+        msg: switchboard_proto::cluster::PjRelayed,
+        /// Whether it may wait for its receiver (not `LEAVE`).
+        queue: bool,
+        /// Most messages waiting for one id.
+        max_msgs: usize,
+        /// Most bytes waiting for one id.
+        max_bytes: usize,
+        /// How long it may wait.
+        expire: std::time::Duration,
+    },
+    /// PeerJS: the messages `entries` (tag, sender id) that this node queued for `dst` are
+    /// due: take those still waiting out of the queue; answer with
+    /// [`Hub::handle_pj_expired`] and the ones taken out.
+    PjExpire {
+        /// The receiver's id.
+        dst: Box<str>,
+        /// Tags and senders.
+        entries: Vec<(u64, Box<str>)>,
+    },
     /// socket.io: give up the place of `id` in `room`; the nodes of the other members hear
     /// [`NodeMessage::SioPeerLeft`].
     SioLeave {
@@ -144,6 +190,48 @@ pub enum ClusterOutput {
         /// The room.
         room: Box<str>,
     },
+}
+
+/// A PeerJS message sent through the registry: what the hub needs back with the outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PjSent {
+    /// The sender's connection.
+    pub conn: ConnId,
+    /// This node's number for the message.
+    pub tag: u64,
+    /// The sender's id.
+    pub from: Box<str>,
+    /// The receiver's id.
+    pub dst: Box<str>,
+    /// Bytes it is counted as, against the queue limits.
+    pub bytes: usize,
+}
+
+/// What became of a [`ClusterOutput::PjSend`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PjSendOutcome {
+    /// Handed to the node holding the receiver.
+    Delivered,
+    /// No node holds the receiver: queued in the registry until it connects or the message
+    /// expires.
+    Queued,
+    /// The receiver's queue in the registry is full (`EXPIRE` at once).
+    Full,
+    /// No node holds the receiver and the message is not queued (`LEAVE`).
+    Absent,
+    /// The registry or the receiver's node could not be reached (`EXPIRE` at once).
+    Unavailable,
+}
+
+/// The registry's answer to a [`ClusterOutput::PjClaim`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PjClaimOutcome {
+    /// Claimed; `PjClaimed` follows on this node's channel (not for claims made again).
+    Done,
+    /// Another live node holds the id with another token.
+    Taken,
+    /// The registry could not be reached.
+    Unavailable,
 }
 
 /// Whom a routed socket.io relay may reach: the sender's room claim (room tokens on).
@@ -336,7 +424,7 @@ impl Hub {
     }
 
     /// Another node sent `msg` (from node `from`).
-    pub fn handle_node_message(&mut self, from: &NodeId, msg: NodeMessage, _now: Instant) {
+    pub fn handle_node_message(&mut self, from: &NodeId, msg: NodeMessage, now: Instant) {
         match msg {
             NodeMessage::AmJoined {
                 app,
@@ -415,6 +503,9 @@ impl Hub {
             | NodeMessage::SioPeerJoined { .. }
             | NodeMessage::SioPeerLeft { .. }
             | NodeMessage::SioReplaced { .. } => self.sio_node_message(from, msg),
+            NodeMessage::PjRelay(_)
+            | NodeMessage::PjClaimed { .. }
+            | NodeMessage::PjReplaced { .. } => self.pj_node_message(msg, now),
         }
     }
 
@@ -524,6 +615,7 @@ impl Hub {
             }));
         }
         self.sio_reregister(announce);
+        self.pj_reregister();
     }
 
     /// A [`ClusterOutput::Send`] could not be delivered: its sender hears

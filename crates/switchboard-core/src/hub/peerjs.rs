@@ -7,8 +7,10 @@ use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
+use switchboard_proto::cluster::PjRelayed;
 use switchboard_proto::peerjs::{PjClientMessage, PjServerMessage, PjType, errors};
 
+use super::cluster::ClusterOutput;
 use super::{AuthError, Claims, CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
 
 /// Longest id or token accepted (bytes).
@@ -62,7 +64,7 @@ impl Default for PeerJsConfig {
 /// One PeerJS socket.
 #[derive(Debug)]
 pub(super) struct PjConn {
-    id: Box<str>,
+    pub(super) id: Box<str>,
     last_heartbeat: Instant,
     /// The claims of its key, when room tokens are on (the key is the token).
     grant: Option<Box<Claims>>,
@@ -71,8 +73,25 @@ pub(super) struct PjConn {
 /// Who holds an id.
 #[derive(Debug)]
 pub(super) struct PjHolder {
-    conn: ConnId,
-    token: Box<str>,
+    pub(super) conn: ConnId,
+    pub(super) token: Box<str>,
+}
+
+/// A connection whose id claim is out (cluster mode).
+#[derive(Debug)]
+pub(super) struct PjPending {
+    pub(super) id: Box<str>,
+    pub(super) token: Box<str>,
+    pub(super) grant: Option<Box<Claims>>,
+}
+
+/// A message this node queued in the registry for an id no node holds (cluster mode).
+#[derive(Debug)]
+pub(super) struct PjWaiting {
+    pub(super) tag: u64,
+    pub(super) from: Box<str>,
+    pub(super) bytes: usize,
+    pub(super) expires: Instant,
 }
 
 /// A message waiting for its receiver.
@@ -101,20 +120,28 @@ const QUEUED_OVERHEAD: usize = 128;
 pub(super) enum PjTimer {
     Alive(ConnId),
     Queue(Box<str>),
+    /// Messages queued in the registry for this id are due (cluster mode).
+    Remote(Box<str>),
 }
 
 /// The PeerJS state of a hub.
 #[derive(Debug, Default)]
 pub(super) struct PeerJs {
     conns: HashMap<ConnId, PjConn>,
-    ids: HashMap<Box<str>, PjHolder>,
+    pub(super) ids: HashMap<Box<str>, PjHolder>,
     pub(super) queues: HashMap<Box<str>, Queue>,
     queued: usize,
     /// Bytes held by all queues.
     queued_bytes: usize,
     /// Bytes each sender id has waiting in queues (no entry at zero).
     pub(super) sender_bytes: HashMap<Box<str>, usize>,
-    timers: BinaryHeap<Reverse<(Instant, PjTimer)>>,
+    pub(super) timers: BinaryHeap<Reverse<(Instant, PjTimer)>>,
+    /// Cluster mode: connections whose id claim is out.
+    pub(super) pending: HashMap<ConnId, PjPending>,
+    /// Cluster mode: messages queued in the registry, by receiver id, oldest first.
+    pub(super) waiting: HashMap<Box<str>, VecDeque<PjWaiting>>,
+    /// Cluster mode: the tag of the last message sent through the registry.
+    pub(super) next_tag: u64,
 }
 
 impl PeerJs {
@@ -123,7 +150,7 @@ impl PeerJs {
     }
 
     pub(super) fn len(&self) -> usize {
-        self.conns.len()
+        self.conns.len() + self.pending.len()
     }
 
     /// Messages and bytes queued for absent ids now.
@@ -133,23 +160,35 @@ impl PeerJs {
 
     /// Takes `q` out of the counts (it was delivered or dropped).
     fn uncount(&mut self, q: &Queued) {
+        self.uncount_bytes(&q.from, q.bytes);
+    }
+
+    /// Takes one message of `from` holding `bytes` out of the counts.
+    pub(super) fn uncount_bytes(&mut self, from: &str, bytes: usize) {
         self.queued -= 1;
-        self.queued_bytes -= q.bytes;
-        if let Some(b) = self.sender_bytes.get_mut(&q.from) {
-            *b -= q.bytes;
+        self.queued_bytes -= bytes;
+        if let Some(b) = self.sender_bytes.get_mut(from) {
+            *b -= bytes;
             if *b == 0 {
-                self.sender_bytes.remove(&q.from);
+                self.sender_bytes.remove(from);
             }
         }
+    }
+
+    /// Counts one message of `from` holding `bytes`.
+    pub(super) fn count_bytes(&mut self, from: &str, bytes: usize) {
+        self.queued += 1;
+        self.queued_bytes += bytes;
+        *self.sender_bytes.entry(from.into()).or_default() += bytes;
     }
 }
 
 impl Hub {
-    fn pj_send(&mut self, conn: ConnId, msg: PjServerMessage) {
+    pub(super) fn pj_send(&mut self, conn: ConnId, msg: PjServerMessage) {
         self.out.push_back(Output::PjSend { conn, msg });
     }
 
-    fn pj_refuse(&mut self, conn: ConnId, msg: PjServerMessage) {
+    pub(super) fn pj_refuse(&mut self, conn: ConnId, msg: PjServerMessage) {
         self.stats.errors += 1;
         self.pj_send(conn, msg);
         self.out.push_back(Output::Close {
@@ -230,6 +269,15 @@ impl Hub {
                 }
             },
         };
+        let pending_other = self
+            .pj
+            .pending
+            .values()
+            .any(|p| &*p.id == id && &*p.token != token);
+        if pending_other {
+            self.limiter.forget(conn);
+            return self.pj_refuse(conn, PjServerMessage::IdTaken);
+        }
         match self.pj.ids.get(id) {
             Some(h) if &*h.token != token => {
                 self.limiter.forget(conn);
@@ -249,7 +297,7 @@ impl Hub {
             }
             None => {
                 let total = self.am.conns.len() + self.sio.conns.len() + self.pj.len();
-                if self.pj.ids.len() >= self.config.peerjs.concurrent_limit
+                if self.pj.ids.len() + self.pj.pending.len() >= self.config.peerjs.concurrent_limit
                     || total >= self.config.max_connections
                 {
                     self.limiter.forget(conn);
@@ -257,6 +305,39 @@ impl Hub {
                 }
             }
         }
+        if self.node_id().is_some() {
+            // The id is claimed in the cluster's registry first; `OPEN` follows the claim
+            // (`handle_pj_claim_reply`, then the registry's `PjClaimed`).
+            self.pj.ids.remove(id);
+            self.pj.pending.insert(
+                conn,
+                PjPending {
+                    id: id.into(),
+                    token: token.into(),
+                    grant,
+                },
+            );
+            return self.cluster_out(ClusterOutput::PjClaim {
+                conn,
+                id: id.into(),
+                token: token.into(),
+                again: false,
+            });
+        }
+        self.pj_open(conn, id, token, grant, now, Vec::new());
+    }
+
+    /// `conn` holds `id` now: `OPEN`, then what waited for the id (here, and `remote`:
+    /// what waited in the cluster's registry).
+    pub(super) fn pj_open(
+        &mut self,
+        conn: ConnId,
+        id: &str,
+        token: &str,
+        grant: Option<Box<Claims>>,
+        now: Instant,
+        remote: Vec<PjRelayed>,
+    ) {
         self.pj.ids.insert(
             id.into(),
             PjHolder {
@@ -276,8 +357,14 @@ impl Hub {
             now + self.config.peerjs.alive_timeout,
             PjTimer::Alive(conn),
         )));
-        self.events.joined(conn, Dialect::PeerJs, key, id);
+        let key = self.config.peerjs.key.clone();
+        self.events.joined(conn, Dialect::PeerJs, &key, id);
         self.pj_send(conn, PjServerMessage::Open);
+        for m in remote {
+            self.stats.relayed += 1;
+            self.cluster.received += 1;
+            self.pj_send(conn, m.into_server_message());
+        }
         if let Some(queue) = self.pj.queues.remove(id) {
             for q in queue.msgs {
                 self.pj.uncount(&q);
@@ -359,6 +446,9 @@ impl Hub {
             self.pj_send(to, out);
             return;
         }
+        if self.node_id().is_some() {
+            return self.pj_send_remote(conn, out, bytes);
+        }
         if kind == PjType::Leave {
             return;
         }
@@ -427,6 +517,7 @@ impl Hub {
                     });
                 }
                 PjTimer::Queue(dst) => self.pj_expire(&dst, now),
+                PjTimer::Remote(dst) => self.pj_expire_remote(&dst, now),
             }
         }
     }
@@ -479,12 +570,23 @@ impl Hub {
         self.pj_forget(conn, LeaveReason::Disconnect)
     }
 
-    fn pj_forget(&mut self, conn: ConnId, reason: LeaveReason) -> bool {
+    pub(super) fn pj_forget(&mut self, conn: ConnId, reason: LeaveReason) -> bool {
+        if let Some(p) = self.pj.pending.remove(&conn) {
+            // Its claim may have gone through: give the id back.
+            self.cluster_out(ClusterOutput::PjUnregister { conn, id: p.id });
+            return true;
+        }
         let Some(c) = self.pj.conns.remove(&conn) else {
             return false;
         };
         if self.pj.ids.get(&c.id).is_some_and(|h| h.conn == conn) {
             self.pj.ids.remove(&c.id);
+        }
+        if self.node_id().is_some() {
+            self.cluster_out(ClusterOutput::PjUnregister {
+                conn,
+                id: c.id.clone(),
+            });
         }
         let key = &*self.config.peerjs.key;
         self.events.left(conn, Dialect::PeerJs, key, &c.id, reason);

@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use switchboard_core::auth::RoomRule;
-use switchboard_core::{ClusterOutput, JoinOutcome, RouteOutcome, RouteScope, Seat, SeatReply};
+use switchboard_core::{
+    ClusterOutput, JoinOutcome, PjClaimOutcome, PjSendOutcome, RouteOutcome, RouteScope, Seat,
+    SeatReply,
+};
 use switchboard_proto::cluster::{Envelope, NodeId, NodeMessage};
 use tokio::sync::mpsc;
 
@@ -156,6 +159,109 @@ end
 return 'queued'
 ";
 
+/// PeerJS: claim an id. KEYS = id hash (`at`, `tok`: the token's digest), the id's queue,
+/// the queue's byte count, this node's key set; ARGV = node, conn, token digest, the
+/// `PjClaimed` envelope prefix, the `PjReplaced` message, again (1/0). A live holder on
+/// another node with another token: `taken`; with the same token it is replaced. Unless
+/// again, publishes `PjClaimed` with the queue (emptied) on this node's channel. Returns
+/// `done`, `taken` or `unavailable` (this node is not listening: nothing is taken).
+const PJ_CLAIM: &str = r"
+local at = ARGV[1] .. '/' .. ARGV[2]
+local old = redis.call('HGET', KEYS[1], 'at')
+if old and old ~= at then
+  local node = string.match(old, '^(.*)/')
+  if node ~= ARGV[1] and live(node) then
+    if redis.call('HGET', KEYS[1], 'tok') ~= ARGV[3] then return 'taken' end
+    redis.call('PUBLISH', 'sb:node:' .. node .. ':in', ARGV[5])
+  end
+end
+redis.call('HSET', KEYS[1], 'at', at, 'tok', ARGV[3])
+redis.call('SADD', KEYS[4], KEYS[1])
+if ARGV[6] == '1' then return 'done' end
+local entries = redis.call('LRANGE', KEYS[2], 0, -1)
+local parts = {}
+for i, e in ipairs(entries) do parts[i] = string.match(e, '^[^|]*|(.*)$') end
+if redis.call('PUBLISH', 'sb:node:' .. ARGV[1] .. ':in', ARGV[4] .. '[' .. table.concat(parts, ',') .. ']}}}') == 0 then
+  redis.call('DEL', KEYS[1])
+  return 'unavailable'
+end
+redis.call('DEL', KEYS[2], KEYS[3])
+return 'done'
+";
+
+/// PeerJS: a message for an id. KEYS = id hash, the id's queue, its byte count; ARGV = the
+/// `PjRelay` envelope, the queue entry (`<node>/<tag>|<message>`), queue (1/0), most
+/// messages, most bytes, how long it may wait (ms). Returns `delivered`, `queued`, `full`,
+/// `absent` (not queued) or `unheard` (the holder's node is not listening).
+const PJ_SEND: &str = r"
+local at = redis.call('HGET', KEYS[1], 'at')
+if at then
+  local node = string.match(at, '^(.*)/')
+  if live(node) then
+    if redis.call('PUBLISH', 'sb:node:' .. node .. ':in', ARGV[1]) == 0 then return 'unheard' end
+    return 'delivered'
+  end
+end
+if ARGV[3] ~= '1' then return 'absent' end
+local bytes = tonumber(redis.call('GET', KEYS[3]) or '0')
+if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) or bytes + #ARGV[2] > tonumber(ARGV[5]) then
+  return 'full'
+end
+redis.call('RPUSH', KEYS[2], ARGV[2])
+redis.call('INCRBY', KEYS[3], #ARGV[2])
+local keep = tonumber(ARGV[6]) + 10000
+redis.call('PEXPIRE', KEYS[2], keep)
+redis.call('PEXPIRE', KEYS[3], keep)
+return 'queued'
+";
+
+/// PeerJS: messages this node queued are due. KEYS = the id's queue, its byte count;
+/// ARGV = node, then the tags. Takes out those still waiting; returns their tags.
+const PJ_EXPIRE: &str = r"
+local wanted = {}
+for i = 2, #ARGV do wanted[ARGV[1] .. '/' .. ARGV[i]] = ARGV[i] end
+local kept, removed, freed = {}, {}, 0
+for _, e in ipairs(redis.call('LRANGE', KEYS[1], 0, -1)) do
+  local tag = string.match(e, '^([^|]*)|')
+  if wanted[tag] then
+    removed[#removed + 1] = wanted[tag]
+    freed = freed + #e
+  else
+    kept[#kept + 1] = e
+  end
+end
+if #removed > 0 then
+  local ttl = redis.call('PTTL', KEYS[1])
+  redis.call('DEL', KEYS[1])
+  if #kept > 0 then
+    redis.call('RPUSH', KEYS[1], unpack(kept))
+    if ttl > 0 then redis.call('PEXPIRE', KEYS[1], ttl) end
+    redis.call('DECRBY', KEYS[2], freed)
+  else
+    redis.call('DEL', KEYS[2])
+  end
+end
+return removed
+";
+
+/// The Redis keys of a PeerJS id, its queue and the queue's byte count.
+pub(crate) fn pj_keys(id: &str) -> [String; 3] {
+    [
+        format!("sb:pj:id:{id}"),
+        format!("sb:pj:q:{id}"),
+        format!("sb:pj:qb:{id}"),
+    ]
+}
+
+/// How a PeerJS token is kept in Redis: its SHA-1 digest, hex.
+fn token_digest(token: &str) -> String {
+    use sha1::Digest;
+    sha1::Sha1::digest(token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
 /// socket.io: leave a room. KEYS = room hash, id hash, this node's key set; ARGV = node,
 /// conn, id, the `SioPeerLeft` message for the other members' nodes.
 const SIO_LEAVE: &str = r"
@@ -262,6 +368,8 @@ pub(crate) struct Scripts {
     sio_route: String,
     sio_join: String,
     sio_leave: String,
+    pj_claim: String,
+    pj_send: String,
 }
 
 impl Scripts {
@@ -274,6 +382,8 @@ impl Scripts {
             sio_route: format!("{LIVE_FN}{SIO_ROUTE}"),
             sio_join: format!("{LIVE_FN}{SIO_JOIN}"),
             sio_leave: format!("{LIVE_FN}{SIO_LEAVE}"),
+            pj_claim: format!("{LIVE_FN}{PJ_CLAIM}"),
+            pj_send: format!("{LIVE_FN}{PJ_SEND}"),
         }
     }
 }
@@ -444,6 +554,72 @@ fn pipeline(scripts: &Scripts, me: &NodeId, batch: &[ClusterOutput]) -> redis::P
                     .arg(&**room)
                     .arg(u8::from(*announce));
             }
+            ClusterOutput::PjClaim {
+                conn,
+                id,
+                token,
+                again,
+            } => {
+                let [id_key, queue, bytes] = pj_keys(id);
+                let replaced = NodeMessage::PjReplaced { id: id.clone() };
+                pipe.cmd("EVAL")
+                    .arg(&scripts.pj_claim)
+                    .arg(4)
+                    .arg(id_key)
+                    .arg(queue)
+                    .arg(bytes)
+                    .arg(&seats)
+                    .arg(node)
+                    .arg(conn.0)
+                    .arg(token_digest(token))
+                    .arg(Envelope::claimed_prefix(me, id, conn.0))
+                    .arg(Envelope::encode(me, &replaced))
+                    .arg(u8::from(*again));
+            }
+            ClusterOutput::PjUnregister { conn, id } => {
+                let [id_key, ..] = pj_keys(id);
+                pipe.cmd("EVAL")
+                    .arg(SIO_UNREGISTER)
+                    .arg(2)
+                    .arg(id_key)
+                    .arg(&seats)
+                    .arg(format!("{node}/{}", conn.0));
+            }
+            ClusterOutput::PjSend {
+                sent,
+                msg,
+                queue,
+                max_msgs,
+                max_bytes,
+                expire,
+            } => {
+                let [id_key, queue_key, bytes] = pj_keys(&sent.dst);
+                let relay = NodeMessage::PjRelay(msg.clone());
+                pipe.cmd("EVAL")
+                    .arg(&scripts.pj_send)
+                    .arg(3)
+                    .arg(id_key)
+                    .arg(queue_key)
+                    .arg(bytes)
+                    .arg(Envelope::encode(me, &relay))
+                    .arg(format!("{node}/{}|{}", sent.tag, msg.to_json()))
+                    .arg(u8::from(*queue))
+                    .arg(u64::try_from(*max_msgs).unwrap_or(u64::MAX))
+                    .arg(u64::try_from(*max_bytes).unwrap_or(u64::MAX))
+                    .arg(u64::try_from(expire.as_millis()).unwrap_or(u64::MAX));
+            }
+            ClusterOutput::PjExpire { dst, entries } => {
+                let [_, queue_key, bytes] = pj_keys(dst);
+                pipe.cmd("EVAL")
+                    .arg(PJ_EXPIRE)
+                    .arg(2)
+                    .arg(queue_key)
+                    .arg(bytes)
+                    .arg(node);
+                for (tag, _) in entries {
+                    pipe.arg(*tag);
+                }
+            }
             ClusterOutput::SioLeave { conn, id, room } => {
                 let left = NodeMessage::SioPeerLeft {
                     room: room.clone(),
@@ -530,11 +706,43 @@ async fn answered(
             };
             let _ = hub.sio_join_reply(conn, room, outcome).await;
         }
+        ClusterOutput::PjClaim {
+            conn, id, again, ..
+        } => {
+            let outcome = match redis::from_redis_value::<String>(value).as_deref() {
+                Ok("done") => PjClaimOutcome::Done,
+                Ok("taken") => PjClaimOutcome::Taken,
+                _ => PjClaimOutcome::Unavailable,
+            };
+            let _ = hub.pj_claim_reply(conn, id, again, outcome).await;
+        }
+        ClusterOutput::PjSend { sent, .. } => {
+            let outcome = match redis::from_redis_value::<String>(value).as_deref() {
+                Ok("delivered") => PjSendOutcome::Delivered,
+                Ok("queued") => PjSendOutcome::Queued,
+                Ok("full") => PjSendOutcome::Full,
+                Ok("absent") => PjSendOutcome::Absent,
+                _ => {
+                    health.unheard.fetch_add(1, Relaxed);
+                    PjSendOutcome::Unavailable
+                }
+            };
+            let _ = hub.pj_sent(sent, outcome).await;
+        }
+        ClusterOutput::PjExpire { dst, entries } => {
+            let removed: Vec<u64> = redis::from_redis_value(value).unwrap_or_default();
+            let expired = entries
+                .into_iter()
+                .filter(|(tag, _)| removed.contains(tag))
+                .collect();
+            let _ = hub.pj_expired(dst, expired).await;
+        }
         ClusterOutput::Release { .. }
         | ClusterOutput::PurgeOwn
         | ClusterOutput::SioRegister { .. }
         | ClusterOutput::SioUnregister { .. }
-        | ClusterOutput::SioLeave { .. } => {}
+        | ClusterOutput::SioLeave { .. }
+        | ClusterOutput::PjUnregister { .. } => {}
     }
 }
 
@@ -556,13 +764,31 @@ async fn failed(hub: &HubSender, health: &Health, out: ClusterOutput) {
         }
         ClusterOutput::SioJoin { conn, room, .. } => {
             health.dirty.store(true, Relaxed);
-            let _ = hub.sio_join_reply(conn, room, JoinOutcome::Unavailable).await;
+            let _ = hub
+                .sio_join_reply(conn, room, JoinOutcome::Unavailable)
+                .await;
+        }
+        ClusterOutput::PjClaim {
+            conn, id, again, ..
+        } => {
+            health.dirty.store(true, Relaxed);
+            let outcome = PjClaimOutcome::Unavailable;
+            let _ = hub.pj_claim_reply(conn, id, again, outcome).await;
+        }
+        ClusterOutput::PjSend { sent, .. } => {
+            let _ = hub.pj_sent(sent, PjSendOutcome::Unavailable).await;
+        }
+        ClusterOutput::PjExpire { dst, entries } => {
+            // Whether they were delivered is unknown: their senders hear EXPIRE, as the
+            // receiver did not connect in time as far as this node can tell.
+            let _ = hub.pj_expired(dst, entries).await;
         }
         ClusterOutput::Release { .. }
         | ClusterOutput::PurgeOwn
         | ClusterOutput::SioRegister { .. }
         | ClusterOutput::SioUnregister { .. }
-        | ClusterOutput::SioLeave { .. } => {
+        | ClusterOutput::SioLeave { .. }
+        | ClusterOutput::PjUnregister { .. } => {
             health.dirty.store(true, Relaxed);
         }
     }

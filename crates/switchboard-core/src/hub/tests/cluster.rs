@@ -5,9 +5,10 @@
 
 use std::collections::VecDeque;
 
-use switchboard_proto::cluster::{NodeId, NodeMessage};
+use switchboard_proto::cluster::{NodeId, NodeMessage, PjRelayed};
 
 use super::*;
+use crate::hub::cluster::{PjClaimOutcome, PjSendOutcome};
 
 /// A seat in the registry: node, conn, may offer.
 type Held = (NodeId, u64, bool);
@@ -31,6 +32,10 @@ struct Cluster {
     sio_ids: HashMap<String, (NodeId, u64, Option<String>)>,
     /// socket.io rooms: room → members (id, node, conn), in join order.
     sio_rooms: HashMap<String, Vec<(String, NodeId, u64)>>,
+    /// PeerJS ids: id → (node, conn, token).
+    pj_ids: HashMap<String, (NodeId, u64, String)>,
+    /// PeerJS queues in the registry: id → (node, tag, message).
+    pj_queues: HashMap<String, Vec<(NodeId, u64, PjRelayed)>>,
 }
 
 fn node(id: &str) -> NodeId {
@@ -59,6 +64,8 @@ impl Cluster {
             order: (0..n).collect(),
             sio_ids: HashMap::new(),
             sio_rooms: HashMap::new(),
+            pj_ids: HashMap::new(),
+            pj_queues: HashMap::new(),
         }
     }
 
@@ -116,6 +123,7 @@ impl Cluster {
                 self.got
                     .push((i, conn.0, format!("{event} {}", payload.get())));
             }
+            Output::PjSend { conn, msg } => self.got.push((i, conn.0, msg.encode())),
             Output::SioAck { conn, ack, reply } => {
                 self.got
                     .push((i, conn.0, format!("ack{} {}", ack.0, reply.to_json())));
@@ -153,6 +161,12 @@ impl Cluster {
                     m.retain(|(_, n, _)| *n != me);
                 }
             }
+            Output::Cluster(
+                out @ (ClusterOutput::PjClaim { .. }
+                | ClusterOutput::PjUnregister { .. }
+                | ClusterOutput::PjSend { .. }
+                | ClusterOutput::PjExpire { .. }),
+            ) => self.pj_registry(i, &me, out),
             Output::Cluster(out) => self.sio_registry(i, &me, out),
             other => panic!("unexpected {other:?}"),
         }
@@ -299,6 +313,152 @@ impl Cluster {
             }
             other => panic!("unexpected {other:?}"),
         }
+    }
+
+    /// The PeerJS scripts' rules.
+    fn pj_registry(&mut self, i: usize, me: &NodeId, out: ClusterOutput) {
+        let now = self.nodes[i].1.now;
+        match out {
+            ClusterOutput::PjClaim {
+                conn,
+                id,
+                token,
+                again,
+            } => {
+                let outcome = if !self.up {
+                    PjClaimOutcome::Unavailable
+                } else {
+                    let old = self.pj_ids.get(&*id).cloned();
+                    match old {
+                        Some((node, _, tok))
+                            if node != *me && !self.dead.contains(&node) && tok != *token =>
+                        {
+                            PjClaimOutcome::Taken
+                        }
+                        old => {
+                            if let Some((node, _, _)) = old {
+                                if node != *me && !self.dead.contains(&node) {
+                                    let msg = NodeMessage::PjReplaced { id: id.clone() };
+                                    self.bus.push_back((node, me.clone(), msg, None));
+                                }
+                            }
+                            self.pj_ids
+                                .insert(id.to_string(), (me.clone(), conn.0, token.to_string()));
+                            if !again {
+                                let queued = self
+                                    .pj_queues
+                                    .remove(&*id)
+                                    .unwrap_or_default()
+                                    .into_iter()
+                                    .map(|(_, _, m)| m)
+                                    .collect();
+                                let msg = NodeMessage::PjClaimed {
+                                    to: conn.0,
+                                    id: id.clone(),
+                                    queued,
+                                };
+                                self.bus.push_back((me.clone(), me.clone(), msg, None));
+                            }
+                            PjClaimOutcome::Done
+                        }
+                    }
+                };
+                self.nodes[i]
+                    .1
+                    .hub
+                    .handle_pj_claim_reply(conn, &id, again, outcome);
+            }
+            ClusterOutput::PjUnregister { conn, id } => {
+                if self.up
+                    && self
+                        .pj_ids
+                        .get(&*id)
+                        .is_some_and(|(n, c, _)| n == me && *c == conn.0)
+                {
+                    self.pj_ids.remove(&*id);
+                }
+            }
+            ClusterOutput::PjSend {
+                sent,
+                msg,
+                queue,
+                max_msgs,
+                ..
+            } => {
+                let outcome = if !self.up {
+                    PjSendOutcome::Unavailable
+                } else {
+                    match self.pj_ids.get(&*sent.dst) {
+                        Some((node, _, _)) if !self.dead.contains(node) => {
+                            let m = NodeMessage::PjRelay(msg);
+                            self.bus.push_back((node.clone(), me.clone(), m, None));
+                            PjSendOutcome::Delivered
+                        }
+                        _ if !queue => PjSendOutcome::Absent,
+                        _ => {
+                            let q = self.pj_queues.entry(sent.dst.to_string()).or_default();
+                            if q.len() >= max_msgs {
+                                PjSendOutcome::Full
+                            } else {
+                                q.push((me.clone(), sent.tag, msg));
+                                PjSendOutcome::Queued
+                            }
+                        }
+                    }
+                };
+                self.nodes[i].1.hub.handle_pj_sent(sent, outcome, now);
+            }
+            ClusterOutput::PjExpire { dst, entries } => {
+                let q = self.pj_queues.entry(dst.to_string()).or_default();
+                let expired: Vec<(u64, Box<str>)> = entries
+                    .into_iter()
+                    .filter(|(tag, _)| q.iter().any(|(n, t, _)| n == me && t == tag))
+                    .collect();
+                q.retain(|(n, t, _)| !(n == me && expired.iter().any(|(e, _)| e == t)));
+                self.nodes[i].1.hub.handle_pj_expired(&dst, &expired);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    fn pj_connect(
+        &mut self,
+        n: usize,
+        conn: u64,
+        id: &str,
+        token: &str,
+    ) -> Vec<(usize, u64, String)> {
+        let h = &mut self.nodes[n].1;
+        let now = h.now;
+        h.hub.handle_pj_connect(
+            ConnId(conn),
+            Some("peerjs"),
+            Some(id),
+            Some(token),
+            None,
+            now,
+        );
+        self.run()
+    }
+
+    fn pj(&mut self, n: usize, conn: u64, text: &str) -> Vec<(usize, u64, String)> {
+        let h = &mut self.nodes[n].1;
+        let now = h.now;
+        let msg = switchboard_proto::peerjs::decode(text).map_err(|_| ());
+        h.hub.handle_pj_message(ConnId(conn), msg, now);
+        self.run()
+    }
+
+    /// Time passes on every node.
+    fn advance(&mut self, secs: u64) -> Vec<(usize, u64, String)> {
+        for (_, h) in &mut self.nodes {
+            h.now += Duration::from_secs(secs);
+            let now = h.now;
+            if h.hub.poll_timeout().is_some_and(|t| t <= now) {
+                h.hub.handle_timeout(now);
+            }
+        }
+        self.run()
     }
 
     fn sio_connect(&mut self, n: usize, conn: u64, id: &str) {
@@ -888,4 +1048,132 @@ fn socketio_without_the_registry_cross_node_relays_and_joins_are_refused() {
             .any(|(_, _, t)| t.starts_with("ack4") && t.contains(r#""ok":true"#)),
         "{got:?}"
     );
+}
+
+const OPEN: &str = r#"{"type":"OPEN"}"#;
+
+fn pj_offer(dst: &str, n: u32) -> String {
+    format!(r#"{{"type":"OFFER","dst":"{dst}","payload":{{"n":{n}}}}}"#)
+}
+
+#[test]
+fn peerjs_ids_are_unique_across_nodes_and_the_same_token_takes_over() {
+    let mut c = Cluster::new(2);
+    assert_eq!(c.pj_connect(0, 1, "alice", "ta"), vec![(0, 1, OPEN.into())]);
+    // Another token on another node: ID-TAKEN.
+    assert_eq!(
+        c.pj_connect(1, 2, "alice", "other"),
+        vec![
+            (
+                1,
+                2,
+                r#"{"type":"ID-TAKEN","payload":{"msg":"ID is taken"}}"#.into()
+            ),
+            (1, 2, "CLOSE Refused".into())
+        ]
+    );
+    // The same token on another node: the old socket is replaced.
+    let got = c.pj_connect(1, 3, "alice", "ta");
+    assert!(got.contains(&(1, 3, OPEN.into())), "{got:?}");
+    assert!(got.contains(&(0, 1, "CLOSE Replaced".into())), "{got:?}");
+    // Messages to alice reach the new socket, from either node.
+    assert_eq!(c.pj_connect(0, 4, "bob", "tb"), vec![(0, 4, OPEN.into())]);
+    assert_eq!(
+        c.pj(0, 4, &pj_offer("alice", 1)),
+        vec![(
+            1,
+            3,
+            r#"{"type":"OFFER","src":"bob","dst":"alice","payload":{"n":1}}"#.into()
+        )]
+    );
+}
+
+#[test]
+fn peerjs_messages_wait_for_an_id_that_connects_on_another_node_in_order() {
+    let mut c = Cluster::new(2);
+    c.pj_connect(0, 1, "alice", "ta");
+    for n in 0..3 {
+        assert_eq!(c.pj(0, 1, &pj_offer("bob", n)), vec![]);
+    }
+    let got = c.pj_connect(1, 2, "bob", "tb");
+    assert_eq!(
+        got,
+        vec![
+            (1, 2, OPEN.into()),
+            (
+                1,
+                2,
+                r#"{"type":"OFFER","src":"alice","dst":"bob","payload":{"n":0}}"#.into()
+            ),
+            (
+                1,
+                2,
+                r#"{"type":"OFFER","src":"alice","dst":"bob","payload":{"n":1}}"#.into()
+            ),
+            (
+                1,
+                2,
+                r#"{"type":"OFFER","src":"alice","dst":"bob","payload":{"n":2}}"#.into()
+            ),
+        ]
+    );
+    // Delivered: no EXPIRE when the wait is over, and the counts are back to zero.
+    assert_eq!(c.advance(6), vec![]);
+    assert_eq!(c.nodes[0].1.stats().queued, 0);
+}
+
+#[test]
+fn peerjs_messages_for_an_id_that_never_connects_expire_once_per_sender() {
+    let mut c = Cluster::new(2);
+    c.pj_connect(0, 1, "alice", "ta");
+    for n in 0..3 {
+        c.pj(0, 1, &pj_offer("ghost", n));
+    }
+    assert_eq!(c.nodes[0].1.stats().queued, 3);
+    assert_eq!(c.advance(4), vec![]);
+    assert_eq!(
+        c.advance(2),
+        vec![(
+            0,
+            1,
+            r#"{"type":"EXPIRE","src":"ghost","dst":"alice"}"#.into()
+        )]
+    );
+    assert_eq!(c.nodes[0].1.stats().queued, 0);
+    assert!(c.pj_queues.values().all(Vec::is_empty));
+    // LEAVE to an absent id is dropped, as on one node.
+    assert_eq!(c.pj(0, 1, r#"{"type":"LEAVE","dst":"ghost"}"#), vec![]);
+    assert_eq!(c.advance(10), vec![]);
+}
+
+#[test]
+fn peerjs_without_the_registry_connects_and_cross_node_messages_are_refused() {
+    let mut c = Cluster::new(2);
+    c.pj_connect(0, 1, "alice", "ta");
+    c.pj_connect(0, 2, "ann", "tn");
+    c.pj_connect(1, 3, "bob", "tb");
+    c.up = false;
+    // On one node: unaffected.
+    assert_eq!(c.pj(0, 1, &pj_offer("ann", 1)).len(), 1);
+    // Across nodes: EXPIRE at once (PeerJS clients report the peer unavailable).
+    assert_eq!(
+        c.pj(0, 1, &pj_offer("bob", 2)),
+        vec![(
+            0,
+            1,
+            r#"{"type":"EXPIRE","src":"bob","dst":"alice"}"#.into()
+        )]
+    );
+    // A new id cannot be claimed.
+    let got = c.pj_connect(1, 4, "carol", "tc");
+    assert!(got[0].2.contains("cluster_unavailable"), "{got:?}");
+    // Redis back, empty: ids claimed again are unique again.
+    c.up = true;
+    c.pj_ids.clear();
+    c.nodes[0].1.hub.handle_cluster_reregister(false);
+    c.nodes[1].1.hub.handle_cluster_reregister(false);
+    assert_eq!(c.run(), vec![]);
+    let got = c.pj_connect(1, 5, "alice", "intruder");
+    assert!(got[0].2.contains("ID-TAKEN"), "{got:?}");
+    assert_eq!(c.pj(1, 3, &pj_offer("alice", 3)).len(), 1);
 }
