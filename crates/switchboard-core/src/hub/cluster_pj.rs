@@ -42,7 +42,7 @@ impl Hub {
             }
             return;
         }
-        if !self.pj.pending.get(&conn).is_some_and(|p| &*p.id == id) {
+        if self.pj.pending.get(&conn).is_none_or(|p| &*p.id != id) {
             return;
         }
         let refusal = match outcome {
@@ -71,7 +71,7 @@ impl Hub {
             },
             NodeMessage::PjClaimed { to, id, queued } => {
                 let conn = ConnId(to);
-                if !self.pj.pending.get(&conn).is_some_and(|p| p.id == id) {
+                if self.pj.pending.get(&conn).is_none_or(|p| p.id != id) {
                     // Gone meanwhile (its id was given back): what waited is lost with it,
                     // as when a receiver closes right after connecting.
                     self.cluster.stale += 1;

@@ -168,7 +168,6 @@ impl Cluster {
                 | ClusterOutput::PjExpire { .. }),
             ) => self.pj_registry(i, &me, out),
             Output::Cluster(out) => self.sio_registry(i, &me, out),
-            other => panic!("unexpected {other:?}"),
         }
     }
 
