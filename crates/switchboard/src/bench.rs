@@ -31,7 +31,9 @@ pub(crate) struct BenchArgs {
     #[arg(value_enum)]
     scenario: Scenario,
     /// A running server (`host:port` or a WebSocket URL); default: start one in-process on
-    /// loopback, with its built-in STUN/TURN server.
+    /// loopback, with its built-in STUN/TURN server. Load scenarios take several,
+    /// comma-separated (the nodes of a cluster): the two peers of each pair connect to two of
+    /// them in turn, so every pair crosses nodes.
     #[arg(long)]
     server: Option<String>,
     /// Runs of a native-peer scenario (each reported separately; the summary is over runs).
@@ -91,15 +93,24 @@ const STEP: Duration = Duration::from_secs(20);
 
 pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     if let Some(scenario) = args.load_scenario() {
-        let (addr, _server) = match &args.server {
-            Some(s) => (load_addr(s).await?, None),
+        let (addrs, _server) = match &args.server {
+            Some(list) => {
+                let mut addrs = Vec::new();
+                for s in list.split(',').filter(|s| !s.trim().is_empty()) {
+                    addrs.push(load_addr(s.trim()).await?);
+                }
+                (addrs, None)
+            }
             None => {
                 let (url, server) = in_process_server().await?;
                 eprintln!("server: Switchboard in this process (it shares the CPU with the load)");
-                (load_addr(&url).await?, Some(server))
+                (vec![load_addr(&url).await?], Some(server))
             }
         };
-        return crate::load::run(scenario, args.load, addr).await;
+        if addrs.is_empty() {
+            bail!("--server names no address");
+        }
+        return crate::load::run(scenario, args.load, addrs).await;
     }
     if args.runs == 0 {
         bail!("--runs must be at least 1");

@@ -60,8 +60,10 @@ impl Protocol {
 pub(crate) struct Target {
     /// The protocol spoken.
     pub(crate) protocol: Protocol,
-    /// The server's address.
-    pub(crate) addr: SocketAddr,
+    /// The servers' addresses: connection `n` goes to `addrs[n % len]`, so the two peers of
+    /// a pair (connections `2i` and `2i + 1`) are on two servers (nodes of a cluster) when
+    /// there are several.
+    pub(crate) addrs: Vec<SocketAddr>,
     /// Ant Media application name (the first path segment).
     pub(crate) app: String,
     /// PeerJS mount path, starting and ending with `/`.
@@ -160,12 +162,15 @@ pub(crate) async fn connect(target: &Target, path: &str, n: usize) -> anyhow::Re
             .bind(SocketAddr::new(ip, 0))
             .with_context(|| format!("binding {ip}"))?;
     }
-    let stream = timeout(STEP, socket.connect(target.addr))
+    let Some(&addr) = target.addrs.get(n % target.addrs.len().max(1)) else {
+        bail!("no server address");
+    };
+    let stream = timeout(STEP, socket.connect(addr))
         .await
         .context("TCP connect timed out")?
-        .with_context(|| format!("connecting to {}", target.addr))?;
+        .with_context(|| format!("connecting to {addr}"))?;
     stream.set_nodelay(true)?;
-    let url = format!("ws://{}{path}", target.addr);
+    let url = format!("ws://{addr}{path}");
     let (ws, _) = timeout(
         STEP,
         tokio_tungstenite::client_async_with_config(url.as_str(), stream, Some(ws_config())),

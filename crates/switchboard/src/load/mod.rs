@@ -63,9 +63,10 @@ pub(crate) struct LoadArgs {
     /// Warm-up seconds, not measured.
     #[arg(long, default_value_t = 2.0)]
     pub(crate) warmup: f64,
-    /// The server's pid: report its CPU use (and RSS for `idle`).
-    #[arg(long)]
-    pub(crate) server_pid: Option<u32>,
+    /// The server's pid: report its CPU use (and RSS for `idle`). Several, comma-separated
+    /// (the nodes of a cluster, a redis-server): their sum, and each one's RSS for `idle`.
+    #[arg(long, value_delimiter = ',')]
+    pub(crate) server_pid: Vec<u32>,
     /// Loopback source addresses to spread sockets over (127.0.0.1 ... 127.0.0.N).
     #[arg(long, default_value_t = 4)]
     pub(crate) sources: u8,
@@ -107,24 +108,21 @@ fn now_ns() -> u64 {
 pub(crate) async fn run(
     scenario: Scenario,
     args: LoadArgs,
-    addr: SocketAddr,
+    addrs: Vec<SocketAddr>,
 ) -> anyhow::Result<()> {
     let nofile = raise_nofile();
     let sources = (1..=args.sources.max(1))
         .map(|i| IpAddr::V4(Ipv4Addr::new(127, 0, 0, i)))
         .collect::<Vec<_>>();
+    let loopback = addrs.iter().all(|a| a.ip().is_loopback());
     let target = Target {
         protocol: args.protocol,
-        addr,
+        addrs: addrs.clone(),
         app: args.app.clone(),
         peerjs_path: args.peerjs_path.clone(),
         tag: format!("sb{}x{}", std::process::id(), now_ns() % 1_000_000_007),
         // Loopback only: other servers are reached from the default address.
-        sources: if addr.ip().is_loopback() {
-            sources
-        } else {
-            vec![]
-        },
+        sources: if loopback { sources } else { vec![] },
     };
     let mut report = match scenario {
         Scenario::Relay | Scenario::Rate => relay(scenario, &args, &target).await?,
@@ -140,7 +138,10 @@ pub(crate) async fn run(
     report["scenario"] = json!(name);
     report["protocol"] = json!(args.protocol.name());
     report["label"] = json!(args.label);
-    report["server"] = json!(addr.to_string());
+    report["server"] = match addrs.as_slice() {
+        [one] => json!(one.to_string()),
+        many => json!(many.iter().map(ToString::to_string).collect::<Vec<_>>()),
+    };
     println!("{report}");
     Ok(())
 }
@@ -161,6 +162,17 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
     Some((utime + stime) as f64 / 100.0)
 }
 
+/// Resident set size of each process, and their sum, in KiB (`None`: no pid given, or one
+/// could not be read).
+fn rss_all(pids: &[u32]) -> Option<(u64, Vec<u64>)> {
+    if pids.is_empty() {
+        return None;
+    }
+    let each: Option<Vec<u64>> = pids.iter().map(|&p| rss_kib(p)).collect();
+    let each = each?;
+    Some((each.iter().sum(), each))
+}
+
 /// Resident set size of a process in KiB, from `/proc/<pid>/status`.
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -170,31 +182,37 @@ fn rss_kib(pid: u32) -> Option<u64> {
 
 /// CPU use of the server and of this tool over a measured window, in % of one core.
 struct CpuMeter {
-    server: Option<(String, f64)>,
+    /// Each server process and its CPU seconds at the start.
+    servers: Vec<(String, f64)>,
     tool: f64,
     start: Instant,
 }
 
 impl CpuMeter {
-    fn start(server_pid: Option<u32>) -> Self {
-        let server = server_pid.and_then(|p| {
-            let p = p.to_string();
-            cpu_seconds(&p).map(|c| (p, c))
-        });
+    fn start(server_pids: &[u32]) -> Self {
+        let servers = server_pids
+            .iter()
+            .filter_map(|p| {
+                let p = p.to_string();
+                cpu_seconds(&p).map(|c| (p, c))
+            })
+            .collect();
         Self {
-            server,
+            servers,
             tool: cpu_seconds("self").unwrap_or(0.0),
             start: Instant::now(),
         }
     }
 
-    /// (server %, tool %) since `start`.
+    /// (server %, tool %) since `start`; the servers' sum.
     fn stop(&self) -> (Option<f64>, f64) {
         let wall = self.start.elapsed().as_secs_f64().max(1e-9);
-        let server = self
-            .server
-            .as_ref()
-            .and_then(|(p, c0)| cpu_seconds(p).map(|c| (c - c0) / wall * 100.0));
+        let server = (!self.servers.is_empty()).then(|| {
+            self.servers
+                .iter()
+                .filter_map(|(p, c0)| cpu_seconds(p).map(|c| (c - c0) / wall * 100.0))
+                .sum()
+        });
         let tool = (cpu_seconds("self").unwrap_or(0.0) - self.tool) / wall * 100.0;
         (server, tool)
     }
@@ -285,7 +303,7 @@ async fn relay(
         }
     }
     sleep(Duration::from_secs_f64(args.warmup)).await;
-    let cpu = CpuMeter::start(args.server_pid);
+    let cpu = CpuMeter::start(&args.server_pid);
     phase.store(MEASURE, Ordering::Relaxed);
     let measure_start = Instant::now();
     sleep(Duration::from_secs_f64(args.duration)).await;
@@ -575,8 +593,8 @@ async fn idle(args: &LoadArgs, target: &Target, nofile: u64) -> anyhow::Result<s
     if peers + 64 > nofile {
         bail!("{peers} peers need {peers} open files; this process may open {nofile} (ulimit -n)");
     }
-    let rss0 = args.server_pid.and_then(rss_kib);
-    let cpu = CpuMeter::start(args.server_pid);
+    let rss0 = rss_all(&args.server_pid);
+    let cpu = CpuMeter::start(&args.server_pid);
     let t0 = Instant::now();
     let held = connect_pairs(target, pairs, args.concurrency).await?;
     let secs = t0.elapsed().as_secs_f64();
@@ -602,10 +620,21 @@ async fn idle(args: &LoadArgs, target: &Target, nofile: u64) -> anyhow::Result<s
         .collect();
     // Let the server settle (buffers of the join burst freed) before reading its RSS.
     sleep(Duration::from_secs(2)).await;
-    let rss1 = args.server_pid.and_then(rss_kib);
-    let per_peer = match (rss0, rss1) {
-        (Some(a), Some(b)) => Some(b.saturating_sub(a) as f64 * 1024.0 / peers as f64),
+    let rss1 = rss_all(&args.server_pid);
+    let per_peer = match (&rss0, &rss1) {
+        (Some(a), Some(b)) => Some(b.0.saturating_sub(a.0) as f64 * 1024.0 / peers as f64),
         _ => None,
+    };
+    // Per process: what each holds more, per peer of the whole run (a node holds about
+    // peers / nodes of them; a redis-server holds every one's registry entries).
+    let each_per_peer: Vec<f64> = match (&rss0, &rss1) {
+        (Some(a), Some(b)) => {
+            a.1.iter()
+                .zip(&b.1)
+                .map(|(x, y)| y.saturating_sub(*x) as f64 * 1024.0 / peers as f64)
+                .collect()
+        }
+        _ => Vec::new(),
     };
     eprintln!(
         "{} {}: {peers} joined peers in {secs:.2} s ({rate:.0} peers/s; server CPU {}, load tool {})",
@@ -614,12 +643,24 @@ async fn idle(args: &LoadArgs, target: &Target, nofile: u64) -> anyhow::Result<s
         pct(server_cpu),
         pct(Some(tool_cpu))
     );
-    match (rss0, rss1, per_peer) {
+    match (&rss0, &rss1, per_peer) {
         (Some(a), Some(b), Some(p)) => eprintln!(
-            "server RSS {a} KiB → {b} KiB: {p:.0} bytes ({:.2} KiB) per joined peer",
+            "server RSS {} KiB → {} KiB: {p:.0} bytes ({:.2} KiB) per joined peer",
+            a.0,
+            b.0,
             p / 1024.0
         ),
         _ => eprintln!("server RSS: n/a (give --server-pid)"),
+    }
+    if each_per_peer.len() > 1 {
+        for ((pid, a), (b, p)) in args
+            .server_pid
+            .iter()
+            .zip(rss0.iter().flat_map(|r| r.1.iter()))
+            .zip(rss1.iter().flat_map(|r| r.1.iter()).zip(&each_per_peer))
+        {
+            eprintln!("  pid {pid}: RSS {a} KiB → {b} KiB ({p:.0} bytes per peer of the run)");
+        }
     }
     sleep(Duration::from_secs_f64(args.hold)).await;
     for h in &holders {
@@ -632,9 +673,11 @@ async fn idle(args: &LoadArgs, target: &Target, nofile: u64) -> anyhow::Result<s
         "peers": peers,
         "connect_s": secs,
         "peers_per_s": rate,
-        "server_rss_before_kib": rss0,
-        "server_rss_after_kib": rss1,
+        "server_rss_before_kib": rss0.as_ref().map(|r| r.0),
+        "server_rss_after_kib": rss1.as_ref().map(|r| r.0),
         "rss_bytes_per_peer": per_peer,
+        "each_rss_after_kib": rss1.map(|r| r.1),
+        "each_rss_bytes_per_peer": each_per_peer,
         "server_cpu_pct": server_cpu,
         "tool_cpu_pct": tool_cpu,
     }))
@@ -672,7 +715,7 @@ async fn churn(args: &LoadArgs, target: &Target) -> anyhow::Result<serde_json::V
         }));
     }
     sleep(Duration::from_secs_f64(args.warmup)).await;
-    let cpu = CpuMeter::start(args.server_pid);
+    let cpu = CpuMeter::start(&args.server_pid);
     phase.store(MEASURE, Ordering::Relaxed);
     let t0 = Instant::now();
     sleep(Duration::from_secs_f64(args.duration)).await;
