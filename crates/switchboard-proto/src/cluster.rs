@@ -282,6 +282,55 @@ impl Envelope {
     }
 }
 
+/// Several messages from one node in one publication (a node coalesces the messages it
+/// sends to one node in one round trip): `{"msgs":[...],"node":...}`, told apart from an
+/// [`Envelope`] by its first key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Batch {
+    /// The messages, in order.
+    pub msgs: Vec<NodeMessage>,
+    /// The node that sent them.
+    pub node: NodeId,
+}
+
+impl Batch {
+    /// The JSON of `msgs` from `node`.
+    #[must_use]
+    pub fn encode<'a>(node: &NodeId, msgs: impl IntoIterator<Item = &'a NodeMessage>) -> String {
+        // Written in place into one buffer (no string per message).
+        let mut out = Vec::with_capacity(4096);
+        out.extend_from_slice(br#"{"msgs":["#);
+        for (i, m) in msgs.into_iter().enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            // Every field serializes (names, raw JSON values, numbers): this never fails.
+            let _ = serde_json::to_writer(&mut out, m);
+        }
+        out.extend_from_slice(br#"],"node":"#);
+        let _ = serde_json::to_writer(&mut out, node);
+        out.push(b'}');
+        // serde_json writes UTF-8.
+        String::from_utf8(out).unwrap_or_default()
+    }
+
+    /// Reads what a node published: a batch or one [`Envelope`].
+    ///
+    /// # Errors
+    /// When it is neither, in this version's shape.
+    pub fn read(text: &str) -> Result<Self, serde_json::Error> {
+        if text.starts_with(r#"{"msgs":"#) {
+            serde_json::from_str(text)
+        } else {
+            let env = Envelope::from_json(text)?;
+            Ok(Self {
+                msgs: vec![env.msg],
+                node: env.node,
+            })
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -363,6 +412,22 @@ mod tests {
             queued[0].clone().into_server_message().encode(),
             r#"{"type":"OFFER","src":"alice","dst":"bob","payload":{"sdp":"v=0"}}"#
         );
+    }
+
+    #[test]
+    fn a_batch_reads_back_and_a_single_envelope_reads_as_a_batch_of_one() {
+        let node = NodeId::new("n-a").unwrap();
+        let m = |to| NodeMessage::AmLeft {
+            app: App::new("live").unwrap(),
+            room: StreamId::new("r").unwrap(),
+            to,
+            from: 2,
+        };
+        let msgs = [m(1), m(3)];
+        let batch = Batch::read(&Batch::encode(&node, &msgs)).unwrap();
+        assert_eq!((batch.node.as_str(), batch.msgs), ("n-a", msgs.to_vec()));
+        let one = Batch::read(&Envelope::encode(&node, &msgs[0])).unwrap();
+        assert_eq!(one.msgs, vec![msgs[0].clone()]);
     }
 
     #[test]

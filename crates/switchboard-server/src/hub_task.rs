@@ -159,10 +159,10 @@ enum Input {
         claim: switchboard_core::SeatClaim,
         reply: switchboard_core::SeatReply,
     },
-    /// Cluster mode: another node's message.
-    NodeMessage {
+    /// Cluster mode: another node's messages, in order.
+    NodeMessages {
         from: NodeId,
-        msg: NodeMessage,
+        msgs: Vec<NodeMessage>,
     },
     /// Cluster mode: a message could not reach its node.
     NodeUnreachable {
@@ -342,9 +342,9 @@ impl HubSender {
         self.send(Input::Seat { claim, reply })
     }
 
-    /// A message from another node.
-    pub(crate) fn node_message(&self, from: NodeId, msg: NodeMessage) -> Queued {
-        self.send(Input::NodeMessage { from, msg })
+    /// Messages from another node, in order.
+    pub(crate) fn node_messages(&self, from: NodeId, msgs: Vec<NodeMessage>) -> Queued {
+        self.send(Input::NodeMessages { from, msgs })
     }
 
     /// A message for another node could not be delivered.
@@ -630,7 +630,11 @@ impl HubTask {
                 let _ = done.send(());
             }
             Input::Seat { claim, reply } => self.hub.handle_am_seat(claim, reply, now),
-            Input::NodeMessage { from, msg } => self.hub.handle_node_message(&from, msg, now),
+            Input::NodeMessages { from, msgs } => {
+                for msg in msgs {
+                    self.hub.handle_node_message(&from, msg, now);
+                }
+            }
             Input::NodeUnreachable { from, msg } => self.hub.handle_node_unreachable(from, &msg),
             Input::NodeDown { node } => self.hub.handle_node_down(&node),
             Input::PjClaimReply {

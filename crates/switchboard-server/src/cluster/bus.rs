@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use switchboard_proto::cluster::{Envelope, NodeId};
+use switchboard_proto::cluster::{Batch, NodeId};
 
 use super::registry::{Health, channel};
 use crate::hub_task::HubSender;
@@ -54,10 +54,10 @@ pub(crate) async fn run(
                     health.received.fetch_add(1, Relaxed);
                     let parsed = std::str::from_utf8(msg.get_payload_bytes())
                         .ok()
-                        .and_then(|text| Envelope::from_json(text).ok());
+                        .and_then(|text| Batch::read(text).ok());
                     match parsed {
-                        Some(env) => {
-                            if !hub.node_message(env.node, env.msg).await {
+                        Some(batch) => {
+                            if !hub.node_messages(batch.node, batch.msgs).await {
                                 return;
                             }
                         }
