@@ -177,6 +177,14 @@ test("cluster: socket.io-client targets, rooms and rosters span nodes", async ()
     await waitFor(b, "answer", () => true, 10000);
     const seen = b.got.filter((g) => g.event === "ice-candidate").map((g) => g.args[0].candidate.n);
     assert.deepEqual(seen, Array.from({ length: 150 }, (_, i) => i));
+    // A socket's id reaches it from another node as soon as its client knows it (the id is
+    // in the cluster's registry before socket.io tells the client).
+    for (let i = 0; i < 20; i++) {
+      const fresh = await sioClient(nodes[2]);
+      const r = await a.emitWithAck("offer", { target: fresh.id, sdp: { n: i } });
+      fresh.disconnect();
+      assert.deepEqual(r, { ok: true }, `fresh socket ${i}`);
+    }
     // An id connected nowhere is unknown_target.
     const unknown = await a.emitWithAck("offer", { target: "no-such-socket", sdp: {} });
     assert.equal(unknown.ok, false);

@@ -168,6 +168,33 @@ impl PjRelayed {
     }
 }
 
+impl NodeMessage {
+    /// About how many bytes its JSON takes (at least that, for most messages).
+    #[must_use]
+    pub fn size_hint(&self) -> usize {
+        let opaque = |o: &Option<Opaque>| o.as_ref().map_or(0, |o| o.json().len());
+        160 + match self {
+            Self::AmRelay { msg, room, .. } => {
+                room.as_str().len()
+                    + match msg {
+                        AmRelayed::TakeConfiguration { sdp, .. } => sdp.json().len(),
+                        AmRelayed::TakeCandidate {
+                            label,
+                            id,
+                            candidate,
+                        } => opaque(label) + opaque(id) + candidate.json().len(),
+                        AmRelayed::PeerMessageCommand { definition, data } => {
+                            opaque(definition) + opaque(data)
+                        }
+                    }
+            }
+            Self::SioRelay { to, payload, .. } => to.len() + payload.json().len(),
+            Self::PjRelay(m) => m.src.len() + m.dst.len() + opaque(&m.payload),
+            _ => 64,
+        }
+    }
+}
+
 /// The body of a relayed Ant Media message: what the receiver gets, less the room.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -296,9 +323,14 @@ pub struct Batch {
 impl Batch {
     /// The JSON of `msgs` from `node`.
     #[must_use]
-    pub fn encode<'a>(node: &NodeId, msgs: impl IntoIterator<Item = &'a NodeMessage>) -> String {
-        // Written in place into one buffer (no string per message).
-        let mut out = Vec::with_capacity(4096);
+    pub fn encode<'a>(
+        node: &NodeId,
+        msgs: impl IntoIterator<Item = &'a NodeMessage> + Clone,
+    ) -> String {
+        // Written in place into one buffer sized up front (no string per message, no
+        // growing copies).
+        let hint: usize = msgs.clone().into_iter().map(NodeMessage::size_hint).sum();
+        let mut out = Vec::with_capacity(hint + 64);
         out.extend_from_slice(br#"{"msgs":["#);
         for (i, m) in msgs.into_iter().enumerate() {
             if i > 0 {

@@ -31,7 +31,9 @@ pub struct ServerConfig {
     /// Default 64 KiB.
     pub max_message_size: usize,
     /// Messages that may wait for one connection; a client that stops reading is dropped
-    /// when its queue is full. Default 128.
+    /// when its queue is full. Default 1024: room for a burst (in cluster mode messages
+    /// from another node arrive a Redis round trip's worth at a time); memory is bounded by
+    /// `max_queued_bytes_per_connection`, and an idle queue holds nothing.
     pub outbound_queue: usize,
     /// Initial read buffer per socket; it grows for a larger frame. The usual default is
     /// 128 KiB, which dominates idle memory; most signaling frames are a few hundred bytes.
@@ -146,7 +148,7 @@ impl Default for ServerConfig {
         Self {
             hub: switchboard_core::Config::default(),
             max_message_size: 64 * 1024,
-            outbound_queue: 128,
+            outbound_queue: 1024,
             read_buffer_size: 256,
             write_buffer_size: 16 * 1024,
             max_queued_bytes_per_connection: 1 << 20,

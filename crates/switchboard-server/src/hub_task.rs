@@ -435,7 +435,7 @@ impl HubSender {
 /// The hub task's link to the cluster edge.
 pub(crate) struct ClusterLink {
     /// The queue of cluster outputs, carried out in order by the command task.
-    pub(crate) tx: mpsc::Sender<ClusterOutput>,
+    pub(crate) tx: crate::cluster::registry::Commands,
     /// Marked when an output could not even be queued.
     pub(crate) health: Arc<crate::cluster::Health>,
 }
@@ -740,9 +740,9 @@ impl HubTask {
         let Some(link) = &self.cluster else {
             return;
         };
-        let out = match link.tx.try_send(out) {
+        let out = match link.tx.try_send((out, None)) {
             Ok(()) => return,
-            Err(TrySendError::Full(out) | TrySendError::Closed(out)) => out,
+            Err(TrySendError::Full((out, _)) | TrySendError::Closed((out, _))) => out,
         };
         link.health
             .failed

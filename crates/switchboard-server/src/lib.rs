@@ -112,6 +112,7 @@ pub async fn run(
     let leave = tokio_util::sync::CancellationToken::new();
     let health = std::sync::Arc::new(cluster::Health::default());
     let (cluster_tx, cluster_rx) = tokio::sync::mpsc::channel(cluster::registry::QUEUE);
+    let commands = config.cluster.as_ref().map(|_| cluster_tx.clone());
     let link = config.cluster.as_ref().map(|_| hub_task::ClusterLink {
         tx: cluster_tx,
         health: std::sync::Arc::clone(&health),
@@ -128,6 +129,7 @@ pub async fn run(
         tracker.clone(),
         std::sync::Arc::clone(&edge),
         cluster.as_ref().map(|c| std::sync::Arc::clone(&c.view)),
+        commands,
     );
     let app = router(state);
 

@@ -40,6 +40,9 @@ struct Inner {
     eio: Arc<crate::eio_guard::EioGuard>,
     /// This node's view of the cluster, in cluster mode.
     cluster: Option<Arc<std::sync::Mutex<crate::cluster::ClusterView>>>,
+    /// Cluster mode: the queue of the registry task (the socket.io connect middleware
+    /// registers ids there).
+    commands: Option<crate::cluster::registry::Commands>,
 }
 
 impl AppState {
@@ -49,6 +52,7 @@ impl AppState {
         tracker: TaskTracker,
         edge: Arc<crate::EdgeStats>,
         cluster: Option<Arc<std::sync::Mutex<crate::cluster::ClusterView>>>,
+        commands: Option<crate::cluster::registry::Commands>,
     ) -> Self {
         let eio = Arc::new(crate::eio_guard::EioGuard::new(
             config.max_socketio_sessions,
@@ -72,6 +76,7 @@ impl AppState {
                 turn_users_minted: AtomicU64::new(0),
                 eio,
                 cluster,
+                commands,
             }),
         }
     }
@@ -120,6 +125,7 @@ pub fn router(state: AppState) -> Router {
             Arc::clone(&state.inner.next_conn),
             state.inner.config.hub.auth.clone(),
             state.inner.config.hub.limits,
+            state.inner.commands.clone(),
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::clone(&state.inner.eio),

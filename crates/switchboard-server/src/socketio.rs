@@ -65,7 +65,18 @@ impl std::fmt::Display for Refused {
 struct Admission {
     auth: Option<switchboard_core::auth::AuthConfig>,
     checks: Arc<std::sync::Mutex<switchboard_core::SourceBudgets>>,
+    /// Cluster mode: where the socket's id is registered before socket.io tells the client
+    /// its id, and the source of connection ids.
+    cluster: Option<(crate::cluster::registry::Commands, Arc<AtomicU64>)>,
 }
+
+/// The connection id given to a socket by [`admit`] (cluster mode).
+#[derive(Clone, Copy)]
+struct AssignedConn(ConnId);
+
+/// How long a new socket waits for its id to be registered in the cluster before socket.io
+/// tells the client its id (Redis slow or away: it goes on, registered again later).
+const REGISTER_WAIT: Duration = Duration::from_secs(1);
 
 /// The connect middleware: with room tokens on, the handshake's `auth: { token }` must be a
 /// token valid now (its room is checked at each `join`); its claims go with the socket.
@@ -74,10 +85,35 @@ async fn admit(
     TryData(auth_payload): TryData<Value>,
     admission: Admission,
 ) -> Result<(), Refused> {
-    let Some(auth) = admission.auth else {
-        return Ok(());
-    };
-    let payload = auth_payload.ok();
+    if let Some(auth) = &admission.auth {
+        check_token(&socket, auth_payload.ok(), auth, &admission.checks)?;
+    }
+    if let Some((commands, next_conn)) = &admission.cluster {
+        // In a cluster a peer on another node may learn this socket's id as soon as the
+        // client does, and send to it: the id is in the registry before socket.io's CONNECT
+        // tells the client (which is sent once this middleware returns).
+        let conn = ConnId(next_conn.fetch_add(1, Ordering::Relaxed));
+        socket.extensions.insert(AssignedConn(conn));
+        let id = identity(&socket, grant(&socket).as_ref());
+        let (done, registered) = tokio::sync::oneshot::channel();
+        let out = switchboard_core::ClusterOutput::SioRegister {
+            conn,
+            id: (*id).into(),
+        };
+        if commands.try_send((out, Some(done))).is_ok() {
+            let _ = tokio::time::timeout(REGISTER_WAIT, registered).await;
+        }
+    }
+    Ok(())
+}
+
+/// The handshake token check (room tokens on).
+fn check_token(
+    socket: &SocketRef,
+    payload: Option<Value>,
+    auth: &switchboard_core::auth::AuthConfig,
+    checks: &std::sync::Mutex<switchboard_core::SourceBudgets>,
+) -> Result<(), Refused> {
     let token = payload
         .as_ref()
         .and_then(|v| v.get("token"))
@@ -88,7 +124,7 @@ async fn admit(
             .extensions
             .get::<crate::accept::ClientAddr>()
             .map(|a| a.0.ip());
-        let allowed = match (ip, admission.checks.lock()) {
+        let allowed = match (ip, checks.lock()) {
             (Some(ip), Ok(mut checks)) => checks.take(ip, std::time::Instant::now()),
             _ => true,
         };
@@ -126,12 +162,14 @@ pub(crate) fn layer(
     next_conn: Arc<AtomicU64>,
     auth: Option<switchboard_core::auth::AuthConfig>,
     limits: switchboard_core::Limits,
+    cluster: Option<crate::cluster::registry::Commands>,
 ) -> SocketIoLayer {
     let admission = Admission {
         auth,
         checks: Arc::new(std::sync::Mutex::new(switchboard_core::SourceBudgets::new(
             limits.joins_per_source,
         ))),
+        cluster: cluster.map(|c| (c, Arc::clone(&next_conn))),
     };
     let (layer, io) = SocketIo::builder()
         .ping_interval(PING_INTERVAL)
@@ -143,7 +181,10 @@ pub(crate) fn layer(
         .max_buffer_size(SOCKET_BUFFER)
         .build_layer();
     let handler = move |socket: SocketRef| {
-        let conn = ConnId(next_conn.fetch_add(1, Ordering::Relaxed));
+        let conn = socket.extensions.get::<AssignedConn>().map_or_else(
+            || ConnId(next_conn.fetch_add(1, Ordering::Relaxed)),
+            |a| a.0,
+        );
         let queued = on_connect(socket, conn, &hub);
         async move {
             let _ = queued.await;

@@ -72,7 +72,7 @@ pub(crate) struct Settings {
     /// Largest WebSocket message accepted, in bytes; larger closes with 1009 [default: 65536].
     #[arg(long, env = "SWITCHBOARD_MAX_MESSAGE_SIZE")]
     max_message_size: Option<usize>,
-    /// Messages queued per connection before a non-reading client is dropped [default: 128].
+    /// Messages queued per connection before a non-reading client is dropped [default: 1024].
     #[arg(long, env = "SWITCHBOARD_OUTBOUND_QUEUE")]
     outbound_queue: Option<usize>,
     /// Bytes that may wait for one connection before a non-reading client is dropped

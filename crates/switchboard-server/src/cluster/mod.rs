@@ -219,7 +219,7 @@ pub(crate) struct Cluster {
 pub(crate) fn start(
     config: ClusterConfig,
     hub: crate::hub_task::HubSender,
-    commands: tokio::sync::mpsc::Receiver<switchboard_core::ClusterOutput>,
+    commands: tokio::sync::mpsc::Receiver<registry::Command>,
     health: Arc<Health>,
     stop: tokio_util::sync::CancellationToken,
 ) -> Cluster {
@@ -239,7 +239,7 @@ async fn run(
     config: ClusterConfig,
     view: Arc<Mutex<ClusterView>>,
     hub: crate::hub_task::HubSender,
-    commands: tokio::sync::mpsc::Receiver<switchboard_core::ClusterOutput>,
+    commands: tokio::sync::mpsc::Receiver<registry::Command>,
     health: Arc<Health>,
     stop: tokio_util::sync::CancellationToken,
 ) {

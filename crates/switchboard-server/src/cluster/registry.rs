@@ -29,8 +29,20 @@ use crate::hub_task::HubSender;
 /// Most cluster outputs waiting for this task; beyond it the hub fails them at once.
 pub(crate) const QUEUE: usize = 16_384;
 
+/// What this task is given: a cluster output, and (for the socket.io connect middleware)
+/// whom to tell once it reached Redis.
+pub(crate) type Command = (ClusterOutput, Option<tokio::sync::oneshot::Sender<bool>>);
+
+/// The queue in front of this task.
+pub(crate) type Commands = mpsc::Sender<Command>;
+
 /// Most commands in one pipelined round trip.
 const BATCH: usize = 512;
+
+/// Most messages published together. The receiving node hands them to its hub as one
+/// input, so this is also the most it queues at once for one client from one publication:
+/// well under a client's outbound queue (128), which a burst must not overflow.
+const COALESCE: usize = 32;
 
 /// Most seats of a dead node freed per renewal, so one script never holds Redis long.
 pub(crate) const PURGE_BUDGET: usize = 2_000;
@@ -402,7 +414,7 @@ pub(crate) fn sio_room_key(room: &str) -> String {
 pub(crate) async fn run(
     client: redis::Client,
     node: NodeId,
-    mut rx: mpsc::Receiver<ClusterOutput>,
+    mut rx: mpsc::Receiver<Command>,
     hub: HubSender,
     health: Arc<Health>,
 ) {
@@ -416,7 +428,8 @@ pub(crate) async fn run(
         }
         let answers = match con.as_mut() {
             Some(c) => {
-                let (pipe, sizes) = pipeline(&scripts, &node, &batch);
+                let outs: Vec<&ClusterOutput> = batch.iter().map(|(o, _)| o).collect();
+                let (pipe, sizes) = pipeline(&scripts, &node, &outs);
                 match tokio::time::timeout(
                     Duration::from_secs(2),
                     pipe.query_async::<Vec<redis::RedisResult<redis::Value>>>(c),
@@ -444,12 +457,18 @@ pub(crate) async fn run(
         };
         match answers {
             Some(answers) => {
-                for (out, answer) in batch.drain(..).zip(answers) {
+                for ((out, done), answer) in batch.drain(..).zip(answers) {
+                    if let Some(done) = done {
+                        let _ = done.send(answer.is_ok());
+                    }
                     answered(&hub, &health, &node, out, answer).await;
                 }
             }
             None => {
-                for out in batch.drain(..) {
+                for (out, done) in batch.drain(..) {
+                    if let Some(done) = done {
+                        let _ = done.send(false);
+                    }
                     failed(&hub, &health, out).await;
                 }
             }
@@ -464,7 +483,7 @@ pub(crate) async fn run(
 fn pipeline(
     scripts: &Scripts,
     me: &NodeId,
-    batch: &[ClusterOutput],
+    batch: &[&ClusterOutput],
 ) -> (redis::Pipeline, Vec<usize>) {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
@@ -473,10 +492,11 @@ fn pipeline(
     let mut sizes = Vec::with_capacity(batch.len());
     let mut i = 0;
     while i < batch.len() {
-        let out = &batch[i];
+        let out = batch[i];
         if let ClusterOutput::Send { node: to, msg, .. } = out {
             let run = batch[i..]
                 .iter()
+                .take(COALESCE)
                 .take_while(|o| matches!(o, ClusterOutput::Send { node: n, .. } if n == to))
                 .count();
             let payload = if run == 1 {
