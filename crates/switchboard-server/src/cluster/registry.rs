@@ -109,23 +109,45 @@ redis.call('SREM', KEYS[2], KEYS[1])
 return 1
 ";
 
-/// socket.io: a relay to socket `id`. KEYS = id hash; ARGV = scope (`any`, `exact`,
-/// `prefix`), the scope's room, the message. Returns 1 (published), 0 (no live holder), -1
-/// (outside the scope), -2 (the holder's node is not listening).
-const SIO_ROUTE: &str = r"
-local at = redis.call('HGET', KEYS[1], 'at')
-if not at then return 0 end
-local node = string.match(at, '^(.*)/')
-if not live(node) then return 0 end
-if ARGV[1] ~= 'any' then
-  local room = redis.call('HGET', KEYS[1], 'room')
-  if not room or room == '' then return -1 end
-  if ARGV[1] == 'exact' and room ~= ARGV[2] then return -1 end
-  if ARGV[1] == 'prefix' and string.sub(room, 1, #ARGV[2]) ~= ARGV[2] then return -1 end
+/// socket.io: relays to socket ids, in order. KEYS = the targets' id hashes; ARGV = this
+/// node's id, then per relay its scope (`any`, `exact`, `prefix`), the scope's room and the
+/// message (a `NodeMessage`'s JSON). Relays for one node are published together, in order,
+/// as one `Batch`. Returns per relay 1 (published), 0 (no live holder), -1 (outside the
+/// scope) or -2 (the holder's node is not listening).
+const SIO_ROUTE: &str = r#"
+local out, groups, order = {}, {}, {}
+for i = 1, #KEYS do
+  local mode, scope, msg = ARGV[i * 3 - 1], ARGV[i * 3], ARGV[i * 3 + 1]
+  local at = redis.call('HGET', KEYS[i], 'at')
+  local node = at and string.match(at, '^(.*)/')
+  local r = 1
+  if not node or not live(node) then
+    r = 0
+  elseif mode ~= 'any' then
+    local room = redis.call('HGET', KEYS[i], 'room')
+    if not room or room == '' then r = -1
+    elseif mode == 'exact' and room ~= scope then r = -1
+    elseif mode == 'prefix' and string.sub(room, 1, #scope) ~= scope then r = -1 end
+  end
+  out[i] = r
+  if r == 1 then
+    if not groups[node] then
+      groups[node] = {msgs = {}, at = {}}
+      order[#order + 1] = node
+    end
+    table.insert(groups[node].msgs, msg)
+    table.insert(groups[node].at, i)
+  end
 end
-if redis.call('PUBLISH', 'sb:node:' .. node .. ':in', ARGV[3]) == 0 then return -2 end
-return 1
-";
+for _, node in ipairs(order) do
+  local g = groups[node]
+  local batch = '{"msgs":[' .. table.concat(g.msgs, ',') .. '],"node":' .. cjson.encode(ARGV[1]) .. '}'
+  if redis.call('PUBLISH', 'sb:node:' .. node .. ':in', batch) == 0 then
+    for _, i in ipairs(g.at) do out[i] = -2 end
+  end
+end
+return out
+"#;
 
 /// socket.io: a place in a room. KEYS = room hash (field: socket id, value:
 /// `<seq>|<node>/<conn>`), id hash, this node's key set; ARGV = node, conn, id, room size,
@@ -201,31 +223,52 @@ redis.call('DEL', KEYS[2], KEYS[3])
 return 'done'
 ";
 
-/// PeerJS: a message for an id. KEYS = id hash, the id's queue, its byte count; ARGV = the
-/// `PjRelay` envelope, the queue entry (`<node>/<tag>|<message>`), queue (1/0), most
-/// messages, most bytes, how long it may wait (ms). Returns `delivered`, `queued`, `full`,
-/// `absent` (not queued) or `unheard` (the holder's node is not listening).
-const PJ_SEND: &str = r"
-local at = redis.call('HGET', KEYS[1], 'at')
-if at then
-  local node = string.match(at, '^(.*)/')
-  if live(node) then
-    if redis.call('PUBLISH', 'sb:node:' .. node .. ':in', ARGV[1]) == 0 then return 'unheard' end
-    return 'delivered'
+/// PeerJS: messages for ids, in order. KEYS = per message the id hash, the id's queue and
+/// its byte count; ARGV = this node's id, then per message the message (a `NodeMessage`'s
+/// JSON), its queue entry (`<node>/<tag>|<message>`), queue (1/0), most messages, most
+/// bytes and how long it may wait (ms). Messages for one node are published together, in
+/// order, as one `Batch`. Returns per message `delivered`, `queued`, `full`, `absent` (not
+/// queued) or `unheard` (the holder's node is not listening).
+const PJ_SEND: &str = r#"
+local out, groups, order = {}, {}, {}
+for i = 1, #KEYS / 3 do
+  local id, q, qb = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
+  local a = (i - 1) * 6 + 1
+  local msg, entry, queue, max, maxb, keep = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local at = redis.call('HGET', id, 'at')
+  local node = at and string.match(at, '^(.*)/')
+  if node and live(node) then
+    out[i] = 'delivered'
+    if not groups[node] then
+      groups[node] = {msgs = {}, at = {}}
+      order[#order + 1] = node
+    end
+    table.insert(groups[node].msgs, msg)
+    table.insert(groups[node].at, i)
+  elseif queue ~= '1' then
+    out[i] = 'absent'
+  else
+    local bytes = tonumber(redis.call('GET', qb) or '0')
+    if redis.call('LLEN', q) >= tonumber(max) or bytes + #entry > tonumber(maxb) then
+      out[i] = 'full'
+    else
+      redis.call('RPUSH', q, entry)
+      redis.call('INCRBY', qb, #entry)
+      redis.call('PEXPIRE', q, tonumber(keep) + 10000)
+      redis.call('PEXPIRE', qb, tonumber(keep) + 10000)
+      out[i] = 'queued'
+    end
   end
 end
-if ARGV[3] ~= '1' then return 'absent' end
-local bytes = tonumber(redis.call('GET', KEYS[3]) or '0')
-if redis.call('LLEN', KEYS[2]) >= tonumber(ARGV[4]) or bytes + #ARGV[2] > tonumber(ARGV[5]) then
-  return 'full'
+for _, node in ipairs(order) do
+  local g = groups[node]
+  local batch = '{"msgs":[' .. table.concat(g.msgs, ',') .. '],"node":' .. cjson.encode(ARGV[1]) .. '}'
+  if redis.call('PUBLISH', 'sb:node:' .. node .. ':in', batch) == 0 then
+    for _, k in ipairs(g.at) do out[k] = 'unheard' end
+  end
 end
-redis.call('RPUSH', KEYS[2], ARGV[2])
-redis.call('INCRBY', KEYS[3], #ARGV[2])
-local keep = tonumber(ARGV[6]) + 10000
-redis.call('PEXPIRE', KEYS[2], keep)
-redis.call('PEXPIRE', KEYS[3], keep)
-return 'queued'
-";
+return out
+"#;
 
 /// PeerJS: messages this node queued are due. KEYS = the id's queue, its byte count;
 /// ARGV = node, then the tags. Takes out those still waiting; returns their tags.
@@ -400,6 +443,40 @@ impl Scripts {
     }
 }
 
+/// Which outputs one pipelined command carries.
+#[derive(Debug, Clone, Copy)]
+enum Carries {
+    /// One output.
+    One,
+    /// `n` outputs that share the command's answer (a coalesced publication).
+    Same(usize),
+    /// `n` outputs, the answer an array with one element each (batched routes).
+    Each(usize),
+}
+
+/// Spreads the commands' answers over the outputs they carried; `None` if an answer does
+/// not have the shape its command promised.
+fn spread(
+    answers: Vec<redis::RedisResult<redis::Value>>,
+    carries: Vec<Carries>,
+) -> Option<Vec<redis::RedisResult<redis::Value>>> {
+    let mut out = Vec::new();
+    for (answer, carries) in answers.into_iter().zip(carries) {
+        match carries {
+            Carries::One => out.push(answer),
+            Carries::Same(n) => out.extend(std::iter::repeat_n(answer, n)),
+            Carries::Each(n) => match answer {
+                Ok(redis::Value::Array(each)) if each.len() == n => {
+                    out.extend(each.into_iter().map(Ok));
+                }
+                Ok(_) => return None,
+                Err(e) => out.extend(std::iter::repeat_n(Err(e), n)),
+            },
+        }
+    }
+    Some(out)
+}
+
 /// The Redis key of a socket.io socket id.
 pub(crate) fn sio_id_key(id: &str) -> String {
     format!("sb:sio:id:{id}")
@@ -438,13 +515,9 @@ pub(crate) async fn run(
                 {
                     // One answer per command; a coalesced publication answers for each of
                     // the messages it carried.
-                    Ok(Ok(answers)) if answers.len() == sizes.len() => Some(
-                        answers
-                            .into_iter()
-                            .zip(sizes)
-                            .flat_map(|(a, n)| std::iter::repeat_n(a, n))
-                            .collect::<Vec<_>>(),
-                    ),
+                    Ok(Ok(answers)) if answers.len() == sizes.len() => {
+                        spread(answers, sizes).filter(|a| a.len() == batch.len())
+                    }
                     Ok(Ok(_)) => None,
                     Ok(Err(e)) => {
                         tracing::debug!("cluster: commands failed: {e}");
@@ -479,12 +552,13 @@ pub(crate) async fn run(
 /// One pipelined round trip for `batch`, in order, each command's error its own. Messages
 /// for one node that follow each other are published together ([`Batch`]): one command
 /// for them all, so under load a round trip carries a few publications instead of hundreds.
-/// Returns the pipeline and how many of `batch`'s outputs each command carries.
+/// Routes of socket.io relays that follow each other go in one script call too. Returns the
+/// pipeline and which of `batch`'s outputs each command carries.
 fn pipeline(
     scripts: &Scripts,
     me: &NodeId,
     batch: &[&ClusterOutput],
-) -> (redis::Pipeline, Vec<usize>) {
+) -> (redis::Pipeline, Vec<Carries>) {
     let mut pipe = redis::pipe();
     pipe.ignore_errors();
     let node = me.as_str();
@@ -511,11 +585,84 @@ fn pipeline(
                 )
             };
             pipe.cmd("PUBLISH").arg(channel(to.as_str())).arg(payload);
-            sizes.push(run);
+            sizes.push(Carries::Same(run));
             i += run;
             continue;
         }
-        sizes.push(1);
+        if let ClusterOutput::SioRoute(_) = out {
+            let run = batch[i..]
+                .iter()
+                .take(COALESCE)
+                .take_while(|o| matches!(o, ClusterOutput::SioRoute(_)))
+                .count();
+            pipe.cmd("EVAL").arg(&scripts.sio_route).arg(run);
+            for o in &batch[i..i + run] {
+                if let ClusterOutput::SioRoute(route) = o {
+                    pipe.arg(sio_id_key(&route.target));
+                }
+            }
+            pipe.arg(node);
+            for o in &batch[i..i + run] {
+                if let ClusterOutput::SioRoute(route) = o {
+                    let (mode, value) = match &route.scope {
+                        RouteScope::Any => ("any", ""),
+                        RouteScope::Room(RoomRule::Exact(r)) => ("exact", &**r),
+                        RouteScope::Room(RoomRule::Prefix(p)) => ("prefix", &**p),
+                    };
+                    let msg = NodeMessage::SioRelay {
+                        to: route.target.clone(),
+                        event: route.event,
+                        payload: route.payload.clone(),
+                    };
+                    pipe.arg(mode)
+                        .arg(value)
+                        .arg(serde_json::to_string(&msg).unwrap_or_default());
+                }
+            }
+            sizes.push(Carries::Each(run));
+            i += run;
+            continue;
+        }
+        if let ClusterOutput::PjSend { .. } = out {
+            let run = batch[i..]
+                .iter()
+                .take(COALESCE)
+                .take_while(|o| matches!(o, ClusterOutput::PjSend { .. }))
+                .count();
+            pipe.cmd("EVAL").arg(&scripts.pj_send).arg(run * 3);
+            for o in &batch[i..i + run] {
+                if let ClusterOutput::PjSend { sent, .. } = o {
+                    for key in pj_keys(&sent.dst) {
+                        pipe.arg(key);
+                    }
+                }
+            }
+            pipe.arg(node);
+            for o in &batch[i..i + run] {
+                if let ClusterOutput::PjSend {
+                    sent,
+                    msg,
+                    queue,
+                    max_msgs,
+                    max_bytes,
+                    expire,
+                } = o
+                {
+                    let json = msg.to_json();
+                    let relay = NodeMessage::PjRelay(msg.clone());
+                    pipe.arg(serde_json::to_string(&relay).unwrap_or_default())
+                        .arg(format!("{node}/{}|{json}", sent.tag))
+                        .arg(u8::from(*queue))
+                        .arg(u64::try_from(*max_msgs).unwrap_or(u64::MAX))
+                        .arg(u64::try_from(*max_bytes).unwrap_or(u64::MAX))
+                        .arg(u64::try_from(expire.as_millis()).unwrap_or(u64::MAX));
+                }
+            }
+            sizes.push(Carries::Each(run));
+            i += run;
+            continue;
+        }
+        sizes.push(Carries::One);
         i += 1;
         match out {
             ClusterOutput::Claim(claim) => {
@@ -566,25 +713,7 @@ fn pipeline(
                     .arg(&seats)
                     .arg(format!("{node}/{}", conn.0));
             }
-            ClusterOutput::SioRoute(route) => {
-                let (mode, value) = match &route.scope {
-                    RouteScope::Any => ("any", ""),
-                    RouteScope::Room(RoomRule::Exact(r)) => ("exact", &**r),
-                    RouteScope::Room(RoomRule::Prefix(p)) => ("prefix", &**p),
-                };
-                let msg = NodeMessage::SioRelay {
-                    to: route.target.clone(),
-                    event: route.event,
-                    payload: route.payload.clone(),
-                };
-                pipe.cmd("EVAL")
-                    .arg(&scripts.sio_route)
-                    .arg(1)
-                    .arg(sio_id_key(&route.target))
-                    .arg(mode)
-                    .arg(value)
-                    .arg(Envelope::encode(me, &msg));
-            }
+            ClusterOutput::SioRoute(_) => {} // routed above
             ClusterOutput::SioJoin {
                 conn,
                 id,
@@ -642,29 +771,7 @@ fn pipeline(
                     .arg(&seats)
                     .arg(format!("{node}/{}", conn.0));
             }
-            ClusterOutput::PjSend {
-                sent,
-                msg,
-                queue,
-                max_msgs,
-                max_bytes,
-                expire,
-            } => {
-                let [id_key, queue_key, bytes] = pj_keys(&sent.dst);
-                let relay = NodeMessage::PjRelay(msg.clone());
-                pipe.cmd("EVAL")
-                    .arg(&scripts.pj_send)
-                    .arg(3)
-                    .arg(id_key)
-                    .arg(queue_key)
-                    .arg(bytes)
-                    .arg(Envelope::encode(me, &relay))
-                    .arg(format!("{node}/{}|{}", sent.tag, msg.to_json()))
-                    .arg(u8::from(*queue))
-                    .arg(u64::try_from(*max_msgs).unwrap_or(u64::MAX))
-                    .arg(u64::try_from(*max_bytes).unwrap_or(u64::MAX))
-                    .arg(u64::try_from(expire.as_millis()).unwrap_or(u64::MAX));
-            }
+            ClusterOutput::PjSend { .. } => {} // sent above
             ClusterOutput::PjExpire { dst, entries } => {
                 let [_, queue_key, bytes] = pj_keys(dst);
                 pipe.cmd("EVAL")
