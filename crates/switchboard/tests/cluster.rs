@@ -402,6 +402,19 @@ fn a_killed_nodes_partners_get_stop_within_ten_seconds_and_its_keys_are_gone() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let (mut x, _y) = pair_across(a.port, b.port, "r").await;
+        // A PeerJS id held by the node that dies.
+        let pj = |port: u16, token: &str| {
+            format!("ws://127.0.0.1:{port}/peerjs/peerjs?key=peerjs&id=pj-on-b&token={token}")
+        };
+        let (mut held, _) = tokio_tungstenite::connect_async(pj(b.port, "tb"))
+            .await
+            .unwrap();
+        let open = am::next(&mut held, 2 * SEC).await.unwrap();
+        assert_eq!(open["type"], "OPEN");
+        assert_eq!(
+            redis_cli(port, &["--raw", "EXISTS", "sb:pj:id:pj-on-b"]),
+            "1"
+        );
         // Both sides ping as the SDK does, so nobody idles out meanwhile.
         b.proc.0.kill().unwrap();
         let _ = b.proc.0.wait();
@@ -428,15 +441,25 @@ fn a_killed_nodes_partners_get_stop_within_ten_seconds_and_its_keys_are_gone() {
         am::send(&mut z, &am::join("r")).await;
         am::expect(&mut z, "notification", Some("joined"), 2 * SEC).await;
         am::expect(&mut x, "start", None, 2 * SEC).await;
+        // The dead node's PeerJS id is free for anyone, on any node.
+        let (mut again, _) = tokio_tungstenite::connect_async(pj(a.port, "other"))
+            .await
+            .unwrap();
+        let open = am::next(&mut again, 2 * SEC).await.unwrap();
+        assert_eq!(open["type"], "OPEN", "{open}");
     });
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
         let keys = redis_cli(port, &["--raw", "KEYS", "*n-b*"]);
         let seats = redis_cli(port, &["--raw", "HKEYS", "sb:am:LiveApp/r"]);
-        if keys.is_empty() && !seats.contains("n-b/") {
+        let pj_holder = redis_cli(port, &["--raw", "HGET", "sb:pj:id:pj-on-b", "at"]);
+        if keys.is_empty() && !seats.contains("n-b/") && !pj_holder.starts_with("n-b/") {
             break;
         }
-        assert!(Instant::now() < deadline, "left in Redis: {keys} / {seats}");
+        assert!(
+            Instant::now() < deadline,
+            "left in Redis: {keys} / {seats} / {pj_holder}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }

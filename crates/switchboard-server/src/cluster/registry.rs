@@ -225,8 +225,9 @@ return 'done'
 
 /// PeerJS: messages for ids, in order. KEYS = per message the id hash, the id's queue and
 /// its byte count; ARGV = this node's id, then per message the message (a `NodeMessage`'s
-/// JSON), its queue entry (`<node>/<tag>|<message>`), queue (1/0), most messages, most
-/// bytes and how long it may wait (ms). Messages for one node are published together, in
+/// JSON, `{"pj_relay":...}`), its tag (`<node>/<n>`: a queue entry is the tag, `|` and the
+/// message without its wrapper), queue (1/0), most messages, most bytes and how long it may
+/// wait (ms). Messages for one node are published together, in
 /// order, as one `Batch`. Returns per message `delivered`, `queued`, `full`, `absent` (not
 /// queued) or `unheard` (the holder's node is not listening).
 const PJ_SEND: &str = r#"
@@ -234,7 +235,7 @@ local out, groups, order = {}, {}, {}
 for i = 1, #KEYS / 3 do
   local id, q, qb = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
   local a = (i - 1) * 6 + 1
-  local msg, entry, queue, max, maxb, keep = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
+  local msg, tag, queue, max, maxb, keep = ARGV[a + 1], ARGV[a + 2], ARGV[a + 3], ARGV[a + 4], ARGV[a + 5], ARGV[a + 6]
   local at = redis.call('HGET', id, 'at')
   local node = at and string.match(at, '^(.*)/')
   if node and live(node) then
@@ -248,6 +249,8 @@ for i = 1, #KEYS / 3 do
   elseif queue ~= '1' then
     out[i] = 'absent'
   else
+    -- The entry: the tag and the message without its `{"pj_relay":...}` wrapper.
+    local entry = tag .. '|' .. string.sub(msg, 13, -2)
     local bytes = tonumber(redis.call('GET', qb) or '0')
     if redis.call('LLEN', q) >= tonumber(max) or bytes + #entry > tonumber(maxb) then
       out[i] = 'full'
@@ -648,10 +651,11 @@ fn pipeline(
                     expire,
                 } = o
                 {
-                    let json = msg.to_json();
                     let relay = NodeMessage::PjRelay(msg.clone());
-                    pipe.arg(serde_json::to_string(&relay).unwrap_or_default())
-                        .arg(format!("{node}/{}|{json}", sent.tag))
+                    let json = serde_json::to_string(&relay).unwrap_or_default();
+                    debug_assert!(json.starts_with(r#"{"pj_relay":"#));
+                    pipe.arg(json)
+                        .arg(format!("{node}/{}", sent.tag))
                         .arg(u8::from(*queue))
                         .arg(u64::try_from(*max_msgs).unwrap_or(u64::MAX))
                         .arg(u64::try_from(*max_bytes).unwrap_or(u64::MAX))
