@@ -8,18 +8,7 @@ mod common;
 
 use std::process::Command;
 
-fn bench(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("bench")
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?}: {stderr}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout:?} / {stderr}"))
-}
+use common::bench;
 
 #[test]
 fn setup_rtt_and_throughput_report_json() {

@@ -10,7 +10,7 @@ mod common;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Killed, Switchboard, free_port, http_get, start_switchboard};
+use common::{Killed, Switchboard, bench, free_port, http_get, start_switchboard};
 
 /// `redis-server` on 127.0.0.1:`port`, nothing persisted.
 fn redis(port: u16) -> Killed {
@@ -538,19 +538,6 @@ fn a_redis_restart_mid_call_gives_errors_then_recovers_without_restarting_nodes(
     });
     assert_eq!((a.pid(), b.pid()), (pid_a, pid_b));
     assert!(http_get(a.port, "/healthz").contains("ok"));
-}
-
-fn bench(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .arg("bench")
-        .args(args)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{args:?}: {stderr}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let line = stdout.lines().last().unwrap_or_default();
-    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {stdout:?} / {stderr}"))
 }
 
 /// Bench traffic between two nodes, every dialect: relay loses and reorders nothing, and
