@@ -15,7 +15,8 @@ measurement and a Markdown summary at the end (pasted into docs/BENCHMARKS.md by
   on this machine), held by six load-tool processes; RSS of every node and of redis-server
   before and after, per peer.
 
-Environment: DURATION (5), SERVER_CPU (0), LOAD_CPU (1), IDLE_PEERS (100000), IDLE_NODES (6).
+Environment: DURATION (5), SERVER_CPU (0), LOAD_CPU (1), IDLE_PEERS (100000), IDLE_NODES (6),
+PROTOCOLS (antmedia,socketio,peerjs). `--only=load` or `--only=idle` runs one part.
 """
 import json, os, random, resource, signal, socket, subprocess, sys, tempfile, time
 
@@ -238,6 +239,8 @@ def main():
     only = [a.split("=", 1)[1] for a in sys.argv if a.startswith("--only=")]
     results = []
     protocols = ["antmedia"] if quick else ["antmedia", "socketio", "peerjs"]
+    if os.environ.get("PROTOCOLS"):
+        protocols = os.environ["PROTOCOLS"].split(",")
     if not only or "load" in only:
         for p in protocols:
             load_runs(p, results)
