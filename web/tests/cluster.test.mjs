@@ -276,7 +276,16 @@ test("cluster: socket.io during a Redis restart: errors across nodes, local rela
       await new Promise((r) => setTimeout(r, 100));
     }
     console.log(`socket.io across nodes again ${Date.now() - t0} ms after Redis came back`);
-    const roster = await a2.emitWithAck("join", { room: "outage" });
+    // Joins wait while the nodes take back what they hold (one lease after Redis came back
+    // empty): cluster_unavailable meanwhile, then the full roster.
+    let roster;
+    for (;;) {
+      roster = await a2.emitWithAck("join", { room: "outage" });
+      if (roster.ok) break;
+      assert.equal(roster.error, "cluster_unavailable", JSON.stringify(roster));
+      assert.ok(Date.now() - t0 < 9000, "joins refused for too long");
+      await new Promise((r) => setTimeout(r, 200));
+    }
     assert.deepEqual(roster.peers.sort(), [a.id, b.id].sort());
   } finally {
     for (const c of clients) c.disconnect();

@@ -142,7 +142,11 @@ pub(crate) use registry::Health;
 
 /// Renews this node's lease: KEYS[1] = the registry (sorted set); ARGV = node id, lease ms,
 /// this node's counts (JSON), key prefix of the per-node counts, an epoch to set if Redis
-/// has none, the purge budget. Leases that ran out mark their nodes dead (`sb:dead`); the
+/// has none, the purge budget, the epoch this node saw last (empty at its first
+/// registration). A node that sees the epoch change (Redis lost its data under it) starts one
+/// lease of settling (`sb:settling`): no new seat, id or room place is taken while every
+/// node takes back what it holds, so a newcomer cannot take one of them. Leases that ran out mark their
+/// nodes dead (`sb:dead`); the
 /// seats of dead nodes are freed a budget at a time. Returns the epoch, whether this node's
 /// lease was still running before this renewal (1/0), then the live nodes and their counts.
 const RENEW: &str = r"
@@ -153,6 +157,9 @@ local epoch = redis.call('GET', 'sb:epoch')
 if not epoch then
   redis.call('SET', 'sb:epoch', ARGV[5])
   epoch = ARGV[5]
+end
+if ARGV[7] ~= '' and epoch ~= ARGV[7] then
+  redis.call('SET', 'sb:settling', '1', 'PX', lease)
 end
 local mine = redis.call('ZSCORE', KEYS[1], ARGV[1])
 local was_live = 0
@@ -294,7 +301,8 @@ async fn run(
                 .arg(counts.to_string())
                 .arg(NODE_PREFIX)
                 .arg(&epoch_candidate)
-                .arg(registry::PURGE_BUDGET);
+                .arg(registry::PURGE_BUDGET)
+                .arg(watch.epoch.as_deref().unwrap_or(""));
             let renewal = renew.query_async::<Vec<String>>(c);
             match tokio::time::timeout(Duration::from_secs(2), renewal).await {
                 Ok(Ok(flat)) if flat.len() >= 2 => {

@@ -157,6 +157,9 @@ return out
 /// `full` or `unavailable` (this node is not listening: nothing is taken).
 const SIO_JOIN: &str = r"
 local me, id, max = ARGV[1], ARGV[3], tonumber(ARGV[4])
+if ARGV[9] ~= '1' and (redis.call('EXISTS', 'sb:epoch') == 0 or redis.call('EXISTS', 'sb:settling') == 1) then
+  return 'unavailable'
+end
 local at = me .. '/' .. ARGV[2]
 local fields = redis.call('HGETALL', KEYS[1])
 local peers, nodes, count = {}, {}, 0
@@ -200,6 +203,9 @@ return 'queued'
 /// again, publishes `PjClaimed` with the queue (emptied) on this node's channel. Returns
 /// `done`, `taken` or `unavailable` (this node is not listening: nothing is taken).
 const PJ_CLAIM: &str = r"
+if ARGV[6] ~= '1' and (redis.call('EXISTS', 'sb:epoch') == 0 or redis.call('EXISTS', 'sb:settling') == 1) then
+  return 'unavailable'
+end
 local at = ARGV[1] .. '/' .. ARGV[2]
 local old = redis.call('HGET', KEYS[1], 'at')
 if old and old ~= at then
@@ -340,9 +346,15 @@ return 1
 ";
 
 /// Takes a seat: KEYS = room hash, this node's seat set, the node registry; ARGV = node,
-/// conn, may offer (1/0). Seats of nodes whose lease ran out are dropped on the way.
+/// conn, may offer (1/0), again (1/0). A new seat is refused (`unavailable`) while Redis
+/// has no epoch (no node registered since it started) or is settling after it lost its data
+/// (`sb:settling`: the nodes are taking back their seats; a newcomer could otherwise take
+/// one of them). Seats of nodes whose lease ran out are dropped on the way.
 /// Returns `{'full'}`, `{'seated'}` or `{'seated', other_field, other_offer}`.
 const CLAIM: &str = r"
+if ARGV[4] ~= '1' and (redis.call('EXISTS', 'sb:epoch') == 0 or redis.call('EXISTS', 'sb:settling') == 1) then
+  return {'unavailable'}
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local me = ARGV[1] .. '/' .. ARGV[2]
@@ -679,7 +691,8 @@ fn pipeline(
                     .arg(super::NODES)
                     .arg(node)
                     .arg(claim.conn.0)
-                    .arg(u8::from(claim.offer));
+                    .arg(u8::from(claim.offer))
+                    .arg(u8::from(claim.again));
             }
             ClusterOutput::Release { conn, app, room } => {
                 pipe.cmd("EVAL")
@@ -742,7 +755,9 @@ fn pipeline(
                     .arg(Envelope::roster_prefix(me, room, conn.0))
                     .arg(Envelope::encode(me, &joined))
                     .arg(&**room)
-                    .arg(u8::from(*announce));
+                    .arg(u8::from(*announce))
+                    // A place taken again after Redis forgot it (never refused).
+                    .arg(u8::from(*max == usize::MAX));
             }
             ClusterOutput::PjClaim {
                 conn,
@@ -827,6 +842,7 @@ async fn answered(
         ClusterOutput::Claim(claim) => {
             let reply = match redis::from_redis_value::<Vec<String>>(value) {
                 Ok(v) if v.first().is_some_and(|s| s == "full") => SeatReply::Full,
+                Ok(v) if v.first().is_some_and(|s| s == "unavailable") => SeatReply::Unavailable,
                 Ok(v) => SeatReply::Seated {
                     other: v.get(1).and_then(|field| {
                         let (n, c) = field.rsplit_once('/')?;
