@@ -106,6 +106,15 @@ impl RoomRule {
         }
     }
 
+    /// The claim as written, which [`RoomRule::parse`] reads back.
+    #[must_use]
+    pub fn to_claim(&self) -> Box<str> {
+        match self {
+            Self::Exact(r) => r.clone(),
+            Self::Prefix(p) => format!("{p}*").into(),
+        }
+    }
+
     /// Whether a join of `room` is allowed.
     #[must_use]
     pub fn allows(&self, room: &str) -> bool {

@@ -20,6 +20,7 @@ use crate::timers::Deadlines;
 mod antmedia;
 mod cluster;
 mod cluster_pj;
+mod cluster_routes;
 mod cluster_sio;
 mod events;
 mod limits;
@@ -70,6 +71,11 @@ pub struct Config {
     /// Cluster mode: this node's id. `Some` makes every Ant Media join take its seat in the
     /// cluster's registry first ([`ClusterOutput`]); `None` (the default) is a single node.
     pub cluster: Option<switchboard_proto::cluster::NodeId>,
+    /// Cluster mode: most ids on other nodes (socket.io and PeerJS, each) whose node this
+    /// node remembers, to relay to them without asking the registry each time; when full
+    /// the table is emptied ([`ClusterStats::route_resets`]). 0: every such relay goes
+    /// through the registry. Default 100,000.
+    pub route_cache: usize,
 }
 
 /// A setting out of its range: what is wrong, named as the field that holds it.
@@ -127,6 +133,7 @@ impl Default for Config {
             limits: Limits::default(),
             auth: None,
             cluster: None,
+            route_cache: 100_000,
         }
     }
 }

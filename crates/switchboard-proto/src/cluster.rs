@@ -80,6 +80,26 @@ pub enum NodeMessage {
         event: SioRelay,
         /// The payload, `from` stamped by the sender's node.
         payload: Opaque,
+        /// Sent straight to the node where the id was last found (not routed by the
+        /// registry): who to answer with [`NodeMessage::SioMiss`] when the id is not held
+        /// there (any more), and whom the sender may reach.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        back: Option<SioBack>,
+    },
+    /// socket.io: a [`NodeMessage::SioRelay`] sent straight to the receiving node's
+    /// cached route found no socket `to` there (or one the sender may not reach): the
+    /// sender `conn` (on the receiving node) is told, as for a relay the registry could not
+    /// route.
+    SioMiss {
+        /// The sender, on the receiving node.
+        conn: u64,
+        /// The event that missed.
+        event: SioRelay,
+        /// The id it was for.
+        to: Box<str>,
+        /// The id is held there, in a room the sender's token does not allow.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        wrong_room: bool,
     },
     /// socket.io: the join of `to` (on the receiving node) into `room` took its place in the
     /// registry; `peers` were there before it (socket id, node). Published by the join
@@ -132,6 +152,31 @@ pub enum NodeMessage {
         /// The id.
         id: Box<str>,
     },
+    /// PeerJS: a [`PjRelayed`] sent straight to the receiving node's cached route found no
+    /// socket with id `dst` there: the sender `conn` (with id `src`, on the receiving node)
+    /// gets `EXPIRE` (not for `LEAVE`).
+    PjMiss {
+        /// The sender's connection, on the receiving node.
+        conn: u64,
+        /// The message's type.
+        #[serde(rename = "type")]
+        kind: PjType,
+        /// The sender's id.
+        src: Box<str>,
+        /// The id it was for.
+        dst: Box<str>,
+    },
+}
+
+/// Who sent a [`NodeMessage::SioRelay`] straight to a node: answered there when it misses.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SioBack {
+    /// The sender's connection, on the sending node.
+    pub conn: u64,
+    /// The sender's token's `room` claim as written (a name, or a prefix and `*`): the
+    /// target must be in a room it allows. None: any target.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub room: Option<Box<str>>,
 }
 
 /// A relayed PeerJS message, `src` stamped by the sender's node.
@@ -147,6 +192,11 @@ pub struct PjRelayed {
     /// The payload, verbatim.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub payload: Option<Opaque>,
+    /// Sent straight to the node where `dst` was last found (not through the registry):
+    /// the sender's connection there, answered with [`NodeMessage::PjMiss`] when `dst` is
+    /// not held (any more). None in the registry's queue.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back: Option<u64>,
 }
 
 impl PjRelayed {
@@ -429,6 +479,7 @@ mod tests {
             src: "alice".into(),
             dst: "bob".into(),
             payload: Some(Opaque::from_json(r#"{"sdp":"v=0"}"#.into()).unwrap()),
+            back: None,
         };
         let json = format!(
             "{}[{}]{ROSTER_END}",
@@ -444,6 +495,54 @@ mod tests {
             queued[0].clone().into_server_message().encode(),
             r#"{"type":"OFFER","src":"alice","dst":"bob","payload":{"sdp":"v=0"}}"#
         );
+    }
+
+    #[test]
+    fn direct_relays_and_their_misses_read_back() {
+        let node = NodeId::new("n-a").unwrap();
+        let msgs = [
+            NodeMessage::SioRelay {
+                to: "t".into(),
+                event: SioRelay::Offer,
+                payload: Opaque::from_json(r#"{"from":"s"}"#.into()).unwrap(),
+                back: Some(SioBack {
+                    conn: 7,
+                    room: Some("lobby-*".into()),
+                }),
+            },
+            NodeMessage::SioMiss {
+                conn: 7,
+                event: SioRelay::IceCandidate,
+                to: "t".into(),
+                wrong_room: true,
+            },
+            NodeMessage::PjRelay(PjRelayed {
+                kind: PjType::Candidate,
+                src: "a".into(),
+                dst: "b".into(),
+                payload: None,
+                back: Some(9),
+            }),
+            NodeMessage::PjMiss {
+                conn: 9,
+                kind: PjType::Answer,
+                src: "a".into(),
+                dst: "b".into(),
+            },
+        ];
+        for msg in msgs {
+            let env = Envelope::from_json(&Envelope::encode(&node, &msg)).unwrap();
+            assert_eq!(env.msg, msg);
+        }
+        // What the registry queues carries no `back`: its JSON is as before.
+        let queued = PjRelayed {
+            kind: PjType::Leave,
+            src: "a".into(),
+            dst: "b".into(),
+            payload: None,
+            back: None,
+        };
+        assert_eq!(queued.to_json(), r#"{"type":"LEAVE","src":"a","dst":"b"}"#);
     }
 
     #[test]

@@ -174,7 +174,12 @@ enum Input {
         conn: ConnId,
         ack: Option<AckId>,
         event: switchboard_core::SioRelay,
+        target: Box<str>,
         outcome: switchboard_core::RouteOutcome,
+    },
+    /// Cluster mode: a cluster output the edge could not carry out.
+    ClusterFailed {
+        out: ClusterOutput,
     },
     /// Cluster mode: the registry's answer to a socket.io join.
     SioJoinReply {
@@ -355,17 +360,21 @@ impl HubSender {
     /// The registry's answer to a socket.io relay to another node.
     pub(crate) fn sio_routed(
         &self,
-        conn: ConnId,
-        ack: Option<AckId>,
-        event: switchboard_core::SioRelay,
+        route: switchboard_core::SioRoute,
         outcome: switchboard_core::RouteOutcome,
     ) -> Queued {
         self.send(Input::SioRouted {
-            conn,
-            ack,
-            event,
+            conn: route.conn,
+            ack: route.ack,
+            event: route.event,
+            target: route.target,
             outcome,
         })
+    }
+
+    /// A cluster output could not be carried out (Redis unreachable or too slow).
+    pub(crate) fn cluster_failed(&self, out: ClusterOutput) -> Queued {
+        self.send(Input::ClusterFailed { out })
     }
 
     /// The registry's answer to a socket.io join.
@@ -635,7 +644,8 @@ impl HubTask {
                     self.hub.handle_node_message(&from, msg, now);
                 }
             }
-            Input::NodeUnreachable { from, msg } => self.hub.handle_node_unreachable(from, &msg),
+            Input::NodeUnreachable { from, msg } => self.hub.handle_node_unreachable(from, msg),
+            Input::ClusterFailed { out } => self.cluster_failed(out),
             Input::NodeDown { node } => self.hub.handle_node_down(&node),
             Input::PjClaimReply {
                 conn,
@@ -649,8 +659,11 @@ impl HubTask {
                 conn,
                 ack,
                 event,
+                target,
                 outcome,
-            } => self.hub.handle_sio_routed(conn, ack, event, outcome),
+            } => self
+                .hub
+                .handle_sio_routed(conn, ack, event, &target, outcome),
             Input::SioJoinReply {
                 conn,
                 room,
@@ -747,43 +760,17 @@ impl HubTask {
         link.health
             .failed
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        match out {
-            ClusterOutput::Claim(claim) => {
-                link.health.dirty.store(true, Relaxed);
-                let now = Instant::now().into_std();
-                self.hub.handle_am_seat(claim, SeatReply::Unavailable, now);
-            }
-            ClusterOutput::Send { from, msg, .. } => self.hub.handle_node_unreachable(from, &msg),
-            ClusterOutput::SioRoute(r) => {
-                let outcome = switchboard_core::RouteOutcome::Unavailable;
-                self.hub.handle_sio_routed(r.conn, r.ack, r.event, outcome);
-            }
-            ClusterOutput::SioJoin { conn, room, .. } => {
-                link.health.dirty.store(true, Relaxed);
-                let outcome = switchboard_core::JoinOutcome::Unavailable;
-                self.hub.handle_sio_join_reply(conn, &room, outcome);
-            }
-            ClusterOutput::PjClaim {
-                conn, id, again, ..
-            } => {
-                link.health.dirty.store(true, Relaxed);
-                let outcome = switchboard_core::PjClaimOutcome::Unavailable;
-                self.hub.handle_pj_claim_reply(conn, &id, again, outcome);
-            }
-            ClusterOutput::PjSend { sent, .. } => {
-                let now = Instant::now().into_std();
-                let outcome = switchboard_core::PjSendOutcome::Unavailable;
-                self.hub.handle_pj_sent(sent, outcome, now);
-            }
-            ClusterOutput::PjExpire { dst, entries } => {
-                self.hub.handle_pj_expired(&dst, &entries);
-            }
-            ClusterOutput::Release { .. }
-            | ClusterOutput::PurgeOwn
-            | ClusterOutput::SioRegister { .. }
-            | ClusterOutput::SioUnregister { .. }
-            | ClusterOutput::SioLeave { .. }
-            | ClusterOutput::PjUnregister { .. } => {
+        self.cluster_failed(out);
+    }
+
+    /// `out` was not carried out: the hub answers it; the registry may need every seat
+    /// claimed again.
+    fn cluster_failed(&mut self, out: ClusterOutput) {
+        if self
+            .hub
+            .handle_cluster_failed(out, Instant::now().into_std())
+        {
+            if let Some(link) = &self.cluster {
                 link.health.dirty.store(true, Relaxed);
             }
         }

@@ -220,6 +220,12 @@ pub(crate) struct Settings {
     /// This node's id in the cluster, 1-64 characters of A-Z a-z 0-9 - _ . [default: random].
     #[arg(long, env = "SWITCHBOARD_NODE_ID")]
     node_id: Option<String>,
+    /// Cluster mode: most socket.io and PeerJS ids on other nodes (each dialect) whose node
+    /// is remembered, so relays to them are published straight there instead of asking
+    /// Redis each time; when full it is emptied and learnt again; 0 = always ask Redis
+    /// [default: 100000].
+    #[arg(long, env = "SWITCHBOARD_CLUSTER_ROUTE_CACHE")]
+    cluster_route_cache: Option<usize>,
     /// Web origins whose pages may use the server from a browser, comma-separated: exact
     /// (`https://app.example.com`) or patterns (`https://*.example.com`); others get 403.
     /// The server's own origin (the demo page) is always allowed [default: any origin].
@@ -321,6 +327,7 @@ impl ServeArgs {
         );
         set(&mut cfg.hub.max_connections, s.max_connections);
         set(&mut cfg.hub.sio_max_room_peers, s.socketio_max_room_peers);
+        set(&mut cfg.hub.route_cache, s.cluster_route_cache);
         if let Some(p) = s.peerjs_path {
             cfg.peerjs_path = format!("/{}/", p.trim_matches('/'));
         }

@@ -208,10 +208,11 @@ pub struct PjSent {
 }
 
 /// What became of a [`ClusterOutput::PjSend`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PjSendOutcome {
-    /// Handed to the node holding the receiver.
-    Delivered,
+    /// Handed to the node holding the receiver, this one (remembered: the next messages to
+    /// the receiver go straight there).
+    Delivered(NodeId),
     /// No node holds the receiver: queued in the registry until it connects or the message
     /// expires.
     Queued,
@@ -261,10 +262,11 @@ pub struct SioRoute {
 }
 
 /// What became of a [`SioRoute`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RouteOutcome {
-    /// Handed to the target's node.
-    Delivered,
+    /// Handed to the target's node, this one (remembered: the next relays to the target
+    /// that ask no ack go straight there).
+    Delivered(NodeId),
     /// No live node holds a socket with this id.
     Unknown,
     /// The target is not in a room the sender's token allows.
@@ -298,6 +300,15 @@ pub struct ClusterStats {
     pub unavailable: u64,
     /// Pairs ended because the partner's node died.
     pub partner_node_down: u64,
+    /// Relays published straight to the node where their socket.io or PeerJS target was
+    /// last found (without asking the registry).
+    pub routed_direct: u64,
+    /// Of those, the ones whose target was not there any more (the sender was told).
+    pub route_misses: u64,
+    /// Times the table of known routes was full and emptied.
+    pub route_resets: u64,
+    /// Routes known now (socket.io and PeerJS ids on other nodes).
+    pub routes: u64,
 }
 
 impl Hub {
@@ -502,10 +513,12 @@ impl Hub {
             | NodeMessage::SioRoster { .. }
             | NodeMessage::SioPeerJoined { .. }
             | NodeMessage::SioPeerLeft { .. }
-            | NodeMessage::SioReplaced { .. } => self.sio_node_message(from, msg),
+            | NodeMessage::SioReplaced { .. }
+            | NodeMessage::SioMiss { .. } => self.sio_node_message(from, msg),
             NodeMessage::PjRelay(_)
             | NodeMessage::PjClaimed { .. }
-            | NodeMessage::PjReplaced { .. } => self.pj_node_message(msg, now),
+            | NodeMessage::PjReplaced { .. }
+            | NodeMessage::PjMiss { .. } => self.pj_node_message(from, msg, now),
         }
     }
 
@@ -551,6 +564,8 @@ impl Hub {
             .map(|(k, _)| k.clone())
             .collect();
         ended.sort_unstable();
+        self.sio.routes.forget_node(node);
+        self.pj.routes.forget_node(node);
         self.sio_node_down(node);
         for key in ended {
             let Some(r) = self.am.rooms.get_mut(&key) else {
@@ -568,6 +583,8 @@ impl Hub {
     /// dead and stopped its peers' partners there, so every pair across nodes ends here too
     /// (`stop`). Followed by [`Hub::handle_cluster_reregister`].
     pub fn handle_cluster_isolated(&mut self) {
+        self.sio.routes.clear();
+        self.pj.routes.clear();
         let mut nodes: Vec<NodeId> = self
             .am
             .rooms
@@ -591,6 +608,9 @@ impl Hub {
         if self.node_id().is_none() {
             return;
         }
+        // Redis forgot where ids live: what was learnt from it may be stale too.
+        self.sio.routes.clear();
+        self.pj.routes.clear();
         self.cluster_out(ClusterOutput::PurgeOwn);
         let mut seats: Vec<(App, StreamId, ConnId)> = self
             .am
@@ -620,18 +640,78 @@ impl Hub {
 
     /// A [`ClusterOutput::Send`] could not be delivered: its sender hears
     /// `cluster_unavailable`.
-    pub fn handle_node_unreachable(&mut self, from: Option<ConnId>, msg: &NodeMessage) {
+    pub fn handle_node_unreachable(&mut self, from: Option<ConnId>, msg: NodeMessage) {
         let Some(from) = from else {
             return;
         };
         let room = match msg {
+            NodeMessage::SioRelay { to, event, .. } => {
+                // Sent straight to a cached route: the next one asks the registry.
+                self.sio.routes.forget_id(&to);
+                return self.sio_route_answer(from, None, event, RouteOutcome::Unavailable);
+            }
+            NodeMessage::PjRelay(m) => {
+                self.pj.routes.forget_id(&m.dst);
+                self.cluster.unavailable += 1;
+                self.stats.errors += 1;
+                return self.pj_direct_failed(from, m.kind, m.src, m.dst);
+            }
             NodeMessage::AmJoined { room, .. }
             | NodeMessage::AmLeft { room, .. }
-            | NodeMessage::AmRelay { room, .. } => room.clone(),
+            | NodeMessage::AmRelay { room, .. } => room,
             _ => return,
         };
         if self.am.conns.contains_key(&from) {
             self.cluster_unavailable(from, Some(&room));
+        }
+    }
+
+    /// The edge could not carry `out` out (Redis unreachable or too slow, or the queue in
+    /// front of it full): it is answered as the registry's `Unavailable` would be. Returns
+    /// whether the registry may now disagree with this node (a claim, release or
+    /// registration that may or may not have reached it): the edge has every seat claimed
+    /// again ([`Hub::handle_cluster_reregister`]) once it can.
+    pub fn handle_cluster_failed(&mut self, out: ClusterOutput, now: Instant) -> bool {
+        match out {
+            ClusterOutput::Claim(claim) => {
+                self.handle_am_seat(claim, SeatReply::Unavailable, now);
+                true
+            }
+            ClusterOutput::Send { from, msg, .. } => {
+                self.handle_node_unreachable(from, msg);
+                false
+            }
+            ClusterOutput::SioRoute(r) => {
+                let outcome = RouteOutcome::Unavailable;
+                self.handle_sio_routed(r.conn, r.ack, r.event, &r.target, outcome);
+                false
+            }
+            ClusterOutput::SioJoin { conn, room, .. } => {
+                self.handle_sio_join_reply(conn, &room, JoinOutcome::Unavailable);
+                true
+            }
+            ClusterOutput::PjClaim {
+                conn, id, again, ..
+            } => {
+                self.handle_pj_claim_reply(conn, &id, again, PjClaimOutcome::Unavailable);
+                true
+            }
+            ClusterOutput::PjSend { sent, .. } => {
+                self.handle_pj_sent(sent, PjSendOutcome::Unavailable, now);
+                false
+            }
+            ClusterOutput::PjExpire { dst, entries } => {
+                // Whether they were delivered is unknown: their senders hear EXPIRE, as the
+                // receiver did not connect in time as far as this node can tell.
+                self.handle_pj_expired(&dst, &entries);
+                false
+            }
+            ClusterOutput::Release { .. }
+            | ClusterOutput::PurgeOwn
+            | ClusterOutput::SioRegister { .. }
+            | ClusterOutput::SioUnregister { .. }
+            | ClusterOutput::SioLeave { .. }
+            | ClusterOutput::PjUnregister { .. } => true,
         }
     }
 
@@ -648,6 +728,10 @@ impl Hub {
     /// Counters of cluster mode.
     #[must_use]
     pub fn cluster_stats(&self) -> ClusterStats {
-        self.cluster
+        let routes = self.sio.routes.len() + self.pj.routes.len();
+        ClusterStats {
+            routes: u64::try_from(routes).unwrap_or(u64::MAX),
+            ..self.cluster
+        }
     }
 }

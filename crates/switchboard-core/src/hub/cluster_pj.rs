@@ -14,7 +14,7 @@ use std::collections::HashSet;
 use std::time::Instant;
 
 use switchboard_proto::Opaque;
-use switchboard_proto::cluster::{NodeMessage, PjRelayed};
+use switchboard_proto::cluster::{NodeId, NodeMessage, PjRelayed};
 use switchboard_proto::peerjs::{PjServerMessage, PjType, errors};
 
 use super::cluster::{ClusterOutput, PjClaimOutcome, PjSendOutcome, PjSent};
@@ -60,15 +60,41 @@ impl Hub {
         self.pj_refuse(conn, refusal);
     }
 
-    pub(super) fn pj_node_message(&mut self, msg: NodeMessage, now: Instant) {
+    pub(super) fn pj_node_message(&mut self, from: &NodeId, msg: NodeMessage, now: Instant) {
         match msg {
             NodeMessage::PjRelay(m) => match self.pj.ids.get(&m.dst).map(|h| h.conn) {
                 Some(to) => {
                     self.cluster.received += 1;
                     self.pj_send(to, m.into_server_message());
                 }
-                None => self.cluster.stale += 1,
+                None => {
+                    self.cluster.stale += 1;
+                    if let Some(conn) = m.back {
+                        // Sent straight here from a cached route: the sender hears of it.
+                        let msg = NodeMessage::PjMiss {
+                            conn,
+                            kind: m.kind,
+                            src: m.src,
+                            dst: m.dst,
+                        };
+                        self.cluster_out(ClusterOutput::Send {
+                            node: from.clone(),
+                            from: None,
+                            msg,
+                        });
+                    }
+                }
             },
+            NodeMessage::PjMiss {
+                conn,
+                kind,
+                src,
+                dst,
+            } => {
+                self.pj.routes.forget(&dst, from);
+                self.cluster.route_misses += 1;
+                self.pj_direct_failed(ConnId(conn), kind, src, dst);
+            }
             NodeMessage::PjClaimed { to, id, queued } => {
                 let conn = ConnId(to);
                 if self.pj.pending.get(&conn).is_none_or(|p| p.id != id) {
@@ -109,6 +135,25 @@ impl Hub {
         else {
             return;
         };
+        if let Some(node) = self.pj.routes.get(&dst) {
+            // Where the id was last found: straight there (a miss comes back as EXPIRE).
+            let payload = payload.and_then(|p| Opaque::from_json(p.into()).ok());
+            let msg = NodeMessage::PjRelay(PjRelayed {
+                kind,
+                src,
+                dst,
+                payload,
+                back: Some(conn.0),
+            });
+            self.stats.relayed += 1;
+            self.cluster.sent += 1;
+            self.cluster.routed_direct += 1;
+            return self.cluster_out(ClusterOutput::Send {
+                node: node.clone(),
+                from: Some(conn),
+                msg,
+            });
+        }
         let queue = kind != PjType::Leave;
         let cfg = &self.config.peerjs;
         let sender_bytes = self.pj.sender_bytes.get(&src).copied().unwrap_or(0);
@@ -144,6 +189,7 @@ impl Hub {
                 src,
                 dst,
                 payload,
+                back: None,
             },
             queue,
             max_msgs,
@@ -154,8 +200,19 @@ impl Hub {
 
     /// The registry's answer to a [`ClusterOutput::PjSend`].
     pub fn handle_pj_sent(&mut self, sent: PjSent, outcome: PjSendOutcome, now: Instant) {
+        if let PjSendOutcome::Delivered(node) = &outcome {
+            if self
+                .pj
+                .routes
+                .learn(&sent.dst, node, self.config.route_cache)
+            {
+                self.cluster.route_resets += 1;
+            }
+        } else {
+            self.pj.routes.forget_id(&sent.dst);
+        }
         match outcome {
-            PjSendOutcome::Delivered => self.stats.relayed += 1,
+            PjSendOutcome::Delivered(_) => self.stats.relayed += 1,
             PjSendOutcome::Absent => {}
             PjSendOutcome::Queued => {
                 self.pj.count_bytes(&sent.from, sent.bytes);
@@ -194,6 +251,21 @@ impl Hub {
                 }
             }
         }
+    }
+
+    /// A message `conn` (id `src`) sent straight to `dst`'s last known node did not reach
+    /// it: the sender gets `EXPIRE` (not for `LEAVE`), as when the registry cannot deliver.
+    pub(super) fn pj_direct_failed(
+        &mut self,
+        conn: ConnId,
+        kind: PjType,
+        src: Box<str>,
+        dst: Box<str>,
+    ) {
+        if kind == PjType::Leave || self.pj.ids.get(&src).is_none_or(|h| h.conn != conn) {
+            return;
+        }
+        self.pj_send(conn, PjServerMessage::Expire { src: dst, dst: src });
     }
 
     /// Messages this node queued in the registry for `dst` are due: ask which still wait.

@@ -19,7 +19,27 @@ use super::{AckId, ConnId, Hub, LeaveReason, Output};
 
 impl Hub {
     /// The registry's answer to a [`ClusterOutput::SioRoute`] of `conn`.
+    /// `target` is the relay's target id.
     pub fn handle_sio_routed(
+        &mut self,
+        conn: ConnId,
+        ack: Option<AckId>,
+        event: switchboard_proto::socketio::SioRelay,
+        target: &str,
+        outcome: RouteOutcome,
+    ) {
+        if let RouteOutcome::Delivered(node) = &outcome {
+            if self.sio.routes.learn(target, node, self.config.route_cache) {
+                self.cluster.route_resets += 1;
+            }
+        } else {
+            self.sio.routes.forget_id(target);
+        }
+        self.sio_route_answer(conn, ack, event, outcome);
+    }
+
+    /// Answers the sender of a relay to another node with what became of it.
+    pub(super) fn sio_route_answer(
         &mut self,
         conn: ConnId,
         ack: Option<AckId>,
@@ -32,7 +52,7 @@ impl Hub {
         let fail =
             |error: SioError, reason: &str| Err((event.as_str().into(), error, reason.into()));
         let result = match outcome {
-            RouteOutcome::Delivered => {
+            RouteOutcome::Delivered(_) => {
                 self.stats.relayed += 1;
                 Ok(Some(SioAck::Ok))
             }
@@ -86,16 +106,64 @@ impl Hub {
 
     pub(super) fn sio_node_message(&mut self, from: &NodeId, msg: NodeMessage) {
         match msg {
-            NodeMessage::SioRelay { to, event, payload } => match self.sio.ids.get(&*to).copied() {
-                Some(conn) => {
-                    self.cluster.received += 1;
-                    self.out.push_back(Output::SioEmit {
-                        conn,
-                        emit: SioEmit::Relay { event, payload },
-                    });
+            NodeMessage::SioRelay {
+                to,
+                event,
+                payload,
+                back,
+            } => {
+                let held = self.sio.ids.get(&*to).copied();
+                // Sent straight here from a cached route: the sender's room claim is
+                // checked here, where the target's room is known.
+                let allowed = |c: ConnId| {
+                    let Some(claim) = back.as_ref().and_then(|b| b.room.as_deref()) else {
+                        return true;
+                    };
+                    let room = self.sio.conns.get(&c).and_then(|s| s.room.as_deref());
+                    crate::auth::RoomRule::parse(claim)
+                        .is_ok_and(|rule| room.is_some_and(|r| rule.allows(r)))
+                };
+                match held {
+                    Some(conn) if allowed(conn) => {
+                        self.cluster.received += 1;
+                        self.out.push_back(Output::SioEmit {
+                            conn,
+                            emit: SioEmit::Relay { event, payload },
+                        });
+                    }
+                    _ => {
+                        self.cluster.stale += 1;
+                        if let Some(back) = back {
+                            let msg = NodeMessage::SioMiss {
+                                conn: back.conn,
+                                event,
+                                to,
+                                wrong_room: held.is_some(),
+                            };
+                            self.cluster_out(ClusterOutput::Send {
+                                node: from.clone(),
+                                from: None,
+                                msg,
+                            });
+                        }
+                    }
                 }
-                None => self.cluster.stale += 1,
-            },
+            }
+            NodeMessage::SioMiss {
+                conn,
+                event,
+                to,
+                wrong_room,
+            } => {
+                self.sio.routes.forget(&to, from);
+                self.cluster.route_misses += 1;
+                let outcome = if wrong_room {
+                    RouteOutcome::WrongRoom
+                } else {
+                    RouteOutcome::Unknown
+                };
+                self.sio_route_answer(ConnId(conn), None, event, outcome);
+            }
             NodeMessage::SioRoster { room, to, peers } => self.sio_roster(ConnId(to), room, peers),
             NodeMessage::SioPeerJoined { room, id } => {
                 let here = self.sio.rooms.contains_key(&room)

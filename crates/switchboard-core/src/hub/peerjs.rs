@@ -142,6 +142,8 @@ pub(super) struct PeerJs {
     pub(super) waiting: HashMap<Box<str>, VecDeque<PjWaiting>>,
     /// Cluster mode: the tag of the last message sent through the registry.
     pub(super) next_tag: u64,
+    /// Cluster mode: the nodes where ids held elsewhere were last found.
+    pub(super) routes: super::cluster_routes::Routes,
 }
 
 impl PeerJs {

@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use switchboard_proto::Opaque;
 use switchboard_proto::socketio::{SioAck, SioEmit, SioError, SioRelay};
 
-use switchboard_proto::cluster::NodeId;
+use switchboard_proto::cluster::{NodeId, NodeMessage, SioBack};
 
 use super::cluster::{ClusterOutput, RouteScope, SioRoute};
 use super::{AuthError, Claims, CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
@@ -67,6 +67,8 @@ pub(super) struct SocketIo {
     /// Cluster mode: members on other nodes of the rooms with members (or joins pending)
     /// here: (socket id, node).
     pub(super) remote: HashMap<Box<str>, Vec<(Box<str>, NodeId)>>,
+    /// Cluster mode: the nodes where socket ids held elsewhere were last found.
+    pub(super) routes: super::cluster_routes::Routes,
 }
 
 /// An event's failure: (event, code, reason).
@@ -272,6 +274,28 @@ impl Hub {
                 (Some(_), Some(g)) => g.room.clone().map_or(RouteScope::Any, RouteScope::Room),
             };
             self.cluster.sent += 1;
+            if let (None, Some(node)) = (ack, self.sio.routes.get(&target)) {
+                // Where the id was last found: straight there. A miss comes back as
+                // `unknown_target` (an `error` event: no ack was asked).
+                let room = match scope {
+                    RouteScope::Any => None,
+                    RouteScope::Room(rule) => Some(rule.to_claim()),
+                };
+                let msg = NodeMessage::SioRelay {
+                    to: target,
+                    event,
+                    payload,
+                    back: Some(SioBack { conn: conn.0, room }),
+                };
+                self.stats.relayed += 1;
+                self.cluster.routed_direct += 1;
+                self.cluster_out(ClusterOutput::Send {
+                    node: node.clone(),
+                    from: Some(conn),
+                    msg,
+                });
+                return Ok(None);
+            }
             self.cluster_out(ClusterOutput::SioRoute(SioRoute {
                 conn,
                 ack,

@@ -130,6 +130,10 @@ impl ClusterView {
             v["stale"] = c.stale.into();
             v["unavailable"] = c.unavailable.into();
             v["partner_node_down"] = c.partner_node_down.into();
+            v["routed_direct"] = c.routed_direct.into();
+            v["route_misses"] = c.route_misses.into();
+            v["route_resets"] = c.route_resets.into();
+            v["routes"] = c.routes.into();
         }
         v
     }

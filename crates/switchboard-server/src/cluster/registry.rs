@@ -112,15 +112,15 @@ return 1
 /// socket.io: relays to socket ids, in order. KEYS = the targets' id hashes; ARGV = this
 /// node's id, then per relay its scope (`any`, `exact`, `prefix`), the scope's room and the
 /// message (a `NodeMessage`'s JSON). Relays for one node are published together, in order,
-/// as one `Batch`. Returns per relay 1 (published), 0 (no live holder), -1 (outside the
-/// scope) or -2 (the holder's node is not listening).
+/// as one `Batch`. Returns per relay the holder's node (published), 0 (no live holder), -1
+/// (outside the scope) or -2 (the holder's node is not listening).
 const SIO_ROUTE: &str = r#"
 local out, groups, order = {}, {}, {}
 for i = 1, #KEYS do
   local mode, scope, msg = ARGV[i * 3 - 1], ARGV[i * 3], ARGV[i * 3 + 1]
   local at = redis.call('HGET', KEYS[i], 'at')
   local node = at and string.match(at, '^(.*)/')
-  local r = 1
+  local r = node
   if not node or not live(node) then
     r = 0
   elseif mode ~= 'any' then
@@ -130,7 +130,7 @@ for i = 1, #KEYS do
     elseif mode == 'prefix' and string.sub(room, 1, #scope) ~= scope then r = -1 end
   end
   out[i] = r
-  if r == 1 then
+  if r == node then
     if not groups[node] then
       groups[node] = {msgs = {}, at = {}}
       order[#order + 1] = node
@@ -234,8 +234,9 @@ return 'done'
 /// JSON, `{"pj_relay":...}`), its tag (`<node>/<n>`: a queue entry is the tag, `|` and the
 /// message without its wrapper), queue (1/0), most messages, most bytes and how long it may
 /// wait (ms). Messages for one node are published together, in
-/// order, as one `Batch`. Returns per message `delivered`, `queued`, `full`, `absent` (not
-/// queued) or `unheard` (the holder's node is not listening).
+/// order, as one `Batch`. Returns per message `delivered:<node>` ([`DELIVERED`] and the
+/// holder's node), `queued`, `full`, `absent` (not queued) or `unheard` (the holder's node
+/// is not listening).
 const PJ_SEND: &str = r#"
 local out, groups, order = {}, {}, {}
 for i = 1, #KEYS / 3 do
@@ -245,7 +246,7 @@ for i = 1, #KEYS / 3 do
   local at = redis.call('HGET', id, 'at')
   local node = at and string.match(at, '^(.*)/')
   if node and live(node) then
-    out[i] = 'delivered'
+    out[i] = 'delivered:' .. node
     if not groups[node] then
       groups[node] = {msgs = {}, at = {}}
       order[#order + 1] = node
@@ -278,6 +279,9 @@ for _, node in ipairs(order) do
 end
 return out
 "#;
+
+/// How [`PJ_SEND`] answers a message handed to its receiver's node (the node follows).
+const DELIVERED: &str = "delivered:";
 
 /// PeerJS: messages this node queued are due. KEYS = the id's queue, its byte count;
 /// ARGV = node, then the tags. Takes out those still waiting; returns their tags.
@@ -628,6 +632,7 @@ fn pipeline(
                         to: route.target.clone(),
                         event: route.event,
                         payload: route.payload.clone(),
+                        back: None,
                     };
                     pipe.arg(mode)
                         .arg(value)
@@ -869,18 +874,19 @@ async fn answered(
             }
         }
         ClusterOutput::SioRoute(route) => {
-            let outcome = match redis::from_redis_value::<i64>(value) {
-                Ok(1) => RouteOutcome::Delivered,
-                Ok(0) => RouteOutcome::Unknown,
-                Ok(-1) => RouteOutcome::WrongRoom,
+            let outcome = match value {
+                redis::Value::BulkString(node) => String::from_utf8(node)
+                    .ok()
+                    .and_then(|n| NodeId::new(&n).ok())
+                    .map_or(RouteOutcome::Unavailable, RouteOutcome::Delivered),
+                redis::Value::Int(0) => RouteOutcome::Unknown,
+                redis::Value::Int(-1) => RouteOutcome::WrongRoom,
                 _ => {
                     health.unheard.fetch_add(1, Relaxed);
                     RouteOutcome::Unavailable
                 }
             };
-            let _ = hub
-                .sio_routed(route.conn, route.ack, route.event, outcome)
-                .await;
+            let _ = hub.sio_routed(route, outcome).await;
         }
         ClusterOutput::SioJoin { conn, room, .. } => {
             let outcome = match redis::from_redis_value::<String>(value).as_deref() {
@@ -901,8 +907,10 @@ async fn answered(
             let _ = hub.pj_claim_reply(conn, id, again, outcome).await;
         }
         ClusterOutput::PjSend { sent, .. } => {
-            let outcome = match redis::from_redis_value::<String>(value).as_deref() {
-                Ok("delivered") => PjSendOutcome::Delivered,
+            let answer = redis::from_redis_value::<String>(value);
+            let outcome = match answer.as_deref() {
+                Ok(a) if a.starts_with(DELIVERED) => NodeId::new(&a[DELIVERED.len()..])
+                    .map_or(PjSendOutcome::Unavailable, PjSendOutcome::Delivered),
                 Ok("queued") => PjSendOutcome::Queued,
                 Ok("full") => PjSendOutcome::Full,
                 Ok("absent") => PjSendOutcome::Absent,
@@ -932,48 +940,5 @@ async fn answered(
 
 async fn failed(hub: &HubSender, health: &Health, out: ClusterOutput) {
     health.failed.fetch_add(1, Relaxed);
-    match out {
-        ClusterOutput::Claim(claim) => {
-            health.dirty.store(true, Relaxed);
-            let _ = hub.cluster_seat(claim, SeatReply::Unavailable).await;
-        }
-        ClusterOutput::Send { from, msg, .. } => {
-            let _ = hub.node_unreachable(from, msg).await;
-        }
-        ClusterOutput::SioRoute(route) => {
-            let outcome = RouteOutcome::Unavailable;
-            let _ = hub
-                .sio_routed(route.conn, route.ack, route.event, outcome)
-                .await;
-        }
-        ClusterOutput::SioJoin { conn, room, .. } => {
-            health.dirty.store(true, Relaxed);
-            let _ = hub
-                .sio_join_reply(conn, room, JoinOutcome::Unavailable)
-                .await;
-        }
-        ClusterOutput::PjClaim {
-            conn, id, again, ..
-        } => {
-            health.dirty.store(true, Relaxed);
-            let outcome = PjClaimOutcome::Unavailable;
-            let _ = hub.pj_claim_reply(conn, id, again, outcome).await;
-        }
-        ClusterOutput::PjSend { sent, .. } => {
-            let _ = hub.pj_sent(sent, PjSendOutcome::Unavailable).await;
-        }
-        ClusterOutput::PjExpire { dst, entries } => {
-            // Whether they were delivered is unknown: their senders hear EXPIRE, as the
-            // receiver did not connect in time as far as this node can tell.
-            let _ = hub.pj_expired(dst, entries).await;
-        }
-        ClusterOutput::Release { .. }
-        | ClusterOutput::PurgeOwn
-        | ClusterOutput::SioRegister { .. }
-        | ClusterOutput::SioUnregister { .. }
-        | ClusterOutput::SioLeave { .. }
-        | ClusterOutput::PjUnregister { .. } => {
-            health.dirty.store(true, Relaxed);
-        }
-    }
+    let _ = hub.cluster_failed(out).await;
 }

@@ -268,6 +268,9 @@ fn auth_tls_origins_and_cluster_settings_resolve_or_are_refused() {
     ])
     .unwrap();
     assert_eq!(cfg.cluster.map(|c| c.node_id.len()), Some(12));
+    assert_eq!(cfg.hub.route_cache, 100_000);
+    let (_, cfg) = parse(&["--cluster-route-cache", "0"]).unwrap();
+    assert_eq!(cfg.hub.route_cache, 0);
     let e = parse(&["--node-id", "n1"]).unwrap_err().to_string();
     assert!(e.contains("node_id needs redis_url"), "{e}");
     let e = parse(&["--redis-url", "http://nope", "--turn-secret", "s"])

@@ -36,6 +36,8 @@ struct Cluster {
     pj_ids: HashMap<String, (NodeId, u64, String)>,
     /// PeerJS queues in the registry: id → (node, tag, message).
     pj_queues: HashMap<String, Vec<(NodeId, u64, PjRelayed)>>,
+    /// Relays the registry routed (socket.io routes and PeerJS sends).
+    routed: usize,
 }
 
 fn node(id: &str) -> NodeId {
@@ -44,12 +46,17 @@ fn node(id: &str) -> NodeId {
 
 impl Cluster {
     fn new(n: usize) -> Self {
+        Self::with(n, Config::default())
+    }
+
+    /// `n` nodes with `config` (and each its node id).
+    fn with(n: usize, config: Config) -> Self {
         let nodes = (0..n)
             .map(|i| {
                 let id = node(&format!("n{i}"));
                 let h = Harness::with(Config {
                     cluster: Some(id.clone()),
-                    ..Config::default()
+                    ..config.clone()
                 });
                 (id, h)
             })
@@ -66,6 +73,7 @@ impl Cluster {
             sio_rooms: HashMap::new(),
             pj_ids: HashMap::new(),
             pj_queues: HashMap::new(),
+            routed: 0,
         }
     }
 
@@ -149,7 +157,7 @@ impl Cluster {
                 if self.up && !self.dead.contains(&node) {
                     self.bus.push_back((node, me, msg, from));
                 } else {
-                    self.nodes[i].1.hub.handle_node_unreachable(from, &msg);
+                    self.nodes[i].1.hub.handle_node_unreachable(from, msg);
                 }
             }
             Output::Cluster(ClusterOutput::PurgeOwn) => {
@@ -204,6 +212,7 @@ impl Cluster {
                 }
             }
             ClusterOutput::SioRoute(route) => {
+                self.routed += 1;
                 let outcome = if !self.up {
                     RouteOutcome::Unavailable
                 } else {
@@ -220,9 +229,10 @@ impl Cluster {
                                     to: route.target.clone(),
                                     event: route.event,
                                     payload: route.payload.clone(),
+                                    back: None,
                                 };
                                 self.bus.push_back((node.clone(), me.clone(), msg, None));
-                                RouteOutcome::Delivered
+                                RouteOutcome::Delivered(node.clone())
                             } else {
                                 RouteOutcome::WrongRoom
                             }
@@ -232,7 +242,7 @@ impl Cluster {
                 };
                 let h = &mut self.nodes[i].1;
                 h.hub
-                    .handle_sio_routed(route.conn, route.ack, route.event, outcome);
+                    .handle_sio_routed(route.conn, route.ack, route.event, &route.target, outcome);
             }
             ClusterOutput::SioJoin {
                 conn,
@@ -384,6 +394,7 @@ impl Cluster {
                 max_msgs,
                 ..
             } => {
+                self.routed += 1;
                 let outcome = if !self.up {
                     PjSendOutcome::Unavailable
                 } else {
@@ -391,7 +402,7 @@ impl Cluster {
                         Some((node, _, _)) if !self.dead.contains(node) => {
                             let m = NodeMessage::PjRelay(msg);
                             self.bus.push_back((node.clone(), me.clone(), m, None));
-                            PjSendOutcome::Delivered
+                            PjSendOutcome::Delivered(node.clone())
                         }
                         _ if !queue => PjSendOutcome::Absent,
                         _ => {
@@ -1175,4 +1186,251 @@ fn peerjs_without_the_registry_connects_and_cross_node_messages_are_refused() {
     let got = c.pj_connect(1, 5, "alice", "intruder");
     assert!(got[0].2.contains("ID-TAKEN"), "{got:?}");
     assert_eq!(c.pj(1, 3, &pj_offer("alice", 3)).len(), 1);
+}
+
+fn sio_offer_n(target: &str, n: u32) -> SioInput {
+    SioInput::Relay {
+        event: switchboard_proto::socketio::SioRelay::Offer,
+        target: target.into(),
+        payload: switchboard_proto::Opaque::from_json(format!(r#"{{"n":{n}}}"#)).unwrap(),
+    }
+}
+
+fn sio_unknown(n: usize, conn: u64) -> (usize, u64, String) {
+    (
+        n,
+        conn,
+        r#"error {"error":"unknown_target","event":"offer","reason":"no connected socket has this id"}"#
+            .into(),
+    )
+}
+
+#[test]
+fn socketio_relays_without_ack_go_straight_to_the_targets_node_until_it_misses() {
+    let mut c = Cluster::new(3);
+    c.sio_connect(0, 1, "alice");
+    c.sio_connect(1, 2, "bob");
+    c.run();
+    // The first relay asks the registry, which tells where bob is.
+    assert_eq!(
+        c.sio(0, 1, sio_offer_n("bob", 0), 0),
+        vec![(1, 2, r#"offer {"n":0}"#.into())]
+    );
+    assert_eq!(c.routed, 1);
+    // The next ones without an ack go straight to bob's node, in order.
+    for n in 1..4 {
+        assert_eq!(
+            c.sio(0, 1, sio_offer_n("bob", n), 0),
+            vec![(1, 2, format!(r#"offer {{"n":{n}}}"#))]
+        );
+    }
+    assert_eq!(
+        (c.routed, c.nodes[0].1.cluster_stats().routed_direct),
+        (1, 3)
+    );
+    assert_eq!(c.nodes[0].1.cluster_stats().routes, 1);
+    // One that asks an ack is still answered by the registry.
+    assert_eq!(
+        c.sio(0, 1, sio_offer_n("bob", 4), 9),
+        vec![
+            (0, 1, r#"ack9 {"ok":true}"#.into()),
+            (1, 2, r#"offer {"n":4}"#.into())
+        ]
+    );
+    assert_eq!(c.routed, 2);
+    // bob connects again on node 2 (same identity): node 1 no longer holds it. The relay
+    // sent there misses: alice hears unknown_target, as if bob had been gone when she sent;
+    // nothing is sent on elsewhere.
+    c.sio_connect(2, 3, "bob");
+    let got = c.run();
+    assert!(got.contains(&(1, 2, "CLOSE Replaced".into())), "{got:?}");
+    assert_eq!(
+        c.sio(0, 1, sio_offer_n("bob", 5), 0),
+        vec![sio_unknown(0, 1)]
+    );
+    assert_eq!(c.nodes[0].1.cluster_stats().route_misses, 1);
+    assert_eq!(c.nodes[1].1.cluster_stats().stale, 1);
+    // The next one asks the registry again, and reaches the new socket; then straight.
+    assert_eq!(
+        c.sio(0, 1, sio_offer_n("bob", 6), 0),
+        vec![(2, 3, r#"offer {"n":6}"#.into())]
+    );
+    assert_eq!(
+        c.sio(0, 1, sio_offer_n("bob", 7), 0),
+        vec![(2, 3, r#"offer {"n":7}"#.into())]
+    );
+    assert_eq!(
+        (c.routed, c.nodes[0].1.cluster_stats().routed_direct),
+        (3, 5)
+    );
+    // Node 2 dies: routes to it are forgotten, the registry answers unknown_target.
+    c.kill(2);
+    assert_eq!(c.nodes[0].1.cluster_stats().routes, 0);
+    assert_eq!(
+        c.sio(0, 1, sio_offer_n("bob", 8), 0),
+        vec![sio_unknown(0, 1)]
+    );
+    assert_eq!(c.routed, 4);
+}
+
+#[test]
+fn socketio_direct_relays_fail_clearly_without_redis_and_can_be_turned_off() {
+    let mut c = Cluster::new(2);
+    c.sio_connect(0, 1, "alice");
+    c.sio_connect(1, 2, "bob");
+    c.run();
+    c.sio(0, 1, sio_offer_n("bob", 0), 0);
+    c.up = false;
+    let got = c.sio(0, 1, sio_offer_n("bob", 1), 0);
+    assert_eq!(got.len(), 1);
+    assert!(got[0].2.contains("cluster_unavailable"), "{got:?}");
+    // The route was dropped with the failure: back up, the registry is asked again.
+    c.up = true;
+    let routed = c.routed;
+    assert_eq!(c.sio(0, 1, sio_offer_n("bob", 2), 0).len(), 1);
+    assert_eq!(c.routed, routed + 1);
+    // route_cache = 0: every relay asks the registry.
+    let mut c = Cluster::with(
+        2,
+        Config {
+            route_cache: 0,
+            ..Config::default()
+        },
+    );
+    c.sio_connect(0, 1, "alice");
+    c.sio_connect(1, 2, "bob");
+    c.run();
+    for n in 0..3 {
+        assert_eq!(c.sio(0, 1, sio_offer_n("bob", n), 0).len(), 1);
+    }
+    assert_eq!(
+        (c.routed, c.nodes[0].1.cluster_stats().routed_direct),
+        (3, 0)
+    );
+}
+
+/// Grants are handed to the hub by the tests; no token is ever checked here.
+#[derive(Debug)]
+struct NoTokens;
+
+impl crate::auth::TokenVerifier for NoTokens {
+    fn verify(&self, _token: &str) -> Result<crate::auth::Claims, AuthError> {
+        Err(AuthError::Signature)
+    }
+}
+
+#[test]
+fn socketio_direct_relays_keep_the_senders_room_claim() {
+    let mut c = Cluster::with(
+        2,
+        Config {
+            auth: Some(crate::auth::AuthConfig::new(Arc::new(NoTokens))),
+            ..Config::default()
+        },
+    );
+    let mut grant = crate::auth::Claims::expiring(u64::MAX);
+    grant.room = Some(crate::auth::RoomRule::parse("team-*").unwrap());
+    for (n, conn, id) in [(0, 1, "alice"), (1, 2, "bob")] {
+        let h = &mut c.nodes[n].1;
+        let now = h.now;
+        h.hub
+            .handle_sio_connect(ConnId(conn), id, None, Some(grant.clone()), now);
+    }
+    c.sio(1, 2, sio_join("team-a"), 1);
+    c.sio(0, 1, sio_offer_n("bob", 0), 0);
+    assert_eq!(
+        c.sio(0, 1, sio_offer_n("bob", 1), 0),
+        vec![(1, 2, r#"offer {"n":1}"#.into())]
+    );
+    assert_eq!(c.nodes[0].1.cluster_stats().routed_direct, 1);
+    // carol may sit anywhere; alice's token reaches her only in a team room. Refused by
+    // the registry: nothing is learnt.
+    let mut anywhere = crate::auth::Claims::expiring(u64::MAX);
+    anywhere.room = Some(crate::auth::RoomRule::parse("*").unwrap());
+    let h = &mut c.nodes[1].1;
+    let now = h.now;
+    h.hub
+        .handle_sio_connect(ConnId(3), "carol", None, Some(anywhere), now);
+    c.sio(1, 3, sio_join("lobby"), 2);
+    for n in 2..4 {
+        let got = c.sio(0, 1, sio_offer_n("carol", n), 0);
+        assert!(got[0].2.contains("unauthorized_access"), "{got:?}");
+    }
+    assert_eq!(c.nodes[0].1.cluster_stats().routed_direct, 1);
+    // In a team room she is reached (and her node learnt); back in the lobby, the relay
+    // sent straight to her node is refused there.
+    c.sio(1, 3, sio_join("team-b"), 3);
+    assert_eq!(
+        c.sio(0, 1, sio_offer_n("carol", 4), 0),
+        vec![(1, 3, r#"offer {"n":4}"#.into())]
+    );
+    c.sio(1, 3, sio_join("lobby"), 4);
+    let got = c.sio(0, 1, sio_offer_n("carol", 5), 0);
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert!(got[0].2.contains("unauthorized_access"), "{got:?}");
+    assert_eq!(c.nodes[0].1.cluster_stats().routed_direct, 2);
+    assert_eq!(c.nodes[0].1.cluster_stats().route_misses, 1);
+}
+
+fn pj_relay(n: u32) -> String {
+    format!(r#"{{"type":"OFFER","src":"alice","dst":"bob","payload":{{"n":{n}}}}}"#)
+}
+
+#[test]
+fn peerjs_messages_go_straight_to_the_receivers_node_and_a_miss_expires() {
+    let mut c = Cluster::new(3);
+    c.pj_connect(0, 1, "alice", "ta");
+    c.pj_connect(1, 2, "bob", "tb");
+    assert_eq!(c.pj(0, 1, &pj_offer("bob", 0)), vec![(1, 2, pj_relay(0))]);
+    assert_eq!(c.routed, 1);
+    for n in 1..4 {
+        assert_eq!(c.pj(0, 1, &pj_offer("bob", n)), vec![(1, 2, pj_relay(n))]);
+    }
+    assert_eq!(
+        (c.routed, c.nodes[0].1.cluster_stats().routed_direct),
+        (1, 3)
+    );
+    // bob leaves node 1: the message sent there misses and alice gets EXPIRE at once.
+    c.nodes[1].1.hub.handle_disconnect(ConnId(2));
+    c.run();
+    assert_eq!(
+        c.pj(0, 1, &pj_offer("bob", 4)),
+        vec![(
+            0,
+            1,
+            r#"{"type":"EXPIRE","src":"bob","dst":"alice"}"#.into()
+        )]
+    );
+    assert_eq!(c.nodes[0].1.cluster_stats().route_misses, 1);
+    // The next one goes through the registry again: queued for bob.
+    c.pj(0, 1, &pj_offer("bob", 5));
+    assert_eq!(c.routed, 2);
+    // bob connects on node 2: what waited arrives, then messages go straight there.
+    let got = c.pj_connect(2, 3, "bob", "tb");
+    assert_eq!(got, vec![(2, 3, OPEN.into()), (2, 3, pj_relay(5))]);
+    assert_eq!(c.pj(0, 1, &pj_offer("bob", 6)), vec![(2, 3, pj_relay(6))]);
+    assert_eq!(c.pj(0, 1, &pj_offer("bob", 7)), vec![(2, 3, pj_relay(7))]);
+    assert_eq!(
+        (c.routed, c.nodes[0].1.cluster_stats().routed_direct),
+        (3, 5)
+    );
+    // A LEAVE that misses is dropped, as for an absent id.
+    c.nodes[2].1.hub.handle_disconnect(ConnId(3));
+    c.run();
+    assert_eq!(c.pj(0, 1, r#"{"type":"LEAVE","dst":"bob"}"#), vec![]);
+    assert_eq!(c.nodes[0].1.cluster_stats().route_misses, 2);
+    // Without Redis a message sent straight is answered EXPIRE too.
+    c.pj_connect(1, 4, "bob", "tb");
+    c.pj(0, 1, &pj_offer("bob", 8));
+    c.pj(0, 1, &pj_offer("bob", 9));
+    c.up = false;
+    assert_eq!(
+        c.pj(0, 1, &pj_offer("bob", 10)),
+        vec![(
+            0,
+            1,
+            r#"{"type":"EXPIRE","src":"bob","dst":"alice"}"#.into()
+        )]
+    );
+    assert_eq!(c.advance(10), vec![]);
 }
