@@ -16,7 +16,8 @@ measurement and a Markdown summary at the end (pasted into docs/BENCHMARKS.md by
   before and after, per peer.
 
 Environment: DURATION (5), SERVER_CPU (0), LOAD_CPU (1), IDLE_PEERS (100000), IDLE_NODES (6),
-PROTOCOLS (antmedia,socketio,peerjs). `--only=load` or `--only=idle` runs one part.
+PROTOCOLS (antmedia,socketio,peerjs), SCENARIOS (relay,rate,churn), REPEAT (1: runs of each
+measurement, one JSON line each; this VM's runs vary by about ±15%). `--only=load` or `--only=idle` runs one part.
 """
 import json, os, random, resource, signal, socket, subprocess, sys, tempfile, time
 
@@ -27,6 +28,8 @@ SERVER_CPU = os.environ.get("SERVER_CPU", "0")
 LOAD_CPU = os.environ.get("LOAD_CPU", "1")
 IDLE_PEERS = int(os.environ.get("IDLE_PEERS", "100000"))
 IDLE_NODES = int(os.environ.get("IDLE_NODES", "6"))
+SCENARIOS = os.environ.get("SCENARIOS", "relay,rate,churn").split(",")
+REPEAT = int(os.environ.get("REPEAT", "1"))
 LOG = tempfile.NamedTemporaryFile("w", prefix="sb-cluster-bench-", suffix=".log", delete=False)
 
 
@@ -142,12 +145,15 @@ def load_runs(protocol, results):
         ("churn", ["churn", "--concurrency", "32"]),
     ]
     for name, args in scenarios:
+        if name not in SCENARIOS:
+            continue
         # (a) one node, cluster mode off.
         n, port = node()
         try:
-            r = bench(args + common, [port], [n.pid])
-            results.append({"protocol": protocol, "scenario": name, "setup": "single", **r})
-            print(json.dumps(results[-1]), flush=True)
+            for _ in range(REPEAT):
+                r = bench(args + common, [port], [n.pid])
+                results.append({"protocol": protocol, "scenario": name, "setup": "single", **r})
+                print(json.dumps(results[-1]), flush=True)
         finally:
             stop(n)
         # (b) and (c): a two-node cluster.
@@ -156,7 +162,8 @@ def load_runs(protocol, results):
         b, pb = node(rport, "bench-b")
         try:
             wait_cluster([pa, pb], 2)
-            for setup, servers in (("same-node", [pa]), ("cross-node", [pa, pb])):
+            runs = [("same-node", [pa]), ("cross-node", [pa, pb])] * REPEAT
+            for setup, servers in runs:
                 c0 = cpu_seconds(rp.pid)
                 t0 = time.time()
                 r = bench(args + common, servers, [a.pid, b.pid])

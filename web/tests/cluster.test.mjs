@@ -193,9 +193,27 @@ test("cluster: socket.io-client targets, rooms and rosters span nodes", async ()
     assert.deepEqual(await b.emitWithAck("leave"), { ok: true });
     await waitFor(a, "peer-left", (p) => p.id === b.id);
     await waitFor(c, "peer-left", (p) => p.id === b.id);
+    // The registry told c's node where b is: relays without an ack now go straight to
+    // b's node (not through a script each), in order.
+    const stats = async (n) => (await (await fetch(`${n.url}/api/v1/stats`)).json()).cluster;
+    const direct = (await stats(nodes[2])).routed_direct;
+    for (let i = 0; i < 20; i++) c.emit("ice-candidate", { target: b.id, candidate: { m: i } });
+    await waitFor(b, "ice-candidate", (p) => p.candidate.m === 19);
+    const straight = b.got.filter((g) => g.event === "ice-candidate" && "m" in g.args[0].candidate);
+    assert.deepEqual(straight.map((g) => g.args[0].candidate.m), Array.from({ length: 20 }, (_, i) => i));
+    assert.equal((await stats(nodes[2])).routed_direct, direct + 20);
+    // a learns where c is; then c disconnects. A relay a sends straight there misses and a
+    // hears unknown_target (an `error` event: it asked no ack), as if c had been gone when
+    // it sent; the next relay asks the registry again.
+    assert.deepEqual(await a.emitWithAck("offer", { target: c.id, sdp: {} }), { ok: true });
     const cId = c.id;
     c.disconnect();
     await waitFor(a, "peer-left", (p) => p.id === cId);
+    const misses = (await stats(nodes[0])).route_misses;
+    a.emit("ice-candidate", { target: cId, candidate: { n: "late" } });
+    const missed = await waitFor(a, "error", (e) => e.error === "unknown_target");
+    assert.equal(missed.event, "ice-candidate");
+    assert.equal((await stats(nodes[0])).route_misses, misses + 1);
     const gone = await a.emitWithAck("offer", { target: cId, sdp: {} });
     assert.equal(gone.error, "unknown_target", JSON.stringify(gone));
   } finally {
@@ -367,5 +385,25 @@ test("cluster: PeerJS ids across nodes: ID-TAKEN, take-over by the same token, a
   assert.deepEqual(await again.next((m) => m.type === "EXPIRE", 9000), { type: "EXPIRE", src: "raw-ghost", dst: "raw-a" });
   await new Promise((r) => setTimeout(r, 300));
   assert.equal(again.frames.filter((m) => m.type === "EXPIRE").length, 0);
-  for (const s of [again, late]) s.ws.close();
+  // late's node learnt where raw-a is (its ANSWER above): what follows goes straight to
+  // raw-a's node, in order.
+  const stats = async (n) => (await (await fetch(`${n.url}/api/v1/stats`)).json()).cluster;
+  const direct = (await stats(nodes[2])).routed_direct;
+  for (let n = 0; n < 3; n++) late.send({ type: "CANDIDATE", dst: "raw-a", payload: { n } });
+  for (let n = 0; n < 3; n++) {
+    assert.deepEqual(await again.next(), { type: "CANDIDATE", src: "raw-late", dst: "raw-a", payload: { n } });
+  }
+  assert.equal((await stats(nodes[2])).routed_direct, direct + 3);
+  // raw-a goes away: a message sent straight to its former node misses, and its sender
+  // gets EXPIRE at once (not after the expire timeout).
+  again.ws.close();
+  await again.closed;
+  await new Promise((r) => setTimeout(r, 200)); // its node has let the id go
+  const misses = (await stats(nodes[2])).route_misses;
+  const sent = Date.now();
+  late.send({ type: "OFFER", dst: "raw-a", payload: {} });
+  assert.deepEqual(await late.next((m) => m.type === "EXPIRE", 3000), { type: "EXPIRE", src: "raw-a", dst: "raw-late" });
+  assert.ok(Date.now() - sent < 3000);
+  assert.equal((await stats(nodes[2])).route_misses, misses + 1);
+  late.ws.close();
 });

@@ -227,7 +227,8 @@ pub enum PjSendOutcome {
 /// The registry's answer to a [`ClusterOutput::PjClaim`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PjClaimOutcome {
-    /// Claimed; `PjClaimed` follows on this node's channel (not for claims made again).
+    /// Claimed; `PjClaimed` follows on this node's channel (for a claim made again, only
+    /// when messages waited for the id meanwhile).
     Done,
     /// Another live node holds the id with another token.
     Taken,

@@ -97,6 +97,16 @@ impl Hub {
             }
             NodeMessage::PjClaimed { to, id, queued } => {
                 let conn = ConnId(to);
+                if self.pj.ids.get(&id).is_some_and(|h| h.conn == conn) {
+                    // Claimed again (Redis had forgotten it): what was sent to the id
+                    // meanwhile waited in Redis, and comes before anything later.
+                    for m in queued {
+                        self.stats.relayed += 1;
+                        self.cluster.received += 1;
+                        self.pj_send(conn, m.into_server_message());
+                    }
+                    return;
+                }
                 if self.pj.pending.get(&conn).is_none_or(|p| p.id != id) {
                     // Gone meanwhile (its id was given back): what waited is lost with it,
                     // as when a receiver closes right after connecting.
@@ -156,13 +166,7 @@ impl Hub {
         }
         let queue = kind != PjType::Leave;
         let cfg = &self.config.peerjs;
-        let sender_bytes = self.pj.sender_bytes.get(&src).copied().unwrap_or(0);
-        let (queued, queued_bytes) = self.pj.queued();
-        if queue
-            && (queued >= cfg.queue_total
-                || sender_bytes + bytes > cfg.queue_bytes_per_sender
-                || queued_bytes + bytes > cfg.queue_bytes_total)
-        {
+        if queue && !self.pj.fits(cfg, &src, bytes) {
             self.stats.errors += 1;
             self.stats.queue_refused += 1;
             return self.pj_send(conn, PjServerMessage::Expire { src: dst, dst: src });

@@ -160,6 +160,16 @@ impl PeerJs {
         (self.queued, self.queued_bytes)
     }
 
+    /// Whether one more queued message of `bytes` from `src` stays within the per-sender
+    /// and total limits (the per-receiver ones are checked where the queue is: here on one
+    /// node, in the registry in cluster mode).
+    pub(super) fn fits(&self, cfg: &PeerJsConfig, src: &str, bytes: usize) -> bool {
+        let sender_bytes = self.sender_bytes.get(src).copied().unwrap_or(0);
+        self.queued < cfg.queue_total
+            && sender_bytes + bytes <= cfg.queue_bytes_per_sender
+            && self.queued_bytes + bytes <= cfg.queue_bytes_total
+    }
+
     /// Takes `q` out of the counts (it was delivered or dropped).
     fn uncount(&mut self, q: &Queued) {
         self.uncount_bytes(&q.from, q.bytes);
@@ -460,12 +470,9 @@ impl Hub {
             .queues
             .get(&dst)
             .map_or((0, 0), |q| (q.msgs.len(), q.bytes));
-        let sender_bytes = self.pj.sender_bytes.get(&src).copied().unwrap_or(0);
         if queue_len >= cfg.queue_per_peer
-            || self.pj.queued >= cfg.queue_total
             || queue_bytes + bytes > cfg.queue_bytes_per_peer
-            || sender_bytes + bytes > cfg.queue_bytes_per_sender
-            || self.pj.queued_bytes + bytes > cfg.queue_bytes_total
+            || !self.pj.fits(cfg, &src, bytes)
         {
             // No room: the sender learns at once that the id is not there.
             self.stats.errors += 1;

@@ -276,7 +276,6 @@ async fn run(
     ));
     let script = format!("{}\n{RENEW}", registry::PURGE_FN);
     let lease_ms = u64::try_from(config.lease.as_millis()).unwrap_or(u64::MAX);
-    let epoch_candidate = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
     let mut con: Option<ConnectionManager> = None;
     let mut was_up = None;
     let mut watch = Watch::new(
@@ -295,6 +294,10 @@ async fn run(
                 || serde_json::json!({}),
                 |s| serde_json::json!({"connections": s.hub.connections, "rooms": s.hub.rooms}),
             );
+            // The epoch Redis takes if it has none: new at every renewal, so an epoch that
+            // Redis lost is never set again (a node would take its data loss for a lapse
+            // of its own lease, and end its pairs across nodes).
+            let epoch_candidate = format!("{:032x}", uuid::Uuid::new_v4().as_u128());
             let mut renew = redis::cmd("EVAL");
             renew
                 .arg(&script)

@@ -86,6 +86,16 @@ local function live(node)
 end
 ";
 
+/// Whether new seats, ids and room places are refused (Lua, shared by the claim scripts):
+/// `settling()` while Redis has no epoch (no node registered since it started) or is
+/// settling after it lost its data (`sb:settling`: the nodes are taking back what they hold;
+/// a newcomer could otherwise take one of their places).
+const SETTLING_FN: &str = r"
+local function settling()
+  return redis.call('EXISTS', 'sb:epoch') == 0 or redis.call('EXISTS', 'sb:settling') == 1
+end
+";
+
 /// socket.io: socket `id` is held here. KEYS = id hash, this node's key set; ARGV = node,
 /// conn, the `SioReplaced` message for the node that held the id before, if it lives.
 const SIO_REGISTER: &str = r"
@@ -157,7 +167,7 @@ return out
 /// `full` or `unavailable` (this node is not listening: nothing is taken).
 const SIO_JOIN: &str = r"
 local me, id, max = ARGV[1], ARGV[3], tonumber(ARGV[4])
-if ARGV[9] ~= '1' and (redis.call('EXISTS', 'sb:epoch') == 0 or redis.call('EXISTS', 'sb:settling') == 1) then
+if ARGV[9] ~= '1' and settling() then
   return 'unavailable'
 end
 local at = me .. '/' .. ARGV[2]
@@ -199,11 +209,12 @@ return 'queued'
 /// PeerJS: claim an id. KEYS = id hash (`at`, `tok`: the token's digest), the id's queue,
 /// the queue's byte count, this node's key set; ARGV = node, conn, token digest, the
 /// `PjClaimed` envelope prefix, the `PjReplaced` message, again (1/0). A live holder on
-/// another node with another token: `taken`; with the same token it is replaced. Unless
-/// again, publishes `PjClaimed` with the queue (emptied) on this node's channel. Returns
-/// `done`, `taken` or `unavailable` (this node is not listening: nothing is taken).
+/// another node with another token: `taken`; with the same token it is replaced. Publishes
+/// `PjClaimed` with the queue (emptied) on this node's channel; again, only when something
+/// waits (sent while Redis had forgotten the id: it is delivered, not left to expire).
+/// Returns `done`, `taken` or `unavailable` (this node is not listening: nothing is taken).
 const PJ_CLAIM: &str = r"
-if ARGV[6] ~= '1' and (redis.call('EXISTS', 'sb:epoch') == 0 or redis.call('EXISTS', 'sb:settling') == 1) then
+if ARGV[6] ~= '1' and settling() then
   return 'unavailable'
 end
 local at = ARGV[1] .. '/' .. ARGV[2]
@@ -217,11 +228,12 @@ if old and old ~= at then
 end
 redis.call('HSET', KEYS[1], 'at', at, 'tok', ARGV[3])
 redis.call('SADD', KEYS[4], KEYS[1])
-if ARGV[6] == '1' then return 'done' end
 local entries = redis.call('LRANGE', KEYS[2], 0, -1)
+if ARGV[6] == '1' and #entries == 0 then return 'done' end
 local parts = {}
 for i, e in ipairs(entries) do parts[i] = string.match(e, '^[^|]*|(.*)$') end
 if redis.call('PUBLISH', 'sb:node:' .. ARGV[1] .. ':in', ARGV[4] .. '[' .. table.concat(parts, ',') .. ']}}}') == 0 then
+  if ARGV[6] == '1' then return 'done' end
   redis.call('DEL', KEYS[1])
   return 'unavailable'
 end
@@ -350,13 +362,11 @@ return 1
 ";
 
 /// Takes a seat: KEYS = room hash, this node's seat set, the node registry; ARGV = node,
-/// conn, may offer (1/0), again (1/0). A new seat is refused (`unavailable`) while Redis
-/// has no epoch (no node registered since it started) or is settling after it lost its data
-/// (`sb:settling`: the nodes are taking back their seats; a newcomer could otherwise take
-/// one of them). Seats of nodes whose lease ran out are dropped on the way.
+/// conn, may offer (1/0), again (1/0). A new seat is refused (`unavailable`) while
+/// [`SETTLING_FN`] says so. Seats of nodes whose lease ran out are dropped on the way.
 /// Returns `{'full'}`, `{'seated'}` or `{'seated', other_field, other_offer}`.
 const CLAIM: &str = r"
-if ARGV[4] ~= '1' and (redis.call('EXISTS', 'sb:epoch') == 0 or redis.call('EXISTS', 'sb:settling') == 1) then
+if ARGV[4] ~= '1' and settling() then
   return {'unavailable'}
 end
 local t = redis.call('TIME')
@@ -443,6 +453,7 @@ pub(crate) struct Scripts {
     sio_join: String,
     sio_leave: String,
     pj_claim: String,
+    claim: String,
     pj_send: String,
 }
 
@@ -454,9 +465,10 @@ impl Scripts {
             ),
             sio_register: format!("{LIVE_FN}{SIO_REGISTER}"),
             sio_route: format!("{LIVE_FN}{SIO_ROUTE}"),
-            sio_join: format!("{LIVE_FN}{SIO_JOIN}"),
+            sio_join: format!("{LIVE_FN}{SETTLING_FN}{SIO_JOIN}"),
             sio_leave: format!("{LIVE_FN}{SIO_LEAVE}"),
-            pj_claim: format!("{LIVE_FN}{PJ_CLAIM}"),
+            pj_claim: format!("{LIVE_FN}{SETTLING_FN}{PJ_CLAIM}"),
+            claim: format!("{SETTLING_FN}{CLAIM}"),
             pj_send: format!("{LIVE_FN}{PJ_SEND}"),
         }
     }
@@ -689,7 +701,7 @@ fn pipeline(
             ClusterOutput::Claim(claim) => {
                 let room = room_key(claim.app.as_str(), claim.room.as_str());
                 pipe.cmd("EVAL")
-                    .arg(CLAIM)
+                    .arg(&scripts.claim)
                     .arg(3)
                     .arg(room)
                     .arg(&seats)

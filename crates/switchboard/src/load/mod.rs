@@ -242,6 +242,11 @@ struct PeerResult {
     received: u64,
     /// Messages whose sequence number was not the next expected one.
     out_of_order: u64,
+    /// Of those, the ones that came after a later one (reordered, not a gap left by a
+    /// message that was refused or lost).
+    reordered: u64,
+    /// Sequence numbers skipped (messages that never arrived before a later one did).
+    skipped: u64,
     /// Frames that were not load messages (errors, notifications).
     others: u64,
     /// The first such frame, for the report.
@@ -314,6 +319,7 @@ async fn relay(
     let mut hist = histogram();
     let mut lag = histogram();
     let (mut measured, mut received, mut ooo, mut others) = (0, 0, 0, 0);
+    let (mut reordered, mut skipped) = (0, 0);
     let mut first_other = None;
     let mut errors = Vec::new();
     let mut sent_total = 0;
@@ -323,6 +329,8 @@ async fn relay(
         measured += r.measured;
         received += r.received;
         ooo += r.out_of_order;
+        reordered += r.reordered;
+        skipped += r.skipped;
         others += r.others;
         if first_other.is_none() {
             first_other = r.first_other;
@@ -383,6 +391,8 @@ async fn relay(
         "sent": sent_total,
         "lost": lost,
         "out_of_order": ooo,
+        "reordered": reordered,
+        "skipped": skipped,
         "other_frames": others,
         "errors": errors.len(),
         "first_error": errors.first(),
@@ -436,6 +446,8 @@ async fn relay_peer(
         lag: histogram(),
         received: 0,
         out_of_order: 0,
+        reordered: 0,
+        skipped: 0,
         others: 0,
         first_other: None,
         error: None,
@@ -510,6 +522,11 @@ async fn relay_peer(
                     Frame::Data { seq, ts } => {
                         if seq != expect {
                             r.out_of_order += 1;
+                        }
+                        if seq < expect {
+                            r.reordered += 1;
+                        } else {
+                            r.skipped += seq - expect;
                         }
                         expect = seq + 1;
                         r.received += 1;

@@ -353,7 +353,8 @@ impl Cluster {
                             }
                             self.pj_ids
                                 .insert(id.to_string(), (me.clone(), conn.0, token.to_string()));
-                            if !again {
+                            let waiting = self.pj_queues.get(&*id).is_some_and(|q| !q.is_empty());
+                            if !again || waiting {
                                 let queued = self
                                     .pj_queues
                                     .remove(&*id)
@@ -1433,4 +1434,28 @@ fn peerjs_messages_go_straight_to_the_receivers_node_and_a_miss_expires() {
         )]
     );
     assert_eq!(c.advance(10), vec![]);
+}
+
+#[test]
+fn peerjs_messages_sent_while_redis_forgot_an_id_are_delivered_when_it_is_claimed_again() {
+    let mut c = Cluster::new(2);
+    c.pj_connect(0, 1, "alice", "ta");
+    c.pj_connect(1, 2, "bob", "tb");
+    // Redis came back empty; node 1 has not claimed bob again yet.
+    c.pj_ids.clear();
+    c.nodes[0].1.hub.handle_cluster_reregister(false);
+    c.run();
+    assert_eq!(c.pj(0, 1, &pj_offer("bob", 1)), vec![], "waits in Redis");
+    // bob is claimed again: what waited is delivered (not left to expire), then the rest.
+    c.nodes[1].1.hub.handle_cluster_reregister(false);
+    assert_eq!(c.run(), vec![(1, 2, pj_relay_from("alice", 1))]);
+    assert_eq!(
+        c.pj(0, 1, &pj_offer("bob", 2)),
+        vec![(1, 2, pj_relay_from("alice", 2))]
+    );
+    assert_eq!(c.advance(10), vec![], "no EXPIRE");
+}
+
+fn pj_relay_from(src: &str, n: u32) -> String {
+    format!(r#"{{"type":"OFFER","src":"{src}","dst":"bob","payload":{{"n":{n}}}}}"#)
 }
