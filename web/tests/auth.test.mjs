@@ -12,6 +12,7 @@ import { tmpdir } from "node:os";
 import jwt from "jsonwebtoken";
 import { io } from "socket.io-client";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
+import { recording, waitFor } from "./lib/sio.mjs";
 
 const SECRET = "a-room-token-secret-at-least-32-bytes-long";
 let sb, web, browserA, browserB, keyDir, rsaPublic;
@@ -172,23 +173,13 @@ test("the SDK calls its token function again for a re-join after a reconnect", a
  * with the `connect_error` message. */
 function sio(token) {
   const socket = io(sb.url, { auth: token ? { token } : {}, transports: ["websocket"], reconnection: false, forceNew: true });
-  socket.got = [];
-  socket.onAny((event, ...args) => socket.got.push({ event, args }));
+  recording(socket);
   return new Promise((ok) => {
     socket.once("connect", () => ok({ socket }));
     socket.once("connect_error", (e) => { socket.close(); ok({ error: e.message }); });
   });
 }
 
-const waitFor = async (socket, event, pred = () => true) => {
-  const deadline = Date.now() + 5000;
-  for (;;) {
-    const hit = socket.got.find((g) => g.event === event && pred(g.args[0]));
-    if (hit) return hit.args[0];
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${event}; got ${JSON.stringify(socket.got)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
 
 test("socket.io-client: handshake auth.token; refused with connect_error; the token's sub is the id in rosters and from; rooms bind", async () => {
   // Every attack at the handshake (a room claim is checked at `join`: "wrong room" below).

@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer, connect } from "node:net";
 import { join } from "node:path";
-import { io } from "socket.io-client";
 import WebSocket from "ws";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
+import { sioClient as connectSio, waitFor } from "./lib/sio.mjs";
 
 let redis, nodes, web, browserA, browserB;
 
@@ -63,23 +63,7 @@ before(async () => {
 });
 
 /** A connected socket.io-client of `node`; every event it receives is kept in `got`. */
-async function sioClient(node, transports = ["websocket"]) {
-  const socket = io(node.url, { transports, reconnection: false, forceNew: true });
-  socket.got = [];
-  socket.onAny((event, ...args) => socket.got.push({ event, args }));
-  await new Promise((ok, fail) => { socket.once("connect", ok); socket.once("connect_error", fail); });
-  return socket;
-}
-
-const waitFor = async (socket, event, pred = () => true, ms = 5000) => {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const hit = socket.got.find((g) => g.event === event && pred(g.args[0]));
-    if (hit) return hit.args[0];
-    if (Date.now() > deadline) assert.fail(`no ${event} within ${ms} ms: ${JSON.stringify(socket.got)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
+const sioClient = (node, transports) => connectSio(node.url, transports);
 
 after(async () => {
   await Promise.all([browserA?.close(), browserB?.close()]);

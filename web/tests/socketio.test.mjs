@@ -7,6 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { io } from "socket.io-client";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
+import { recording, sioClient, waitFor } from "./lib/sio.mjs";
 
 let sb;
 before(async () => { sb = await startSwitchboard(); });
@@ -16,26 +17,7 @@ const TRANSPORTS = { websocket: ["websocket"], polling: ["polling"], "default (u
 
 /** A connected client (of `url`, by default the shared server); every event it receives is
  * recorded in `got`. */
-async function client(transports, url = sb.url) {
-  const socket = io(url, { transports, reconnection: false, forceNew: true });
-  socket.got = [];
-  socket.onAny((event, ...args) => socket.got.push({ event, args }));
-  await new Promise((ok, fail) => {
-    socket.once("connect", ok);
-    socket.once("connect_error", fail);
-  });
-  return socket;
-}
-
-const waitFor = async (socket, event, pred = () => true, ms = 5000) => {
-  const deadline = Date.now() + ms;
-  for (;;) {
-    const hit = socket.got.find((g) => g.event === event && pred(g.args[0]));
-    if (hit) return hit.args[0];
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${event}; got ${JSON.stringify(socket.got)}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-};
+const client = (transports, url = sb.url) => sioClient(url, transports);
 const settle = () => new Promise((r) => setTimeout(r, 300));
 
 for (const [name, transports] of Object.entries(TRANSPORTS)) {
@@ -169,10 +151,7 @@ test("socket.io: Engine.IO handshake carries Node's defaults; polling is allowed
 test("socket.io: the server's connection limit applies (server_busy, then disconnected)", async () => {
   const small = await startSwitchboard(["--max-connections", "2"]);
   const connect = () => {
-    const s = io(small.url, { transports: ["websocket"], reconnection: false, forceNew: true });
-    s.got = [];
-    s.onAny((event, ...args) => s.got.push({ event, args }));
-    return s;
+    return recording(io(small.url, { transports: ["websocket"], reconnection: false, forceNew: true }));
   };
   const connected = (s) => new Promise((ok) => s.once("connect", () => ok(s)));
   const a = await connected(connect());

@@ -730,3 +730,128 @@ fn bench_traffic_across_a_redis_restart_arrives_in_order_or_is_refused() {
     }
     assert_eq!((a.pid(), b.pid()), (pid_a, pid_b));
 }
+
+/// A TCP proxy in front of Redis for one node, to cut that node off (a network partition:
+/// nothing is closed, bytes simply stop flowing both ways) and heal the cut.
+struct Partition {
+    port: u16,
+    cut: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Partition {
+    fn to(target: u16) -> Self {
+        use std::sync::atomic::AtomicBool;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&cut);
+        std::thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(("127.0.0.1", target)) else {
+                    continue;
+                };
+                for (from, to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = std::sync::Arc::clone(&flag);
+                    std::thread::spawn(move || Self::pipe(from, to, &flag));
+                }
+            }
+        });
+        Self { port, cut }
+    }
+
+    /// Copies `from` to `to`, holding the bytes while the cut lasts.
+    fn pipe(
+        mut from: std::net::TcpStream,
+        mut to: std::net::TcpStream,
+        cut: &std::sync::atomic::AtomicBool,
+    ) {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering::Relaxed;
+        from.set_read_timeout(Some(Duration::from_millis(20)))
+            .unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            while cut.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let n = match from.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) =>
+                {
+                    continue;
+                }
+                Err(_) => break,
+            };
+            while cut.load(Relaxed) {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    }
+
+    fn set(&self, cut: bool) {
+        self.cut.store(cut, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+/// A node cut off from Redis (a network partition, not a crash) is taken for dead within
+/// 10 s: its partners on other nodes get `stop`, its seats are freed and its rooms can be
+/// joined again. When the cut heals, it learns it was taken for dead: its own side of every
+/// pair across nodes gets `stop`, and a seat someone else took meanwhile is given up
+/// (`NoSpaceForNewPeer`); the node is back in the cluster, without a restart.
+#[test]
+fn a_node_cut_off_from_redis_is_taken_for_dead_and_gives_way_when_the_cut_heals() {
+    let port = free_port();
+    let _redis = redis(port);
+    let partition = Partition::to(port);
+    let a = node(port, "n-a");
+    let b = node(partition.port, "n-b");
+    let pid_b = b.pid();
+    until(&a, "two nodes", Duration::from_secs(5), |c| {
+        nodes(c).len() == 2
+    });
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let (mut x, mut y) = pair_across(a.port, b.port, "cut").await;
+        partition.set(true);
+        let cut = Instant::now();
+        am::expect(&mut x, "stop", None, 10 * SEC).await;
+        println!("the partner got stop {:?} after the cut", cut.elapsed());
+        // The cut-off node's seat is freed: the room takes a newcomer.
+        let mut z = am::connect(a.port).await;
+        am::send(&mut z, &am::join("cut")).await;
+        am::expect(&mut z, "notification", Some("joined"), 2 * SEC).await;
+        am::expect(&mut x, "start", None, 2 * SEC).await;
+        assert!(
+            !redis_cli(port, &["--raw", "HKEYS", "sb:am:LiveApp/cut"]).contains("n-b/"),
+            "the cut-off node still holds a seat"
+        );
+        partition.set(false);
+        let healed = Instant::now();
+        am::expect(&mut y, "stop", None, 10 * SEC).await;
+        let e = am::expect(&mut y, "error", None, 5 * SEC).await;
+        assert_eq!(e["definition"], "NoSpaceForNewPeer", "{e}");
+        println!(
+            "the cut-off side got stop {:?} after the heal",
+            healed.elapsed()
+        );
+        // The pair on node a goes on.
+        am::send(&mut x, &am::data("cut", 1)).await;
+        am::expect(&mut z, "peerMessageCommand", None, 2 * SEC).await;
+    });
+    until(&a, "the node is back", Duration::from_secs(10), |c| {
+        nodes(c).len() == 2
+    });
+    assert_eq!(b.pid(), pid_b);
+}

@@ -280,6 +280,7 @@ async fn run(
     let mut was_up = None;
     let mut watch = Watch::new(
         config.node_id.clone(),
+        config.lease,
         config.lease + config.renew_every * 2,
     );
     loop {
@@ -310,10 +311,11 @@ async fn run(
                 .arg(&epoch_candidate)
                 .arg(registry::PURGE_BUDGET)
                 .arg(watch.epoch.as_deref().unwrap_or(""));
+            let sent = std::time::Instant::now();
             let renewal = renew.query_async::<Vec<String>>(c);
             match tokio::time::timeout(Duration::from_secs(2), renewal).await {
                 Ok(Ok(flat)) if flat.len() >= 2 => {
-                    let now = std::time::Instant::now();
+                    let now = sent;
                     let live: Vec<&str> = flat[2..].chunks(2).map(|p| p[0].as_str()).collect();
                     let dirty = health
                         .dirty
@@ -390,6 +392,10 @@ struct Watch {
     seen: std::collections::HashMap<String, std::time::Instant>,
     /// When renewals started succeeding again.
     up_since: Option<std::time::Instant>,
+    /// This node's lease.
+    lease: Duration,
+    /// When the last successful renewal was sent.
+    last_ok: Option<std::time::Instant>,
 }
 
 /// What a renewal means.
@@ -403,7 +409,7 @@ struct Verdict {
 }
 
 impl Watch {
-    fn new(me: String, grace: Duration) -> Self {
+    fn new(me: String, lease: Duration, grace: Duration) -> Self {
         Self {
             me,
             grace,
@@ -411,6 +417,8 @@ impl Watch {
             last: None,
             seen: std::collections::HashMap::new(),
             up_since: None,
+            lease,
+            last_ok: None,
         }
     }
 
@@ -420,6 +428,9 @@ impl Watch {
         self.up_since = None;
     }
 
+    /// A renewal sent at `now` succeeded: Redis's `epoch`, whether this node's lease was
+    /// still running (`was_live`), the `live` nodes, and whether something may not have
+    /// reached Redis since the last one (`dirty`).
     fn renewed(
         &mut self,
         now: std::time::Instant,
@@ -432,11 +443,16 @@ impl Watch {
         let same_epoch = self.epoch.as_deref() == Some(epoch);
         let first = self.epoch.is_none();
         let continuous = self.last.is_some();
-        if first || !same_epoch || !was_live || !continuous || dirty {
+        // No renewal got through for a lease: the others may have taken this node for
+        // dead even if Redis now says its lease runs (a renewal held up by a network cut
+        // can reach Redis when the cut heals, after its sender gave up on it).
+        let lapsed = !was_live || self.last_ok.is_some_and(|t| now - t >= self.lease);
+        self.last_ok = Some(now);
+        if first || !same_epoch || lapsed || !continuous || dirty {
             // First registration (purge what an earlier process with this id left), Redis
             // lost its data, this node's lease ran out, or something may not have reached
             // Redis: claim everything again.
-            verdict.reregister = Some(!first && same_epoch && !was_live);
+            verdict.reregister = Some(!first && same_epoch && lapsed);
         }
         if !same_epoch {
             self.up_since = Some(now); // everybody registers again: give them a lease
@@ -545,7 +561,7 @@ mod tests {
     fn a_node_missing_from_a_renewal_that_follows_one_with_it_is_down() {
         let t0 = std::time::Instant::now();
         let s = Duration::from_secs(1);
-        let mut w = Watch::new("a".into(), Duration::from_secs(7));
+        let mut w = Watch::new("a".into(), Duration::from_secs(5), Duration::from_secs(7));
         // First registration: purge leftovers, claim (nothing) again; nobody is down.
         let v = w.renewed(t0, "e1", false, &["a", "b", "c"], false);
         assert_eq!(v.reregister, Some(false));
@@ -565,7 +581,7 @@ mod tests {
     fn after_redis_lost_its_data_nodes_get_a_lease_to_register_again() {
         let t0 = std::time::Instant::now();
         let s = Duration::from_secs(1);
-        let mut w = Watch::new("a".into(), Duration::from_secs(7));
+        let mut w = Watch::new("a".into(), Duration::from_secs(5), Duration::from_secs(7));
         w.renewed(t0, "e1", false, &["a", "b", "c"], false);
         w.renewed(t0 + s, "e1", true, &["a", "b", "c"], false);
         w.failed();
@@ -590,12 +606,31 @@ mod tests {
     fn a_node_whose_own_lease_ran_out_knows_it_was_taken_for_dead() {
         let t0 = std::time::Instant::now();
         let s = Duration::from_secs(1);
-        let mut w = Watch::new("a".into(), Duration::from_secs(7));
+        let mut w = Watch::new("a".into(), Duration::from_secs(5), Duration::from_secs(7));
         w.renewed(t0, "e1", false, &["a", "b"], false);
         w.failed();
         let v = w.renewed(t0 + 8 * s, "e1", false, &["a", "b"], false);
         assert_eq!(v.reregister, Some(true));
         assert!(v.down.is_empty());
+    }
+
+    #[test]
+    fn a_node_that_renewed_nothing_for_a_lease_takes_itself_for_dead_whatever_redis_says() {
+        // A renewal held up by a network cut reached Redis when the cut healed, after this
+        // node had given up on it: Redis says the lease runs, but it had run out meanwhile
+        // and the others took this node for dead.
+        let t0 = std::time::Instant::now();
+        let s = Duration::from_secs(1);
+        let mut w = Watch::new("a".into(), Duration::from_secs(5), Duration::from_secs(7));
+        w.renewed(t0, "e1", false, &["a", "b"], false);
+        w.renewed(t0 + s, "e1", true, &["a", "b"], false);
+        w.failed();
+        let v = w.renewed(t0 + 6 * s, "e1", true, &["a", "b"], false);
+        assert_eq!(v.reregister, Some(true));
+        // Less than a lease without a renewal: nothing lapsed.
+        w.failed();
+        let v = w.renewed(t0 + 10 * s, "e1", true, &["a", "b"], false);
+        assert_eq!(v.reregister, Some(false));
     }
 
     #[test]

@@ -867,13 +867,18 @@ fn sio_join(room: &str) -> SioInput {
 }
 
 fn sio_offer(target: &str, from: &str) -> SioInput {
+    sio_offer_of(
+        target,
+        format!(r#"{{"target":"{target}","from":"{from}","sdp":{{}}}}"#),
+    )
+}
+
+/// An `offer` to `target` carrying `payload` (JSON).
+fn sio_offer_of(target: &str, payload: String) -> SioInput {
     SioInput::Relay {
         event: switchboard_proto::socketio::SioRelay::Offer,
         target: target.into(),
-        payload: switchboard_proto::Opaque::from_json(format!(
-            r#"{{"target":"{target}","from":"{from}","sdp":{{}}}}"#
-        ))
-        .unwrap(),
+        payload: switchboard_proto::Opaque::from_json(payload).unwrap(),
     }
 }
 
@@ -1190,11 +1195,7 @@ fn peerjs_without_the_registry_connects_and_cross_node_messages_are_refused() {
 }
 
 fn sio_offer_n(target: &str, n: u32) -> SioInput {
-    SioInput::Relay {
-        event: switchboard_proto::socketio::SioRelay::Offer,
-        target: target.into(),
-        payload: switchboard_proto::Opaque::from_json(format!(r#"{{"n":{n}}}"#)).unwrap(),
-    }
+    sio_offer_of(target, format!(r#"{{"n":{n}}}"#))
 }
 
 fn sio_unknown(n: usize, conn: u64) -> (usize, u64, String) {
