@@ -207,7 +207,7 @@ impl PjRelayed {
             kind: self.kind,
             src: self.src,
             dst: self.dst,
-            payload: self.payload.map(|p| p.json().into()),
+            payload: self.payload,
         }
     }
 

@@ -70,8 +70,8 @@ pub struct PjClientMessage {
     pub kind: Option<PjType>,
     /// The receiver's id.
     pub dst: Option<Box<str>>,
-    /// The payload, as JSON text (relayed verbatim).
-    pub payload: Option<Box<str>>,
+    /// The payload, verbatim.
+    pub payload: Option<crate::Opaque>,
 }
 
 #[derive(Deserialize)]
@@ -101,7 +101,7 @@ pub fn decode(text: &str) -> Result<PjClientMessage, serde_json::Error> {
             Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.into()),
             _ => None,
         },
-        payload: raw.payload.map(|p| p.get().into()),
+        payload: raw.payload.map(crate::Opaque::from_raw),
     })
 }
 
@@ -138,8 +138,8 @@ pub enum PjServerMessage {
         src: Box<str>,
         /// The receiver's id.
         dst: Box<str>,
-        /// The payload, JSON text, verbatim.
-        payload: Option<Box<str>>,
+        /// The payload, verbatim.
+        payload: Option<crate::Opaque>,
     },
 }
 
@@ -194,7 +194,7 @@ impl PjServerMessage {
                 );
                 if let Some(p) = payload {
                     out.push_str(r#","payload":"#);
-                    out.push_str(p);
+                    out.push_str(p.json());
                 }
                 out.push('}');
                 out
@@ -211,7 +211,10 @@ mod tests {
         assert!(super::decode(r#"{"type":"OFFER","dst":"b","payload":{"k\uDBDD}":1}}"#).is_err());
         let ok =
             super::decode(r#"{"type":"OFFER","dst":"b","payload":{"k":"\uD83D\uDE00"}}"#).unwrap();
-        assert_eq!(ok.payload.as_deref(), Some(r#"{"k":"\uD83D\uDE00"}"#));
+        assert_eq!(
+            ok.payload.as_ref().map(crate::Opaque::json),
+            Some(r#"{"k":"\uD83D\uDE00"}"#)
+        );
     }
 
     use super::*;

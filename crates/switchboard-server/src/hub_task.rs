@@ -103,7 +103,7 @@ pub(crate) fn charge(out: &Out) -> usize {
         Out::Pj(msg) => match msg {
             switchboard_proto::peerjs::PjServerMessage::Relay {
                 src, dst, payload, ..
-            } => 64 + src.len() + dst.len() + payload.as_deref().map_or(0, str::len),
+            } => 64 + src.len() + dst.len() + payload.as_ref().map_or(0, |p| p.json().len()),
             _ => 128,
         },
         Out::Close(_) => 0,

@@ -13,7 +13,6 @@ use std::cmp::Reverse;
 use std::collections::HashSet;
 use std::time::Instant;
 
-use switchboard_proto::Opaque;
 use switchboard_proto::cluster::{NodeId, NodeMessage, PjRelayed};
 use switchboard_proto::peerjs::{PjServerMessage, PjType, errors};
 
@@ -147,7 +146,6 @@ impl Hub {
         };
         if let Some(node) = self.pj.routes.get(&dst) {
             // Where the id was last found: straight there (a miss comes back as EXPIRE).
-            let payload = payload.and_then(|p| Opaque::from_json(p.into()).ok());
             let msg = NodeMessage::PjRelay(PjRelayed {
                 kind,
                 src,
@@ -178,8 +176,6 @@ impl Hub {
             cfg.queue_bytes_per_peer,
             cfg.expire_timeout,
         );
-        // The payload came out of a JSON parser; it is valid JSON.
-        let payload = payload.and_then(|p| Opaque::from_json(p.into()).ok());
         self.cluster_out(ClusterOutput::PjSend {
             sent: PjSent {
                 conn,
@@ -204,16 +200,16 @@ impl Hub {
 
     /// The registry's answer to a [`ClusterOutput::PjSend`].
     pub fn handle_pj_sent(&mut self, sent: PjSent, outcome: PjSendOutcome, now: Instant) {
-        if let PjSendOutcome::Delivered(node) = &outcome {
-            if self
-                .pj
-                .routes
-                .learn(&sent.dst, node, self.config.route_cache)
-            {
-                self.cluster.route_resets += 1;
-            }
-        } else {
-            self.pj.routes.forget_id(&sent.dst);
+        let node = match &outcome {
+            PjSendOutcome::Delivered(node) => Some(node),
+            _ => None,
+        };
+        if self
+            .pj
+            .routes
+            .answered(&sent.dst, node, self.config.route_cache)
+        {
+            self.cluster.route_resets += 1;
         }
         match outcome {
             PjSendOutcome::Delivered(_) => self.stats.relayed += 1,

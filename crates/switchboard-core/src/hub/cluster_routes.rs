@@ -50,6 +50,18 @@ impl Routes {
         reset
     }
 
+    /// The registry answered a relay to `id`: delivered to `node`, or not delivered (the
+    /// route, if any, is forgotten). Returns whether the table was full and emptied.
+    pub(super) fn answered(&mut self, id: &str, node: Option<&NodeId>, max: usize) -> bool {
+        match node {
+            Some(node) => self.learn(id, node, max),
+            None => {
+                self.forget_id(id);
+                false
+            }
+        }
+    }
+
     /// `id` was not found on `node`: forget that route (not a newer one).
     pub(super) fn forget(&mut self, id: &str, node: &NodeId) {
         if self.nodes.get(id) == Some(node) {

@@ -28,12 +28,16 @@ impl Hub {
         target: &str,
         outcome: RouteOutcome,
     ) {
-        if let RouteOutcome::Delivered(node) = &outcome {
-            if self.sio.routes.learn(target, node, self.config.route_cache) {
-                self.cluster.route_resets += 1;
-            }
-        } else {
-            self.sio.routes.forget_id(target);
+        let node = match &outcome {
+            RouteOutcome::Delivered(node) => Some(node),
+            _ => None,
+        };
+        if self
+            .sio
+            .routes
+            .answered(target, node, self.config.route_cache)
+        {
+            self.cluster.route_resets += 1;
         }
         self.sio_route_answer(conn, ack, event, outcome);
     }

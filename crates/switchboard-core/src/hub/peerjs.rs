@@ -445,8 +445,10 @@ impl Hub {
             }
         }
         let src = c.id.clone();
-        let bytes =
-            QUEUED_OVERHEAD + src.len() + dst.len() + msg.payload.as_deref().map_or(0, str::len);
+        let bytes = QUEUED_OVERHEAD
+            + src.len()
+            + dst.len()
+            + msg.payload.as_ref().map_or(0, |p| p.json().len());
         let out = PjServerMessage::Relay {
             kind,
             src: src.clone(),

@@ -86,6 +86,31 @@ local function live(node)
 end
 ";
 
+/// Messages routed by one script call, grouped by receiving node (Lua, shared by the
+/// route and send scripts): `group(node, msg, i)` adds message `i`; `publish_groups(out,
+/// unheard)` publishes each node's messages, in order, as one `Batch` from `ARGV[1]`, and
+/// sets `out[i]` to `unheard` for the messages of a node that is not listening.
+const GROUP_FN: &str = r#"
+local groups, order = {}, {}
+local function group(node, msg, i)
+  if not groups[node] then
+    groups[node] = {msgs = {}, at = {}}
+    order[#order + 1] = node
+  end
+  table.insert(groups[node].msgs, msg)
+  table.insert(groups[node].at, i)
+end
+local function publish_groups(out, unheard)
+  for _, node in ipairs(order) do
+    local g = groups[node]
+    local batch = '{"msgs":[' .. table.concat(g.msgs, ',') .. '],"node":' .. cjson.encode(ARGV[1]) .. '}'
+    if redis.call('PUBLISH', 'sb:node:' .. node .. ':in', batch) == 0 then
+      for _, i in ipairs(g.at) do out[i] = unheard end
+    end
+  end
+end
+"#;
+
 /// Whether new seats, ids and room places are refused (Lua, shared by the claim scripts):
 /// `settling()` while Redis has no epoch (no node registered since it started) or is
 /// settling after it lost its data (`sb:settling`: the nodes are taking back what they hold;
@@ -125,7 +150,7 @@ return 1
 /// as one `Batch`. Returns per relay the holder's node (published), 0 (no live holder), -1
 /// (outside the scope) or -2 (the holder's node is not listening).
 const SIO_ROUTE: &str = r#"
-local out, groups, order = {}, {}, {}
+local out = {}
 for i = 1, #KEYS do
   local mode, scope, msg = ARGV[i * 3 - 1], ARGV[i * 3], ARGV[i * 3 + 1]
   local at = redis.call('HGET', KEYS[i], 'at')
@@ -140,22 +165,9 @@ for i = 1, #KEYS do
     elseif mode == 'prefix' and string.sub(room, 1, #scope) ~= scope then r = -1 end
   end
   out[i] = r
-  if r == node then
-    if not groups[node] then
-      groups[node] = {msgs = {}, at = {}}
-      order[#order + 1] = node
-    end
-    table.insert(groups[node].msgs, msg)
-    table.insert(groups[node].at, i)
-  end
+  if r == node then group(node, msg, i) end
 end
-for _, node in ipairs(order) do
-  local g = groups[node]
-  local batch = '{"msgs":[' .. table.concat(g.msgs, ',') .. '],"node":' .. cjson.encode(ARGV[1]) .. '}'
-  if redis.call('PUBLISH', 'sb:node:' .. node .. ':in', batch) == 0 then
-    for _, i in ipairs(g.at) do out[i] = -2 end
-  end
-end
+publish_groups(out, -2)
 return out
 "#;
 
@@ -250,7 +262,7 @@ return 'done'
 /// holder's node), `queued`, `full`, `absent` (not queued) or `unheard` (the holder's node
 /// is not listening).
 const PJ_SEND: &str = r#"
-local out, groups, order = {}, {}, {}
+local out = {}
 for i = 1, #KEYS / 3 do
   local id, q, qb = KEYS[i * 3 - 2], KEYS[i * 3 - 1], KEYS[i * 3]
   local a = (i - 1) * 6 + 1
@@ -259,12 +271,7 @@ for i = 1, #KEYS / 3 do
   local node = at and string.match(at, '^(.*)/')
   if node and live(node) then
     out[i] = 'delivered:' .. node
-    if not groups[node] then
-      groups[node] = {msgs = {}, at = {}}
-      order[#order + 1] = node
-    end
-    table.insert(groups[node].msgs, msg)
-    table.insert(groups[node].at, i)
+    group(node, msg, i)
   elseif queue ~= '1' then
     out[i] = 'absent'
   else
@@ -282,13 +289,7 @@ for i = 1, #KEYS / 3 do
     end
   end
 end
-for _, node in ipairs(order) do
-  local g = groups[node]
-  local batch = '{"msgs":[' .. table.concat(g.msgs, ',') .. '],"node":' .. cjson.encode(ARGV[1]) .. '}'
-  if redis.call('PUBLISH', 'sb:node:' .. node .. ':in', batch) == 0 then
-    for _, k in ipairs(g.at) do out[k] = 'unheard' end
-  end
-end
+publish_groups(out, 'unheard')
 return out
 "#;
 
@@ -464,12 +465,12 @@ impl Scripts {
                 "{PURGE_FN}\nlocal n, left = purge(ARGV[1], tonumber(ARGV[2]))\nreturn left"
             ),
             sio_register: format!("{LIVE_FN}{SIO_REGISTER}"),
-            sio_route: format!("{LIVE_FN}{SIO_ROUTE}"),
+            sio_route: format!("{LIVE_FN}{GROUP_FN}{SIO_ROUTE}"),
             sio_join: format!("{LIVE_FN}{SETTLING_FN}{SIO_JOIN}"),
             sio_leave: format!("{LIVE_FN}{SIO_LEAVE}"),
             pj_claim: format!("{LIVE_FN}{SETTLING_FN}{PJ_CLAIM}"),
             claim: format!("{SETTLING_FN}{CLAIM}"),
-            pj_send: format!("{LIVE_FN}{PJ_SEND}"),
+            pj_send: format!("{LIVE_FN}{GROUP_FN}{PJ_SEND}"),
         }
     }
 }

@@ -1460,3 +1460,33 @@ fn peerjs_messages_sent_while_redis_forgot_an_id_are_delivered_when_it_is_claime
 fn pj_relay_from(src: &str, n: u32) -> String {
     format!(r#"{{"type":"OFFER","src":"{src}","dst":"bob","payload":{{"n":{n}}}}}"#)
 }
+
+#[test]
+fn a_client_relaying_to_many_ids_on_other_nodes_cannot_grow_the_route_table_past_its_bound() {
+    let mut c = Cluster::with(
+        2,
+        Config {
+            route_cache: 3,
+            ..Config::default()
+        },
+    );
+    c.sio_connect(0, 1, "mallory");
+    let targets: Vec<String> = (0..10).map(|i| format!("t{i}")).collect();
+    for (i, t) in targets.iter().enumerate() {
+        c.sio_connect(1, 10 + i as u64, t);
+    }
+    c.run();
+    for _ in 0..3 {
+        for (n, t) in targets.iter().enumerate() {
+            assert_eq!(c.sio(0, 1, sio_offer_n(t, n as u32), 0).len(), 1);
+        }
+    }
+    let stats = c.nodes[0].1.cluster_stats();
+    assert!(stats.routes <= 3, "{stats:?}");
+    assert!(stats.route_resets >= 9, "{stats:?}");
+    // Ids that exist nowhere are never learnt.
+    for n in 0..50 {
+        c.sio(0, 1, sio_offer_n(&format!("ghost{n}"), n), 0);
+    }
+    assert!(c.nodes[0].1.cluster_stats().routes <= 3);
+}
