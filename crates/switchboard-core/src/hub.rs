@@ -188,6 +188,14 @@ pub enum Output {
         /// The message.
         msg: switchboard_proto::peerjs::PjServerMessage,
     },
+    /// Send `conn` a frame another node rendered for it (a relay from a peer there; cluster
+    /// mode only): Ant Media or PeerJS, written as it is.
+    Frame {
+        /// The receiver.
+        conn: ConnId,
+        /// The frame.
+        frame: switchboard_proto::cluster::Frame,
+    },
     /// Something to do in the cluster's registry or for another node (cluster mode only),
     /// in the order it comes.
     Cluster(ClusterOutput),

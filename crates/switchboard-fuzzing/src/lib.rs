@@ -46,6 +46,7 @@ fn drain(hub: &mut Hub) -> usize {
             Output::PjSend { msg, .. } => is_json(&msg.encode()),
             Output::SioEmit { .. } | Output::SioAck { .. } | Output::Close { .. } => {}
             Output::Cluster(c) => panic!("a single-node hub asked for {c:?}"),
+            Output::Frame { frame, .. } => panic!("a single-node hub sent {frame:?}"),
         }
     }
     while hub.poll_event().is_some() {}

@@ -1,10 +1,18 @@
 //! Messages between the nodes of a cluster (cluster mode, `--redis-url`).
 //!
-//! A node publishes a [`NodeMessage`] on the Redis channel of the node that holds the
-//! receiver (`sb:node:<id>:in`), wrapped in an [`Envelope`] naming the sender's node. Only
-//! Switchboard nodes publish there; a receiver still reads every field with the same rules as
-//! client input (names validated, payloads kept as the exact JSON text) and drops what does
-//! not parse. Connection ids are the sending or receiving node's own.
+//! A node publishes [`NodeMessage`]s on the Redis channel of the node that holds the
+//! receiver (`sb:node:<id>:in`): several at once in a [`Batch`] (a binary publication, see
+//! [`Batch::encode`]), or, from the registry's Lua scripts, JSON (an [`Envelope`] naming the
+//! sender's node, or a JSON batch). Only Switchboard nodes publish there; a receiver still
+//! reads every field with the same rules as client input (names validated, payloads kept as
+//! the exact JSON text) and drops what does not parse. Connection ids are the sending or
+//! receiving node's own.
+//!
+//! A relay to a client on another node ([`NodeMessage::AmRelay`], [`NodeMessage::PjRelay`])
+//! crosses as the frame its receiver gets, rendered by the sending node ([`Frame`]): it
+//! arrives as [`NodeMessage::AmFrame`] / [`NodeMessage::PjFrame`], and the receiving node
+//! checks who it is for and from, and hands the frame over without parsing or rendering it
+//! again.
 
 use serde::{Deserialize, Serialize};
 
@@ -72,6 +80,20 @@ pub enum NodeMessage {
         /// What it relays.
         msg: AmRelayed,
     },
+    /// Ant Media: [`NodeMessage::AmRelay`] as it arrives: the frame `to` gets, rendered
+    /// by the sending node.
+    AmFrame {
+        /// The room's app.
+        app: App,
+        /// The room.
+        room: StreamId,
+        /// The receiver, on the receiving node.
+        to: u64,
+        /// The sender, on the sending node.
+        from: u64,
+        /// The `takeConfiguration`, `takeCandidate` or `peerMessageCommand` `to` gets.
+        frame: Frame,
+    },
     /// socket.io: a relayed event for the socket with id `to`, held by the receiving node.
     SioRelay {
         /// The receiver's socket id.
@@ -135,6 +157,22 @@ pub enum NodeMessage {
     },
     /// PeerJS: a message for the id `dst`, held by the receiving node.
     PjRelay(PjRelayed),
+    /// PeerJS: [`NodeMessage::PjRelay`] sent straight to a node, as it arrives: the frame
+    /// the holder of `dst` gets, rendered by the sending node.
+    PjFrame {
+        /// The message's type.
+        #[serde(rename = "type")]
+        kind: PjType,
+        /// The sender's id.
+        src: Box<str>,
+        /// The receiver's id.
+        dst: Box<str>,
+        /// As [`PjRelayed::back`].
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        back: Option<u64>,
+        /// The message the holder of `dst` gets.
+        frame: Frame,
+    },
     /// PeerJS: the id claim of `to` (on the receiving node) is done; `queued` waited for the
     /// id in Redis. Published by the claim script on the claimer's own channel, so the
     /// queued messages come before any later one.
@@ -211,6 +249,21 @@ impl PjRelayed {
         }
     }
 
+    /// The frame its receiver gets, rendered (what [`Self::into_server_message`] would
+    /// be, as text).
+    #[must_use]
+    pub fn frame(&self) -> Frame {
+        let mut out = Vec::new();
+        crate::peerjs::write_relay(
+            &mut out,
+            self.kind,
+            &self.src,
+            &self.dst,
+            self.payload.as_ref(),
+        );
+        Frame::from_utf8(out)
+    }
+
     /// The JSON kept in Redis while the message waits for its receiver.
     #[must_use]
     pub fn to_json(&self) -> String {
@@ -238,8 +291,13 @@ impl NodeMessage {
                         }
                     }
             }
+            Self::AmFrame { room, frame, .. } => room.as_str().len() + frame.len(),
             Self::SioRelay { to, payload, .. } => to.len() + payload.json().len(),
-            Self::PjRelay(m) => m.src.len() + m.dst.len() + opaque(&m.payload),
+            // Sent as its rendered frame, which holds the ids twice.
+            Self::PjRelay(m) => 2 * (m.src.len() + m.dst.len()) + opaque(&m.payload),
+            Self::PjFrame {
+                src, dst, frame, ..
+            } => src.len() + dst.len() + frame.len(),
             _ => 64,
         }
     }
@@ -279,7 +337,77 @@ pub enum AmRelayed {
     },
 }
 
+/// [`crate::antmedia::ServerMessage`]'s relay variants, borrowed: the same JSON (a test
+/// holds them equal), written without taking or copying the message.
+#[derive(Serialize)]
+#[serde(tag = "command", rename_all = "camelCase")]
+enum AmFrameRef<'a> {
+    TakeConfiguration {
+        #[serde(rename = "streamId")]
+        stream_id: &'a StreamId,
+        #[serde(rename = "type")]
+        kind: SdpType,
+        sdp: &'a Opaque,
+        #[serde(rename = "idMapping")]
+        id_mapping: crate::antmedia::EmptyMap,
+    },
+    TakeCandidate {
+        #[serde(rename = "streamId")]
+        stream_id: &'a StreamId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        label: Option<&'a Opaque>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a Opaque>,
+        candidate: &'a Opaque,
+    },
+    PeerMessageCommand {
+        #[serde(rename = "streamId")]
+        stream_id: &'a StreamId,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        definition: Option<&'a Opaque>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<&'a Opaque>,
+    },
+}
+
 impl AmRelayed {
+    /// The frame its receiver gets in `stream_id`, rendered (what
+    /// [`Self::into_server_message`] would be, as text).
+    #[must_use]
+    pub fn frame(&self, stream_id: &StreamId) -> Frame {
+        let mut out = Vec::new();
+        self.write_frame(stream_id, &mut out);
+        Frame::from_utf8(out)
+    }
+
+    fn write_frame(&self, stream_id: &StreamId, out: &mut Vec<u8>) {
+        let msg = match self {
+            Self::TakeConfiguration { kind, sdp } => AmFrameRef::TakeConfiguration {
+                stream_id,
+                kind: *kind,
+                sdp,
+                id_mapping: crate::antmedia::EmptyMap,
+            },
+            Self::TakeCandidate {
+                label,
+                id,
+                candidate,
+            } => AmFrameRef::TakeCandidate {
+                stream_id,
+                label: label.as_ref(),
+                id: id.as_ref(),
+                candidate,
+            },
+            Self::PeerMessageCommand { definition, data } => AmFrameRef::PeerMessageCommand {
+                stream_id,
+                definition: definition.as_ref(),
+                data: data.as_ref(),
+            },
+        };
+        // Names, raw JSON values and numbers always serialize.
+        let _ = serde_json::to_writer(out, &msg);
+    }
+
     /// The message its receiver gets in `stream_id`.
     #[must_use]
     pub fn into_server_message(self, stream_id: StreamId) -> crate::antmedia::ServerMessage {
@@ -359,9 +487,80 @@ impl Envelope {
     }
 }
 
-/// Several messages from one node in one publication (a node coalesces the messages it
-/// sends to one node in one round trip): `{"msgs":[...],"node":...}`, told apart from an
-/// [`Envelope`] by its first key.
+/// A message for one client, rendered: the exact text of the WebSocket frame it gets.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Frame(Box<str>);
+
+impl Frame {
+    /// `bytes` as a frame; serializers write UTF-8, so the fallback (an empty object, which
+    /// every client ignores) is never taken.
+    fn from_utf8(bytes: Vec<u8>) -> Self {
+        Self(
+            String::from_utf8(bytes)
+                .unwrap_or_else(|_| "{}".to_owned())
+                .into_boxed_str(),
+        )
+    }
+
+    /// Its text.
+    #[must_use]
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Its text, without copying.
+    #[must_use]
+    pub fn into_string(self) -> String {
+        self.0.into_string()
+    }
+
+    /// Its length in bytes.
+    #[must_use]
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether it is empty (never, for a frame a node rendered).
+    #[must_use]
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+/// The first byte of a binary [`Batch`]: its format's version. JSON starts with `{`.
+pub const BATCH_V1: u8 = 1;
+
+/// A record of a binary [`Batch`]: a [`NodeMessage`]'s JSON.
+const REC_MSG: u8 = b'M';
+/// A record of a binary [`Batch`]: an Ant Media relay, [`AmHead`] and its frame.
+const REC_AM: u8 = b'A';
+/// A record of a binary [`Batch`]: a PeerJS relay, [`PjHead`] and its frame.
+const REC_PJ: u8 = b'P';
+
+/// Who an Ant Media frame is for and from (a record's head).
+#[derive(Serialize, Deserialize)]
+struct AmHead<A, R> {
+    app: A,
+    room: R,
+    to: u64,
+    from: u64,
+}
+
+/// Who a PeerJS frame is for and from (a record's head).
+#[derive(Serialize, Deserialize)]
+struct PjHead<S> {
+    #[serde(rename = "type")]
+    kind: PjType,
+    src: S,
+    dst: S,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    back: Option<u64>,
+}
+
+/// Several messages from one node in one publication: a node coalesces the messages it
+/// sends to one node in one round trip ([`Batch::encode`], binary). The registry's scripts
+/// publish JSON instead: `{"msgs":[...],"node":...}`, or one [`Envelope`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Batch {
     /// The messages, in order.
@@ -371,46 +570,247 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The JSON of `msgs` from `node`.
+    /// The publication of `msgs` from `node`, written in place into one buffer sized up
+    /// front (no buffer per message, no growing copies):
+    ///
+    /// ```text
+    /// [BATCH_V1] [node id length: u8] [node id]
+    /// then per message: [kind: u8] [head length: u32 LE] [head] [frame length: u32 LE] [frame]
+    /// ```
+    ///
+    /// Kind `M`: the head is the message's JSON, no frame. Kind `A` ([`NodeMessage::AmRelay`]
+    /// or [`NodeMessage::AmFrame`]): the head is `{"app","room","to","from"}`, the frame the
+    /// receiver's `takeConfiguration` / `takeCandidate` / `peerMessageCommand`. Kind `P`
+    /// ([`NodeMessage::PjRelay`] or [`NodeMessage::PjFrame`]): the head is
+    /// `{"type","src","dst","back"}`, the frame the receiver's message. The receiver reads
+    /// `A` and `P` records as [`NodeMessage::AmFrame`] and [`NodeMessage::PjFrame`].
     #[must_use]
     pub fn encode<'a>(
         node: &NodeId,
         msgs: impl IntoIterator<Item = &'a NodeMessage> + Clone,
-    ) -> String {
-        // Written in place into one buffer sized up front (no string per message, no
-        // growing copies).
+    ) -> Vec<u8> {
         let hint: usize = msgs.clone().into_iter().map(NodeMessage::size_hint).sum();
-        let mut out = Vec::with_capacity(hint + 64);
-        out.extend_from_slice(br#"{"msgs":["#);
-        for (i, m) in msgs.into_iter().enumerate() {
-            if i > 0 {
-                out.push(b',');
-            }
-            // Every field serializes (names, raw JSON values, numbers): this never fails.
-            let _ = serde_json::to_writer(&mut out, m);
+        let mut out = Vec::with_capacity(hint + 2 + node.as_str().len());
+        out.push(BATCH_V1);
+        // Node ids are at most MAX_NODE_ID_LEN (64) bytes.
+        out.push(u8::try_from(node.as_str().len()).unwrap_or(u8::MAX));
+        out.extend_from_slice(node.as_str().as_bytes());
+        for m in msgs {
+            // Names, raw JSON values and numbers always serialize.
+            let _ = match m {
+                NodeMessage::AmRelay {
+                    app,
+                    room,
+                    to,
+                    from,
+                    msg,
+                } => record(
+                    &mut out,
+                    REC_AM,
+                    &AmHead {
+                        app,
+                        room,
+                        to: *to,
+                        from: *from,
+                    },
+                    |o| {
+                        msg.write_frame(room, o);
+                    },
+                ),
+                NodeMessage::AmFrame {
+                    app,
+                    room,
+                    to,
+                    from,
+                    frame,
+                } => record(
+                    &mut out,
+                    REC_AM,
+                    &AmHead {
+                        app,
+                        room,
+                        to: *to,
+                        from: *from,
+                    },
+                    |o| {
+                        o.extend_from_slice(frame.as_str().as_bytes());
+                    },
+                ),
+                NodeMessage::PjRelay(r) => {
+                    let head = PjHead {
+                        kind: r.kind,
+                        src: &*r.src,
+                        dst: &*r.dst,
+                        back: r.back,
+                    };
+                    record(&mut out, REC_PJ, &head, |o| {
+                        crate::peerjs::write_relay(o, r.kind, &r.src, &r.dst, r.payload.as_ref());
+                    })
+                }
+                NodeMessage::PjFrame {
+                    kind,
+                    src,
+                    dst,
+                    back,
+                    frame,
+                } => {
+                    let head = PjHead {
+                        kind: *kind,
+                        src: &**src,
+                        dst: &**dst,
+                        back: *back,
+                    };
+                    record(&mut out, REC_PJ, &head, |o| {
+                        o.extend_from_slice(frame.as_str().as_bytes());
+                    })
+                }
+                other => record(&mut out, REC_MSG, other, |_| {}),
+            };
         }
-        out.extend_from_slice(br#"],"node":"#);
-        let _ = serde_json::to_writer(&mut out, node);
-        out.push(b'}');
-        // serde_json writes UTF-8.
-        String::from_utf8(out).unwrap_or_default()
+        out
     }
 
-    /// Reads what a node published: a batch or one [`Envelope`].
+    /// Reads what a node published: a binary batch ([`Batch::encode`]), a JSON batch or one
+    /// [`Envelope`].
     ///
     /// # Errors
-    /// When it is neither, in this version's shape.
-    pub fn read(text: &str) -> Result<Self, serde_json::Error> {
-        if text.starts_with(r#"{"msgs":"#) {
-            serde_json::from_str(text)
-        } else {
-            let env = Envelope::from_json(text)?;
-            Ok(Self {
-                msgs: vec![env.msg],
-                node: env.node,
-            })
+    /// When it is none of them, in this version's shape (a binary batch of another version
+    /// included: [`BatchError::Version`]).
+    pub fn read(bytes: &[u8]) -> Result<Self, BatchError> {
+        match bytes.first() {
+            Some(&BATCH_V1) => Self::read_binary(&bytes[1..]),
+            Some(b'{') => {
+                let text = std::str::from_utf8(bytes).map_err(|_| BatchError::Malformed)?;
+                if text.starts_with(r#"{"msgs":"#) {
+                    serde_json::from_str(text).map_err(|_| BatchError::Malformed)
+                } else {
+                    let env = Envelope::from_json(text).map_err(|_| BatchError::Malformed)?;
+                    Ok(Self {
+                        msgs: vec![env.msg],
+                        node: env.node,
+                    })
+                }
+            }
+            Some(&v) if v < b' ' => Err(BatchError::Version(v)),
+            _ => Err(BatchError::Malformed),
         }
     }
+
+    fn read_binary(mut rest: &[u8]) -> Result<Self, BatchError> {
+        let (&len, after) = rest.split_first().ok_or(BatchError::Malformed)?;
+        let (node, after) = split(after, usize::from(len))?;
+        let node = std::str::from_utf8(node)
+            .ok()
+            .and_then(|n| NodeId::new(n).ok())
+            .ok_or(BatchError::Malformed)?;
+        rest = after;
+        let mut msgs = Vec::new();
+        while let Some((&kind, after)) = rest.split_first() {
+            let (head, after) = length_prefixed(after)?;
+            let (frame, after) = length_prefixed(after)?;
+            rest = after;
+            let bad = |_| BatchError::Malformed;
+            let frame = || {
+                std::str::from_utf8(frame)
+                    .map(|f| Frame(f.into()))
+                    .map_err(|_| BatchError::Malformed)
+            };
+            msgs.push(match kind {
+                REC_MSG => serde_json::from_slice(head).map_err(bad)?,
+                REC_AM => {
+                    let h: AmHead<App, StreamId> = serde_json::from_slice(head).map_err(bad)?;
+                    NodeMessage::AmFrame {
+                        app: h.app,
+                        room: h.room,
+                        to: h.to,
+                        from: h.from,
+                        frame: frame()?,
+                    }
+                }
+                REC_PJ => {
+                    let h: PjHead<Box<str>> = serde_json::from_slice(head).map_err(bad)?;
+                    NodeMessage::PjFrame {
+                        kind: h.kind,
+                        src: h.src,
+                        dst: h.dst,
+                        back: h.back,
+                        frame: frame()?,
+                    }
+                }
+                _ => return Err(BatchError::Malformed),
+            });
+        }
+        Ok(Self { msgs, node })
+    }
+}
+
+/// Why a publication on a node's channel could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BatchError {
+    /// Not in a shape this version reads.
+    Malformed,
+    /// A binary batch of another version (its first byte): a node of another release.
+    Version(u8),
+}
+
+impl std::fmt::Display for BatchError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Malformed => f.write_str("malformed"),
+            Self::Version(v) => write!(f, "batch format version {v}, this node reads {BATCH_V1}"),
+        }
+    }
+}
+
+impl std::error::Error for BatchError {}
+
+/// Appends one record of a binary batch: `kind`, `head`'s JSON and the frame `body` writes,
+/// each after its length.
+fn record(
+    out: &mut Vec<u8>,
+    kind: u8,
+    head: &impl Serialize,
+    body: impl FnOnce(&mut Vec<u8>),
+) -> serde_json::Result<()> {
+    out.push(kind);
+    let at = reserve_len(out);
+    let written = serde_json::to_writer(&mut *out, head);
+    put_len(out, at);
+    let at = reserve_len(out);
+    body(out);
+    put_len(out, at);
+    written
+}
+
+/// Leaves room for a length; returns where.
+fn reserve_len(out: &mut Vec<u8>) -> usize {
+    out.extend_from_slice(&[0; 4]);
+    out.len()
+}
+
+/// Writes the length of what follows `at` into the four bytes before it.
+fn put_len(out: &mut [u8], at: usize) {
+    // A publication is far below 4 GiB (client frames are bounded).
+    let len = u32::try_from(out.len() - at).unwrap_or(u32::MAX);
+    out[at - 4..at].copy_from_slice(&len.to_le_bytes());
+}
+
+/// The first `n` bytes and the rest.
+fn split(bytes: &[u8], n: usize) -> Result<(&[u8], &[u8]), BatchError> {
+    if n > bytes.len() {
+        return Err(BatchError::Malformed);
+    }
+    Ok(bytes.split_at(n))
+}
+
+/// A `u32` LE length, that many bytes, and the rest.
+fn length_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), BatchError> {
+    let (len, rest) = split(bytes, 4)?;
+    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
+    split(
+        rest,
+        usize::try_from(len).map_err(|_| BatchError::Malformed)?,
+    )
 }
 
 #[cfg(test)]
@@ -557,8 +957,207 @@ mod tests {
         let msgs = [m(1), m(3)];
         let batch = Batch::read(&Batch::encode(&node, &msgs)).unwrap();
         assert_eq!((batch.node.as_str(), batch.msgs), ("n-a", msgs.to_vec()));
-        let one = Batch::read(&Envelope::encode(&node, &msgs[0])).unwrap();
+        let one = Batch::read(Envelope::encode(&node, &msgs[0]).as_bytes()).unwrap();
         assert_eq!(one.msgs, vec![msgs[0].clone()]);
+        // What the scripts publish: a JSON batch.
+        let json = format!(
+            r#"{{"msgs":[{}],"node":"n-b"}}"#,
+            serde_json::to_string(&msgs[1]).unwrap()
+        );
+        let batch = Batch::read(json.as_bytes()).unwrap();
+        assert_eq!(
+            (batch.node.as_str(), batch.msgs),
+            ("n-b", vec![msgs[1].clone()])
+        );
+    }
+
+    fn opaque(json: &str) -> Opaque {
+        Opaque::from_json(json.into()).unwrap()
+    }
+
+    fn am_bodies() -> Vec<AmRelayed> {
+        vec![
+            AmRelayed::TakeConfiguration {
+                kind: SdpType::Offer,
+                sdp: opaque(r#""v=0\r\no=- \"x\" \u00e9""#),
+            },
+            AmRelayed::TakeCandidate {
+                label: Some(opaque("0")),
+                id: Some(opaque(r#""0""#)),
+                candidate: opaque(r#""candidate:1 1 udp 2 1.2.3.4 5 typ host""#),
+            },
+            AmRelayed::TakeCandidate {
+                label: None,
+                id: None,
+                candidate: opaque(r#""""#),
+            },
+            AmRelayed::PeerMessageCommand {
+                definition: Some(opaque(r#""chat""#)),
+                data: Some(opaque(r#"{"a":[1,2,{"b":null}]}"#)),
+            },
+            AmRelayed::PeerMessageCommand {
+                definition: None,
+                data: None,
+            },
+        ]
+    }
+
+    #[test]
+    fn a_rendered_frame_is_the_message_its_receiver_would_get() {
+        let room = StreamId::new("room-1").unwrap();
+        for body in am_bodies() {
+            let frame = body.frame(&room);
+            assert_eq!(
+                frame.as_str(),
+                body.into_server_message(room.clone()).encode()
+            );
+        }
+        for payload in [None, Some(opaque(r#"{"sdp":"v=0","type":"offer"}"#))] {
+            let m = PjRelayed {
+                kind: PjType::Offer,
+                src: "al\"ice\u{1}".into(),
+                dst: "bób".into(),
+                payload,
+                back: Some(3),
+            };
+            assert_eq!(m.frame().as_str(), m.clone().into_server_message().encode());
+        }
+    }
+
+    fn mixed() -> Vec<NodeMessage> {
+        let app = App::new("live").unwrap();
+        let room = StreamId::new("r").unwrap();
+        let mut msgs: Vec<NodeMessage> = am_bodies()
+            .into_iter()
+            .map(|msg| NodeMessage::AmRelay {
+                app: app.clone(),
+                room: room.clone(),
+                to: 7,
+                from: u64::MAX,
+                msg,
+            })
+            .collect();
+        msgs.push(NodeMessage::AmLeft {
+            app,
+            room,
+            to: 7,
+            from: 8,
+        });
+        msgs.push(NodeMessage::PjRelay(PjRelayed {
+            kind: PjType::Candidate,
+            src: "a".into(),
+            dst: "b".into(),
+            payload: Some(opaque(r#"{"candidate":{"candidate":"c"}}"#)),
+            back: Some(9),
+        }));
+        msgs.push(NodeMessage::PjMiss {
+            conn: 9,
+            kind: PjType::Answer,
+            src: "a".into(),
+            dst: "b".into(),
+        });
+        msgs.push(NodeMessage::SioRelay {
+            to: "t".into(),
+            event: SioRelay::Offer,
+            payload: opaque(r#"{"from":"s"}"#),
+            back: None,
+        });
+        msgs
+    }
+
+    /// What `msg` is when it arrives on another node.
+    fn arrived(msg: NodeMessage) -> NodeMessage {
+        match msg {
+            NodeMessage::AmRelay {
+                app,
+                room,
+                to,
+                from,
+                msg,
+            } => NodeMessage::AmFrame {
+                frame: msg.frame(&room),
+                app,
+                room,
+                to,
+                from,
+            },
+            NodeMessage::PjRelay(m) => NodeMessage::PjFrame {
+                frame: m.frame(),
+                kind: m.kind,
+                src: m.src,
+                dst: m.dst,
+                back: m.back,
+            },
+            other => other,
+        }
+    }
+
+    #[test]
+    fn relays_cross_in_a_binary_batch_as_their_receivers_frames_in_order() {
+        let node = NodeId::new("node-a").unwrap();
+        let msgs = mixed();
+        let bytes = Batch::encode(&node, &msgs);
+        assert_eq!(bytes[0], BATCH_V1);
+        let batch = Batch::read(&bytes).unwrap();
+        assert_eq!(batch.node, node);
+        let expected: Vec<NodeMessage> = msgs.into_iter().map(arrived).collect();
+        assert_eq!(batch.msgs, expected);
+        // A frame that arrived can be sent on as it is.
+        let again = Batch::read(&Batch::encode(&node, &batch.msgs)).unwrap();
+        assert_eq!(again.msgs, expected);
+        assert_eq!(
+            Batch::read(&Batch::encode(&node, &[])).unwrap().msgs,
+            vec![]
+        );
+    }
+
+    #[test]
+    fn a_damaged_binary_batch_is_refused_without_a_panic() {
+        let node = NodeId::new("node-a").unwrap();
+        let bytes = Batch::encode(&node, &mixed());
+        // Cut anywhere: refused, or (cut between records) the records before the cut.
+        for n in 0..bytes.len() {
+            if let Ok(b) = Batch::read(&bytes[..n]) {
+                assert!(b.msgs.len() < mixed().len());
+            }
+        }
+        // Every byte changed in turn: never a panic.
+        for i in 0..bytes.len() {
+            for v in [0, 0x7f, 0xff] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                let _ = Batch::read(&b);
+            }
+        }
+        let mut v2 = bytes.clone();
+        v2[0] = 2;
+        assert_eq!(Batch::read(&v2), Err(BatchError::Version(2)));
+        // A record kind this version does not know.
+        let mut unknown = bytes.clone();
+        unknown[2 + node.as_str().len()] = b'Z';
+        assert_eq!(Batch::read(&unknown), Err(BatchError::Malformed));
+        // A frame that is not UTF-8.
+        let mut out = vec![BATCH_V1, 1, b'n', REC_PJ];
+        let head = br#"{"type":"OFFER","src":"a","dst":"b"}"#;
+        out.extend_from_slice(&u32::try_from(head.len()).unwrap().to_le_bytes());
+        out.extend_from_slice(head);
+        out.extend_from_slice(&2u32.to_le_bytes());
+        out.extend_from_slice(&[0xc3, 0x28]);
+        assert_eq!(Batch::read(&out), Err(BatchError::Malformed));
+        // A length past the end.
+        let mut long = vec![BATCH_V1, 1, b'n', REC_MSG];
+        long.extend_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(Batch::read(&long), Err(BatchError::Malformed));
+        // A bad name in a head, as in JSON.
+        let mut bad = vec![BATCH_V1, 1, b'n', REC_AM];
+        let head = br#"{"app":"live","room":"../x","to":1,"from":2}"#;
+        bad.extend_from_slice(&u32::try_from(head.len()).unwrap().to_le_bytes());
+        bad.extend_from_slice(head);
+        bad.extend_from_slice(&2u32.to_le_bytes());
+        bad.extend_from_slice(b"{}");
+        assert_eq!(Batch::read(&bad), Err(BatchError::Malformed));
+        assert_eq!(Batch::read(b""), Err(BatchError::Malformed));
+        assert_eq!(Batch::read(b"\x01\x00"), Err(BatchError::Malformed));
     }
 
     #[test]

@@ -186,21 +186,38 @@ impl PjServerMessage {
                 dst,
                 payload,
             } => {
-                let mut out = format!(
-                    r#"{{"type":"{}","src":{},"dst":{}"#,
-                    kind.as_str(),
-                    s(src),
-                    s(dst)
-                );
-                if let Some(p) = payload {
-                    out.push_str(r#","payload":"#);
-                    out.push_str(p.json());
-                }
-                out.push('}');
-                out
+                let mut out = Vec::new();
+                write_relay(&mut out, *kind, src, dst, payload.as_ref());
+                // Every piece is UTF-8 (names and escaped strings, and JSON text).
+                String::from_utf8(out).unwrap_or_default()
             }
         }
     }
+}
+
+/// Writes the text of [`PjServerMessage::Relay`] into `out`, in one buffer sized up front:
+/// `{"type":...,"src":...,"dst":...,"payload":...}`. Also what a node renders for a
+/// receiver on another node ([`crate::cluster::PjRelayed::frame`]).
+pub(crate) fn write_relay(
+    out: &mut Vec<u8>,
+    kind: PjType,
+    src: &str,
+    dst: &str,
+    payload: Option<&crate::Opaque>,
+) {
+    out.reserve(48 + src.len() + dst.len() + payload.map_or(0, |p| p.json().len()));
+    out.extend_from_slice(br#"{"type":""#);
+    out.extend_from_slice(kind.as_str().as_bytes());
+    out.extend_from_slice(br#"","src":"#);
+    // Strings always serialize.
+    let _ = serde_json::to_writer(&mut *out, src);
+    out.extend_from_slice(br#","dst":"#);
+    let _ = serde_json::to_writer(&mut *out, dst);
+    if let Some(p) = payload {
+        out.extend_from_slice(br#","payload":"#);
+        out.extend_from_slice(p.json().as_bytes());
+    }
+    out.push(b'}');
 }
 
 #[cfg(test)]

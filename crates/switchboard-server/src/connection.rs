@@ -145,6 +145,7 @@ fn render(out: Outbound) -> Ready {
     match out {
         Out::Msg(msg) => Ready::Text(msg.encode()),
         Out::Pj(msg) => Ready::Text(msg.encode()),
+        Out::Frame(frame) => Ready::Text(frame.into_string()),
         Out::Close(reason) => Ready::Close(reason),
     }
 }

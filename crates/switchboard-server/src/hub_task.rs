@@ -36,6 +36,8 @@ pub(crate) enum Out {
     Msg(ServerMessage),
     /// A PeerJS message to write.
     Pj(switchboard_proto::peerjs::PjServerMessage),
+    /// A frame another node rendered (Ant Media or PeerJS), written as it is.
+    Frame(switchboard_proto::cluster::Frame),
     /// Write a close frame and end.
     Close(CloseReason),
 }
@@ -106,6 +108,7 @@ pub(crate) fn charge(out: &Out) -> usize {
             } => 64 + src.len() + dst.len() + payload.as_ref().map_or(0, |p| p.json().len()),
             _ => 128,
         },
+        Out::Frame(frame) => frame.len(),
         Out::Close(_) => 0,
     }
 }
@@ -813,6 +816,7 @@ impl HubTask {
                     }
                 }
                 Output::PjSend { conn, msg } => self.enqueue(conn, Out::Pj(msg)),
+                Output::Frame { conn, frame } => self.enqueue(conn, Out::Frame(frame)),
                 Output::Cluster(out) => self.queue_for_cluster(out),
                 Output::Close { conn, reason } => {
                     if let Some(s) = self.sio.remove(&conn) {

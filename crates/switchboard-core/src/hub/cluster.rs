@@ -14,7 +14,7 @@
 //! two nodes relays through the edge. Each side keeps the other's address in its room, so a
 //! relay costs no lookup.
 
-use switchboard_proto::cluster::{AmRelayed, NodeId, NodeMessage};
+use switchboard_proto::cluster::{NodeId, NodeMessage};
 
 use super::AckId;
 
@@ -509,7 +509,28 @@ impl Hub {
                 to,
                 from: sender,
                 msg,
-            } => self.am_relay_in(from, app, room, ConnId(to), sender, msg),
+            } => {
+                if let Some(room) = self.am_relay_in(from, (app, room), ConnId(to), sender) {
+                    self.send(ConnId(to), msg.into_server_message(room));
+                }
+            }
+            NodeMessage::AmFrame {
+                app,
+                room,
+                to,
+                from: sender,
+                frame,
+            } => {
+                if self
+                    .am_relay_in(from, (app, room), ConnId(to), sender)
+                    .is_some()
+                {
+                    self.out.push_back(Output::Frame {
+                        conn: ConnId(to),
+                        frame,
+                    });
+                }
+            }
             NodeMessage::SioRelay { .. }
             | NodeMessage::SioRoster { .. }
             | NodeMessage::SioPeerJoined { .. }
@@ -517,22 +538,23 @@ impl Hub {
             | NodeMessage::SioReplaced { .. }
             | NodeMessage::SioMiss { .. } => self.sio_node_message(from, msg),
             NodeMessage::PjRelay(_)
+            | NodeMessage::PjFrame { .. }
             | NodeMessage::PjClaimed { .. }
             | NodeMessage::PjReplaced { .. }
             | NodeMessage::PjMiss { .. } => self.pj_node_message(from, msg, now),
         }
     }
 
+    /// Whether a relay from `sender` on `node` may reach `to` in the room `key`: they are
+    /// still each other's partner (then the room is given back). Counted either way.
     fn am_relay_in(
         &mut self,
         node: &NodeId,
-        app: App,
-        room: StreamId,
+        key: (App, StreamId),
         to: ConnId,
         sender: u64,
-        msg: AmRelayed,
-    ) {
-        let paired = self.am.rooms.get(&(app, room.clone())).is_some_and(|r| {
+    ) -> Option<StreamId> {
+        let paired = self.am.rooms.get(&key).is_some_and(|r| {
             r.peers[0] == Some(to)
                 && r.remote
                     .as_deref()
@@ -540,9 +562,10 @@ impl Hub {
         });
         if paired {
             self.cluster.received += 1;
-            self.send(to, msg.into_server_message(room));
+            Some(key.1)
         } else {
             self.cluster.stale += 1;
+            None
         }
     }
 

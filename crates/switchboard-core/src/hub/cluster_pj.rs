@@ -61,29 +61,29 @@ impl Hub {
 
     pub(super) fn pj_node_message(&mut self, from: &NodeId, msg: NodeMessage, now: Instant) {
         match msg {
-            NodeMessage::PjRelay(m) => match self.pj.ids.get(&m.dst).map(|h| h.conn) {
-                Some(to) => {
-                    self.cluster.received += 1;
-                    self.pj_send(to, m.into_server_message());
+            NodeMessage::PjRelay(m) => {
+                if let Some((conn, src, dst)) = self.pj_relay_in(from, m.kind, m.src, m.dst, m.back)
+                {
+                    let msg = PjServerMessage::Relay {
+                        kind: m.kind,
+                        src,
+                        dst,
+                        payload: m.payload,
+                    };
+                    self.pj_send(conn, msg);
                 }
-                None => {
-                    self.cluster.stale += 1;
-                    if let Some(conn) = m.back {
-                        // Sent straight here from a cached route: the sender hears of it.
-                        let msg = NodeMessage::PjMiss {
-                            conn,
-                            kind: m.kind,
-                            src: m.src,
-                            dst: m.dst,
-                        };
-                        self.cluster_out(ClusterOutput::Send {
-                            node: from.clone(),
-                            from: None,
-                            msg,
-                        });
-                    }
+            }
+            NodeMessage::PjFrame {
+                kind,
+                src,
+                dst,
+                back,
+                frame,
+            } => {
+                if let Some((conn, ..)) = self.pj_relay_in(from, kind, src, dst, back) {
+                    self.out.push_back(Output::Frame { conn, frame });
                 }
-            },
+            }
             NodeMessage::PjMiss {
                 conn,
                 kind,
@@ -131,6 +131,38 @@ impl Hub {
             }
             _ => {}
         }
+    }
+
+    /// Who gets a relay from `src` on `from` to the id `dst` (and the ids back); when no
+    /// connection here holds `dst`, the sender hears of it if it was sent straight here
+    /// from a cached route (`back`). Counted either way.
+    fn pj_relay_in(
+        &mut self,
+        from: &NodeId,
+        kind: PjType,
+        src: Box<str>,
+        dst: Box<str>,
+        back: Option<u64>,
+    ) -> Option<(ConnId, Box<str>, Box<str>)> {
+        if let Some(to) = self.pj.ids.get(&dst).map(|h| h.conn) {
+            self.cluster.received += 1;
+            return Some((to, src, dst));
+        }
+        self.cluster.stale += 1;
+        if let Some(conn) = back {
+            let msg = NodeMessage::PjMiss {
+                conn,
+                kind,
+                src,
+                dst,
+            };
+            self.cluster_out(ClusterOutput::Send {
+                node: from.clone(),
+                from: None,
+                msg,
+            });
+        }
+        None
     }
 
     /// A message for an id this node does not hold: through the registry.

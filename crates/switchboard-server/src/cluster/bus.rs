@@ -52,18 +52,15 @@ pub(crate) async fn run(
                     };
                     let Some(msg) = msg else { break };
                     health.received.fetch_add(1, Relaxed);
-                    let parsed = std::str::from_utf8(msg.get_payload_bytes())
-                        .ok()
-                        .and_then(|text| Batch::read(text).ok());
-                    match parsed {
-                        Some(batch) => {
+                    match Batch::read(msg.get_payload_bytes()) {
+                        Ok(batch) => {
                             if !hub.node_messages(batch.node, batch.msgs).await {
                                 return;
                             }
                         }
-                        None => {
+                        Err(e) => {
                             health.malformed.fetch_add(1, Relaxed);
-                            tracing::warn!("cluster: dropped a malformed message on {name}");
+                            tracing::warn!("cluster: dropped a message on {name} ({e})");
                         }
                     }
                 }

@@ -599,23 +599,19 @@ fn pipeline(
     let mut i = 0;
     while i < batch.len() {
         let out = batch[i];
-        if let ClusterOutput::Send { node: to, msg, .. } = out {
+        if let ClusterOutput::Send { node: to, .. } = out {
             let run = batch[i..]
                 .iter()
                 .take(COALESCE)
                 .take_while(|o| matches!(o, ClusterOutput::Send { node: n, .. } if n == to))
                 .count();
-            let payload = if run == 1 {
-                Envelope::encode(me, msg)
-            } else {
-                Batch::encode(
-                    me,
-                    batch[i..i + run].iter().filter_map(|o| match o {
-                        ClusterOutput::Send { msg, .. } => Some(msg),
-                        _ => None,
-                    }),
-                )
-            };
+            let payload = Batch::encode(
+                me,
+                batch[i..i + run].iter().filter_map(|o| match o {
+                    ClusterOutput::Send { msg, .. } => Some(msg),
+                    _ => None,
+                }),
+            );
             pipe.cmd("PUBLISH").arg(channel(to.as_str())).arg(payload);
             sizes.push(Carries::Same(run));
             i += run;

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 
-use switchboard_proto::cluster::{NodeId, NodeMessage, PjRelayed};
+use switchboard_proto::cluster::{Batch, NodeId, NodeMessage, PjRelayed};
 
 use super::*;
 use crate::hub::cluster::{PjClaimOutcome, PjSendOutcome};
@@ -107,9 +107,14 @@ impl Cluster {
             if let Some((to, from, msg, _)) = self.bus.pop_front() {
                 busy = true;
                 if let Some(i) = self.index(&to) {
+                    // As the receiving node reads it off its channel: relays arrive as the
+                    // frames their receivers get.
+                    let wire = Batch::encode(&from, [&msg]);
                     let h = &mut self.nodes[i].1;
                     let now = h.now;
-                    h.hub.handle_node_message(&from, msg, now);
+                    for msg in Batch::read(&wire).unwrap().msgs {
+                        h.hub.handle_node_message(&from, msg, now);
+                    }
                 }
             }
             if !busy {
@@ -132,6 +137,7 @@ impl Cluster {
                     .push((i, conn.0, format!("{event} {}", payload.get())));
             }
             Output::PjSend { conn, msg } => self.got.push((i, conn.0, msg.encode())),
+            Output::Frame { conn, frame } => self.got.push((i, conn.0, frame.into_string())),
             Output::SioAck { conn, ack, reply } => {
                 self.got
                     .push((i, conn.0, format!("ack{} {}", ack.0, reply.to_json())));
@@ -811,6 +817,25 @@ fn messages_for_pairs_that_are_gone_are_dropped_and_counted() {
     );
     assert_eq!(c.run(), vec![]);
     assert_eq!(c.nodes[0].1.cluster_stats().stale, 1);
+    // The same, as a frame rendered by the sending node.
+    let body = switchboard_proto::cluster::AmRelayed::PeerMessageCommand {
+        definition: None,
+        data: None,
+    };
+    let room = StreamId::new("r").unwrap();
+    c.nodes[0].1.hub.handle_node_message(
+        &stranger,
+        NodeMessage::AmFrame {
+            app: App::new("A").unwrap(),
+            frame: body.frame(&room),
+            room,
+            to: 1,
+            from: 99,
+        },
+        now,
+    );
+    assert_eq!(c.run(), vec![]);
+    assert_eq!(c.nodes[0].1.cluster_stats().stale, 2);
 }
 
 #[test]
