@@ -9,8 +9,10 @@ Servers (nodes and redis-server) are pinned to SERVER_CPU, the load tool to LOAD
 measurement and a Markdown summary at the end (pasted into docs/BENCHMARKS.md by hand).
 
 - relay / rate / churn, per dialect: (a) one node without cluster mode, (b) both peers of
-  every pair on one node of a two-node cluster, (c) every pair across the two nodes. Redis's
-  CPU over each run is read from /proc, and given per relayed message.
+  every pair on one node of a two-node cluster, (c) every pair across the two nodes, measured
+  back to back in each repeat. Redis's CPU over each run is read from /proc, and given per
+  relayed message. The summary (stderr) gives the cross-node relay rate per node-core as a
+  share of the single node's in the same repeat: median and range over the repeats.
 - idle: 100,000 joined Ant Media peers over six nodes (each process may hold 20,000 sockets
   on this machine), held by six load-tool processes; RSS of every node and of redis-server
   before and after, per peer.
@@ -138,47 +140,75 @@ def bench(args, servers, pids):
 
 
 def load_runs(protocol, results):
+    """(a) one node without cluster mode, (b) same-node and (c) cross-node in a two-node
+    cluster, all started once and measured back to back in each repeat, so that every ratio
+    compares runs made within seconds of each other (this VM's speed drifts by ±15% over
+    minutes)."""
     common = ["--duration", DURATION, "--warmup", "2", "--protocol", protocol]
     scenarios = [
         ("relay", ["relay", "--pairs", "100", "--window", "16"]),
         ("rate", ["rate", "--pairs", "100", "--rate", "5000"]),
         ("churn", ["churn", "--concurrency", "32"]),
     ]
-    for name, args in scenarios:
-        if name not in SCENARIOS:
-            continue
-        # (a) one node, cluster mode off.
-        n, port = node()
-        try:
-            for _ in range(REPEAT):
+    n, port = node()
+    rp, rport = redis()
+    a, pa = node(rport, "bench-a")
+    b, pb = node(rport, "bench-b")
+    try:
+        wait_cluster([pa, pb], 2)
+        for name, args in scenarios:
+            if name not in SCENARIOS:
+                continue
+            for rep in range(REPEAT):
                 r = bench(args + common, [port], [n.pid])
-                results.append({"protocol": protocol, "scenario": name, "setup": "single", **r})
+                results.append({"protocol": protocol, "scenario": name, "setup": "single",
+                                "repeat": rep, **r})
                 print(json.dumps(results[-1]), flush=True)
-        finally:
-            stop(n)
-        # (b) and (c): a two-node cluster.
-        rp, rport = redis()
-        a, pa = node(rport, "bench-a")
-        b, pb = node(rport, "bench-b")
-        try:
-            wait_cluster([pa, pb], 2)
-            runs = [("same-node", [pa]), ("cross-node", [pa, pb])] * REPEAT
-            for setup, servers in runs:
-                c0 = cpu_seconds(rp.pid)
-                t0 = time.time()
-                r = bench(args + common, servers, [a.pid, b.pid])
-                redis_cpu = (cpu_seconds(rp.pid) - c0) / (time.time() - t0) * 100
-                row = {"protocol": protocol, "scenario": name, "setup": setup,
-                       "redis_cpu_pct": redis_cpu, **r}
-                if name == "relay" and r.get("msgs_per_s"):
-                    # Redis CPU over the whole run (warm-up and drain included) per message
-                    # delivered in the measured window: an upper bound.
-                    row["redis_cpu_us_per_msg"] = redis_cpu / 100 / r["msgs_per_s"] * 1e6
-                results.append(row)
-                print(json.dumps(row), flush=True)
-        finally:
-            for p in (a, b, rp):
-                stop(p)
+                for setup, servers in [("same-node", [pa]), ("cross-node", [pa, pb])]:
+                    c0 = cpu_seconds(rp.pid)
+                    t0 = time.time()
+                    r = bench(args + common, servers, [a.pid, b.pid])
+                    redis_cpu = (cpu_seconds(rp.pid) - c0) / (time.time() - t0) * 100
+                    row = {"protocol": protocol, "scenario": name, "setup": setup,
+                           "repeat": rep, "redis_cpu_pct": redis_cpu, **r}
+                    if name == "relay" and r.get("msgs_per_s"):
+                        # Redis CPU over the whole run (warm-up and drain included) per
+                        # message delivered in the measured window: an upper bound.
+                        row["redis_cpu_us_per_msg"] = redis_cpu / 100 / r["msgs_per_s"] * 1e6
+                    results.append(row)
+                    print(json.dumps(row), flush=True)
+    finally:
+        for p in (n, a, b, rp):
+            stop(p)
+
+
+def per_core(row):
+    """Messages per second per core the measured server processes used."""
+    return row["msgs_per_s"] / max(row["server_cpu_pct"], 1) * 100
+
+
+def summary(results):
+    """Per dialect: the cross-node relay rate per node-core as a share of the single node's
+    in the same repeat (median and range), and the raw rates."""
+    by = {}
+    for r in results:
+        if r.get("scenario") == "relay":
+            by.setdefault((r["protocol"], r["repeat"]), {})[r["setup"]] = r
+    protocols = sorted({p for p, _ in by})
+    print("| dialect | single msgs/s | cross-node msgs/s | cross-node per node-core, % of "
+          "single (median, range) | Redis µs/msg |", file=sys.stderr)
+    print("|---|---|---|---|---|", file=sys.stderr)
+    for p in protocols:
+        runs = [v for (q, _), v in sorted(by.items()) if q == p and "cross-node" in v]
+        ratios = sorted(100 * per_core(v["cross-node"]) / per_core(v["single"]) for v in runs)
+        if not ratios:
+            continue
+        single = [v["single"]["msgs_per_s"] / 1000 for v in runs]
+        cross = [v["cross-node"]["msgs_per_s"] / 1000 for v in runs]
+        redis = [v["cross-node"].get("redis_cpu_us_per_msg", 0) for v in runs]
+        print(f"| {p} | {min(single):.0f}k–{max(single):.0f}k | {min(cross):.0f}k–{max(cross):.0f}k"
+              f" | {ratios[len(ratios) // 2]:.0f}% ({ratios[0]:.0f}–{ratios[-1]:.0f}%)"
+              f" | {min(redis):.2f}–{max(redis):.2f} |", file=sys.stderr)
 
 
 def idle(results):
@@ -251,6 +281,7 @@ def main():
     if not only or "load" in only:
         for p in protocols:
             load_runs(p, results)
+        summary(results)
     if not only or "idle" in only:
         idle(results)
     print(f"# log: {LOG.name}", file=sys.stderr)

@@ -533,30 +533,11 @@ pub const BATCH_V1: u8 = 1;
 
 /// A record of a binary [`Batch`]: a [`NodeMessage`]'s JSON.
 const REC_MSG: u8 = b'M';
-/// A record of a binary [`Batch`]: an Ant Media relay, [`AmHead`] and its frame.
+/// A record of a binary [`Batch`]: an Ant Media relay's app, room, receiver, sender and
+/// frame.
 const REC_AM: u8 = b'A';
-/// A record of a binary [`Batch`]: a PeerJS relay, [`PjHead`] and its frame.
+/// A record of a binary [`Batch`]: a PeerJS relay's type, ids, `back` and frame.
 const REC_PJ: u8 = b'P';
-
-/// Who an Ant Media frame is for and from (a record's head).
-#[derive(Serialize, Deserialize)]
-struct AmHead<A, R> {
-    app: A,
-    room: R,
-    to: u64,
-    from: u64,
-}
-
-/// Who a PeerJS frame is for and from (a record's head).
-#[derive(Serialize, Deserialize)]
-struct PjHead<S> {
-    #[serde(rename = "type")]
-    kind: PjType,
-    src: S,
-    dst: S,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    back: Option<u64>,
-}
 
 /// Several messages from one node in one publication: a node coalesces the messages it
 /// sends to one node in one round trip ([`Batch::encode`], binary). The registry's scripts
@@ -571,19 +552,20 @@ pub struct Batch {
 
 impl Batch {
     /// The publication of `msgs` from `node`, written in place into one buffer sized up
-    /// front (no buffer per message, no growing copies):
+    /// front (no buffer per message, no growing copies). Numbers are little-endian; a
+    /// string is its length (`u32`) and its UTF-8 bytes:
     ///
     /// ```text
-    /// [BATCH_V1] [node id length: u8] [node id]
-    /// then per message: [kind: u8] [head length: u32 LE] [head] [frame length: u32 LE] [frame]
+    /// BATCH_V1 (u8), node id length (u8), node id
+    /// then per message, by its first byte:
+    ///   'M' JSON                                       any message, as JSON
+    ///   'A' app room to (u64) from (u64) frame         NodeMessage::AmRelay / AmFrame
+    ///   'P' type src dst back (0, or 1 and u64) frame  NodeMessage::PjRelay / PjFrame
     /// ```
     ///
-    /// Kind `M`: the head is the message's JSON, no frame. Kind `A` ([`NodeMessage::AmRelay`]
-    /// or [`NodeMessage::AmFrame`]): the head is `{"app","room","to","from"}`, the frame the
-    /// receiver's `takeConfiguration` / `takeCandidate` / `peerMessageCommand`. Kind `P`
-    /// ([`NodeMessage::PjRelay`] or [`NodeMessage::PjFrame`]): the head is
-    /// `{"type","src","dst","back"}`, the frame the receiver's message. The receiver reads
-    /// `A` and `P` records as [`NodeMessage::AmFrame`] and [`NodeMessage::PjFrame`].
+    /// The frame of an `A` or `P` record is the receiver's `takeConfiguration` /
+    /// `takeCandidate` / `peerMessageCommand`, or PeerJS message, rendered; the receiver
+    /// reads those records as [`NodeMessage::AmFrame`] and [`NodeMessage::PjFrame`].
     #[must_use]
     pub fn encode<'a>(
         node: &NodeId,
@@ -596,56 +578,40 @@ impl Batch {
         out.push(u8::try_from(node.as_str().len()).unwrap_or(u8::MAX));
         out.extend_from_slice(node.as_str().as_bytes());
         for m in msgs {
-            // Names, raw JSON values and numbers always serialize.
-            let _ = match m {
+            match m {
                 NodeMessage::AmRelay {
                     app,
                     room,
                     to,
                     from,
                     msg,
-                } => record(
-                    &mut out,
-                    REC_AM,
-                    &AmHead {
-                        app,
-                        room,
-                        to: *to,
-                        from: *from,
-                    },
-                    |o| {
-                        msg.write_frame(room, o);
-                    },
-                ),
+                } => {
+                    am_head(&mut out, app, room, *to, *from);
+                    let at = reserve_len(&mut out);
+                    msg.write_frame(room, &mut out);
+                    put_len(&mut out, at);
+                }
                 NodeMessage::AmFrame {
                     app,
                     room,
                     to,
                     from,
                     frame,
-                } => record(
-                    &mut out,
-                    REC_AM,
-                    &AmHead {
-                        app,
-                        room,
-                        to: *to,
-                        from: *from,
-                    },
-                    |o| {
-                        o.extend_from_slice(frame.as_str().as_bytes());
-                    },
-                ),
+                } => {
+                    am_head(&mut out, app, room, *to, *from);
+                    put_str(&mut out, frame.as_str());
+                }
                 NodeMessage::PjRelay(r) => {
-                    let head = PjHead {
-                        kind: r.kind,
-                        src: &*r.src,
-                        dst: &*r.dst,
-                        back: r.back,
-                    };
-                    record(&mut out, REC_PJ, &head, |o| {
-                        crate::peerjs::write_relay(o, r.kind, &r.src, &r.dst, r.payload.as_ref());
-                    })
+                    pj_head(&mut out, r.kind, &r.src, &r.dst, r.back);
+                    let at = reserve_len(&mut out);
+                    crate::peerjs::write_relay(
+                        &mut out,
+                        r.kind,
+                        &r.src,
+                        &r.dst,
+                        r.payload.as_ref(),
+                    );
+                    put_len(&mut out, at);
                 }
                 NodeMessage::PjFrame {
                     kind,
@@ -654,18 +620,17 @@ impl Batch {
                     back,
                     frame,
                 } => {
-                    let head = PjHead {
-                        kind: *kind,
-                        src: &**src,
-                        dst: &**dst,
-                        back: *back,
-                    };
-                    record(&mut out, REC_PJ, &head, |o| {
-                        o.extend_from_slice(frame.as_str().as_bytes());
-                    })
+                    pj_head(&mut out, *kind, src, dst, *back);
+                    put_str(&mut out, frame.as_str());
                 }
-                other => record(&mut out, REC_MSG, other, |_| {}),
-            };
+                other => {
+                    out.push(REC_MSG);
+                    let at = reserve_len(&mut out);
+                    // Names, raw JSON values and numbers always serialize.
+                    let _ = serde_json::to_writer(&mut out, other);
+                    put_len(&mut out, at);
+                }
+            }
         }
         out
     }
@@ -696,47 +661,36 @@ impl Batch {
         }
     }
 
-    fn read_binary(mut rest: &[u8]) -> Result<Self, BatchError> {
-        let (&len, after) = rest.split_first().ok_or(BatchError::Malformed)?;
-        let (node, after) = split(after, usize::from(len))?;
-        let node = std::str::from_utf8(node)
+    fn read_binary(bytes: &[u8]) -> Result<Self, BatchError> {
+        let mut r = Reader(bytes);
+        let len = r.next_u8().ok_or(BatchError::Malformed)?;
+        let node = std::str::from_utf8(r.take(usize::from(len))?)
             .ok()
             .and_then(|n| NodeId::new(n).ok())
             .ok_or(BatchError::Malformed)?;
-        rest = after;
         let mut msgs = Vec::new();
-        while let Some((&kind, after)) = rest.split_first() {
-            let (head, after) = length_prefixed(after)?;
-            let (frame, after) = length_prefixed(after)?;
-            rest = after;
-            let bad = |_| BatchError::Malformed;
-            let frame = || {
-                std::str::from_utf8(frame)
-                    .map(|f| Frame(f.into()))
-                    .map_err(|_| BatchError::Malformed)
-            };
+        while let Some(kind) = r.next_u8() {
+            let bad = BatchError::Malformed;
             msgs.push(match kind {
-                REC_MSG => serde_json::from_slice(head).map_err(bad)?,
-                REC_AM => {
-                    let h: AmHead<App, StreamId> = serde_json::from_slice(head).map_err(bad)?;
-                    NodeMessage::AmFrame {
-                        app: h.app,
-                        room: h.room,
-                        to: h.to,
-                        from: h.from,
-                        frame: frame()?,
-                    }
-                }
-                REC_PJ => {
-                    let h: PjHead<Box<str>> = serde_json::from_slice(head).map_err(bad)?;
-                    NodeMessage::PjFrame {
-                        kind: h.kind,
-                        src: h.src,
-                        dst: h.dst,
-                        back: h.back,
-                        frame: frame()?,
-                    }
-                }
+                REC_MSG => serde_json::from_str(r.str()?).map_err(|_| bad)?,
+                REC_AM => NodeMessage::AmFrame {
+                    app: App::new(r.str()?).map_err(|_| bad)?,
+                    room: StreamId::new(r.str()?).map_err(|_| bad)?,
+                    to: r.u64()?,
+                    from: r.u64()?,
+                    frame: Frame(r.str()?.into()),
+                },
+                REC_PJ => NodeMessage::PjFrame {
+                    kind: PjType::parse(r.str()?).ok_or(BatchError::Malformed)?,
+                    src: r.str()?.into(),
+                    dst: r.str()?.into(),
+                    back: match r.next_u8() {
+                        Some(0) => None,
+                        Some(1) => Some(r.u64()?),
+                        _ => return Err(BatchError::Malformed),
+                    },
+                    frame: Frame(r.str()?.into()),
+                },
                 _ => return Err(BatchError::Malformed),
             });
         }
@@ -764,22 +718,35 @@ impl std::fmt::Display for BatchError {
 
 impl std::error::Error for BatchError {}
 
-/// Appends one record of a binary batch: `kind`, `head`'s JSON and the frame `body` writes,
-/// each after its length.
-fn record(
-    out: &mut Vec<u8>,
-    kind: u8,
-    head: &impl Serialize,
-    body: impl FnOnce(&mut Vec<u8>),
-) -> serde_json::Result<()> {
-    out.push(kind);
+/// The head of an Ant Media relay's record.
+fn am_head(out: &mut Vec<u8>, app: &App, room: &StreamId, to: u64, from: u64) {
+    out.push(REC_AM);
+    put_str(out, app.as_str());
+    put_str(out, room.as_str());
+    out.extend_from_slice(&to.to_le_bytes());
+    out.extend_from_slice(&from.to_le_bytes());
+}
+
+/// The head of a PeerJS relay's record.
+fn pj_head(out: &mut Vec<u8>, kind: PjType, src: &str, dst: &str, back: Option<u64>) {
+    out.push(REC_PJ);
+    put_str(out, kind.as_str());
+    put_str(out, src);
+    put_str(out, dst);
+    match back {
+        None => out.push(0),
+        Some(conn) => {
+            out.push(1);
+            out.extend_from_slice(&conn.to_le_bytes());
+        }
+    }
+}
+
+/// A string after its length.
+fn put_str(out: &mut Vec<u8>, s: &str) {
     let at = reserve_len(out);
-    let written = serde_json::to_writer(&mut *out, head);
+    out.extend_from_slice(s.as_bytes());
     put_len(out, at);
-    let at = reserve_len(out);
-    body(out);
-    put_len(out, at);
-    written
 }
 
 /// Leaves room for a length; returns where.
@@ -795,22 +762,44 @@ fn put_len(out: &mut [u8], at: usize) {
     out[at - 4..at].copy_from_slice(&len.to_le_bytes());
 }
 
-/// The first `n` bytes and the rest.
-fn split(bytes: &[u8], n: usize) -> Result<(&[u8], &[u8]), BatchError> {
-    if n > bytes.len() {
-        return Err(BatchError::Malformed);
-    }
-    Ok(bytes.split_at(n))
-}
+/// Reads a binary batch's fields in order.
+struct Reader<'a>(&'a [u8]);
 
-/// A `u32` LE length, that many bytes, and the rest.
-fn length_prefixed(bytes: &[u8]) -> Result<(&[u8], &[u8]), BatchError> {
-    let (len, rest) = split(bytes, 4)?;
-    let len = u32::from_le_bytes([len[0], len[1], len[2], len[3]]);
-    split(
-        rest,
-        usize::try_from(len).map_err(|_| BatchError::Malformed)?,
-    )
+impl<'a> Reader<'a> {
+    /// The next `n` bytes.
+    fn take(&mut self, n: usize) -> Result<&'a [u8], BatchError> {
+        if n > self.0.len() {
+            return Err(BatchError::Malformed);
+        }
+        let (head, rest) = self.0.split_at(n);
+        self.0 = rest;
+        Ok(head)
+    }
+
+    /// The next byte; None at the end.
+    fn next_u8(&mut self) -> Option<u8> {
+        let (&b, rest) = self.0.split_first()?;
+        self.0 = rest;
+        Some(b)
+    }
+
+    fn u32(&mut self) -> Result<u32, BatchError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, BatchError> {
+        let b = self.take(8)?;
+        let mut v = [0; 8];
+        v.copy_from_slice(b);
+        Ok(u64::from_le_bytes(v))
+    }
+
+    /// A string after its length (UTF-8 checked).
+    fn str(&mut self) -> Result<&'a str, BatchError> {
+        let n = usize::try_from(self.u32()?).map_err(|_| BatchError::Malformed)?;
+        std::str::from_utf8(self.take(n)?).map_err(|_| BatchError::Malformed)
+    }
 }
 
 #[cfg(test)]
@@ -1136,26 +1125,48 @@ mod tests {
         let mut unknown = bytes.clone();
         unknown[2 + node.as_str().len()] = b'Z';
         assert_eq!(Batch::read(&unknown), Err(BatchError::Malformed));
+        let str = |out: &mut Vec<u8>, s: &[u8]| {
+            out.extend_from_slice(&u32::try_from(s.len()).unwrap().to_le_bytes());
+            out.extend_from_slice(s);
+        };
         // A frame that is not UTF-8.
         let mut out = vec![BATCH_V1, 1, b'n', REC_PJ];
-        let head = br#"{"type":"OFFER","src":"a","dst":"b"}"#;
-        out.extend_from_slice(&u32::try_from(head.len()).unwrap().to_le_bytes());
-        out.extend_from_slice(head);
-        out.extend_from_slice(&2u32.to_le_bytes());
-        out.extend_from_slice(&[0xc3, 0x28]);
+        for field in [&b"OFFER"[..], b"a", b"b"] {
+            str(&mut out, field);
+        }
+        out.push(0);
+        let good = out.clone();
+        str(&mut out, &[0xc3, 0x28]);
         assert_eq!(Batch::read(&out), Err(BatchError::Malformed));
+        let mut ok = good.clone();
+        str(&mut ok, b"{}");
+        assert_eq!(Batch::read(&ok).unwrap().msgs.len(), 1);
+        // A PeerJS type the server does not relay, and a `back` flag that is neither 0 nor 1.
+        let mut kind = vec![BATCH_V1, 1, b'n', REC_PJ];
+        for field in [&b"OPEN"[..], b"a", b"b"] {
+            str(&mut kind, field);
+        }
+        kind.push(0);
+        str(&mut kind, b"{}");
+        assert_eq!(Batch::read(&kind), Err(BatchError::Malformed));
+        let mut flag = good[..good.len() - 1].to_vec();
+        flag.push(2);
+        str(&mut flag, b"{}");
+        assert_eq!(Batch::read(&flag), Err(BatchError::Malformed));
         // A length past the end.
         let mut long = vec![BATCH_V1, 1, b'n', REC_MSG];
         long.extend_from_slice(&u32::MAX.to_le_bytes());
         assert_eq!(Batch::read(&long), Err(BatchError::Malformed));
-        // A bad name in a head, as in JSON.
+        // A bad name, as in JSON.
         let mut bad = vec![BATCH_V1, 1, b'n', REC_AM];
-        let head = br#"{"app":"live","room":"../x","to":1,"from":2}"#;
-        bad.extend_from_slice(&u32::try_from(head.len()).unwrap().to_le_bytes());
-        bad.extend_from_slice(head);
-        bad.extend_from_slice(&2u32.to_le_bytes());
-        bad.extend_from_slice(b"{}");
+        str(&mut bad, b"live");
+        str(&mut bad, b"../x");
+        bad.extend_from_slice(&[0; 16]);
+        str(&mut bad, b"{}");
         assert_eq!(Batch::read(&bad), Err(BatchError::Malformed));
+        let mut bad_node = Batch::encode(&node, &[]);
+        bad_node[2] = b' ';
+        assert_eq!(Batch::read(&bad_node), Err(BatchError::Malformed));
         assert_eq!(Batch::read(b""), Err(BatchError::Malformed));
         assert_eq!(Batch::read(b"\x01\x00"), Err(BatchError::Malformed));
     }
