@@ -11,7 +11,8 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
-use crate::hub_task::{ConnHandle, HubSender, Out, Outbound, PjParams};
+use crate::hub_task::{HubSender, PjParams};
+use crate::outbound::{ConnHandle, Out, Outbound};
 use crate::upgrade::Socket;
 
 /// Which protocol a WebSocket speaks.
@@ -156,7 +157,7 @@ async fn write(
     socket: &mut Socket,
     rx: &mut futures_channel::mpsc::Receiver<Outbound>,
     first: Ready,
-    bytes: &crate::hub_task::ConnShared,
+    bytes: &crate::outbound::ConnShared,
 ) -> bool {
     let mut next = Some(first);
     let mut written = 0;

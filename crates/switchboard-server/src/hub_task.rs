@@ -8,110 +8,17 @@ use futures_util::future::Either;
 use socketioxide::extract::{AckSender, SocketRef};
 use switchboard_core::{AckId, App, CloseReason, ConnId, Hub, LeaveReason, Output, SioInput};
 use switchboard_core::{ClusterOutput, SeatReply};
-use switchboard_proto::antmedia::{ClientMessage, DecodeError, ServerMessage};
+use switchboard_proto::antmedia::{ClientMessage, DecodeError};
 use switchboard_proto::cluster::{NodeId, NodeMessage};
 use tokio::sync::mpsc::{self, error::TrySendError};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::ServerConfig;
+use crate::outbound::{ConnHandle, ConnShared, Out, Outbound, charge};
 
 /// Most inputs handled before outputs are flushed and the timer is checked again.
 const BATCH: usize = 256;
-
-/// What a connection task receives from the hub, in order.
-pub(crate) type Outbound = Out;
-
-/// A connection's queue, hub → connection task. futures-channel's bounded queue allocates
-/// nothing until a message is sent (one node per message, holding it; no separate box), so
-/// an idle connection's queue is ~150 bytes. tokio's bounded channel costs ~800 bytes per
-/// connection (cache-padded shared state plus a 32-slot block allocated up front), a fifth of
-/// an idle connection's memory.
-pub(crate) type ConnQueue = futures_channel::mpsc::Sender<Outbound>;
-
-/// An entry of a connection's queue.
-#[derive(Debug)]
-pub(crate) enum Out {
-    /// An Ant Media message to write.
-    Msg(ServerMessage),
-    /// A PeerJS message to write.
-    Pj(switchboard_proto::peerjs::PjServerMessage),
-    /// A frame another node rendered (Ant Media or PeerJS), written as it is.
-    Frame(switchboard_proto::cluster::Frame),
-    /// Write a close frame and end.
-    Close(CloseReason),
-}
-
-/// The hub's hold on one connection.
-#[derive(Debug)]
-pub(crate) struct ConnHandle {
-    /// The connection's bounded FIFO.
-    pub(crate) tx: ConnQueue,
-    /// What the hub and the connection task share: the bytes waiting in `tx` and the kill
-    /// switch.
-    pub(crate) shared: Arc<ConnShared>,
-}
-
-/// Shared by the hub and one connection task, in one small allocation (a
-/// `CancellationToken` alone cost more): bytes charged for the connection's queued messages,
-/// part of the process-wide total (whatever is still charged when both ends let go is
-/// returned to it), and a signal to drop the connection at once (slow consumer), even
-/// mid-write.
-#[derive(Debug)]
-pub(crate) struct ConnShared {
-    conn: AtomicUsize,
-    total: Arc<AtomicUsize>,
-    kill: tokio::sync::Notify,
-}
-
-impl ConnShared {
-    /// A connection's share, part of `total`.
-    pub(crate) fn new(total: Arc<AtomicUsize>) -> Self {
-        Self {
-            conn: AtomicUsize::new(0),
-            total,
-            kill: tokio::sync::Notify::new(),
-        }
-    }
-
-    /// Drops the connection: [`ConnShared::killed`] completes (now, or when next awaited).
-    pub(crate) fn kill(&self) {
-        self.kill.notify_one();
-    }
-
-    /// Completes once [`ConnShared::kill`] was called.
-    pub(crate) async fn killed(&self) {
-        self.kill.notified().await;
-    }
-
-    /// The connection task took `out` from the queue.
-    pub(crate) fn release(&self, out: &Out) {
-        let n = charge(out);
-        self.conn.fetch_sub(n, Relaxed);
-        self.total.fetch_sub(n, Relaxed);
-    }
-}
-
-impl Drop for ConnShared {
-    fn drop(&mut self) {
-        self.total.fetch_sub(*self.conn.get_mut(), Relaxed);
-    }
-}
-
-/// Bytes a queued message is charged: its estimated encoded length.
-pub(crate) fn charge(out: &Out) -> usize {
-    match out {
-        Out::Msg(msg) => msg.size_hint(),
-        Out::Pj(msg) => match msg {
-            switchboard_proto::peerjs::PjServerMessage::Relay {
-                src, dst, payload, ..
-            } => 64 + src.len() + dst.len() + payload.as_ref().map_or(0, |p| p.json().len()),
-            _ => 128,
-        },
-        Out::Frame(frame) => frame.len(),
-        Out::Close(_) => 0,
-    }
-}
 
 /// Inputs to the hub task.
 enum Input {
@@ -699,23 +606,15 @@ impl HubTask {
             return;
         };
         let n = charge(&out);
-        let held = handle.shared.conn.load(Relaxed);
-        let total = self.queued_bytes.load(Relaxed);
-        let why = if held + n > self.max_conn_bytes {
-            Some("its queued bytes reached max_queued_bytes_per_connection")
-        } else if total + n > self.max_bytes {
-            Some("all queues together reached max_queued_bytes")
-        } else {
-            handle.shared.conn.fetch_add(n, Relaxed);
-            self.queued_bytes.fetch_add(n, Relaxed);
-            match handle.tx.try_send(out) {
+        let why = match handle.shared.charge(n, self.max_conn_bytes, self.max_bytes) {
+            Err(why) => Some(why),
+            Ok(()) => match handle.tx.try_send(out) {
                 Ok(()) => None,
                 Err(e) => {
-                    handle.shared.conn.fetch_sub(n, Relaxed);
-                    self.queued_bytes.fetch_sub(n, Relaxed);
+                    handle.shared.refund(n);
                     e.is_full().then_some("its outbound queue is full")
                 }
-            }
+            },
         };
         if let Some(why) = why {
             self.slow_consumers += 1;

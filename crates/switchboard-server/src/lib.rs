@@ -37,6 +37,7 @@ mod connection;
 mod eio_guard;
 mod hub_task;
 mod origin;
+mod outbound;
 mod routes;
 mod socketio;
 mod tls;

@@ -141,6 +141,7 @@ impl ClusterView {
 
 mod bus;
 pub(crate) mod registry;
+mod scripts;
 
 pub(crate) use registry::Health;
 
