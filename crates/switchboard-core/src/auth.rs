@@ -269,7 +269,7 @@ impl AuthConfig {
 }
 
 /// Why a token is refused. Every dialect answers with its `unauthorized_access` error and
-/// [`AuthError::reason`] as the reason (docs/PROTOCOLS.md).
+/// its text (`Display`) as the reason (docs/PROTOCOLS.md).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AuthError {
     /// No token was given.

@@ -11,7 +11,7 @@
 //!  edge ── handle_pj_connect / handle_pj_message ────────────────────────────▶ Hub
 //!  edge ── handle_disconnect, handle_timeout(now) when poll_timeout() is due ▶ Hub
 //!  edge ── handle_am_seat / handle_node_message / handle_node_down (cluster) ▶ Hub
-//!  edge ◀── poll_output(): AmSend | SioEmit | SioAck | PjSend | Cluster | Close Hub
+//!  edge ◀── poll_output(): AmSend | SioEmit | SioAck | PjSend | Frame | Cluster | Close
 //!  edge ◀── poll_event(): Joined | Left (for logs) ────────────────────────── Hub
 //! ```
 //! After every `handle_*` call the edge drains [`Hub::poll_output`] until it returns `None`
