@@ -18,8 +18,8 @@ use std::time::Duration;
 use redis::aio::ConnectionManager;
 use switchboard_core::auth::RoomRule;
 use switchboard_core::{
-    ClusterOutput, JoinOutcome, PjClaimOutcome, PjSendOutcome, RouteOutcome, RouteScope, Seat,
-    SeatReply,
+    ClusterOutput, ConnId, JoinOutcome, PjClaimOutcome, PjSendOutcome, RouteOutcome, RouteScope,
+    Seat, SeatReply,
 };
 use switchboard_proto::cluster::{Batch, Envelope, NodeId, NodeMessage};
 use tokio::sync::mpsc;
@@ -148,6 +148,28 @@ pub(crate) fn sio_id_key(id: &str) -> String {
 /// The Redis key of a socket.io room.
 pub(crate) fn sio_room_key(room: &str) -> String {
     format!("sb:sio:room:{room}")
+}
+
+/// The start of a call to a socket.io room script (join or leave): KEYS = the room's hash,
+/// the id's hash, this node's key set; ARGV = node, conn, id; the caller adds the rest.
+fn sio_room_script<'p>(
+    pipe: &'p mut redis::Pipeline,
+    script: &str,
+    room: &str,
+    id: &str,
+    seats: &str,
+    node: &str,
+    conn: ConnId,
+) -> &'p mut redis::Pipeline {
+    pipe.cmd("EVAL")
+        .arg(script)
+        .arg(3)
+        .arg(sio_room_key(room))
+        .arg(sio_id_key(id))
+        .arg(seats)
+        .arg(node)
+        .arg(conn.0)
+        .arg(id)
 }
 
 /// Carries out the hub's cluster outputs until the hub lets go of the queue.
@@ -387,15 +409,7 @@ fn pipeline(
                     room: room.clone(),
                     id: id.clone(),
                 };
-                pipe.cmd("EVAL")
-                    .arg(&scripts.sio_join)
-                    .arg(3)
-                    .arg(sio_room_key(room))
-                    .arg(sio_id_key(id))
-                    .arg(&seats)
-                    .arg(node)
-                    .arg(conn.0)
-                    .arg(&**id)
+                sio_room_script(&mut pipe, &scripts.sio_join, room, id, &seats, node, *conn)
                     .arg(u64::try_from(*max).unwrap_or(u64::MAX))
                     .arg(Envelope::roster_prefix(me, room, conn.0))
                     .arg(Envelope::encode(me, &joined))
@@ -453,15 +467,7 @@ fn pipeline(
                     room: room.clone(),
                     id: id.clone(),
                 };
-                pipe.cmd("EVAL")
-                    .arg(&scripts.sio_leave)
-                    .arg(3)
-                    .arg(sio_room_key(room))
-                    .arg(sio_id_key(id))
-                    .arg(&seats)
-                    .arg(node)
-                    .arg(conn.0)
-                    .arg(&**id)
+                sio_room_script(&mut pipe, &scripts.sio_leave, room, id, &seats, node, *conn)
                     .arg(Envelope::encode(me, &left));
             }
         }
