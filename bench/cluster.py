@@ -21,7 +21,9 @@ Environment: DURATION (5), SERVER_CPU (0), LOAD_CPU (1), IDLE_PEERS (100000), ID
 PROTOCOLS (antmedia,socketio,peerjs), SCENARIOS (relay,rate,churn), REPEAT (1: runs of each
 measurement, one JSON line each; this VM's runs vary by about ±15%). `--only=load` or `--only=idle` runs one part.
 """
-import json, os, random, resource, signal, socket, subprocess, sys, tempfile, time
+import json, os, signal, subprocess, sys, tempfile, time
+
+from benchlib import cpu_seconds, free_port, raise_nofile, rss_kib, stop, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SB = os.environ.get("SWITCHBOARD_BIN", os.path.join(ROOT, "target/release/switchboard"))
@@ -35,33 +37,10 @@ REPEAT = int(os.environ.get("REPEAT", "1"))
 LOG = tempfile.NamedTemporaryFile("w", prefix="sb-cluster-bench-", suffix=".log", delete=False)
 
 
-def free_port():
-    while True:
-        port = random.randint(20000, 32000)
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-                return port
-            except OSError:
-                continue
 
 
-def raise_nofile():
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
-def wait_port(port, proc):
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"exited with {proc.returncode}; see {LOG.name}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on {port}")
 
 
 def spawn(cmd, port, env=None):
@@ -72,14 +51,6 @@ def spawn(cmd, port, env=None):
     return proc
 
 
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def redis():
@@ -114,18 +85,8 @@ def wait_cluster(ports, n):
     raise RuntimeError("the nodes do not see each other")
 
 
-def cpu_seconds(pid):
-    with open(f"/proc/{pid}/stat") as f:
-        rest = f.read().rsplit(")", 1)[1].split()
-    return (int(rest[11]) + int(rest[12])) / 100.0
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def bench(args, servers, pids):

@@ -10,8 +10,10 @@ median. Results: a JSON file, a Markdown section of docs/BENCHMARKS.md (between 
 Environment: RUNS (3), DURATION (measured seconds, 5), SERVER_CPU (0), LOAD_CPU (1),
 IDLE_SIZES (2000,10000,19000).
 """
-import argparse, datetime, json, os, platform, re, resource, signal, socket, statistics
+import argparse, datetime, json, os, platform, re, statistics
 import subprocess, sys, time
+
+from benchlib import free_port, raise_nofile, stop, wait_port
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SB = os.environ.get("SWITCHBOARD_BIN", os.path.join(ROOT, "target/release/switchboard"))
@@ -56,36 +58,10 @@ def scenarios():
     return out
 
 
-def free_port():
-    """A port below the ephemeral range (the load tool's client sockets live there, on
-    several 127.0.0.x addresses), free on every address."""
-    import random
-    while True:
-        port = random.randint(20000, 32000)
-        with socket.socket(socket.AF_INET6) as s:
-            try:
-                s.bind(("::", port))
-                return port
-            except OSError:
-                continue
 
 
-def wait_port(port, proc, timeout=30):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.1)
-    raise RuntimeError(f"server did not listen on {port}")
 
 
-def raise_nofile():
-    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
 def start(cmd, env_extra, port, log):
@@ -99,14 +75,6 @@ def start(cmd, env_extra, port, log):
     return proc
 
 
-def stop(proc):
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def run_one(key, spec, scenario_args, work, log):

@@ -14,6 +14,8 @@ switchboard).
 """
 import base64, hashlib, hmac, json, os, re, signal, socket, statistics, subprocess, sys, tempfile, time, urllib.request
 
+from benchlib import rss_kib
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SB = os.environ.get("SWITCHBOARD_BIN", os.path.join(ROOT, "target/release/switchboard"))
 SECRET = "bench-secret"
@@ -52,12 +54,6 @@ def cpu_ticks(pid):
     return int(fields[11]) + int(fields[12])  # utime + stime
 
 
-def rss_kib(pid):
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def creds(ttl=3600):

@@ -19,7 +19,7 @@ pub(crate) struct TokenArgs {
     /// The app it is good for (the `<app>` of `/<app>/websocket`) [default: any app].
     #[arg(long)]
     app: Option<String>,
-    /// Lifetime in seconds [default: 3600].
+    /// Lifetime in seconds.
     #[arg(long, default_value_t = 3600)]
     ttl: u64,
     /// Not valid before this many seconds from now [default: valid at once].

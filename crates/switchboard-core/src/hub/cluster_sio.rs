@@ -199,14 +199,7 @@ impl Hub {
                     return;
                 }
                 self.cluster.received += 1;
-                self.sio_tell_room(
-                    &room,
-                    None,
-                    &SioEmit::PeerLeft {
-                        room: room.clone(),
-                        id,
-                    },
-                );
+                self.sio_tell_left(&room, id);
             }
             NodeMessage::SioReplaced { id } => {
                 let Some(old) = self.sio.ids.get(&*id).copied() else {
@@ -291,6 +284,15 @@ impl Hub {
         }
     }
 
+    /// Tells the room's members here that `id`, a member held by another node, left.
+    fn sio_tell_left(&mut self, room: &str, id: Box<str>) {
+        let emit = SioEmit::PeerLeft {
+            room: room.into(),
+            id,
+        };
+        self.sio_tell_room(room, None, &emit);
+    }
+
     /// A socket of the same identity connected on another node: this one is replaced.
     fn sio_replace(&mut self, old: ConnId) {
         let _ = self.sio_forget(old, LeaveReason::Replaced);
@@ -326,14 +328,7 @@ impl Hub {
             *list = kept;
             for (id, _) in gone {
                 self.cluster.partner_node_down += 1;
-                self.sio_tell_room(
-                    &room,
-                    None,
-                    &SioEmit::PeerLeft {
-                        room: room.clone(),
-                        id,
-                    },
-                );
+                self.sio_tell_left(&room, id);
             }
         }
     }
