@@ -6,9 +6,9 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createServer, connect } from "node:net";
 import { join } from "node:path";
-import WebSocket from "ws";
+import { pjRaw } from "./lib/peerjs.mjs";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
-import { sioClient as connectSio, waitFor } from "./lib/sio.mjs";
+import { sioClient as connectSio, waitFor, seedCall } from "./lib/sio.mjs";
 
 let redis, nodes, web, browserA, browserB;
 
@@ -210,14 +210,7 @@ test("cluster: the seed call page (socket.io-client in Chromium) on two nodes ma
   const a = await open(browserA, url(nodes[1]));
   const b = await open(browserB, url(nodes[2]));
   try {
-    await a.evaluate(() => window.ready);
-    await b.evaluate(() => window.ready);
-    const bId = await b.evaluate(() => window.socket.id);
-    await a.evaluate((id) => window.call(id), bId);
-    await until(a, "A connected", () => window.pc.connectionState === "connected");
-    await until(b, "B connected", () => window.pc.connectionState === "connected");
-    await assertVideoFlowing(a, "seed page A", "remote", () => window.framesDecoded());
-    await assertVideoFlowing(b, "seed page B", "remote", () => window.framesDecoded());
+    await seedCall(a, b);
   } finally {
     await Promise.all([a.close(), b.close()]);
   }
@@ -319,38 +312,19 @@ test("cluster: the official peerjs client on two nodes: data both ways and a med
   }
 });
 
-/** A raw PeerJS WebSocket to `node`, its frames collected. */
-async function pjRaw(node, query) {
-  const ws = new WebSocket(`ws://127.0.0.1:${node.port}/peerjs/peerjs?${query}`);
-  const frames = [];
-  ws.addEventListener("message", (e) => frames.push(JSON.parse(e.data)));
-  const closed = new Promise((ok) => ws.addEventListener("close", (e) => ok(e.code)));
-  await new Promise((ok, fail) => { ws.addEventListener("open", ok); ws.addEventListener("error", fail); });
-  const next = async (pred = () => true, ms = 3000) => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const i = frames.findIndex(pred);
-      if (i >= 0) return frames.splice(i, 1)[0];
-      if (Date.now() > deadline) throw new Error(`no frame; have ${JSON.stringify(frames)}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
-  return { ws, frames, closed, next, send: (m) => ws.send(JSON.stringify(m)) };
-}
-
 test("cluster: PeerJS ids across nodes: ID-TAKEN, take-over by the same token, a queued message delivered on another node, EXPIRE", async () => {
   const q = (id, token) => `key=peerjs&id=${id}&token=${token}`;
-  const a = await pjRaw(nodes[0], q("raw-a", "ta"));
+  const a = await pjRaw(nodes[0].port, q("raw-a", "ta"));
   assert.equal((await a.next()).type, "OPEN");
   // Another token on another node: ID-TAKEN.
-  const intruder = await pjRaw(nodes[1], q("raw-a", "other"));
+  const intruder = await pjRaw(nodes[1].port, q("raw-a", "other"));
   assert.equal((await intruder.next()).type, "ID-TAKEN");
   await intruder.closed;
   // Messages to an id nobody holds yet wait, in order, and are delivered when it connects
   // on another node.
   for (let n = 0; n < 5; n++) a.send({ type: "OFFER", dst: "raw-late", payload: { n } });
   await new Promise((r) => setTimeout(r, 300));
-  const late = await pjRaw(nodes[2], q("raw-late", "tl"));
+  const late = await pjRaw(nodes[2].port, q("raw-late", "tl"));
   assert.equal((await late.next()).type, "OPEN");
   for (let n = 0; n < 5; n++) {
     const m = await late.next();
@@ -358,7 +332,7 @@ test("cluster: PeerJS ids across nodes: ID-TAKEN, take-over by the same token, a
   }
   // The same token on another node takes the id over: the old socket is closed, and
   // messages reach the new one.
-  const again = await pjRaw(nodes[1], q("raw-a", "ta"));
+  const again = await pjRaw(nodes[1].port, q("raw-a", "ta"));
   assert.equal((await again.next()).type, "OPEN");
   await a.closed;
   late.send({ type: "ANSWER", dst: "raw-a", payload: { ok: 1 } });

@@ -5,6 +5,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import WebSocket from "ws";
+import { pjRaw } from "./lib/peerjs.mjs";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
 
 let sb, web, ba, bb;
@@ -73,24 +74,8 @@ test("peerjs: reconnect() after a dropped socket keeps the same id", async () =>
   }
 });
 
-/** A raw PeerJS WebSocket with its frames collected. */
-async function raw(query) {
-  const ws = new WebSocket(`ws://127.0.0.1:${sb.port}/peerjs/peerjs?${query}`);
-  const frames = [];
-  ws.addEventListener("message", (e) => frames.push(JSON.parse(e.data)));
-  const closed = new Promise((ok) => ws.addEventListener("close", (e) => ok(e.code)));
-  await new Promise((ok, fail) => { ws.addEventListener("open", ok); ws.addEventListener("error", fail); });
-  const next = async (pred = () => true, ms = 3000) => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const i = frames.findIndex(pred);
-      if (i >= 0) return frames.splice(i, 1)[0];
-      if (Date.now() > deadline) throw new Error(`no frame; have ${JSON.stringify(frames)}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
-  return { ws, frames, closed, next, send: (m) => ws.send(typeof m === "string" ? m : JSON.stringify(m)) };
-}
+/** A raw PeerJS WebSocket to the test server with its frames collected. */
+const raw = (query) => pjRaw(sb.port, query);
 
 test("peerjs raw protocol: errors, relay with src stamped, bad JSON, HTTP endpoints", async () => {
   const info = await (await fetch(`${sb.url}/peerjs/`)).json();

@@ -7,7 +7,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { io } from "socket.io-client";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
-import { recording, sioClient, waitFor } from "./lib/sio.mjs";
+import { recording, sioClient, waitFor, seedCall } from "./lib/sio.mjs";
 
 let sb;
 before(async () => { sb = await startSwitchboard(); });
@@ -117,14 +117,7 @@ test("the seed call page (socket.io-client in Chromium): a call with video both 
     const url = `${web.url}/pages/seed.html?server=${encodeURIComponent(sb.url)}`;
     const a = await open(ba, url);
     const b = await open(bb, url);
-    await a.evaluate(() => window.ready);
-    await b.evaluate(() => window.ready);
-    const bId = await b.evaluate(() => window.socket.id);
-    await a.evaluate((id) => window.call(id), bId);
-    await until(a, "A connected", () => window.pc.connectionState === "connected");
-    await until(b, "B connected", () => window.pc.connectionState === "connected");
-    await assertVideoFlowing(a, "seed page A", "remote", () => window.framesDecoded());
-    await assertVideoFlowing(b, "seed page B", "remote", () => window.framesDecoded());
+    await seedCall(a, b);
   } finally {
     await Promise.all([ba.close(), bb.close()]);
     await web.close();

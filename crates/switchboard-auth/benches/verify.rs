@@ -4,47 +4,15 @@
 #![allow(missing_docs, clippy::unwrap_used)]
 
 use std::hint::black_box;
-use std::path::Path;
-use std::process::Command;
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use switchboard_auth::{JwtVerifier, MintClaims, SigningAlgorithm, SigningKey, mint};
 use switchboard_core::auth::TokenVerifier;
 
-fn keypair(dir: &Path, name: &str, args: &[&str]) -> (Vec<u8>, Vec<u8>) {
-    let (private, public) = (
-        dir.join(format!("{name}.key")),
-        dir.join(format!("{name}.pub")),
-    );
-    assert!(
-        Command::new("openssl")
-            .arg("genpkey")
-            .args(args)
-            .arg("-out")
-            .arg(&private)
-            .status()
-            .unwrap()
-            .success()
-    );
-    assert!(
-        Command::new("openssl")
-            .args(["pkey", "-pubout", "-in"])
-            .arg(&private)
-            .arg("-out")
-            .arg(&public)
-            .status()
-            .unwrap()
-            .success()
-    );
-    (
-        std::fs::read(private).unwrap(),
-        std::fs::read(public).unwrap(),
-    )
-}
-
 fn bench(c: &mut Criterion) {
-    let dir = std::env::temp_dir().join(format!("sb-auth-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
     let claims = MintClaims {
         exp: 4_000_000_000,
         sub: Some("alice@example.com".into()),
@@ -75,7 +43,7 @@ fn bench(c: &mut Criterion) {
             &["-algorithm", "ED25519"][..],
         ),
     ] {
-        let (private, public) = keypair(&dir, &name[..5], args);
+        let (private, public) = common::keypair(&name[..5], args);
         let mut v = JwtVerifier::new();
         v.add_public_key_pem(None, &public).unwrap();
         let token = mint(&SigningKey::private_pem(alg, &private).unwrap(), &claims).unwrap();
@@ -100,7 +68,6 @@ fn bench(c: &mut Criterion) {
         b.iter(|| verifier.verify(black_box(&forged)).is_err())
     });
     group.finish();
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 criterion_group!(benches, bench);

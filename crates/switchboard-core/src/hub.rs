@@ -28,8 +28,8 @@ mod peerjs;
 mod socketio;
 
 pub use cluster::{
-    ClusterOutput, ClusterStats, JoinOutcome, PjClaimOutcome, PjSendOutcome, PjSent, RemotePeer,
-    RouteOutcome, RouteScope, Seat, SeatClaim, SeatReply, SioRoute,
+    ClusterOutput, ClusterStats, JoinOutcome, PjClaim, PjClaimOutcome, PjSendOutcome, PjSent,
+    RemotePeer, RouteOutcome, RouteScope, Seat, SeatClaim, SeatReply, SioJoin, SioRoute,
 };
 pub use events::{Change, Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
 

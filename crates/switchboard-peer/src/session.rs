@@ -448,16 +448,7 @@ impl Session {
             }
             f.sent += buf.len() as u64;
             wrote = true;
-            if f.sent - f.reported >= PROGRESS_STEP || f.sent == f.size {
-                f.reported = f.sent;
-                progress = Some(PeerEvent::FileProgress {
-                    id: f.id.clone(),
-                    name: f.name.clone(),
-                    bytes: f.sent,
-                    size: f.size,
-                    sending: true,
-                });
-            }
+            progress = files::progress((&f.id, &f.name), f.sent, f.size, &mut f.reported, true);
             break;
         }
         if let Some(e) = progress {

@@ -5,7 +5,8 @@
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use std::hint::black_box;
-use switchboard_proto::antmedia::{ClientMessage, ServerMessage, decode};
+use switchboard_proto::antmedia::{ClientMessage, decode};
+use switchboard_proto::cluster::AmRelayed;
 use switchboard_proto::peerjs;
 
 const CANDIDATE: &str = r#"{"command":"takeCandidate","streamId":"room-1","label":0,"id":"0","candidate":"candidate:842163049 1 udp 1677729535 198.51.100.23 54400 typ srflx raddr 10.0.0.2 rport 54400 generation 0 ufrag 7sFv network-cost 999"}"#;
@@ -33,29 +34,31 @@ fn antmedia(c: &mut Criterion) {
     g.bench_function("decode takeConfiguration 4 KiB", |b| {
         b.iter(|| decode(black_box(&offer)))
     });
+    // What a partner gets: the relayed part of the message, in the same room.
     let relay = |m: ClientMessage| match m {
         ClientMessage::TakeCandidate {
             stream_id,
             label,
             id,
             candidate,
-        } => ServerMessage::TakeCandidate {
+        } => (
             stream_id,
-            label,
-            id,
-            candidate,
-        },
+            AmRelayed::TakeCandidate {
+                label,
+                id,
+                candidate,
+            },
+        ),
         ClientMessage::TakeConfiguration {
             stream_id,
             kind,
             sdp,
-        } => ServerMessage::TakeConfiguration {
-            stream_id,
-            kind,
-            sdp,
-            id_mapping: Default::default(),
-        },
+        } => (stream_id, AmRelayed::TakeConfiguration { kind, sdp }),
         _ => unreachable!("only relayed messages here"),
+    };
+    let relay = |m| {
+        let (room, msg) = relay(m);
+        msg.into_server_message(room)
     };
     let cand = relay(decode(CANDIDATE).unwrap());
     let conf = relay(decode(&offer).unwrap());

@@ -157,22 +157,8 @@ pub enum NodeMessage {
     },
     /// PeerJS: a message for the id `dst`, held by the receiving node.
     PjRelay(PjRelayed),
-    /// PeerJS: [`NodeMessage::PjRelay`] sent straight to a node, as it arrives: the frame
-    /// the holder of `dst` gets, rendered by the sending node.
-    PjFrame {
-        /// The message's type.
-        #[serde(rename = "type")]
-        kind: PjType,
-        /// The sender's id.
-        src: Box<str>,
-        /// The receiver's id.
-        dst: Box<str>,
-        /// As [`PjRelayed::back`].
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        back: Option<u64>,
-        /// The message the holder of `dst` gets.
-        frame: Frame,
-    },
+    /// PeerJS: [`NodeMessage::PjRelay`] sent straight to a node, as it arrives.
+    PjFrame(PjArrived),
     /// PeerJS: the id claim of `to` (on the receiving node) is done; `queued` waited for the
     /// id in Redis. Published by the claim script on the claimer's own channel, so the
     /// queued messages come before any later one.
@@ -215,6 +201,24 @@ pub struct SioBack {
     /// target must be in a room it allows. None: any target.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub room: Option<Box<str>>,
+}
+
+/// A [`PjRelayed`] sent straight to a node, as it arrives there: its routing, and the frame
+/// the holder of `dst` gets, rendered by the sending node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PjArrived {
+    /// The message's type.
+    #[serde(rename = "type")]
+    pub kind: PjType,
+    /// The sender's id.
+    pub src: Box<str>,
+    /// The receiver's id.
+    pub dst: Box<str>,
+    /// As [`PjRelayed::back`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub back: Option<u64>,
+    /// The message the holder of `dst` gets.
+    pub frame: Frame,
 }
 
 /// A relayed PeerJS message, `src` stamped by the sender's node.
@@ -295,9 +299,7 @@ impl NodeMessage {
             Self::SioRelay { to, payload, .. } => to.len() + payload.json().len(),
             // Sent as its rendered frame, which holds the ids twice.
             Self::PjRelay(m) => 2 * (m.src.len() + m.dst.len()) + opaque(&m.payload),
-            Self::PjFrame {
-                src, dst, frame, ..
-            } => src.len() + dst.len() + frame.len(),
+            Self::PjFrame(m) => m.src.len() + m.dst.len() + m.frame.len(),
             _ => 64,
         }
     }
@@ -340,19 +342,20 @@ pub enum AmRelayed {
 /// [`crate::antmedia::ServerMessage`]'s relay variants, borrowed: the same JSON (a test
 /// holds them equal), written without taking or copying the message.
 #[derive(Serialize)]
-#[serde(tag = "command", rename_all = "camelCase")]
+#[serde(
+    tag = "command",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
 enum AmFrameRef<'a> {
     TakeConfiguration {
-        #[serde(rename = "streamId")]
         stream_id: &'a StreamId,
         #[serde(rename = "type")]
         kind: SdpType,
         sdp: &'a Opaque,
-        #[serde(rename = "idMapping")]
         id_mapping: crate::antmedia::EmptyMap,
     },
     TakeCandidate {
-        #[serde(rename = "streamId")]
         stream_id: &'a StreamId,
         #[serde(skip_serializing_if = "Option::is_none")]
         label: Option<&'a Opaque>,
@@ -361,7 +364,6 @@ enum AmFrameRef<'a> {
         candidate: &'a Opaque,
     },
     PeerMessageCommand {
-        #[serde(rename = "streamId")]
         stream_id: &'a StreamId,
         #[serde(skip_serializing_if = "Option::is_none")]
         definition: Option<&'a Opaque>,

@@ -20,11 +20,18 @@ use crate::outbound::{ConnHandle, ConnShared, Out, Outbound, charge};
 /// Most inputs handled before outputs are flushed and the timer is checked again.
 const BATCH: usize = 256;
 
+/// What a WebSocket connection of a dialect with its own sockets brings to the hub.
+enum ConnectParams {
+    Am(AmParams),
+    Pj(PjParams),
+}
+
 /// Inputs to the hub task.
 enum Input {
+    /// An Ant Media or PeerJS connection (socket.io's sockets come as `SioConnect`).
     Connect {
         conn: ConnId,
-        params: AmParams,
+        params: ConnectParams,
         handle: ConnHandle,
     },
     Message {
@@ -40,11 +47,6 @@ enum Input {
     SioConnect {
         conn: ConnId,
         socket: SocketRef,
-    },
-    PjConnect {
-        conn: ConnId,
-        params: PjParams,
-        handle: ConnHandle,
     },
     PjMessage {
         conn: ConnId,
@@ -182,7 +184,7 @@ impl HubSender {
     pub(crate) fn connect(&self, conn: ConnId, params: AmParams, handle: ConnHandle) -> Queued {
         self.send(Input::Connect {
             conn,
-            params,
+            params: ConnectParams::Am(params),
             handle,
         })
     }
@@ -199,9 +201,9 @@ impl HubSender {
 
     /// Registers a PeerJS connection (the hub answers `OPEN`, or an error and a close).
     pub(crate) fn pj_connect(&self, conn: ConnId, params: PjParams, handle: ConnHandle) -> Queued {
-        self.send(Input::PjConnect {
+        self.send(Input::Connect {
             conn,
-            params,
+            params: ConnectParams::Pj(params),
             handle,
         })
     }
@@ -473,14 +475,24 @@ impl HubTask {
                 if !self.admit(conn, handle) {
                     return;
                 }
-                self.hub.handle_am_connect(
-                    conn,
-                    params.app,
-                    params.host.as_deref(),
-                    params.ip,
-                    params.token.as_deref(),
-                    now,
-                );
+                match params {
+                    ConnectParams::Am(p) => self.hub.handle_am_connect(
+                        conn,
+                        p.app,
+                        p.host.as_deref(),
+                        p.ip,
+                        p.token.as_deref(),
+                        now,
+                    ),
+                    ConnectParams::Pj(p) => self.hub.handle_pj_connect(
+                        conn,
+                        p.key.as_deref(),
+                        p.id.as_deref(),
+                        p.token.as_deref(),
+                        p.ip,
+                        now,
+                    ),
+                }
             }
             Input::Message { conn, msg } => self.hub.handle_am_message(conn, msg, now),
             Input::Activity { conn } => self.hub.handle_am_activity(conn, now),
@@ -503,23 +515,6 @@ impl HubTask {
                     .map(|a| a.0.ip());
                 self.sio.insert(conn, socket);
                 self.hub.handle_sio_connect(conn, &id, ip, grant, now);
-            }
-            Input::PjConnect {
-                conn,
-                params,
-                handle,
-            } => {
-                if !self.admit(conn, handle) {
-                    return;
-                }
-                self.hub.handle_pj_connect(
-                    conn,
-                    params.key.as_deref(),
-                    params.id.as_deref(),
-                    params.token.as_deref(),
-                    params.ip,
-                    now,
-                );
             }
             Input::PjMessage { conn, msg } => self.hub.handle_pj_message(conn, msg, now),
             Input::PjPeers { reply } => {

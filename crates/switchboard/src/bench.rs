@@ -148,21 +148,19 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 close(b, b_task).await;
             }
             let s = Summary::of(&ms);
-            eprintln!(
-                "setup ({path}), {} runs: median {:.1} ms, p90 {:.1} ms, min {:.1} ms, max {:.1} ms",
-                args.runs, s.median, s.p90, s.min, s.max
-            );
-            println!(
-                "{}",
+            report(
+                &args,
+                "setup",
+                format!(
+                    "setup ({path}), {} runs: median {:.1} ms, p90 {:.1} ms, min {:.1} ms, max {:.1} ms",
+                    args.runs, s.median, s.p90, s.min, s.max
+                ),
                 serde_json::json!({
-                    "scenario": "setup",
-                    "via_turn": args.via_turn,
-                    "runs": args.runs,
                     "median_ms": s.median,
                     "p90_ms": s.p90,
                     "min_ms": s.min,
                     "max_ms": s.max,
-                })
+                }),
             );
         }
         Scenario::DcRtt => {
@@ -189,25 +187,23 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
             }
             let m = Summary::of(&medians);
             let all = Summary::of(&all);
-            eprintln!(
-                "dc-rtt ({path}), {} runs × {}: median of run medians {:.3} ms; over all: p99 {:.3} ms, max {:.3} ms",
-                args.runs,
-                args.messages,
-                m.median / 1e3,
-                all.p99 / 1e3,
-                all.max / 1e3
-            );
-            println!(
-                "{}",
+            report(
+                &args,
+                "dc-rtt",
+                format!(
+                    "dc-rtt ({path}), {} runs × {}: median of run medians {:.3} ms; over all: p99 {:.3} ms, max {:.3} ms",
+                    args.runs,
+                    args.messages,
+                    m.median / 1e3,
+                    all.p99 / 1e3,
+                    all.max / 1e3
+                ),
                 serde_json::json!({
-                    "scenario": "dc-rtt",
-                    "via_turn": args.via_turn,
-                    "runs": args.runs,
                     "messages": args.messages,
                     "median_ms": m.median / 1e3,
                     "p99_ms": all.p99 / 1e3,
                     "max_ms": all.max / 1e3,
-                })
+                }),
             );
             close(a, a_task).await;
             b_task.abort();
@@ -241,27 +237,40 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
                 rates.push(mbs);
             }
             let s = Summary::of(&rates);
-            eprintln!(
-                "dc-throughput ({path}), {} runs × {} MiB: median {:.1} MB/s, min {:.1}, max {:.1}",
-                args.runs, args.mib, s.median, s.min, s.max
-            );
-            println!(
-                "{}",
+            report(
+                &args,
+                "dc-throughput",
+                format!(
+                    "dc-throughput ({path}), {} runs × {} MiB: median {:.1} MB/s, min {:.1}, max {:.1}",
+                    args.runs, args.mib, s.median, s.min, s.max
+                ),
                 serde_json::json!({
-                    "scenario": "dc-throughput",
-                    "via_turn": args.via_turn,
-                    "runs": args.runs,
                     "mib": args.mib,
                     "median_mb_s": s.median,
                     "min_mb_s": s.min,
                     "max_mb_s": s.max,
-                })
+                }),
             );
             close(a, a_task).await;
             b_task.abort();
         }
     }
     Ok(())
+}
+
+/// One result: `human` on stderr, and on stdout one JSON object: the scenario, `via_turn`,
+/// `runs` and `fields`.
+fn report(args: &BenchArgs, scenario: &str, human: String, fields: serde_json::Value) {
+    eprintln!("{human}");
+    let mut line = serde_json::json!({
+        "scenario": scenario,
+        "via_turn": args.via_turn,
+        "runs": args.runs,
+    });
+    if let (Some(line), serde_json::Value::Object(fields)) = (line.as_object_mut(), fields) {
+        line.extend(fields);
+    }
+    println!("{line}");
 }
 
 /// Median, p90, p99, min and max of a sample.

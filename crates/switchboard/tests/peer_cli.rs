@@ -5,6 +5,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
@@ -34,17 +35,23 @@ fn chat_peer(port: u16, room: &str) -> ChatPeer {
     chat_peer_with(port, room, &[])
 }
 
+/// `switchboard peer` for `room` on the server at `port`.
+fn peer_command(port: u16, room: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_switchboard"));
+    cmd.args([
+        "peer",
+        "--server",
+        &format!("127.0.0.1:{port}"),
+        "--room",
+        room,
+    ]);
+    cmd
+}
+
 /// `switchboard peer --chat` with `args` besides.
 fn chat_peer_with(port: u16, room: &str, args: &[&str]) -> ChatPeer {
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args([
-            "peer",
-            "--server",
-            &format!("127.0.0.1:{port}"),
-            "--room",
-            room,
-            "--chat",
-        ])
+    let mut child: Child = peer_command(port, room)
+        .arg("--chat")
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -64,14 +71,7 @@ fn chat_peer_with(port: u16, room: &str, args: &[&str]) -> ChatPeer {
 
 /// `switchboard peer` with `args`, its stderr lines collected.
 fn cli_peer(port: u16, room: &str, args: &[&str]) -> (Killed, mpsc::Receiver<String>) {
-    let mut child: Child = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-        .args([
-            "peer",
-            "--server",
-            &format!("127.0.0.1:{port}"),
-            "--room",
-            room,
-        ])
+    let mut child: Child = peer_command(port, room)
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::null())
@@ -82,15 +82,47 @@ fn cli_peer(port: u16, room: &str, args: &[&str]) -> (Killed, mpsc::Receiver<Str
     (Killed(child), stderr)
 }
 
+/// A scratch directory of this test process, removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+
+    /// The path of `name` in it, as a command-line argument.
+    fn arg(&self, name: &str) -> String {
+        self.0.join(name).to_str().unwrap().to_owned()
+    }
+}
+
+impl std::ops::Deref for Scratch {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Borrows owned arguments for [`cli_peer`].
+fn strs(args: &[String]) -> Vec<&str> {
+    args.iter().map(String::as_str).collect()
+}
+
 /// A server and a scratch directory for a media test; `None` (the test is skipped) without
 /// ffmpeg, unless the suite requires it.
-fn media_test(name: &str) -> Option<(common::Switchboard, std::path::PathBuf)> {
+fn media_test(name: &str) -> Option<(common::Switchboard, Scratch)> {
     if !ffmpeg_available() {
         return None;
     }
-    let dir = std::env::temp_dir().join(format!("{name}-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    Some((start_switchboard(&[], &[]), dir))
+    Some((start_switchboard(&[], &[]), Scratch::new(name)))
 }
 
 /// Waits until every one of `wants` has appeared (in any order).
@@ -150,9 +182,8 @@ fn two_cli_peers_chat_and_hang_up() {
 #[test]
 fn send_and_receive_a_file_between_cli_peers() {
     let sb = start_switchboard(&[], &[]);
-    let dir = std::env::temp_dir().join(format!("sb-cli-files-{}", std::process::id()));
+    let dir = Scratch::new("sb-cli-files");
     let inbox = dir.join("inbox");
-    std::fs::create_dir_all(&dir).unwrap();
     let data: Vec<u8> = (0..50_000_001u32)
         .map(|i| (i.wrapping_mul(40_503) >> 7) as u8)
         .collect();
@@ -173,7 +204,6 @@ fn send_and_receive_a_file_between_cli_peers() {
     // The sender hung up; the receiver exits on its own.
     assert!(receiver.0.wait().unwrap().success());
     assert_eq!(std::fs::read(inbox.join("report.pdf")).unwrap(), data);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -181,41 +211,21 @@ fn play_files_and_record_them_exactly() {
     let Some((sb, dir)) = media_test("sb-cli-media") else {
         return;
     };
-    let p = |n: &str| dir.join(n).to_str().unwrap().to_owned();
     // 2 s of VP8 with inter frames (a key frame every 30) and 2 s of Opus.
-    run_ok(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=size=320x240:rate=30",
-            "-t",
-            "2",
-            "-c:v",
-            "libvpx",
-            "-g",
-            "30",
-            "-y",
-            &p("in.ivf"),
-        ],
+    let lavfi = |source: &str, args: &[&str], out: &str| {
+        let input = ["-v", "error", "-f", "lavfi", "-i", source];
+        let out = dir.arg(out);
+        run_ok("ffmpeg", &[&input[..], args, &["-y", &out]].concat());
+    };
+    lavfi(
+        "testsrc=size=320x240:rate=30",
+        &["-t", "2", "-c:v", "libvpx", "-g", "30"],
+        "in.ivf",
     );
-    run_ok(
-        "ffmpeg",
-        &[
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=440:duration=2",
-            "-c:a",
-            "libopus",
-            "-y",
-            &p("in.ogg"),
-        ],
+    lavfi(
+        "sine=frequency=440:duration=2",
+        &["-c:a", "libopus"],
+        "in.ogg",
     );
     let (_, video_in, ..) = probe(&dir.join("in.ivf"));
     let (_, audio_in, ..) = probe(&dir.join("in.ogg"));
@@ -227,9 +237,9 @@ fn play_files_and_record_them_exactly() {
         "cli-media",
         &[
             "--record",
-            &p("out.ivf"),
+            &dir.arg("out.ivf"),
             "--record",
-            &p("out.ogg"),
+            &dir.arg("out.ogg"),
             "--stats",
         ],
     );
@@ -237,7 +247,7 @@ fn play_files_and_record_them_exactly() {
     let (mut sender, sender_err) = cli_peer(
         sb.port,
         "cli-media",
-        &["--play", &p("in.ivf"), "--play", &p("in.ogg")],
+        &["--play", &dir.arg("in.ivf"), "--play", &dir.arg("in.ogg")],
     );
     wait_line(
         &sender_err,
@@ -263,7 +273,6 @@ fn play_files_and_record_them_exactly() {
     assert_eq!(probe(&dir.join("out.ogg")).1, audio_in);
     decodes_cleanly(&dir.join("out.ivf"));
     decodes_cleanly(&dir.join("out.ogg"));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -271,32 +280,23 @@ fn test_pattern_and_tone_both_ways() {
     let Some((sb, dir)) = media_test("sb-cli-testsrc") else {
         return;
     };
-    let p = |n: &str| dir.join(n).to_str().unwrap().to_owned();
     let args = |side: &str| {
         vec![
             "--play".to_owned(),
             "test".to_owned(),
             "--record".to_owned(),
-            p(&format!("{side}.ivf")),
+            dir.arg(&format!("{side}.ivf")),
             "--record".to_owned(),
-            p(&format!("{side}.ogg")),
+            dir.arg(&format!("{side}.ogg")),
             "--duration".to_owned(),
             "3".to_owned(),
         ]
     };
     let a_args = args("a");
     let b_args = args("b");
-    let (mut a, a_err) = cli_peer(
-        sb.port,
-        "cli-testsrc",
-        &a_args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let (mut a, a_err) = cli_peer(sb.port, "cli-testsrc", &strs(&a_args));
     wait_line(&a_err, "waiting for the other peer");
-    let (mut b, b_err) = cli_peer(
-        sb.port,
-        "cli-testsrc",
-        &b_args.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    let (mut b, b_err) = cli_peer(sb.port, "cli-testsrc", &strs(&b_args));
     for err in [&a_err, &b_err] {
         wait_all(err, &["receiving video (vp8)", "receiving audio (opus)"]);
     }
@@ -313,7 +313,6 @@ fn test_pattern_and_tone_both_ways() {
         decodes_cleanly(&dir.join(format!("{side}.ivf")));
         decodes_cleanly(&dir.join(format!("{side}.ogg")));
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The first-hour case: two peers started together, each playing video and audio but
@@ -324,7 +323,7 @@ fn both_send_and_record_video_only_started_together() {
     let Some((sb, dir)) = media_test("sb-cli-both") else {
         return;
     };
-    let out = |side: &str| dir.join(format!("{side}.ivf")).to_str().unwrap().to_owned();
+    let out = |side: &str| dir.arg(&format!("{side}.ivf"));
     let (a_out, b_out) = (out("a"), out("b"));
     let args = |rec: &str| {
         [
@@ -339,11 +338,8 @@ fn both_send_and_record_video_only_started_together() {
         .map(str::to_owned)
     };
     let (a_args, b_args) = (args(&a_out), args(&b_out));
-    fn refs(v: &[String; 7]) -> Vec<&str> {
-        v.iter().map(String::as_str).collect()
-    }
-    let (mut a, a_err) = cli_peer(sb.port, "cli-both", &refs(&a_args));
-    let (mut b, b_err) = cli_peer(sb.port, "cli-both", &refs(&b_args));
+    let (mut a, a_err) = cli_peer(sb.port, "cli-both", &strs(&a_args));
+    let (mut b, b_err) = cli_peer(sb.port, "cli-both", &strs(&b_args));
     for err in [&a_err, &b_err] {
         wait_all(
             err,
@@ -388,7 +384,6 @@ fn both_send_and_record_video_only_started_together() {
             "{duration} s for {frames} frames"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A file announced larger than `--max-file-size` is refused before anything is written;
@@ -396,7 +391,7 @@ fn both_send_and_record_video_only_started_together() {
 #[test]
 fn a_file_over_max_file_size_is_refused_before_it_is_written() {
     let sb = start_switchboard(&[], &[]);
-    let dir = std::env::temp_dir().join(format!("sb-cli-maxsize-{}", std::process::id()));
+    let dir = Scratch::new("sb-cli-maxsize");
     let inbox = dir.join("inbox");
     std::fs::create_dir_all(&inbox).unwrap();
     let big = dir.join("big.bin");
@@ -422,7 +417,6 @@ fn a_file_over_max_file_size_is_refused_before_it_is_written() {
         0,
         "nothing written"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Recording a kind of media the other side never sends leaves no unplayable file behind.
@@ -456,7 +450,6 @@ fn a_recording_that_received_nothing_is_not_kept() {
         "an empty recording was left at {}",
         ogg.display()
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A full room, an invalid room name, a port with nothing behind it and an HTTP server that is
@@ -549,8 +542,7 @@ fn an_ordinary_call_logs_joins_and_leaves_and_no_errors_or_warnings() {
 
 #[test]
 fn bad_media_arguments_are_clear_errors() {
-    let dir = std::env::temp_dir().join(format!("sb-cli-badmedia-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = Scratch::new("sb-cli-badmedia");
     std::fs::write(dir.join("junk.ivf"), b"this is not an ivf file at all....").unwrap();
     let junk = dir.join("junk.ivf");
     for (args, want) in [
@@ -569,16 +561,11 @@ fn bad_media_arguments_are_clear_errors() {
             "expected a .ivf (video) or .ogg/.opus (audio) file",
         ),
     ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
-            .args(["peer", "--server", "127.0.0.1:9", "--room", "r"])
-            .args(&args)
-            .output()
-            .unwrap();
+        let out = peer_command(9, "r").args(&args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}");
         assert!(err.contains(want), "{args:?}: {err}");
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

@@ -51,6 +51,16 @@ impl Ca {
         self.dir.join(name).to_str().unwrap().to_owned()
     }
 
+    /// `switchboard serve` with this CA's `cert.pem` and `key.pem`, reloaded every
+    /// `reload_secs` (0: on SIGHUP only), and `extra` arguments.
+    fn serve(&self, reload_secs: &str, extra: &[&str]) -> common::Switchboard {
+        let (cert, key) = (self.path("cert.pem"), self.path("key.pem"));
+        let mut args = vec!["--tls-cert", &cert, "--tls-key", &key];
+        args.extend(["--tls-reload-secs", reload_secs]);
+        args.extend(extra);
+        start_switchboard(&args, &[])
+    }
+
     fn connector(&self) -> tokio_rustls::TlsConnector {
         let mut roots = rustls::RootCertStore::empty();
         roots.add(self.issuer.der().clone()).unwrap();
@@ -140,20 +150,8 @@ fn hup(pid: u32) {
 async fn wss_and_https_with_a_certificate_replaced_during_a_call() {
     let ca = Ca::new("reload");
     let first = ca.issue();
-    let sb = start_switchboard(
-        &[
-            "--tls-cert",
-            &ca.path("cert.pem"),
-            "--tls-key",
-            &ca.path("key.pem"),
-            // On SIGHUP only, so the file-change path is tested on its own below.
-            "--tls-reload-secs",
-            "0",
-            "--turn-tls-listen",
-            "127.0.0.1:0",
-        ],
-        &[],
-    );
+    // Reloaded on SIGHUP only, so the file-change path is tested on its own below.
+    let sb = ca.serve("0", &["--turn-tls-listen", "127.0.0.1:0"]);
     let port = sb.port;
     // HTTPS.
     let mut s = tls(&ca, port).await;
@@ -203,17 +201,7 @@ async fn wss_and_https_with_a_certificate_replaced_during_a_call() {
 async fn a_changed_certificate_file_is_picked_up_without_a_signal() {
     let ca = Ca::new("watch");
     ca.issue();
-    let sb = start_switchboard(
-        &[
-            "--tls-cert",
-            &ca.path("cert.pem"),
-            "--tls-key",
-            &ca.path("key.pem"),
-            "--tls-reload-secs",
-            "1",
-        ],
-        &[],
-    );
+    let sb = ca.serve("1", &[]);
     // File times have a one-second granularity on some file systems.
     tokio::time::sleep(Duration::from_millis(1100)).await;
     let second = ca.issue();

@@ -121,32 +121,11 @@ pub enum ClusterOutput {
     /// answers with [`Hub::handle_sio_join_reply`] and, when the place is taken, publishes the
     /// roster to this node ([`NodeMessage::SioRoster`]) and, when `announce`,
     /// [`NodeMessage::SioPeerJoined`] to the nodes of the other members.
-    SioJoin {
-        /// The joiner.
-        conn: ConnId,
-        /// Its socket id.
-        id: Box<str>,
-        /// The room.
-        room: Box<str>,
-        /// The room size.
-        max: usize,
-        /// Whether the others hear of it (false when a place is taken again after Redis
-        /// lost it: they know already).
-        announce: bool,
-    },
+    SioJoin(SioJoin),
     /// PeerJS: claim `id` for `conn` (with its token: the same token takes it over from
     /// another node); answer with [`Hub::handle_pj_claim_reply`]. Unless `again`, the
     /// registry then publishes [`NodeMessage::PjClaimed`] with what waited for the id.
-    PjClaim {
-        /// The connection.
-        conn: ConnId,
-        /// The id.
-        id: Box<str>,
-        /// Its token.
-        token: Box<str>,
-        /// Claimed again after Redis forgot it (nothing is published).
-        again: bool,
-    },
+    PjClaim(PjClaim),
     /// PeerJS: `conn` no longer holds `id` (unless another connection holds it now).
     PjUnregister {
         /// The connection.
@@ -260,6 +239,35 @@ pub struct SioRoute {
     pub payload: switchboard_proto::Opaque,
     /// Whom it may reach.
     pub scope: RouteScope,
+}
+
+/// A socket.io join of a room whose size counts every node ([`ClusterOutput::SioJoin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SioJoin {
+    /// The joiner.
+    pub conn: ConnId,
+    /// Its socket id.
+    pub id: Box<str>,
+    /// The room.
+    pub room: Box<str>,
+    /// The room size.
+    pub max: usize,
+    /// Whether the others hear of it (false when a place is taken again after Redis lost it:
+    /// they know already).
+    pub announce: bool,
+}
+
+/// A PeerJS id claim ([`ClusterOutput::PjClaim`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PjClaim {
+    /// The connection.
+    pub conn: ConnId,
+    /// The id.
+    pub id: Box<str>,
+    /// Its token.
+    pub token: Box<str>,
+    /// Claimed again after Redis forgot it (nothing is published).
+    pub again: bool,
 }
 
 /// What became of a [`SioRoute`].
@@ -538,7 +546,7 @@ impl Hub {
             | NodeMessage::SioReplaced { .. }
             | NodeMessage::SioMiss { .. } => self.sio_node_message(from, msg),
             NodeMessage::PjRelay(_)
-            | NodeMessage::PjFrame { .. }
+            | NodeMessage::PjFrame(_)
             | NodeMessage::PjClaimed { .. }
             | NodeMessage::PjReplaced { .. }
             | NodeMessage::PjMiss { .. } => self.pj_node_message(from, msg, now),
@@ -710,14 +718,12 @@ impl Hub {
                 self.handle_sio_routed(r.conn, r.ack, r.event, &r.target, outcome);
                 false
             }
-            ClusterOutput::SioJoin { conn, room, .. } => {
-                self.handle_sio_join_reply(conn, &room, JoinOutcome::Unavailable);
+            ClusterOutput::SioJoin(join) => {
+                self.handle_sio_join_reply(join.conn, &join.room, JoinOutcome::Unavailable);
                 true
             }
-            ClusterOutput::PjClaim {
-                conn, id, again, ..
-            } => {
-                self.handle_pj_claim_reply(conn, &id, again, PjClaimOutcome::Unavailable);
+            ClusterOutput::PjClaim(c) => {
+                self.handle_pj_claim_reply(c.conn, &c.id, c.again, PjClaimOutcome::Unavailable);
                 true
             }
             ClusterOutput::PjSend { sent, .. } => {

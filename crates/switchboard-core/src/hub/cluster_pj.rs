@@ -16,7 +16,7 @@ use std::time::Instant;
 use switchboard_proto::cluster::{NodeId, NodeMessage, PjRelayed};
 use switchboard_proto::peerjs::{PjServerMessage, PjType, errors};
 
-use super::cluster::{ClusterOutput, PjClaimOutcome, PjSendOutcome, PjSent};
+use super::cluster::{ClusterOutput, PjClaim, PjClaimOutcome, PjSendOutcome, PjSent};
 use super::peerjs::{PjTimer, PjWaiting};
 use super::{CloseReason, ConnId, Hub, LeaveReason, Output};
 
@@ -73,15 +73,12 @@ impl Hub {
                     self.pj_send(conn, msg);
                 }
             }
-            NodeMessage::PjFrame {
-                kind,
-                src,
-                dst,
-                back,
-                frame,
-            } => {
-                if let Some((conn, ..)) = self.pj_relay_in(from, kind, src, dst, back) {
-                    self.out.push_back(Output::Frame { conn, frame });
+            NodeMessage::PjFrame(m) => {
+                if let Some((conn, ..)) = self.pj_relay_in(from, m.kind, m.src, m.dst, m.back) {
+                    self.out.push_back(Output::Frame {
+                        conn,
+                        frame: m.frame,
+                    });
                 }
             }
             NodeMessage::PjMiss {
@@ -362,12 +359,12 @@ impl Hub {
             .collect();
         held.sort_unstable();
         for (conn, id, token) in held {
-            self.cluster_out(ClusterOutput::PjClaim {
+            self.cluster_out(ClusterOutput::PjClaim(PjClaim {
                 conn,
                 id,
                 token,
                 again: true,
-            });
+            }));
         }
     }
 }

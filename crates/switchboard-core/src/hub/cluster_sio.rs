@@ -14,7 +14,7 @@
 use switchboard_proto::cluster::{NodeId, NodeMessage};
 use switchboard_proto::socketio::{SioAck, SioEmit, SioError};
 
-use super::cluster::{ClusterOutput, JoinOutcome, RouteOutcome};
+use super::cluster::{ClusterOutput, JoinOutcome, RouteOutcome, SioJoin};
 use super::{AckId, ConnId, Hub, LeaveReason, Output};
 
 impl Hub {
@@ -348,13 +348,13 @@ impl Hub {
                 id: id.clone(),
             });
             if let Some(room) = room {
-                self.cluster_out(ClusterOutput::SioJoin {
+                self.cluster_out(ClusterOutput::SioJoin(SioJoin {
                     conn,
                     id,
                     room,
                     max: usize::MAX, // already in: never refused
                     announce,
-                });
+                }));
             }
         }
     }

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use switchboard_proto::cluster::PjRelayed;
 use switchboard_proto::peerjs::{PjClientMessage, PjServerMessage, PjType, errors};
 
-use super::cluster::ClusterOutput;
+use super::cluster::{ClusterOutput, PjClaim};
 use super::{AuthError, Claims, CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
 
 /// Longest id or token accepted (bytes).
@@ -329,12 +329,12 @@ impl Hub {
                     grant,
                 },
             );
-            return self.cluster_out(ClusterOutput::PjClaim {
+            return self.cluster_out(ClusterOutput::PjClaim(PjClaim {
                 conn,
                 id: id.into(),
                 token: token.into(),
                 again: false,
-            });
+            }));
         }
         self.pj_open(conn, id, token, grant, now, Vec::new());
     }

@@ -12,7 +12,7 @@ use switchboard_proto::socketio::{SioAck, SioEmit, SioError, SioRelay};
 
 use switchboard_proto::cluster::{NodeId, NodeMessage, SioBack};
 
-use super::cluster::{ClusterOutput, RouteScope, SioRoute};
+use super::cluster::{ClusterOutput, RouteScope, SioJoin, SioRoute};
 use super::{AuthError, Claims, CloseReason, ConnId, Dialect, Hub, LeaveReason, Output};
 
 /// An event from a socket.io client, decoded by the edge.
@@ -399,13 +399,13 @@ impl Hub {
         }
         if clustered {
             self.sio.pending.insert(conn, (room.clone(), ack));
-            self.cluster_out(ClusterOutput::SioJoin {
+            self.cluster_out(ClusterOutput::SioJoin(SioJoin {
                 conn,
                 id,
                 room,
                 max: self.config.sio_max_room_peers,
                 announce: true,
-            });
+            }));
             return Ok(None);
         }
         let others: Vec<ConnId> = self.sio.rooms.get(&room).cloned().unwrap_or_default();

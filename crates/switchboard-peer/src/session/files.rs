@@ -89,6 +89,34 @@ pub(crate) fn create_unique(dir: &Path, name: &str) -> io::Result<(PathBuf, std:
     ))
 }
 
+/// A [`PeerEvent::FileProgress`] for a transfer at `bytes` of `size`, at most one per
+/// [`PROGRESS_STEP`] since `reported` (which it moves up). A sender also reports its last
+/// byte; a receiver leaves that to [`PeerEvent::FileReceived`].
+pub(super) fn progress(
+    (id, name): (&str, &str),
+    bytes: u64,
+    size: u64,
+    reported: &mut u64,
+    sending: bool,
+) -> Option<PeerEvent> {
+    let due = bytes - *reported >= PROGRESS_STEP;
+    if !(if sending {
+        due || bytes == size
+    } else {
+        due && bytes < size
+    }) {
+        return None;
+    }
+    *reported = bytes;
+    Some(PeerEvent::FileProgress {
+        id: id.to_owned(),
+        name: name.to_owned(),
+        bytes,
+        size,
+        sending,
+    })
+}
+
 impl Session {
     pub(crate) async fn start_file(
         &mut self,
@@ -278,16 +306,13 @@ impl Session {
                         st.file.write_all(data)?;
                         st.hasher.update(data);
                         st.received += data.len() as u64;
-                        if st.received - st.reported >= PROGRESS_STEP && st.received < st.size {
-                            st.reported = st.received;
-                            event = Some(PeerEvent::FileProgress {
-                                id: r.id.clone(),
-                                name: st.name.clone(),
-                                bytes: st.received,
-                                size: st.size,
-                                sending: false,
-                            });
-                        }
+                        event = progress(
+                            (&r.id, &st.name),
+                            st.received,
+                            st.size,
+                            &mut st.reported,
+                            false,
+                        );
                     }
                 }
             }

@@ -138,28 +138,22 @@ impl DecodeError {
     }
 }
 
-/// The fields a client frame may carry; values stay raw until the command is known.
+/// The fields a client frame may carry; values stay raw until the command is known (every
+/// field borrows from the frame, hence the container-wide `'de: 'a`).
 #[derive(Deserialize)]
+#[serde(bound(deserialize = "'de: 'a"))]
 struct Frame<'a> {
-    #[serde(borrow)]
     command: Option<&'a RawValue>,
-    #[serde(borrow, rename = "streamId")]
+    #[serde(rename = "streamId")]
     stream_id: Option<&'a RawValue>,
-    #[serde(borrow, rename = "type")]
+    #[serde(rename = "type")]
     kind: Option<&'a RawValue>,
-    #[serde(borrow)]
     sdp: Option<&'a RawValue>,
-    #[serde(borrow)]
     label: Option<&'a RawValue>,
-    #[serde(borrow)]
     id: Option<&'a RawValue>,
-    #[serde(borrow)]
     candidate: Option<&'a RawValue>,
-    #[serde(borrow)]
     definition: Option<&'a RawValue>,
-    #[serde(borrow)]
     data: Option<&'a RawValue>,
-    #[serde(borrow)]
     token: Option<&'a RawValue>,
 }
 

@@ -3,7 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{Envelope, NodeId, NodeMessage};
+use super::{Envelope, NodeId, NodeMessage, PjArrived};
 use crate::peerjs::PjType;
 use crate::{App, StreamId};
 
@@ -133,15 +133,9 @@ impl Batch {
                     );
                     put_len(&mut out, at);
                 }
-                NodeMessage::PjFrame {
-                    kind,
-                    src,
-                    dst,
-                    back,
-                    frame,
-                } => {
-                    pj_head(&mut out, *kind, src, dst, *back);
-                    put_str(&mut out, frame.as_str());
+                NodeMessage::PjFrame(m) => {
+                    pj_head(&mut out, m.kind, &m.src, &m.dst, m.back);
+                    put_str(&mut out, m.frame.as_str());
                 }
                 other => {
                     out.push(REC_MSG);
@@ -200,7 +194,7 @@ impl Batch {
                     from: r.u64()?,
                     frame: Frame(r.str()?.into()),
                 },
-                REC_PJ => NodeMessage::PjFrame {
+                REC_PJ => NodeMessage::PjFrame(PjArrived {
                     kind: PjType::parse(r.str()?).ok_or(BatchError::Malformed)?,
                     src: r.str()?.into(),
                     dst: r.str()?.into(),
@@ -210,7 +204,7 @@ impl Batch {
                         _ => return Err(BatchError::Malformed),
                     },
                     frame: Frame(r.str()?.into()),
-                },
+                }),
                 _ => return Err(BatchError::Malformed),
             });
         }

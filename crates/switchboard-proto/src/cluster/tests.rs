@@ -209,83 +209,81 @@ fn a_rendered_frame_is_the_message_its_receiver_would_get() {
     }
 }
 
-fn mixed() -> Vec<NodeMessage> {
+/// Messages of every kind a batch carries, each with what it is when it arrives on another
+/// node (relays as their receivers' frames; the rest as they were sent).
+fn mixed() -> Vec<(NodeMessage, NodeMessage)> {
     let app = App::new("live").unwrap();
     let room = StreamId::new("r").unwrap();
-    let mut msgs: Vec<NodeMessage> = am_bodies()
+    let mut msgs: Vec<(NodeMessage, NodeMessage)> = am_bodies()
         .into_iter()
-        .map(|msg| NodeMessage::AmRelay {
-            app: app.clone(),
-            room: room.clone(),
-            to: 7,
-            from: u64::MAX,
-            msg,
+        .map(|msg| {
+            let arrived = NodeMessage::AmFrame {
+                app: app.clone(),
+                room: room.clone(),
+                to: 7,
+                from: u64::MAX,
+                frame: msg.frame(&room),
+            };
+            let sent = NodeMessage::AmRelay {
+                app: app.clone(),
+                room: room.clone(),
+                to: 7,
+                from: u64::MAX,
+                msg,
+            };
+            (sent, arrived)
         })
         .collect();
-    msgs.push(NodeMessage::AmLeft {
-        app,
-        room,
-        to: 7,
-        from: 8,
-    });
-    msgs.push(NodeMessage::PjRelay(PjRelayed {
+    let pj = PjRelayed {
         kind: PjType::Candidate,
         src: "a".into(),
         dst: "b".into(),
         payload: Some(opaque(r#"{"candidate":{"candidate":"c"}}"#)),
         back: Some(9),
-    }));
-    msgs.push(NodeMessage::PjMiss {
-        conn: 9,
-        kind: PjType::Answer,
-        src: "a".into(),
-        dst: "b".into(),
-    });
-    msgs.push(NodeMessage::SioRelay {
-        to: "t".into(),
-        event: SioRelay::Offer,
-        payload: opaque(r#"{"from":"s"}"#),
-        back: None,
-    });
-    msgs
-}
-
-/// What `msg` is when it arrives on another node.
-fn arrived(msg: NodeMessage) -> NodeMessage {
-    match msg {
-        NodeMessage::AmRelay {
+    };
+    msgs.push((
+        NodeMessage::PjRelay(pj.clone()),
+        NodeMessage::PjFrame(PjArrived {
+            kind: PjType::Candidate,
+            src: "a".into(),
+            dst: "b".into(),
+            back: Some(9),
+            frame: pj.frame(),
+        }),
+    ));
+    for m in [
+        NodeMessage::AmLeft {
             app,
             room,
-            to,
-            from,
-            msg,
-        } => NodeMessage::AmFrame {
-            frame: msg.frame(&room),
-            app,
-            room,
-            to,
-            from,
+            to: 7,
+            from: 8,
         },
-        NodeMessage::PjRelay(m) => NodeMessage::PjFrame {
-            frame: m.frame(),
-            kind: m.kind,
-            src: m.src,
-            dst: m.dst,
-            back: m.back,
+        NodeMessage::PjMiss {
+            conn: 9,
+            kind: PjType::Answer,
+            src: "a".into(),
+            dst: "b".into(),
         },
-        other => other,
+        NodeMessage::SioRelay {
+            to: "t".into(),
+            event: SioRelay::Offer,
+            payload: opaque(r#"{"from":"s"}"#),
+            back: None,
+        },
+    ] {
+        msgs.push((m.clone(), m));
     }
+    msgs
 }
 
 #[test]
 fn relays_cross_in_a_binary_batch_as_their_receivers_frames_in_order() {
     let node = NodeId::new("node-a").unwrap();
-    let msgs = mixed();
+    let (msgs, expected): (Vec<_>, Vec<_>) = mixed().into_iter().unzip();
     let bytes = Batch::encode(&node, &msgs);
     assert_eq!(bytes[0], BATCH_V1);
     let batch = Batch::read(&bytes).unwrap();
     assert_eq!(batch.node, node);
-    let expected: Vec<NodeMessage> = msgs.into_iter().map(arrived).collect();
     assert_eq!(batch.msgs, expected);
     // A frame that arrived can be sent on as it is.
     let again = Batch::read(&Batch::encode(&node, &batch.msgs)).unwrap();
@@ -299,11 +297,12 @@ fn relays_cross_in_a_binary_batch_as_their_receivers_frames_in_order() {
 #[test]
 fn a_damaged_binary_batch_is_refused_without_a_panic() {
     let node = NodeId::new("node-a").unwrap();
-    let bytes = Batch::encode(&node, &mixed());
+    let sent: Vec<NodeMessage> = mixed().into_iter().map(|(m, _)| m).collect();
+    let bytes = Batch::encode(&node, &sent);
     // Cut anywhere: refused, or (cut between records) the records before the cut.
     for n in 0..bytes.len() {
         if let Ok(b) = Batch::read(&bytes[..n]) {
-            assert!(b.msgs.len() < mixed().len());
+            assert!(b.msgs.len() < sent.len());
         }
     }
     // Every byte changed in turn: never a panic.

@@ -398,34 +398,31 @@ fn pipeline(
                     .arg(format!("{node}/{}", conn.0));
             }
             ClusterOutput::SioRoute(_) => {} // routed above
-            ClusterOutput::SioJoin {
-                conn,
-                id,
-                room,
-                max,
-                announce,
-            } => {
+            ClusterOutput::SioJoin(j) => {
                 let joined = NodeMessage::SioPeerJoined {
-                    room: room.clone(),
-                    id: id.clone(),
+                    room: j.room.clone(),
+                    id: j.id.clone(),
                 };
-                sio_room_script(&mut pipe, &scripts.sio_join, room, id, &seats, node, *conn)
-                    .arg(u64::try_from(*max).unwrap_or(u64::MAX))
-                    .arg(Envelope::roster_prefix(me, room, conn.0))
-                    .arg(Envelope::encode(me, &joined))
-                    .arg(&**room)
-                    .arg(u8::from(*announce))
-                    // A place taken again after Redis forgot it (never refused).
-                    .arg(u8::from(*max == usize::MAX));
+                sio_room_script(
+                    &mut pipe,
+                    &scripts.sio_join,
+                    &j.room,
+                    &j.id,
+                    &seats,
+                    node,
+                    j.conn,
+                )
+                .arg(u64::try_from(j.max).unwrap_or(u64::MAX))
+                .arg(Envelope::roster_prefix(me, &j.room, j.conn.0))
+                .arg(Envelope::encode(me, &joined))
+                .arg(&*j.room)
+                .arg(u8::from(j.announce))
+                // A place taken again after Redis forgot it (never refused).
+                .arg(u8::from(j.max == usize::MAX));
             }
-            ClusterOutput::PjClaim {
-                conn,
-                id,
-                token,
-                again,
-            } => {
-                let [id_key, queue, bytes] = pj_keys(id);
-                let replaced = NodeMessage::PjReplaced { id: id.clone() };
+            ClusterOutput::PjClaim(c) => {
+                let [id_key, queue, bytes] = pj_keys(&c.id);
+                let replaced = NodeMessage::PjReplaced { id: c.id.clone() };
                 pipe.cmd("EVAL")
                     .arg(&scripts.pj_claim)
                     .arg(4)
@@ -434,11 +431,11 @@ fn pipeline(
                     .arg(bytes)
                     .arg(&seats)
                     .arg(node)
-                    .arg(conn.0)
-                    .arg(token_digest(token))
-                    .arg(Envelope::claimed_prefix(me, id, conn.0))
+                    .arg(c.conn.0)
+                    .arg(token_digest(&c.token))
+                    .arg(Envelope::claimed_prefix(me, &c.id, c.conn.0))
                     .arg(Envelope::encode(me, &replaced))
-                    .arg(u8::from(*again));
+                    .arg(u8::from(c.again));
             }
             ClusterOutput::PjUnregister { conn, id } => {
                 let [id_key, ..] = pj_keys(id);
@@ -534,7 +531,7 @@ async fn answered(
             };
             let _ = hub.sio_routed(route, outcome).await;
         }
-        ClusterOutput::SioJoin { conn, room, .. } => {
+        ClusterOutput::SioJoin(switchboard_core::SioJoin { conn, room, .. }) => {
             let outcome = match redis::from_redis_value::<String>(value).as_deref() {
                 Ok("queued") => JoinOutcome::Queued,
                 Ok("full") => JoinOutcome::Full,
@@ -542,9 +539,9 @@ async fn answered(
             };
             let _ = hub.sio_join_reply(conn, room, outcome).await;
         }
-        ClusterOutput::PjClaim {
+        ClusterOutput::PjClaim(switchboard_core::PjClaim {
             conn, id, again, ..
-        } => {
+        }) => {
             let outcome = match redis::from_redis_value::<String>(value).as_deref() {
                 Ok("done") => PjClaimOutcome::Done,
                 Ok("taken") => PjClaimOutcome::Taken,

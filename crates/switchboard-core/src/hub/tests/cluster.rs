@@ -40,6 +40,24 @@ struct Cluster {
     routed: usize,
 }
 
+/// The nodes other than `me` that hold members of a room, each once.
+fn other_nodes(members: &[(String, NodeId, u64)], me: &NodeId) -> Vec<NodeId> {
+    let mut nodes: Vec<NodeId> = Vec::new();
+    for (_, n, _) in members {
+        if n != me && !nodes.contains(n) {
+            nodes.push(n.clone());
+        }
+    }
+    nodes
+}
+
+/// Removes `id` if this node's `conn` still holds it (the scripts' compare-and-delete).
+fn forget<T>(ids: &mut HashMap<String, (NodeId, u64, T)>, id: &str, me: &NodeId, conn: ConnId) {
+    if ids.get(id).is_some_and(|(n, c, _)| n == me && *c == conn.0) {
+        ids.remove(id);
+    }
+}
+
 fn node(id: &str) -> NodeId {
     NodeId::new(id).unwrap()
 }
@@ -47,6 +65,13 @@ fn node(id: &str) -> NodeId {
 impl Cluster {
     fn new(n: usize) -> Self {
         Self::with(n, Config::default())
+    }
+
+    /// `n` nodes, and PeerJS id "alice" (token "ta") connected on node 0 as connection 1.
+    fn with_alice(n: usize) -> Self {
+        let mut c = Self::new(n);
+        c.pj_connect(0, 1, "alice", "ta");
+        c
     }
 
     /// `n` nodes with `config` (and each its node id).
@@ -92,6 +117,36 @@ impl Cluster {
     fn send(&mut self, n: usize, conn: u64, text: &str) -> Vec<(usize, u64, String)> {
         self.input(n, conn, text);
         self.run()
+    }
+
+    /// Two nodes: a pair on node 0 in room "local" (1 and 2), and a pair across the nodes
+    /// in room "r" (3 on node 0, 4 on node 1).
+    fn local_and_cross_pairs() -> Self {
+        let mut c = Self::new(2);
+        for (n, conn, room) in [(0, 1, "local"), (0, 2, "local"), (0, 3, "r"), (1, 4, "r")] {
+            c.join(n, conn, room);
+        }
+        c
+    }
+
+    /// A new connection `conn` on node `n` joins `room`; what clients got.
+    fn join(&mut self, n: usize, conn: u64, room: &str) -> Vec<(usize, u64, String)> {
+        self.connect(n, conn);
+        self.send(n, conn, &join(room))
+    }
+
+    /// A new connection `conn` on node `n` joins `room` as its second peer: it gets `joined`,
+    /// and the first peer, `first` = (node, conn), gets `start`.
+    #[track_caller]
+    fn joins_second(&mut self, n: usize, conn: u64, room: &str, first: (usize, u64)) {
+        self.connect(n, conn);
+        assert_eq!(
+            self.send(n, conn, &join(room)),
+            vec![
+                at(n, joined(conn, room)),
+                at(first.0, cmd(first.1, "start", room))
+            ]
+        );
     }
 
     /// Runs outputs, claims and messages until nothing is left; returns what clients got.
@@ -176,7 +231,7 @@ impl Cluster {
                 }
             }
             Output::Cluster(
-                out @ (ClusterOutput::PjClaim { .. }
+                out @ (ClusterOutput::PjClaim(_)
                 | ClusterOutput::PjUnregister { .. }
                 | ClusterOutput::PjSend { .. }
                 | ClusterOutput::PjExpire { .. }),
@@ -208,13 +263,8 @@ impl Cluster {
                 }
             }
             ClusterOutput::SioUnregister { conn, id } => {
-                if self.up
-                    && self
-                        .sio_ids
-                        .get(&*id)
-                        .is_some_and(|(n, c, _)| n == me && *c == conn.0)
-                {
-                    self.sio_ids.remove(&*id);
+                if self.up {
+                    forget(&mut self.sio_ids, &id, me, conn);
                 }
             }
             ClusterOutput::SioRoute(route) => {
@@ -250,13 +300,13 @@ impl Cluster {
                 h.hub
                     .handle_sio_routed(route.conn, route.ack, route.event, &route.target, outcome);
             }
-            ClusterOutput::SioJoin {
+            ClusterOutput::SioJoin(SioJoin {
                 conn,
                 id,
                 room,
                 max,
                 announce,
-            } => {
+            }) => {
                 let outcome = if self.up {
                     let dead = self.dead.clone();
                     let members = self.sio_rooms.entry(room.to_string()).or_default();
@@ -268,12 +318,7 @@ impl Cluster {
                             .iter()
                             .map(|(m, n, _)| (m.as_str().into(), n.clone()))
                             .collect();
-                        let mut nodes: Vec<NodeId> = members
-                            .iter()
-                            .map(|(_, n, _)| n.clone())
-                            .filter(|n| n != me)
-                            .collect();
-                        nodes.dedup();
+                        let nodes = other_nodes(members, me);
                         members.push((id.to_string(), me.clone(), conn.0));
                         if let Some(e) = self.sio_ids.get_mut(&*id) {
                             e.2 = Some(room.to_string());
@@ -309,12 +354,7 @@ impl Cluster {
                 }
                 let members = self.sio_rooms.entry(room.to_string()).or_default();
                 members.retain(|(m, n, c)| !(*m == *id && n == me && *c == conn.0));
-                let mut nodes: Vec<NodeId> = members
-                    .iter()
-                    .map(|(_, n, _)| n.clone())
-                    .filter(|n| n != me)
-                    .collect();
-                nodes.dedup();
+                let nodes = other_nodes(members, me);
                 if let Some(e) = self.sio_ids.get_mut(&*id) {
                     e.2 = None;
                 }
@@ -334,12 +374,12 @@ impl Cluster {
     fn pj_registry(&mut self, i: usize, me: &NodeId, out: ClusterOutput) {
         let now = self.nodes[i].1.now;
         match out {
-            ClusterOutput::PjClaim {
+            ClusterOutput::PjClaim(PjClaim {
                 conn,
                 id,
                 token,
                 again,
-            } => {
+            }) => {
                 let outcome = if !self.up {
                     PjClaimOutcome::Unavailable
                 } else {
@@ -385,13 +425,8 @@ impl Cluster {
                     .handle_pj_claim_reply(conn, &id, again, outcome);
             }
             ClusterOutput::PjUnregister { conn, id } => {
-                if self.up
-                    && self
-                        .pj_ids
-                        .get(&*id)
-                        .is_some_and(|(n, c, _)| n == me && *c == conn.0)
-                {
-                    self.pj_ids.remove(&*id);
+                if self.up {
+                    forget(&mut self.pj_ids, &id, me, conn);
                 }
             }
             ClusterOutput::PjSend {
@@ -536,6 +571,14 @@ impl Cluster {
     }
 }
 
+/// Asserts that every (node, connection) in `who` got `text`.
+#[track_caller]
+fn all_got(got: &[(usize, u64, String)], text: &str, who: &[(usize, u64)]) {
+    for &(n, conn) in who {
+        assert!(got.contains(&(n, conn, text.into())), "{n}/{conn}: {got:?}");
+    }
+}
+
 fn at(n: usize, (c, text): (u64, String)) -> (usize, u64, String) {
     (n, c, text)
 }
@@ -547,14 +590,9 @@ const CANDIDATE: &str =
 #[test]
 fn a_pair_on_two_nodes_calls_as_on_one() {
     let mut c = Cluster::new(2);
-    c.connect(0, 1);
-    c.connect(1, 2);
-    assert_eq!(c.send(0, 1, &join("r")), vec![at(0, joined(1, "r"))]);
+    assert_eq!(c.join(0, 1, "r"), vec![at(0, joined(1, "r"))]);
     // The second joiner is on another node: the first gets `start` there.
-    assert_eq!(
-        c.send(1, 2, &join("r")),
-        vec![at(1, joined(2, "r")), at(0, cmd(1, "start", "r"))]
-    );
+    c.joins_second(1, 2, "r", (0, 1));
     assert_eq!(
         c.send(0, 1, OFFER),
         vec![(
@@ -573,14 +611,12 @@ fn a_pair_on_two_nodes_calls_as_on_one() {
         )]
     );
     // A third peer, on either node, finds the room full.
-    c.connect(0, 3);
     assert_eq!(
-        c.send(0, 3, &join("r")),
+        c.join(0, 3, "r"),
         vec![at(0, error(3, "NoSpaceForNewPeer", "r"))]
     );
-    c.connect(1, 4);
     assert_eq!(
-        c.send(1, 4, &join("r")),
+        c.join(1, 4, "r"),
         vec![at(1, error(4, "NoSpaceForNewPeer", "r"))]
     );
     // Leaving stops the partner on the other node and frees the seat for anyone.
@@ -588,10 +624,7 @@ fn a_pair_on_two_nodes_calls_as_on_one() {
         c.send(1, 2, r#"{"command":"leave","streamId":"r"}"#),
         vec![at(1, leaved(2, "r")), at(0, cmd(1, "stop", "r"))]
     );
-    assert_eq!(
-        c.send(1, 4, &join("r")),
-        vec![at(1, joined(4, "r")), at(0, cmd(1, "start", "r"))]
-    );
+    c.joins_second(1, 6, "r", (0, 1));
     let a = c.nodes[0].1.cluster_stats();
     let b = c.nodes[1].1.cluster_stats();
     assert_eq!((a.sent, b.received), (1, 1), "one offer from a to b");
@@ -627,13 +660,8 @@ fn joins_racing_on_three_nodes_seat_exactly_two() {
 #[test]
 fn a_pair_on_one_node_stays_local_and_a_disconnect_frees_the_seat_everywhere() {
     let mut c = Cluster::new(2);
-    c.connect(0, 1);
-    c.connect(0, 2);
-    c.send(0, 1, &join("r"));
-    assert_eq!(
-        c.send(0, 2, &join("r")),
-        vec![at(0, joined(2, "r")), at(0, cmd(1, "start", "r"))]
-    );
+    c.join(0, 1, "r");
+    c.joins_second(0, 2, "r", (0, 1));
     c.send(0, 1, OFFER);
     assert_eq!(
         c.nodes[0].1.cluster_stats().sent,
@@ -642,28 +670,18 @@ fn a_pair_on_one_node_stays_local_and_a_disconnect_frees_the_seat_everywhere() {
     );
     c.nodes[0].1.hub.handle_disconnect(ConnId(1));
     assert_eq!(c.run(), vec![at(0, cmd(2, "stop", "r"))]);
-    c.connect(1, 5);
-    assert_eq!(
-        c.send(1, 5, &join("r")),
-        vec![at(1, joined(5, "r")), at(0, cmd(2, "start", "r"))]
-    );
+    c.joins_second(1, 5, "r", (0, 2));
 }
 
 #[test]
 fn a_dead_nodes_partners_are_stopped_and_its_seats_freed() {
     let mut c = Cluster::new(3);
-    c.connect(0, 1);
-    c.connect(1, 2);
-    c.send(0, 1, &join("r"));
-    c.send(1, 2, &join("r"));
+    c.join(0, 1, "r");
+    c.join(1, 2, "r");
     assert_eq!(c.kill(1), vec![at(0, cmd(1, "stop", "r"))]);
     assert_eq!(c.nodes[0].1.cluster_stats().partner_node_down, 1);
     // The room takes a new second peer, on a third node.
-    c.connect(2, 3);
-    assert_eq!(
-        c.send(2, 3, &join("r")),
-        vec![at(2, joined(3, "r")), at(0, cmd(1, "start", "r"))]
-    );
+    c.joins_second(2, 3, "r", (0, 1));
     assert_eq!(
         c.send(2, 3, CANDIDATE).len(),
         1,
@@ -691,11 +709,7 @@ fn a_join_that_crosses_a_leave_leaves_nobody_paired_with_a_ghost() {
     assert!(got.contains(&at(1, cmd(2, "stop", "r"))), "{got:?}");
     assert_eq!(c.nodes[0].1.cluster_stats().stale, 1);
     // b:2 is alone in the room and can be joined.
-    c.connect(0, 3);
-    assert_eq!(
-        c.send(0, 3, &join("r")),
-        vec![at(0, joined(3, "r")), at(1, cmd(2, "start", "r"))]
-    );
+    c.joins_second(0, 3, "r", (1, 2));
 }
 
 #[test]
@@ -726,14 +740,7 @@ fn a_disconnect_while_the_claim_is_out_frees_the_claimed_seat() {
 
 #[test]
 fn without_the_registry_joins_and_cross_node_messages_are_refused_and_local_pairs_go_on() {
-    let mut c = Cluster::new(2);
-    for (n, conn) in [(0, 1), (0, 2), (0, 3), (1, 4)] {
-        c.connect(n, conn);
-    }
-    c.send(0, 1, &join("local"));
-    c.send(0, 2, &join("local"));
-    c.send(0, 3, &join("r"));
-    c.send(1, 4, &join("r"));
+    let mut c = Cluster::local_and_cross_pairs();
     c.up = false;
     let unavailable = |c: u64, room: &str| {
         format!(
@@ -747,8 +754,7 @@ fn without_the_registry_joins_and_cross_node_messages_are_refused_and_local_pair
     // The cross-node pair's messages get an error instead of vanishing.
     assert_eq!(c.send(0, 3, CANDIDATE), vec![(0, 3, unavailable(3, "r"))]);
     // A join cannot take its seat.
-    c.connect(1, 5);
-    assert_eq!(c.send(1, 5, &join("x")), vec![(1, 5, unavailable(5, "x"))]);
+    assert_eq!(c.join(1, 5, "x"), vec![(1, 5, unavailable(5, "x"))]);
     assert_eq!(c.nodes[1].1.cluster_stats().unavailable, 1);
     // Redis comes back empty (restarted): both nodes claim their seats again, and the
     // registry knows the rooms as they are: a third peer is refused, the pairs go on.
@@ -757,9 +763,8 @@ fn without_the_registry_joins_and_cross_node_messages_are_refused_and_local_pair
     c.nodes[0].1.hub.handle_cluster_reregister(false);
     c.nodes[1].1.hub.handle_cluster_reregister(false);
     assert_eq!(c.run(), vec![]);
-    c.connect(1, 6);
     assert_eq!(
-        c.send(1, 6, &join("r")),
+        c.join(1, 6, "r"),
         vec![at(1, error(6, "NoSpaceForNewPeer", "r"))]
     );
     assert_eq!(c.send(0, 3, CANDIDATE).len(), 1);
@@ -772,14 +777,11 @@ fn without_the_registry_joins_and_cross_node_messages_are_refused_and_local_pair
 #[test]
 fn a_seat_taken_while_the_registry_forgot_it_is_given_up() {
     let mut c = Cluster::new(2);
-    c.connect(0, 1);
-    c.send(0, 1, &join("r"));
+    c.join(0, 1, "r");
     // The registry forgets node 0's seat; two peers on node 1 take the room.
     c.seats.clear();
-    c.connect(1, 2);
-    c.connect(1, 3);
-    c.send(1, 2, &join("r"));
-    c.send(1, 3, &join("r"));
+    c.join(1, 2, "r");
+    c.join(1, 3, "r");
     c.nodes[0].1.hub.handle_cluster_reregister(false);
     assert_eq!(
         c.run(),
@@ -797,8 +799,7 @@ fn a_seat_taken_while_the_registry_forgot_it_is_given_up() {
 #[test]
 fn messages_for_pairs_that_are_gone_are_dropped_and_counted() {
     let mut c = Cluster::new(2);
-    c.connect(0, 1);
-    c.send(0, 1, &join("r"));
+    c.join(0, 1, "r");
     let stranger = node("n1");
     let now = c.nodes[0].1.now;
     c.nodes[0].1.hub.handle_node_message(
@@ -840,14 +841,7 @@ fn messages_for_pairs_that_are_gone_are_dropped_and_counted() {
 
 #[test]
 fn a_node_cut_off_past_its_lease_ends_its_pairs_across_nodes_and_keeps_local_ones() {
-    let mut c = Cluster::new(2);
-    for (n, conn) in [(0, 1), (0, 2), (0, 3), (1, 4)] {
-        c.connect(n, conn);
-    }
-    c.send(0, 1, &join("local"));
-    c.send(0, 2, &join("local"));
-    c.send(0, 3, &join("r"));
-    c.send(1, 4, &join("r"));
+    let mut c = Cluster::local_and_cross_pairs();
     // Node 0 was taken for dead: node 1 stopped its side, the registry dropped its seats.
     c.nodes[1].1.hub.handle_node_down(&node("n0"));
     for s in c.seats.values_mut() {
@@ -937,13 +931,10 @@ fn socketio_targets_rooms_and_rosters_span_nodes() {
             r#"ack3 {"ok":true,"peers":["alice","bob"],"room":"r"}"#.into()
         )
     );
-    assert!(
-        got.contains(&(0, 1, r#"peer-joined {"id":"carol","room":"r"}"#.into())),
-        "{got:?}"
-    );
-    assert!(
-        got.contains(&(1, 2, r#"peer-joined {"id":"carol","room":"r"}"#.into())),
-        "{got:?}"
+    all_got(
+        &got,
+        r#"peer-joined {"id":"carol","room":"r"}"#,
+        &[(0, 1), (1, 2)],
     );
     // A target on another node gets the relay; the sender its ack after the registry answered.
     assert_eq!(
@@ -977,13 +968,10 @@ fn socketio_targets_rooms_and_rosters_span_nodes() {
     );
     // Leaving is heard on every node.
     let got = c.sio(1, 2, SioInput::Leave, 7);
-    assert!(
-        got.contains(&(0, 1, r#"peer-left {"id":"bob","room":"r"}"#.into())),
-        "{got:?}"
-    );
-    assert!(
-        got.contains(&(2, 3, r#"peer-left {"id":"bob","room":"r"}"#.into())),
-        "{got:?}"
+    all_got(
+        &got,
+        r#"peer-left {"id":"bob","room":"r"}"#,
+        &[(0, 1), (2, 3)],
     );
     // A disconnect too; its id is then unknown everywhere.
     c.nodes[2].1.hub.handle_disconnect(ConnId(3));
@@ -1038,10 +1026,7 @@ fn socketio_same_identity_takes_over_across_nodes() {
     let got = c.run();
     assert!(got.contains(&(0, 1, r#"error {"error":"replaced","event":"connect","reason":"the same identity connected again"}"#.into())), "{got:?}");
     assert!(got.contains(&(0, 1, "CLOSE Replaced".into())), "{got:?}");
-    assert!(
-        got.contains(&(1, 2, r#"peer-left {"id":"alice","room":"r"}"#.into())),
-        "{got:?}"
-    );
+    all_got(&got, r#"peer-left {"id":"alice","room":"r"}"#, &[(1, 2)]);
     // The id now reaches the new socket.
     let got = c.sio(1, 2, sio_offer("alice", "bob"), 3);
     assert!(
@@ -1131,8 +1116,7 @@ fn peerjs_ids_are_unique_across_nodes_and_the_same_token_takes_over() {
 
 #[test]
 fn peerjs_messages_wait_for_an_id_that_connects_on_another_node_in_order() {
-    let mut c = Cluster::new(2);
-    c.pj_connect(0, 1, "alice", "ta");
+    let mut c = Cluster::with_alice(2);
     for n in 0..3 {
         assert_eq!(c.pj(0, 1, &pj_offer("bob", n)), vec![]);
     }
@@ -1165,21 +1149,13 @@ fn peerjs_messages_wait_for_an_id_that_connects_on_another_node_in_order() {
 
 #[test]
 fn peerjs_messages_for_an_id_that_never_connects_expire_once_per_sender() {
-    let mut c = Cluster::new(2);
-    c.pj_connect(0, 1, "alice", "ta");
+    let mut c = Cluster::with_alice(2);
     for n in 0..3 {
         c.pj(0, 1, &pj_offer("ghost", n));
     }
     assert_eq!(c.nodes[0].1.stats().queued, 3);
     assert_eq!(c.advance(4), vec![]);
-    assert_eq!(
-        c.advance(2),
-        vec![(
-            0,
-            1,
-            r#"{"type":"EXPIRE","src":"ghost","dst":"alice"}"#.into()
-        )]
-    );
+    assert_eq!(c.advance(2), vec![expire_to_alice("ghost")]);
     assert_eq!(c.nodes[0].1.stats().queued, 0);
     assert!(c.pj_queues.values().all(Vec::is_empty));
     // LEAVE to an absent id is dropped, as on one node.
@@ -1189,8 +1165,7 @@ fn peerjs_messages_for_an_id_that_never_connects_expire_once_per_sender() {
 
 #[test]
 fn peerjs_without_the_registry_connects_and_cross_node_messages_are_refused() {
-    let mut c = Cluster::new(2);
-    c.pj_connect(0, 1, "alice", "ta");
+    let mut c = Cluster::with_alice(2);
     c.pj_connect(0, 2, "ann", "tn");
     c.pj_connect(1, 3, "bob", "tb");
     c.up = false;
@@ -1199,11 +1174,7 @@ fn peerjs_without_the_registry_connects_and_cross_node_messages_are_refused() {
     // Across nodes: EXPIRE at once (PeerJS clients report the peer unavailable).
     assert_eq!(
         c.pj(0, 1, &pj_offer("bob", 2)),
-        vec![(
-            0,
-            1,
-            r#"{"type":"EXPIRE","src":"bob","dst":"alice"}"#.into()
-        )]
+        vec![expire_to_alice("bob")]
     );
     // A new id cannot be claimed.
     let got = c.pj_connect(1, 4, "carol", "tc");
@@ -1399,14 +1370,22 @@ fn socketio_direct_relays_keep_the_senders_room_claim() {
     assert_eq!(c.nodes[0].1.cluster_stats().route_misses, 1);
 }
 
+/// The `EXPIRE` alice (connection 1 on node 0) gets for a message to `dst`.
+fn expire_to_alice(dst: &str) -> (usize, u64, String) {
+    (
+        0,
+        1,
+        format!(r#"{{"type":"EXPIRE","src":"{dst}","dst":"alice"}}"#),
+    )
+}
+
 fn pj_relay(n: u32) -> String {
     format!(r#"{{"type":"OFFER","src":"alice","dst":"bob","payload":{{"n":{n}}}}}"#)
 }
 
 #[test]
 fn peerjs_messages_go_straight_to_the_receivers_node_and_a_miss_expires() {
-    let mut c = Cluster::new(3);
-    c.pj_connect(0, 1, "alice", "ta");
+    let mut c = Cluster::with_alice(3);
     c.pj_connect(1, 2, "bob", "tb");
     assert_eq!(c.pj(0, 1, &pj_offer("bob", 0)), vec![(1, 2, pj_relay(0))]);
     assert_eq!(c.routed, 1);
@@ -1422,11 +1401,7 @@ fn peerjs_messages_go_straight_to_the_receivers_node_and_a_miss_expires() {
     c.run();
     assert_eq!(
         c.pj(0, 1, &pj_offer("bob", 4)),
-        vec![(
-            0,
-            1,
-            r#"{"type":"EXPIRE","src":"bob","dst":"alice"}"#.into()
-        )]
+        vec![expire_to_alice("bob")]
     );
     assert_eq!(c.nodes[0].1.cluster_stats().route_misses, 1);
     // The next one goes through the registry again: queued for bob.
@@ -1453,19 +1428,14 @@ fn peerjs_messages_go_straight_to_the_receivers_node_and_a_miss_expires() {
     c.up = false;
     assert_eq!(
         c.pj(0, 1, &pj_offer("bob", 10)),
-        vec![(
-            0,
-            1,
-            r#"{"type":"EXPIRE","src":"bob","dst":"alice"}"#.into()
-        )]
+        vec![expire_to_alice("bob")]
     );
     assert_eq!(c.advance(10), vec![]);
 }
 
 #[test]
 fn peerjs_messages_sent_while_redis_forgot_an_id_are_delivered_when_it_is_claimed_again() {
-    let mut c = Cluster::new(2);
-    c.pj_connect(0, 1, "alice", "ta");
+    let mut c = Cluster::with_alice(2);
     c.pj_connect(1, 2, "bob", "tb");
     // Redis came back empty; node 1 has not claimed bob again yet.
     c.pj_ids.clear();

@@ -1,0 +1,22 @@
+// A raw PeerJS server-protocol WebSocket for the test files: the frames it receives are
+// collected, and `next` takes the first that matches.
+import WebSocket from "ws";
+
+/** A raw PeerJS WebSocket to the server on `port` with `query`, its frames collected. */
+export async function pjRaw(port, query) {
+  const ws = new WebSocket(`ws://127.0.0.1:${port}/peerjs/peerjs?${query}`);
+  const frames = [];
+  ws.addEventListener("message", (e) => frames.push(JSON.parse(e.data)));
+  const closed = new Promise((ok) => ws.addEventListener("close", (e) => ok(e.code)));
+  await new Promise((ok, fail) => { ws.addEventListener("open", ok); ws.addEventListener("error", fail); });
+  const next = async (pred = () => true, ms = 3000) => {
+    const deadline = Date.now() + ms;
+    for (;;) {
+      const i = frames.findIndex(pred);
+      if (i >= 0) return frames.splice(i, 1)[0];
+      if (Date.now() > deadline) throw new Error(`no frame; have ${JSON.stringify(frames)}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  return { ws, frames, closed, next, send: (m) => ws.send(typeof m === "string" ? m : JSON.stringify(m)) };
+}
