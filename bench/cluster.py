@@ -12,7 +12,9 @@ measurement and a Markdown summary at the end (pasted into docs/BENCHMARKS.md by
   every pair on one node of a two-node cluster, (c) every pair across the two nodes, measured
   back to back in each repeat. Redis's CPU over each run is read from /proc, and given per
   relayed message. The summary (stderr) gives the cross-node relay rate per node-core as a
-  share of the single node's in the same repeat: median and range over the repeats.
+  share of the single node's in the same repeat, and the one-way p50 at a fixed rate that
+  cluster mode adds over the single node's in the same repeat: median and range over the
+  repeats.
 - idle: 100,000 joined Ant Media peers over six nodes (each process may hold 20,000 sockets
   on this machine), held by six load-tool processes; RSS of every node and of redis-server
   before and after, per peer.
@@ -37,20 +39,12 @@ REPEAT = int(os.environ.get("REPEAT", "1"))
 LOG = tempfile.NamedTemporaryFile("w", prefix="sb-cluster-bench-", suffix=".log", delete=False)
 
 
-
-
-
-
-
-
 def spawn(cmd, port, env=None):
     proc = subprocess.Popen(["taskset", "-c", SERVER_CPU] + cmd, stdout=LOG,
                             stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
                             preexec_fn=raise_nofile)
     wait_port(port, proc)
     return proc
-
-
 
 
 def redis():
@@ -85,10 +79,6 @@ def wait_cluster(ports, n):
     raise RuntimeError("the nodes do not see each other")
 
 
-
-
-
-
 def bench(args, servers, pids):
     cmd = ["taskset", "-c", LOAD_CPU, SB, "bench"] + args + [
         "--server", ",".join(f"127.0.0.1:{p}" for p in servers),
@@ -106,9 +96,11 @@ def load_runs(protocol, results):
     compares runs made within seconds of each other (this VM's speed drifts by ±15% over
     minutes)."""
     common = ["--duration", DURATION, "--warmup", "2", "--protocol", protocol]
+    # The fixed-rate latency runs first: after saturating relay runs the same processes
+    # measured p50s several times higher on this VM (single node included).
     scenarios = [
-        ("relay", ["relay", "--pairs", "100", "--window", "16"]),
         ("rate", ["rate", "--pairs", "100", "--rate", "5000"]),
+        ("relay", ["relay", "--pairs", "100", "--window", "16"]),
         ("churn", ["churn", "--concurrency", "32"]),
     ]
     n, port = node()
@@ -170,6 +162,30 @@ def summary(results):
         print(f"| {p} | {min(single):.0f}k–{max(single):.0f}k | {min(cross):.0f}k–{max(cross):.0f}k"
               f" | {ratios[len(ratios) // 2]:.0f}% ({ratios[0]:.0f}–{ratios[-1]:.0f}%)"
               f" | {min(redis):.2f}–{max(redis):.2f} |", file=sys.stderr)
+
+
+def latency_summary(results):
+    """Per dialect: the one-way p50 that cluster mode adds at a fixed rate, cross-node (and
+    same-node) minus the single node's in the same repeat: median and range."""
+    by = {}
+    for r in results:
+        if r.get("scenario") == "rate":
+            by.setdefault((r["protocol"], r["repeat"]), {})[r["setup"]] = r
+    print("| dialect | single p50 µs | cross-node p50 µs | added cross-node (median, range) "
+          "| added same-node (median, range) |", file=sys.stderr)
+    print("|---|---|---|---|---|", file=sys.stderr)
+    for p in sorted({p for p, _ in by}):
+        runs = [v for (q, _), v in sorted(by.items()) if q == p and "cross-node" in v]
+        if not runs:
+            continue
+        single = [v["single"]["p50_us"] for v in runs]
+        cross = [v["cross-node"]["p50_us"] for v in runs]
+        added = sorted(c - s for c, s in zip(cross, single))
+        same = sorted(v["same-node"]["p50_us"] - v["single"]["p50_us"] for v in runs)
+        print(f"| {p} | {min(single):.0f}–{max(single):.0f} | {min(cross):.0f}–{max(cross):.0f}"
+              f" | +{added[len(added) // 2]:.0f} ({added[0]:+.0f} to {added[-1]:+.0f})"
+              f" | {same[len(same) // 2]:+.0f} ({same[0]:+.0f} to {same[-1]:+.0f}) |",
+              file=sys.stderr)
 
 
 def idle(results):
@@ -243,6 +259,7 @@ def main():
         for p in protocols:
             load_runs(p, results)
         summary(results)
+        latency_summary(results)
     if not only or "idle" in only:
         idle(results)
     print(f"# log: {LOG.name}", file=sys.stderr)

@@ -7,7 +7,7 @@
 #
 # System packages (Debian's chromium, coturn's test clients, ffmpeg/ffprobe to check the
 # native peer's recordings, iproute2 and nftables for the NAT matrix) are installed with
-# apt-get when running as root;
+# apt-get when running as root; promtool is extracted from Debian's prometheus package;
 # npm packages are installed locally under web/tests/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -84,6 +84,18 @@ if [ -z "${SKIP_BROWSER:-}" ]; then
   step "pip install PyJWT (web/tests/.pydeps)"
   python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
     --target web/tests/.pydeps 'PyJWT==2.10.1'
+  # Prometheus's promtool checks /metrics; taken out of Debian's prometheus package into
+  # target/ (not installed: no Prometheus service is set up on this machine).
+  if ! command -v promtool >/dev/null && [ ! -x target/promtool/usr/bin/promtool ]; then
+    step "promtool (from Debian's prometheus package, into target/promtool)"
+    mkdir -p target/promtool
+    (
+      cd target/promtool
+      apt-get download prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get download prometheus; }
+      dpkg-deb -x prometheus_*.deb .
+      rm -f prometheus_*.deb
+    )
+  fi
   step "browser tests: official SDKs in headless Chromium, NAT matrix"
   # As root the NAT matrix (network namespaces) must run; otherwise it says it skips.
   if [ "$(id -u)" = 0 ]; then export SWITCHBOARD_REQUIRE_NAT=1; fi

@@ -22,6 +22,7 @@ mod cluster;
 mod cluster_pj;
 mod cluster_routes;
 mod cluster_sio;
+mod counts;
 mod events;
 mod limits;
 mod peerjs;
@@ -31,6 +32,7 @@ pub use cluster::{
     ClusterOutput, ClusterStats, JoinOutcome, PjClaim, PjClaimOutcome, PjSendOutcome, PjSent,
     RemotePeer, RouteOutcome, RouteScope, Seat, SeatClaim, SeatReply, SioJoin, SioRoute,
 };
+pub use counts::{ErrorCounts, PerDialect};
 pub use events::{Change, Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
 
 use limits::Verdict;
@@ -238,6 +240,12 @@ pub struct Stats {
     pub auth_refused: u64,
     /// Joins ended by their token's `max_call` grant since start.
     pub max_call_ended: u64,
+    /// Messages relayed to a peer since start, by dialect.
+    pub relayed_by_dialect: PerDialect<u64>,
+    /// Connections open now, by dialect.
+    pub connections_by_dialect: PerDialect<usize>,
+    /// Rooms with at least one peer now, by dialect (PeerJS has none).
+    pub rooms_by_dialect: PerDialect<usize>,
 }
 
 /// The sans-IO signaling hub. See the crate docs.
@@ -269,6 +277,8 @@ pub struct Hub {
     limiter: limits::Limiter,
     /// Counters of cluster mode.
     cluster: ClusterStats,
+    /// Error replies by dialect and definition (counted as they leave, in `poll_output`).
+    errors: ErrorCounts,
 }
 
 impl Hub {
@@ -293,6 +303,7 @@ impl Hub {
             pj: peerjs::PeerJs::default(),
             limiter: limits::Limiter::default(),
             cluster: ClusterStats::default(),
+            errors: ErrorCounts::default(),
         }
     }
 
@@ -305,9 +316,22 @@ impl Hub {
     /// Current counters.
     #[must_use]
     pub fn stats(&self) -> Stats {
+        let connections_by_dialect = PerDialect {
+            antmedia: self.am.conns.len(),
+            socketio: self.sio.conns.len(),
+            peerjs: self.pj.len(),
+        };
+        let rooms_by_dialect = PerDialect {
+            antmedia: self.am.rooms.len(),
+            socketio: self.sio.rooms.len(),
+            peerjs: 0,
+        };
         Stats {
-            connections: self.am.conns.len() + self.sio.conns.len() + self.pj.len(),
-            rooms: self.am.rooms.len() + self.sio.rooms.len(),
+            connections: connections_by_dialect.iter().map(|(_, n)| n).sum(),
+            rooms: rooms_by_dialect.iter().map(|(_, n)| n).sum(),
+            relayed: self.stats.relayed_by_dialect.iter().map(|(_, n)| n).sum(),
+            connections_by_dialect,
+            rooms_by_dialect,
             events_dropped: self.events.dropped,
             queued: self.pj.queued().0,
             queued_bytes: self.pj.queued().1,
@@ -326,7 +350,17 @@ impl Hub {
     /// them all.
     #[must_use = "an output not carried out is a message lost or a socket never closed"]
     pub fn poll_output(&mut self) -> Option<Output> {
-        self.out.pop_front()
+        let out = self.out.pop_front()?;
+        if let Some((dialect, definition)) = out.error() {
+            self.errors.add(dialect, definition);
+        }
+        Some(out)
+    }
+
+    /// Error replies sent so far, by dialect and definition.
+    #[must_use]
+    pub fn error_counts(&self) -> &ErrorCounts {
+        &self.errors
     }
 
     /// The next join or leave, in order; `None` when there is none. The edge logs them.

@@ -161,6 +161,29 @@ pub mod errors {
 }
 
 impl PjServerMessage {
+    /// A short stable name of the error this message reports (for metrics), or `None` when
+    /// it is not one: `ERROR`'s causes (`missing_parameters`, `invalid_key`,
+    /// `concurrent_limit`, `too_long`, `cluster_unavailable`, `rate_limited`,
+    /// `unauthorized_access`), `id_taken`, and `expire` (a message that did not reach its id).
+    #[must_use]
+    pub fn error_name(&self) -> Option<&'static str> {
+        Some(match self {
+            PjServerMessage::Error { msg } => match *msg {
+                errors::MISSING => "missing_parameters",
+                errors::INVALID_KEY => "invalid_key",
+                errors::LIMIT => "concurrent_limit",
+                errors::TOO_LONG => "too_long",
+                errors::CLUSTER_UNAVAILABLE => "cluster_unavailable",
+                errors::RATE_LIMITED => "rate_limited",
+                _ => "error",
+            },
+            PjServerMessage::Unauthorized { .. } => "unauthorized_access",
+            PjServerMessage::IdTaken => "id_taken",
+            PjServerMessage::Expire { .. } => "expire",
+            PjServerMessage::Open | PjServerMessage::Relay { .. } => return None,
+        })
+    }
+
     /// The JSON text of the message.
     #[must_use]
     pub fn encode(&self) -> String {

@@ -58,6 +58,10 @@ pub struct ServerConfig {
     /// The built-in STUN/TURN server's counters, if it runs: served under `"turn"` at
     /// `/api/v1/stats` (`null` when `None`).
     pub turn_stats: Option<StatsSource>,
+    /// The built-in STUN/TURN server's metrics, if it runs: added to each `/metrics` scrape.
+    pub turn_metrics: Option<crate::metrics::MetricsSource>,
+    /// `/metrics`: on or off, its key, the bound on its per-app labels.
+    pub metrics: crate::metrics::MetricsConfig,
     /// A connection that has not sent a whole HTTP request head this long after it opened
     /// (or after its previous response) is closed: one that sends nothing, or a header byte
     /// by byte, cannot hold a file descriptor. Default 10 s.
@@ -157,6 +161,8 @@ impl Default for ServerConfig {
             shutdown_grace: Duration::from_secs(5),
             peerjs_path: "/peerjs/".to_owned(),
             turn_stats: None,
+            turn_metrics: None,
+            metrics: crate::metrics::MetricsConfig::default(),
             header_timeout: Duration::from_secs(10),
             max_connections_per_ip: 512,
             max_open_connections: 60_000,

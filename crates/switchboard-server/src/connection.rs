@@ -51,7 +51,7 @@ pub(crate) fn serve(
     async move {
         // futures-channel's capacity is `buffer` plus one per sender (the hub's only).
         let (tx, mut rx) = futures_channel::mpsc::channel(queue.saturating_sub(1));
-        let shared = hub.conn_shared();
+        let shared = hub.conn_shared(matches!(*dialect, Dialect::PeerJs(_)));
         let handle = ConnHandle {
             tx,
             shared: std::sync::Arc::clone(&shared),
@@ -163,7 +163,10 @@ async fn write(
     let mut written = 0;
     while let Some(ready) = next.take() {
         let message = match ready {
-            Ready::Text(text) => Message::Text(Utf8Bytes::from(text)),
+            Ready::Text(text) => {
+                bytes.sent(text.len());
+                Message::Text(Utf8Bytes::from(text))
+            }
             Ready::Close(reason) => {
                 let _ = socket.feed(close(reason)).await;
                 if socket.flush().await.is_ok() {

@@ -95,6 +95,11 @@ impl EioGuard {
         }
     }
 
+    /// Polling handshakes refused so far (either limit).
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused_total.load(Relaxed) + self.refused_per_ip.load(Relaxed)
+    }
+
     /// The counters as JSON.
     pub(crate) fn json(&self) -> serde_json::Value {
         let sessions = self.table.lock().map_or(0, |t| t.sessions.len());

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use futures_util::future::Either;
 use socketioxide::extract::{AckSender, SocketRef};
-use switchboard_core::{AckId, App, CloseReason, ConnId, Hub, LeaveReason, Output, SioInput};
+use switchboard_core::{AckId, CloseReason, ConnId, Dialect, Hub, LeaveReason, Output, SioInput};
 use switchboard_core::{ClusterOutput, SeatReply};
 use switchboard_proto::antmedia::{ClientMessage, DecodeError};
 use switchboard_proto::cluster::{NodeId, NodeMessage};
@@ -20,131 +20,9 @@ use crate::outbound::{ConnHandle, ConnShared, Out, Outbound, charge};
 /// Most inputs handled before outputs are flushed and the timer is checked again.
 const BATCH: usize = 256;
 
-/// What a WebSocket connection of a dialect with its own sockets brings to the hub.
-enum ConnectParams {
-    Am(AmParams),
-    Pj(PjParams),
-}
-
-/// Inputs to the hub task.
-enum Input {
-    /// An Ant Media or PeerJS connection (socket.io's sockets come as `SioConnect`).
-    Connect {
-        conn: ConnId,
-        params: ConnectParams,
-        handle: ConnHandle,
-    },
-    Message {
-        conn: ConnId,
-        msg: Result<ClientMessage, DecodeError>,
-    },
-    Activity {
-        conn: ConnId,
-    },
-    Disconnect {
-        conn: ConnId,
-    },
-    SioConnect {
-        conn: ConnId,
-        socket: SocketRef,
-    },
-    PjMessage {
-        conn: ConnId,
-        msg: Result<switchboard_proto::peerjs::PjClientMessage, ()>,
-    },
-    PjPeers {
-        reply: tokio::sync::oneshot::Sender<Option<Vec<Box<str>>>>,
-    },
-    Stats {
-        reply: tokio::sync::oneshot::Sender<HubStats>,
-    },
-    Sio {
-        conn: ConnId,
-        input: SioInput,
-        ack: Option<AckSender>,
-    },
-    Shutdown {
-        done: tokio::sync::oneshot::Sender<()>,
-    },
-    /// Cluster mode: the registry answered a seat claim.
-    Seat {
-        claim: switchboard_core::SeatClaim,
-        reply: switchboard_core::SeatReply,
-    },
-    /// Cluster mode: another node's messages, in order.
-    NodeMessages {
-        from: NodeId,
-        msgs: Vec<NodeMessage>,
-    },
-    /// Cluster mode: a message could not reach its node.
-    NodeUnreachable {
-        from: Option<ConnId>,
-        msg: NodeMessage,
-    },
-    /// Cluster mode: the registry's answer to a socket.io relay to another node.
-    SioRouted {
-        conn: ConnId,
-        ack: Option<AckId>,
-        event: switchboard_core::SioRelay,
-        target: Box<str>,
-        outcome: switchboard_core::RouteOutcome,
-    },
-    /// Cluster mode: a cluster output the edge could not carry out.
-    ClusterFailed {
-        out: ClusterOutput,
-    },
-    /// Cluster mode: the registry's answer to a socket.io join.
-    SioJoinReply {
-        conn: ConnId,
-        room: Box<str>,
-        outcome: switchboard_core::JoinOutcome,
-    },
-    /// Cluster mode: the registry's answer to a PeerJS id claim.
-    PjClaimReply {
-        conn: ConnId,
-        id: Box<str>,
-        again: bool,
-        outcome: switchboard_core::PjClaimOutcome,
-    },
-    /// Cluster mode: the registry's answer to a PeerJS message for another node.
-    PjSent {
-        sent: switchboard_core::PjSent,
-        outcome: switchboard_core::PjSendOutcome,
-    },
-    /// Cluster mode: PeerJS messages queued in the registry that expired there.
-    PjExpired {
-        dst: Box<str>,
-        expired: Vec<(u64, Box<str>)>,
-    },
-    /// Cluster mode: a node is gone.
-    NodeDown {
-        node: NodeId,
-    },
-    /// Cluster mode: claim every seat again (`isolated`: this node's lease had run out).
-    Reregister {
-        isolated: bool,
-    },
-}
-
-/// What an Ant Media WebSocket's request told: its app, the host it was made to, the
-/// client's address and the room token of its URL.
-#[derive(Debug)]
-pub(crate) struct AmParams {
-    pub(crate) app: App,
-    pub(crate) host: Option<Box<str>>,
-    pub(crate) ip: Option<std::net::IpAddr>,
-    pub(crate) token: Option<Box<str>>,
-}
-
-/// The query parameters of a PeerJS WebSocket.
-#[derive(Debug, Default)]
-pub(crate) struct PjParams {
-    pub(crate) key: Option<Box<str>>,
-    pub(crate) id: Option<Box<str>>,
-    pub(crate) token: Option<Box<str>>,
-    /// The client's address (for the per-source limits).
-    pub(crate) ip: Option<std::net::IpAddr>,
-}
+mod input;
+pub(crate) use input::{AmParams, PjParams};
+use input::{ConnectParams, Input};
 
 /// An input handed to the hub: ready at once unless the hub's queue was full.
 pub(crate) type Queued =
@@ -176,8 +54,8 @@ impl HubSender {
     }
 
     /// A new connection's shared state.
-    pub(crate) fn conn_shared(&self) -> Arc<ConnShared> {
-        Arc::new(ConnShared::new(Arc::clone(&self.queued_bytes)))
+    pub(crate) fn conn_shared(&self, peerjs: bool) -> Arc<ConnShared> {
+        Arc::new(ConnShared::new(Arc::clone(&self.queued_bytes), peerjs))
     }
 
     /// Registers a connection. The future is false if the hub is gone.
@@ -247,7 +125,9 @@ impl HubSender {
         if !self.send(Input::Stats { reply }).await {
             return None;
         }
-        answer.await.ok()
+        let mut stats = answer.await.ok()?;
+        stats.queue_depth = self.tx.max_capacity() - self.tx.capacity();
+        Some(stats)
     }
 
     /// The registry's answer to a seat claim.
@@ -386,8 +266,10 @@ pub(crate) fn spawn(
         overload_log: crate::RateLimited::default(),
         sio_closing: HashMap::new(),
         slow_consumers: 0,
+        meter: crate::metrics::HubMeter::new(&config.metrics),
     };
-    (HubSender { tx, queued_bytes }, tokio::spawn(task.run(rx)))
+    let sender = HubSender { tx, queued_bytes };
+    (sender, tokio::spawn(task.run(rx)))
 }
 
 struct HubTask {
@@ -418,10 +300,12 @@ struct HubTask {
     sio_closing: HashMap<ConnId, SocketRef>,
     /// Clients dropped because they did not read (their outbound queue was full).
     slow_consumers: u64,
+    /// Counts for `/metrics`.
+    meter: crate::metrics::HubMeter,
 }
 
-/// The hub's counters and the hub task's own, for `/api/v1/stats`.
-#[derive(Debug, Clone, Copy)]
+/// The hub's counters and the hub task's own, for `/api/v1/stats` and `/metrics`.
+#[derive(Debug, Clone)]
 pub(crate) struct HubStats {
     pub(crate) hub: switchboard_core::Stats,
     /// The hub's cluster counters.
@@ -431,6 +315,10 @@ pub(crate) struct HubStats {
     pub(crate) sio_closing: usize,
     /// Bytes waiting in connections' outbound queues now.
     pub(crate) queued_bytes: usize,
+    /// What the hub task counts for `/metrics`.
+    pub(crate) meter: crate::metrics::MeterSnapshot,
+    /// Inputs waiting in the hub's queue (filled in by [`HubSender::stats`]).
+    pub(crate) queue_depth: usize,
 }
 
 /// How often a dropped socket.io socket's DISCONNECT is retried.
@@ -456,6 +344,7 @@ impl HubTask {
                             Err(_) => break,
                         }
                     }
+                    self.meter.busy.observe(now.elapsed().as_secs_f64());
                 }
                 () = sleep_until(deadline) => {
                     self.hub.handle_timeout(Instant::now().into_std());
@@ -494,10 +383,13 @@ impl HubTask {
                     ),
                 }
             }
-            Input::Message { conn, msg } => self.hub.handle_am_message(conn, msg, now),
+            Input::Message { conn, msg } => {
+                self.meter.received(Dialect::AntMedia);
+                self.hub.handle_am_message(conn, msg, now);
+            }
             Input::Activity { conn } => self.hub.handle_am_activity(conn, now),
             Input::Disconnect { conn } => {
-                self.conns.remove(&conn);
+                self.forget(conn);
                 self.sio.remove(&conn);
                 self.hub.handle_disconnect(conn);
             }
@@ -516,7 +408,10 @@ impl HubTask {
                 self.sio.insert(conn, socket);
                 self.hub.handle_sio_connect(conn, &id, ip, grant, now);
             }
-            Input::PjMessage { conn, msg } => self.hub.handle_pj_message(conn, msg, now),
+            Input::PjMessage { conn, msg } => {
+                self.meter.received(Dialect::PeerJs);
+                self.hub.handle_pj_message(conn, msg, now);
+            }
             Input::PjPeers { reply } => {
                 let _ = reply.send(self.hub.pj_peers());
             }
@@ -527,9 +422,15 @@ impl HubTask {
                     slow_consumers: self.slow_consumers,
                     sio_closing: self.sio_closing.len(),
                     queued_bytes: self.queued_bytes.load(Relaxed),
+                    meter: self.meter.snapshot(
+                        self.hub.error_counts(),
+                        self.conns.values().map(|h| &*h.shared),
+                    ),
+                    queue_depth: 0,
                 });
             }
             Input::Sio { conn, input, ack } => {
+                self.meter.received(Dialect::SocketIo);
                 let ack = ack.map(|a| {
                     self.next_ack += 1;
                     self.acks.insert(self.next_ack, a);
@@ -584,6 +485,14 @@ impl HubTask {
         self.flush();
     }
 
+    /// Lets go of a connection's queue; `/metrics` keeps counting what its task still
+    /// writes until the task ends.
+    fn forget(&mut self, conn: ConnId) -> Option<ConnHandle> {
+        let h = self.conns.remove(&conn)?;
+        self.meter.closing(&h.shared);
+        Some(h)
+    }
+
     /// Keeps a new WebSocket connection's queue, unless shutdown began (then it is closed).
     fn admit(&mut self, conn: ConnId, mut handle: ConnHandle) -> bool {
         if self.stopping {
@@ -617,7 +526,7 @@ impl HubTask {
                 conn = conn.0,
                 "dropped a client that is not reading ({why})"
             );
-            if let Some(h) = self.conns.remove(&conn) {
+            if let Some(h) = self.forget(conn) {
                 h.shared.kill();
             }
             self.hub.handle_disconnect(conn);
@@ -683,6 +592,7 @@ impl HubTask {
                         continue;
                     };
                     let (event, data) = emit.into_wire();
+                    self.meter.sio_sent(event.len() + data.get().len());
                     if let Err(e) = socket.emit(event, &data) {
                         if matches!(
                             e,
@@ -716,7 +626,7 @@ impl HubTask {
                     if let Some(s) = self.sio.remove(&conn) {
                         self.sio_disconnect(conn, s);
                     }
-                    if let Some(mut h) = self.conns.remove(&conn) {
+                    if let Some(mut h) = self.forget(conn) {
                         if h.tx.try_send(Out::Close(reason)).is_err() {
                             h.shared.kill();
                         }
@@ -745,6 +655,7 @@ impl HubTask {
         }
         // One line per join and leave: connection id, dialect, app and room.
         while let Some(e) = self.hub.poll_event() {
+            self.meter.event(&e);
             tracing::info!(
                 conn = e.conn.0,
                 dialect = e.dialect.as_str(),

@@ -24,7 +24,7 @@
 //! Endpoints on one port: Ant Media P2P at `/<app>/websocket`, the socket.io relay at
 //! `/socket.io/` (socketioxide, polling and websocket), the PeerJS server at
 //! [`ServerConfig::peerjs_path`] (`/peerjs/`), the demo page and SDK, `/healthz`,
-//! `/api/v1/ice-servers` and `/api/v1/stats`.
+//! `/api/v1/ice-servers`, `/api/v1/stats` and `/metrics` (Prometheus).
 //!
 //! Entry points: [`run`] serves until a shutdown future resolves, then every client gets
 //! `notification server_will_stop` and a close frame (1001), and `run` returns within
@@ -36,6 +36,7 @@ mod config;
 mod connection;
 mod eio_guard;
 mod hub_task;
+mod metrics;
 mod origin;
 mod outbound;
 mod routes;
@@ -52,6 +53,9 @@ use tokio_util::task::TaskTracker;
 pub use accept::EdgeStats;
 pub use cluster::{ClusterConfig, redacted_url};
 pub use config::{DEFAULT_LISTEN, ServerConfig, StatsSource};
+pub use metrics::{
+    AddMetrics, MIN_INTERVAL as METRICS_MIN_INTERVAL, MetricsConfig, MetricsSource, OTHER_APP,
+};
 pub use origin::{BadOrigin, OriginRule};
 pub use routes::{AppState, router};
 pub use tls::CertReloader;

@@ -2,7 +2,7 @@
 //! is charged against the per-connection and process-wide limits.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 
 use switchboard_core::CloseReason;
 use switchboard_proto::antmedia::ServerMessage;
@@ -50,16 +50,37 @@ pub(crate) struct ConnShared {
     conn: AtomicUsize,
     total: Arc<AtomicUsize>,
     kill: tokio::sync::Notify,
+    /// Text bytes written, for `/metrics` (only this connection's task adds to it).
+    sent: AtomicU64,
+    /// The connection speaks PeerJS (else Ant Media), for `/metrics`.
+    peerjs: bool,
 }
 
 impl ConnShared {
     /// A connection's share, part of `total`.
-    pub(crate) fn new(total: Arc<AtomicUsize>) -> Self {
+    pub(crate) fn new(total: Arc<AtomicUsize>, peerjs: bool) -> Self {
         Self {
             conn: AtomicUsize::new(0),
             total,
             kill: tokio::sync::Notify::new(),
+            sent: AtomicU64::new(0),
+            peerjs,
         }
+    }
+
+    /// Counts `n` text bytes written to the socket.
+    pub(crate) fn sent(&self, n: usize) {
+        self.sent.fetch_add(n as u64, Relaxed);
+    }
+
+    /// Text bytes written so far, and the dialect.
+    pub(crate) fn sent_bytes(&self) -> (switchboard_core::Dialect, u64) {
+        let d = if self.peerjs {
+            switchboard_core::Dialect::PeerJs
+        } else {
+            switchboard_core::Dialect::AntMedia
+        };
+        (d, self.sent.load(Relaxed))
     }
 
     /// Charges `n` bytes to this connection and to the process-wide total, unless that

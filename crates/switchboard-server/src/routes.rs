@@ -43,6 +43,9 @@ struct Inner {
     /// Cluster mode: the queue of the registry task (the socket.io connect middleware
     /// registers ids there).
     commands: Option<crate::cluster::registry::Commands>,
+    /// The last `/metrics` text, and the metrics that live as long as the server.
+    metrics: crate::metrics::Cache,
+    long_lived: prometheus::Registry,
 }
 
 impl AppState {
@@ -77,6 +80,8 @@ impl AppState {
                 eio,
                 cluster,
                 commands,
+                metrics: crate::metrics::Cache::default(),
+                long_lived: crate::metrics::long_lived(),
             }),
         }
     }
@@ -95,6 +100,7 @@ impl AppState {
 /// | `GET /healthz` | liveness |
 /// | `GET /api/v1/ice-servers` | an `RTCConfiguration` with fresh TURN credentials |
 /// | `GET /api/v1/stats` | counters of the edge, hub, socket.io and TURN |
+/// | `GET /metrics` | the same and more in the Prometheus text format (unless turned off) |
 /// | `GET /`, `/app.js`, `/style.css` | the demo call page ([`switchboard_web::ASSETS`]) |
 /// | `GET /sdk/switchboard.js` (and the modules it imports), `/sdk/switchboard.d.ts` | the browser SDK |
 pub fn router(state: AppState) -> Router {
@@ -111,14 +117,18 @@ pub fn router(state: AppState) -> Router {
             },
         );
     }
-    router
+    router = router
         .route(&pj, get(peerjs_info))
         .route(&format!("{pj}peerjs"), get(peerjs_websocket))
         .route(&format!("{pj}{{key}}/id"), get(peerjs_id))
         .route(&format!("{pj}{{key}}/peers"), get(peerjs_peers))
         .route("/healthz", get(healthz))
         .route("/api/v1/ice-servers", get(ice_servers))
-        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/stats", get(stats));
+    if state.inner.config.metrics.enabled {
+        router = router.route("/metrics", get(metrics));
+    }
+    router
         .route("/{app}/websocket", get(websocket))
         .layer(crate::socketio::layer(
             state.inner.hub.clone(),
@@ -274,7 +284,7 @@ async fn stats(State(state): State<AppState>) -> Response {
         .map(|read| (read.0)());
     let http = state.inner.edge.json();
     let hub_stats = state.inner.hub.stats().await;
-    let hub = hub_stats.map(|s| {
+    let hub = hub_stats.as_ref().map(|s| {
         let h = s.hub;
         serde_json::json!({
             "connections": h.connections,
@@ -296,11 +306,11 @@ async fn stats(State(state): State<AppState>) -> Response {
         })
     });
     let socketio = state.inner.eio.json();
-    let cluster = state
-        .inner
-        .cluster
-        .as_ref()
-        .and_then(|v| v.lock().ok().map(|v| v.json(hub_stats.map(|s| s.cluster))));
+    let cluster = state.inner.cluster.as_ref().and_then(|v| {
+        v.lock()
+            .ok()
+            .map(|v| v.json(hub_stats.as_ref().map(|s| s.cluster)))
+    });
     Json(serde_json::json!({
         "http": http,
         "hub": hub,
@@ -309,6 +319,50 @@ async fn stats(State(state): State<AppState>) -> Response {
         "cluster": cluster,
     }))
     .into_response()
+}
+
+/// `GET /metrics`: Prometheus text; 401 without the right key when `--metrics-key` is set.
+async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    if let Some(key) = &state.inner.config.metrics.key {
+        let given = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        if !given.is_some_and(|g| crate::metrics::key_matches(g, key)) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(axum::http::header::WWW_AUTHENTICATE, "Bearer")],
+                "metrics need Authorization: Bearer <the --metrics-key>\n",
+            )
+                .into_response();
+        }
+    }
+    let text = state
+        .inner
+        .metrics
+        .get(|| {
+            let i = &state.inner;
+            crate::metrics::render(crate::metrics::Sources {
+                hub: &i.hub,
+                edge: &i.edge,
+                eio: &i.eio,
+                turn: i.config.turn_metrics.as_ref(),
+                nodes: i
+                    .cluster
+                    .as_ref()
+                    .and_then(|v| v.lock().ok().map(|v| v.nodes.len())),
+                long_lived: &i.long_lived,
+            })
+        })
+        .await;
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text.to_string(),
+    )
+        .into_response()
 }
 
 async fn healthz() -> impl IntoResponse {

@@ -227,6 +227,9 @@ macro_rules! stats {
 }
 
 stats! {
+    /// STUN requests received from clients (Binding, Allocate, Refresh, CreatePermission,
+    /// ChannelBind), answered or refused.
+    stun_requests,
     /// Allocations open now.
     allocations_active,
     /// Allocations opened since start.

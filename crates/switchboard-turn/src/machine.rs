@@ -333,6 +333,7 @@ impl<S: Clone, C: Clone> Turn<S, C> {
             if let Ok(msg) = Message::from_bytes(data) {
                 is_request = msg.has_class(MessageClass::Request);
                 if is_request {
+                    rest.shared.stats.stun_requests.fetch_add(1, Relaxed);
                     had_username = msg.has_attribute(Username::TYPE);
                     if let Some(reply) = checks::precheck(&msg, g, rest, now, key, client) {
                         out.extend(to_client(l, client, reply));

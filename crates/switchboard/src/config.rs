@@ -231,6 +231,17 @@ pub(crate) struct Settings {
     /// The server's own origin (the demo page) is always allowed [default: any origin].
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Option<Vec<String>>,
+    /// Serve Prometheus metrics at GET /metrics [default: true].
+    #[arg(long, env = "SWITCHBOARD_METRICS")]
+    metrics: Option<bool>,
+    /// A key scrapers must send as `Authorization: Bearer <key>` to read /metrics (prefer the
+    /// environment or the file) [default: none: anyone who reaches the port may read them].
+    #[arg(long, env = "SWITCHBOARD_METRICS_KEY", hide_env_values = true)]
+    metrics_key: Option<String>,
+    /// Apps (Ant Media) that get their own `app` label in /metrics; the others count as
+    /// `_other`, so clients inventing app names cannot grow the metrics [default: 64].
+    #[arg(long, env = "SWITCHBOARD_METRICS_MAX_APPS")]
+    metrics_max_apps: Option<usize>,
 }
 
 /// One entry of `ice_servers`: a URL (flags, environment, or a string in the file), or a
@@ -470,6 +481,14 @@ impl ServeArgs {
             cfg.cluster = Some(switchboard_server::ClusterConfig::new(url, node));
         } else if s.node_id.is_some() {
             bail!("node_id needs redis_url (cluster mode)");
+        }
+        set(&mut cfg.metrics.enabled, s.metrics);
+        set(&mut cfg.metrics.max_apps, s.metrics_max_apps);
+        if let Some(key) = s.metrics_key.filter(|k| !k.is_empty()) {
+            if key.len() < 16 {
+                bail!("metrics_key must be at least 16 characters");
+            }
+            cfg.metrics.key = Some(key.into());
         }
         if let Some(list) = s.allowed_origins {
             let rules = list

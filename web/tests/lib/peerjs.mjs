@@ -1,12 +1,16 @@
 // A raw PeerJS server-protocol WebSocket for the test files: the frames it receives are
-// collected, and `next` takes the first that matches.
+// collected (and their bytes counted), and `next` takes the first that matches.
 import WebSocket from "ws";
 
 /** A raw PeerJS WebSocket to the server on `port` with `query`, its frames collected. */
 export async function pjRaw(port, query) {
   const ws = new WebSocket(`ws://127.0.0.1:${port}/peerjs/peerjs?${query}`);
   const frames = [];
-  ws.addEventListener("message", (e) => frames.push(JSON.parse(e.data)));
+  let bytes = 0;
+  ws.addEventListener("message", (e) => {
+    bytes += Buffer.byteLength(e.data);
+    frames.push(JSON.parse(e.data));
+  });
   const closed = new Promise((ok) => ws.addEventListener("close", (e) => ok(e.code)));
   await new Promise((ok, fail) => { ws.addEventListener("open", ok); ws.addEventListener("error", fail); });
   const next = async (pred = () => true, ms = 3000) => {
@@ -18,5 +22,7 @@ export async function pjRaw(port, query) {
       await new Promise((r) => setTimeout(r, 10));
     }
   };
-  return { ws, frames, closed, next, send: (m) => ws.send(typeof m === "string" ? m : JSON.stringify(m)) };
+  const send = (m) => ws.send(typeof m === "string" ? m : JSON.stringify(m));
+  // `bytes`: the UTF-8 bytes of every text frame received so far.
+  return { ws, frames, closed, next, send, bytes: () => bytes };
 }

@@ -701,11 +701,11 @@ impl Hub {
         let remote = room.and_then(|r| r.remote.as_deref()).cloned();
         match (local, remote) {
             (Some(other), _) => {
-                self.stats.relayed += 1;
+                self.stats.relayed_by_dialect.antmedia += 1;
                 self.send(other, msg.into_server_message(stream_id));
             }
             (None, Some(p)) => {
-                self.stats.relayed += 1;
+                self.stats.relayed_by_dialect.antmedia += 1;
                 self.cluster.sent += 1;
                 let app = c.app.clone();
                 self.cluster_out(ClusterOutput::Send {

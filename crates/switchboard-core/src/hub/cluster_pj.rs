@@ -97,7 +97,7 @@ impl Hub {
                     // Claimed again (Redis had forgotten it): what was sent to the id
                     // meanwhile waited in Redis, and comes before anything later.
                     for m in queued {
-                        self.stats.relayed += 1;
+                        self.stats.relayed_by_dialect.peerjs += 1;
                         self.cluster.received += 1;
                         self.pj_send(conn, m.into_server_message());
                     }
@@ -182,7 +182,7 @@ impl Hub {
                 payload,
                 back: Some(conn.0),
             });
-            self.stats.relayed += 1;
+            self.stats.relayed_by_dialect.peerjs += 1;
             self.cluster.sent += 1;
             self.cluster.routed_direct += 1;
             return self.cluster_out(ClusterOutput::Send {
@@ -241,7 +241,7 @@ impl Hub {
             self.cluster.route_resets += 1;
         }
         match outcome {
-            PjSendOutcome::Delivered(_) => self.stats.relayed += 1,
+            PjSendOutcome::Delivered(_) => self.stats.relayed_by_dialect.peerjs += 1,
             PjSendOutcome::Absent => {}
             PjSendOutcome::Queued => {
                 self.pj.count_bytes(&sent.from, sent.bytes);

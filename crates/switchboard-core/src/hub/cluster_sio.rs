@@ -57,7 +57,7 @@ impl Hub {
             |error: SioError, reason: &str| Err((event.as_str().into(), error, reason.into()));
         let result = match outcome {
             RouteOutcome::Delivered(_) => {
-                self.stats.relayed += 1;
+                self.stats.relayed_by_dialect.socketio += 1;
                 Ok(Some(SioAck::Ok))
             }
             RouteOutcome::Unknown => {

@@ -373,14 +373,14 @@ impl Hub {
         self.events.joined(conn, Dialect::PeerJs, &key, id);
         self.pj_send(conn, PjServerMessage::Open);
         for m in remote {
-            self.stats.relayed += 1;
+            self.stats.relayed_by_dialect.peerjs += 1;
             self.cluster.received += 1;
             self.pj_send(conn, m.into_server_message());
         }
         if let Some(queue) = self.pj.queues.remove(id) {
             for q in queue.msgs {
                 self.pj.uncount(&q);
-                self.stats.relayed += 1;
+                self.stats.relayed_by_dialect.peerjs += 1;
                 self.pj_send(conn, q.msg);
             }
         }
@@ -456,7 +456,7 @@ impl Hub {
             payload: msg.payload,
         };
         if let Some(to) = self.pj.ids.get(&dst).map(|h| h.conn) {
-            self.stats.relayed += 1;
+            self.stats.relayed_by_dialect.peerjs += 1;
             self.pj_send(to, out);
             return;
         }

@@ -287,7 +287,7 @@ impl Hub {
                     payload,
                     back: Some(SioBack { conn: conn.0, room }),
                 };
-                self.stats.relayed += 1;
+                self.stats.relayed_by_dialect.socketio += 1;
                 self.cluster.routed_direct += 1;
                 self.cluster_out(ClusterOutput::Send {
                     node: node.clone(),
@@ -330,7 +330,7 @@ impl Hub {
         }
         match to {
             Some(to) if to != conn => {
-                self.stats.relayed += 1;
+                self.stats.relayed_by_dialect.socketio += 1;
                 self.out.push_back(Output::SioEmit {
                     conn: to,
                     emit: SioEmit::Relay { event, payload },

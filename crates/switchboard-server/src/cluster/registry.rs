@@ -3,8 +3,9 @@
 //! this node's seats before it claims them again.
 //!
 //! One task, one Redis connection: what the hub emits in one order reaches Redis in that
-//! order (commands are pipelined, up to [`BATCH`] per round trip), so a pair's messages keep
-//! their order across nodes and a release never overtakes the claim it undoes. Answers go
+//! order (commands are pipelined, up to [`BATCH`] per round trip and [`IN_FLIGHT`] round
+//! trips at once), so a pair's messages keep their order across nodes and a release never
+//! overtakes the claim it undoes. Answers go
 //! back to the hub as inputs. When Redis cannot be reached, claims are answered
 //! `Unavailable` and messages reported undelivered (their senders get
 //! `cluster_unavailable`) at once; nothing waits in memory beyond the bounded queue in front
@@ -15,6 +16,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
 
+use futures_util::StreamExt;
+use futures_util::stream::FuturesOrdered;
 use redis::aio::ConnectionManager;
 use switchboard_core::auth::RoomRule;
 use switchboard_core::{
@@ -173,6 +176,11 @@ fn sio_room_script<'p>(
 }
 
 /// Carries out the hub's cluster outputs until the hub lets go of the queue.
+///
+/// Up to [`IN_FLIGHT`] pipelines are out at once: the next batch goes out while the answers
+/// to the one before are on their way, so under a steady flow a message does not wait for
+/// the round trip of the batch ahead of it. Redis runs one connection's commands in the
+/// order they were written, and the answers are taken in that order too.
 pub(crate) async fn run(
     client: redis::Client,
     node: NodeId,
@@ -182,53 +190,99 @@ pub(crate) async fn run(
 ) {
     let scripts = Scripts::new();
     let mut con: Option<ConnectionManager> = None;
-    let mut batch = Vec::with_capacity(BATCH);
-    while rx.recv_many(&mut batch, BATCH).await > 0 {
-        health.commands.fetch_add(batch.len() as u64, Relaxed);
-        if con.is_none() {
-            con = super::connect(&client).await.ok();
-        }
-        let answers = match con.as_mut() {
-            Some(c) => {
+    let mut in_flight = FuturesOrdered::new();
+    let mut open = true;
+    while open || !in_flight.is_empty() {
+        tokio::select! {
+            biased;
+            Some((batch, answers)) = in_flight.next(), if !in_flight.is_empty() => {
+                settle(&hub, &health, &node, batch, answers).await;
+            }
+            batch = next_batch(&mut rx), if open && in_flight.len() < IN_FLIGHT => {
+                if batch.is_empty() {
+                    open = false;
+                    continue;
+                }
+                health.commands.fetch_add(batch.len() as u64, Relaxed);
+                if con.is_none() {
+                    con = super::connect(&client).await.ok();
+                }
                 let outs: Vec<&ClusterOutput> = batch.iter().map(|(o, _)| o).collect();
                 let (pipe, sizes) = pipeline(&scripts, &node, &outs);
-                match tokio::time::timeout(
-                    Duration::from_secs(2),
-                    pipe.query_async::<Vec<redis::RedisResult<redis::Value>>>(c),
-                )
-                .await
-                {
-                    // One answer per command; a coalesced publication answers for each of
-                    // the messages it carried.
-                    Ok(Ok(answers)) if answers.len() == sizes.len() => {
-                        spread(answers, sizes).filter(|a| a.len() == batch.len())
-                    }
-                    Ok(Ok(_)) => None,
-                    Ok(Err(e)) => {
-                        tracing::debug!("cluster: commands failed: {e}");
-                        None
-                    }
-                    Err(_) => None,
-                }
+                let con = con.clone();
+                in_flight.push_back(async move {
+                    let answers = match con {
+                        Some(mut c) => query(&mut c, &pipe, sizes, batch.len()).await,
+                        None => None,
+                    };
+                    (batch, answers)
+                });
             }
-            None => None,
-        };
-        match answers {
-            Some(answers) => {
-                for ((out, done), answer) in batch.drain(..).zip(answers) {
-                    if let Some(done) = done {
-                        let _ = done.send(answer.is_ok());
-                    }
-                    answered(&hub, &health, &node, out, answer).await;
+        }
+    }
+}
+
+/// Most pipelines out at once (each at most [`BATCH`] commands).
+const IN_FLIGHT: usize = 4;
+
+/// What the hub queued since the last call (at most [`BATCH`]); empty once the queue is
+/// closed.
+async fn next_batch(rx: &mut mpsc::Receiver<Command>) -> Vec<Command> {
+    let mut batch = Vec::new();
+    rx.recv_many(&mut batch, BATCH).await;
+    batch
+}
+
+/// One round trip of `pipe`: an answer for each of the `n` outputs it carries, or `None`
+/// when Redis could not be reached in time or answered out of shape.
+async fn query(
+    c: &mut ConnectionManager,
+    pipe: &redis::Pipeline,
+    sizes: Vec<Carries>,
+    n: usize,
+) -> Option<Vec<redis::RedisResult<redis::Value>>> {
+    let answer = tokio::time::timeout(
+        Duration::from_secs(2),
+        pipe.query_async::<Vec<redis::RedisResult<redis::Value>>>(c),
+    )
+    .await;
+    match answer {
+        // One answer per command; a coalesced publication answers for each of the messages
+        // it carried.
+        Ok(Ok(answers)) if answers.len() == sizes.len() => {
+            spread(answers, sizes).filter(|a| a.len() == n)
+        }
+        Ok(Ok(_)) | Err(_) => None,
+        Ok(Err(e)) => {
+            tracing::debug!("cluster: commands failed: {e}");
+            None
+        }
+    }
+}
+
+/// Hands a batch's answers (`None`: it failed as a whole) to the hub, in order.
+async fn settle(
+    hub: &HubSender,
+    health: &Health,
+    node: &NodeId,
+    batch: Vec<Command>,
+    answers: Option<Vec<redis::RedisResult<redis::Value>>>,
+) {
+    match answers {
+        Some(answers) => {
+            for ((out, done), answer) in batch.into_iter().zip(answers) {
+                if let Some(done) = done {
+                    let _ = done.send(answer.is_ok());
                 }
+                answered(hub, health, node, out, answer).await;
             }
-            None => {
-                for (out, done) in batch.drain(..) {
-                    if let Some(done) = done {
-                        let _ = done.send(false);
-                    }
-                    failed(&hub, &health, out).await;
+        }
+        None => {
+            for (out, done) in batch {
+                if let Some(done) = done {
+                    let _ = done.send(false);
                 }
+                failed(hub, health, out).await;
             }
         }
     }

@@ -216,6 +216,16 @@ fn third_peer_gets_no_space_and_nothing_changes() {
         h.send(3, &join("r")),
         vec![error(3, "NoSpaceForNewPeer", "r")]
     );
+    // Counted by definition as it left the hub, and the connections by dialect.
+    h.send(3, "{nope");
+    let counts = h.error_counts();
+    assert_eq!(counts.get(Dialect::AntMedia, "NoSpaceForNewPeer"), 1);
+    assert_eq!(counts.get(Dialect::AntMedia, "invalid_message"), 1);
+    assert_eq!(counts.iter().count(), 2);
+    let stats = h.stats();
+    assert_eq!(stats.connections_by_dialect.antmedia, 3);
+    assert_eq!(stats.rooms_by_dialect.antmedia, 1);
+    assert_eq!(stats.connections, 3);
     // The pair still relays.
     let out = h.send(
         1,

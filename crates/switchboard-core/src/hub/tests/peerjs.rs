@@ -36,6 +36,9 @@ fn connect_checks_in_order_and_relays_with_src_stamped() {
             (2, "CLOSE Refused".into()),
         ]
     );
+    let counts = h.error_counts();
+    assert_eq!(counts.get(Dialect::PeerJs, "missing_parameters"), 1);
+    assert_eq!(counts.get(Dialect::PeerJs, "invalid_key"), 1);
     h.handle_pj_connect(
         ConnId(3),
         Some("peerjs"),

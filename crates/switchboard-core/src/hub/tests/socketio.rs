@@ -78,6 +78,12 @@ fn unknown_or_own_target_is_an_error_ack_or_event() {
     ));
     assert_eq!(out.len(), 2);
     assert_eq!(h.stats().errors, 2);
+    assert_eq!(
+        h.error_counts().get(Dialect::SocketIo, "unknown_target"),
+        2,
+        "the ack and the event"
+    );
+    assert_eq!(h.stats().connections_by_dialect.socketio, 3);
 }
 
 #[test]
