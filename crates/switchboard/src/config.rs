@@ -231,6 +231,11 @@ pub(crate) struct Settings {
     /// The server's own origin (the demo page) is always allowed [default: any origin].
     #[arg(long, env = "SWITCHBOARD_ALLOWED_ORIGINS", value_delimiter = ',')]
     allowed_origins: Option<Vec<String>>,
+    /// Log lines as `text` (for people) or `json` (one object a line, for log pipelines:
+    /// timestamp, level, message and the fields, e.g. conn, dialect, app, room)
+    /// [default: text].
+    #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum)]
+    log_format: Option<LogFormat>,
     /// Serve Prometheus metrics at GET /metrics [default: true].
     #[arg(long, env = "SWITCHBOARD_METRICS")]
     metrics: Option<bool>,
@@ -274,10 +279,22 @@ impl Settings {
     }
 }
 
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum LogFormat {
+    /// One readable line per event.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Everything `serve` needs: where to listen, the server settings, and the built-in
 /// STUN/TURN settings when it runs.
 #[derive(Debug)]
 pub(crate) struct Resolved {
+    /// How to write log lines.
+    pub(crate) log_format: LogFormat,
     pub(crate) listen: SocketAddr,
     /// No listen address was configured: listen on IPv6 and IPv4 (see `bind_http`).
     pub(crate) default_listen: bool,
@@ -512,6 +529,7 @@ impl ServeArgs {
             _ => bail!("tls_cert and tls_key go together"),
         };
         Ok(Resolved {
+            log_format: s.log_format.unwrap_or(LogFormat::Text),
             listen,
             default_listen,
             server: cfg,

@@ -22,7 +22,7 @@ use switchboard_proto::IceServer;
 use switchboard_server::ServerConfig;
 use switchboard_turn::TurnHandle;
 
-use crate::config::{BuiltinTurn, FALLBACK_STUN, Resolved, ServeArgs};
+use crate::config::{BuiltinTurn, FALLBACK_STUN, LogFormat, Resolved, ServeArgs};
 
 /// Switchboard: self-hosted WebRTC peer-to-peer signaling.
 #[derive(Debug, Parser)]
@@ -99,27 +99,36 @@ fn main() -> anyhow::Result<()> {
             runtime.block_on(bench::run(args))
         }
         command => {
-            tracing_subscriber::fmt()
-                .with_ansi(std::io::stdout().is_terminal())
-                .with_env_filter(filter)
-                .init();
             let args = match command {
                 Some(Command::Serve(args)) => *args,
                 _ => cli.serve,
             };
-            runtime.block_on(serve(args))
+            // Settings first: they say how to log (a bad one is reported on stderr).
+            let resolved = args.resolve()?;
+            let logs = tracing_subscriber::fmt().with_env_filter(filter);
+            if resolved.log_format == LogFormat::Json {
+                logs.json()
+                    .flatten_event(true)
+                    .with_current_span(false)
+                    .with_span_list(false)
+                    .init();
+            } else {
+                logs.with_ansi(std::io::stdout().is_terminal()).init();
+            }
+            runtime.block_on(serve(resolved))
         }
     }
 }
 
-async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+async fn serve(resolved: Resolved) -> anyhow::Result<()> {
     let Resolved {
         listen,
         default_listen,
         server: mut config,
         turn,
         tls,
-    } = args.resolve()?;
+        ..
+    } = resolved;
     let shutdown = shutdown_signal()?;
     if let Some(tls) = tls {
         let reloader = switchboard_server::CertReloader::load(&tls.cert, &tls.key)

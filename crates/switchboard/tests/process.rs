@@ -1,5 +1,5 @@
 //! The real `switchboard` binary as a user runs it: startup line, idle memory per joined
-//! peer, SIGTERM shutdown.
+//! peer, SIGTERM shutdown, JSON logs.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
@@ -305,4 +305,49 @@ fn a_short_auth_secret_or_a_bad_key_file_is_a_clear_error() {
     let err = run(&["--auth-public-key", junk.to_str().unwrap()]);
     assert!(err.contains("not an RSA, EC"), "{err}");
     let _ = std::fs::remove_file(junk);
+}
+
+/// `--log-format json`: every line is one JSON object (timestamp, level, message), and a
+/// join's and a leave's lines carry the connection, dialect, app and room as fields.
+#[tokio::test]
+async fn json_logs_are_one_object_a_line_with_the_peer_fields() {
+    let p = start_switchboard(&[], &[("SWITCHBOARD_LOG_FORMAT", "json")]);
+    let url = format!("ws://127.0.0.1:{}/LogApp/websocket", p.port);
+    let (mut ws, joined) = request(&url, r#"{"command":"join","streamId":"log-room"}"#).await;
+    assert!(joined.contains("joined"), "{joined}");
+    ws.send(Message::text(
+        r#"{"command":"leave","streamId":"log-room"}"#,
+    ))
+    .await
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let lines = loop {
+        let lines = p.log.lock().unwrap().clone();
+        if lines.iter().any(|l| l.contains(r#""message":"left""#))
+            || std::time::Instant::now() > deadline
+        {
+            break lines;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let objects: Vec<serde_json::Value> = lines
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    for o in &objects {
+        for key in ["timestamp", "level", "message"] {
+            assert!(o.get(key).is_some(), "no {key}: {o}");
+        }
+    }
+    for (message, reason) in [("joined", None), ("left", Some("leave"))] {
+        let line = objects
+            .iter()
+            .find(|o| o["message"] == message)
+            .unwrap_or_else(|| panic!("no {message} line: {lines:#?}"));
+        assert_eq!(line["dialect"], "antmedia", "{line}");
+        assert_eq!(line["app"], "LogApp", "{line}");
+        assert_eq!(line["room"], "log-room", "{line}");
+        assert!(line["conn"].as_u64().is_some(), "{line}");
+        assert_eq!(line["reason"].as_str(), reason, "{line}");
+    }
 }
