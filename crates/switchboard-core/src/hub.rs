@@ -17,6 +17,7 @@ use crate::ice::IceConfig;
 use crate::App;
 use crate::timers::Deadlines;
 
+mod admin;
 mod antmedia;
 mod cluster;
 mod cluster_pj;
@@ -28,6 +29,7 @@ mod limits;
 mod peerjs;
 mod socketio;
 
+pub use admin::PeerInfo;
 pub use cluster::{
     ClusterOutput, ClusterStats, JoinOutcome, PjClaim, PjClaimOutcome, PjSendOutcome, PjSent,
     RemotePeer, RouteOutcome, RouteScope, Seat, SeatClaim, SeatReply, SioJoin, SioRoute,
@@ -155,6 +157,8 @@ pub enum CloseReason {
     Replaced,
     /// It went on sending after [`REFUSALS_BEFORE_CLOSE`] `rate_limited` refusals.
     RateLimited,
+    /// An operator kicked it ([`Hub::handle_kick`]).
+    Kicked,
 }
 
 /// Something the IO edge must do.
@@ -240,6 +244,8 @@ pub struct Stats {
     pub auth_refused: u64,
     /// Joins ended by their token's `max_call` grant since start.
     pub max_call_ended: u64,
+    /// Connections kicked by an operator since start.
+    pub kicked: u64,
     /// Messages relayed to a peer since start, by dialect.
     pub relayed_by_dialect: PerDialect<u64>,
     /// Connections open now, by dialect.

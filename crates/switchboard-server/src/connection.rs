@@ -216,6 +216,7 @@ fn close(reason: CloseReason) -> Message {
         CloseReason::Refused => (CloseCode::Policy, "refused"),
         CloseReason::Replaced => (CloseCode::Normal, "replaced by a new connection"),
         CloseReason::RateLimited => (CloseCode::Policy, "rate limited"),
+        CloseReason::Kicked => (CloseCode::Policy, "kicked by the operator"),
     };
     Message::Close(Some(CloseFrame {
         code,

@@ -648,6 +648,9 @@ impl HubTask {
                         CloseReason::RateLimited => {
                             tracing::debug!(conn = conn.0, "closed a rate-limited connection");
                         }
+                        CloseReason::Kicked => {
+                            tracing::info!(conn = conn.0, "kicked by the operator");
+                        }
                         CloseReason::Shutdown | CloseReason::Refused | CloseReason::Replaced => {}
                     }
                 }

@@ -438,6 +438,11 @@ pub(crate) fn add_hub(f: &Families, hub: &switchboard_core::Stats, m: &MeterSnap
         hub.rate_limit_closed,
     );
     f.counter1(
+        "switchboard_kicked_total",
+        "Connections kicked by an operator",
+        hub.kicked,
+    );
+    f.counter1(
         "switchboard_auth_refusals_total",
         "Joins and requests refused for their room token",
         hub.auth_refused,

@@ -300,6 +300,7 @@ async fn stats(State(state): State<AppState>) -> Response {
             "rate_limit_closed": h.rate_limit_closed,
             "auth_refused": h.auth_refused,
             "max_call_ended": h.max_call_ended,
+            "kicked": h.kicked,
             "slow_consumers": s.slow_consumers,
             "queued_bytes": s.queued_bytes,
             "sio_closing": s.sio_closing,

@@ -53,6 +53,8 @@ pub enum LeaveReason {
     MaxCall,
     /// Cluster mode: its seat was taken by others while the registry had forgotten it.
     Evicted,
+    /// An operator kicked it (admin API).
+    Kicked,
 }
 
 impl LeaveReason {
@@ -68,6 +70,7 @@ impl LeaveReason {
             Self::RateLimited => "rate_limited",
             Self::MaxCall => "max_call",
             Self::Evicted => "evicted",
+            Self::Kicked => "kicked",
         }
     }
 }

@@ -151,6 +151,16 @@ impl PeerJs {
         self.timers.peek().map(|Reverse((at, _))| *at)
     }
 
+    /// The connections of open ids.
+    pub(super) fn conn_ids(&self) -> impl Iterator<Item = ConnId> + '_ {
+        self.conns.keys().copied()
+    }
+
+    /// The id `conn` holds.
+    pub(super) fn id_of(&self, conn: ConnId) -> Option<&str> {
+        self.conns.get(&conn).map(|c| &*c.id)
+    }
+
     pub(super) fn len(&self) -> usize {
         self.conns.len() + self.pending.len()
     }

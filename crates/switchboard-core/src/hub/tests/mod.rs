@@ -4,6 +4,7 @@ use super::*;
 use std::net::IpAddr;
 use switchboard_proto::antmedia::decode;
 
+mod admin;
 mod auth;
 mod cluster;
 mod peerjs;
