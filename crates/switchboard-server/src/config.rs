@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub turn_metrics: Option<crate::metrics::MetricsSource>,
     /// `/metrics`: on or off, its key, the bound on its per-app labels.
     pub metrics: crate::metrics::MetricsConfig,
+    /// The admin API's key (`Authorization: Bearer <key>`); `None`: the admin API is off.
+    pub admin_key: Option<std::sync::Arc<str>>,
     /// A connection that has not sent a whole HTTP request head this long after it opened
     /// (or after its previous response) is closed: one that sends nothing, or a header byte
     /// by byte, cannot hold a file descriptor. Default 10 s.
@@ -163,6 +165,7 @@ impl Default for ServerConfig {
             turn_stats: None,
             turn_metrics: None,
             metrics: crate::metrics::MetricsConfig::default(),
+            admin_key: None,
             header_timeout: Duration::from_secs(10),
             max_connections_per_ip: 512,
             max_open_connections: 60_000,

@@ -51,12 +51,15 @@ pub(crate) fn serve(
     async move {
         // futures-channel's capacity is `buffer` plus one per sender (the hub's only).
         let (tx, mut rx) = futures_channel::mpsc::channel(queue.saturating_sub(1));
-        let shared = hub.conn_shared(matches!(*dialect, Dialect::PeerJs(_)));
+        let (peerjs, ip) = match &*dialect {
+            Dialect::AntMedia(p) => (false, p.ip),
+            Dialect::PeerJs(p) => (true, p.ip),
+        };
+        let shared = hub.conn_shared(peerjs, ip);
         let handle = ConnHandle {
             tx,
             shared: std::sync::Arc::clone(&shared),
         };
-        let peerjs = matches!(*dialect, Dialect::PeerJs(_));
         let registered = match *dialect {
             Dialect::AntMedia(params) => hub.connect(conn, params, handle).await,
             Dialect::PeerJs(params) => hub.pj_connect(conn, params, handle).await,
@@ -88,9 +91,11 @@ pub(crate) fn serve(
                 frame = socket.next() => { match frame {
                     // PeerJS: bad JSON is ignored and the socket stays (as peerjs-server does).
                     Some(Ok(Message::Text(text))) if peerjs => {
+                        shared.received();
                         hub.pj_message(conn, switchboard_proto::peerjs::decode(&text).map_err(|_| ())).await;
                     }
                     Some(Ok(Message::Text(text))) => {
+                        shared.received();
                         let _ = hub.message(conn, decode(&text)).await;
                     }
                     Some(Ok(Message::Binary(_))) if peerjs => {}

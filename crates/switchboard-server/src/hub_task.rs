@@ -20,7 +20,9 @@ use crate::outbound::{ConnHandle, ConnShared, Out, Outbound, charge};
 /// Most inputs handled before outputs are flushed and the timer is checked again.
 const BATCH: usize = 256;
 
+mod admin;
 mod input;
+pub(crate) use admin::{AdminCtx, ConnExtra};
 pub(crate) use input::{AmParams, PjParams};
 use input::{ConnectParams, Input};
 
@@ -54,8 +56,12 @@ impl HubSender {
     }
 
     /// A new connection's shared state.
-    pub(crate) fn conn_shared(&self, peerjs: bool) -> Arc<ConnShared> {
-        Arc::new(ConnShared::new(Arc::clone(&self.queued_bytes), peerjs))
+    pub(crate) fn conn_shared(
+        &self,
+        peerjs: bool,
+        ip: Option<std::net::IpAddr>,
+    ) -> Arc<ConnShared> {
+        Arc::new(ConnShared::new(Arc::clone(&self.queued_bytes), peerjs, ip))
     }
 
     /// Registers a connection. The future is false if the hub is gone.
@@ -96,6 +102,22 @@ impl HubSender {
     }
 
     /// The PeerJS ids connected now, if discovery is allowed.
+    /// Runs `f` on the hub task (its outputs are carried out right after); `None` if the
+    /// hub is gone.
+    pub(crate) async fn admin<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut AdminCtx<'_>) -> T + Send + 'static,
+    ) -> Option<T> {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        let job: admin::AdminJob = Box::new(move |ctx| {
+            let _ = reply.send(f(ctx));
+        });
+        if !self.send(Input::Admin { job }).await {
+            return None;
+        }
+        answer.await.ok()
+    }
+
     pub(crate) async fn pj_peers(&self) -> Option<Vec<Box<str>>> {
         let (reply, answer) = tokio::sync::oneshot::channel();
         if !self.send(Input::PjPeers { reply }).await {
@@ -415,6 +437,11 @@ impl HubTask {
             Input::PjPeers { reply } => {
                 let _ = reply.send(self.hub.pj_peers());
             }
+            Input::Admin { job } => job(&mut AdminCtx {
+                hub: &mut self.hub,
+                conns: &self.conns,
+                sio: &self.sio,
+            }),
             Input::Stats { reply } => {
                 let _ = reply.send(HubStats {
                     hub: self.hub.stats(),

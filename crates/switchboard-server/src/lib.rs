@@ -31,6 +31,7 @@
 //! [`ServerConfig::shutdown_grace`]. [`router`] builds the axum router for embedding.
 
 mod accept;
+mod admin;
 mod cluster;
 mod config;
 mod connection;

@@ -52,25 +52,46 @@ pub(crate) struct ConnShared {
     kill: tokio::sync::Notify,
     /// Text bytes written, for `/metrics` (only this connection's task adds to it).
     sent: AtomicU64,
+    /// Messages read and written, for the admin API (only this connection's task adds).
+    msgs_in: AtomicU64,
+    msgs_out: AtomicU64,
     /// The connection speaks PeerJS (else Ant Media), for `/metrics`.
     peerjs: bool,
+    /// The client's address and when it connected (Unix seconds), for the admin API.
+    pub(crate) ip: Option<std::net::IpAddr>,
+    pub(crate) connected_at: u64,
 }
 
 impl ConnShared {
     /// A connection's share, part of `total`.
-    pub(crate) fn new(total: Arc<AtomicUsize>, peerjs: bool) -> Self {
+    pub(crate) fn new(total: Arc<AtomicUsize>, peerjs: bool, ip: Option<std::net::IpAddr>) -> Self {
         Self {
             conn: AtomicUsize::new(0),
             total,
             kill: tokio::sync::Notify::new(),
             sent: AtomicU64::new(0),
+            msgs_in: AtomicU64::new(0),
+            msgs_out: AtomicU64::new(0),
             peerjs,
+            ip,
+            connected_at: crate::unix_now(),
         }
     }
 
-    /// Counts `n` text bytes written to the socket.
+    /// Counts a text message of `n` bytes written to the socket.
     pub(crate) fn sent(&self, n: usize) {
         self.sent.fetch_add(n as u64, Relaxed);
+        self.msgs_out.fetch_add(1, Relaxed);
+    }
+
+    /// Counts a text message read from the socket.
+    pub(crate) fn received(&self) {
+        self.msgs_in.fetch_add(1, Relaxed);
+    }
+
+    /// Messages read and written so far.
+    pub(crate) fn messages(&self) -> (u64, u64) {
+        (self.msgs_in.load(Relaxed), self.msgs_out.load(Relaxed))
     }
 
     /// Text bytes written so far, and the dialect.

@@ -46,6 +46,8 @@ struct Inner {
     /// The last `/metrics` text, and the metrics that live as long as the server.
     metrics: crate::metrics::Cache,
     long_lived: prometheus::Registry,
+    /// When the server started (the admin API's uptime).
+    started: std::time::Instant,
 }
 
 impl AppState {
@@ -82,8 +84,29 @@ impl AppState {
                 commands,
                 metrics: crate::metrics::Cache::default(),
                 long_lived: crate::metrics::long_lived(),
+                started: std::time::Instant::now(),
             }),
         }
+    }
+
+    pub(crate) fn config(&self) -> &ServerConfig {
+        &self.inner.config
+    }
+
+    pub(crate) fn hub(&self) -> &HubSender {
+        &self.inner.hub
+    }
+
+    pub(crate) fn uptime(&self) -> std::time::Duration {
+        self.inner.started.elapsed()
+    }
+
+    /// Live nodes, in cluster mode.
+    pub(crate) fn cluster_nodes(&self) -> Option<usize> {
+        self.inner
+            .cluster
+            .as_ref()
+            .and_then(|v| v.lock().ok().map(|v| v.nodes.len()))
     }
 }
 
@@ -101,6 +124,8 @@ impl AppState {
 /// | `GET /api/v1/ice-servers` | an `RTCConfiguration` with fresh TURN credentials |
 /// | `GET /api/v1/stats` | counters of the edge, hub, socket.io and TURN |
 /// | `GET /metrics` | the same and more in the Prometheus text format (unless turned off) |
+/// | `/api/v1/node`, `apps`, `peers`, `peers/{conn}`, `rooms/{dialect}/{app}/{room}` | the admin API ([`crate::admin`], with `--admin-key`) |
+/// | `GET /api/v1/openapi.json` | the admin API's OpenAPI 3.1 document |
 /// | `GET /`, `/app.js`, `/style.css` | the demo call page ([`switchboard_web::ASSETS`]) |
 /// | `GET /sdk/switchboard.js` (and the modules it imports), `/sdk/switchboard.d.ts` | the browser SDK |
 pub fn router(state: AppState) -> Router {
@@ -124,7 +149,19 @@ pub fn router(state: AppState) -> Router {
         .route(&format!("{pj}{{key}}/peers"), get(peerjs_peers))
         .route("/healthz", get(healthz))
         .route("/api/v1/ice-servers", get(ice_servers))
-        .route("/api/v1/stats", get(stats));
+        .route("/api/v1/stats", get(stats))
+        .route("/api/v1/openapi.json", get(crate::admin::openapi))
+        .route("/api/v1/node", get(crate::admin::node))
+        .route("/api/v1/apps", get(crate::admin::apps))
+        .route("/api/v1/peers", get(crate::admin::peers))
+        .route(
+            "/api/v1/peers/{conn}",
+            get(crate::admin::peer).delete(crate::admin::kick),
+        )
+        .route(
+            "/api/v1/rooms/{dialect}/{app}/{room}",
+            get(crate::admin::room).delete(crate::admin::close_room),
+        );
     if state.inner.config.metrics.enabled {
         router = router.route("/metrics", get(metrics));
     }

@@ -236,6 +236,11 @@ pub(crate) struct Settings {
     /// [default: text].
     #[arg(long, env = "SWITCHBOARD_LOG_FORMAT", value_enum)]
     log_format: Option<LogFormat>,
+    /// Turns on the admin API (/api/v1/peers, rooms, apps, node; kick, close a room): requests
+    /// must send `Authorization: Bearer <key>`, at least 16 characters (prefer the
+    /// environment or the file) [default: none: the admin API is off].
+    #[arg(long, env = "SWITCHBOARD_ADMIN_KEY", hide_env_values = true)]
+    admin_key: Option<String>,
     /// Serve Prometheus metrics at GET /metrics [default: true].
     #[arg(long, env = "SWITCHBOARD_METRICS")]
     metrics: Option<bool>,
@@ -498,6 +503,12 @@ impl ServeArgs {
             cfg.cluster = Some(switchboard_server::ClusterConfig::new(url, node));
         } else if s.node_id.is_some() {
             bail!("node_id needs redis_url (cluster mode)");
+        }
+        if let Some(key) = s.admin_key.filter(|k| !k.is_empty()) {
+            if key.len() < 16 {
+                bail!("admin_key must be at least 16 characters");
+            }
+            cfg.admin_key = Some(key.into());
         }
         set(&mut cfg.metrics.enabled, s.metrics);
         set(&mut cfg.metrics.max_apps, s.metrics_max_apps);

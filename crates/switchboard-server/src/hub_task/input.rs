@@ -44,6 +44,10 @@ pub(super) enum Input {
     PjPeers {
         reply: tokio::sync::oneshot::Sender<Option<Vec<Box<str>>>>,
     },
+    /// An admin API request.
+    Admin {
+        job: super::admin::AdminJob,
+    },
     Stats {
         reply: tokio::sync::oneshot::Sender<HubStats>,
     },
