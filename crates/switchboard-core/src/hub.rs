@@ -398,15 +398,25 @@ impl Hub {
         self.unix_now = unix_secs;
     }
 
-    /// `conn`'s socket is gone (closed by the client, failed, or dropped by the edge as a
-    /// slow consumer). Its peer gets `stop`; nothing is sent to `conn`.
+    /// `conn`'s socket is gone (closed by the client, or failed). Its peer gets `stop`;
+    /// nothing is sent to `conn`.
     pub fn handle_disconnect(&mut self, conn: ConnId) {
+        self.drop_conn(conn, LeaveReason::Disconnect);
+    }
+
+    /// The edge dropped `conn` because it did not read its messages (its queue was full):
+    /// as [`Hub::handle_disconnect`], with the leave reason `slow_consumer`.
+    pub fn handle_slow_consumer(&mut self, conn: ConnId) {
+        self.drop_conn(conn, LeaveReason::SlowConsumer);
+    }
+
+    fn drop_conn(&mut self, conn: ConnId, reason: LeaveReason) {
         self.limiter.forget(conn);
-        if self.sio_disconnect(conn) || self.pj_disconnect(conn) {
+        if self.sio_forget(conn, reason) || self.pj_forget(conn, reason) {
             return;
         }
         if let Some(c) = self.am.conns.remove(&conn) {
-            self.vacate(conn, &c, LeaveReason::Disconnect);
+            self.vacate(conn, &c, reason);
         }
     }
 

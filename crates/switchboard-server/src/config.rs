@@ -64,6 +64,8 @@ pub struct ServerConfig {
     pub metrics: crate::metrics::MetricsConfig,
     /// The admin API's key (`Authorization: Bearer <key>`); `None`: the admin API is off.
     pub admin_key: Option<std::sync::Arc<str>>,
+    /// Webhooks: where events go and the signing secret; `None`: off.
+    pub webhooks: Option<crate::webhooks::WebhookConfig>,
     /// A connection that has not sent a whole HTTP request head this long after it opened
     /// (or after its previous response) is closed: one that sends nothing, or a header byte
     /// by byte, cannot hold a file descriptor. Default 10 s.
@@ -111,6 +113,9 @@ impl ServerConfig {
         self.hub.validate()?;
         if let Some(c) = &self.cluster {
             c.validate().map_err(switchboard_core::InvalidConfig)?;
+        }
+        if let Some(w) = &self.webhooks {
+            w.validate().map_err(switchboard_core::InvalidConfig)?;
         }
         check(
             self.max_message_size >= 1024,
@@ -166,6 +171,7 @@ impl Default for ServerConfig {
             turn_metrics: None,
             metrics: crate::metrics::MetricsConfig::default(),
             admin_key: None,
+            webhooks: None,
             header_timeout: Duration::from_secs(10),
             max_connections_per_ip: 512,
             max_open_connections: 60_000,

@@ -36,6 +36,8 @@ pub(crate) struct HubSender {
     tx: mpsc::Sender<Input>,
     /// Bytes queued to all connections (see [`QueuedBytes`]).
     queued_bytes: Arc<AtomicUsize>,
+    /// Webhook deliveries, for `/api/v1/stats` and `/metrics`.
+    pub(crate) webhook_stats: Arc<crate::webhooks::WebhookStats>,
 }
 
 impl HubSender {
@@ -270,6 +272,7 @@ pub(crate) fn spawn(
 ) -> (HubSender, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.hub_queue);
     let queued_bytes = Arc::new(AtomicUsize::new(0));
+    let webhook_stats = Arc::new(crate::webhooks::WebhookStats::default());
     let mut hub_config = config.hub.clone();
     if let Some(c) = &config.cluster {
         hub_config.cluster = NodeId::new(&c.node_id).ok();
@@ -289,8 +292,17 @@ pub(crate) fn spawn(
         sio_closing: HashMap::new(),
         slow_consumers: 0,
         meter: crate::metrics::HubMeter::new(&config.metrics),
+        webhooks: config
+            .webhooks
+            .as_ref()
+            .filter(|w| !w.urls.is_empty())
+            .map(|w| crate::webhooks::Webhooks::start(w, Arc::clone(&webhook_stats))),
     };
-    let sender = HubSender { tx, queued_bytes };
+    let sender = HubSender {
+        tx,
+        queued_bytes,
+        webhook_stats,
+    };
     (sender, tokio::spawn(task.run(rx)))
 }
 
@@ -324,6 +336,8 @@ struct HubTask {
     slow_consumers: u64,
     /// Counts for `/metrics`.
     meter: crate::metrics::HubMeter,
+    /// Webhooks, when configured.
+    webhooks: Option<crate::webhooks::Webhooks>,
 }
 
 /// The hub's counters and the hub task's own, for `/api/v1/stats` and `/metrics`.
@@ -556,7 +570,7 @@ impl HubTask {
             if let Some(h) = self.forget(conn) {
                 h.shared.kill();
             }
-            self.hub.handle_disconnect(conn);
+            self.hub.handle_slow_consumer(conn);
         }
     }
 
@@ -635,7 +649,7 @@ impl HubTask {
                             if let Some(s) = self.sio.remove(&conn) {
                                 self.sio_disconnect(conn, s);
                             }
-                            self.hub.handle_disconnect(conn);
+                            self.hub.handle_slow_consumer(conn);
                         }
                     }
                 }
@@ -686,6 +700,9 @@ impl HubTask {
         // One line per join and leave: connection id, dialect, app and room.
         while let Some(e) = self.hub.poll_event() {
             self.meter.event(&e);
+            if let Some(w) = &mut self.webhooks {
+                w.peer_event(&e);
+            }
             tracing::info!(
                 conn = e.conn.0,
                 dialect = e.dialect.as_str(),

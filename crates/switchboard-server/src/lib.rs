@@ -44,6 +44,7 @@ mod routes;
 mod socketio;
 mod tls;
 mod upgrade;
+mod webhooks;
 
 use std::future::Future;
 use std::io;
@@ -60,6 +61,7 @@ pub use metrics::{
 pub use origin::{BadOrigin, OriginRule};
 pub use routes::{AppState, router};
 pub use tls::CertReloader;
+pub use webhooks::{RETRIES as WEBHOOK_RETRIES, WebhookConfig, WebhookStats};
 
 /// At most one log line a second, with a count of the ones left out.
 #[derive(Debug, Default)]

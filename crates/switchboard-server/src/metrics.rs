@@ -485,6 +485,7 @@ pub(crate) struct Sources<'a> {
     pub(crate) turn: Option<&'a MetricsSource>,
     pub(crate) nodes: Option<usize>,
     pub(crate) long_lived: &'a Registry,
+    pub(crate) webhooks: Option<&'a crate::webhooks::WebhookStats>,
 }
 
 /// The text of one scrape.
@@ -555,6 +556,18 @@ pub(crate) async fn render(src: Sources<'_>) -> String {
         "1 while the hub answers",
         i64::from(hub.is_some()),
     );
+    if let Some(w) = src.webhooks {
+        f.counter(
+            "switchboard_webhook_events_total",
+            "Webhook deliveries by outcome: delivered (2xx), retried (an attempt failed), \
+             failed (given up after the retries), dropped (a URL's queue was full)",
+            &["outcome"],
+            crate::webhooks::WebhookStats::NAMES
+                .iter()
+                .zip(w.values())
+                .map(|(k, v)| (vec![*k], v)),
+        );
+    }
     if let Some(turn) = src.turn {
         if let Err(e) = (turn.0)(f.registry()) {
             tracing::warn!("metrics: TURN metrics left out: {e}");

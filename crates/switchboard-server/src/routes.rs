@@ -349,7 +349,14 @@ async fn stats(State(state): State<AppState>) -> Response {
             .ok()
             .map(|v| v.json(hub_stats.as_ref().map(|s| s.cluster)))
     });
+    let webhooks = state
+        .inner
+        .config
+        .webhooks
+        .as_ref()
+        .map(|_| state.inner.hub.webhook_stats.json());
     Json(serde_json::json!({
+        "webhooks": webhooks,
         "http": http,
         "hub": hub,
         "socketio": socketio,
@@ -390,6 +397,7 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
                     .as_ref()
                     .and_then(|v| v.lock().ok().map(|v| v.nodes.len())),
                 long_lived: &i.long_lived,
+                webhooks: i.config.webhooks.as_ref().map(|_| &*i.hub.webhook_stats),
             })
         })
         .await;

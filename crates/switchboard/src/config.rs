@@ -241,6 +241,18 @@ pub(crate) struct Settings {
     /// environment or the file) [default: none: the admin API is off].
     #[arg(long, env = "SWITCHBOARD_ADMIN_KEY", hide_env_values = true)]
     admin_key: Option<String>,
+    /// Where webhook events (room_started, peer_joined, peer_left, room_finished) are POSTed;
+    /// repeat the flag (or comma-separate) for several [default: none: webhooks off].
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_URL", value_delimiter = ',')]
+    webhook_url: Option<Vec<String>>,
+    /// The webhooks' signing secret in the Standard Webhooks form, `whsec_<base64>` of at
+    /// least 24 bytes; required with --webhook-url [default: none].
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_SECRET", hide_env_values = true)]
+    webhook_secret: Option<String>,
+    /// Webhook events that may wait for one URL (its receiver down or slow); more are
+    /// dropped and counted [default: 10000].
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_QUEUE")]
+    webhook_queue: Option<usize>,
     /// Serve Prometheus metrics at GET /metrics [default: true].
     #[arg(long, env = "SWITCHBOARD_METRICS")]
     metrics: Option<bool>,
@@ -509,6 +521,23 @@ impl ServeArgs {
                 bail!("admin_key must be at least 16 characters");
             }
             cfg.admin_key = Some(key.into());
+        }
+        let urls: Vec<String> = s
+            .webhook_url
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|u| !u.trim().is_empty())
+            .collect();
+        match (urls.is_empty(), s.webhook_secret) {
+            (true, _) => {}
+            (false, None) => bail!("webhook_url needs webhook_secret (whsec_<base64>)"),
+            (false, Some(secret)) => {
+                cfg.webhooks = Some(switchboard_server::WebhookConfig {
+                    urls,
+                    secret,
+                    queue: s.webhook_queue.unwrap_or(10_000),
+                });
+            }
         }
         set(&mut cfg.metrics.enabled, s.metrics);
         set(&mut cfg.metrics.max_apps, s.metrics_max_apps);

@@ -55,6 +55,8 @@ pub enum LeaveReason {
     Evicted,
     /// An operator kicked it (admin API).
     Kicked,
+    /// The edge dropped it for not reading its messages.
+    SlowConsumer,
 }
 
 impl LeaveReason {
@@ -71,6 +73,7 @@ impl LeaveReason {
             Self::MaxCall => "max_call",
             Self::Evicted => "evicted",
             Self::Kicked => "kicked",
+            Self::SlowConsumer => "slow_consumer",
         }
     }
 }

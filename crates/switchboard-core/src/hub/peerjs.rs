@@ -585,12 +585,6 @@ impl Hub {
         }
     }
 
-    /// Forgets a PeerJS socket (its id is freed if it still holds it). Returns whether it
-    /// was one.
-    pub(super) fn pj_disconnect(&mut self, conn: ConnId) -> bool {
-        self.pj_forget(conn, LeaveReason::Disconnect)
-    }
-
     pub(super) fn pj_forget(&mut self, conn: ConnId, reason: LeaveReason) -> bool {
         if let Some(p) = self.pj.pending.remove(&conn) {
             // Its claim may have gone through: give the id back.

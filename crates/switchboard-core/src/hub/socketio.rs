@@ -499,11 +499,6 @@ impl Hub {
         }
     }
 
-    /// Forgets a socket.io connection (its room hears `peer-left`). Returns whether it was one.
-    pub(super) fn sio_disconnect(&mut self, conn: ConnId) -> bool {
-        self.sio_forget(conn, LeaveReason::Disconnect)
-    }
-
     /// Forgets a socket.io connection (its room is told why); whether it was one.
     pub(super) fn sio_forget(&mut self, conn: ConnId, reason: LeaveReason) -> bool {
         let Some(c) = self.sio.conns.remove(&conn) else {

@@ -125,3 +125,16 @@ fn peers_are_listed_a_page_at_a_time_in_connection_order() {
     assert_eq!(rest[0].app.as_ref(), "/");
     assert!(h.peers(Some(ConnId(5)), 10).is_empty());
 }
+
+#[test]
+fn a_slow_consumer_leaves_with_its_own_reason() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "r");
+    h.handle_slow_consumer(ConnId(1));
+    // Nothing to the dropped connection (the edge closed it); its partner gets stop.
+    assert_eq!(h.drain(), vec![cmd(2, "stop", "r")]);
+    let left: Vec<_> = std::iter::from_fn(|| h.poll_event())
+        .filter_map(|e| e.change.reason())
+        .collect();
+    assert_eq!(left, vec![LeaveReason::SlowConsumer]);
+}
