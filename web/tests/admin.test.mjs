@@ -4,29 +4,23 @@
 // kicked SDK client sees its connection closed and its partner gets `stop`.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import SwaggerParser from "@apidevtools/swagger-parser";
-import { startSwitchboard, startStatic, launch, open, until, repo } from "./lib/harness.mjs";
+import { startSwitchboard, antMediaPages, open, until } from "./lib/harness.mjs";
 import { sioClient, waitFor } from "./lib/sio.mjs";
 import { pjRaw } from "./lib/peerjs.mjs";
 
 const KEY = "admin-test-key-0123456789";
 const APP = "AdminApp";
 const ROOM = "adm";
-let sb, web, browserA, browserB;
+let sb, pages;
 
 before(async () => {
   sb = await startSwitchboard(["--admin-key", KEY]);
-  web = await startStatic({
-    "/sdk/": join(repo, "web/tests/node_modules/@antmedia/webrtc_adaptor/dist/"),
-    "/pages/": join(repo, "web/tests/pages/"),
-  });
-  [browserA, browserB] = await Promise.all([launch(), launch()]);
+  pages = await antMediaPages();
 });
 
 after(async () => {
-  await Promise.all([browserA?.close(), browserB?.close()]);
-  await web?.close();
+  await pages?.close();
   await sb?.stop();
 });
 
@@ -42,8 +36,7 @@ async function call(method, route, path = route, key = KEY) {
   return { status: res.status, body, res };
 }
 
-const page = (browser) =>
-  open(browser, `${web.url}/pages/antmedia.html?ws=${encodeURIComponent(sb.ws(APP))}&room=${ROOM}&media=0`);
+const page = (browser) => open(browser, pages.url(sb.ws(APP), ROOM, false));
 
 test("admin API: the OpenAPI document validates, and every operation works on every dialect", async () => {
   const doc = await (await fetch(`${sb.url}/api/v1/openapi.json`)).json();
@@ -65,7 +58,7 @@ test("admin API: the OpenAPI document validates, and every operation works on ev
 
   // Peers of every dialect: an Ant Media pair (the official SDK), a socket.io socket in a
   // room, a PeerJS id.
-  const [a, b] = [await page(browserA), await page(browserB)];
+  const [a, b] = [await page(pages.browsers[0]), await page(pages.browsers[1])];
   await until(a, "A initialized", () => window.events.includes("initialized"));
   await until(b, "B initialized", () => window.events.includes("initialized"));
   await a.evaluate((room) => window.adaptor.join(room), ROOM);

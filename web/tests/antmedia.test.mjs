@@ -2,14 +2,12 @@
 // in two headless Chromium instances against a real `switchboard serve` process.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing as assertFramesFlowing } from "./lib/harness.mjs";
+import { startSwitchboard, antMediaPages, open, until, assertVideoFlowing as assertFramesFlowing } from "./lib/harness.mjs";
 
 const ROOM = "room1";
-let sb, web, browserA, browserB, a, b;
+let sb, browserA, browserB, a, b;
 
-const pageUrl = (ws, room = ROOM, media = true) =>
-  `${web.url}/pages/antmedia.html?ws=${encodeURIComponent(ws)}&room=${room}&media=${media ? 1 : 0}`;
+const pageUrl = (ws, room = ROOM, media = true) => pages.url(ws, room, media);
 
 /** Waits until the page's SDK is connected to the server. */
 const initialized = (page) => until(page, "initialized", () => window.events.includes("initialized"));
@@ -25,18 +23,15 @@ const assertVideoFlowing = (page, who) =>
 const iceConnected = (page, who, after = 0) =>
   until(page, `${who}: ICE connected`, (n) => window.iceStates.slice(n).some((s) => s === "connected" || s === "completed"), after);
 
+let pages;
 before(async () => {
   sb = await startSwitchboard();
-  web = await startStatic({
-    "/sdk/": join(repo, "web/tests/node_modules/@antmedia/webrtc_adaptor/dist/"),
-    "/pages/": join(repo, "web/tests/pages/"),
-  });
-  [browserA, browserB] = await Promise.all([launch(), launch()]);
+  pages = await antMediaPages();
+  [browserA, browserB] = pages.browsers;
 });
 
 after(async () => {
-  await Promise.all([browserA?.close(), browserB?.close()]);
-  await web?.close();
+  await pages?.close();
   if (sb) await sb.stop();
 });
 

@@ -186,8 +186,11 @@ test("metrics: refused without the key, and counted exactly after a scenario in 
     // (Each render asks the hub for its counts, which the batch histogram then counts, so
     // twenty renders would be twenty different texts.)
     const get = () => fetch(`${sb.url}/metrics`, { headers: { Authorization: `Bearer ${KEY}` } }).then((r) => r.text());
+    const t0 = Date.now();
     const burst = await Promise.all(Array.from({ length: 20 }, get));
-    assert.ok(new Set(burst).size <= 2, `${new Set(burst).size} renders for 20 scrapes`);
+    const renders = new Set(burst).size;
+    // At most one render a second (a burst that spans a second boundary sees two).
+    assert.ok(renders <= 2 + Math.floor((Date.now() - t0) / 1000), `${renders} renders for 20 scrapes`);
   } finally {
     for (const cl of amClients) cl.ws.close();
     for (const s of [s1, s2]) s.disconnect();

@@ -6,14 +6,13 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
-import { join } from "node:path";
 import WebSocket from "ws";
 import { Webhook } from "standardwebhooks";
-import { startSwitchboard, startStatic, launch, open, until, repo } from "./lib/harness.mjs";
+import { startSwitchboard, antMediaPages, open, until } from "./lib/harness.mjs";
 
 const SECRET = "whsec_" + Buffer.from("switchboard-webhook-test-secret-32b!").toString("base64");
 const APP = "HookApp";
-let sb, web, browserA, browserB, receiver;
+let sb, pages, receiver;
 
 /** A webhook receiver on `port` (0: any): verifies each request, keeps what it got. */
 function startReceiver(port = 0) {
@@ -52,23 +51,18 @@ async function waitEvents(r, n, ms = 20000) {
 before(async () => {
   receiver = await startReceiver();
   sb = await startSwitchboard(["--webhook-url", `http://127.0.0.1:${receiver.port}/hook`, "--webhook-secret", SECRET]);
-  web = await startStatic({
-    "/sdk/": join(repo, "web/tests/node_modules/@antmedia/webrtc_adaptor/dist/"),
-    "/pages/": join(repo, "web/tests/pages/"),
-  });
-  [browserA, browserB] = await Promise.all([launch(), launch()]);
+  pages = await antMediaPages();
 });
 
 after(async () => {
-  await Promise.all([browserA?.close(), browserB?.close()]);
-  await web?.close();
+  await pages?.close();
   await sb?.stop();
   await receiver?.close();
 });
 
 test("webhooks: a call's events arrive signed and in order; forged or stale ones are refused", async () => {
-  const url = `${web.url}/pages/antmedia.html?ws=${encodeURIComponent(sb.ws(APP))}&room=call&media=0`;
-  const [a, b] = [await open(browserA, url), await open(browserB, url)];
+  const url = pages.url(sb.ws(APP), "call", false);
+  const [a, b] = [await open(pages.browsers[0], url), await open(pages.browsers[1], url)];
   await until(a, "A initialized", () => window.events.includes("initialized"));
   await until(b, "B initialized", () => window.events.includes("initialized"));
   await a.evaluate(() => window.adaptor.join("call"));

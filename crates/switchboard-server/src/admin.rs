@@ -41,11 +41,23 @@ fn fail(status: StatusCode, error: &'static str, message: impl Into<String>) -> 
 }
 
 /// An error response, boxed (a small `Err`).
-struct Rejection(Box<Response>);
+pub(crate) struct Rejection(Box<Response>);
 
 impl IntoResponse for Rejection {
     fn into_response(self) -> Response {
         *self.0
+    }
+}
+
+/// Lets a request through to an admin route if it carries the admin key.
+pub(crate) async fn guard(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    match authorize(&state, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(r) => r.into_response(),
     }
 }
 
@@ -141,12 +153,8 @@ pub(crate) struct PageQuery {
     responses((status = 200, body = PeerPage), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub(crate) async fn peers(
     State(state): State<AppState>,
-    headers: HeaderMap,
     Query(q): Query<PageQuery>,
-) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r.into_response();
-    }
+) -> Result<Response, Rejection> {
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let after = q.after.map(ConnId);
     let page = state
@@ -162,26 +170,30 @@ pub(crate) async fn peers(
         })
         .await;
     let Some(mut peers) = page else {
-        return hub_gone();
+        return Ok(hub_gone());
     };
     let more = peers.len() > limit;
     peers.truncate(limit);
     let next_after = more.then(|| peers.last().map(|p| p.conn)).flatten();
-    Json(PeerPage { peers, next_after }).into_response()
+    Ok(Json(PeerPage { peers, next_after }).into_response())
+}
+
+/// A connection, as its routes name it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct ConnPath {
+    /// The connection id.
+    conn: u64,
 }
 
 /// One peer.
 #[utoipa::path(get, path = "/api/v1/peers/{conn}", security(("admin_key" = [])),
-    params(("conn" = u64, Path, description = "The connection id")),
+    params(ConnPath),
     responses((status = 200, body = Peer), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn peer(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(conn): Path<u64>,
-) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r.into_response();
-    }
+    Path(ConnPath { conn }): Path<ConnPath>,
+) -> Result<Response, Rejection> {
     let found = state
         .hub()
         .admin(move |ctx| {
@@ -190,11 +202,11 @@ pub(crate) async fn peer(
             Some(peer_json(p, x))
         })
         .await;
-    match found {
+    Ok(match found {
         None => hub_gone(),
         Some(None) => no_peer(conn),
         Some(Some(p)) => Json(p).into_response(),
-    }
+    })
 }
 
 fn no_peer(conn: u64) -> Response {
@@ -214,25 +226,23 @@ pub(crate) struct Kicked {
 /// Kicks a peer: it gets its dialect's normal close (Ant Media `stop` then a close frame,
 /// socket.io a disconnect, PeerJS a close), and its partner or room is told as of a leave.
 #[utoipa::path(delete, path = "/api/v1/peers/{conn}", security(("admin_key" = [])),
-    params(("conn" = u64, Path, description = "The connection id")),
+    params(ConnPath),
     responses((status = 200, body = Kicked), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn kick(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path(conn): Path<u64>,
-) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r.into_response();
-    }
-    match state
-        .hub()
-        .admin(move |ctx| ctx.hub.handle_kick(ConnId(conn)))
-        .await
-    {
-        None => hub_gone(),
-        Some(false) => no_peer(conn),
-        Some(true) => Json(Kicked { kicked: 1 }).into_response(),
-    }
+    Path(ConnPath { conn }): Path<ConnPath>,
+) -> Result<Response, Rejection> {
+    Ok(
+        match state
+            .hub()
+            .admin(move |ctx| ctx.hub.handle_kick(ConnId(conn)))
+            .await
+        {
+            None => hub_gone(),
+            Some(false) => no_peer(conn),
+            Some(true) => Json(Kicked { kicked: 1 }).into_response(),
+        },
+    )
 }
 
 /// A room and its members on this node.
@@ -258,42 +268,45 @@ fn dialect(name: &str) -> Result<Dialect, Rejection> {
     }
 }
 
-/// A room's members (socket.io's app is `/`, written `%2F`; PeerJS: the room is an id).
+/// A room, as its routes name it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct RoomPath {
+    /// `antmedia`, `socketio` or `peerjs`.
+    dialect: String,
+    /// The Ant Media app, `/` for socket.io (written `%2F`), the PeerJS key.
+    app: String,
+    /// The room (PeerJS: an id).
+    room: String,
+}
+
+/// A room's members on this node (PeerJS: the holder of the id).
 #[utoipa::path(get, path = "/api/v1/rooms/{dialect}/{app}/{room}", security(("admin_key" = [])),
-    params(("dialect" = String, Path, description = "antmedia, socketio or peerjs"),
-           ("app" = String, Path, description = "The Ant Media app, / for socket.io, the PeerJS key"),
-           ("room" = String, Path, description = "The room (PeerJS: an id)")),
+    params(RoomPath),
     responses((status = 200, body = Room), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn room(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((d, app, room)): Path<(String, String, String)>,
-) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r.into_response();
-    }
-    let dialect = match dialect(&d) {
-        Ok(d) => d,
-        Err(r) => return r.into_response(),
-    };
-    let (a, r) = (app.clone(), room.clone());
+    Path(p): Path<RoomPath>,
+) -> Result<Response, Rejection> {
+    let dialect = dialect(&p.dialect)?;
+    let (a, r) = (p.app.clone(), p.room.clone());
     let Some(members) = state
         .hub()
         .admin(move |ctx| ctx.hub.room_members(dialect, &a, &r))
         .await
     else {
-        return hub_gone();
+        return Ok(hub_gone());
     };
     if members.is_empty() {
-        return no_room(&room);
+        return Ok(no_room(&p.room));
     }
-    Json(Room {
+    Ok(Json(Room {
         dialect: dialect.as_str(),
-        app,
-        room,
+        app: p.app,
+        room: p.room,
         members: members.into_iter().map(|c| c.0).collect(),
     })
-    .into_response()
+    .into_response())
 }
 
 fn no_room(room: &str) -> Response {
@@ -306,32 +319,25 @@ fn no_room(room: &str) -> Response {
 
 /// Closes a room: every member on this node is kicked.
 #[utoipa::path(delete, path = "/api/v1/rooms/{dialect}/{app}/{room}", security(("admin_key" = [])),
-    params(("dialect" = String, Path, description = "antmedia, socketio or peerjs"),
-           ("app" = String, Path, description = "The Ant Media app, / for socket.io, the PeerJS key"),
-           ("room" = String, Path, description = "The room (PeerJS: an id)")),
+    params(RoomPath),
     responses((status = 200, body = Kicked), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn close_room(
     State(state): State<AppState>,
-    headers: HeaderMap,
-    Path((d, app, room)): Path<(String, String, String)>,
-) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r.into_response();
-    }
-    let dialect = match dialect(&d) {
-        Ok(d) => d,
-        Err(r) => return r.into_response(),
-    };
-    let r = room.clone();
-    match state
-        .hub()
-        .admin(move |ctx| ctx.hub.handle_close_room(dialect, &app, &r))
-        .await
-    {
-        None => hub_gone(),
-        Some(0) => no_room(&room),
-        Some(kicked) => Json(Kicked { kicked }).into_response(),
-    }
+    Path(p): Path<RoomPath>,
+) -> Result<Response, Rejection> {
+    let dialect = dialect(&p.dialect)?;
+    let (app, r) = (p.app, p.room.clone());
+    Ok(
+        match state
+            .hub()
+            .admin(move |ctx| ctx.hub.handle_close_room(dialect, &app, &r))
+            .await
+        {
+            None => hub_gone(),
+            Some(0) => no_room(&p.room),
+            Some(kicked) => Json(Kicked { kicked }).into_response(),
+        },
+    )
 }
 
 /// Counts by dialect.
@@ -354,12 +360,9 @@ pub(crate) struct AppCount {
 /// Apps with joined peers on this node.
 #[utoipa::path(get, path = "/api/v1/apps", security(("admin_key" = [])),
     responses((status = 200, body = [AppCount]), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
-pub(crate) async fn apps(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r.into_response();
-    }
+pub(crate) async fn apps(State(state): State<AppState>) -> Result<Response, Rejection> {
     let Some(stats) = state.hub().stats().await else {
-        return hub_gone();
+        return Ok(hub_gone());
     };
     let mut apps: Vec<AppCount> = stats
         .meter
@@ -373,7 +376,7 @@ pub(crate) async fn apps(State(state): State<AppState>, headers: HeaderMap) -> R
         })
         .collect();
     apps.sort_by(|a, b| (a.dialect, &a.app).cmp(&(b.dialect, &b.app)));
-    Json(apps).into_response()
+    Ok(Json(apps).into_response())
 }
 
 /// This node.
@@ -392,19 +395,16 @@ pub(crate) struct Node {
 /// This node: version, uptime, connections and rooms by dialect.
 #[utoipa::path(get, path = "/api/v1/node", security(("admin_key" = [])),
     responses((status = 200, body = Node), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
-pub(crate) async fn node(State(state): State<AppState>, headers: HeaderMap) -> Response {
-    if let Err(r) = authorize(&state, &headers) {
-        return r.into_response();
-    }
+pub(crate) async fn node(State(state): State<AppState>) -> Result<Response, Rejection> {
     let Some(stats) = state.hub().stats().await else {
-        return hub_gone();
+        return Ok(hub_gone());
     };
     let counts = |p: switchboard_core::PerDialect<usize>| DialectCounts {
         antmedia: p.antmedia as u64,
         socketio: p.socketio as u64,
         peerjs: p.peerjs as u64,
     };
-    Json(Node {
+    Ok(Json(Node {
         version: env!("CARGO_PKG_VERSION"),
         node_id: state.config().cluster.as_ref().map(|c| c.node_id.clone()),
         uptime_seconds: state.uptime().as_secs(),
@@ -412,7 +412,7 @@ pub(crate) async fn node(State(state): State<AppState>, headers: HeaderMap) -> R
         rooms: counts(stats.hub.rooms_by_dialect),
         cluster_nodes: state.cluster_nodes(),
     })
-    .into_response()
+    .into_response())
 }
 
 /// The OpenAPI 3.1 document of the admin API.
@@ -437,6 +437,21 @@ impl utoipa::Modify for BearerKey {
             );
         }
     }
+}
+
+/// The admin routes, behind [`guard`].
+pub(crate) fn routes(state: &AppState) -> axum::Router<AppState> {
+    use axum::routing::get;
+    axum::Router::new()
+        .route("/api/v1/node", get(node))
+        .route("/api/v1/apps", get(apps))
+        .route("/api/v1/peers", get(peers))
+        .route("/api/v1/peers/{conn}", get(peer).delete(kick))
+        .route(
+            "/api/v1/rooms/{dialect}/{app}/{room}",
+            get(room).delete(close_room),
+        )
+        .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
 }
 
 /// `GET /api/v1/openapi.json`.

@@ -151,17 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/v1/ice-servers", get(ice_servers))
         .route("/api/v1/stats", get(stats))
         .route("/api/v1/openapi.json", get(crate::admin::openapi))
-        .route("/api/v1/node", get(crate::admin::node))
-        .route("/api/v1/apps", get(crate::admin::apps))
-        .route("/api/v1/peers", get(crate::admin::peers))
-        .route(
-            "/api/v1/peers/{conn}",
-            get(crate::admin::peer).delete(crate::admin::kick),
-        )
-        .route(
-            "/api/v1/rooms/{dialect}/{app}/{room}",
-            get(crate::admin::room).delete(crate::admin::close_room),
-        );
+        .merge(crate::admin::routes(&state));
     if state.inner.config.metrics.enabled {
         router = router.route("/metrics", get(metrics));
     }

@@ -247,78 +247,86 @@ fn turn_stats(turn: &TurnHandle) -> switchboard_server::StatsSource {
     })
 }
 
+/// A counter family: name, help, its label (empty: none) and a value per label value.
+type TurnCounter<'a> = (&'a str, &'a str, &'a str, Vec<(&'a str, u64)>);
+
 /// The TURN server's counters as Prometheus families, for `/metrics`.
 fn turn_metrics(turn: &TurnHandle) -> switchboard_server::MetricsSource {
-    use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts};
+    use prometheus::{IntCounterVec, IntGauge, Opts};
     let turn = turn.clone();
     switchboard_server::MetricsSource::new(move |r| {
         let s = turn.stats();
-        let counter = |name: &str, help: &str, n: u64| -> prometheus::Result<()> {
-            let c = IntCounter::new(name, help)?;
-            c.inc_by(n);
-            r.register(Box::new(c))
-        };
-        let labelled = |name: &str, help: &str, label: &str, rows: &[(&str, u64)]| {
-            let c = IntCounterVec::new(Opts::new(name, help), &[label])?;
-            for (v, n) in rows {
-                c.with_label_values(&[*v]).inc_by(*n);
-            }
-            r.register(Box::new(c))
-        };
         let active = IntGauge::new("switchboard_turn_allocations", "TURN allocations open now")?;
         active.set(i64::try_from(s.allocations_active).unwrap_or(i64::MAX));
         r.register(Box::new(active))?;
-        counter(
-            "switchboard_turn_allocations_total",
-            "TURN allocations opened",
-            s.allocations_total,
-        )?;
-        counter(
-            "switchboard_stun_requests_total",
-            "STUN requests received by the built-in STUN/TURN server",
-            s.stun_requests,
-        )?;
-        labelled(
-            "switchboard_turn_relayed_packets_total",
-            "Packets relayed by TURN, by direction",
-            "direction",
-            &[
-                ("to_peer", s.relayed_to_peers),
-                ("from_peer", s.relayed_from_peers),
-            ],
-        )?;
-        counter(
-            "switchboard_turn_relayed_bytes_total",
-            "Payload bytes relayed by TURN, both directions",
-            s.relayed_bytes,
-        )?;
-        counter(
-            "switchboard_turn_dropped_packets_total",
-            "TURN packets dropped because a socket or connection queue was full",
-            s.dropped_send,
-        )?;
-        labelled(
-            "switchboard_turn_refusals_total",
-            "TURN requests, allocations, connections and peers refused, by reason",
-            "reason",
-            &[
-                ("auth", s.refused_auth),
-                ("expired", s.refused_expired),
-                ("user_quota", s.refused_user_quota),
-                ("ip_quota", s.refused_ip_quota),
-                ("capacity", s.refused_capacity),
-                ("tcp_limit", s.refused_tcp_limit),
-                ("busy", s.refused_busy),
-                ("peer_loopback", s.refused_peer_loopback),
-                ("peer_private", s.refused_peer_private),
-                ("peer_link_local", s.refused_peer_link_local),
-                ("peer_multicast", s.refused_peer_multicast),
-                ("peer_unspecified", s.refused_peer_unspecified),
-                ("peer_own_port", s.refused_peer_own_port),
-                ("peer_own_address", s.refused_peer_own_address),
-                ("peer_denied", s.refused_peer_denied),
-            ],
-        )
+        // Counters: name, help, and the label with its values (none: one sample).
+        let counters: [TurnCounter<'_>; 6] = [
+            (
+                "switchboard_turn_allocations_total",
+                "TURN allocations opened",
+                "",
+                vec![("", s.allocations_total)],
+            ),
+            (
+                "switchboard_stun_requests_total",
+                "STUN requests received by the built-in STUN/TURN server",
+                "",
+                vec![("", s.stun_requests)],
+            ),
+            (
+                "switchboard_turn_relayed_packets_total",
+                "Packets relayed by TURN, by direction",
+                "direction",
+                vec![
+                    ("to_peer", s.relayed_to_peers),
+                    ("from_peer", s.relayed_from_peers),
+                ],
+            ),
+            (
+                "switchboard_turn_relayed_bytes_total",
+                "Payload bytes relayed by TURN, both directions",
+                "",
+                vec![("", s.relayed_bytes)],
+            ),
+            (
+                "switchboard_turn_dropped_packets_total",
+                "TURN packets dropped because a socket or connection queue was full",
+                "",
+                vec![("", s.dropped_send)],
+            ),
+            (
+                "switchboard_turn_refusals_total",
+                "TURN requests, allocations, connections and peers refused, by reason",
+                "reason",
+                vec![
+                    ("auth", s.refused_auth),
+                    ("expired", s.refused_expired),
+                    ("user_quota", s.refused_user_quota),
+                    ("ip_quota", s.refused_ip_quota),
+                    ("capacity", s.refused_capacity),
+                    ("tcp_limit", s.refused_tcp_limit),
+                    ("busy", s.refused_busy),
+                    ("peer_loopback", s.refused_peer_loopback),
+                    ("peer_private", s.refused_peer_private),
+                    ("peer_link_local", s.refused_peer_link_local),
+                    ("peer_multicast", s.refused_peer_multicast),
+                    ("peer_unspecified", s.refused_peer_unspecified),
+                    ("peer_own_port", s.refused_peer_own_port),
+                    ("peer_own_address", s.refused_peer_own_address),
+                    ("peer_denied", s.refused_peer_denied),
+                ],
+            ),
+        ];
+        for (name, help, label, rows) in counters {
+            let labels: &[&str] = if label.is_empty() { &[] } else { &[label] };
+            let c = IntCounterVec::new(Opts::new(name, help), labels)?;
+            for (value, n) in rows {
+                let values: &[&str] = if label.is_empty() { &[] } else { &[value] };
+                c.with_label_values(values).inc_by(n);
+            }
+            r.register(Box::new(c))?;
+        }
+        Ok(())
     })
 }
 

@@ -170,3 +170,26 @@ export async function assertVideoFlowing(page, who, videoId, count, arg) {
   const n = await rising(10, "frames decoding");
   await rising(n + 5, "frames still decoding");
 }
+
+/**
+ * The official Ant Media SDK (npm, unchanged) and the test page that drives it
+ * (`pages/antmedia.html`) on a static server, and two Chromium browsers. `url(ws, room,
+ * media)` is the page for a server's WebSocket URL; `close()` ends the browsers and the server.
+ */
+export async function antMediaPages() {
+  const web = await startStatic({
+    "/sdk/": join(repo, "web/tests/node_modules/@antmedia/webrtc_adaptor/dist/"),
+    "/pages/": join(repo, "web/tests/pages/"),
+  });
+  const browsers = await Promise.all([launch(), launch()]);
+  return {
+    web,
+    browsers,
+    url: (ws, room, media = true) =>
+      `${web.url}/pages/antmedia.html?ws=${encodeURIComponent(ws)}&room=${room}&media=${media ? 1 : 0}`,
+    close: async () => {
+      await Promise.all(browsers.map((b) => b.close()));
+      await web.close();
+    },
+  };
+}
