@@ -2,10 +2,11 @@
 // by a server here that checks every request with the npm `standardwebhooks` package (an
 // implementation of the Standard Webhooks scheme independent of Switchboard's). Events arrive
 // in order; a receiver that is down and comes back gets the retried events; a forged or stale
-// signature is refused by the verifier.
+// signature is refused by the verifier. TURN allocations (coturn's test client) when asked for.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { createServer } from "node:http";
+import { spawnSync } from "node:child_process";
 import WebSocket from "ws";
 import { Webhook } from "standardwebhooks";
 import { startSwitchboard, antMediaPages, open, until } from "./lib/harness.mjs";
@@ -127,4 +128,44 @@ test("webhooks: a receiver that is down, then back, gets the retried events in o
   assert.equal(after.webhooks.failed, 0);
   assert.equal(after.webhooks.dropped, 0);
   ws.close();
+});
+
+test("webhooks: the built-in TURN server's allocations, when asked for", async () => {
+  const r = await startReceiver();
+  const turnSb = await startSwitchboard([
+    "--webhook-url", `http://127.0.0.1:${r.port}/hook`, "--webhook-secret", SECRET,
+    "--webhook-turn-events", "true",
+  ]);
+  try {
+    const ice = await (await fetch(`${turnSb.url}/api/v1/ice-servers`)).json();
+    const turn = ice.iceServers.find((s) => s.urls[0].startsWith("turn:"));
+    // coturn's test client: two TCP allocations that send to each other, closed at the end.
+    const run = spawnSync("timeout", ["30", "turnutils_uclient", "-t", "-y", "-u", turn.username, "-w", turn.credential,
+      "-p", String(turnSb.turnPort), "-n", "5", "-m", "1", "-X", "127.0.0.1"], { encoding: "utf8" });
+    assert.equal(run.status, 0, run.stdout + run.stderr);
+    await waitEvents(r, 4);
+    await new Promise((ok) => setTimeout(ok, 1000));
+    const events = r.got.map((g) => g.payload);
+    const created = events.filter((e) => e.type === "allocation_created");
+    const ended = events.filter((e) => e.type === "allocation_ended");
+    // The client opens a few allocations (two that talk, and its own checks); the TCP ones
+    // end when it closes their connections.
+    assert.ok(created.length >= 2 && ended.length >= 2, JSON.stringify(events));
+    const user = turn.username.split(":").slice(1).join(":");
+    for (const e of events) {
+      assert.equal(e.data.user, user);
+      assert.match(e.data.client, /^127\.0\.0\.1:\d+$/);
+    }
+    // Each allocation ends once, after it was created, with the same addresses.
+    const key = (e) => `${e.data.client}>${e.data.relay}`;
+    assert.equal(new Set(ended.map(key)).size, ended.length);
+    for (const e of ended) {
+      const c = events.findIndex((x) => x.type === "allocation_created" && key(x) === key(e));
+      assert.ok(c >= 0 && c < events.indexOf(e), JSON.stringify(e));
+    }
+    assert.deepEqual(r.refused, []);
+  } finally {
+    await turnSb.stop();
+    await r.close();
+  }
 });

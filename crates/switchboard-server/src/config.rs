@@ -66,6 +66,9 @@ pub struct ServerConfig {
     pub admin_key: Option<std::sync::Arc<str>>,
     /// Webhooks: where events go and the signing secret; `None`: off.
     pub webhooks: Option<crate::webhooks::WebhookConfig>,
+    /// Webhook senders already started (by the binary, to share them with the TURN server);
+    /// `None`: the server starts its own from [`ServerConfig::webhooks`].
+    pub webhook_sink: Option<crate::webhooks::WebhookSink>,
     /// A connection that has not sent a whole HTTP request head this long after it opened
     /// (or after its previous response) is closed: one that sends nothing, or a header byte
     /// by byte, cannot hold a file descriptor. Default 10 s.
@@ -172,6 +175,7 @@ impl Default for ServerConfig {
             metrics: crate::metrics::MetricsConfig::default(),
             admin_key: None,
             webhooks: None,
+            webhook_sink: None,
             header_timeout: Duration::from_secs(10),
             max_connections_per_ip: 512,
             max_open_connections: 60_000,

@@ -272,7 +272,16 @@ pub(crate) fn spawn(
 ) -> (HubSender, JoinHandle<()>) {
     let (tx, rx) = mpsc::channel(config.hub_queue);
     let queued_bytes = Arc::new(AtomicUsize::new(0));
-    let webhook_stats = Arc::new(crate::webhooks::WebhookStats::default());
+    // The sink the binary started (shared with the TURN server), or one of our own.
+    let webhooks = config.webhook_sink.clone().or_else(|| {
+        config
+            .webhooks
+            .as_ref()
+            .map(crate::webhooks::WebhookSink::start)
+    });
+    let webhook_stats = webhooks
+        .as_ref()
+        .map_or_else(Arc::default, |w| Arc::clone(w.stats()));
     let mut hub_config = config.hub.clone();
     if let Some(c) = &config.cluster {
         hub_config.cluster = NodeId::new(&c.node_id).ok();
@@ -292,11 +301,7 @@ pub(crate) fn spawn(
         sio_closing: HashMap::new(),
         slow_consumers: 0,
         meter: crate::metrics::HubMeter::new(&config.metrics),
-        webhooks: config
-            .webhooks
-            .as_ref()
-            .filter(|w| !w.urls.is_empty())
-            .map(|w| crate::webhooks::Webhooks::start(w, Arc::clone(&webhook_stats))),
+        webhooks: webhooks.clone().map(crate::webhooks::Webhooks::new),
     };
     let sender = HubSender {
         tx,

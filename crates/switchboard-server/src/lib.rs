@@ -61,7 +61,7 @@ pub use metrics::{
 pub use origin::{BadOrigin, OriginRule};
 pub use routes::{AppState, router};
 pub use tls::CertReloader;
-pub use webhooks::{RETRIES as WEBHOOK_RETRIES, WebhookConfig, WebhookStats};
+pub use webhooks::{RETRIES as WEBHOOK_RETRIES, WebhookConfig, WebhookSink, WebhookStats};
 
 /// At most one log line a second, with a count of the ones left out.
 #[derive(Debug, Default)]

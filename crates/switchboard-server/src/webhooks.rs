@@ -11,6 +11,7 @@
 //! rooms, so its ids give `peer_joined` and `peer_left` only.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::Duration;
@@ -112,18 +113,19 @@ struct Event {
     body: String,
 }
 
-/// The hub task's end: turns peer events into webhook events and queues them.
-#[derive(Debug)]
-pub(crate) struct Webhooks {
-    queues: Vec<mpsc::Sender<Arc<Event>>>,
-    /// Members of each room with members, to know when a room starts and finishes.
-    rooms: HashMap<(Dialect, Box<str>, Box<str>), u32>,
+/// Where webhook events are queued: one bounded queue per URL, each drained by its sender
+/// task. Cheap to clone (the hub task and the TURN server share one).
+#[derive(Debug, Clone)]
+pub struct WebhookSink {
+    queues: Arc<Vec<mpsc::Sender<Arc<Event>>>>,
     stats: Arc<WebhookStats>,
 }
 
-impl Webhooks {
-    /// Starts one sender task per URL.
-    pub(crate) fn start(config: &WebhookConfig, stats: Arc<WebhookStats>) -> Self {
+impl WebhookSink {
+    /// Starts one sender task per URL (on the current tokio runtime).
+    #[must_use]
+    pub fn start(config: &WebhookConfig) -> Self {
+        let stats = Arc::new(WebhookStats::default());
         let key = standardwebhooks::Webhook::new(&config.secret)
             .ok()
             .map(Arc::new);
@@ -150,9 +152,66 @@ impl Webhooks {
             }
         };
         Self {
-            queues,
-            rooms: HashMap::new(),
+            queues: Arc::new(queues),
             stats,
+        }
+    }
+
+    /// The delivery counters.
+    #[must_use]
+    pub fn stats(&self) -> &Arc<WebhookStats> {
+        &self.stats
+    }
+
+    /// A TURN allocation opened (`created`) or ended: `allocation_created` /
+    /// `allocation_ended` with the relay and client addresses and the credential's user.
+    pub fn allocation(&self, created: bool, relay: SocketAddr, client: SocketAddr, user: &str) {
+        let kind = if created {
+            "allocation_created"
+        } else {
+            "allocation_ended"
+        };
+        let data = serde_json::json!({
+            "relay": relay.to_string(),
+            "client": client.to_string(),
+            "user": user,
+        });
+        self.queue(kind, data);
+    }
+
+    /// Renders an event once and queues it for every URL (a full queue drops it, counted).
+    fn queue(&self, kind: &str, data: serde_json::Value) {
+        let body = serde_json::json!({
+            "type": kind,
+            "timestamp": rfc3339_now(),
+            "data": data,
+        })
+        .to_string();
+        let event = Arc::new(Event {
+            id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
+            body,
+        });
+        for q in self.queues.iter() {
+            if q.try_send(Arc::clone(&event)).is_err() {
+                self.stats.dropped.fetch_add(1, Relaxed);
+            }
+        }
+    }
+}
+
+/// The hub task's end: turns peer events into webhook events.
+#[derive(Debug)]
+pub(crate) struct Webhooks {
+    sink: WebhookSink,
+    /// Members of each room with members, to know when a room starts and finishes.
+    rooms: HashMap<(Dialect, Box<str>, Box<str>), u32>,
+}
+
+impl Webhooks {
+    pub(crate) fn new(sink: WebhookSink) -> Self {
+        Self {
+            sink,
+            rooms: HashMap::new(),
         }
     }
 
@@ -200,21 +259,7 @@ impl Webhooks {
         if let Some(r) = reason {
             data["reason"] = r.into();
         }
-        let body = serde_json::json!({
-            "type": kind,
-            "timestamp": rfc3339_now(),
-            "data": data,
-        })
-        .to_string();
-        let event = Arc::new(Event {
-            id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
-            body,
-        });
-        for q in &self.queues {
-            if q.try_send(Arc::clone(&event)).is_err() {
-                self.stats.dropped.fetch_add(1, Relaxed);
-            }
-        }
+        self.sink.queue(kind, data);
     }
 }
 

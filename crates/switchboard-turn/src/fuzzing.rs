@@ -104,7 +104,7 @@ impl Harness {
                 Command::OpenRelay { request, .. } => {
                     let _ = self.turn.handle_relay_opened(self.now, request, None);
                 }
-                Command::CloseRelay { .. } => {}
+                Command::CloseRelay { .. } | Command::Event(_) => {}
             }
         }
         (n, bytes)

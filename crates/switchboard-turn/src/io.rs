@@ -319,6 +319,11 @@ impl Edge {
                         tracing::trace!("TURN: closing relay {relay}");
                         socket.stop.cancel();
                     }
+                    Command::Event(e) => {
+                        if let Some(sink) = &self.shared.config.allocation_events {
+                            sink(e);
+                        }
+                    }
                 }
             }
             if opened.is_empty() {

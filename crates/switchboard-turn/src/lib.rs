@@ -102,7 +102,36 @@ pub struct TurnConfig {
     /// new clients are refused. Bounds the protocol crate's nonce and user tables.
     /// Default: 65,536.
     pub max_clients_per_generation: usize,
+    /// Told of every allocation opened and ended (the operator's webhooks); called outside
+    /// any lock, it must not block. Default: none.
+    pub allocation_events: Option<AllocationSink>,
 }
+
+/// An allocation opened or ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllocationEvent {
+    /// A relay address was allocated to `client` for the REST user `user`.
+    Created {
+        /// The relay address given to the client.
+        relay: SocketAddr,
+        /// The client's address (as the server sees it).
+        client: SocketAddr,
+        /// The user of the credential (its REST username without the expiry).
+        user: String,
+    },
+    /// The allocation ended (expired, refreshed to 0, or its TCP connection closed).
+    Ended {
+        /// The relay address.
+        relay: SocketAddr,
+        /// The client's address.
+        client: SocketAddr,
+        /// The user of the credential (its REST username without the expiry).
+        user: String,
+    },
+}
+
+/// Where [`AllocationEvent`]s go.
+pub type AllocationSink = Arc<dyn Fn(AllocationEvent) + Send + Sync>;
 
 impl Default for TurnConfig {
     fn default() -> Self {
@@ -127,6 +156,7 @@ impl Default for TurnConfig {
             max_allocations: 10_000,
             max_tcp_connections: 4096,
             max_clients_per_generation: 65_536,
+            allocation_events: None,
         }
     }
 }
@@ -151,6 +181,7 @@ impl fmt::Debug for TurnConfig {
                 "max_clients_per_generation",
                 &self.max_clients_per_generation,
             )
+            .field("allocation_events", &self.allocation_events.is_some())
             .finish()
     }
 }

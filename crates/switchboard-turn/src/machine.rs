@@ -88,6 +88,8 @@ pub(crate) enum Command<S, C> {
     OpenRelay { request: RelayRequest, ip: IpAddr },
     /// The allocation ended: stop reading `socket` and close it.
     CloseRelay { relay: SocketAddr, socket: S },
+    /// Tell [`crate::TurnConfig::allocation_events`] (when set).
+    Event(crate::AllocationEvent),
 }
 
 /// One `turn-server-proto` instance and the machine's bookkeeping for it.
@@ -423,6 +425,14 @@ impl<S: Clone, C: Clone> Turn<S, C> {
                     _ => bound.ip(),
                 };
                 let advertised = SocketAddr::new(advertised_ip, bound.port());
+                if cfg.allocation_events.is_some() {
+                    self.out
+                        .push_back(Command::Event(crate::AllocationEvent::Created {
+                            relay: advertised,
+                            client,
+                            user: owner.user.clone(),
+                        }));
+                }
                 rest.relays.insert(advertised, Relay { socket, owner });
                 let stats = &rest.shared.stats;
                 stats.allocations_total.fetch_add(1, Relaxed);
@@ -701,6 +711,13 @@ fn release<S, C>(rest: &mut Rest<S>, g: &mut Generation, relay: SocketAddr, out:
     unreserve(rest, g, &r.owner);
     rest.shared.stats.allocations_active.fetch_sub(1, Relaxed);
     tracing::debug!("TURN: released {relay} of {}", r.owner.client);
+    if rest.shared.config.allocation_events.is_some() {
+        out.push_back(Command::Event(crate::AllocationEvent::Ended {
+            relay,
+            client: r.owner.client,
+            user: r.owner.user.clone(),
+        }));
+    }
     out.push_back(Command::CloseRelay {
         relay,
         socket: r.socket,

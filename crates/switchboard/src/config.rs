@@ -253,6 +253,10 @@ pub(crate) struct Settings {
     /// dropped and counted [default: 10000].
     #[arg(long, env = "SWITCHBOARD_WEBHOOK_QUEUE")]
     webhook_queue: Option<usize>,
+    /// Also send the built-in TURN server's allocation_created and allocation_ended
+    /// [default: false].
+    #[arg(long, env = "SWITCHBOARD_WEBHOOK_TURN_EVENTS")]
+    webhook_turn_events: Option<bool>,
     /// Serve Prometheus metrics at GET /metrics [default: true].
     #[arg(long, env = "SWITCHBOARD_METRICS")]
     metrics: Option<bool>,
@@ -312,6 +316,8 @@ pub(crate) enum LogFormat {
 pub(crate) struct Resolved {
     /// How to write log lines.
     pub(crate) log_format: LogFormat,
+    /// Webhooks for the TURN server's allocations too.
+    pub(crate) webhook_turn_events: bool,
     pub(crate) listen: SocketAddr,
     /// No listen address was configured: listen on IPv6 and IPv4 (see `bind_http`).
     pub(crate) default_listen: bool,
@@ -570,6 +576,7 @@ impl ServeArgs {
         };
         Ok(Resolved {
             log_format: s.log_format.unwrap_or(LogFormat::Text),
+            webhook_turn_events: s.webhook_turn_events.unwrap_or(false),
             listen,
             default_listen,
             server: cfg,

@@ -125,10 +125,31 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
         listen,
         default_listen,
         server: mut config,
-        turn,
+        mut turn,
         tls,
+        webhook_turn_events,
         ..
     } = resolved;
+    // One set of webhook senders for the hub and, when asked, the TURN server.
+    if let Some(w) = &config.webhooks {
+        let sink = switchboard_server::WebhookSink::start(w);
+        if let Some(t) = turn.as_mut().filter(|_| webhook_turn_events) {
+            let s = sink.clone();
+            t.config.allocation_events = Some(std::sync::Arc::new(move |e| match e {
+                switchboard_turn::AllocationEvent::Created {
+                    relay,
+                    client,
+                    user,
+                } => s.allocation(true, relay, client, &user),
+                switchboard_turn::AllocationEvent::Ended {
+                    relay,
+                    client,
+                    user,
+                } => s.allocation(false, relay, client, &user),
+            }));
+        }
+        config.webhook_sink = Some(sink);
+    }
     let shutdown = shutdown_signal()?;
     if let Some(tls) = tls {
         let reloader = switchboard_server::CertReloader::load(&tls.cert, &tls.key)

@@ -71,6 +71,8 @@ struct World {
     to_peers: Vec<(SocketAddr, SocketAddr, Vec<u8>)>,
     over_tcp: Vec<(SocketAddr, Vec<u8>)>,
     closed: Vec<SocketAddr>,
+    /// Allocation events the machine asked the edge to report.
+    events: Vec<crate::AllocationEvent>,
 }
 
 impl World {
@@ -105,6 +107,7 @@ impl World {
             to_peers: Vec::new(),
             over_tcp: Vec::new(),
             closed: Vec::new(),
+            events: Vec::new(),
         }
     }
 
@@ -167,6 +170,16 @@ impl World {
         panic!("the exchange did not settle");
     }
 
+    /// alice (198.51.100.1:40000) allocates, then deletes the allocation; its relay address.
+    fn allocate_and_delete(&mut self) -> SocketAddr {
+        let c = self.client([198, 51, 100, 1], 40_000, "alice");
+        let relay = self.clients[c].relay().unwrap();
+        let now = self.now.mono;
+        self.clients[c].turn.delete(now).unwrap();
+        self.settle();
+        relay
+    }
+
     /// The clock moves on by `d` (the Unix clock follows).
     fn advance(&mut self, d: Duration) {
         self.now.mono += d;
@@ -216,6 +229,7 @@ impl World {
                     assert_eq!(relay, socket);
                     self.closed.push(relay);
                 }
+                Command::Event(e) => self.events.push(e),
             }
         }
         any
@@ -406,16 +420,43 @@ fn a_permission_expires_after_five_minutes_without_refresh() {
 }
 
 #[test]
+fn allocation_events_are_reported_only_when_asked_for() {
+    let mut w = world();
+    let c = w.client([198, 51, 100, 1], 40_000, "alice");
+    assert!(w.clients[c].relay().is_some());
+    assert_eq!(w.events, vec![], "off by default");
+
+    let mut w = World::new(TurnConfig {
+        allocation_events: Some(Arc::new(|_| {})),
+        ..TurnConfig::default()
+    });
+    let relay = w.allocate_and_delete();
+    let client = SocketAddr::from(([198, 51, 100, 1], 40_000));
+    let user = "alice".to_owned();
+    assert_eq!(
+        w.events,
+        vec![
+            crate::AllocationEvent::Created {
+                relay,
+                client,
+                user: user.clone()
+            },
+            crate::AllocationEvent::Ended {
+                relay,
+                client,
+                user
+            },
+        ]
+    );
+}
+
+#[test]
 fn deleting_an_allocation_closes_its_relay_and_frees_the_quota() {
     let mut w = World::new(TurnConfig {
         user_quota: 1,
         ..TurnConfig::default()
     });
-    let c = w.client([198, 51, 100, 1], 40_000, "alice");
-    let relay = w.clients[c].relay().unwrap();
-    let now = w.now.mono;
-    w.clients[c].turn.delete(now).unwrap();
-    w.settle();
+    let relay = w.allocate_and_delete();
     assert_eq!(w.closed, vec![relay]);
     assert_eq!(w.stats().allocations_active, 0);
     let again = w.client([198, 51, 100, 1], 40_001, "alice");
