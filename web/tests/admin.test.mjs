@@ -134,6 +134,11 @@ test("admin API: the OpenAPI document validates, and every operation works on ev
   assert.deepEqual([none.status, none.body.error], [404, "not_found"]);
   const bad = await call("GET", "/api/v1/rooms/{dialect}/{app}/{room}", "/api/v1/rooms/sip/x/y");
   assert.deepEqual([bad.status, bad.body.error], [400, "bad_request"]);
+  // Parameters that do not parse are JSON errors too.
+  const notANumber = await call("GET", "/api/v1/peers/{conn}", "/api/v1/peers/abc");
+  assert.deepEqual([notANumber.status, notANumber.body.error], [400, "bad_request"]);
+  const badLimit = await call("GET", "/api/v1/peers", "/api/v1/peers?limit=-1");
+  assert.deepEqual([badLimit.status, badLimit.body.error], [400, "bad_request"]);
   assert.equal((await call("GET", "/api/v1/node")).body.connections.antmedia, 1);
 
   assert.deepEqual([...documented].filter((op) => !exercised.has(op)), [], "every documented operation was called");

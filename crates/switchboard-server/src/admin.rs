@@ -8,6 +8,7 @@
 //! this module reads requests, asks the hub task, and writes JSON.
 
 use axum::Json;
+use axum::extract::rejection::{PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -85,6 +86,17 @@ fn authorize(state: &AppState, headers: &HeaderMap) -> Result<(), Rejection> {
     }
 }
 
+/// A path or query that did not parse: `400 bad_request` saying why, as JSON.
+fn parsed<T>(r: Result<T, impl std::fmt::Display>) -> Result<T, Rejection> {
+    r.map_err(|e| {
+        Rejection(Box::new(fail(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            e.to_string(),
+        )))
+    })
+}
+
 fn hub_gone() -> Response {
     fail(
         StatusCode::SERVICE_UNAVAILABLE,
@@ -153,8 +165,9 @@ pub(crate) struct PageQuery {
     responses((status = 200, body = PeerPage), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub(crate) async fn peers(
     State(state): State<AppState>,
-    Query(q): Query<PageQuery>,
+    query: Result<Query<PageQuery>, QueryRejection>,
 ) -> Result<Response, Rejection> {
+    let Query(q) = parsed(query)?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
     let after = q.after.map(ConnId);
     let page = state
@@ -192,8 +205,9 @@ pub(crate) struct ConnPath {
     responses((status = 200, body = Peer), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn peer(
     State(state): State<AppState>,
-    Path(ConnPath { conn }): Path<ConnPath>,
+    path: Result<Path<ConnPath>, PathRejection>,
 ) -> Result<Response, Rejection> {
+    let Path(ConnPath { conn }) = parsed(path)?;
     let found = state
         .hub()
         .admin(move |ctx| {
@@ -230,8 +244,9 @@ pub(crate) struct Kicked {
     responses((status = 200, body = Kicked), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn kick(
     State(state): State<AppState>,
-    Path(ConnPath { conn }): Path<ConnPath>,
+    path: Result<Path<ConnPath>, PathRejection>,
 ) -> Result<Response, Rejection> {
+    let Path(ConnPath { conn }) = parsed(path)?;
     Ok(
         match state
             .hub()
@@ -286,8 +301,9 @@ pub(crate) struct RoomPath {
     responses((status = 200, body = Room), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn room(
     State(state): State<AppState>,
-    Path(p): Path<RoomPath>,
+    path: Result<Path<RoomPath>, PathRejection>,
 ) -> Result<Response, Rejection> {
+    let Path(p) = parsed(path)?;
     let dialect = dialect(&p.dialect)?;
     let (a, r) = (p.app.clone(), p.room.clone());
     let Some(members) = state
@@ -323,8 +339,9 @@ fn no_room(room: &str) -> Response {
     responses((status = 200, body = Kicked), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
 pub(crate) async fn close_room(
     State(state): State<AppState>,
-    Path(p): Path<RoomPath>,
+    path: Result<Path<RoomPath>, PathRejection>,
 ) -> Result<Response, Rejection> {
+    let Path(p) = parsed(path)?;
     let dialect = dialect(&p.dialect)?;
     let (app, r) = (p.app, p.room.clone());
     Ok(
