@@ -110,6 +110,12 @@ test("admin API: the OpenAPI document validates, and every operation works on ev
   const one = await call("GET", "/api/v1/peers/{conn}", `/api/v1/peers/${pa.conn}`);
   assert.equal(one.status, 200);
   assert.equal(one.body.conn, pa.conn);
+  for (const p of am) assert.ok(Math.abs(p.joined_at - Date.now() / 1000) < 120, JSON.stringify(p));
+  assert.ok(sio.joined_at > 0, JSON.stringify(sio));
+  const list = await call("GET", "/api/v1/rooms/{dialect}/{app}", `/api/v1/rooms/antmedia/${APP}`);
+  assert.deepEqual(list.body, { rooms: [{ room: ROOM, members: 2 }] });
+  const sioRooms = await call("GET", "/api/v1/rooms/{dialect}/{app}", "/api/v1/rooms/socketio/%2F?limit=1");
+  assert.deepEqual(sioRooms.body.rooms, [{ room: "lobby", members: 1 }]);
   const room = await call("GET", "/api/v1/rooms/{dialect}/{app}/{room}", `/api/v1/rooms/antmedia/${APP}/${ROOM}`);
   assert.deepEqual(room.body, { dialect: "antmedia", app: APP, room: ROOM, members: [pa.conn, pb.conn] });
 

@@ -122,6 +122,8 @@ pub(crate) struct Peer {
     remote_address: Option<String>,
     /// When it connected, Unix seconds (Ant Media and PeerJS).
     connected_at: Option<u64>,
+    /// When it joined its room (PeerJS: opened its id), Unix seconds.
+    joined_at: Option<u64>,
     /// Messages it sent (Ant Media and PeerJS).
     messages_in: Option<u64>,
     /// Messages written to it (Ant Media and PeerJS).
@@ -137,6 +139,7 @@ fn peer_json(p: PeerInfo, x: crate::hub_task::ConnExtra) -> Peer {
         id: p.id.map(Into::into),
         remote_address: x.remote_address.map(|a| a.to_string()),
         connected_at: x.connected_at,
+        joined_at: x.joined_at,
         messages_in: x.messages_in,
         messages_out: x.messages_out,
     }
@@ -148,6 +151,7 @@ pub(crate) struct PeerPage {
     /// In connection order.
     peers: Vec<Peer>,
     /// Pass it as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
     next_after: Option<u64>,
 }
 
@@ -357,6 +361,79 @@ pub(crate) async fn close_room(
     )
 }
 
+/// An app, as its routes name it.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Path)]
+pub(crate) struct AppPath {
+    /// `antmedia`, `socketio` or `peerjs`.
+    dialect: String,
+    /// The Ant Media app, `/` for socket.io (written `%2F`), the PeerJS key.
+    app: String,
+}
+
+/// Which page of rooms.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct RoomQuery {
+    /// The room name the page starts after.
+    after: Option<String>,
+    /// Rooms in the page, 1 to 1000 (default 100).
+    limit: Option<usize>,
+}
+
+/// A room in a list: its name and members on this node.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RoomCount {
+    room: String,
+    members: usize,
+}
+
+/// One page of an app's rooms.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct RoomPage {
+    /// In name order.
+    rooms: Vec<RoomCount>,
+    /// Pass it as `after` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after: Option<String>,
+}
+
+/// An app's rooms with members on this node, a page at a time (PeerJS: its ids).
+#[utoipa::path(get, path = "/api/v1/rooms/{dialect}/{app}", security(("admin_key" = [])),
+    params(AppPath, RoomQuery),
+    responses((status = 200, body = RoomPage), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+pub(crate) async fn rooms(
+    State(state): State<AppState>,
+    path: Result<Path<AppPath>, PathRejection>,
+    query: Result<Query<RoomQuery>, QueryRejection>,
+) -> Result<Response, Rejection> {
+    let (Path(p), Query(q)) = (parsed(path)?, parsed(query)?);
+    let dialect = dialect(&p.dialect)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
+    let Some(mut rooms) = state
+        .hub()
+        .admin(move |ctx| {
+            ctx.hub
+                .rooms_of(dialect, &p.app, q.after.as_deref(), limit + 1)
+        })
+        .await
+    else {
+        return Ok(hub_gone());
+    };
+    let more = rooms.len() > limit;
+    rooms.truncate(limit);
+    let next_after = more
+        .then(|| rooms.last().map(|r| r.0.to_string()))
+        .flatten();
+    let rooms = rooms
+        .into_iter()
+        .map(|(room, members)| RoomCount {
+            room: room.into(),
+            members,
+        })
+        .collect();
+    Ok(Json(RoomPage { rooms, next_after }).into_response())
+}
+
 /// Counts by dialect.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct DialectCounts {
@@ -436,8 +513,8 @@ pub(crate) async fn node(State(state): State<AppState>) -> Result<Response, Reje
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Switchboard admin API", description = "Peers, rooms and apps of one Switchboard node; kick a peer, close a room."),
-    paths(node, peers, peer, kick, room, close_room, apps),
-    components(schemas(ApiError, Peer, PeerPage, Kicked, Room, DialectCounts, AppCount, Node)),
+    paths(node, peers, peer, kick, rooms, room, close_room, apps),
+    components(schemas(ApiError, Peer, PeerPage, Kicked, Room, RoomCount, RoomPage, DialectCounts, AppCount, Node)),
     modifiers(&BearerKey)
 )]
 pub(crate) struct ApiDoc;
@@ -464,6 +541,7 @@ pub(crate) fn routes(state: &AppState) -> axum::Router<AppState> {
         .route("/api/v1/apps", get(apps))
         .route("/api/v1/peers", get(peers))
         .route("/api/v1/peers/{conn}", get(peer).delete(kick))
+        .route("/api/v1/rooms/{dialect}/{app}", get(rooms))
         .route(
             "/api/v1/rooms/{dialect}/{app}/{room}",
             get(room).delete(close_room),

@@ -302,6 +302,7 @@ pub(crate) fn spawn(
         slow_consumers: 0,
         meter: crate::metrics::HubMeter::new(&config.metrics),
         webhooks: webhooks.clone().map(crate::webhooks::Webhooks::new),
+        joined_at: HashMap::new(),
     };
     let sender = HubSender {
         tx,
@@ -343,6 +344,8 @@ struct HubTask {
     meter: crate::metrics::HubMeter,
     /// Webhooks, when configured.
     webhooks: Option<crate::webhooks::Webhooks>,
+    /// When each peer in a room joined it (Unix seconds), for the admin API.
+    joined_at: HashMap<ConnId, u64>,
 }
 
 /// The hub's counters and the hub task's own, for `/api/v1/stats` and `/metrics`.
@@ -460,6 +463,7 @@ impl HubTask {
                 hub: &mut self.hub,
                 conns: &self.conns,
                 sio: &self.sio,
+                joined_at: &self.joined_at,
             }),
             Input::Stats { reply } => {
                 let _ = reply.send(HubStats {
@@ -705,6 +709,14 @@ impl HubTask {
         // One line per join and leave: connection id, dialect, app and room.
         while let Some(e) = self.hub.poll_event() {
             self.meter.event(&e);
+            match e.change {
+                switchboard_core::Change::Joined => {
+                    self.joined_at.insert(e.conn, crate::unix_now());
+                }
+                switchboard_core::Change::Left(_) => {
+                    self.joined_at.remove(&e.conn);
+                }
+            }
             if let Some(w) = &mut self.webhooks {
                 w.peer_event(&e);
             }

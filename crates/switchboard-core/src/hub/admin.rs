@@ -78,6 +78,49 @@ impl Hub {
         members
     }
 
+    /// Up to `limit` rooms of one app with members here, in name order from the first after
+    /// `after`, each with its member count (PeerJS: its ids, one member each).
+    #[must_use]
+    pub fn rooms_of(
+        &self,
+        dialect: Dialect,
+        app: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Vec<(Box<str>, usize)> {
+        let after = |r: &str| after.is_none_or(|a| r > a);
+        let mut rooms: Vec<(Box<str>, usize)> = match dialect {
+            Dialect::AntMedia => self
+                .am
+                .rooms
+                .iter()
+                .filter(|((a, r), _)| a.as_str() == app && after(r.as_str()))
+                .map(|((_, r), room)| (r.as_str().into(), room.peers.iter().flatten().count()))
+                .collect(),
+            Dialect::SocketIo if app == "/" => self
+                .sio
+                .rooms
+                .iter()
+                .filter(|(r, _)| after(r))
+                .map(|(r, m)| (r.clone(), m.len()))
+                .collect(),
+            Dialect::PeerJs if *app == *self.config.peerjs.key => self
+                .pj
+                .ids
+                .keys()
+                .filter(|id| after(id))
+                .map(|id| (id.clone(), 1))
+                .collect(),
+            _ => Vec::new(),
+        };
+        if limit < rooms.len() {
+            rooms.select_nth_unstable(limit);
+            rooms.truncate(limit);
+        }
+        rooms.sort_unstable();
+        rooms
+    }
+
     /// What the hub knows of `conn`.
     #[must_use]
     pub fn peer(&self, conn: ConnId) -> Option<PeerInfo> {

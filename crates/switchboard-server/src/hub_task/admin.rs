@@ -15,6 +15,7 @@ pub(crate) struct ConnExtra {
     pub(crate) connected_at: Option<u64>,
     pub(crate) messages_in: Option<u64>,
     pub(crate) messages_out: Option<u64>,
+    pub(crate) joined_at: Option<u64>,
 }
 
 /// An admin request's view of the hub task: the hub, and the edge's record of each
@@ -23,11 +24,13 @@ pub(crate) struct AdminCtx<'a> {
     pub(crate) hub: &'a mut Hub,
     pub(super) conns: &'a HashMap<ConnId, ConnHandle>,
     pub(super) sio: &'a HashMap<ConnId, SocketRef>,
+    pub(super) joined_at: &'a HashMap<ConnId, u64>,
 }
 
 impl AdminCtx<'_> {
     /// The edge's record of `conn`.
     pub(crate) fn extra(&self, conn: ConnId) -> ConnExtra {
+        let joined_at = self.joined_at.get(&conn).copied();
         if let Some(h) = self.conns.get(&conn) {
             let (messages_in, messages_out) = h.shared.messages();
             return ConnExtra {
@@ -35,6 +38,7 @@ impl AdminCtx<'_> {
                 connected_at: Some(h.shared.connected_at),
                 messages_in: Some(messages_in),
                 messages_out: Some(messages_out),
+                joined_at,
             };
         }
         ConnExtra {
@@ -44,6 +48,7 @@ impl AdminCtx<'_> {
                     .get::<crate::accept::ClientAddr>()
                     .map(|a| a.0.ip())
             }),
+            joined_at,
             ..ConnExtra::default()
         }
     }

@@ -138,3 +138,23 @@ fn a_slow_consumer_leaves_with_its_own_reason() {
         .collect();
     assert_eq!(left, vec![LeaveReason::SlowConsumer]);
 }
+
+#[test]
+fn an_apps_rooms_are_listed_a_page_at_a_time_in_name_order() {
+    let mut h = Harness::new();
+    h.pair(1, 2, "b");
+    h.connect(3, "A");
+    h.send(3, &join("a"));
+    h.connect(4, "A");
+    h.send(4, &join("c"));
+    h.connect(5, "Other");
+    h.send(5, &join("a"));
+    let all = h.rooms_of(Dialect::AntMedia, "A", None, 10);
+    assert_eq!(all, vec![("a".into(), 1), ("b".into(), 2), ("c".into(), 1)]);
+    assert_eq!(h.rooms_of(Dialect::AntMedia, "A", None, 2).len(), 2);
+    assert_eq!(
+        h.rooms_of(Dialect::AntMedia, "A", Some("b"), 10),
+        vec![("c".into(), 1)]
+    );
+    assert!(h.rooms_of(Dialect::SocketIo, "A", None, 10).is_empty());
+}
