@@ -24,7 +24,9 @@
 //! Endpoints on one port: Ant Media P2P at `/<app>/websocket`, the socket.io relay at
 //! `/socket.io/` (socketioxide, polling and websocket), the PeerJS server at
 //! [`ServerConfig::peerjs_path`] (`/peerjs/`), the demo page and SDK, `/healthz`,
-//! `/api/v1/ice-servers`, `/api/v1/stats` and `/metrics` (Prometheus).
+//! `/api/v1/ice-servers`, `/api/v1/stats`, `/metrics` (Prometheus), the admin API (`admin`,
+//! with [`ServerConfig::admin_key`]) and its OpenAPI document; webhooks (`webhooks`, with
+//! [`ServerConfig::webhooks`]).
 //!
 //! Entry points: [`run`] serves until a shutdown future resolves, then every client gets
 //! `notification server_will_stop` and a close frame (1001), and `run` returns within

@@ -124,7 +124,7 @@ impl AppState {
 /// | `GET /api/v1/ice-servers` | an `RTCConfiguration` with fresh TURN credentials |
 /// | `GET /api/v1/stats` | counters of the edge, hub, socket.io and TURN |
 /// | `GET /metrics` | the same and more in the Prometheus text format (unless turned off) |
-/// | `/api/v1/node`, `apps`, `peers`, `peers/{conn}`, `rooms/{dialect}/{app}/{room}` | the admin API ([`crate::admin`], with `--admin-key`) |
+/// | `/api/v1/node`, `apps`, `peers`, `peers/{conn}`, `rooms/{dialect}/{app}[/{room}]` | the admin API (with [`ServerConfig::admin_key`]) |
 /// | `GET /api/v1/openapi.json` | the admin API's OpenAPI 3.1 document |
 /// | `GET /`, `/app.js`, `/style.css` | the demo call page ([`switchboard_web::ASSETS`]) |
 /// | `GET /sdk/switchboard.js` (and the modules it imports), `/sdk/switchboard.d.ts` | the browser SDK |
