@@ -129,7 +129,13 @@ impl WebhookSink {
         let key = standardwebhooks::Webhook::new(&config.secret)
             .ok()
             .map(Arc::new);
-        let client = reqwest::Client::builder().timeout(TIMEOUT).build().ok();
+        // A redirect is an answer that is not 2xx: retried, never followed (a POST must not
+        // turn into a GET somewhere else).
+        let client = reqwest::Client::builder()
+            .timeout(TIMEOUT)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .ok();
         let queues = match (key, client) {
             (Some(key), Some(client)) => config
                 .urls
