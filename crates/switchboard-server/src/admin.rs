@@ -455,7 +455,7 @@ pub(crate) struct AppCount {
 #[utoipa::path(get, path = "/api/v1/apps", security(("admin_key" = [])),
     responses((status = 200, body = [AppCount]), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub(crate) async fn apps(State(state): State<AppState>) -> Result<Response, Rejection> {
-    let Some(stats) = state.hub().stats().await else {
+    let Some(stats) = state.hub().stats_with_meter().await else {
         return Ok(hub_gone());
     };
     let mut apps: Vec<AppCount> = stats

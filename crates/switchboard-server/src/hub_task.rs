@@ -143,10 +143,21 @@ impl HubSender {
         self.send(Input::Disconnect { conn })
     }
 
-    /// The hub's counters now; `None` if the hub is gone.
+    /// The hub's counters now; `None` if the hub is gone. Cheap: `/api/v1/stats` (public and
+    /// not cached) and the cluster's lease renewal ask for it.
     pub(crate) async fn stats(&self) -> Option<HubStats> {
+        self.stats_of(false).await
+    }
+
+    /// [`HubSender::stats`] with the `/metrics` counts, which cost a pass over every
+    /// connection: for `/metrics` (at most one render a second) and the admin API.
+    pub(crate) async fn stats_with_meter(&self) -> Option<HubStats> {
+        self.stats_of(true).await
+    }
+
+    async fn stats_of(&self, meter: bool) -> Option<HubStats> {
         let (reply, answer) = tokio::sync::oneshot::channel();
-        if !self.send(Input::Stats { reply }).await {
+        if !self.send(Input::Stats { reply, meter }).await {
             return None;
         }
         let mut stats = answer.await.ok()?;
@@ -465,17 +476,21 @@ impl HubTask {
                 sio: &self.sio,
                 joined_at: &self.joined_at,
             }),
-            Input::Stats { reply } => {
+            Input::Stats { reply, meter } => {
                 let _ = reply.send(HubStats {
                     hub: self.hub.stats(),
                     cluster: self.hub.cluster_stats(),
                     slow_consumers: self.slow_consumers,
                     sio_closing: self.sio_closing.len(),
                     queued_bytes: self.queued_bytes.load(Relaxed),
-                    meter: self.meter.snapshot(
-                        self.hub.error_counts(),
-                        self.conns.values().map(|h| &*h.shared),
-                    ),
+                    meter: if meter {
+                        self.meter.snapshot(
+                            self.hub.error_counts(),
+                            self.conns.values().map(|h| &*h.shared),
+                        )
+                    } else {
+                        crate::metrics::MeterSnapshot::default()
+                    },
                     queue_depth: 0,
                 });
             }

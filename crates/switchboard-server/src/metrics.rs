@@ -506,7 +506,7 @@ pub(crate) async fn render(src: Sources<'_>) -> String {
         (vec!["tls_handshake"], load(&e.tls_handshake_failures)),
         (vec!["socketio_sessions"], src.eio.refused()),
     ];
-    let hub = src.hub.stats().await;
+    let hub = src.hub.stats_with_meter().await;
     if let Some(h) = &hub {
         rejected.push((vec!["slow_consumer"], h.slow_consumers));
         add_hub(&f, &h.hub, &h.meter);

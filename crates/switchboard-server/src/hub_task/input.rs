@@ -50,6 +50,8 @@ pub(super) enum Input {
     },
     Stats {
         reply: tokio::sync::oneshot::Sender<HubStats>,
+        /// Also the `/metrics` counts (their bytes are summed over every connection).
+        meter: bool,
     },
     Sio {
         conn: ConnId,
