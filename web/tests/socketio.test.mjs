@@ -57,6 +57,33 @@ for (const [name, transports] of Object.entries(TRANSPORTS)) {
   });
 }
 
+test("socket.io: a message sent the moment its target learns its id is delivered", async () => {
+  // The hub knows a socket before socket.io's CONNECT tells the client its id: a peer told
+  // the id at once must never get unknown_target (under CPU contention a socket registered
+  // only by the connect handler, which runs after CONNECT is sent, lost such messages).
+  const a = await client(["websocket"]);
+  const round = async (i) => {
+    const b = recording(io(sb.url, { transports: ["websocket"], reconnection: false, forceNew: true, autoConnect: false }));
+    try {
+      const acked = new Promise((ok) => b.once("connect", () => {
+        a.timeout(5000).emitWithAck("offer", { target: b.id, sdp: { i } }).then(ok, ok);
+      }));
+      b.connect();
+      assert.deepEqual(await acked, { ok: true }, `round ${i}`);
+      assert.deepEqual((await waitFor(b, "offer")).sdp, { i });
+    } finally {
+      b.disconnect();
+    }
+  };
+  try {
+    for (let i = 0; i < 100; i += 10) {
+      await Promise.all(Array.from({ length: 10 }, (_, k) => round(i + k)));
+    }
+  } finally {
+    a.disconnect();
+  }
+});
+
 test("socket.io: join gives the roster; peer-joined and peer-left tell the others", async () => {
   const a = await client(["websocket"]);
   const b = await client(["polling"]);

@@ -135,6 +135,14 @@ pub(crate) fn serve(
                 break;
             }
         }
+        // What is still queued will never be written: its bytes go back to the process-wide
+        // budget now, not when `shared` is dropped (the `/metrics` meter keeps ended
+        // connections' shares until its next sweep, to count their bytes). After `close` the
+        // hub's sends fail, and it refunds what it charged for them.
+        rx.close();
+        while let Ok(out) = rx.try_recv() {
+            shared.release(&out);
+        }
         hub.disconnect(conn).await;
     }
 }

@@ -22,6 +22,7 @@ const BATCH: usize = 256;
 
 mod admin;
 mod input;
+mod sio;
 pub(crate) use admin::{AdminCtx, ConnExtra};
 pub(crate) use input::{AmParams, PjParams};
 use input::{ConnectParams, Input};
@@ -128,9 +129,15 @@ impl HubSender {
         answer.await.ok().flatten()
     }
 
-    /// Registers a socket.io connection.
+    /// Registers a socket.io connection (from the connect middleware, before the client is
+    /// told its id).
     pub(crate) fn sio_connect(&self, conn: ConnId, socket: SocketRef) -> Queued {
         self.send(Input::SioConnect { conn, socket })
+    }
+
+    /// A socket.io connection's connect handler ran: its handlers are in place.
+    pub(crate) fn sio_ready(&self, conn: ConnId) -> Queued {
+        self.send(Input::SioReady { conn })
     }
 
     /// Hands a socket.io event (and its ack callback, if the client asked for one) to the hub.
@@ -305,6 +312,7 @@ pub(crate) fn spawn(
         hub: Hub::new(hub_config),
         conns: HashMap::new(),
         sio: HashMap::new(),
+        sio_unready: HashMap::new(),
         acks: HashMap::new(),
         next_ack: 0,
         stopping: false,
@@ -335,6 +343,8 @@ struct HubTask {
     conns: HashMap<ConnId, ConnHandle>,
     /// socket.io connections the hub knows.
     sio: HashMap<ConnId, SocketRef>,
+    /// socket.io sockets whose connect handler has not run yet (see [`sio`]).
+    sio_unready: HashMap<ConnId, sio::Unready>,
     /// Ack callbacks waiting for the hub's answer (answered within the same input, so this
     /// holds at most one entry between inputs).
     acks: HashMap<u64, AckSender>,
@@ -387,7 +397,11 @@ impl HubTask {
             let deadline = self.hub.poll_timeout().map(Instant::from_std);
             tokio::select! {
                 biased;
-                _ = retry.tick(), if !self.sio_closing.is_empty() => self.retry_sio_closing(),
+                _ = retry.tick(), if !self.sio_closing.is_empty() || !self.sio_unready.is_empty() => {
+                    self.retry_sio_closing();
+                    self.sweep_sio_unready();
+                    self.flush();
+                }
                 input = rx.recv() => {
                     let Some(input) = input else { break };
                     let now = Instant::now().into_std();
@@ -446,11 +460,12 @@ impl HubTask {
             Input::Disconnect { conn } => {
                 self.forget(conn);
                 self.sio.remove(&conn);
+                self.sio_unready.remove(&conn);
                 self.hub.handle_disconnect(conn);
             }
             Input::SioConnect { conn, socket } => {
                 if self.stopping {
-                    let _ = socket.disconnect();
+                    self.sio_unready.insert(conn, sio::Unready::refused(socket));
                     return;
                 }
                 let grant = crate::socketio::grant(&socket);
@@ -460,9 +475,12 @@ impl HubTask {
                     .extensions
                     .get::<crate::accept::ClientAddr>()
                     .map(|a| a.0.ip());
+                self.sio_unready
+                    .insert(conn, sio::Unready::new(socket.clone()));
                 self.sio.insert(conn, socket);
                 self.hub.handle_sio_connect(conn, &id, ip, grant, now);
             }
+            Input::SioReady { conn } => self.sio_ready(conn),
             Input::PjMessage { conn, msg } => {
                 self.meter.received(Dialect::PeerJs);
                 self.hub.handle_pj_message(conn, msg, now);
@@ -653,32 +671,12 @@ impl HubTask {
             match out {
                 Output::AmSend { conn, msg } => self.enqueue(conn, Out::Msg(msg)),
                 Output::SioEmit { conn, emit } => {
-                    let Some(socket) = self.sio.get(&conn) else {
-                        continue;
-                    };
                     let (event, data) = emit.into_wire();
-                    self.meter.sio_sent(event.len() + data.get().len());
-                    if let Err(e) = socket.emit(event, &data) {
-                        if matches!(
-                            e,
-                            socketioxide::SendError::Socket(
-                                socketioxide::SocketError::InternalChannelFull
-                            )
-                        ) {
-                            self.slow_consumers += 1;
-                            tracing::info!(
-                                conn = conn.0,
-                                "dropped a socket.io client that is not reading"
-                            );
-                            if let Some(s) = self.sio.remove(&conn) {
-                                self.sio_disconnect(conn, s);
-                            }
-                            self.hub.handle_slow_consumer(conn);
-                        }
-                    }
+                    self.sio_emit(conn, event, data);
                 }
                 Output::SioAck { conn, ack, reply } => {
                     if let Some(a) = self.acks.remove(&ack.0) {
+                        self.sio_before_ack(conn);
                         if let Err(e) = a.send(&reply.to_json()) {
                             tracing::debug!(conn = conn.0, "ack not sent: {e}");
                         }
@@ -688,9 +686,7 @@ impl HubTask {
                 Output::Frame { conn, frame } => self.enqueue(conn, Out::Frame(frame)),
                 Output::Cluster(out) => self.queue_for_cluster(out),
                 Output::Close { conn, reason } => {
-                    if let Some(s) = self.sio.remove(&conn) {
-                        self.sio_disconnect(conn, s);
-                    }
+                    self.sio_close(conn);
                     if let Some(mut h) = self.forget(conn) {
                         if h.tx.try_send(Out::Close(reason)).is_err() {
                             h.shared.kill();

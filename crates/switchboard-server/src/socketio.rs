@@ -66,11 +66,15 @@ struct Admission {
     auth: Option<switchboard_core::auth::AuthConfig>,
     checks: Arc<std::sync::Mutex<switchboard_core::SourceBudgets>>,
     /// Cluster mode: where the socket's id is registered before socket.io tells the client
-    /// its id, and the source of connection ids.
-    cluster: Option<(crate::cluster::registry::Commands, Arc<AtomicU64>)>,
+    /// its id.
+    cluster: Option<crate::cluster::registry::Commands>,
+    /// The hub, told of the socket before socket.io tells the client its id.
+    hub: HubSender,
+    /// The source of connection ids.
+    next_conn: Arc<AtomicU64>,
 }
 
-/// The connection id given to a socket by [`admit`] (cluster mode).
+/// The connection id given to a socket by [`admit`].
 #[derive(Clone, Copy)]
 struct AssignedConn(ConnId);
 
@@ -79,7 +83,10 @@ struct AssignedConn(ConnId);
 const REGISTER_WAIT: Duration = Duration::from_secs(1);
 
 /// The connect middleware: with room tokens on, the handshake's `auth: { token }` must be a
-/// token valid now (its room is checked at each `join`); its claims go with the socket.
+/// token valid now (its room is checked at each `join`); its claims go with the socket. An
+/// admitted socket is registered (with the cluster, then the hub) here, before socketioxide
+/// sends the CONNECT that tells the client its id: a peer the client tells its id may send
+/// to it at once, and must not find it unknown (see `hub_task/sio.rs`).
 async fn admit(
     socket: SocketRef,
     TryData(auth_payload): TryData<Value>,
@@ -88,12 +95,12 @@ async fn admit(
     if let Some(auth) = &admission.auth {
         check_token(&socket, auth_payload.ok(), auth, &admission.checks)?;
     }
-    if let Some((commands, next_conn)) = &admission.cluster {
+    let conn = ConnId(admission.next_conn.fetch_add(1, Ordering::Relaxed));
+    socket.extensions.insert(AssignedConn(conn));
+    if let Some(commands) = &admission.cluster {
         // In a cluster a peer on another node may learn this socket's id as soon as the
         // client does, and send to it: the id is in the registry before socket.io's CONNECT
         // tells the client (which is sent once this middleware returns).
-        let conn = ConnId(next_conn.fetch_add(1, Ordering::Relaxed));
-        socket.extensions.insert(AssignedConn(conn));
         let id = identity(&socket, grant(&socket).as_ref());
         let (done, registered) = tokio::sync::oneshot::channel();
         let out = switchboard_core::ClusterOutput::SioRegister {
@@ -104,6 +111,7 @@ async fn admit(
             let _ = tokio::time::timeout(REGISTER_WAIT, registered).await;
         }
     }
+    admission.hub.sio_connect(conn, socket).await;
     Ok(())
 }
 
@@ -169,7 +177,9 @@ pub(crate) fn layer(
         checks: Arc::new(std::sync::Mutex::new(switchboard_core::SourceBudgets::new(
             limits.joins_per_source,
         ))),
-        cluster: cluster.map(|c| (c, Arc::clone(&next_conn))),
+        cluster,
+        hub: hub.clone(),
+        next_conn,
     };
     let (layer, io) = SocketIo::builder()
         .ping_interval(PING_INTERVAL)
@@ -181,13 +191,15 @@ pub(crate) fn layer(
         .max_buffer_size(SOCKET_BUFFER)
         .build_layer();
     let handler = move |socket: SocketRef| {
-        let conn = socket.extensions.get::<AssignedConn>().map_or_else(
-            || ConnId(next_conn.fetch_add(1, Ordering::Relaxed)),
-            |a| a.0,
-        );
-        let queued = on_connect(socket, conn, &hub);
+        // Every admitted socket has its id (`admit` runs first).
+        let queued = socket
+            .extensions
+            .get::<AssignedConn>()
+            .map(|a| on_connect(socket, a.0, &hub));
         async move {
-            let _ = queued.await;
+            if let Some(queued) = queued {
+                let _ = queued.await;
+            }
         }
     };
     io.ns(
@@ -199,14 +211,12 @@ pub(crate) fn layer(
     layer
 }
 
-/// Registers a socket.io connection's handlers. Every handler hands its input to the hub
-/// when socketioxide calls it, in the order the packets arrived: socketioxide runs a handler's
+/// Registers a socket.io connection's handlers, then tells the hub they are in place (the
+/// hub knows the socket since [`admit`]). Every handler hands its input to the hub when
+/// socketioxide calls it, in the order the packets arrived: socketioxide runs a handler's
 /// future as its own task, so anything done inside that future can overtake an earlier
 /// packet's (found by `switchboard bench relay --protocol socketio`: reordered and, at
-/// disconnect, lost messages). The connection itself is queued to the hub here too, in the
-/// call that follows socketioxide queueing the CONNECT packet (which tells the client its id):
-/// the hub knows the socket microseconds later, long before any peer could learn the id and
-/// send to it. Doing this inside the spawned future lost messages under load.
+/// disconnect, lost messages).
 fn on_connect(socket: SocketRef, conn: ConnId, hub: &HubSender) -> crate::hub_task::Queued {
     let id = identity(&socket, grant(&socket).as_ref());
     for event in SioRelay::ALL {
@@ -254,7 +264,7 @@ fn on_connect(socket: SocketRef, conn: ConnId, hub: &HubSender) -> crate::hub_ta
             }
         });
     }
-    hub.sio_connect(conn, socket)
+    hub.sio_ready(conn)
 }
 
 /// The hub input for a client event: a relay event, `join` or `leave` (other events have no

@@ -33,9 +33,14 @@ pub(super) enum Input {
     Disconnect {
         conn: ConnId,
     },
+    /// A socket.io socket, from the connect middleware (before the client knows its id).
     SioConnect {
         conn: ConnId,
         socket: SocketRef,
+    },
+    /// The socket's connect handler ran.
+    SioReady {
+        conn: ConnId,
     },
     PjMessage {
         conn: ConnId,
