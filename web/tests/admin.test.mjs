@@ -77,11 +77,11 @@ test("admin API: the OpenAPI document validates, and every operation works on ev
   assert.equal(node.node_id, null);
 
   const apps = (await call("GET", "/api/v1/apps")).body;
-  assert.deepEqual(apps, [
+  assert.deepEqual(apps, { apps: [
     { dialect: "antmedia", app: APP, joined_peers: 2 },
     { dialect: "peerjs", app: "peerjs", joined_peers: 1 },
     { dialect: "socketio", app: "/", joined_peers: 1 },
-  ]);
+  ] });
 
   // Two pages of two.
   const first = (await call("GET", "/api/v1/peers", "/api/v1/peers?limit=2")).body;
@@ -117,7 +117,7 @@ test("admin API: the OpenAPI document validates, and every operation works on ev
   const sioRooms = await call("GET", "/api/v1/rooms/{dialect}/{app}", "/api/v1/rooms/socketio/%2F?limit=1");
   assert.deepEqual(sioRooms.body.rooms, [{ room: "lobby", members: 1 }]);
   const room = await call("GET", "/api/v1/rooms/{dialect}/{app}/{room}", `/api/v1/rooms/antmedia/${APP}/${ROOM}`);
-  assert.deepEqual(room.body, { dialect: "antmedia", app: APP, room: ROOM, members: [pa.conn, pb.conn] });
+  assert.deepEqual(room.body, { dialect: "antmedia", app: APP, room: ROOM, members: [{ conn: pa.conn }, { conn: pb.conn }] });
 
   // Kick the first SDK client: its connection is closed, its partner gets stop.
   const stopsB = await b.evaluate(() => window.received.filter((m) => m.command === "stop").length);

@@ -3,50 +3,13 @@
 // nodes call each other. Contract: docs/OPERATIONS.md "Cluster", docs/PROTOCOLS.md.
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { createServer, connect } from "node:net";
 import { join } from "node:path";
 import { pjRaw } from "./lib/peerjs.mjs";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
 import { sioClient as connectSio, waitFor, seedCall } from "./lib/sio.mjs";
+import { startRedis, startRedisOn, allSeeEachOther } from "./lib/cluster.mjs";
 
 let redis, nodes, web, browserA, browserB;
-
-const freePort = () => new Promise((ok) => {
-  const s = createServer().listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => ok(port)); });
-});
-
-/** redis-server on an ephemeral loopback port, nothing persisted; stopped by pid. */
-async function startRedis() {
-  return startRedisOn(await freePort());
-}
-
-/** redis-server on `port` (to restart one where it was). */
-async function startRedisOn(port) {
-  const proc = spawn("redis-server", ["--port", String(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"], { stdio: "ignore" });
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    const up = await new Promise((ok) => {
-      const c = connect(port, "127.0.0.1", () => { c.destroy(); ok(true); });
-      c.on("error", () => ok(false));
-    });
-    if (up) break;
-    if (Date.now() > deadline) throw new Error("redis-server did not start");
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  return { port, url: `redis://127.0.0.1:${port}`, stop: () => proc.kill("SIGKILL") };
-}
-
-/** Waits until every node sees all of them in its cluster view. */
-async function allSeeEachOther(ns) {
-  const deadline = Date.now() + 10000;
-  for (;;) {
-    const views = await Promise.all(ns.map(async (n) => (await (await fetch(`${n.url}/api/v1/stats`)).json()).cluster));
-    if (views.every((v) => v.nodes.length === ns.length && v.subscribed)) return;
-    if (Date.now() > deadline) assert.fail(`nodes do not see each other: ${JSON.stringify(views)}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
 
 before(async () => {
   redis = await startRedis();

@@ -5,7 +5,10 @@
 //! "message": <sentence>}`.
 //!
 //! The rules (what a kick does in each dialect) are the hub's ([`switchboard_core::Hub::handle_kick`]);
-//! this module reads requests, asks the hub task, and writes JSON.
+//! this module reads requests, asks the hub task (`ops.rs`), and writes JSON. In cluster mode
+//! every route answers for the whole cluster: the other live nodes are asked over Redis
+//! (`cluster/admin.rs`), their answers merged with this node's, and the nodes that did not
+//! answer in time are listed in `unreachable_nodes`.
 
 use axum::Json;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -13,18 +16,19 @@ use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use switchboard_core::{ConnId, Dialect, PeerInfo};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 
 use crate::routes::AppState;
 
-/// Most peers in one page of `GET /api/v1/peers` (the default page: 100).
-pub(crate) const MAX_PAGE: usize = 1000;
+pub(crate) mod ops;
+pub(crate) use ops::MAX_PAGE;
+use ops::{Answer, AppCount, DialectCounts, DialectName, NodeSummary, Op, Peer, RoomCount};
 
 /// An error: a stable code and a sentence.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct ApiError {
-    /// `admin_api_off`, `unauthorized`, `not_found`, `bad_request`, `unavailable`.
+    /// `admin_api_off`, `unauthorized`, `not_found`, `bad_request`, `ambiguous`,
+    /// `unavailable`.
     error: &'static str,
     /// What went wrong, for people.
     message: String,
@@ -97,62 +101,86 @@ fn parsed<T>(r: Result<T, impl std::fmt::Display>) -> Result<T, Rejection> {
     })
 }
 
-fn hub_gone() -> Response {
-    fail(
+fn hub_gone() -> Rejection {
+    Rejection(Box::new(fail(
         StatusCode::SERVICE_UNAVAILABLE,
         "unavailable",
         "the server is shutting down",
-    )
+    )))
 }
 
-/// A connection and what the server knows of it.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct Peer {
-    /// The connection id (unique on this node).
-    conn: u64,
-    /// `antmedia`, `socketio` or `peerjs`.
-    dialect: &'static str,
-    /// The Ant Media app, `/` for socket.io, the PeerJS key.
-    app: String,
-    /// The room it is in (PeerJS: its id), if any.
-    room: Option<String>,
-    /// Its socket.io or PeerJS id.
-    id: Option<String>,
-    /// The client's address.
-    remote_address: Option<String>,
-    /// When it connected, Unix seconds (Ant Media and PeerJS).
-    connected_at: Option<u64>,
-    /// When it joined its room (PeerJS: opened its id), Unix seconds.
-    joined_at: Option<u64>,
-    /// Messages it sent (Ant Media and PeerJS).
-    messages_in: Option<u64>,
-    /// Messages written to it (Ant Media and PeerJS).
-    messages_out: Option<u64>,
+/// Answers gathered from this node and (cluster mode) the other live nodes, by node id.
+struct Gathered {
+    answers: Vec<(Option<String>, Answer)>,
+    /// Live nodes that gave no answer in time.
+    unreachable: Vec<String>,
 }
 
-fn peer_json(p: PeerInfo, x: crate::hub_task::ConnExtra) -> Peer {
-    Peer {
-        conn: p.conn.0,
-        dialect: p.dialect.as_str(),
-        app: p.app.into(),
-        room: p.room.map(Into::into),
-        id: p.id.map(Into::into),
-        remote_address: x.remote_address.map(|a| a.to_string()),
-        connected_at: x.connected_at,
-        joined_at: x.joined_at,
-        messages_in: x.messages_in,
-        messages_out: x.messages_out,
+/// This node's answer to `op`.
+async fn here(state: &AppState, op: Op) -> Result<Answer, Rejection> {
+    match ops::answer(state.hub(), state.node_id(), state.started(), op).await {
+        Answer::Unavailable => Err(hub_gone()),
+        a => Ok(a),
     }
+}
+
+/// `op` asked of this node and, in cluster mode, of every other live node.
+async fn everywhere(state: &AppState, op: Op) -> Result<Gathered, Rejection> {
+    let others = async {
+        match state.cluster_admin() {
+            Some(c) => c.ask(&c.others(), &op).await,
+            None => (Vec::new(), Vec::new()),
+        }
+    };
+    let (local, (remote, unreachable)) = tokio::join!(here(state, op.clone()), others);
+    let mut answers = vec![(state.node_id().map(str::to_owned), local?)];
+    answers.extend(remote.into_iter().map(|(n, a)| (Some(n), a)));
+    answers.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Gathered {
+        answers,
+        unreachable,
+    })
+}
+
+/// `op` asked of one node: this one (`None`, or its own id) or another live node.
+async fn on_node(state: &AppState, node: Option<&str>, op: Op) -> Result<Answer, Rejection> {
+    let (Some(node), Some(c)) = (node, state.cluster_admin()) else {
+        return here(state, op).await;
+    };
+    if node == c.node() {
+        return here(state, op).await;
+    }
+    if !c.others().iter().any(|n| n == node) {
+        return Err(Rejection(Box::new(fail(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no live node {node:?}"),
+        ))));
+    }
+    let (mut answers, _) = c.ask(&[node.to_owned()], &op).await;
+    answers.pop().map(|(_, a)| a).ok_or_else(|| {
+        Rejection(Box::new(fail(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("node {node:?} did not answer"),
+        )))
+    })
 }
 
 /// One page of peers.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct PeerPage {
-    /// In connection order.
+    /// In connection order (cluster mode: by node, then connection).
     peers: Vec<Peer>,
     /// Pass it as `after` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_after: Option<u64>,
+    /// Cluster mode: pass it as `after_node` for the next page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_after_node: Option<String>,
+    /// Cluster mode: live nodes that did not answer in time (their peers are missing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreachable_nodes: Vec<String>,
 }
 
 /// Which page.
@@ -160,11 +188,13 @@ pub(crate) struct PeerPage {
 pub(crate) struct PageQuery {
     /// The connection id the page starts after.
     after: Option<u64>,
+    /// Cluster mode: the node of `after` (the `next_after_node` of the previous page).
+    after_node: Option<String>,
     /// Peers in the page, 1 to 1000 (default 100).
     limit: Option<usize>,
 }
 
-/// Lists connected peers, a page at a time.
+/// Lists connected peers, a page at a time (cluster mode: of every node).
 #[utoipa::path(get, path = "/api/v1/peers", params(PageQuery), security(("admin_key" = [])),
     responses((status = 200, body = PeerPage), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub(crate) async fn peers(
@@ -173,26 +203,59 @@ pub(crate) async fn peers(
 ) -> Result<Response, Rejection> {
     let Query(q) = parsed(query)?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let after = q.after.map(ConnId);
-    let page = state
-        .hub()
-        .admin(move |ctx| {
-            let list = ctx.hub.peers(after, limit + 1);
-            list.into_iter()
-                .map(|p| {
-                    let x = ctx.extra(p.conn);
-                    peer_json(p, x)
-                })
-                .collect::<Vec<_>>()
-        })
-        .await;
-    let Some(mut peers) = page else {
-        return Ok(hub_gone());
+    let (mut peers, unreachable) = match state.cluster_admin() {
+        None => match here(
+            &state,
+            Op::Peers {
+                after: q.after,
+                limit: limit + 1,
+            },
+        )
+        .await?
+        {
+            Answer::Peers(p) => (p, Vec::new()),
+            _ => (Vec::new(), Vec::new()),
+        },
+        Some(c) => {
+            // Nodes in id order; the page goes on from `after` on `after_node`.
+            let mut nodes = c.others();
+            nodes.push(c.node().to_owned());
+            nodes.sort();
+            let start = q.after_node.as_deref().unwrap_or("");
+            let asks = nodes.into_iter().filter(|n| n.as_str() >= start).map(|n| {
+                let after = if n == start { q.after } else { None };
+                let state = state.clone();
+                async move {
+                    let op = Op::Peers {
+                        after,
+                        limit: limit + 1,
+                    };
+                    (on_node(&state, Some(&n), op).await, n)
+                }
+            });
+            let mut peers = Vec::new();
+            let mut unreachable = Vec::new();
+            for (answer, n) in futures_util::future::join_all(asks).await {
+                match answer {
+                    Ok(Answer::Peers(p)) => peers.extend(p),
+                    Err(r) if n == c.node() => return Err(r),
+                    _ => unreachable.push(n),
+                }
+            }
+            (peers, unreachable)
+        }
     };
+    peers.sort_by(|a, b| (&a.node, a.conn).cmp(&(&b.node, b.conn)));
     let more = peers.len() > limit;
     peers.truncate(limit);
-    let next_after = more.then(|| peers.last().map(|p| p.conn)).flatten();
-    Ok(Json(PeerPage { peers, next_after }).into_response())
+    let last = more.then(|| peers.last()).flatten();
+    Ok(Json(PeerPage {
+        next_after: last.map(|p| p.conn),
+        next_after_node: last.and_then(|p| p.node.clone()),
+        peers,
+        unreachable_nodes: unreachable,
+    })
+    .into_response())
 }
 
 /// A connection, as its routes name it.
@@ -203,88 +266,124 @@ pub(crate) struct ConnPath {
     conn: u64,
 }
 
+/// Which node holds the connection.
+#[derive(Debug, Deserialize, IntoParams)]
+pub(crate) struct NodeQuery {
+    /// Cluster mode: the node that holds it (its `node` in the peer list). Without it every
+    /// node is asked, and an id found on two nodes is `409 ambiguous`.
+    node: Option<String>,
+}
+
+/// Where `conn` is, and what it is: asked of `node`, or of every node.
+async fn locate(
+    state: &AppState,
+    conn: u64,
+    node: Option<String>,
+) -> Result<(Option<String>, Peer), Rejection> {
+    let found: Vec<(Option<String>, Peer)> = if node.is_some() || state.cluster_admin().is_none() {
+        match on_node(state, node.as_deref(), Op::Peer { conn }).await? {
+            Answer::Peer(Some(p)) => vec![(node, p)],
+            _ => Vec::new(),
+        }
+    } else {
+        let g = everywhere(state, Op::Peer { conn }).await?;
+        g.answers
+            .into_iter()
+            .filter_map(|(n, a)| match a {
+                Answer::Peer(Some(p)) => Some((n, p)),
+                _ => None,
+            })
+            .collect()
+    };
+    let mut found = found.into_iter();
+    match (found.next(), found.next()) {
+        (Some(one), None) => Ok(one),
+        (None, _) => Err(no_peer(conn)),
+        (Some(_), Some(_)) => Err(Rejection(Box::new(fail(
+            StatusCode::CONFLICT,
+            "ambiguous",
+            format!("connection {conn} is on more than one node: pass ?node="),
+        )))),
+    }
+}
+
 /// One peer.
 #[utoipa::path(get, path = "/api/v1/peers/{conn}", security(("admin_key" = [])),
-    params(ConnPath),
-    responses((status = 200, body = Peer), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+    params(ConnPath, NodeQuery),
+    responses((status = 200, body = Peer), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 503, body = ApiError)))]
 pub(crate) async fn peer(
     State(state): State<AppState>,
     path: Result<Path<ConnPath>, PathRejection>,
+    query: Result<Query<NodeQuery>, QueryRejection>,
 ) -> Result<Response, Rejection> {
-    let Path(ConnPath { conn }) = parsed(path)?;
-    let found = state
-        .hub()
-        .admin(move |ctx| {
-            let p = ctx.hub.peer(ConnId(conn))?;
-            let x = ctx.extra(p.conn);
-            Some(peer_json(p, x))
-        })
-        .await;
-    Ok(match found {
-        None => hub_gone(),
-        Some(None) => no_peer(conn),
-        Some(Some(p)) => Json(p).into_response(),
-    })
+    let (Path(ConnPath { conn }), Query(q)) = (parsed(path)?, parsed(query)?);
+    let (_, p) = locate(&state, conn, q.node).await?;
+    Ok(Json(p).into_response())
 }
 
-fn no_peer(conn: u64) -> Response {
-    fail(
+fn no_peer(conn: u64) -> Rejection {
+    Rejection(Box::new(fail(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("no connection {conn} on this node"),
-    )
+        format!("no connection {conn}"),
+    )))
 }
 
 /// How many connections a kick or a room's closing ended.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Kicked {
     kicked: usize,
+    /// Cluster mode: live nodes that did not answer in time (closing a room).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreachable_nodes: Vec<String>,
 }
 
 /// Kicks a peer: it gets its dialect's normal close (Ant Media `stop` then a close frame,
 /// socket.io a disconnect, PeerJS a close), and its partner or room is told as of a leave.
+/// In cluster mode the node that holds it does it.
 #[utoipa::path(delete, path = "/api/v1/peers/{conn}", security(("admin_key" = [])),
-    params(ConnPath),
-    responses((status = 200, body = Kicked), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
+    params(ConnPath, NodeQuery),
+    responses((status = 200, body = Kicked), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError), (status = 409, body = ApiError), (status = 503, body = ApiError)))]
 pub(crate) async fn kick(
     State(state): State<AppState>,
     path: Result<Path<ConnPath>, PathRejection>,
+    query: Result<Query<NodeQuery>, QueryRejection>,
 ) -> Result<Response, Rejection> {
-    let Path(ConnPath { conn }) = parsed(path)?;
-    Ok(
-        match state
-            .hub()
-            .admin(move |ctx| ctx.hub.handle_kick(ConnId(conn)))
-            .await
-        {
-            None => hub_gone(),
-            Some(false) => no_peer(conn),
-            Some(true) => Json(Kicked { kicked: 1 }).into_response(),
-        },
-    )
+    let (Path(ConnPath { conn }), Query(q)) = (parsed(path)?, parsed(query)?);
+    let node = match (&q.node, state.cluster_admin()) {
+        (None, Some(_)) => locate(&state, conn, None).await?.0,
+        _ => q.node,
+    };
+    match on_node(&state, node.as_deref(), Op::Kick { conn }).await? {
+        Answer::Kicked(true) => Ok(Json(Kicked {
+            kicked: 1,
+            unreachable_nodes: Vec::new(),
+        })
+        .into_response()),
+        _ => Err(no_peer(conn)),
+    }
 }
 
-/// A room and its members on this node.
+/// A room's member.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct Member {
+    conn: u64,
+    /// The node that holds it, in cluster mode.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    node: Option<String>,
+}
+
+/// A room and its members.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Room {
-    dialect: &'static str,
+    dialect: DialectName,
     app: String,
     room: String,
-    /// The members' connection ids.
-    members: Vec<u64>,
-}
-
-fn dialect(name: &str) -> Result<Dialect, Rejection> {
-    match name {
-        "antmedia" => Ok(Dialect::AntMedia),
-        "socketio" => Ok(Dialect::SocketIo),
-        "peerjs" => Ok(Dialect::PeerJs),
-        _ => Err(Rejection(Box::new(fail(
-            StatusCode::BAD_REQUEST,
-            "bad_request",
-            "dialect is antmedia, socketio or peerjs",
-        )))),
-    }
+    /// By node, then connection id.
+    members: Vec<Member>,
+    /// Cluster mode: live nodes that did not answer in time (their members are missing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreachable_nodes: Vec<String>,
 }
 
 /// A room, as its routes name it.
@@ -292,14 +391,15 @@ fn dialect(name: &str) -> Result<Dialect, Rejection> {
 #[into_params(parameter_in = Path)]
 pub(crate) struct RoomPath {
     /// `antmedia`, `socketio` or `peerjs`.
-    dialect: String,
+    #[param(inline)]
+    dialect: DialectName,
     /// The Ant Media app, `/` for socket.io (written `%2F`), the PeerJS key.
     app: String,
     /// The room (PeerJS: an id).
     room: String,
 }
 
-/// A room's members on this node (PeerJS: the holder of the id).
+/// A room's members (PeerJS: the holder of the id).
 #[utoipa::path(get, path = "/api/v1/rooms/{dialect}/{app}/{room}", security(("admin_key" = [])),
     params(RoomPath),
     responses((status = 200, body = Room), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
@@ -308,36 +408,43 @@ pub(crate) async fn room(
     path: Result<Path<RoomPath>, PathRejection>,
 ) -> Result<Response, Rejection> {
     let Path(p) = parsed(path)?;
-    let dialect = dialect(&p.dialect)?;
-    let (a, r) = (p.app.clone(), p.room.clone());
-    let Some(members) = state
-        .hub()
-        .admin(move |ctx| ctx.hub.room_members(dialect, &a, &r))
-        .await
-    else {
-        return Ok(hub_gone());
+    let op = Op::Room {
+        dialect: p.dialect,
+        app: p.app.clone(),
+        room: p.room.clone(),
     };
+    let g = everywhere(&state, op).await?;
+    let mut members = Vec::new();
+    for (node, a) in g.answers {
+        if let Answer::Members(m) = a {
+            members.extend(m.into_iter().map(|conn| Member {
+                conn,
+                node: node.clone(),
+            }));
+        }
+    }
     if members.is_empty() {
-        return Ok(no_room(&p.room));
+        return Err(no_room(&p.room));
     }
     Ok(Json(Room {
-        dialect: dialect.as_str(),
+        dialect: p.dialect,
         app: p.app,
         room: p.room,
-        members: members.into_iter().map(|c| c.0).collect(),
+        members,
+        unreachable_nodes: g.unreachable,
     })
     .into_response())
 }
 
-fn no_room(room: &str) -> Response {
-    fail(
+fn no_room(room: &str) -> Rejection {
+    Rejection(Box::new(fail(
         StatusCode::NOT_FOUND,
         "not_found",
-        format!("no room {room:?} with members on this node"),
-    )
+        format!("no room {room:?} with members"),
+    )))
 }
 
-/// Closes a room: every member on this node is kicked.
+/// Closes a room: every member is kicked (cluster mode: on every node).
 #[utoipa::path(delete, path = "/api/v1/rooms/{dialect}/{app}/{room}", security(("admin_key" = [])),
     params(RoomPath),
     responses((status = 200, body = Kicked), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError), (status = 404, body = ApiError)))]
@@ -346,19 +453,28 @@ pub(crate) async fn close_room(
     path: Result<Path<RoomPath>, PathRejection>,
 ) -> Result<Response, Rejection> {
     let Path(p) = parsed(path)?;
-    let dialect = dialect(&p.dialect)?;
-    let (app, r) = (p.app, p.room.clone());
-    Ok(
-        match state
-            .hub()
-            .admin(move |ctx| ctx.hub.handle_close_room(dialect, &app, &r))
-            .await
-        {
-            None => hub_gone(),
-            Some(0) => no_room(&p.room),
-            Some(kicked) => Json(Kicked { kicked }).into_response(),
-        },
-    )
+    let op = Op::CloseRoom {
+        dialect: p.dialect,
+        app: p.app,
+        room: p.room.clone(),
+    };
+    let g = everywhere(&state, op).await?;
+    let kicked = g
+        .answers
+        .iter()
+        .map(|(_, a)| match a {
+            Answer::Closed(n) => *n,
+            _ => 0,
+        })
+        .sum();
+    if kicked == 0 {
+        return Err(no_room(&p.room));
+    }
+    Ok(Json(Kicked {
+        kicked,
+        unreachable_nodes: g.unreachable,
+    })
+    .into_response())
 }
 
 /// An app, as its routes name it.
@@ -366,7 +482,8 @@ pub(crate) async fn close_room(
 #[into_params(parameter_in = Path)]
 pub(crate) struct AppPath {
     /// `antmedia`, `socketio` or `peerjs`.
-    dialect: String,
+    #[param(inline)]
+    dialect: DialectName,
     /// The Ant Media app, `/` for socket.io (written `%2F`), the PeerJS key.
     app: String,
 }
@@ -380,24 +497,20 @@ pub(crate) struct RoomQuery {
     limit: Option<usize>,
 }
 
-/// A room in a list: its name and members on this node.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct RoomCount {
-    room: String,
-    members: usize,
-}
-
 /// One page of an app's rooms.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct RoomPage {
-    /// In name order.
+    /// In name order; members counted over every node.
     rooms: Vec<RoomCount>,
     /// Pass it as `after` for the next page; absent on the last page.
     #[serde(skip_serializing_if = "Option::is_none")]
     next_after: Option<String>,
+    /// Cluster mode: live nodes that did not answer in time (their members are missing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreachable_nodes: Vec<String>,
 }
 
-/// An app's rooms with members on this node, a page at a time (PeerJS: its ids).
+/// An app's rooms with members, a page at a time (PeerJS: its ids).
 #[utoipa::path(get, path = "/api/v1/rooms/{dialect}/{app}", security(("admin_key" = [])),
     params(AppPath, RoomQuery),
     responses((status = 200, body = RoomPage), (status = 400, body = ApiError), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
@@ -407,104 +520,128 @@ pub(crate) async fn rooms(
     query: Result<Query<RoomQuery>, QueryRejection>,
 ) -> Result<Response, Rejection> {
     let (Path(p), Query(q)) = (parsed(path)?, parsed(query)?);
-    let dialect = dialect(&p.dialect)?;
     let limit = q.limit.unwrap_or(100).clamp(1, MAX_PAGE);
-    let Some(mut rooms) = state
-        .hub()
-        .admin(move |ctx| {
-            ctx.hub
-                .rooms_of(dialect, &p.app, q.after.as_deref(), limit + 1)
-        })
-        .await
-    else {
-        return Ok(hub_gone());
+    let op = Op::Rooms {
+        dialect: p.dialect,
+        app: p.app,
+        after: q.after,
+        limit: limit + 1,
     };
-    let more = rooms.len() > limit;
-    rooms.truncate(limit);
-    let next_after = more
-        .then(|| rooms.last().map(|r| r.0.to_string()))
-        .flatten();
-    let rooms = rooms
+    let g = everywhere(&state, op).await?;
+    // Each node gave its first `limit + 1` names: the first `limit + 1` of the union are
+    // among them, each with every node's members.
+    let mut merged = std::collections::BTreeMap::<String, usize>::new();
+    for (_, a) in g.answers {
+        if let Answer::Rooms(rooms) = a {
+            for r in rooms {
+                *merged.entry(r.room).or_default() += r.members;
+            }
+        }
+    }
+    let more = merged.len() > limit;
+    let rooms: Vec<RoomCount> = merged
         .into_iter()
-        .map(|(room, members)| RoomCount {
-            room: room.into(),
-            members,
-        })
+        .take(limit)
+        .map(|(room, members)| RoomCount { room, members })
         .collect();
-    Ok(Json(RoomPage { rooms, next_after }).into_response())
+    Ok(Json(RoomPage {
+        next_after: more.then(|| rooms.last().map(|r| r.room.clone())).flatten(),
+        rooms,
+        unreachable_nodes: g.unreachable,
+    })
+    .into_response())
 }
 
-/// Counts by dialect.
+/// Apps with joined peers.
 #[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct DialectCounts {
-    antmedia: u64,
-    socketio: u64,
-    peerjs: u64,
+pub(crate) struct AppList {
+    /// By dialect and name; peers counted over every node.
+    apps: Vec<AppCount>,
+    /// Cluster mode: live nodes that did not answer in time (their peers are missing).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreachable_nodes: Vec<String>,
 }
 
-/// An app (namespace of rooms) with peers in it.
-#[derive(Debug, Serialize, ToSchema)]
-pub(crate) struct AppCount {
-    dialect: &'static str,
-    /// The app; Ant Media apps past `--metrics-max-apps` are counted together as `_other`.
-    app: String,
-    joined_peers: i64,
-}
-
-/// Apps with joined peers on this node.
+/// Apps with joined peers (cluster mode: on any node).
 #[utoipa::path(get, path = "/api/v1/apps", security(("admin_key" = [])),
-    responses((status = 200, body = [AppCount]), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
+    responses((status = 200, body = AppList), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub(crate) async fn apps(State(state): State<AppState>) -> Result<Response, Rejection> {
-    let Some(stats) = state.hub().stats_with_meter().await else {
-        return Ok(hub_gone());
-    };
-    let mut apps: Vec<AppCount> = stats
-        .meter
-        .joined
-        .iter()
-        .filter(|(_, _, n)| *n > 0)
-        .map(|(d, app, n)| AppCount {
-            dialect: d.as_str(),
-            app: app.to_string(),
-            joined_peers: *n,
+    let g = everywhere(&state, Op::Apps).await?;
+    let mut merged = std::collections::BTreeMap::<(String, String), i64>::new();
+    for (_, a) in g.answers {
+        if let Answer::Apps(apps) = a {
+            for app in apps {
+                *merged.entry((app.dialect, app.app)).or_default() += app.joined_peers;
+            }
+        }
+    }
+    let apps = merged
+        .into_iter()
+        .map(|((dialect, app), joined_peers)| AppCount {
+            dialect,
+            app,
+            joined_peers,
         })
         .collect();
-    apps.sort_by(|a, b| (a.dialect, &a.app).cmp(&(b.dialect, &b.app)));
-    Ok(Json(apps).into_response())
+    Ok(Json(AppList {
+        apps,
+        unreachable_nodes: g.unreachable,
+    })
+    .into_response())
 }
 
-/// This node.
+/// This node, and in cluster mode every node that answered.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct Node {
-    version: &'static str,
+    version: String,
     /// The node's id in cluster mode.
     node_id: Option<String>,
     uptime_seconds: u64,
     connections: DialectCounts,
+    /// Rooms with members on this node.
     rooms: DialectCounts,
     /// Live nodes in cluster mode.
     cluster_nodes: Option<usize>,
+    /// Cluster mode: every live node that answered (this one included), by id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    nodes: Option<Vec<NodeSummary>>,
+    /// Cluster mode: live nodes that did not answer in time.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    unreachable_nodes: Vec<String>,
 }
 
-/// This node: version, uptime, connections and rooms by dialect.
+/// This node: version, uptime, connections and rooms by dialect (cluster mode: and every
+/// node's).
 #[utoipa::path(get, path = "/api/v1/node", security(("admin_key" = [])),
     responses((status = 200, body = Node), (status = 401, body = ApiError), (status = 403, body = ApiError)))]
 pub(crate) async fn node(State(state): State<AppState>) -> Result<Response, Rejection> {
-    let Some(stats) = state.hub().stats().await else {
-        return Ok(hub_gone());
+    let g = everywhere(&state, Op::Node).await?;
+    let mut nodes: Vec<NodeSummary> = g
+        .answers
+        .into_iter()
+        .filter_map(|(_, a)| match a {
+            Answer::Node(n) => Some(n),
+            _ => None,
+        })
+        .collect();
+    let me = state.node_id();
+    let Some(i) = nodes.iter().position(|n| n.node_id.as_deref() == me) else {
+        return Err(hub_gone());
     };
-    let counts = |p: switchboard_core::PerDialect<usize>| DialectCounts {
-        antmedia: p.antmedia as u64,
-        socketio: p.socketio as u64,
-        peerjs: p.peerjs as u64,
+    let this = if state.cluster_admin().is_some() {
+        nodes[i].clone()
+    } else {
+        nodes.remove(i)
     };
     Ok(Json(Node {
-        version: env!("CARGO_PKG_VERSION"),
-        node_id: state.config().cluster.as_ref().map(|c| c.node_id.clone()),
-        uptime_seconds: state.uptime().as_secs(),
-        connections: counts(stats.hub.connections_by_dialect),
-        rooms: counts(stats.hub.rooms_by_dialect),
+        version: this.version,
+        node_id: this.node_id,
+        uptime_seconds: this.uptime_seconds,
+        connections: this.connections,
+        rooms: this.rooms,
         cluster_nodes: state.cluster_nodes(),
+        nodes: state.cluster_admin().is_some().then_some(nodes),
+        unreachable_nodes: g.unreachable,
     })
     .into_response())
 }
@@ -512,9 +649,9 @@ pub(crate) async fn node(State(state): State<AppState>) -> Result<Response, Reje
 /// The OpenAPI 3.1 document of the admin API.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "Switchboard admin API", description = "Peers, rooms and apps of one Switchboard node; kick a peer, close a room."),
+    info(title = "Switchboard admin API", description = "Peers, rooms and apps of a Switchboard node, or of every node of a cluster; kick a peer, close a room."),
     paths(node, peers, peer, kick, rooms, room, close_room, apps),
-    components(schemas(ApiError, Peer, PeerPage, Kicked, Room, RoomCount, RoomPage, DialectCounts, AppCount, Node)),
+    components(schemas(ApiError, Peer, PeerPage, Kicked, Member, Room, RoomCount, RoomPage, DialectCounts, AppCount, AppList, Node, NodeSummary, DialectName)),
     modifiers(&BearerKey)
 )]
 pub(crate) struct ApiDoc;

@@ -140,6 +140,7 @@ pub async fn run(
         std::sync::Arc::clone(&edge),
         cluster.as_ref().map(|c| std::sync::Arc::clone(&c.view)),
         commands,
+        cluster.as_ref().and_then(|c| c.admin.clone()),
     );
     let app = router(state);
 

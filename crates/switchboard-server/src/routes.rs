@@ -43,6 +43,8 @@ struct Inner {
     /// Cluster mode: the queue of the registry task (the socket.io connect middleware
     /// registers ids there).
     commands: Option<crate::cluster::registry::Commands>,
+    /// Cluster mode: the admin API across the nodes.
+    cluster_admin: Option<Arc<crate::cluster::admin::ClusterAdmin>>,
     /// The last `/metrics` text, and the metrics that live as long as the server.
     metrics: crate::metrics::Cache,
     long_lived: prometheus::Registry,
@@ -58,6 +60,7 @@ impl AppState {
         edge: Arc<crate::EdgeStats>,
         cluster: Option<Arc<std::sync::Mutex<crate::cluster::ClusterView>>>,
         commands: Option<crate::cluster::registry::Commands>,
+        cluster_admin: Option<Arc<crate::cluster::admin::ClusterAdmin>>,
     ) -> Self {
         let eio = Arc::new(crate::eio_guard::EioGuard::new(
             config.max_socketio_sessions,
@@ -82,6 +85,7 @@ impl AppState {
                 eio,
                 cluster,
                 commands,
+                cluster_admin,
                 metrics: crate::metrics::Cache::default(),
                 long_lived: crate::metrics::long_lived(),
                 started: std::time::Instant::now(),
@@ -97,8 +101,23 @@ impl AppState {
         &self.inner.hub
     }
 
-    pub(crate) fn uptime(&self) -> std::time::Duration {
-        self.inner.started.elapsed()
+    /// When the server started.
+    pub(crate) fn started(&self) -> std::time::Instant {
+        self.inner.started
+    }
+
+    /// Cluster mode: the admin API across the nodes.
+    pub(crate) fn cluster_admin(&self) -> Option<&Arc<crate::cluster::admin::ClusterAdmin>> {
+        self.inner.cluster_admin.as_ref()
+    }
+
+    /// This node's id in cluster mode.
+    pub(crate) fn node_id(&self) -> Option<&str> {
+        self.inner
+            .config
+            .cluster
+            .as_ref()
+            .map(|c| c.node_id.as_str())
     }
 
     /// Live nodes, in cluster mode.
@@ -334,11 +353,14 @@ async fn stats(State(state): State<AppState>) -> Response {
         })
     });
     let socketio = state.inner.eio.json();
-    let cluster = state.inner.cluster.as_ref().and_then(|v| {
+    let mut cluster = state.inner.cluster.as_ref().and_then(|v| {
         v.lock()
             .ok()
             .map(|v| v.json(hub_stats.as_ref().map(|s| s.cluster)))
     });
+    if let (Some(c), Some(a)) = (cluster.as_mut(), state.cluster_admin()) {
+        c["admin_malformed"] = a.malformed.load(Ordering::Relaxed).into();
+    }
     let webhooks = state
         .inner
         .config

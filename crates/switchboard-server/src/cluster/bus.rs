@@ -2,7 +2,8 @@
 //! handed to the hub in the order Redis delivers it (per publishing node, the order it was
 //! sent). A dedicated subscriber connection; when it drops, publishers see this node as not
 //! listening (their senders get `cluster_unavailable`) until it is subscribed again, which is
-//! retried every [`RETRY`].
+//! retried every [`RETRY`]. The same connection listens on the node's admin channel
+//! (`admin.rs`).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -23,9 +24,11 @@ pub(crate) async fn run(
     node: NodeId,
     hub: HubSender,
     health: Arc<Health>,
+    admin: Arc<super::admin::ClusterAdmin>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let name = channel(node.as_str());
+    let admin_name = super::admin::channel(node.as_str());
     loop {
         let subscribed = async {
             let mut pubsub =
@@ -33,7 +36,10 @@ pub(crate) async fn run(
                     .await
                     .map_err(|_| "connection timed out".to_owned())?
                     .map_err(|e| e.to_string())?;
-            pubsub.subscribe(&name).await.map_err(|e| e.to_string())?;
+            pubsub
+                .subscribe(&[&name, &admin_name])
+                .await
+                .map_err(|e| e.to_string())?;
             Ok::<_, String>(pubsub)
         };
         let pubsub = tokio::select! {
@@ -51,6 +57,10 @@ pub(crate) async fn run(
                         () = stop.cancelled() => return,
                     };
                     let Some(msg) = msg else { break };
+                    if msg.get_channel_name() == admin_name {
+                        admin.received(msg.get_payload_bytes());
+                        continue;
+                    }
                     health.received.fetch_add(1, Relaxed);
                     match Batch::read(msg.get_payload_bytes()) {
                         Ok(batch) => {

@@ -139,6 +139,7 @@ impl ClusterView {
     }
 }
 
+pub(crate) mod admin;
 mod bus;
 pub(crate) mod registry;
 mod scripts;
@@ -232,6 +233,8 @@ pub(crate) async fn connect(client: &redis::Client) -> redis::RedisResult<Connec
 /// The cluster edge's parts, started by [`start`].
 pub(crate) struct Cluster {
     pub(crate) view: Arc<Mutex<ClusterView>>,
+    /// The admin API across the cluster.
+    pub(crate) admin: Option<Arc<admin::ClusterAdmin>>,
     pub(crate) task: tokio::task::JoinHandle<()>,
 }
 
@@ -250,8 +253,24 @@ pub(crate) fn start(
         health: Arc::clone(&health),
         ..ClusterView::default()
     }));
-    let task = tokio::spawn(run(config, Arc::clone(&view), hub, commands, health, stop));
-    Cluster { view, task }
+    let admin = client(&config.redis_url).ok().map(|c| {
+        Arc::new(admin::ClusterAdmin::new(
+            config.node_id.clone(),
+            c,
+            Arc::clone(&view),
+            hub.clone(),
+        ))
+    });
+    let task = tokio::spawn(run(
+        config,
+        Arc::clone(&view),
+        hub,
+        commands,
+        health,
+        admin.clone(),
+        stop,
+    ));
+    Cluster { view, admin, task }
 }
 
 /// Runs the membership loop until `stop` is cancelled; then leaves the cluster (removes
@@ -262,9 +281,10 @@ async fn run(
     hub: crate::hub_task::HubSender,
     commands: tokio::sync::mpsc::Receiver<registry::Command>,
     health: Arc<Health>,
+    admin: Option<Arc<admin::ClusterAdmin>>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    let Ok(client) = client(&config.redis_url) else {
+    let (Ok(client), Some(admin)) = (client(&config.redis_url), admin) else {
         return; // validated at start
     };
     let Ok(node) = switchboard_proto::cluster::NodeId::new(&config.node_id) else {
@@ -282,6 +302,7 @@ async fn run(
         node.clone(),
         hub.clone(),
         Arc::clone(&health),
+        admin,
         stop.clone(),
     ));
     let script = format!("{}\n{RENEW}", registry::PURGE_FN);
