@@ -7,24 +7,50 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import WebSocket from "ws";
 import { readdirSync, readFileSync } from "node:fs";
+import { createServer } from "node:http";
+import { Webhook } from "standardwebhooks";
 import { startSwitchboard } from "./lib/harness.mjs";
 import { sioClient, waitFor } from "./lib/sio.mjs";
 import { startRedis, allSeeEachOther } from "./lib/cluster.mjs";
 
 const KEY = "cluster-admin-key-0123456789";
 const APP = "ClusterAdmin";
-let redis, n1, n2;
+const SECRET = "whsec_" + Buffer.from("cluster-admin-webhook-secret-32b").toString("base64");
+let redis, n1, n2, hooks;
+
+/** A webhook receiver: every verified event (Standard Webhooks), and the bodies refused. */
+async function receiver() {
+  const wh = new Webhook(SECRET);
+  const events = [];
+  const server = createServer((req, res) => {
+    let body = "";
+    req.on("data", (d) => { body += d; });
+    req.on("end", () => {
+      try {
+        events.push(wh.verify(body, req.headers));
+        res.writeHead(204).end();
+      } catch {
+        res.writeHead(400).end();
+      }
+    });
+  });
+  await new Promise((ok) => server.listen(0, "127.0.0.1", ok));
+  return { events, url: `http://127.0.0.1:${server.address().port}/hook`, close: () => server.close() };
+}
 
 before(async () => {
   redis = await startRedis();
+  hooks = await receiver();
   [n1, n2] = await Promise.all(["node-1", "node-2"].map((id) =>
-    startSwitchboard(["--redis-url", redis.url, "--node-id", id, "--admin-key", KEY, "--turn-secret", "cluster-admin-secret"])));
+    startSwitchboard(["--redis-url", redis.url, "--node-id", id, "--admin-key", KEY, "--turn-secret", "cluster-admin-secret",
+      "--webhook-url", hooks.url, "--webhook-secret", SECRET])));
   await allSeeEachOther([n1, n2]);
 });
 
 after(async () => {
   await Promise.all([n1, n2].filter(Boolean).map((n) => n.stop()));
   redis?.stop();
+  hooks?.close();
 });
 
 /** Calls the admin API of `node`. */
@@ -122,6 +148,14 @@ test("cluster admin API: any node lists, kicks and closes across the cluster", a
   await Promise.all([s1, s2].map((s) => new Promise((ok) => (s.connected ? s.once("disconnect", ok) : ok()))));
   assert.equal((await call(n1, "GET", "/api/v1/rooms/socketio/%2F/lobby")).status, 404);
   a.ws.close();
+
+  // Webhooks name the node that sends them: the Ant Media room started on each node.
+  const deadline = Date.now() + 5000;
+  const started = () => hooks.events.filter((e) => e.type === "room_started" && e.data.room === "r1");
+  while (started().length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.deepEqual(started().map((e) => e.node).sort(), ["node-1", "node-2"]);
+  const kickedLeft = hooks.events.find((e) => e.type === "peer_left" && e.data.conn === amB.conn);
+  assert.deepEqual([kickedLeft?.node, kickedLeft?.data.reason], ["node-2", "kicked"]);
 });
 
 /** Stops `pid` (SIGSTOP) and waits until every thread of it is stopped: the signal takes

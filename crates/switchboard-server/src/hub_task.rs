@@ -292,10 +292,11 @@ pub(crate) fn spawn(
     let queued_bytes = Arc::new(AtomicUsize::new(0));
     // The sink the binary started (shared with the TURN server), or one of our own.
     let webhooks = config.webhook_sink.clone().or_else(|| {
+        let node = config.cluster.as_ref().map(|c| c.node_id.as_str());
         config
             .webhooks
             .as_ref()
-            .map(crate::webhooks::WebhookSink::start)
+            .map(|w| crate::webhooks::WebhookSink::start(w, node))
     });
     let webhook_stats = webhooks
         .as_ref()

@@ -119,12 +119,15 @@ struct Event {
 pub struct WebhookSink {
     queues: Arc<Vec<mpsc::Sender<Arc<Event>>>>,
     stats: Arc<WebhookStats>,
+    /// This node's id in cluster mode, in every event.
+    node: Option<Arc<str>>,
 }
 
 impl WebhookSink {
-    /// Starts one sender task per URL (on the current tokio runtime).
+    /// Starts one sender task per URL (on the current tokio runtime); `node`: this node's id
+    /// in cluster mode, sent in every event.
     #[must_use]
-    pub fn start(config: &WebhookConfig) -> Self {
+    pub fn start(config: &WebhookConfig, node: Option<&str>) -> Self {
         let stats = Arc::new(WebhookStats::default());
         let key = standardwebhooks::Webhook::new(&config.secret)
             .ok()
@@ -160,6 +163,7 @@ impl WebhookSink {
         Self {
             queues: Arc::new(queues),
             stats,
+            node: node.map(Into::into),
         }
     }
 
@@ -187,12 +191,15 @@ impl WebhookSink {
 
     /// Renders an event once and queues it for every URL (a full queue drops it, counted).
     fn queue(&self, kind: &str, data: serde_json::Value) {
-        let body = serde_json::json!({
+        let mut body = serde_json::json!({
             "type": kind,
             "timestamp": rfc3339_now(),
             "data": data,
-        })
-        .to_string();
+        });
+        if let Some(node) = &self.node {
+            body["node"] = (**node).into();
+        }
+        let body = body.to_string();
         let event = Arc::new(Event {
             id: format!("evt_{}", uuid::Uuid::new_v4().simple()),
             body,

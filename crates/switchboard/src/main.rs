@@ -132,7 +132,8 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
     } = resolved;
     // One set of webhook senders for the hub and, when asked, the TURN server.
     if let Some(w) = &config.webhooks {
-        let sink = switchboard_server::WebhookSink::start(w);
+        let node = config.cluster.as_ref().map(|c| c.node_id.as_str());
+        let sink = switchboard_server::WebhookSink::start(w, node);
         if let Some(t) = turn.as_mut().filter(|_| webhook_turn_events) {
             let s = sink.clone();
             t.config.allocation_events = Some(std::sync::Arc::new(move |e| match e {
