@@ -5,13 +5,13 @@
 // Contract: docs/OPERATIONS.md "Admin API".
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
-import WebSocket from "ws";
 import { readdirSync, readFileSync } from "node:fs";
 import { createServer } from "node:http";
 import { Webhook } from "standardwebhooks";
 import { startSwitchboard } from "./lib/harness.mjs";
 import { sioClient, waitFor } from "./lib/sio.mjs";
 import { startRedis, allSeeEachOther } from "./lib/cluster.mjs";
+import { rawSocket } from "./lib/peerjs.mjs";
 
 const KEY = "cluster-admin-key-0123456789";
 const APP = "ClusterAdmin";
@@ -59,34 +59,18 @@ async function call(node, method, path) {
   return { status: res.status, body: await res.json() };
 }
 
-/** A raw Ant Media WebSocket on `node`; its messages collected, `next` takes one. */
-async function amRaw(node) {
-  const ws = new WebSocket(node.ws(APP));
-  const got = [];
-  ws.on("message", (d) => got.push(JSON.parse(String(d))));
-  const closed = new Promise((ok) => ws.on("close", (code) => ok(code)));
-  await new Promise((ok, fail) => { ws.on("open", ok); ws.on("error", fail); });
-  const next = async (pred, ms = 5000) => {
-    const deadline = Date.now() + ms;
-    for (;;) {
-      const i = got.findIndex(pred);
-      if (i >= 0) return got.splice(i, 1)[0];
-      if (Date.now() > deadline) throw new Error(`nothing matching; got ${JSON.stringify(got)}`);
-      await new Promise((r) => setTimeout(r, 10));
-    }
-  };
-  return { ws, closed, next, send: (m) => ws.send(JSON.stringify(m)) };
-}
+/** A raw Ant Media WebSocket on `node`. */
+const amRaw = (node) => rawSocket(node.ws(APP));
 
 test("cluster admin API: any node lists, kicks and closes across the cluster", async () => {
   // An Ant Media pair across the nodes, and a socket.io room with a member on each.
   const a = await amRaw(n1);
   a.send({ command: "join", streamId: "r1" });
-  await a.next((m) => m.definition === "joined");
+  await a.next((m) => m.definition === "joined", 5000);
   const b = await amRaw(n2);
   b.send({ command: "join", streamId: "r1" });
-  await b.next((m) => m.definition === "joined");
-  await a.next((m) => m.command === "start");
+  await b.next((m) => m.definition === "joined", 5000);
+  await a.next((m) => m.command === "start", 5000);
   const s1 = await sioClient(n1.url);
   const s2 = await sioClient(n2.url);
   await s1.emitWithAck("join", { room: "lobby" });
@@ -137,9 +121,9 @@ test("cluster admin API: any node lists, kicks and closes across the cluster", a
   // node-1 gets stop.
   const kicked = await call(n1, "DELETE", `/api/v1/peers/${amB.conn}`);
   assert.deepEqual([kicked.status, kicked.body], [200, { kicked: 1 }]);
-  await b.next((m) => m.command === "stop");
+  await b.next((m) => m.command === "stop", 5000);
   assert.equal(await b.closed, 1008);
-  await a.next((m) => m.command === "stop");
+  await a.next((m) => m.command === "stop", 5000);
   assert.equal((await call(n2, "GET", `/api/v1/peers/${amB.conn}`)).status, 404);
 
   // Closing the socket.io room from node-2 disconnects its members on both nodes.

@@ -1,10 +1,16 @@
-// A raw PeerJS server-protocol WebSocket for the test files: the frames it receives are
-// collected (and their bytes counted), and `next` takes the first that matches.
+// Raw WebSockets for the test files (PeerJS's server protocol, or any JSON one): the frames
+// they receive are collected (and their bytes counted), and `next` takes the first that matches.
 import WebSocket from "ws";
 
 /** A raw PeerJS WebSocket to the server on `port` with `query`, its frames collected. */
 export async function pjRaw(port, query) {
-  const ws = new WebSocket(`ws://127.0.0.1:${port}/peerjs/peerjs?${query}`);
+  return rawSocket(`ws://127.0.0.1:${port}/peerjs/peerjs?${query}`);
+}
+
+/** A raw WebSocket to `url` whose JSON text frames are collected: `next` takes the first that
+ * matches (waiting up to `ms`), `closed` resolves with the close code. */
+export async function rawSocket(url) {
+  const ws = new WebSocket(url);
   const frames = [];
   let bytes = 0;
   ws.addEventListener("message", (e) => {
