@@ -129,9 +129,14 @@ impl ClusterAdmin {
         let mut answers = Vec::with_capacity(nodes.len());
         if let Ok(text) = serde_json::to_string(&request) {
             let channels: Vec<String> = nodes.iter().map(|n| channel(n)).collect();
-            if self.publish(&channels, &text).await {
+            // A node nobody listens for (its subscriber is down) is not waited for.
+            let listening = self
+                .publish(&channels, &text)
+                .await
+                .map_or(0, |heard| heard.iter().filter(|n| **n > 0).count());
+            if listening > 0 {
                 let deadline = tokio::time::Instant::now() + WAIT;
-                while answers.len() < nodes.len() {
+                while answers.len() < listening {
                     match tokio::time::timeout_at(deadline, rx.recv()).await {
                         Ok(Some(a)) => answers.push(a),
                         _ => break,
@@ -169,7 +174,7 @@ impl ClusterAdmin {
                         answer,
                     };
                     if let Ok(text) = serde_json::to_string(&reply) {
-                        me.publish(&[channel(&from)], &text).await;
+                        let _ = me.publish(&[channel(&from)], &text).await;
                     }
                 });
             }
@@ -186,24 +191,25 @@ impl ClusterAdmin {
         }
     }
 
-    /// Publishes `text` on `channels`; false if Redis could not be reached.
-    async fn publish(&self, channels: &[String], text: &str) -> bool {
+    /// Publishes `text` on `channels`: how many subscribers heard it on each, or `None` if
+    /// Redis could not be reached.
+    async fn publish(&self, channels: &[String], text: &str) -> Option<Vec<i64>> {
         let con = tokio::time::timeout(
             WAIT,
             self.con.get_or_try_init(|| super::connect(&self.client)),
         )
         .await;
         let Ok(Ok(con)) = con else {
-            return false;
+            return None;
         };
         let mut con = con.clone();
         let mut pipe = redis::pipe();
         for c in channels {
-            pipe.publish(c, text).ignore();
+            pipe.publish(c, text);
         }
-        matches!(
-            tokio::time::timeout(WAIT, pipe.query_async::<()>(&mut con)).await,
-            Ok(Ok(()))
-        )
+        match tokio::time::timeout(WAIT, pipe.query_async::<Vec<i64>>(&mut con)).await {
+            Ok(Ok(heard)) => Some(heard),
+            _ => None,
+        }
     }
 }
