@@ -411,7 +411,7 @@ impl Hub {
     }
 
     fn drop_conn(&mut self, conn: ConnId, reason: LeaveReason) {
-        self.limiter.forget(conn);
+        self.limiter.forget(conn, &self.config.limits);
         if self.sio_forget(conn, reason) || self.pj_forget(conn, reason) {
             return;
         }

@@ -36,7 +36,7 @@ impl Hub {
             self.sio_forget(conn, LeaveReason::Kicked) || self.pj_forget(conn, LeaveReason::Kicked)
         };
         if known {
-            self.limiter.forget(conn);
+            self.limiter.forget(conn, &self.config.limits);
             self.stats.kicked += 1;
             self.out.push_back(Output::Close {
                 conn,

@@ -55,7 +55,7 @@ impl Hub {
             }
         };
         self.pj.pending.remove(&conn);
-        self.limiter.forget(conn);
+        self.limiter.forget(conn, &self.config.limits);
         self.pj_refuse(conn, refusal);
     }
 

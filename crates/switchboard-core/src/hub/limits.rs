@@ -107,6 +107,16 @@ impl Bucket {
         }
     }
 
+    /// Whether the bucket is full again at `now` (forgetting it then loses nothing).
+    fn is_full(&self, limit: RateLimit, now: Millis) -> bool {
+        let cap = u64::from(limit.burst.clamp(1, MAX_BURST)) * 1000;
+        let elapsed = u64::from(now.wrapping_sub(self.at));
+        elapsed
+            .saturating_mul(u64::from(limit.per_sec))
+            .saturating_add(u64::from(self.milli))
+            >= cap
+    }
+
     /// Takes one token if there is one.
     fn take(&mut self, limit: RateLimit, now: Millis) -> bool {
         if limit.is_off() {
@@ -160,8 +170,17 @@ struct SourceBudget {
 pub(super) struct Limiter {
     /// The clock's zero: the first input's time.
     epoch: Option<Instant>,
+    /// The latest time seen.
+    now: Millis,
     conns: HashMap<ConnId, ConnBudget>,
+    /// Sources with connections, and sources without any whose join budget is not full
+    /// again yet: forgetting those when their last connection closed would let a client
+    /// reset its address's budget by reconnecting (found in review: a loop of connect, a
+    /// burst of joins, close, gave one address many times `joins_per_source`). Bounded by
+    /// [`MAX_SOURCES`]: past it, the resting sources are forgotten.
     sources: HashMap<IpAddr, SourceBudget>,
+    /// New sources since the last sweep of the resting ones.
+    since_sweep: u32,
     /// Messages and joins refused since start.
     pub(super) refused: u64,
     /// Connections closed for going on after refusals, since start.
@@ -174,6 +193,7 @@ impl Limiter {
         // Wrapping on purpose (see `Millis`).
         #[allow(clippy::cast_possible_truncation)]
         let ms = now.saturating_duration_since(epoch).as_millis() as u32;
+        self.now = ms;
         ms
     }
 
@@ -187,6 +207,17 @@ impl Limiter {
     ) {
         let now = self.millis(now);
         let source = ip.map(source_key);
+        if source.is_some_and(|s| !self.sources.contains_key(&s)) {
+            // Resting sources are swept every so many new ones (amortized), and when the
+            // table is full; past the bound they go whatever their budget.
+            self.since_sweep += 1;
+            if self.since_sweep >= SWEEP_EVERY || self.sources.len() >= MAX_SOURCES {
+                self.sweep_at(limits, now);
+                if self.sources.len() >= MAX_SOURCES {
+                    self.sources.retain(|_, b| b.conns > 0);
+                }
+            }
+        }
         if let Some(s) = source {
             self.sources
                 .entry(s)
@@ -207,25 +238,38 @@ impl Limiter {
             },
         );
         if let Some(old) = old {
-            self.release(old.source);
+            self.release(old.source, limits);
         }
     }
 
-    /// Forgets a connection (idempotent).
-    pub(super) fn forget(&mut self, conn: ConnId) {
+    /// Forgets a connection (idempotent). Its address's join budget stays until it is full
+    /// again.
+    pub(super) fn forget(&mut self, conn: ConnId, limits: &Limits) {
         if let Some(b) = self.conns.remove(&conn) {
-            self.release(b.source);
+            self.release(b.source, limits);
         }
     }
 
-    fn release(&mut self, source: Option<IpAddr>) {
+    fn release(&mut self, source: Option<IpAddr>, limits: &Limits) {
         let Some(s) = source else { return };
         if let Some(sb) = self.sources.get_mut(&s) {
-            sb.conns -= 1;
-            if sb.conns == 0 {
+            sb.conns = sb.conns.saturating_sub(1);
+            if sb.conns == 0 && sb.joins.is_full(limits.joins_per_source, self.now) {
                 self.sources.remove(&s);
             }
         }
+    }
+
+    /// Forgets the sources without connections whose budgets are full again at `now`.
+    pub(super) fn sweep(&mut self, limits: &Limits, now: Instant) {
+        let now = self.millis(now);
+        self.sweep_at(limits, now);
+    }
+
+    fn sweep_at(&mut self, limits: &Limits, now: Millis) {
+        self.since_sweep = 0;
+        self.sources
+            .retain(|_, b| b.conns > 0 || !b.joins.is_full(limits.joins_per_source, now));
     }
 
     /// Forgets everything (shutdown).
@@ -243,7 +287,7 @@ impl Limiter {
         if b.messages.take(limits.messages, now) {
             return Verdict::Allow;
         }
-        self.refuse(conn, now)
+        self.refuse(conn, limits, now)
     }
 
     /// A join by `conn` (after its message was allowed).
@@ -253,18 +297,18 @@ impl Limiter {
             return Verdict::Allow;
         };
         if !b.joins.take(limits.joins, now) {
-            return self.refuse(conn, now);
+            return self.refuse(conn, limits, now);
         }
         let source = b.source;
         if let Some(sb) = source.and_then(|s| self.sources.get_mut(&s)) {
             if !sb.joins.take(limits.joins_per_source, now) {
-                return self.refuse(conn, now);
+                return self.refuse(conn, limits, now);
             }
         }
         Verdict::Allow
     }
 
-    fn refuse(&mut self, conn: ConnId, now: Millis) -> Verdict {
+    fn refuse(&mut self, conn: ConnId, limits: &Limits, now: Millis) -> Verdict {
         self.refused += 1;
         let Some(b) = self.conns.get_mut(&conn) else {
             return Verdict::Refuse;
@@ -276,7 +320,7 @@ impl Limiter {
         b.refused = b.refused.saturating_add(1);
         if u32::from(b.refused) >= REFUSALS_BEFORE_CLOSE {
             self.closed += 1;
-            self.forget(conn);
+            self.forget(conn, limits);
             Verdict::Close
         } else {
             Verdict::Refuse
@@ -293,6 +337,9 @@ impl Limiter {
 /// Most sources a [`SourceBudgets`] keeps; beyond, it forgets the idle ones (full buckets),
 /// then all (its memory stays bounded; a flood then meets full budgets, not none).
 pub(crate) const MAX_SOURCES: usize = 65_536;
+
+/// New sources between two sweeps of the resting ones.
+const SWEEP_EVERY: u32 = 1_024;
 
 /// Per-source budgets for work done before a connection exists in the hub (a socket.io
 /// handshake's token check: socket.io lets a client repeat its CONNECT on one session, each
@@ -415,8 +462,40 @@ mod tests {
         }
         assert_eq!(last, Verdict::Close);
         assert_eq!(l.len(), (1, 1));
-        l.forget(ConnId(2));
-        l.forget(ConnId(2));
+        l.forget(ConnId(2), &limits);
+        l.forget(ConnId(2), &limits);
+        // The address's spent budget outlives its connections, until it is full again.
+        assert_eq!(l.len(), (0, 1));
+        l.sweep(&limits, t + std::time::Duration::from_secs(7));
+        assert_eq!(l.len(), (0, 1));
+        l.sweep(&limits, t + std::time::Duration::from_secs(8));
+        assert_eq!(l.len(), (0, 0));
+    }
+
+    #[test]
+    fn reconnecting_does_not_restore_an_address_budget() {
+        let t = Instant::now();
+        let limits = Limits {
+            messages: RateLimit::OFF,
+            joins: RateLimit::new(100, 100),
+            joins_per_source: RateLimit::new(10, 50),
+        };
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        let mut l = Limiter::default();
+        // Connect, spend the burst, close; again and again, within one second.
+        let mut allowed = 0;
+        for c in 0..20 {
+            let now = t + std::time::Duration::from_millis(c * 10);
+            l.connect(ConnId(c), Some(ip), &limits, now);
+            allowed += (0..50)
+                .filter(|_| l.join(ConnId(c), &limits, now) == Verdict::Allow)
+                .count();
+            l.forget(ConnId(c), &limits);
+        }
+        // The burst (50) and what refilled in 190 ms (1.9), not 20 bursts.
+        assert_eq!(allowed, 51);
+        // A source at rest, with a full budget again, is forgotten at the next sweep.
+        l.sweep(&limits, t + std::time::Duration::from_secs(6));
         assert_eq!(l.len(), (0, 0));
     }
 

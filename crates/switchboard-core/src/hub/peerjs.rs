@@ -254,7 +254,7 @@ impl Hub {
         let limits = self.config.limits;
         self.limiter.connect(conn, ip, &limits, now);
         if self.limiter.join(conn, &limits, now) != super::Verdict::Allow {
-            self.limiter.forget(conn);
+            self.limiter.forget(conn, &self.config.limits);
             return self.pj_refuse(
                 conn,
                 PjServerMessage::Error {
@@ -268,7 +268,7 @@ impl Hub {
         // in signature checks.
         let grant = match &self.config.auth {
             None if key != &*self.config.peerjs.key => {
-                self.limiter.forget(conn);
+                self.limiter.forget(conn, &self.config.limits);
                 return self.pj_refuse(
                     conn,
                     PjServerMessage::Error {
@@ -281,7 +281,7 @@ impl Hub {
                 Ok(claims) => Some(Box::new(claims)),
                 Err(e) => {
                     self.stats.auth_refused += 1;
-                    self.limiter.forget(conn);
+                    self.limiter.forget(conn, &self.config.limits);
                     return self.pj_refuse(
                         conn,
                         PjServerMessage::Unauthorized {
@@ -297,12 +297,12 @@ impl Hub {
             .values()
             .any(|p| &*p.id == id && &*p.token != token);
         if pending_other {
-            self.limiter.forget(conn);
+            self.limiter.forget(conn, &self.config.limits);
             return self.pj_refuse(conn, PjServerMessage::IdTaken);
         }
         match self.pj.ids.get(id) {
             Some(h) if &*h.token != token => {
-                self.limiter.forget(conn);
+                self.limiter.forget(conn, &self.config.limits);
                 return self.pj_refuse(conn, PjServerMessage::IdTaken);
             }
             Some(h) => {
@@ -322,7 +322,7 @@ impl Hub {
                 if self.pj.ids.len() + self.pj.pending.len() >= self.config.peerjs.concurrent_limit
                     || total >= self.config.max_connections
                 {
-                    self.limiter.forget(conn);
+                    self.limiter.forget(conn, &self.config.limits);
                     return self.pj_refuse(conn, PjServerMessage::Error { msg: errors::LIMIT });
                 }
             }
