@@ -260,7 +260,9 @@ impl Limiter {
         }
     }
 
-    /// Forgets the sources without connections whose budgets are full again at `now`.
+    /// Forgets the sources without connections whose budgets are full again at `now` (the
+    /// hub sweeps as new sources come, see [`Limiter::connect`]).
+    #[cfg(test)]
     pub(super) fn sweep(&mut self, limits: &Limits, now: Instant) {
         let now = self.millis(now);
         self.sweep_at(limits, now);
