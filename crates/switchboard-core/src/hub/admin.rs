@@ -156,21 +156,27 @@ impl Hub {
     #[must_use]
     pub fn peers(&self, after: Option<ConnId>, limit: usize) -> Vec<PeerInfo> {
         let after = after.map_or(0, |c| c.0.saturating_add(1));
-        let mut conns: Vec<ConnId> = self
+        // The `limit` smallest ids in a max-heap of `limit` entries: one pass over the
+        // connections, memory for the page only.
+        let mut page = std::collections::BinaryHeap::with_capacity(limit.min(4096) + 1);
+        let all = self
             .am
             .conns
             .keys()
             .chain(self.sio.conns.keys())
             .copied()
-            .chain(self.pj.conn_ids())
-            .filter(|c| c.0 >= after)
-            .collect();
-        // The `limit` smallest, without sorting them all.
-        if limit < conns.len() {
-            conns.select_nth_unstable(limit);
-            conns.truncate(limit);
+            .chain(self.pj.conn_ids());
+        for c in all.filter(|c| c.0 >= after) {
+            if page.len() < limit {
+                page.push(c);
+            } else if page.peek().is_some_and(|top| c < *top) {
+                page.pop();
+                page.push(c);
+            }
         }
-        conns.sort_unstable();
-        conns.into_iter().filter_map(|c| self.peer(c)).collect()
+        page.into_sorted_vec()
+            .into_iter()
+            .filter_map(|c| self.peer(c))
+            .collect()
     }
 }
