@@ -10,13 +10,13 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let out = match decode(text) {
-        Ok(ClientMessage::TakeConfiguration { stream_id, kind, sdp }) => {
+        Ok(ClientMessage::TakeConfiguration { stream_id, kind, sdp, .. }) => {
             ServerMessage::TakeConfiguration { stream_id, kind, sdp, id_mapping: EmptyMap }
         }
-        Ok(ClientMessage::TakeCandidate { stream_id, label, id, candidate }) => {
+        Ok(ClientMessage::TakeCandidate { stream_id, label, id, candidate, .. }) => {
             ServerMessage::TakeCandidate { stream_id, label, id, candidate }
         }
-        Ok(ClientMessage::PeerMessage { stream_id, definition, data }) => {
+        Ok(ClientMessage::PeerMessage { stream_id, definition, data, .. }) => {
             ServerMessage::PeerMessageCommand { stream_id, definition, data }
         }
         Ok(_) => return,

@@ -26,6 +26,7 @@ mod cluster_sio;
 mod counts;
 mod events;
 mod limits;
+mod mesh;
 mod peerjs;
 mod socketio;
 
@@ -65,6 +66,11 @@ pub struct Config {
     pub ice: IceConfig,
     /// Most sockets in one socket.io room (`join` beyond it: `room_full`). Default 64.
     pub sio_max_room_peers: usize,
+    /// Most members of an Ant Media mesh room (a `join` with `mesh: true`; beyond it:
+    /// `NoSpaceForNewPeer`). Every member keeps a peer connection to every other, so a
+    /// join costs the room's members one `peerJoined` and one `start` each. 2 to 32;
+    /// default 8.
+    pub max_mesh_peers: usize,
     /// The PeerJS dialect's settings.
     pub peerjs: PeerJsConfig,
     /// Messages and joins per second, per connection and per source address.
@@ -110,6 +116,10 @@ impl Config {
             self.sio_max_room_peers >= 2,
             "sio_max_room_peers (socket.io room size) must be at least 2",
         )?;
+        check(
+            (2..=32).contains(&self.max_mesh_peers),
+            "max_mesh_peers must be 2 to 32",
+        )?;
         check(!self.peerjs.key.is_empty(), "peerjs key must not be empty")?;
         check(
             self.peerjs.alive_timeout >= Duration::from_secs(1),
@@ -133,6 +143,7 @@ impl Default for Config {
                 turn: None,
             },
             sio_max_room_peers: 64,
+            max_mesh_peers: 8,
             peerjs: PeerJsConfig::default(),
             limits: Limits::default(),
             auth: None,
@@ -328,7 +339,7 @@ impl Hub {
             peerjs: self.pj.len(),
         };
         let rooms_by_dialect = PerDialect {
-            antmedia: self.am.rooms.len(),
+            antmedia: self.am.rooms.len() + self.am.mesh.len(),
             socketio: self.sio.rooms.len(),
             peerjs: 0,
         };
@@ -471,6 +482,7 @@ impl Hub {
         }
         self.am.conns.clear();
         self.am.rooms.clear();
+        self.am.mesh.clear();
         self.am.pending.clear();
         self.deadlines.clear();
         self.call_deadlines.clear();

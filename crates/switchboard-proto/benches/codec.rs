@@ -41,6 +41,7 @@ fn antmedia(c: &mut Criterion) {
             label,
             id,
             candidate,
+            ..
         } => (
             stream_id,
             AmRelayed::TakeCandidate {
@@ -53,6 +54,7 @@ fn antmedia(c: &mut Criterion) {
             stream_id,
             kind,
             sdp,
+            ..
         } => (stream_id, AmRelayed::TakeConfiguration { kind, sdp }),
         _ => unreachable!("only relayed messages here"),
     };

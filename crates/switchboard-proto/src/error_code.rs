@@ -50,6 +50,10 @@ pub enum ErrorCode {
     /// be reached right now; the join or message was not carried out. Try again.
     #[serde(rename = "cluster_unavailable")]
     ClusterUnavailable,
+    /// A mesh join of a 1:1 room, a 1:1 join of a mesh room, or a mesh join in cluster
+    /// mode (mesh rooms are single-node for now). The `reason` says which.
+    #[serde(rename = "room_mode_mismatch")]
+    RoomModeMismatch,
 }
 
 impl ErrorCode {
@@ -69,6 +73,7 @@ impl ErrorCode {
             Self::UnauthorizedAccess => "unauthorized_access",
             Self::MaxCallReached => "max_call_reached",
             Self::ClusterUnavailable => "cluster_unavailable",
+            Self::RoomModeMismatch => "room_mode_mismatch",
         }
     }
 }
@@ -92,6 +97,7 @@ mod tests {
             ErrorCode::ClusterUnavailable,
             ErrorCode::UnauthorizedAccess,
             ErrorCode::MaxCallReached,
+            ErrorCode::RoomModeMismatch,
         ] {
             assert_eq!(
                 serde_json::to_string(&c).ok(),

@@ -409,3 +409,78 @@ async fn http_routes() {
         "{status}"
     );
 }
+
+/// Mesh rooms (docs/PROTOCOLS.md "Mesh rooms") over real WebSockets: the roster, who offers,
+/// relays named and stamped, leave and close, and the size limit.
+#[tokio::test]
+async fn mesh_room_of_three_over_websockets() {
+    let server = Server::start(ServerConfig {
+        hub: switchboard_core::Config {
+            max_mesh_peers: 3,
+            ..switchboard_core::Config::default()
+        },
+        ..ServerConfig::default()
+    })
+    .await;
+    let join = r#"{"command":"join","streamId":"g","mesh":true}"#;
+    let mut members = Vec::new();
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let mut c = server.client("LiveApp").await;
+        c.send(join).await;
+        let joined = c
+            .expect(json!({"command":"notification","definition":"joined","streamId":"g"}))
+            .await;
+        assert_eq!(
+            joined["peers"],
+            json!(ids),
+            "the roster is the members before it"
+        );
+        let id = joined["peerId"].as_str().unwrap().to_owned();
+        // Every member there first hears of it and makes the offer.
+        for m in &mut members {
+            let m: &mut common::Client = m;
+            m.expect_exact(json!({"command":"notification","definition":"peerJoined","streamId":"g","peerId":id}))
+                .await;
+            m.expect_exact(json!({"command":"start","streamId":"g","peerId":id}))
+                .await;
+        }
+        members.push(c);
+        ids.push(id);
+    }
+    // A fourth is refused; nobody else hears of it.
+    let mut fourth = server.client("LiveApp").await;
+    fourth.send(join).await;
+    fourth
+        .expect(json!({"command":"error","definition":"NoSpaceForNewPeer","streamId":"g"}))
+        .await;
+    // An offer from the first to the third, with a forged sender: stamped, to the third only.
+    members[0]
+        .send_json(json!({"command":"takeConfiguration","streamId":"g","type":"offer","sdp":"v=0","peerId":ids[2]}))
+        .await;
+    members[2]
+        .expect_exact(json!({"command":"takeConfiguration","streamId":"g","type":"offer","sdp":"v=0","idMapping":{},"peerId":ids[0]}))
+        .await;
+    members[1]
+        .send_json(json!({"command":"peerMessageCommand","streamId":"g","definition":"chat","data":"hi","peerId":ids[0]}))
+        .await;
+    members[0]
+        .expect_exact(json!({"command":"peerMessageCommand","streamId":"g","definition":"chat","data":"hi","peerId":ids[1]}))
+        .await;
+    for m in &mut members {
+        m.expect_nothing_else().await;
+    }
+    // The second closes its socket: the others get peerLeft.
+    let second = members.remove(1);
+    drop(second);
+    for m in &mut members {
+        m.expect_exact(json!({"command":"notification","definition":"peerLeft","streamId":"g","peerId":ids[1]}))
+            .await;
+    }
+    // Now there is room: the fourth gets in, with the two left as its roster.
+    fourth.send(join).await;
+    let joined = fourth
+        .expect(json!({"command":"notification","definition":"joined","streamId":"g"}))
+        .await;
+    assert_eq!(joined["peers"], json!([ids[0], ids[2]]));
+}

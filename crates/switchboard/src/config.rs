@@ -44,6 +44,10 @@ pub(crate) struct Settings {
     /// Most sockets in one socket.io room (`join` beyond it: `room_full`) [default: 64].
     #[arg(long, env = "SWITCHBOARD_SOCKETIO_MAX_ROOM_PEERS")]
     socketio_max_room_peers: Option<usize>,
+    /// Most members of an Ant Media mesh room (a `join` with `"mesh": true`; beyond it:
+    /// `NoSpaceForNewPeer`), 2 to 32 [default: 8].
+    #[arg(long, env = "SWITCHBOARD_MAX_MESH_PEERS")]
+    max_mesh_peers: Option<usize>,
     /// PeerJS mount path; clients use it as their `path` [default: /peerjs/].
     #[arg(long, env = "SWITCHBOARD_PEERJS_PATH")]
     peerjs_path: Option<String>,
@@ -378,6 +382,7 @@ impl ServeArgs {
         );
         set(&mut cfg.hub.max_connections, s.max_connections);
         set(&mut cfg.hub.sio_max_room_peers, s.socketio_max_room_peers);
+        set(&mut cfg.hub.max_mesh_peers, s.max_mesh_peers);
         set(&mut cfg.hub.route_cache, s.cluster_route_cache);
         if let Some(p) = s.peerjs_path {
             cfg.peerjs_path = format!("/{}/", p.trim_matches('/'));

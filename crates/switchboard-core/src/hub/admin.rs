@@ -63,6 +63,13 @@ impl Hub {
                 .iter()
                 .find(|((a, r), _)| a.as_str() == app && r.as_str() == room)
                 .map(|(_, r)| r.peers.iter().flatten().copied().collect())
+                .or_else(|| {
+                    self.am
+                        .mesh
+                        .iter()
+                        .find(|((a, r), _)| a.as_str() == app && r.as_str() == room)
+                        .map(|(_, m)| m.clone())
+                })
                 .unwrap_or_default(),
             Dialect::SocketIo => (app == "/")
                 .then(|| self.sio.rooms.get(room).cloned())
@@ -96,6 +103,13 @@ impl Hub {
                 .iter()
                 .filter(|((a, r), _)| a.as_str() == app && after(r.as_str()))
                 .map(|((_, r), room)| (r.as_str().into(), room.peers.iter().flatten().count()))
+                .chain(
+                    self.am
+                        .mesh
+                        .iter()
+                        .filter(|((a, r), _)| a.as_str() == app && after(r.as_str()))
+                        .map(|((_, r), m)| (r.as_str().into(), m.len())),
+                )
                 .collect(),
             Dialect::SocketIo if app == "/" => self
                 .sio

@@ -1,7 +1,9 @@
 //! The Ant Media P2P dialect of the hub: rooms of two peers scoped by app, `start` to the
 //! first joiner when the second arrives, offers, answers, candidates and peer messages to
-//! the other peer only, `stop` when one leaves, closes or goes silent.
+//! the other peer only, `stop` when one leaves, closes or goes silent. Mesh rooms (`mesh.rs`)
+//! share the connections and the join path.
 
+use switchboard_proto::antmedia::PeerId;
 use switchboard_proto::cluster::{AmRelayed, NodeMessage};
 
 use super::cluster::{ClusterOutput, RemotePeer, SeatClaim};
@@ -12,6 +14,8 @@ use super::*;
 pub(super) struct AntMedia {
     pub(super) conns: HashMap<ConnId, Conn>,
     pub(super) rooms: HashMap<(App, StreamId), Room>,
+    /// Mesh rooms: their members in the order they joined (at most `max_mesh_peers`).
+    pub(super) mesh: HashMap<(App, StreamId), Vec<ConnId>>,
     /// Cluster mode: joins waiting for the registry's answer to their seat claim.
     pub(super) pending: HashMap<ConnId, PendingJoin>,
 }
@@ -48,7 +52,7 @@ pub(super) struct ConnAuth {
     /// room are checked at each use).
     url_token: Option<Result<Claims, AuthError>>,
     /// The claims the room was joined with: its grants apply while joined.
-    grant: Option<Claims>,
+    pub(super) grant: Option<Claims>,
     /// When the `max_call` grant of the current join runs out.
     pub(super) call_deadline: Option<Instant>,
 }
@@ -220,29 +224,41 @@ impl Hub {
         match msg {
             ClientMessage::Ping => self.send(conn, ServerMessage::Pong),
             ClientMessage::GetIceServerConfig => self.am_ice_servers(conn),
-            ClientMessage::Join { stream_id, token } => {
-                self.join(conn, stream_id, token.as_deref(), now);
+            ClientMessage::Join {
+                stream_id,
+                token,
+                mesh,
+            } => {
+                self.join(conn, stream_id, token.as_deref(), mesh, now);
             }
             ClientMessage::Leave { stream_id } => self.leave(conn, &stream_id, LeaveReason::Leave),
             ClientMessage::TakeConfiguration {
                 stream_id,
                 kind,
                 sdp,
+                to,
             } => {
                 if kind == switchboard_proto::antmedia::SdpType::Offer && !self.may_offer(conn) {
                     let e = AuthError::NotGranted("this token does not allow making offers");
                     return self.unauthorized(conn, Some(&stream_id), &e);
                 }
-                self.relay(conn, stream_id, AmRelayed::TakeConfiguration { kind, sdp });
+                self.relay(
+                    conn,
+                    stream_id,
+                    to,
+                    AmRelayed::TakeConfiguration { kind, sdp },
+                );
             }
             ClientMessage::TakeCandidate {
                 stream_id,
                 label,
                 id,
                 candidate,
+                to,
             } => self.relay(
                 conn,
                 stream_id,
+                to,
                 AmRelayed::TakeCandidate {
                     label,
                     id,
@@ -253,9 +269,11 @@ impl Hub {
                 stream_id,
                 definition,
                 data,
+                to,
             } => self.relay(
                 conn,
                 stream_id,
+                to,
                 AmRelayed::PeerMessageCommand { definition, data },
             ),
         }
@@ -321,12 +339,19 @@ impl Hub {
         conn: ConnId,
         stream_id: StreamId,
         token: Option<&str>,
+        mesh: bool,
         now: Instant,
     ) {
         let Some(c) = self.am.conns.get(&conn) else {
             return;
         };
-        if c.room.as_ref() == Some(&stream_id) {
+        if c.room.as_ref() == Some(&stream_id)
+            && !mesh
+            && !self
+                .am
+                .mesh
+                .contains_key(&(c.app.clone(), stream_id.clone()))
+        {
             self.notify(conn, Notification::Joined, stream_id);
             return;
         }
@@ -343,11 +368,22 @@ impl Hub {
             return;
         };
         let key = (c.app.clone(), stream_id.clone());
+        let clustered = self.node_id().is_some();
+        if let Some(why) = self.mode_mismatch(&key, mesh, clustered) {
+            return self.error(
+                conn,
+                ErrorCode::RoomModeMismatch,
+                Some(&stream_id),
+                Some(why),
+            );
+        }
+        if mesh {
+            return self.mesh_join(conn, key, grant, now);
+        }
         if self.am.rooms.get(&key).is_some_and(Room::is_full) {
             self.error(conn, ErrorCode::NoSpaceForNewPeer, Some(&stream_id), None);
             return;
         }
-        let clustered = self.node_id().is_some();
         if clustered && self.am.pending.contains_key(&conn) {
             return self.error(
                 conn,
@@ -420,20 +456,7 @@ impl Hub {
                 (room.peers[0], None)
             }
         };
-        let call_deadline = grant.as_ref().and_then(|g| g.max_call).map(|d| now + d);
-        if let Some(c) = self.am.conns.get_mut(&conn) {
-            c.room = Some(stream_id.clone());
-            if grant.is_some() {
-                let a = c.auth.get_or_insert_with(Box::default);
-                a.grant = grant;
-                a.call_deadline = call_deadline;
-            }
-            self.events
-                .joined(conn, Dialect::AntMedia, c.app.as_str(), stream_id.as_str());
-        }
-        if let Some(at) = call_deadline {
-            self.call_deadlines.insert((at, conn));
-        }
+        self.enter(conn, &stream_id, grant, now);
         self.notify(conn, Notification::Joined, stream_id.clone());
         // `start` (make the offer) goes to the first joiner, unless only the second one's
         // token allows offers; when neither may offer, nobody gets it.
@@ -650,6 +673,9 @@ impl Hub {
         reason: LeaveReason,
     ) {
         let key = (app, stream_id);
+        if !self.am.mesh.is_empty() && self.am.mesh.contains_key(&key) {
+            return self.mesh_remove(conn, &key, reason);
+        }
         let Some(room) = self.am.rooms.get_mut(&key) else {
             return;
         };
@@ -690,7 +716,29 @@ impl Hub {
         }
     }
 
-    pub(super) fn relay(&mut self, conn: ConnId, stream_id: StreamId, msg: AmRelayed) {
+    pub(super) fn relay(
+        &mut self,
+        conn: ConnId,
+        stream_id: StreamId,
+        to: Option<PeerId>,
+        msg: AmRelayed,
+    ) {
+        let Some(c) = self.am.conns.get(&conn) else {
+            return;
+        };
+        // Without mesh rooms (the common case) a relay pays nothing for them.
+        if !self.am.mesh.is_empty() && c.room.as_ref() == Some(&stream_id) {
+            let key = (c.app.clone(), stream_id);
+            if self.am.mesh.contains_key(&key) {
+                return self.mesh_relay(conn, &key, to, msg);
+            }
+            return self.relay_one_to_one(conn, key.1, msg);
+        }
+        self.relay_one_to_one(conn, stream_id, msg);
+    }
+
+    /// A relay in a 1:1 room: to the other peer, here or on another node.
+    fn relay_one_to_one(&mut self, conn: ConnId, stream_id: StreamId, msg: AmRelayed) {
         let Some(c) = self.am.conns.get(&conn) else {
             return;
         };

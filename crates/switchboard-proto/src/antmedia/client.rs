@@ -161,9 +161,12 @@ mod tests {
             let ok = match (&r, &decoded) {
                 (Request::GetIceServerConfig, ClientMessage::GetIceServerConfig)
                 | (Request::Ping, ClientMessage::Ping) => true,
-                (Request::Join { .. }, ClientMessage::Join { stream_id, token }) => {
-                    stream_id.as_str() == room && token.as_deref() == Some("t.k.n")
-                }
+                (
+                    Request::Join { .. },
+                    ClientMessage::Join {
+                        stream_id, token, ..
+                    },
+                ) => stream_id.as_str() == room && token.as_deref() == Some("t.k.n"),
                 (Request::Leave { .. }, ClientMessage::Leave { stream_id }) => {
                     stream_id.as_str() == room
                 }

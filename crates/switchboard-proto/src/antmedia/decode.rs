@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use super::PeerId;
 use crate::{ErrorCode, InvalidStreamId, MAX_STREAM_ID_LEN, Opaque, StreamId};
 
 /// Longest invalid `streamId` echoed back in an `invalidStreamName` error; longer ones are
@@ -54,6 +55,9 @@ pub enum ClientMessage {
     Join {
         /// The room.
         stream_id: StreamId,
+        /// `mesh: true`: a mesh room of up to `max_mesh_peers` members (Switchboard's
+        /// extension; see docs/PROTOCOLS.md, "Mesh rooms").
+        mesh: bool,
         /// `token`: a room token (Switchboard's extension; the official SDK gives it on the
         /// WebSocket URL instead). Its length is checked by the hub, which refuses a token
         /// longer than 4096 bytes with `unauthorized_access`.
@@ -67,6 +71,8 @@ pub enum ClientMessage {
         kind: SdpType,
         /// The SDP, a JSON string, untouched.
         sdp: Opaque,
+        /// `peerId`: the member it is for (mesh rooms).
+        to: Option<PeerId>,
     },
     /// `takeCandidate`: one trickled ICE candidate for the other peer.
     TakeCandidate {
@@ -78,6 +84,8 @@ pub enum ClientMessage {
         id: Option<Opaque>,
         /// The candidate line, a JSON string, untouched.
         candidate: Opaque,
+        /// `peerId`: the member it is for (mesh rooms).
+        to: Option<PeerId>,
     },
     /// `peerMessageCommand`: application data for the other peer.
     PeerMessage {
@@ -87,6 +95,8 @@ pub enum ClientMessage {
         definition: Option<Opaque>,
         /// `data`, as sent.
         data: Option<Opaque>,
+        /// `peerId`: the member it is for (mesh rooms).
+        to: Option<PeerId>,
     },
     /// `leave` (or `stop`, which P2P treats the same way).
     Leave {
@@ -155,6 +165,9 @@ struct Frame<'a> {
     definition: Option<&'a RawValue>,
     data: Option<&'a RawValue>,
     token: Option<&'a RawValue>,
+    mesh: Option<&'a RawValue>,
+    #[serde(rename = "peerId")]
+    peer_id: Option<&'a RawValue>,
 }
 
 /// The value of a raw JSON string, or `None` when it is not a string.
@@ -209,7 +222,22 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
                         .with_stream(&stream_id)
                 })?),
             };
-            Ok(ClientMessage::Join { stream_id, token })
+            let mesh = match frame.mesh.map(RawValue::get) {
+                None | Some("null" | "false") => false,
+                Some("true") => true,
+                Some(_) => {
+                    return Err(DecodeError::new(
+                        ErrorCode::InvalidMessage,
+                        "\"mesh\" must be true or false",
+                    )
+                    .with_stream(&stream_id));
+                }
+            };
+            Ok(ClientMessage::Join {
+                stream_id,
+                token,
+                mesh,
+            })
         }
         "leave" | "stop" => Ok(ClientMessage::Leave { stream_id }),
         "takeConfiguration" => {
@@ -225,10 +253,12 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
                 }
             };
             let sdp = string_field(frame.sdp, "\"sdp\" must be a string", &stream_id)?;
+            let to = peer_id(frame.peer_id, &stream_id)?;
             Ok(ClientMessage::TakeConfiguration {
                 stream_id,
                 kind,
                 sdp,
+                to,
             })
         }
         "takeCandidate" => {
@@ -237,19 +267,25 @@ pub fn decode(text: &str) -> Result<ClientMessage, DecodeError> {
                 "\"candidate\" must be a string",
                 &stream_id,
             )?;
+            let to = peer_id(frame.peer_id, &stream_id)?;
             Ok(ClientMessage::TakeCandidate {
                 stream_id,
                 label: optional(frame.label),
                 id: optional(frame.id),
                 candidate,
+                to,
             })
         }
         // Only "peerMessageCommand" is left after the match above.
-        _ => Ok(ClientMessage::PeerMessage {
-            stream_id,
-            definition: optional(frame.definition),
-            data: optional(frame.data),
-        }),
+        _ => {
+            let to = peer_id(frame.peer_id, &stream_id)?;
+            Ok(ClientMessage::PeerMessage {
+                stream_id,
+                definition: optional(frame.definition),
+                data: optional(frame.data),
+                to,
+            })
+        }
     }
 }
 
@@ -304,6 +340,21 @@ fn string_field(
         Some(r) if r.get().starts_with('"') => Ok(Opaque::from_raw(r)),
         _ => Err(DecodeError::new(ErrorCode::InvalidMessage, reason).with_stream(stream_id)),
     }
+}
+
+/// `peerId`: a member id, as a string of digits (or a number); absent or `null` is `None`.
+fn peer_id(raw: Option<&RawValue>, stream_id: &StreamId) -> Result<Option<PeerId>, DecodeError> {
+    let Some(raw) = raw.filter(|r| !is_null(r)) else {
+        return Ok(None);
+    };
+    let text = raw_str(raw).unwrap_or(Cow::Borrowed(raw.get()));
+    text.parse::<u64>().map(|id| Some(PeerId(id))).map_err(|_| {
+        DecodeError::new(
+            ErrorCode::InvalidMessage,
+            "\"peerId\" must be a member id from the room's roster",
+        )
+        .with_stream(stream_id)
+    })
 }
 
 fn optional(raw: Option<&RawValue>) -> Option<Opaque> {

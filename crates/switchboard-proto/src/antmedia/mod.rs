@@ -14,7 +14,20 @@ mod decode;
 mod server;
 
 pub use decode::{ClientMessage, DecodeError, SdpType, decode};
-pub use server::{EmptyMap, IceServerConfig, Notification, ServerMessage};
+pub use server::{
+    EmptyMap, IceServerConfig, MeshMessage, MeshNotification, Notification, ServerMessage,
+};
+
+/// A member of a mesh room, as `peerId` names it on the wire: a string of digits (the
+/// server's connection id, unique on the server).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct PeerId(pub u64);
+
+impl serde::Serialize for PeerId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&self.0)
+    }
+}
 
 #[cfg(test)]
 mod tests;

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use super::SdpType;
+use super::{PeerId, SdpType};
 use crate::{ErrorCode, IceServer, Opaque, StreamId};
 
 /// `definition` of a `notification`.
@@ -183,6 +183,132 @@ pub enum ServerMessage {
         #[serde(skip_serializing_if = "Option::is_none")]
         reason: Option<Box<str>>,
     },
+    /// A message of a mesh room (boxed: one pointer in every other message's size).
+    #[serde(untagged)]
+    Mesh(Box<MeshMessage>),
+}
+
+/// `definition` of a mesh room's `notification`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub enum MeshNotification {
+    /// The receiver joined: its own `peerId` and the other members (`peers`).
+    #[serde(rename = "joined")]
+    Joined,
+    /// `peerId` joined the receiver's room.
+    #[serde(rename = "peerJoined")]
+    PeerJoined,
+    /// `peerId` left the receiver's room (leave, close, idle timeout, kick, ...).
+    #[serde(rename = "peerLeft")]
+    PeerLeft,
+}
+
+/// The messages of a mesh room (Switchboard's extension of the Ant Media dialect, docs/
+/// PROTOCOLS.md "Mesh rooms"): the 1:1 messages, each naming the other member of its pair
+/// in `peerId` (stamped by the server: the sender, for a relay).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "command", rename_all = "camelCase")]
+pub enum MeshMessage {
+    /// `notification`: joined (with the roster), peerJoined, peerLeft.
+    Notification {
+        /// What happened.
+        definition: MeshNotification,
+        /// The room.
+        #[serde(rename = "streamId")]
+        stream_id: StreamId,
+        /// The receiver itself (`joined`), or the member that came or went.
+        #[serde(rename = "peerId")]
+        peer_id: PeerId,
+        /// `joined`: the other members, in the order they joined.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        peers: Option<Vec<PeerId>>,
+    },
+    /// `start`: the receiver makes the offer to `peerId`.
+    Start {
+        /// The room.
+        #[serde(rename = "streamId")]
+        stream_id: StreamId,
+        /// The member to offer to.
+        #[serde(rename = "peerId")]
+        peer_id: PeerId,
+    },
+    /// A relayed SDP offer or answer from `peerId`.
+    TakeConfiguration {
+        /// The room.
+        #[serde(rename = "streamId")]
+        stream_id: StreamId,
+        /// Offer or answer.
+        #[serde(rename = "type")]
+        kind: SdpType,
+        /// The SDP, untouched.
+        sdp: Opaque,
+        /// Always `{}`.
+        #[serde(rename = "idMapping")]
+        id_mapping: EmptyMap,
+        /// The sender.
+        #[serde(rename = "peerId")]
+        peer_id: PeerId,
+    },
+    /// A relayed ICE candidate from `peerId`.
+    TakeCandidate {
+        /// The room.
+        #[serde(rename = "streamId")]
+        stream_id: StreamId,
+        /// sdpMLineIndex, as the sender wrote it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        label: Option<Opaque>,
+        /// sdpMid, as the sender wrote it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<Opaque>,
+        /// The candidate, untouched.
+        candidate: Opaque,
+        /// The sender.
+        #[serde(rename = "peerId")]
+        peer_id: PeerId,
+    },
+    /// Relayed application data from `peerId`.
+    PeerMessageCommand {
+        /// The room.
+        #[serde(rename = "streamId")]
+        stream_id: StreamId,
+        /// As the sender wrote it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        definition: Option<Opaque>,
+        /// As the sender wrote it.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        data: Option<Opaque>,
+        /// The sender.
+        #[serde(rename = "peerId")]
+        peer_id: PeerId,
+    },
+}
+
+impl MeshMessage {
+    /// A little more than the encoded length (see [`ServerMessage::size_hint`]).
+    #[must_use]
+    pub fn size_hint(&self) -> usize {
+        let opaque = |o: &Option<Opaque>| o.as_ref().map_or(0, |o| o.json().len());
+        let stream = |s: &StreamId| s.as_str().len();
+        160 + match self {
+            Self::Notification {
+                stream_id, peers, ..
+            } => stream(stream_id) + peers.as_ref().map_or(0, |p| p.len() * 24),
+            Self::Start { stream_id, .. } => stream(stream_id),
+            Self::TakeConfiguration { stream_id, sdp, .. } => stream(stream_id) + sdp.json().len(),
+            Self::TakeCandidate {
+                stream_id,
+                label,
+                id,
+                candidate,
+                ..
+            } => stream(stream_id) + opaque(label) + opaque(id) + candidate.json().len(),
+            Self::PeerMessageCommand {
+                stream_id,
+                definition,
+                data,
+                ..
+            } => stream(stream_id) + opaque(definition) + opaque(data),
+        }
+    }
 }
 
 impl ServerMessage {
@@ -239,6 +365,7 @@ impl ServerMessage {
             } => stream_id.as_ref().map_or(0, |s| s.len()) + reason.as_ref().map_or(0, |r| r.len()),
             Self::Pong => 0,
             Self::IceServerConfig(_) => 512,
+            Self::Mesh(m) => m.size_hint(),
         }
     }
 }

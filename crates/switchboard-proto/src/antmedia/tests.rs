@@ -30,6 +30,7 @@ fn join_and_leave() {
         Ok(ClientMessage::Join {
             stream_id: sid("room1"),
             token: None,
+            mesh: false,
         })
     );
     assert_eq!(
@@ -37,6 +38,7 @@ fn join_and_leave() {
         Ok(ClientMessage::Join {
             stream_id: sid("room1"),
             token: Some("a.b.c".into()),
+            mesh: false,
         })
     );
     assert_eq!(
@@ -44,9 +46,21 @@ fn join_and_leave() {
         Ok(ClientMessage::Join {
             stream_id: sid("room1"),
             token: None,
+            mesh: false,
         })
     );
     let e = decode(r#"{"command":"join","streamId":"room1","token":7}"#).unwrap_err();
+    assert_eq!(e.code, E::InvalidMessage);
+    // Mesh rooms (Switchboard's extension).
+    assert_eq!(
+        decode(r#"{"command":"join","streamId":"room1","mesh":true}"#),
+        Ok(ClientMessage::Join {
+            stream_id: sid("room1"),
+            token: None,
+            mesh: true,
+        })
+    );
+    let e = decode(r#"{"command":"join","streamId":"room1","mesh":"yes"}"#).unwrap_err();
     assert_eq!(e.code, E::InvalidMessage);
     assert_eq!(e.stream_id.as_deref(), Some("room1"));
     assert_eq!(
@@ -206,7 +220,7 @@ mod props {
         #[test]
         fn sdp_round_trip(sdp in ".{0,300}") {
             let frame = serde_json::json!({"command":"takeConfiguration","streamId":"r","type":"offer","sdp":sdp}).to_string();
-            let Ok(ClientMessage::TakeConfiguration { stream_id, kind, sdp: opaque }) = decode(&frame) else {
+            let Ok(ClientMessage::TakeConfiguration { stream_id, kind, sdp: opaque, .. }) = decode(&frame) else {
                 panic!("decode failed");
             };
             let out = ServerMessage::TakeConfiguration { stream_id, kind, sdp: opaque, id_mapping: EmptyMap }.encode();
@@ -238,4 +252,41 @@ fn escapes_are_checked_without_refusing_valid_json() {
     assert!(!ok(r#"{"a":"\uDC00"}"#));
     assert!(!ok(r#"{"a":"\uD800\u0041"}"#));
     assert!(!ok(r#"{"a":"\uDBDD}"}"#));
+}
+
+#[test]
+fn relays_may_name_a_member_and_mesh_messages_name_theirs() {
+    use super::{MeshMessage, MeshNotification, PeerId, ServerMessage};
+    for to in [r#""42""#, "42"] {
+        let text = format!(
+            r#"{{"command":"takeCandidate","streamId":"r","candidate":"c","peerId":{to}}}"#
+        );
+        let Ok(ClientMessage::TakeCandidate { to, .. }) = decode(&text) else {
+            panic!("{text}");
+        };
+        assert_eq!(to, Some(PeerId(42)));
+    }
+    for bad in [r#""x""#, "-1", "{}", r#""""#] {
+        let text = format!(r#"{{"command":"peerMessageCommand","streamId":"r","peerId":{bad}}}"#);
+        assert_eq!(decode(&text).unwrap_err().code, E::InvalidMessage, "{text}");
+    }
+    let joined = ServerMessage::Mesh(Box::new(MeshMessage::Notification {
+        definition: MeshNotification::Joined,
+        stream_id: sid("r"),
+        peer_id: PeerId(3),
+        peers: Some(vec![PeerId(1), PeerId(2)]),
+    }));
+    assert_eq!(
+        joined.encode(),
+        r#"{"command":"notification","definition":"joined","streamId":"r","peerId":"3","peers":["1","2"]}"#
+    );
+    let start = ServerMessage::Mesh(Box::new(MeshMessage::Start {
+        stream_id: sid("r"),
+        peer_id: PeerId(3),
+    }));
+    assert_eq!(
+        start.encode(),
+        r#"{"command":"start","streamId":"r","peerId":"3"}"#
+    );
+    assert!(start.size_hint() >= start.encode().len());
 }

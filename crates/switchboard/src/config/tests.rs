@@ -278,3 +278,17 @@ fn auth_tls_origins_and_cluster_settings_resolve_or_are_refused() {
         .to_string();
     assert!(e.contains("redis_url"), "{e}");
 }
+
+#[test]
+fn mesh_room_size() {
+    assert_eq!(parse(&[]).unwrap().1.hub.max_mesh_peers, 8);
+    let (_, cfg) = parse(&["--max-mesh-peers", "4"]).unwrap();
+    assert_eq!(cfg.hub.max_mesh_peers, 4);
+    for bad in ["1", "33"] {
+        let e = parse(&["--max-mesh-peers", bad]).unwrap_err();
+        assert!(
+            e.to_string().contains("max_mesh_peers must be 2 to 32"),
+            "{e}"
+        );
+    }
+}

@@ -7,6 +7,7 @@ use switchboard_proto::antmedia::decode;
 mod admin;
 mod auth;
 mod cluster;
+mod mesh;
 mod peerjs;
 mod socketio;
 
@@ -119,10 +120,24 @@ impl Harness {
                 "a pending join of nobody"
             );
         }
+        for (key, members) in &self.hub.am.mesh {
+            assert!(!members.is_empty(), "empty mesh room kept");
+            assert!(members.len() <= self.hub.config.max_mesh_peers);
+            assert!(!self.hub.am.rooms.contains_key(key), "a room in both modes");
+            for (i, m) in members.iter().enumerate() {
+                assert!(!members[..i].contains(m), "a member twice");
+                assert_eq!(self.hub.am.conns[m].room.as_ref(), Some(&key.1));
+            }
+        }
         for (id, c) in &self.hub.am.conns {
             if let Some(sid) = &c.room {
-                let room = &self.hub.am.rooms[&(c.app.clone(), sid.clone())];
-                assert!(room.peers.contains(&Some(*id)));
+                let key = (c.app.clone(), sid.clone());
+                if let Some(members) = self.hub.am.mesh.get(&key) {
+                    assert!(members.contains(id));
+                } else {
+                    let room = &self.hub.am.rooms[&key];
+                    assert!(room.peers.contains(&Some(*id)));
+                }
             }
             if let Some(at) = c.call_deadline() {
                 assert!(c.room.is_some(), "a call timer outside a room");

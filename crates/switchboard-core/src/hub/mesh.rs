@@ -1,0 +1,231 @@
+//! Mesh rooms of the Ant Media dialect (Switchboard's extension, docs/PROTOCOLS.md "Mesh
+//! rooms"): a `join` with `mesh: true` enters a room of up to [`Config::max_mesh_peers`]
+//! members, each with a peer connection to every other. The joiner gets its own `peerId` and
+//! the roster; every member already there gets `peerJoined` and then `start` for the
+//! newcomer: in each pair the member that was there first makes the offer, so no pair ever
+//! negotiates twice. Offers, answers, candidates and peer messages name the member they are
+//! for in `peerId`, and arrive with `peerId` set to their sender (stamped here: a member
+//! cannot speak for another). A member that leaves, closes, goes idle or is kicked is
+//! `peerLeft` to the others. Mesh rooms are single-node for now: in cluster mode a mesh join
+//! is refused (`room_mode_mismatch`).
+
+use switchboard_proto::antmedia::{MeshMessage, MeshNotification, PeerId};
+use switchboard_proto::cluster::AmRelayed;
+
+use super::*;
+
+impl Hub {
+    /// `conn` is in `stream_id` now (1:1 or mesh): its grant and `max_call` timer start, and
+    /// the edge hears of the join.
+    pub(super) fn enter(
+        &mut self,
+        conn: ConnId,
+        stream_id: &StreamId,
+        grant: Option<Claims>,
+        now: Instant,
+    ) {
+        let call_deadline = grant.as_ref().and_then(|g| g.max_call).map(|d| now + d);
+        if let Some(c) = self.am.conns.get_mut(&conn) {
+            c.room = Some(stream_id.clone());
+            if grant.is_some() {
+                let a = c.auth.get_or_insert_with(Box::default);
+                a.grant = grant;
+                a.call_deadline = call_deadline;
+            }
+            self.events
+                .joined(conn, Dialect::AntMedia, c.app.as_str(), stream_id.as_str());
+        }
+        if let Some(at) = call_deadline {
+            self.call_deadlines.insert((at, conn));
+        }
+    }
+
+    /// Why a join cannot enter `key` as asked: a mesh join of a 1:1 room, a 1:1 join of a
+    /// mesh room, or a mesh join in cluster mode.
+    pub(super) fn mode_mismatch(
+        &self,
+        key: &(App, StreamId),
+        mesh: bool,
+        clustered: bool,
+    ) -> Option<&'static str> {
+        if mesh && clustered {
+            return Some("mesh rooms are not available in cluster mode yet");
+        }
+        if mesh && self.am.rooms.contains_key(key) {
+            return Some("this room is a 1:1 room: join it without \"mesh\"");
+        }
+        if !mesh && self.am.mesh.contains_key(key) {
+            return Some("this room is a mesh room: join it with \"mesh\": true");
+        }
+        None
+    }
+
+    /// A mesh join of `key` (its mode checked).
+    pub(super) fn mesh_join(
+        &mut self,
+        conn: ConnId,
+        key: (App, StreamId),
+        grant: Option<Claims>,
+        now: Instant,
+    ) {
+        let stream_id = key.1.clone();
+        let members = self.am.mesh.get(&key).map_or(&[][..], Vec::as_slice);
+        if members.contains(&conn) {
+            // Joined already: the roster again.
+            let others = members.iter().filter(|&&c| c != conn).copied().collect();
+            return self.mesh_joined(conn, stream_id, others);
+        }
+        if members.len() >= self.config.max_mesh_peers {
+            let reason = format!("the mesh room is full ({} members)", members.len());
+            return self.error(
+                conn,
+                ErrorCode::NoSpaceForNewPeer,
+                Some(&stream_id),
+                Some(&reason),
+            );
+        }
+        if let Some(old) = self.am.conns.get(&conn).and_then(|c| c.room.clone()) {
+            self.leave(conn, &old, LeaveReason::Moved);
+        }
+        let members = self.am.mesh.entry(key).or_default();
+        let others = members.clone();
+        members.push(conn);
+        self.enter(conn, &stream_id, grant, now);
+        self.mesh_joined(conn, stream_id.clone(), others.clone());
+        for other in others {
+            self.mesh_send(
+                other,
+                MeshMessage::Notification {
+                    definition: MeshNotification::PeerJoined,
+                    stream_id: stream_id.clone(),
+                    peer_id: PeerId(conn.0),
+                    peers: None,
+                },
+            );
+            // The member that was there first offers, unless only the newcomer's token
+            // allows offers; when neither may offer, nobody does.
+            let pair = if self.may_offer(other) {
+                Some((other, conn))
+            } else {
+                self.may_offer(conn).then_some((conn, other))
+            };
+            if let Some((offerer, to)) = pair {
+                self.mesh_send(
+                    offerer,
+                    MeshMessage::Start {
+                        stream_id: stream_id.clone(),
+                        peer_id: PeerId(to.0),
+                    },
+                );
+            }
+        }
+    }
+
+    /// `joined`, with the receiver's own id and the other members.
+    fn mesh_joined(&mut self, conn: ConnId, stream_id: StreamId, others: Vec<ConnId>) {
+        self.mesh_send(
+            conn,
+            MeshMessage::Notification {
+                definition: MeshNotification::Joined,
+                stream_id,
+                peer_id: PeerId(conn.0),
+                peers: Some(others.into_iter().map(|c| PeerId(c.0)).collect()),
+            },
+        );
+    }
+
+    /// A relay in a mesh room: to the member `to` names, stamped with its sender.
+    pub(super) fn mesh_relay(
+        &mut self,
+        conn: ConnId,
+        key: &(App, StreamId),
+        to: Option<PeerId>,
+        msg: AmRelayed,
+    ) {
+        let Some(to) = to else {
+            return self.error(
+                conn,
+                ErrorCode::InvalidMessage,
+                Some(&key.1),
+                Some("in a mesh room, \"peerId\" names the member this is for"),
+            );
+        };
+        let member = ConnId(to.0);
+        let known = member != conn && self.am.mesh.get(key).is_some_and(|m| m.contains(&member));
+        if !known {
+            return self.error(
+                conn,
+                ErrorCode::NoPeerAssociatedBefore,
+                Some(&key.1),
+                Some("no other member of this room has this peerId"),
+            );
+        }
+        self.stats.relayed_by_dialect.antmedia += 1;
+        let (stream_id, peer_id) = (key.1.clone(), PeerId(conn.0));
+        let out = match msg {
+            AmRelayed::TakeConfiguration { kind, sdp } => MeshMessage::TakeConfiguration {
+                stream_id,
+                kind,
+                sdp,
+                id_mapping: switchboard_proto::antmedia::EmptyMap,
+                peer_id,
+            },
+            AmRelayed::TakeCandidate {
+                label,
+                id,
+                candidate,
+            } => MeshMessage::TakeCandidate {
+                stream_id,
+                label,
+                id,
+                candidate,
+                peer_id,
+            },
+            AmRelayed::PeerMessageCommand { definition, data } => MeshMessage::PeerMessageCommand {
+                stream_id,
+                definition,
+                data,
+                peer_id,
+            },
+        };
+        self.mesh_send(member, out);
+    }
+
+    /// Takes `conn` out of the mesh room `key` (its own state already cleared): the others
+    /// get `peerLeft`; the last one out ends the room.
+    pub(super) fn mesh_remove(&mut self, conn: ConnId, key: &(App, StreamId), reason: LeaveReason) {
+        let Some(members) = self.am.mesh.get_mut(key) else {
+            return;
+        };
+        let Some(i) = members.iter().position(|&c| c == conn) else {
+            return;
+        };
+        members.remove(i);
+        let others = members.clone();
+        if others.is_empty() {
+            self.am.mesh.remove(key);
+        }
+        self.events.left(
+            conn,
+            Dialect::AntMedia,
+            key.0.as_str(),
+            key.1.as_str(),
+            reason,
+        );
+        for other in others {
+            self.mesh_send(
+                other,
+                MeshMessage::Notification {
+                    definition: MeshNotification::PeerLeft,
+                    stream_id: key.1.clone(),
+                    peer_id: PeerId(conn.0),
+                    peers: None,
+                },
+            );
+        }
+    }
+
+    fn mesh_send(&mut self, conn: ConnId, msg: MeshMessage) {
+        self.send(conn, ServerMessage::Mesh(Box::new(msg)));
+    }
+}
