@@ -232,3 +232,31 @@ fn mesh_joins_are_refused_in_cluster_mode() {
         "{out:?}"
     );
 }
+
+#[test]
+fn members_joining_at_the_same_instant_get_one_offer_per_pair() {
+    // Five joins handled back to back (as one batch of the hub task), then every output:
+    // each pair gets exactly one `start`, to the member that joined first.
+    let mut h = Harness::new();
+    for c in 1..=5 {
+        h.connect(c, "A");
+    }
+    for c in 1..=5 {
+        h.hub.handle_am_message(ConnId(c), decode(JOIN), h.now);
+    }
+    let out = h.drain();
+    for a in 1..=5u64 {
+        for b in (a + 1)..=5 {
+            let starts = |from: u64, to: u64| {
+                out.iter()
+                    .filter(|(c, m)| *c == from && *m == start(to))
+                    .count()
+            };
+            assert_eq!(
+                (starts(a, b), starts(b, a)),
+                (1, 0),
+                "pair {a}-{b}: {out:?}"
+            );
+        }
+    }
+}
