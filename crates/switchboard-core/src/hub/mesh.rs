@@ -161,34 +161,11 @@ impl Hub {
             );
         }
         self.stats.relayed_by_dialect.antmedia += 1;
-        let (stream_id, peer_id) = (key.1.clone(), PeerId(conn.0));
-        let out = match msg {
-            AmRelayed::TakeConfiguration { kind, sdp } => MeshMessage::TakeConfiguration {
-                stream_id,
-                kind,
-                sdp,
-                id_mapping: switchboard_proto::antmedia::EmptyMap,
-                peer_id,
-            },
-            AmRelayed::TakeCandidate {
-                label,
-                id,
-                candidate,
-            } => MeshMessage::TakeCandidate {
-                stream_id,
-                label,
-                id,
-                candidate,
-                peer_id,
-            },
-            AmRelayed::PeerMessageCommand { definition, data } => MeshMessage::PeerMessageCommand {
-                stream_id,
-                definition,
-                data,
-                peer_id,
-            },
+        let relay = switchboard_proto::antmedia::MeshRelay {
+            msg: msg.into_server_message(key.1.clone()),
+            peer_id: PeerId(conn.0),
         };
-        self.mesh_send(member, out);
+        self.send(member, ServerMessage::MeshRelay(Box::new(relay)));
     }
 
     /// Takes `conn` out of the mesh room `key` (its own state already cleared): the others

@@ -15,7 +15,8 @@ mod server;
 
 pub use decode::{ClientMessage, DecodeError, SdpType, decode};
 pub use server::{
-    EmptyMap, IceServerConfig, MeshMessage, MeshNotification, Notification, ServerMessage,
+    EmptyMap, IceServerConfig, MeshMessage, MeshNotification, MeshRelay, Notification,
+    ServerMessage,
 };
 
 /// A member of a mesh room, as `peerId` names it on the wire: a string of digits (the

@@ -186,6 +186,9 @@ pub enum ServerMessage {
     /// A message of a mesh room (boxed: one pointer in every other message's size).
     #[serde(untagged)]
     Mesh(Box<MeshMessage>),
+    /// A relay of a mesh room.
+    #[serde(untagged)]
+    MeshRelay(Box<MeshRelay>),
 }
 
 /// `definition` of a mesh room's `notification`.
@@ -203,8 +206,8 @@ pub enum MeshNotification {
 }
 
 /// The messages of a mesh room (Switchboard's extension of the Ant Media dialect, docs/
-/// PROTOCOLS.md "Mesh rooms"): the 1:1 messages, each naming the other member of its pair
-/// in `peerId` (stamped by the server: the sender, for a relay).
+/// PROTOCOLS.md "Mesh rooms") besides its relays ([`MeshRelay`]), each naming the other
+/// member of its pair in `peerId`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "command", rename_all = "camelCase")]
 pub enum MeshMessage {
@@ -231,82 +234,45 @@ pub enum MeshMessage {
         #[serde(rename = "peerId")]
         peer_id: PeerId,
     },
-    /// A relayed SDP offer or answer from `peerId`.
-    TakeConfiguration {
-        /// The room.
-        #[serde(rename = "streamId")]
-        stream_id: StreamId,
-        /// Offer or answer.
-        #[serde(rename = "type")]
-        kind: SdpType,
-        /// The SDP, untouched.
-        sdp: Opaque,
-        /// Always `{}`.
-        #[serde(rename = "idMapping")]
-        id_mapping: EmptyMap,
-        /// The sender.
-        #[serde(rename = "peerId")]
-        peer_id: PeerId,
-    },
-    /// A relayed ICE candidate from `peerId`.
-    TakeCandidate {
-        /// The room.
-        #[serde(rename = "streamId")]
-        stream_id: StreamId,
-        /// sdpMLineIndex, as the sender wrote it.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        label: Option<Opaque>,
-        /// sdpMid, as the sender wrote it.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        id: Option<Opaque>,
-        /// The candidate, untouched.
-        candidate: Opaque,
-        /// The sender.
-        #[serde(rename = "peerId")]
-        peer_id: PeerId,
-    },
-    /// Relayed application data from `peerId`.
-    PeerMessageCommand {
-        /// The room.
-        #[serde(rename = "streamId")]
-        stream_id: StreamId,
-        /// As the sender wrote it.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        definition: Option<Opaque>,
-        /// As the sender wrote it.
-        #[serde(skip_serializing_if = "Option::is_none")]
-        data: Option<Opaque>,
-        /// The sender.
-        #[serde(rename = "peerId")]
-        peer_id: PeerId,
-    },
+}
+
+/// A relay of a mesh room: the 1:1 message (`takeConfiguration`, `takeCandidate` or
+/// `peerMessageCommand`, as [`ServerMessage`] renders it) with `peerId`, its sender, last.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MeshRelay {
+    /// The message, as in a 1:1 room.
+    pub msg: ServerMessage,
+    /// The sender.
+    pub peer_id: PeerId,
+}
+
+impl Serialize for MeshRelay {
+    // The 1:1 message's text with `peerId` added: serde's `flatten` of the message would
+    // make `ServerMessage` contain itself at the type level (it holds this relay).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        let mut text = self.msg.encode();
+        if text.pop() != Some('}') {
+            return Err(S::Error::custom("a relay is a JSON object"));
+        }
+        text.push_str(",\"peerId\":\"");
+        text.push_str(&self.peer_id.0.to_string());
+        text.push_str("\"}");
+        serde_json::value::RawValue::from_string(text)
+            .map_err(S::Error::custom)?
+            .serialize(s)
+    }
 }
 
 impl MeshMessage {
     /// A little more than the encoded length (see [`ServerMessage::size_hint`]).
     #[must_use]
     pub fn size_hint(&self) -> usize {
-        let opaque = |o: &Option<Opaque>| o.as_ref().map_or(0, |o| o.json().len());
-        let stream = |s: &StreamId| s.as_str().len();
-        160 + match self {
+        64 + match self {
             Self::Notification {
                 stream_id, peers, ..
-            } => stream(stream_id) + peers.as_ref().map_or(0, |p| p.len() * 24),
-            Self::Start { stream_id, .. } => stream(stream_id),
-            Self::TakeConfiguration { stream_id, sdp, .. } => stream(stream_id) + sdp.json().len(),
-            Self::TakeCandidate {
-                stream_id,
-                label,
-                id,
-                candidate,
-                ..
-            } => stream(stream_id) + opaque(label) + opaque(id) + candidate.json().len(),
-            Self::PeerMessageCommand {
-                stream_id,
-                definition,
-                data,
-                ..
-            } => stream(stream_id) + opaque(definition) + opaque(data),
+            } => stream_id.as_str().len() + peers.as_ref().map_or(0, |p| p.len() * 24),
+            Self::Start { stream_id, .. } => stream_id.as_str().len(),
         }
     }
 }
@@ -366,6 +332,7 @@ impl ServerMessage {
             Self::Pong => 0,
             Self::IceServerConfig(_) => 512,
             Self::Mesh(m) => m.size_hint(),
+            Self::MeshRelay(r) => r.msg.size_hint() + 32,
         }
     }
 }
