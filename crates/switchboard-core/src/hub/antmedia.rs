@@ -673,12 +673,10 @@ impl Hub {
         reason: LeaveReason,
     ) {
         let key = (app, stream_id);
-        if !self.am.mesh.is_empty() && self.am.mesh.contains_key(&key) {
-            return self.mesh_remove(conn, &key, reason);
-        }
-        let Some(room) = self.am.rooms.get_mut(&key) else {
+        let mesh = !self.am.mesh.is_empty() && self.am.mesh.contains_key(&key);
+        if !mesh && !self.am.rooms.contains_key(&key) {
             return;
-        };
+        }
         self.events.left(
             conn,
             Dialect::AntMedia,
@@ -686,6 +684,12 @@ impl Hub {
             key.1.as_str(),
             reason,
         );
+        if mesh {
+            return self.mesh_remove(conn, &key);
+        }
+        let Some(room) = self.am.rooms.get_mut(&key) else {
+            return;
+        };
         let other = room.other(conn);
         // A room with a remote partner holds one local peer: this one, leaving.
         let remote = room.remote.take();

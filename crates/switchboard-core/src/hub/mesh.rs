@@ -168,9 +168,9 @@ impl Hub {
         self.send(member, ServerMessage::MeshRelay(Box::new(relay)));
     }
 
-    /// Takes `conn` out of the mesh room `key` (its own state already cleared): the others
-    /// get `peerLeft`; the last one out ends the room.
-    pub(super) fn mesh_remove(&mut self, conn: ConnId, key: &(App, StreamId), reason: LeaveReason) {
+    /// Takes `conn` out of the mesh room `key` (its own state already cleared, the edge
+    /// told): the others get `peerLeft`; the last one out ends the room.
+    pub(super) fn mesh_remove(&mut self, conn: ConnId, key: &(App, StreamId)) {
         let Some(members) = self.am.mesh.get_mut(key) else {
             return;
         };
@@ -182,13 +182,6 @@ impl Hub {
         if others.is_empty() {
             self.am.mesh.remove(key);
         }
-        self.events.left(
-            conn,
-            Dialect::AntMedia,
-            key.0.as_str(),
-            key.1.as_str(),
-            reason,
-        );
         for other in others {
             self.mesh_send(
                 other,

@@ -157,6 +157,20 @@ fn leaving_closing_and_going_idle_are_peer_left_to_the_others() {
         0,
         "the last one out ends it"
     );
+    // The edge heard of every join and leave (logs, /metrics, webhooks).
+    let ev = events(&mut h);
+    let joins = ev.iter().filter(|(_, e)| e.starts_with("joined")).count();
+    let left: Vec<&str> = ev
+        .iter()
+        .filter(|(_, e)| e.starts_with("left"))
+        .map(|(_, e)| e.rsplit(' ').next().unwrap_or(""))
+        .collect();
+    assert_eq!(joins, 4, "{ev:?}");
+    assert_eq!(
+        left,
+        ["leave", "disconnect", "idle_timeout", "disconnect"],
+        "{ev:?}"
+    );
 }
 
 #[test]
