@@ -727,16 +727,17 @@ impl Hub {
         to: Option<PeerId>,
         msg: AmRelayed,
     ) {
-        let Some(c) = self.am.conns.get(&conn) else {
-            return;
-        };
         // Without mesh rooms (the common case) a relay pays nothing for them.
-        if !self.am.mesh.is_empty() && c.room.as_ref() == Some(&stream_id) {
-            let key = (c.app.clone(), stream_id);
-            if self.am.mesh.contains_key(&key) {
+        if !self.am.mesh.is_empty() {
+            let key = self
+                .am
+                .conns
+                .get(&conn)
+                .filter(|c| c.room.as_ref() == Some(&stream_id))
+                .map(|c| (c.app.clone(), stream_id.clone()));
+            if let Some(key) = key.filter(|k| self.am.mesh.contains_key(k)) {
                 return self.mesh_relay(conn, &key, to, msg);
             }
-            return self.relay_one_to_one(conn, key.1, msg);
         }
         self.relay_one_to_one(conn, stream_id, msg);
     }
