@@ -360,6 +360,7 @@ async fn stats(State(state): State<AppState>) -> Response {
     });
     if let (Some(c), Some(a)) = (cluster.as_mut(), state.cluster_admin()) {
         c["admin_malformed"] = a.malformed.load(Ordering::Relaxed).into();
+        c["admin_dropped"] = a.dropped.load(Ordering::Relaxed).into();
     }
     let webhooks = state
         .inner

@@ -5,8 +5,8 @@
 //! Each node listens on `sb:node:<id>:admin` (on the subscriber connection of `bus.rs`). A
 //! request names the channel to answer on; the asking node waits at most [`WAIT`] for the
 //! answers and reports the nodes that gave none. A node answers at most [`ANSWERING`]
-//! requests at once (more get `unavailable`): a burst of admin calls cannot queue up work on
-//! every node. Admin traffic is rare and small next to signaling, so it shares nothing with
+//! requests at once and drops the others (counted): a burst of admin calls cannot queue up
+//! work, or tasks, on every node. Admin traffic is rare and small next to signaling, so it shares nothing with
 //! the hub's ordered command queue.
 
 use std::collections::HashMap;
@@ -64,6 +64,8 @@ pub(crate) struct ClusterAdmin {
     started: std::time::Instant,
     /// Admin messages that did not parse.
     pub(crate) malformed: AtomicU64,
+    /// Requests from other nodes not answered: [`ANSWERING`] were being answered already.
+    pub(crate) dropped: AtomicU64,
 }
 
 impl ClusterAdmin {
@@ -84,6 +86,7 @@ impl ClusterAdmin {
             hub,
             started: std::time::Instant::now(),
             malformed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
         }
     }
 
@@ -161,13 +164,16 @@ impl ClusterAdmin {
     pub(crate) fn received(self: &Arc<Self>, payload: &[u8]) {
         match serde_json::from_slice::<Wire>(payload) {
             Ok(Wire::Request { id, from, op }) => {
-                let permit = Arc::clone(&self.answering).try_acquire_owned().ok();
+                // Busy: no answer (the asker names this node after its wait), and no task.
+                let Ok(permit) = Arc::clone(&self.answering).try_acquire_owned() else {
+                    self.dropped.fetch_add(1, Relaxed);
+                    return;
+                };
                 let me = Arc::clone(self);
                 tokio::spawn(async move {
-                    let answer = match permit {
-                        Some(_permit) => ops::answer(&me.hub, Some(&me.node), me.started, op).await,
-                        None => Answer::Unavailable,
-                    };
+                    // Held until the answer is published: at most ANSWERING tasks at once.
+                    let _permit = permit;
+                    let answer = ops::answer(&me.hub, Some(&me.node), me.started, op).await;
                     let reply = Wire::Reply {
                         id,
                         node: me.node.clone(),
