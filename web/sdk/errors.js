@@ -17,6 +17,7 @@ export const ERROR_MESSAGES = {
   screen_share_failed: "Screen sharing was cancelled or is not available.",
   unauthorized: "This room needs a valid invitation (room token). Ask for a new link.",
   call_time_over: "The time allowed for this call is over.",
+  room_mode_mismatch: "This room is a call of the other kind (a group call joined as a 1:1 call, or the other way round), or this server has no group calls.",
   server_error: "The server reported an error.",
 };
 

@@ -5,7 +5,7 @@ export type ErrorCode =
   | "room_full" | "camera_denied" | "camera_unavailable" | "insecure_context"
   | "server_unreachable" | "not_switchboard" | "server_busy" | "invalid_room" | "connection_failed"
   | "file_too_large" | "not_connected" | "screen_share_failed" | "unauthorized" | "call_time_over"
-  | "server_error";
+  | "room_mode_mismatch" | "server_error";
 
 export declare const ERROR_MESSAGES: Record<ErrorCode, string>;
 
@@ -22,7 +22,11 @@ export declare class SwitchboardError extends Error {
  * - `waiting` joined, alone in the room; `calling` a peer is there, connection being set up;
  * - `connected` media and data flow directly;
  * - `reconnecting` the server or the network path was lost (media may still flow);
- * - `full` the room has two people already; `closed` after `hangup()` or a fatal error.
+ * - `full` the room has two people already (mesh: `--max-mesh-peers`); `closed` after
+ *   `hangup()` or a fatal error.
+ *
+ * In a mesh room: `waiting` alone, `calling` members are there but no connection is up yet,
+ * `connected` at least one member's connection is up (see `peers` and `peerstate` for each).
  */
 export type CallState = "idle" | "connecting" | "waiting" | "calling" | "connected" | "reconnecting" | "full" | "closed";
 
@@ -59,6 +63,13 @@ export interface SwitchboardOptions {
    * the call with error `unauthorized` (`join()` rejects with it).
    */
   token?: string | (() => string | Promise<string>);
+  /**
+   * Join a mesh room (a group call of up to the server's `--max-mesh-peers`, default 8): one
+   * peer connection per member, each event names the member (`peerId`). A room is 1:1 or
+   * mesh by its first member; joining with the other kind fails with `room_mode_mismatch`.
+   * Default false (a 1:1 call, compatible with Ant Media's SDKs).
+   */
+  mesh?: boolean;
   /** Log protocol events to the console. */
   debug?: boolean;
 }
@@ -78,24 +89,42 @@ export interface CallStats {
 
 export interface FileProgress { id: string; name: string; size: number; bytes: number; direction: "send" | "receive" }
 
+/** A member's id in a mesh room (opaque, given by the server); null in a 1:1 call. */
+export type PeerId = string | null;
+
+/** The connection to one member: `connecting` → `connected` ⇄ `reconnecting` (ICE restart). */
+export type PeerState = "connecting" | "connected" | "reconnecting";
+
+export interface Peer {
+  peerId: PeerId;
+  state: PeerState;
+  /** What the member announced of its microphone and camera; null until it has. */
+  mic: boolean | null;
+  camera: boolean | null;
+  stream: MediaStream | null;
+}
+
+/** Events about the other side carry `peerId`: which member (mesh) or null (1:1). */
 export interface SwitchboardEvents {
   state: { state: CallState };
-  joined: { room: string };
+  /** Joined (again, after a reconnect); in a mesh room with this page's id and the members already there. */
+  joined: { room: string; peerId: PeerId; peers: string[] };
   localstream: { stream: MediaStream };
-  remotestream: { stream: MediaStream | null };
-  peerjoined: {};
-  peerleft: {};
-  peermedia: { mic: boolean; camera: boolean };
-  channelopen: {};
-  message: { data: string | ArrayBuffer };
-  fileprogress: FileProgress;
+  remotestream: { stream: MediaStream | null; peerId: PeerId };
+  peerjoined: { peerId: PeerId };
+  peerleft: { peerId: PeerId };
+  peerstate: { state: PeerState; peerId: PeerId };
+  peermedia: { mic: boolean; camera: boolean; peerId: PeerId };
+  channelopen: { peerId: PeerId };
+  message: { data: string | ArrayBuffer; peerId: PeerId };
+  fileprogress: FileProgress & { peerId: PeerId };
   /**
    * A whole file. `name` is made safe (see `safeFileName`); `type` is what the sender
    * announced (not trusted); `blob` is always `application/octet-stream`, so opening it
    * downloads it instead of rendering it in this page's origin.
    */
-  file: { id: string; name: string; size: number; type: string; blob: Blob };
-  peermessage: { definition: unknown; data: unknown };
+  file: { id: string; name: string; size: number; type: string; blob: Blob; peerId: PeerId };
+  peermessage: { definition: unknown; data: unknown; peerId: PeerId };
   screenshare: { active: boolean; track?: MediaStreamTrack };
   error: { code: ErrorCode; message: string; detail?: unknown; fatal: boolean; error: SwitchboardError };
 }
@@ -106,12 +135,22 @@ export declare class Switchboard {
   readonly url: string;
   readonly state: CallState;
   readonly localStream: MediaStream;
+  /** True when joined as a mesh room (`options.mesh`). */
+  readonly mesh: boolean;
+  /** This page's id in a mesh room (new on each join); null in a 1:1 call. */
+  readonly peerId: PeerId;
+  /** The other members (mesh) or the other peer (1:1) and their connections. */
+  readonly peers: Peer[];
+  /** The 1:1 call's remote stream (null in a mesh room: see `peers`, `remotestream`). */
   readonly remoteStream: MediaStream | null;
   readonly micEnabled: boolean;
   readonly cameraEnabled: boolean;
   /** The screen-capture track while sharing the screen, else null. */
   readonly screenTrack: MediaStreamTrack | null;
+  /** The 1:1 call's RTCPeerConnection, if set up (for advanced use). */
   readonly peerConnection: RTCPeerConnection | null;
+  /** The RTCPeerConnection to a mesh member (or, for null, the 1:1 call's). */
+  peerConnectionOf(peerId: PeerId): RTCPeerConnection | null;
   /** Subscribes to an event; returns an unsubscribe function. */
   on<K extends keyof SwitchboardEvents>(name: K, fn: (detail: SwitchboardEvents[K]) => void): () => void;
   /**
@@ -124,10 +163,14 @@ export declare class Switchboard {
   join(): Promise<void>;
   /** Leaves the room, closes the call, releases camera and microphone. */
   hangup(): void;
-  /** Sends text or binary over the data channel. Throws `not_connected` before it opens. */
-  send(data: string | ArrayBuffer | ArrayBufferView | Blob): void;
-  /** Sends a file on its own data channel; resolves when the peer has all of it. */
-  sendFile(file: Blob & { name?: string }, options?: { onProgress?: (p: FileProgress & { /** Alias of `bytes`. */ sent: number }) => void }): Promise<{ id: string; name: string; size: number }>;
+  /**
+   * Sends text or binary over the data channel; in a mesh room to every member whose channel
+   * is open, or to `peerId` alone. Returns how many it went to. Throws `not_connected` when
+   * none is open.
+   */
+  send(data: string | ArrayBuffer | ArrayBufferView | Blob, peerId?: string): number;
+  /** Sends a file on its own data channel (mesh: to `peerId`); resolves when the peer has all of it. */
+  sendFile(file: Blob & { name?: string }, options?: { peerId?: string; onProgress?: (p: FileProgress & { /** Alias of `bytes`. */ sent: number; peerId: PeerId }) => void }): Promise<{ id: string; name: string; size: number }>;
   /** Mutes or unmutes the microphone; returns the new state. */
   setMicrophone(enabled: boolean): boolean;
   /** Turns the camera off (released, no frames sent) or on; resolves to the new state. */
@@ -136,8 +179,8 @@ export declare class Switchboard {
   shareScreen(): Promise<void>;
   /** Stops sharing and goes back to the camera. */
   stopScreenShare(): Promise<void>;
-  /** Round-trip time, bitrates and candidate types of the current connection. */
-  stats(): Promise<CallStats | null>;
+  /** Round-trip time, bitrates and candidate types of the current connection (mesh: to `peerId`). */
+  stats(peerId?: string): Promise<CallStats | null>;
 }
 
 /** `ws(s)://<this host>/<app>/websocket`. */

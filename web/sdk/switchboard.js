@@ -16,19 +16,15 @@
 
 import { ERROR_MESSAGES, SwitchboardError } from "./errors.js";
 import { defaultUrl, randomRoom, safeFileName } from "./names.js";
-import { FILE_LABEL, receiveFile, sendFile } from "./files.js";
-import { readStats } from "./stats.js";
+import { CONTROL, PeerLink } from "./link.js";
 
 export { ERROR_MESSAGES, SwitchboardError, defaultUrl, randomRoom, safeFileName };
 
 const PING_MS = 3000;
 const ICE_CONFIG_WAIT_MS = 2000;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
-const ICE_DISCONNECTED_RESTART_MS = 3000;
-const MAX_PENDING_CANDIDATES = 200;
 const CONNECT_TIMEOUT_MS = 10000;
 const PROBE_TIMEOUT_MS = 2000;
-const CONTROL = "sb:media";
 
 /**
  * A call in one room. Events (listen with `on(name, fn)`, which returns an unsubscribe
@@ -57,7 +53,6 @@ export class Switchboard {
 
     this.state = "idle";
     this.localStream = new MediaStream();
-    this.remoteStream = null;
     this.micEnabled = false;
     this.cameraEnabled = false;
     this.screenTrack = null;
@@ -73,16 +68,12 @@ export class Switchboard {
     this._pingTimer = null;
     this._retryTimer = null;
     this._iceWaiters = [];
-    this._pc = null;
-    this._polite = true;
-    this._makingOffer = false;
-    this._ignoreOffer = false;
-    this._pendingCandidates = [];
-    this._channel = null;
-    this._disconnectTimer = null;
-    this._videoSender = null;
-    this._stats = null;
-    this._fileSeq = 0;
+    // Mesh room (a group call): one link per other member, keyed by its peerId; a 1:1 call
+    // has one link, keyed by null.
+    this.mesh = !!options.mesh;
+    /** This page's id in a mesh room (given by the server on each join), else null. */
+    this.peerId = null;
+    this._links = new Map();
   }
 
   // ---- events -------------------------------------------------------------------------
@@ -184,7 +175,7 @@ export class Switchboard {
     if (this._ws && this._ws.readyState === WebSocket.OPEN && this._joined) {
       this._send({ command: "leave", streamId: this.room });
     }
-    this._closePeer();
+    this._closePeers();
     this._releaseMedia();
     this._stopSocket();
     this._setState("closed");
@@ -253,6 +244,7 @@ export class Switchboard {
       if (this._firstConnect) this._firstConnect.opened = true;
       this._pingTimer = setInterval(() => this._send({ command: "ping" }), PING_MS);
       const join = { command: "join", streamId: this.room, multiPeer: false, mode: "both" };
+      if (this.mesh) join.mesh = true;
       if (this.token) {
         try {
           const token = typeof this.token === "function" ? await this.token() : this.token;
@@ -311,44 +303,59 @@ export class Switchboard {
       case "notification":
         if (msg.definition === "joined") {
           this._joined = true;
-          if (!this._pc || !this._isPeerConnected()) this._setState(this._pc ? "calling" : "waiting");
-          else this._setState("connected");
-          this._emit("joined", { room: this.room });
+          if (this.mesh) await this._onRoster(msg);
+          this._setState(this._callState());
+          this._emit("joined", { room: this.room, peerId: this.peerId, peers: this.mesh ? [...this._links.keys()] : [] });
+        } else if (msg.definition === "peerJoined" && this.mesh && msg.peerId != null && String(msg.peerId) !== this.peerId) {
+          this._dropLink(msg.peerId); // a stale link under a reused id
+          this._linkFor(msg.peerId);
+          this._emit("peerjoined", { peerId: String(msg.peerId) });
+        } else if (msg.definition === "peerLeft" && this.mesh && msg.peerId != null) {
+          if (this._dropLink(msg.peerId)) this._emit("peerleft", { peerId: String(msg.peerId) });
+          this._linkChanged();
         } else if (msg.definition === "server_will_stop") {
           this._setState("reconnecting");
         }
         return;
       case "iceServerConfig":
         this.iceServers = iceServersFrom(msg);
-        // After a re-join the existing connection gets the fresh TURN credentials, so its
+        // After a re-join the existing connections get the fresh TURN credentials, so their
         // next ICE restart does not use expired ones.
-        if (this._pc && this.askIce) {
-          try {
-            this._pc.setConfiguration({ ...this._pc.getConfiguration(), iceServers: this.iceServers });
-          } catch (e) {
-            this.log("cannot update ICE servers", e);
-          }
-        }
+        if (this.askIce) for (const link of this._links.values()) link.setIceServers(this.iceServers);
         for (const w of this._iceWaiters.splice(0)) w();
         return;
-      case "start":
-        return this._onStart();
-      case "takeConfiguration":
-        return this._onDescription({ type: msg.type, sdp: msg.sdp });
+      case "start": {
+        const link = this._linkOf(msg);
+        if (!link) return;
+        if (!this.mesh) this._emit("peerjoined", { peerId: null });
+        return link.onStart();
+      }
+      case "takeConfiguration": {
+        const link = this._linkOf(msg);
+        if (!link) return;
+        if (!this.mesh && !link.pc && msg.type === "offer") this._emit("peerjoined", { peerId: null });
+        return link.onDescription({ type: msg.type, sdp: msg.sdp });
+      }
       case "takeCandidate":
-        return this._onCandidate(msg);
+        return this._linkOf(msg)?.onCandidate(msg);
       case "stop":
-        this._closePeer();
-        this._emit("peerleft", {});
+        if (this.mesh) return;
+        this._dropLink(null);
+        this._emit("peerleft", { peerId: null });
         if (!this._closed) this._setState(this._joined ? "waiting" : "reconnecting");
         return;
-      case "peerMessageCommand":
+      case "peerMessageCommand": {
+        const peerId = this.mesh ? (msg.peerId == null ? null : String(msg.peerId)) : null;
         if (msg.definition === CONTROL && msg.data && typeof msg.data === "object") {
-          this._emit("peermedia", { mic: !!msg.data.mic, camera: !!msg.data.camera });
+          const media = { mic: !!msg.data.mic, camera: !!msg.data.camera };
+          const link = this._links.get(peerId);
+          if (link) link.media = media;
+          this._emit("peermedia", { ...media, peerId });
         } else {
-          this._emit("peermessage", { definition: msg.definition, data: msg.data });
+          this._emit("peermessage", { definition: msg.definition, data: msg.data, peerId });
         }
         return;
+      }
       case "error":
         return this._onServerError(msg);
       default:
@@ -364,7 +371,7 @@ export class Switchboard {
         this._stopSocket();
         this._releaseMedia();
         this._setState("full");
-        this._error("room_full", msg, true);
+        this._error("room_full", msg, true, this.mesh ? "This group call is full." : undefined);
         return;
       case "invalidStreamName":
       case "noStreamNameSpecified":
@@ -384,6 +391,10 @@ export class Switchboard {
         if (this._firstConnect) this._firstConnect.busy = true;
         this._error("server_busy", msg);
         return;
+      case "room_mode_mismatch":
+        // A group call joined as 1:1, or the other way round (or no mesh rooms here).
+        this._fail("room_mode_mismatch", msg);
+        return;
       case "no_peer_associated_before":
         return; // a relay raced with the peer leaving
       default:
@@ -396,7 +407,7 @@ export class Switchboard {
     this._closed = true;
     this._firstConnect = null;
     this._stopSocket();
-    this._closePeer();
+    this._closePeers();
     this._releaseMedia();
     this._setState("closed");
     this._error(code, msg, true);
@@ -411,210 +422,117 @@ export class Switchboard {
     return this.iceServers || [];
   }
 
-  // ---- peer connection ----------------------------------------------------------------
+  // ---- peer connections ---------------------------------------------------------------
 
-  _isPeerConnected() {
-    const s = this._pc?.iceConnectionState;
-    return s === "connected" || s === "completed";
+  /** The link to `peerId` (mesh), or the one link of a 1:1 call (created on first use). */
+  _linkFor(peerId) {
+    const key = this.mesh ? String(peerId) : null;
+    let link = this._links.get(key);
+    if (!link) {
+      link = new PeerLink(this, key);
+      this._links.set(key, link);
+    }
+    return link;
   }
 
-  async _onStart() {
-    this._emit("peerjoined", {});
-    if (this._pc && this._pc.connectionState !== "failed" && this._pc.connectionState !== "closed") {
-      // The other side re-joined after a signaling outage while our media kept flowing:
-      // renegotiate on the same connection with fresh ICE credentials.
-      this._polite = false;
-      this._pc.restartIce();
-      return;
-    }
-    await this._startFresh();
+  /** The link a relayed message is about, or null (mesh: from an unknown member). */
+  _linkOf(msg) {
+    if (!this.mesh) return this._linkFor(null);
+    if (msg.peerId == null || String(msg.peerId) === this.peerId) return null;
+    return this._linkFor(msg.peerId);
   }
 
-  /** A new connection on which we are the offerer. */
-  async _startFresh() {
-    this._closePeer();
-    this._polite = false;
-    const pc = await this._createPeer();
-    // Label = room, as the Ant Media SDK does, so its pages accept our channel.
-    this._channel = this._setupChannel(pc.createDataChannel(this.room, { ordered: true }));
-    this._addLocalTracks(pc, true);
-    this._setState("calling");
+  /** Sends a relay to the link's member (mesh: addressed by `peerId`). */
+  _signal(msg, peerId) {
+    const full = { ...msg, streamId: this.room };
+    if (peerId != null) full.peerId = peerId;
+    this._send(full);
   }
 
-  async _createPeer() {
-    const iceServers = await this._iceServers();
-    const pc = new RTCPeerConnection({ iceServers, iceTransportPolicy: this.iceTransportPolicy });
-    this._pc = pc;
-    this._pendingCandidates = [];
-    this._makingOffer = false;
-    this._ignoreOffer = false;
-    pc.onicecandidate = ({ candidate }) => {
-      if (candidate && candidate.candidate) {
-        this._send({ command: "takeCandidate", streamId: this.room, label: candidate.sdpMLineIndex, id: candidate.sdpMid, candidate: candidate.candidate });
-      }
-    };
-    pc.onnegotiationneeded = async () => {
-      if (this._pc !== pc) return;
-      try {
-        this._makingOffer = true;
-        await pc.setLocalDescription();
-        this._send({ command: "takeConfiguration", streamId: this.room, type: pc.localDescription.type, sdp: pc.localDescription.sdp });
-      } catch (e) {
-        this.log("offer failed", e);
-      } finally {
-        this._makingOffer = false;
-      }
-    };
-    pc.ontrack = (e) => {
-      const stream = e.streams[0] || this.remoteStream || new MediaStream();
-      if (!e.streams[0]) stream.addTrack(e.track);
-      if (stream !== this.remoteStream) {
-        this.remoteStream = stream;
-        this._emit("remotestream", { stream });
-      }
-    };
-    pc.ondatachannel = (e) => {
-      if (e.channel.label.startsWith(FILE_LABEL)) receiveFile(e.channel, { maxFileSize: this.maxFileSize, emit: (name, detail) => this._emit(name, detail) });
-      else this._channel = this._setupChannel(e.channel);
-    };
-    pc.oniceconnectionstatechange = () => this._onIceState(pc);
-    return pc;
+  _dropLink(peerId) {
+    const key = this.mesh ? String(peerId) : null;
+    const link = this._links.get(key);
+    if (!link) return false;
+    link.close();
+    this._links.delete(key);
+    return true;
   }
 
-  _onIceState(pc) {
-    if (this._pc !== pc) return;
-    const s = pc.iceConnectionState;
-    clearTimeout(this._disconnectTimer);
-    if (s === "connected" || s === "completed") {
-      // Media flows; the state says "reconnecting" while only the signaling socket is down.
-      this._setState(this._joined ? "connected" : "reconnecting");
-      this._sendMediaState();
-    } else if (s === "disconnected") {
-      this._setState("reconnecting");
-      this._disconnectTimer = setTimeout(() => { if (this._pc === pc) pc.restartIce(); }, ICE_DISCONNECTED_RESTART_MS);
-    } else if (s === "failed") {
-      this._setState("reconnecting");
-      this._error("connection_failed");
-      pc.restartIce();
-    }
+  _closePeers() {
+    for (const link of this._links.values()) link.close();
+    this._links.clear();
   }
 
-  _addLocalTracks(pc, offerer) {
-    const tracks = this.localStream.getTracks();
-    for (const t of tracks) {
-      const sender = pc.addTrack(t, this.localStream);
-      if (t.kind === "video") this._videoSender = sender;
-    }
-    if (offerer) {
-      // Receive media even when we send none of that kind.
-      for (const kind of ["audio", "video"]) {
-        if (!tracks.some((t) => t.kind === kind)) pc.addTransceiver(kind, { direction: "recvonly" });
-      }
-    }
+  /** A link changed state: the call's state follows (1:1: the link's; mesh: the best one's). */
+  _linkChanged() {
+    if (this._closed) return;
+    this._setState(this._callState());
   }
 
-  async _onDescription(desc) {
-    if (!desc.sdp || (desc.type !== "offer" && desc.type !== "answer")) return;
-    let pc = this._pc;
-    if (!pc) {
-      if (desc.type !== "offer") return;
-      this._emit("peerjoined", {});
-      this._polite = true;
-      pc = await this._createPeer();
-      this._setState("calling");
-    }
-    const collision = desc.type === "offer" && (this._makingOffer || pc.signalingState !== "stable");
-    this._ignoreOffer = !this._polite && collision;
-    if (this._ignoreOffer) return;
-    try {
-      await pc.setRemoteDescription(desc);
-    } catch (e) {
-      if (desc.type !== "offer") {
-        // Our offer went to a peer that replaced the one this connection knew: start over.
-        this.log("answer rejected", e);
-        await this._startFresh();
-        return;
-      }
-      // A new peer took the seat while we missed the signal: start afresh.
-      this._closePeer();
-      this._polite = true;
-      pc = await this._createPeer();
-      await pc.setRemoteDescription(desc);
-    }
-    if (desc.type === "offer") {
-      if (!pc.getSenders().some((s) => s.track)) this._addLocalTracks(pc, false);
-      await pc.setLocalDescription();
-      this._send({ command: "takeConfiguration", streamId: this.room, type: pc.localDescription.type, sdp: pc.localDescription.sdp });
-    }
-    for (const c of this._pendingCandidates.splice(0)) await this._addCandidate(pc, c);
+  _callState() {
+    const links = [...this._links.values()];
+    if (!this._joined) return "reconnecting";
+    if (links.some((l) => l.state === "connected")) return "connected";
+    if (!this.mesh && links.some((l) => l.state === "reconnecting")) return "reconnecting";
+    const calling = this.mesh ? links.length > 0 : links.some((l) => l.pc);
+    return calling ? "calling" : "waiting";
   }
 
-  async _onCandidate(msg) {
-    if (typeof msg.candidate !== "string" || !msg.candidate) return;
-    const c = { candidate: msg.candidate, sdpMLineIndex: typeof msg.label === "number" ? msg.label : null, sdpMid: msg.id != null ? String(msg.id) : null };
-    if (!this._pc || !this._pc.remoteDescription) {
-      if (this._pendingCandidates.length < MAX_PENDING_CANDIDATES) this._pendingCandidates.push(c);
-      return;
+  async _onRoster(msg) {
+    // Joined (again): members drop a link to a member that left, so every link this page
+    // had is gone on the other side; the members there now offer afresh (they were first).
+    for (const peerId of [...this._links.keys()]) {
+      this._dropLink(peerId);
+      this._emit("peerleft", { peerId });
     }
-    await this._addCandidate(this._pc, c);
-  }
-
-  async _addCandidate(pc, c) {
-    try {
-      await pc.addIceCandidate(c);
-    } catch (e) {
-      if (!this._ignoreOffer) this.log("candidate rejected", e);
-    }
-  }
-
-  _closePeer() {
-    clearTimeout(this._disconnectTimer);
-    const pc = this._pc;
-    this._pc = null;
-    this._videoSender = null;
-    this._channel = null;
-    this._pendingCandidates = [];
-    this._stats = null;
-    if (pc) {
-      pc.onicecandidate = pc.ontrack = pc.onnegotiationneeded = pc.oniceconnectionstatechange = pc.ondatachannel = null;
-      pc.close();
-    }
-    if (this.remoteStream) {
-      this.remoteStream = null;
-      this._emit("remotestream", { stream: null });
+    this.peerId = msg.peerId == null ? null : String(msg.peerId);
+    for (const p of Array.isArray(msg.peers) ? msg.peers : []) {
+      if (p == null || String(p) === this.peerId) continue;
+      this._linkFor(p);
+      this._emit("peerjoined", { peerId: String(p) });
     }
   }
 
   // ---- data ---------------------------------------------------------------------------
 
-  _setupChannel(ch) {
-    ch.binaryType = "arraybuffer";
-    ch.onmessage = (e) => this._emit("message", { data: e.data });
-    ch.onopen = () => this._emit("channelopen", {});
-    return ch;
-  }
-
-  /** Sends text or binary (ArrayBuffer, typed array, Blob) over the data channel. */
-  send(data) {
-    if (!this._channel || this._channel.readyState !== "open") throw new SwitchboardError("not_connected");
-    this._channel.send(data);
+  /**
+   * Sends text or binary (ArrayBuffer, typed array, Blob) over the data channel: in a mesh
+   * room to every member whose channel is open, or to `peerId` alone.
+   */
+  send(data, peerId) {
+    if (!this.mesh || peerId != null) {
+      const link = this._links.get(this.mesh ? String(peerId) : null);
+      if (!link) throw new SwitchboardError("not_connected");
+      link.send(data);
+      return 1;
+    }
+    const open = [...this._links.values()].filter((l) => l.channelOpen);
+    if (!open.length) throw new SwitchboardError("not_connected");
+    for (const link of open) link.send(data);
+    return open.length;
   }
 
   /**
-   * Sends a File or Blob on its own data channel. `onProgress(p)` is called as it goes with
-   * the same object as the `fileprogress` event (`{ id, name, size, bytes, direction }`, plus
-   * `sent`, an alias of `bytes` kept for older pages); resolves when the other side confirms
-   * it has every byte.
+   * Sends a File or Blob on its own data channel (in a mesh room to `options.peerId`).
+   * `onProgress(p)` is called as it goes with the same object as the `fileprogress` event
+   * (`{ id, name, size, bytes, direction }`, plus `sent`, an alias of `bytes` kept for older
+   * pages); resolves when the other side confirms it has every byte.
    */
-  sendFile(file, { onProgress } = {}) {
-    const pc = this._pc;
-    if (!pc || !this._isPeerConnected()) return Promise.reject(new SwitchboardError("not_connected"));
-    if (file.size > this.maxFileSize) return Promise.reject(new SwitchboardError("file_too_large"));
-    const id = `${Date.now().toString(36)}-${++this._fileSeq}`;
-    return sendFile(pc, file, id, { onProgress, emit: (name, detail) => this._emit(name, detail) });
+  sendFile(file, { onProgress, peerId } = {}) {
+    const link = this._links.get(this.mesh ? String(peerId) : null);
+    if (!link) return Promise.reject(new SwitchboardError("not_connected"));
+    return link.sendFile(file, onProgress);
   }
 
   // ---- media controls -----------------------------------------------------------------
+
+  _sendMediaState() {
+    for (const link of this._links.values()) link.sendMediaState();
+  }
+
+  async _replaceVideo(track) {
+    await Promise.all([...this._links.values()].map((l) => l.replaceVideo(track)));
+  }
 
   /** Mutes (false) or unmutes (true) the microphone. */
   setMicrophone(enabled) {
@@ -628,19 +546,17 @@ export class Switchboard {
    * Turns the camera off (the camera is released and no frames are sent) or on again.
    */
   async setCamera(enabled) {
-    const sender = this._videoSender || this._pc?.getSenders().find((s) => s.track?.kind === "video");
     if (!enabled) {
       for (const t of this.localStream.getVideoTracks()) { t.stop(); this.localStream.removeTrack(t); }
-      if (sender && !this.screenTrack) { this._videoSender = sender; await sender.replaceTrack(null); }
+      if (!this.screenTrack) await this._replaceVideo(null);
       this.cameraEnabled = false;
     } else if (!this.cameraEnabled) {
       if (!window.isSecureContext || !navigator.mediaDevices?.getUserMedia) throw new SwitchboardError("insecure_context");
       const s = await navigator.mediaDevices.getUserMedia({ video: (this.media && this.media.video) || true });
       const track = s.getVideoTracks()[0];
       this.localStream.addTrack(track);
-      if (this.screenTrack) { /* keep sharing; the camera returns when sharing stops */ }
-      else if (sender) await sender.replaceTrack(track);
-      else if (this._pc) this._videoSender = this._pc.addTrack(track, this.localStream);
+      // While sharing the screen, keep sharing; the camera returns when sharing stops.
+      if (!this.screenTrack) await this._replaceVideo(track);
       this.cameraEnabled = true;
     }
     this._emit("localstream", { stream: this.localStream });
@@ -658,9 +574,7 @@ export class Switchboard {
     }
     const track = stream.getVideoTracks()[0];
     this.screenTrack = track;
-    const sender = this._videoSender || this._pc?.getSenders().find((s) => s.track?.kind === "video");
-    if (sender) { this._videoSender = sender; await sender.replaceTrack(track); }
-    else if (this._pc) this._videoSender = this._pc.addTrack(track, this.localStream);
+    await this._replaceVideo(track);
     track.onended = () => this.stopScreenShare();
     this._emit("screenshare", { active: true, track });
   }
@@ -672,14 +586,8 @@ export class Switchboard {
     this.screenTrack = null;
     track.onended = null;
     track.stop();
-    const camera = this.localStream.getVideoTracks()[0] || null;
-    if (this._videoSender) await this._videoSender.replaceTrack(camera);
+    await this._replaceVideo(this.localStream.getVideoTracks()[0] || null);
     this._emit("screenshare", { active: false });
-  }
-
-  _sendMediaState() {
-    if (!this._joined) return;
-    this._send({ command: "peerMessageCommand", streamId: this.room, definition: CONTROL, data: { mic: this.micEnabled, camera: this.cameraEnabled || !!this.screenTrack } });
   }
 
   // ---- stats --------------------------------------------------------------------------
@@ -688,18 +596,31 @@ export class Switchboard {
    * Connection statistics: round-trip time (ms), bitrates (kbit/s, since the last call),
    * the selected candidate types (host / srflx / prflx / relay), video frames decoded and
    * received audio level and total energy (both stop rising while the peer is muted).
+   * In a mesh room, of the connection to `peerId`.
    */
-  async stats() {
-    const pc = this._pc;
-    if (!pc) return null;
-    const { stats, sample } = await readStats(pc, this._stats);
-    if (this._pc === pc) this._stats = sample;
-    return stats;
+  async stats(peerId) {
+    const link = this._links.get(this.mesh ? String(peerId) : null);
+    return link ? link.stats() : null;
   }
 
-  /** The underlying RTCPeerConnection, if a call is set up (for advanced use). */
+  /** The members of a mesh room (or the one peer of a 1:1 call) and their connections. */
+  get peers() {
+    return [...this._links.values()].map((l) => ({ peerId: l.peerId, state: l.state, mic: l.media?.mic ?? null, camera: l.media?.camera ?? null, stream: l.remoteStream }));
+  }
+
+  /** The remote stream of a 1:1 call (in a mesh room, see `peers` or `remotestream`). */
+  get remoteStream() {
+    return this.mesh ? null : this._links.get(null)?.remoteStream || null;
+  }
+
+  /** The underlying RTCPeerConnection (to `peerId` in a mesh room), if set up (for advanced use). */
+  peerConnectionOf(peerId) {
+    return this._links.get(this.mesh ? String(peerId) : null)?.pc || null;
+  }
+
+  /** The underlying RTCPeerConnection of a 1:1 call, if set up (for advanced use). */
   get peerConnection() {
-    return this._pc;
+    return this.peerConnectionOf(null);
   }
 }
 

@@ -79,6 +79,7 @@ pub const ASSETS: &[Asset] = &[
         Kind::Sdk,
         include_str!("../sdk/files.js"),
     ),
+    asset("/sdk/link.js", JS, Kind::Sdk, include_str!("../sdk/link.js")),
     asset(
         "/sdk/stats.js",
         JS,

@@ -1,6 +1,6 @@
 // Compile-only check that switchboard.d.ts describes the SDK as its README uses it.
 import { Switchboard, ERROR_MESSAGES, SwitchboardError, randomRoom, defaultUrl } from "../../sdk/switchboard.js";
-import type { CallState, CallStats, ErrorCode } from "../../sdk/switchboard.js";
+import type { CallState, CallStats, ErrorCode, Peer, PeerState } from "../../sdk/switchboard.js";
 
 const call = new Switchboard({ room: randomRoom(), url: defaultUrl("LiveApp"), media: { audio: true, video: { width: 640 } } });
 const off: () => void = call.on("remotestream", ({ stream }) => {
@@ -46,3 +46,27 @@ call.join().catch((e: SwitchboardError) => {
 new Switchboard({ room: "r", iceTransportPolicy: "none" });
 // @ts-expect-error room is required
 new Switchboard({});
+// A mesh room (group call): events name the member; data to all or one, files to one.
+const group = new Switchboard({ room: "family", mesh: true });
+group.on("peerjoined", ({ peerId }) => void (peerId ?? "").length);
+group.on("remotestream", ({ stream, peerId }) => void [stream?.id, peerId]);
+group.on("peerstate", ({ state, peerId }) => {
+  const s: PeerState = state;
+  void [s, peerId];
+});
+group.on("message", ({ data, peerId }) => void [data, peerId]);
+group.on("joined", ({ peerId, peers }) => void [peerId, peers.length]);
+async function groupCall(): Promise<void> {
+  await group.join();
+  const reached: number = group.send("hello everyone");
+  const members: Peer[] = group.peers;
+  const first = members[0]?.peerId;
+  if (first) {
+    group.send("just you", first);
+    await group.sendFile(new Blob(["x"]), { peerId: first, onProgress: ({ peerId }) => void peerId });
+    const s: CallStats | null = await group.stats(first);
+    void [s?.framesDecoded, group.peerConnectionOf(first)?.connectionState];
+  }
+  void [reached, group.mesh, group.peerId];
+}
+void groupCall;
