@@ -1,9 +1,12 @@
 // The demo call page served at `/` by `switchboard serve`, built on the browser SDK.
 import { Switchboard, randomRoom, ERROR_MESSAGES } from "/sdk/switchboard.js";
+import { meshGrid, memberLabel } from "/grid.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const ROOM_RE = /^[A-Za-z0-9_.-]{1,128}$/;
+/** `?mesh=1`: a group call (a mesh room of up to 8), shown as a grid of tiles. */
+const MESH = params.get("mesh") === "1";
 
 /** Exposed for tests and for curious developers (open the console). */
 const demo = (window.demo = { call: null, files: [], transfers: {}, errors: [] });
@@ -68,6 +71,7 @@ function setupLobby(badRoom) {
   if (badRoom) refuse(badRoom);
   $("generate").onclick = () => { $("room-input").value = randomRoom(); hint(HINT, false); $("room-input").focus(); };
   $("room-input").oninput = () => hint(HINT, false);
+  $("mesh-input").onchange = () => { $("name-row").hidden = !$("mesh-input").checked; };
   $("join-form").onsubmit = (e) => {
     e.preventDefault();
     const name = $("room-input").value.trim();
@@ -76,7 +80,9 @@ function setupLobby(badRoom) {
       $("room-input").focus();
       return;
     }
-    location.search = `?room=${encodeURIComponent(name)}`;
+    const group = $("mesh-input").checked;
+    const who = $("name-input").value.trim();
+    location.search = `?room=${encodeURIComponent(name)}` + (group ? "&mesh=1" : "") + (group && who ? `&name=${encodeURIComponent(who)}` : "");
   };
 }
 
@@ -98,8 +104,15 @@ function startCall(name) {
     // `?token=`: a room token, for servers that require one (`switchboard token` prints such
     // a link).
     token: params.get("token") || undefined,
+    mesh: MESH,
+    name: params.get("name") || undefined,
   });
   demo.call = call;
+  if (MESH) {
+    demo.grid = meshGrid(call, { stage: $("stage"), local: $("local") });
+    $("file-to").hidden = false;
+    $("messages-empty").textContent = "Messages go to everyone in the call; files to the person you pick.";
+  }
 
   call.on("state", ({ state }) => render(state));
   call.on("localstream", ({ stream }) => {
@@ -107,16 +120,34 @@ function startCall(name) {
     $("local-video").srcObject = stream.getTracks().length ? stream : null;
     showLocalMedia();
   });
-  call.on("remotestream", ({ stream }) => { $("remote-video").srcObject = stream; render(call.state); });
-  call.on("peerjoined", () => { peerLeft = false; systemMessage("Someone joined the call."); });
-  call.on("peerleft", () => {
+  call.on("remotestream", ({ stream }) => { if (!MESH) $("remote-video").srcObject = stream; render(call.state); });
+  call.on("peerjoined", ({ peerId }) => {
+    peerLeft = false;
+    // In a group call the member is named once it has said its name (when connected).
+    if (MESH) fileTargets();
+    else systemMessage("Someone joined the call.");
+  });
+  call.on("peerleft", ({ peerId }) => {
+    if (MESH) {
+      systemMessage(`${demo.names?.[peerId] || memberLabel(call, peerId)} left the call.`);
+      fileTargets();
+      render(call.state);
+      return;
+    }
     peerLeft = true;
     $("peer-badges").replaceChildren();
     $("remote-off").hidden = true;
     systemMessage("The other person left the call.");
     render(call.state);
   });
-  call.on("peermedia", ({ mic, camera }) => {
+  call.on("peermedia", ({ peerId, mic, camera, name }) => {
+    if (MESH) {
+      const names = (demo.names ||= {});
+      if (!(peerId in names)) systemMessage(`${name || memberLabel(call, peerId)} is in the call.`);
+      names[peerId] = name || memberLabel(call, peerId);
+      fileTargets();
+      return;
+    }
     const badges = [];
     if (!mic) badges.push(badge("🔇 Muted", "peer-muted"));
     if (!camera) badges.push(badge("Camera off", "peer-camera-off"));
@@ -124,8 +155,8 @@ function startCall(name) {
     // Their last frame would stay frozen on the video: show a placeholder instead.
     $("remote-off").hidden = camera;
   });
-  call.on("message", ({ data }) => {
-    if (typeof data === "string") chatMessage(data, "them");
+  call.on("message", ({ data, peerId }) => {
+    if (typeof data === "string") chatMessage(data, "them", MESH ? memberLabel(call, peerId) : null);
     else systemMessage(`Received ${data.byteLength} bytes of binary data.`);
   });
   call.on("fileprogress", (p) => transferProgress(p));
@@ -180,7 +211,7 @@ function startCall(name) {
       chatMessage(text, "me");
       $("chat-input").value = "";
     } catch {
-      showBanner("Messages can be sent once the other person is connected.", false);
+      showBanner(MESH ? "Messages can be sent once someone is connected." : "Messages can be sent once the other person is connected.", false);
     }
   };
   $("file-input").onchange = async () => {
@@ -188,8 +219,9 @@ function startCall(name) {
     $("file-input").value = "";
     if (!file) return;
     try {
-      await call.sendFile(file);
-      systemMessage(`Sent “${file.name}”.`);
+      const peerId = MESH ? $("file-to").value : undefined;
+      await call.sendFile(file, { peerId });
+      systemMessage(MESH ? `Sent “${file.name}” to ${memberLabel(call, peerId)}.` : `Sent “${file.name}”.`);
     } catch (e) {
       showBanner(e.message || "The file could not be sent.", true);
     }
@@ -235,14 +267,19 @@ function render(state) {
   switch (state) {
     case "connecting": text = "Connecting to the server…"; break;
     case "waiting":
-      text = peerLeft ? "The other person left the call." : "Waiting for someone to join…";
+      text = peerLeft ? "The other person left the call." : MESH ? "Waiting for others to join…" : "Waiting for someone to join…";
       sub = `Share this link: ${location.href}`;
       still = peerLeft;
       break;
     case "calling": text = "Connecting to your peer…"; break;
     case "connected": break;
     case "reconnecting": text = "Reconnecting…"; sub = "The call continues if your network allows it."; break;
-    case "full": text = "This room is full."; sub = "Two people are already in it. Try another room name."; still = true; rejoin = true; break;
+    case "full":
+      text = MESH ? "This group call is full." : "This room is full.";
+      sub = MESH ? "It has as many people as a group call can hold. Try another room name." : "Two people are already in it. Try another room name.";
+      still = true;
+      rejoin = true;
+      break;
     case "closed":
       text = failure ? "Could not join the call." : "You left the call.";
       sub = failure || "";
@@ -251,7 +288,11 @@ function render(state) {
       break;
     default: text = "";
   }
-  if (state === "connected" || (state === "reconnecting" && hasVideo)) {
+  if (MESH && (state === "calling" || state === "connected" || (state === "reconnecting" && call.peers.length))) {
+    // The tiles say how each member's connection is doing.
+    $("stage-message").hidden = true;
+    if (state === "reconnecting") showBanner("Connection to the server lost. Reconnecting…", false);
+  } else if (state === "connected" || (state === "reconnecting" && hasVideo)) {
     $("stage-message").hidden = state === "connected";
     if (state === "reconnecting") { $("stage-message").hidden = true; showBanner("Connection to the server lost. Reconnecting… the call continues.", false); }
   } else {
@@ -271,9 +312,24 @@ function render(state) {
 async function updateStats() {
   const call = demo.call;
   if (!call || $("stats").hidden) return;
+  const fmt = (v, unit) => (v == null ? "–" : `${Math.round(v)} ${unit}`);
+  if (MESH) {
+    // One line per member; names are the members' own words: text, never HTML.
+    const lines = [];
+    for (const { peerId } of call.peers) {
+      const s = await call.stats(peerId);
+      const line = document.createElement("div");
+      const who = document.createElement("b");
+      who.textContent = memberLabel(call, peerId);
+      line.append(who, ` RTT ${fmt(s?.rttMs, "ms")} · ↓ ${fmt(s?.inKbps, "kbit/s")} · ${s?.localCandidateType || "–"}↔${s?.remoteCandidateType || "–"}`);
+      lines.push(line);
+    }
+    if (lines.length) $("stats").replaceChildren(...lines);
+    else $("stats").textContent = "No connection yet";
+    return;
+  }
   const s = await call.stats();
   if (!s) { $("stats").textContent = "No connection yet"; return; }
-  const fmt = (v, unit) => (v == null ? "–" : `${Math.round(v)} ${unit}`);
   $("stats").innerHTML =
     `RTT <b>${fmt(s.rttMs, "ms")}</b><br>` +
     `↓ <b>${fmt(s.inKbps, "kbit/s")}</b> · ↑ <b>${fmt(s.outKbps, "kbit/s")}</b><br>` +
@@ -289,10 +345,17 @@ function appendMessage(li) {
   li.scrollIntoView({ block: "end" });
 }
 
-function chatMessage(text, who) {
+function chatMessage(text, who, from = null) {
   const li = document.createElement("li");
   li.className = `msg ${who}`;
-  li.textContent = text;
+  if (from) {
+    const name = document.createElement("span");
+    name.className = "from";
+    name.textContent = from;
+    li.append(name, document.createTextNode(text));
+  } else {
+    li.textContent = text;
+  }
   appendMessage(li);
 }
 
@@ -319,6 +382,20 @@ function transferProgress({ id, name, size, bytes, direction }) {
   t.el.querySelector("progress").value = pct;
   t.el.querySelector(".pct").textContent = `${pct}%`;
   if (pct >= 100) setTimeout(() => t.el.remove(), 1500);
+}
+
+/** The group call's "send files to" choice: every member, by name. */
+function fileTargets() {
+  const call = demo.call;
+  const select = $("file-to");
+  const chosen = select.value;
+  select.replaceChildren(...call.peers.map(({ peerId }) => {
+    const o = document.createElement("option");
+    o.value = peerId;
+    o.textContent = memberLabel(call, peerId);
+    return o;
+  }));
+  if (call.peers.some((p) => p.peerId === chosen)) select.value = chosen;
 }
 
 function fileReceived({ name, size, blob }) {

@@ -291,7 +291,9 @@ export class PeerLink {
   sendMediaState() {
     const call = this.call;
     if (!call._joined || !this.connected) return;
-    this._signal({ command: "peerMessageCommand", definition: CONTROL, data: { mic: call.micEnabled, camera: call.cameraEnabled || !!call.screenTrack } });
+    const data = { mic: call.micEnabled, camera: call.cameraEnabled || !!call.screenTrack };
+    if (call.name) data.name = call.name;
+    this._signal({ command: "peerMessageCommand", definition: CONTROL, data });
   }
 
   /** The video sender of this connection, if any. */

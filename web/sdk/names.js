@@ -35,6 +35,21 @@ export function safeFileName(name) {
 }
 
 /**
+ * A member's display name as announced by the member itself (untrusted), made safe to show:
+ * no control or bidirectional characters, spaces collapsed, at most 40 characters; null if
+ * nothing is left. Show it as text (textContent), never as HTML.
+ */
+export function safeDisplayName(name) {
+  if (typeof name !== "string") return null;
+  const clean = name
+    .slice(0, 200)
+    .replace(/[\u0000-\u001f\u007f-\u009f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]/g, "")
+    .replace(/\s+/g, " ")
+    .trim();
+  return clean ? Array.from(clean).slice(0, 40).join("") : null;
+}
+
+/**
  * A random room name such as "calm-river-k3jx9q2m8w4t7bzc6d0a": two words to read it out,
  * then 96 random bits (20 base-32 characters), so nobody finds the room by guessing. Until
  * rooms need tokens, a room is only as private as its name.

@@ -70,6 +70,11 @@ export interface SwitchboardOptions {
    * Default false (a 1:1 call, compatible with Ant Media's SDKs).
    */
   mesh?: boolean;
+  /**
+   * A display name the other members see (with the microphone and camera state); made safe
+   * with `safeDisplayName` on both sides. Default none.
+   */
+  name?: string;
   /** Log protocol events to the console. */
   debug?: boolean;
 }
@@ -98,6 +103,8 @@ export type PeerState = "connecting" | "connected" | "reconnecting";
 export interface Peer {
   peerId: PeerId;
   state: PeerState;
+  /** The name the member announced (see `safeDisplayName`); null until it has. */
+  name: string | null;
   /** What the member announced of its microphone and camera; null until it has. */
   mic: boolean | null;
   camera: boolean | null;
@@ -114,7 +121,7 @@ export interface SwitchboardEvents {
   peerjoined: { peerId: PeerId };
   peerleft: { peerId: PeerId };
   peerstate: { state: PeerState; peerId: PeerId };
-  peermedia: { mic: boolean; camera: boolean; peerId: PeerId };
+  peermedia: { mic: boolean; camera: boolean; name: string | null; peerId: PeerId };
   channelopen: { peerId: PeerId };
   message: { data: string | ArrayBuffer; peerId: PeerId };
   fileprogress: FileProgress & { peerId: PeerId };
@@ -187,5 +194,7 @@ export declare class Switchboard {
 export declare function defaultUrl(app?: string): string;
 /** A received file's name, safe to show and save: last path component, no control or bidirectional characters, no leading dots, ≤ 128 characters. */
 export declare function safeFileName(name: unknown): string;
+/** A member's announced display name, safe to show as text: no control or bidirectional characters, ≤ 40 characters; null if empty or not a string. */
+export declare function safeDisplayName(name: unknown): string | null;
 /** A random room name such as "calm-river-k3jx9q2m8w4t7bzc6d0a": two words and 96 random bits. */
 export declare function randomRoom(): string;

@@ -15,10 +15,10 @@
 // /sdk/switchboard.js is all a page needs.
 
 import { ERROR_MESSAGES, SwitchboardError } from "./errors.js";
-import { defaultUrl, randomRoom, safeFileName } from "./names.js";
+import { defaultUrl, randomRoom, safeDisplayName, safeFileName } from "./names.js";
 import { CONTROL, PeerLink } from "./link.js";
 
-export { ERROR_MESSAGES, SwitchboardError, defaultUrl, randomRoom, safeFileName };
+export { ERROR_MESSAGES, SwitchboardError, defaultUrl, randomRoom, safeDisplayName, safeFileName };
 
 const PING_MS = 3000;
 const ICE_CONFIG_WAIT_MS = 2000;
@@ -71,6 +71,8 @@ export class Switchboard {
     // Mesh room (a group call): one link per other member, keyed by its peerId; a 1:1 call
     // has one link, keyed by null.
     this.mesh = !!options.mesh;
+    /** The display name told to the other members with the microphone and camera state. */
+    this.name = safeDisplayName(options.name);
     /** This page's id in a mesh room (given by the server on each join), else null. */
     this.peerId = null;
     this._links = new Map();
@@ -347,7 +349,7 @@ export class Switchboard {
       case "peerMessageCommand": {
         const peerId = this.mesh ? (msg.peerId == null ? null : String(msg.peerId)) : null;
         if (msg.definition === CONTROL && msg.data && typeof msg.data === "object") {
-          const media = { mic: !!msg.data.mic, camera: !!msg.data.camera };
+          const media = { mic: !!msg.data.mic, camera: !!msg.data.camera, name: safeDisplayName(msg.data.name) };
           const link = this._links.get(peerId);
           if (link) link.media = media;
           this._emit("peermedia", { ...media, peerId });
@@ -605,7 +607,7 @@ export class Switchboard {
 
   /** The members of a mesh room (or the one peer of a 1:1 call) and their connections. */
   get peers() {
-    return [...this._links.values()].map((l) => ({ peerId: l.peerId, state: l.state, mic: l.media?.mic ?? null, camera: l.media?.camera ?? null, stream: l.remoteStream }));
+    return [...this._links.values()].map((l) => ({ peerId: l.peerId, state: l.state, name: l.media?.name ?? null, mic: l.media?.mic ?? null, camera: l.media?.camera ?? null, stream: l.remoteStream }));
   }
 
   /** The remote stream of a 1:1 call (in a mesh room, see `peers` or `remotestream`). */

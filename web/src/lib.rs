@@ -49,6 +49,7 @@ const fn asset(
 pub const ASSETS: &[Asset] = &[
     asset("/", HTML, Kind::Page, include_str!("../demo/index.html")),
     asset("/app.js", JS, Kind::Asset, include_str!("../demo/app.js")),
+    asset("/grid.js", JS, Kind::Asset, include_str!("../demo/grid.js")),
     asset(
         "/style.css",
         CSS,
@@ -79,7 +80,12 @@ pub const ASSETS: &[Asset] = &[
         Kind::Sdk,
         include_str!("../sdk/files.js"),
     ),
-    asset("/sdk/link.js", JS, Kind::Sdk, include_str!("../sdk/link.js")),
+    asset(
+        "/sdk/link.js",
+        JS,
+        Kind::Sdk,
+        include_str!("../sdk/link.js"),
+    ),
     asset(
         "/sdk/stats.js",
         JS,
@@ -110,7 +116,7 @@ mod tests {
             .filter(|a| a.kind != Kind::Sdk)
             .map(|a| a.body)
             .collect();
-        for path in ["/app.js", "/style.css", "/sdk/switchboard.js"] {
+        for path in ["/app.js", "/grid.js", "/style.css", "/sdk/switchboard.js"] {
             assert!(demo.contains(path), "the demo never loads {path}");
         }
     }
