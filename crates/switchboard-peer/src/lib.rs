@@ -49,11 +49,13 @@
 //! logged and ignored, and str0m errors end the session with [`PeerError::Rtc`].
 
 mod media;
+mod mesh;
 mod session;
 
 pub use media::{
     AudioSource, MediaConfig, PATTERN_FPS, PATTERN_HEIGHT, PATTERN_WIDTH, Track, VideoSource,
 };
+pub use mesh::{MAX_MEMBERS, MeshEvent, MeshPeer};
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -386,26 +388,7 @@ impl Peer {
     /// The WebSocket cannot be opened, or no local UDP socket can be bound.
     pub async fn connect(config: PeerConfig) -> Result<(Peer, Driver), PeerError> {
         // Media files first: a bad file is an error before anything touches the network.
-        let (src_tx, src_rx) = mpsc::channel(media::SOURCE_QUEUE);
-        let sources = Sources::open(&config.media, &src_tx).map_err(PeerError::Media)?;
-        drop(src_tx);
-        let create = |path: &Path, what: &str| {
-            PeerError::Media(format!("cannot create {what} {}", path.display()))
-        };
-        let rec_video = match &config.media.record_video {
-            Some(p) => Some((
-                IvfWriter::create(p).map_err(|_| create(p, "IVF file"))?,
-                p.clone(),
-            )),
-            None => None,
-        };
-        let rec_audio = match &config.media.record_audio {
-            Some(p) => Some((
-                OggWriter::create(p).map_err(|_| create(p, "Ogg file"))?,
-                p.clone(),
-            )),
-            None => None,
-        };
+        let media = OpenMedia::open(&config.media)?;
         let (ws, _) = tokio::time::timeout(
             CONNECT_TIMEOUT,
             tokio_tungstenite::connect_async(&config.url),
@@ -419,7 +402,32 @@ impl Peer {
             ))
         })?
         .map_err(|e| PeerError::Signaling(connect_error(&config.url, &e)))?;
+        Self::start(config, media, Some(ws), None).await
+    }
+
+    /// The session of one member of a mesh room, signaling through the mesh driver.
+    pub(crate) async fn member(
+        config: PeerConfig,
+        link: session::MemberLink,
+    ) -> Result<(Peer, Driver), PeerError> {
+        let media = OpenMedia::open(&config.media)?;
+        Self::start(config, media, None, Some(link)).await
+    }
+
+    async fn start(
+        config: PeerConfig,
+        media: OpenMedia,
+        ws: Option<session::Ws>,
+        member: Option<session::MemberLink>,
+    ) -> Result<(Peer, Driver), PeerError> {
+        let OpenMedia {
+            sources,
+            src_rx,
+            rec_video,
+            rec_audio,
+        } = media;
         let sockets = bind_host_sockets().await?;
+
         let addrs = sockets
             .iter()
             .map(|s| s.local_addr())
@@ -441,13 +449,14 @@ impl Peer {
             stats: Stats::default(),
             stats_interval: config.stats_interval,
             signaling: session::SignalingState {
-                ws: Some(ws),
+                ws,
                 url: config.url,
                 backoff: RECONNECT_MIN,
                 reconnect_at: None,
                 lost_at: None,
                 reconnect_budget: config.reconnect_budget,
                 joined_sent: false,
+                member,
             },
             net: session::NetState {
                 addrs,
@@ -551,6 +560,45 @@ impl Peer {
     /// Leaves the room and ends the session.
     pub async fn hangup(&self) {
         let _ = self.commands.send(Command::Hangup).await;
+    }
+}
+
+/// A session's media, opened before anything touches the network: sources and recordings.
+struct OpenMedia {
+    sources: Sources,
+    src_rx: mpsc::Receiver<SourceMsg>,
+    rec_video: Option<(IvfWriter, PathBuf)>,
+    rec_audio: Option<(OggWriter, PathBuf)>,
+}
+
+impl OpenMedia {
+    fn open(config: &MediaConfig) -> Result<OpenMedia, PeerError> {
+        let (src_tx, src_rx) = mpsc::channel(media::SOURCE_QUEUE);
+        let sources = Sources::open(config, &src_tx).map_err(PeerError::Media)?;
+        drop(src_tx);
+        let create = |path: &Path, what: &str| {
+            PeerError::Media(format!("cannot create {what} {}", path.display()))
+        };
+        let rec_video = match &config.record_video {
+            Some(p) => Some((
+                IvfWriter::create(p).map_err(|_| create(p, "IVF file"))?,
+                p.clone(),
+            )),
+            None => None,
+        };
+        let rec_audio = match &config.record_audio {
+            Some(p) => Some((
+                OggWriter::create(p).map_err(|_| create(p, "Ogg file"))?,
+                p.clone(),
+            )),
+            None => None,
+        };
+        Ok(OpenMedia {
+            sources,
+            src_rx,
+            rec_video,
+            rec_audio,
+        })
     }
 }
 

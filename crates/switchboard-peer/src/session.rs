@@ -12,7 +12,7 @@ pub(crate) use files::sha256_file;
 use net::*;
 pub(crate) use net::{Sock, bind_host_sockets};
 use signaling::*;
-pub(crate) use signaling::{Ws, connect_error};
+pub(crate) use signaling::{Ws, connect_error, refusal};
 
 use super::*;
 
@@ -54,7 +54,23 @@ pub(crate) struct SignalingState {
     pub(crate) lost_at: Option<Instant>,
     /// [`PeerConfig::reconnect_budget`].
     pub(crate) reconnect_budget: Duration,
+    /// Sent `join` (a member of a mesh room: ready for its member's frames).
     pub(crate) joined_sent: bool,
+    /// In a mesh room, this session is the connection to one member: its frames come from
+    /// and go to the mesh driver, which owns the socket ([`crate::mesh`]).
+    pub(crate) member: Option<MemberLink>,
+}
+
+/// A mesh member's session's signaling: through the mesh driver, addressed to one member.
+pub(crate) struct MemberLink {
+    /// The member's id.
+    pub(crate) peer_id: String,
+    /// Frames for the signaling socket (the driver writes them).
+    pub(crate) to_room: mpsc::Sender<String>,
+    /// The member's frames (its relays and `start`); closed when it leaves.
+    pub(crate) from_room: mpsc::Receiver<String>,
+    /// The ICE servers the driver was given.
+    pub(crate) servers: Vec<IceServer>,
 }
 
 /// Host UDP sockets and their reader tasks.
@@ -196,6 +212,15 @@ impl Session {
     pub(crate) async fn run(mut self) -> Result<(), PeerError> {
         if self.ice == IcePolicy::HostOnly {
             self.send_join().await?;
+        } else if let Some(m) = &self.signaling.member {
+            // A mesh member gathers with the ICE servers the driver was given, then takes
+            // its member's frames.
+            let servers = m.servers.clone();
+            self.start_turn(&servers).await;
+            self.start_stun(&servers).await;
+            if self.gather.turn.is_none() {
+                self.send_join().await?;
+            }
         } else {
             self.signal(Request::GetIceServerConfig).await?;
         }
@@ -243,6 +268,18 @@ impl Session {
                     Some(Ok(Message::Close(_))) | None => self.signaling_lost("closed by the server").await,
                     Some(Ok(_)) => {}
                     Some(Err(e)) => self.signaling_lost(&e.to_string()).await,
+                },
+                frame = member_frame(&mut self.signaling.member, self.signaling.joined_sent) => match frame {
+                    Some(text) => {
+                        if let Err(e) = self.on_signal(&text).await {
+                            break Err(e);
+                        }
+                    }
+                    // The member left the room: this connection is over.
+                    None => {
+                        self.emit(PeerEvent::PeerLeft).await;
+                        break Ok(());
+                    }
                 },
                 () = tokio::time::sleep_until(reconnect_at.into()), if self.signaling.reconnect_at.is_some() => {
                     if let Err(e) = self.reconnect().await {

@@ -1,5 +1,7 @@
 //! `switchboard peer`: join a room as a native WebRTC peer (the `switchboard-peer` crate).
 
+mod mesh;
+
 use std::io::IsTerminal as _;
 use std::path::PathBuf;
 
@@ -71,6 +73,13 @@ pub(crate) struct PeerArgs {
     /// Print connection statistics (path, RTT, bytes, frames) to stderr every second.
     #[arg(long)]
     stats: bool,
+    /// Join a mesh room (a group call, docs/PROTOCOLS.md "Mesh rooms"): one connection per
+    /// member. Chat lines go to every member and arrive as `<member>: <text>`; --send goes
+    /// to each member once its connection opens; --record writes one file per member
+    /// (`call.ivf` → `call-<member>.ivf`). Runs until the end of stdin (--chat), --duration
+    /// or Ctrl-C.
+    #[arg(long)]
+    mesh: bool,
 }
 
 /// The media configuration of `--play`, `--record` and `--loop`.
@@ -232,7 +241,7 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
     }
     let media = media_config(&args)?;
     let sources = usize::from(media.video.is_some()) + usize::from(media.audio.is_some());
-    let (mut peer, driver) = Peer::connect(PeerConfig {
+    let config = PeerConfig {
         receive_dir: args.receive.clone(),
         max_file_size: args.max_file_size,
         ice: if args.relay_only {
@@ -245,9 +254,13 @@ pub(crate) async fn run(args: PeerArgs) -> anyhow::Result<()> {
         media,
         stats_interval: args.stats.then_some(std::time::Duration::from_secs(1)),
         ..PeerConfig::new(url.clone(), args.room.clone())
-    })
-    .await
-    .with_context(|| format!("joining {} at {url}", args.room))?;
+    };
+    if args.mesh {
+        return mesh::run(&args, config).await;
+    }
+    let (mut peer, driver) = Peer::connect(config)
+        .await
+        .with_context(|| format!("joining {} at {url}", args.room))?;
     let mut driver = tokio::spawn(driver);
     let mut stdin = BufReader::new(tokio::io::stdin()).lines();
     let mut stdin_open = args.chat;

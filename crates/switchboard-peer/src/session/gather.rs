@@ -87,6 +87,7 @@ impl Session {
         let Some(mid) = self.gather.first_mid.clone() else {
             return Ok(());
         };
+        let to = self.member_id();
         for line in std::mem::take(&mut self.gather.trickle) {
             let room = self.room.clone();
             self.signal(Request::TakeCandidate {
@@ -94,6 +95,7 @@ impl Session {
                 label: 0,
                 id: &mid,
                 candidate: &line,
+                peer_id: to.as_deref(),
             })
             .await?;
         }

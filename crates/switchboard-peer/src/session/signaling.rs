@@ -58,12 +58,40 @@ pub(crate) async fn next_message(
     }
 }
 
+/// The next frame for a mesh member's session once it is ready; never resolves otherwise.
+/// `None`: the member left.
+pub(crate) async fn member_frame(member: &mut Option<MemberLink>, ready: bool) -> Option<String> {
+    match member {
+        Some(m) if ready => m.from_room.recv().await,
+        _ => std::future::pending().await,
+    }
+}
+
 impl Session {
+    /// The member this session is the connection to, in a mesh room.
+    pub(crate) fn member_id(&self) -> Option<String> {
+        self.signaling.member.as_ref().map(|m| m.peer_id.clone())
+    }
+
     /// Sends a signaling message. While the socket is down, messages are dropped: the
     /// peer-to-peer connection does not need them, and the room is joined afresh.
     /// Sends `request` to the server (dropped while signaling is down: the re-join after a
     /// reconnection starts over).
     pub(crate) async fn signal(&mut self, request: Request<'_>) -> Result<(), PeerError> {
+        if let Some(m) = &self.signaling.member {
+            // The driver joins, leaves, pings and asks for ICE servers for the whole room.
+            if !matches!(
+                request,
+                Request::TakeConfiguration { .. } | Request::TakeCandidate { .. }
+            ) {
+                return Ok(());
+            }
+            return m
+                .to_room
+                .send(request.encode())
+                .await
+                .map_err(|_| PeerError::Closed);
+        }
         let text = request.encode();
         let Some(ws) = self.signaling.ws.as_mut() else {
             tracing::debug!("signaling down; not sent: {text}");
@@ -133,7 +161,7 @@ impl Session {
             return Ok(());
         };
         match event {
-            Signal::Notification { definition } if definition == "joined" => {
+            Signal::Notification { definition, .. } if definition == "joined" => {
                 self.emit(PeerEvent::Joined).await;
             }
             Signal::IceServerConfig(config)
@@ -146,12 +174,12 @@ impl Session {
                     self.send_join().await?;
                 }
             }
-            Signal::Start {} if self.channel.is_some() => {
+            Signal::Start { .. } if self.channel.is_some() => {
                 // Re-joined after a signaling drop while the peer-to-peer connection is
                 // still up: keep it (the other side may renegotiate; offers are answered).
                 tracing::debug!("start with a live connection: keeping it");
             }
-            Signal::Start {} => {
+            Signal::Start { .. } => {
                 self.emit(PeerEvent::PeerJoined).await;
                 let room = self.room.clone();
                 let wants = [Track::Audio, Track::Video].map(|t| self.av.media.wants(t));
@@ -186,7 +214,7 @@ impl Session {
                 self.gather.first_mid = first_mid(&sdp);
                 self.take_configuration(SdpType::Offer, &sdp).await?;
             }
-            Signal::TakeConfiguration { kind, sdp } => match kind.as_str() {
+            Signal::TakeConfiguration { kind, sdp, .. } => match kind.as_str() {
                 "offer" => {
                     if self.rtc.is_none() {
                         self.emit(PeerEvent::PeerJoined).await;
@@ -225,7 +253,7 @@ impl Session {
                 }
                 _ => {}
             },
-            Signal::TakeCandidate { candidate } => {
+            Signal::TakeCandidate { candidate, .. } => {
                 let cand = candidate.strip_prefix("a=").unwrap_or(&candidate);
                 self.permit_candidates(cand);
                 if let (Some(rtc), Ok(c)) = (self.rtc.as_mut(), Candidate::from_sdp_string(cand)) {
@@ -260,10 +288,12 @@ impl Session {
         sdp: &str,
     ) -> Result<(), PeerError> {
         let room = self.room.clone();
+        let to = self.member_id();
         self.signal(Request::TakeConfiguration {
             stream_id: &room,
             kind,
             sdp,
+            peer_id: to.as_deref(),
         })
         .await
     }
@@ -277,6 +307,7 @@ impl Session {
             mode: "both",
             // A room token goes on the URL (`?token=`), which the server reads at connect.
             token: None,
+            mesh: false,
         })
         .await
     }

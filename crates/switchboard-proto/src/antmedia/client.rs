@@ -26,6 +26,9 @@ pub enum Request<'a> {
         /// A room token, when the server requires one.
         #[serde(skip_serializing_if = "Option::is_none")]
         token: Option<&'a str>,
+        /// Join as a member of a mesh room (Switchboard's extension; sent only when true).
+        #[serde(skip_serializing_if = "std::ops::Not::not")]
+        mesh: bool,
     },
     /// Leave a room.
     Leave {
@@ -43,6 +46,9 @@ pub enum Request<'a> {
         kind: SdpType,
         /// The SDP.
         sdp: &'a str,
+        /// In a mesh room: the member it is for.
+        #[serde(rename = "peerId", skip_serializing_if = "Option::is_none")]
+        peer_id: Option<&'a str>,
     },
     /// An ICE candidate for the other peer.
     TakeCandidate {
@@ -55,6 +61,9 @@ pub enum Request<'a> {
         id: &'a str,
         /// The candidate line (`candidate:...`).
         candidate: &'a str,
+        /// In a mesh room: the member it is for.
+        #[serde(rename = "peerId", skip_serializing_if = "Option::is_none")]
+        peer_id: Option<&'a str>,
     },
     /// Keep-alive; answered `pong`.
     Ping,
@@ -74,15 +83,26 @@ impl Request<'_> {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(tag = "command", rename_all = "camelCase")]
 pub enum Event {
-    /// `joined`, `leaved`, `server_will_stop`, ...
+    /// `joined`, `leaved`, `server_will_stop`, ...; in a mesh room also `peerJoined` and
+    /// `peerLeft`.
     Notification {
         /// What happened.
         definition: String,
+        /// Mesh rooms: this client's id (`joined`), or the member that came or went.
+        #[serde(default, rename = "peerId")]
+        peer_id: Option<String>,
+        /// Mesh rooms, `joined`: the members already there, in the order they joined.
+        #[serde(default)]
+        peers: Vec<String>,
     },
     /// The ICE servers to use.
     IceServerConfig(IceServerConfig),
-    /// This client makes the offer.
-    Start {},
+    /// This client makes the offer (in a mesh room: to the member `peer_id`).
+    Start {
+        /// Mesh rooms: the member to offer to.
+        #[serde(default, rename = "peerId")]
+        peer_id: Option<String>,
+    },
     /// The other peer's offer or answer.
     TakeConfiguration {
         /// `offer` or `answer`.
@@ -90,11 +110,17 @@ pub enum Event {
         kind: String,
         /// The SDP.
         sdp: String,
+        /// Mesh rooms: the member it is from (stamped by the server).
+        #[serde(default, rename = "peerId")]
+        peer_id: Option<String>,
     },
     /// One of the other peer's ICE candidates.
     TakeCandidate {
         /// The candidate line (`candidate:...`, or with an `a=` prefix).
         candidate: String,
+        /// Mesh rooms: the member it is from (stamped by the server).
+        #[serde(default, rename = "peerId")]
+        peer_id: Option<String>,
     },
     /// The other peer is gone.
     Stop {},
@@ -127,7 +153,10 @@ mod tests {
     use std::sync::Arc;
 
     use super::*;
-    use crate::antmedia::{ClientMessage, EmptyMap, Notification, ServerMessage, decode};
+    use crate::antmedia::{
+        ClientMessage, EmptyMap, MeshMessage, MeshNotification, MeshRelay, Notification, PeerId,
+        ServerMessage, decode,
+    };
     use crate::{ErrorCode, IceServer, Opaque, StreamId};
 
     /// Every request the client sends is what the server decodes.
@@ -141,21 +170,49 @@ mod tests {
                 multi_peer: false,
                 mode: "both",
                 token: Some("t.k.n"),
+                mesh: false,
             },
             Request::Leave { stream_id: room },
             Request::TakeConfiguration {
                 stream_id: room,
                 kind: SdpType::Offer,
                 sdp: "v=0\r\n",
+                peer_id: None,
             },
             Request::TakeCandidate {
                 stream_id: room,
                 label: 0,
                 id: "0",
                 candidate: "candidate:1 1 udp 1 127.0.0.1 9 typ host",
+                peer_id: None,
             },
             Request::Ping,
         ];
+        let mesh_join = Request::Join {
+            stream_id: room,
+            multi_peer: false,
+            mode: "both",
+            token: None,
+            mesh: true,
+        };
+        assert!(matches!(
+            decode(&mesh_join.encode()).unwrap(),
+            ClientMessage::Join { mesh: true, .. }
+        ));
+        let to_member = Request::TakeCandidate {
+            stream_id: room,
+            label: 0,
+            id: "0",
+            candidate: "candidate:1",
+            peer_id: Some("12"),
+        };
+        assert!(matches!(
+            decode(&to_member.encode()).unwrap(),
+            ClientMessage::TakeCandidate {
+                to: Some(PeerId(12)),
+                ..
+            }
+        ));
         for r in cases {
             let decoded = decode(&r.encode()).unwrap();
             let ok = match (&r, &decoded) {
@@ -194,13 +251,15 @@ mod tests {
                 },
                 Event::Notification {
                     definition: "joined".into(),
+                    peer_id: None,
+                    peers: Vec::new(),
                 },
             ),
             (
                 ServerMessage::Start {
                     stream_id: room.clone(),
                 },
-                Event::Start {},
+                Event::Start { peer_id: None },
             ),
             (
                 ServerMessage::TakeConfiguration {
@@ -212,6 +271,7 @@ mod tests {
                 Event::TakeConfiguration {
                     kind: "answer".into(),
                     sdp: "v=0\r\n".into(),
+                    peer_id: None,
                 },
             ),
             (
@@ -223,6 +283,7 @@ mod tests {
                 },
                 Event::TakeCandidate {
                     candidate: "candidate:1".into(),
+                    peer_id: None,
                 },
             ),
             (
@@ -260,6 +321,63 @@ mod tests {
             ),
         ];
         for (sent, read) in cases {
+            assert_eq!(Event::decode(&sent.encode()), Some(read), "{sent:?}");
+        }
+        // Mesh rooms: the roster, members coming and going, `start` and relays name a member.
+        let mesh = |m: MeshMessage| ServerMessage::Mesh(Box::new(m));
+        let mesh_cases = [
+            (
+                mesh(MeshMessage::Notification {
+                    definition: MeshNotification::Joined,
+                    stream_id: room.clone(),
+                    peer_id: PeerId(7),
+                    peers: Some(vec![PeerId(3), PeerId(5)]),
+                }),
+                Event::Notification {
+                    definition: "joined".into(),
+                    peer_id: Some("7".into()),
+                    peers: vec!["3".into(), "5".into()],
+                },
+            ),
+            (
+                mesh(MeshMessage::Notification {
+                    definition: MeshNotification::PeerLeft,
+                    stream_id: room.clone(),
+                    peer_id: PeerId(3),
+                    peers: None,
+                }),
+                Event::Notification {
+                    definition: "peerLeft".into(),
+                    peer_id: Some("3".into()),
+                    peers: Vec::new(),
+                },
+            ),
+            (
+                mesh(MeshMessage::Start {
+                    stream_id: room.clone(),
+                    peer_id: PeerId(9),
+                }),
+                Event::Start {
+                    peer_id: Some("9".into()),
+                },
+            ),
+            (
+                ServerMessage::MeshRelay(Box::new(MeshRelay {
+                    msg: ServerMessage::TakeCandidate {
+                        stream_id: room.clone(),
+                        label: None,
+                        id: None,
+                        candidate: opaque("candidate:2"),
+                    },
+                    peer_id: PeerId(5),
+                })),
+                Event::TakeCandidate {
+                    candidate: "candidate:2".into(),
+                    peer_id: Some("5".into()),
+                },
+            ),
+        ];
+        for (sent, read) in mesh_cases {
             assert_eq!(Event::decode(&sent.encode()), Some(read), "{sent:?}");
         }
         let servers = vec![IceServer::stun("stun:s:3478")];
