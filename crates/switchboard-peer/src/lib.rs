@@ -45,6 +45,9 @@
 //! # Ok(()) }
 //! ```
 //!
+//! Mesh rooms (group calls): [`MeshPeer`] keeps one such session per member under one
+//! signaling socket (see its module's docs).
+//!
 //! Nothing a remote peer or the server sends can panic the driver: malformed signaling is
 //! logged and ignored, and str0m errors end the session with [`PeerError::Rtc`].
 

@@ -82,6 +82,14 @@ enum MeshCommand {
 pub struct MeshPeer {
     commands: mpsc::Sender<MeshCommand>,
     events: mpsc::Receiver<MeshEvent>,
+    frames: Arc<Frames>,
+}
+
+/// Signaling frames this peer sent and received (for benchmarks).
+#[derive(Debug, Default)]
+struct Frames {
+    sent: AtomicU64,
+    received: AtomicU64,
 }
 
 impl std::fmt::Debug for MeshCommand {
@@ -125,7 +133,9 @@ impl MeshPeer {
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let (to_room_tx, to_room_rx) = mpsc::channel(MEMBER_QUEUE);
         let (member_ev_tx, member_ev_rx) = mpsc::channel(EVENT_QUEUE);
+        let frames = Arc::new(Frames::default());
         let driver = MeshDriver {
+            frames: Arc::clone(&frames),
             config,
             ws,
             events: ev_tx,
@@ -142,6 +152,7 @@ impl MeshPeer {
             MeshPeer {
                 commands: cmd_tx,
                 events: ev_rx,
+                frames,
             },
             Driver(Box::pin(driver.run())),
         ))
@@ -196,6 +207,15 @@ impl MeshPeer {
         .await
     }
 
+    /// Signaling frames sent and received so far: `(sent, received)`.
+    #[must_use]
+    pub fn signaling_frames(&self) -> (u64, u64) {
+        (
+            self.frames.sent.load(Relaxed),
+            self.frames.received.load(Relaxed),
+        )
+    }
+
     /// Leaves the room and ends the session (every member's connection closes).
     pub async fn hangup(&self) {
         let _ = self.commands.send(MeshCommand::Hangup).await;
@@ -214,6 +234,7 @@ struct Member {
 }
 
 struct MeshDriver {
+    frames: Arc<Frames>,
     config: PeerConfig,
     ws: Ws,
     events: mpsc::Sender<MeshEvent>,
@@ -252,7 +273,10 @@ impl MeshDriver {
         loop {
             tokio::select! {
                 msg = self.ws.next() => match msg {
-                    Some(Ok(Message::Text(text))) => self.on_frame(&text).await?,
+                    Some(Ok(Message::Text(text))) => {
+                        self.frames.received.fetch_add(1, Relaxed);
+                        self.on_frame(&text).await?;
+                    }
                     Some(Ok(Message::Close(_))) | None => {
                         return if hanging_up.is_some() {
                             Ok(())
@@ -264,6 +288,7 @@ impl MeshDriver {
                     Some(Err(e)) => return Err(PeerError::Signaling(e.to_string())),
                 },
                 Some(frame) = self.to_room_rx.recv() => {
+                    self.frames.sent.fetch_add(1, Relaxed);
                     self.ws
                         .send(Message::Text(frame.into()))
                         .await
@@ -328,6 +353,7 @@ impl MeshDriver {
     }
 
     async fn send(&mut self, request: &Request<'_>) -> Result<(), PeerError> {
+        self.frames.sent.fetch_add(1, Relaxed);
         self.ws
             .send(Message::Text(request.encode().into()))
             .await
@@ -384,16 +410,16 @@ impl MeshDriver {
             }
             Signal::Start {
                 peer_id: Some(peer),
-            } => self.to_member(peer, text, true).await?,
+            } => self.forward(peer, text, true).await?,
             Signal::TakeConfiguration {
                 peer_id: Some(peer),
                 kind,
                 ..
-            } => self.to_member(peer, text, kind == "offer").await?,
+            } => self.forward(peer, text, kind == "offer").await?,
             Signal::TakeCandidate {
                 peer_id: Some(peer),
                 ..
-            } => self.to_member(peer, text, false).await?,
+            } => self.forward(peer, text, false).await?,
             Signal::Error { definition, reason } => {
                 let refused = if definition == "NoSpaceForNewPeer" {
                     Some(format!(
@@ -420,7 +446,7 @@ impl MeshDriver {
     }
 
     /// Hands `text` to `peer`'s session, starting one when `create` (a `start` or an offer).
-    async fn to_member(&mut self, peer: String, text: &str, create: bool) -> Result<(), PeerError> {
+    async fn forward(&mut self, peer: String, text: &str, create: bool) -> Result<(), PeerError> {
         if !self.members.contains_key(&peer) {
             if !create {
                 tracing::debug!("a frame for {peer}, who has no connection: dropped");

@@ -11,7 +11,10 @@
 //! - `setup`: the second peer's join → data channel open on both sides, per run (a fresh
 //!   room and fresh peers each run);
 //! - `dc-rtt`: data-channel round trips (64-byte binary message, echoed), no media flowing;
-//! - `dc-throughput`: one-way data-channel throughput (64 KiB binary messages).
+//! - `dc-throughput`: one-way data-channel throughput (64 KiB binary messages);
+//! - `mesh-setup`: a mesh room of N native members (`--members 2,4,8`): the last member's
+//!   join → every pair's data channel open, and the signaling frames that took
+//!   ([`mesh_setup`]).
 //!
 //! `--via-turn` makes both peers relay-only (every packet crosses the TURN server twice).
 //! Output: a human-readable summary on stderr and one JSON line on stdout.
@@ -23,6 +26,8 @@ use clap::{Args, ValueEnum};
 use switchboard_peer::{IcePolicy, Peer, PeerConfig, PeerEvent};
 use tokio::task::JoinHandle;
 use tokio::time::timeout;
+
+mod mesh_setup;
 
 /// Flags of `switchboard bench`.
 #[derive(Debug, Args)]
@@ -46,6 +51,9 @@ pub(crate) struct BenchArgs {
     /// Round trips per run (`dc-rtt`).
     #[arg(long, default_value_t = 1000)]
     messages: usize,
+    /// Room sizes (`mesh-setup`), comma-separated.
+    #[arg(long, default_value = "2,4,8", value_delimiter = ',')]
+    members: Vec<usize>,
     /// MiB sent per run (`dc-throughput`).
     #[arg(long, default_value_t = 16)]
     mib: usize,
@@ -65,7 +73,9 @@ impl BenchArgs {
             Scenario::Rate => Some(L::Rate),
             Scenario::Idle => Some(L::Idle),
             Scenario::Churn => Some(L::Churn),
-            Scenario::Setup | Scenario::DcRtt | Scenario::DcThroughput => None,
+            Scenario::Setup | Scenario::DcRtt | Scenario::DcThroughput | Scenario::MeshSetup => {
+                None
+            }
         }
     }
 }
@@ -79,6 +89,8 @@ enum Scenario {
     DcRtt,
     /// Data-channel throughput.
     DcThroughput,
+    /// Mesh room of N members: last join → every pair open.
+    MeshSetup,
     /// Signaling relay throughput: pairs with a window of messages in flight.
     Relay,
     /// Signaling latency at a fixed offered rate.
@@ -131,6 +143,21 @@ pub(crate) async fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.scenario {
         // Load scenarios were run above.
         Scenario::Relay | Scenario::Rate | Scenario::Idle | Scenario::Churn => {}
+        Scenario::MeshSetup => {
+            let mut fields = serde_json::Map::new();
+            let mut human = Vec::new();
+            for &n in &args.members {
+                let m = mesh_setup::measure(&url, ice, n, args.runs).await?;
+                human.push(m.human(n, path));
+                fields.insert(n.to_string(), m.json());
+            }
+            report(
+                &args,
+                "mesh-setup",
+                human.join("\n"),
+                serde_json::Value::Object(fields),
+            );
+        }
         Scenario::Setup => {
             let mut ms = Vec::new();
             for run in 0..args.runs {
