@@ -24,6 +24,8 @@ const PING_MS = 3000;
 const ICE_CONFIG_WAIT_MS = 2000;
 const BACKOFF_MS = [500, 1000, 2000, 4000, 8000];
 const CONNECT_TIMEOUT_MS = 10000;
+/** Most members a mesh room's page connects to (the server allows at most 32 in a room). */
+const MAX_MESH_LINKS = 31;
 const PROBE_TIMEOUT_MS = 2000;
 
 /**
@@ -310,8 +312,7 @@ export class Switchboard {
           this._emit("joined", { room: this.room, peerId: this.peerId, peers: this.mesh ? [...this._links.keys()] : [] });
         } else if (msg.definition === "peerJoined" && this.mesh && msg.peerId != null && String(msg.peerId) !== this.peerId) {
           this._dropLink(msg.peerId); // a stale link under a reused id
-          this._linkFor(msg.peerId);
-          this._emit("peerjoined", { peerId: String(msg.peerId) });
+          if (this._linkFor(msg.peerId)) this._emit("peerjoined", { peerId: String(msg.peerId) });
         } else if (msg.definition === "peerLeft" && this.mesh && msg.peerId != null) {
           if (this._dropLink(msg.peerId)) this._emit("peerleft", { peerId: String(msg.peerId) });
           this._linkChanged();
@@ -426,11 +427,15 @@ export class Switchboard {
 
   // ---- peer connections ---------------------------------------------------------------
 
-  /** The link to `peerId` (mesh), or the one link of a 1:1 call (created on first use). */
+  /**
+   * The link to `peerId` (mesh), or the one link of a 1:1 call (created on first use); null
+   * when a mesh room would need more than MAX_MESH_LINKS (whatever a server says).
+   */
   _linkFor(peerId) {
     const key = this.mesh ? String(peerId) : null;
     let link = this._links.get(key);
     if (!link) {
+      if (this._links.size >= MAX_MESH_LINKS) return null;
       link = new PeerLink(this, key);
       this._links.set(key, link);
     }
@@ -489,8 +494,7 @@ export class Switchboard {
     }
     this.peerId = msg.peerId == null ? null : String(msg.peerId);
     for (const p of Array.isArray(msg.peers) ? msg.peers : []) {
-      if (p == null || String(p) === this.peerId) continue;
-      this._linkFor(p);
+      if (p == null || String(p) === this.peerId || !this._linkFor(p)) continue;
       this._emit("peerjoined", { peerId: String(p) });
     }
   }

@@ -138,3 +138,20 @@ test("mesh SDK: members joining at the same instant make one offer per pair (no 
     await Promise.all(pages.map((p) => p.context().close()));
   }
 });
+
+test("mesh SDK: the server restarts mid-call; every page re-joins (new ids) and every pair recovers", async () => {
+  const pages = [];
+  for (let i = 0; i < 3; i++) pages.push(await member("restart"));
+  await allPairsDecode(pages);
+  const port = sb.port;
+  assert.equal((await sb.stop()).code, 0);
+  for (const p of pages) await until(p, "reconnecting", () => window.call.state === "reconnecting");
+  sb = await startSwitchboard([], port);
+  // Each page re-joins (the new server gives new ids) and the pairs are negotiated afresh.
+  for (const p of pages) {
+    await until(p, "re-joined, two members", () => window.call.peers.length === 2 && window.seen.left.length >= 2, null, 30000);
+  }
+  assert.equal(new Set(await Promise.all(pages.map(idOf))).size, 3);
+  await allPairsDecode(pages);
+  await Promise.all(pages.map((p) => p.context().close()));
+});
