@@ -71,6 +71,8 @@ test("webhooks: a call's events arrive signed and in order; forged or stale ones
   await b.evaluate(() => window.adaptor.join("call"));
   await until(b, "B joined", () => window.events.includes("joined"));
   await a.evaluate(() => window.adaptor.leave("call"));
+  // A's leave is on the server before B's page closes (two sockets: no order otherwise).
+  await until(a, "A leaved", () => window.events.includes("leaved"));
   await b.context().close();
   const events = await waitEvents(receiver, 6);
   const room = { dialect: "antmedia", app: APP, room: "call" };
