@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { mkdirSync } from "node:fs";
 import { startSwitchboard, launch, open, until, repo } from "./lib/harness.mjs";
-import { rawSocket } from "./lib/peerjs.mjs";
+import { rawMeshMembers } from "./lib/peerjs.mjs";
 
 const DESKTOP = { width: 1280, height: 720 };
 const PHONE = { width: 390, height: 844 };
@@ -114,13 +114,7 @@ test("demo group call: two, then four people see each other's named tiles; chat 
 
   // Four more members (raw WebSockets) make eight tiles; they never answer, so their tiles
   // say they are connecting.
-  const raw = [];
-  for (let i = 0; i < 4; i++) {
-    const s = await rawSocket(sb.ws("WebRTCAppEE"));
-    s.send({ command: "join", streamId: "gc", mesh: true });
-    await s.next((m) => m.definition === "joined");
-    raw.push(s);
-  }
+  const raw = await rawMeshMembers(sb.ws("WebRTCAppEE"), "gc", 4);
   await checkGrid(pages[0], "8-desktop", 8);
   assert.equal((await tilesOf(pages[0])).filter((t) => t.state === "connecting").length, 4);
   await checkGrid(pages[1], "8-phone", 8);

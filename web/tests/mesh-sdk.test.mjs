@@ -9,7 +9,7 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { startSwitchboard, startStatic, launch, open, until, repo } from "./lib/harness.mjs";
-import { rawSocket } from "./lib/peerjs.mjs";
+import { rawMeshMembers } from "./lib/peerjs.mjs";
 
 let sb, web, browser;
 
@@ -104,13 +104,7 @@ test("mesh SDK: four pages, every pair decodes; chat to all, a file to one; leav
   await allPairsDecode(again);
 
   // Four more members fill the room to eight; the ninth is refused.
-  const raw = [];
-  for (let i = 0; i < 4; i++) {
-    const s = await rawSocket(sb.ws("GroupApp"));
-    s.send({ command: "join", streamId: "family", mesh: true });
-    await s.next((m) => m.definition === "joined");
-    raw.push(s);
-  }
+  const raw = await rawMeshMembers(sb.ws("GroupApp"), "family", 4);
   const ninth = await open(browser, pageUrl("family"));
   await until(ninth, "refused", () => window.call.state === "full" && window.seen.errors.includes("room_full"));
   // The eight members never heard of it.

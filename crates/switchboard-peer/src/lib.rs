@@ -392,19 +392,7 @@ impl Peer {
     pub async fn connect(config: PeerConfig) -> Result<(Peer, Driver), PeerError> {
         // Media files first: a bad file is an error before anything touches the network.
         let media = OpenMedia::open(&config.media)?;
-        let (ws, _) = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::connect_async(&config.url),
-        )
-        .await
-        .map_err(|_| {
-            PeerError::Signaling(format!(
-                "cannot reach {}: no answer within {} s",
-                config.url,
-                CONNECT_TIMEOUT.as_secs()
-            ))
-        })?
-        .map_err(|e| PeerError::Signaling(connect_error(&config.url, &e)))?;
+        let ws = open_signaling(&config.url).await?;
         Self::start(config, media, Some(ws), None).await
     }
 
@@ -608,4 +596,4 @@ impl OpenMedia {
 /// Space kept free on the receiving disk: a file that would leave less is refused.
 pub const DISK_RESERVE: u64 = 64 << 20;
 
-use session::{Session, bind_host_sockets, connect_error, sha256_file};
+use session::{Session, bind_host_sockets, open_signaling, sha256_file};

@@ -116,19 +116,7 @@ impl MeshPeer {
             record_audio: None,
             ..config.media.clone()
         })?);
-        let (ws, _) = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio_tungstenite::connect_async(&config.url),
-        )
-        .await
-        .map_err(|_| {
-            PeerError::Signaling(format!(
-                "cannot reach {}: no answer within {} s",
-                config.url,
-                CONNECT_TIMEOUT.as_secs()
-            ))
-        })?
-        .map_err(|e| PeerError::Signaling(connect_error(&config.url, &e)))?;
+        let ws = open_signaling(&config.url).await?;
         let (cmd_tx, cmd_rx) = mpsc::channel(64);
         let (ev_tx, ev_rx) = mpsc::channel(EVENT_QUEUE);
         let (to_room_tx, to_room_rx) = mpsc::channel(MEMBER_QUEUE);

@@ -12,7 +12,7 @@ pub(crate) use files::sha256_file;
 use net::*;
 pub(crate) use net::{Sock, bind_host_sockets};
 use signaling::*;
-pub(crate) use signaling::{Ws, connect_error, refusal};
+pub(crate) use signaling::{Ws, open_signaling, refusal};
 
 use super::*;
 

@@ -7,6 +7,19 @@ export async function pjRaw(port, query) {
   return rawSocket(`ws://127.0.0.1:${port}/peerjs/peerjs?${query}`);
 }
 
+/** `n` raw members of the mesh room `room` at the Ant Media WebSocket `url`, joined (they
+ * never answer: a page's connections to them stay "connecting"). */
+export async function rawMeshMembers(url, room, n) {
+  const members = [];
+  for (let i = 0; i < n; i++) {
+    const s = await rawSocket(url);
+    s.send({ command: "join", streamId: room, mesh: true });
+    await s.next((m) => m.definition === "joined");
+    members.push(s);
+  }
+  return members;
+}
+
 /** A raw WebSocket to `url` whose JSON text frames are collected: `next` takes the first that
  * matches (waiting up to `ms`), `closed` resolves with the close code. */
 export async function rawSocket(url) {

@@ -27,6 +27,20 @@ pub(crate) fn connect_error(url: &str, e: &tokio_tungstenite::tungstenite::Error
     }
 }
 
+/// Opens the signaling WebSocket to `url`, within [`CONNECT_TIMEOUT`].
+pub(crate) async fn open_signaling(url: &str) -> Result<Ws, PeerError> {
+    let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url))
+        .await
+        .map_err(|_| {
+            PeerError::Signaling(format!(
+                "cannot reach {url}: no answer within {} s",
+                CONNECT_TIMEOUT.as_secs()
+            ))
+        })?
+        .map_err(|e| PeerError::Signaling(connect_error(url, &e)))?;
+    Ok(ws)
+}
+
 /// The sentence for a server error that makes joining `room` impossible (the session ends).
 pub(crate) fn refusal(definition: &str, reason: Option<&str>, room: &str) -> Option<String> {
     match definition {
