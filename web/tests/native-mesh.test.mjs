@@ -42,7 +42,7 @@ test("native peer in a mesh room with two SDK pages: chat both ways, files, medi
   const aId = await a.evaluate(() => window.call.peerId);
 
   const proc = spawn(switchboardBin(), ["peer", "--server", `127.0.0.1:${sb.port}`, "--room", "trio", "--mesh", "--chat",
-    "--no-turn", "--play", "testsrc", "--record", join(dir, "rec.ivf"), "--receive", inbox, "--send", gift], { stdio: ["pipe", "pipe", "pipe"] });
+    "--no-turn", "--stats", "--play", "testsrc", "--record", join(dir, "rec.ivf"), "--receive", inbox, "--send", gift], { stdio: ["pipe", "pipe", "pipe"] });
   const out = [], err = [];
   createInterface({ input: proc.stdout }).on("line", (l) => out.push(l));
   createInterface({ input: proc.stderr }).on("line", (l) => err.push(l));
@@ -86,6 +86,11 @@ test("native peer in a mesh room with two SDK pages: chat both ways, files, medi
     await waitFor(err, (l) => l.startsWith(`received note.txt from ${aId}`), "a's file");
     assert.equal(readFileSync(join(inbox, "note.txt"), "utf8"), "only for native");
     assert.deepEqual(await b.evaluate(() => window.seen.files.filter((f) => f.name === "note.txt")), []);
+
+    // The native peer records each page's camera: wait (its --stats lines) until it has
+    // received enough of b's video, b being the one about to leave.
+    const videoFrom = (id) => Math.max(0, ...err.map((l) => l.match(new RegExp(`^${id} stats: .* video \\d+ sent/(\\d+) received`))).filter(Boolean).map((m) => Number(m[1])));
+    for (const id of [aId, bId]) await waitFor(err, () => videoFrom(id) > 30, `30 video frames from ${id}`);
 
     // b leaves: the native peer says so and keeps its call with a.
     await b.evaluate(() => window.call.hangup());

@@ -256,7 +256,9 @@ impl MeshDriver {
             self.send(&Request::GetIceServerConfig).await?;
         }
         let join_by = tokio::time::Instant::now() + ICE_CONFIG_WAIT;
-        let mut ping = tokio::time::interval(PING_EVERY);
+        // The first keep-alive one period after connecting (an interval's first tick is immediate).
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let mut hanging_up: Option<tokio::time::Instant> = None;
         loop {
             tokio::select! {

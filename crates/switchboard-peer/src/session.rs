@@ -229,7 +229,9 @@ impl Session {
         for i in 0..self.net.sockets.len() {
             self.spawn_reader(i);
         }
-        let mut ping = tokio::time::interval(PING_EVERY);
+        // The first keep-alive one period after connecting (an interval's first tick is immediate).
+        let mut ping =
+            tokio::time::interval_at(tokio::time::Instant::now() + PING_EVERY, PING_EVERY);
         let result = loop {
             let deadline = match self.drain().await {
                 Ok(d) => d,

@@ -27,9 +27,18 @@ pub(crate) fn connect_error(url: &str, e: &tokio_tungstenite::tungstenite::Error
     }
 }
 
+/// Connects a WebSocket to `url` with Nagle's algorithm off: signaling sends small frames in
+/// bursts (a mesh member answers several offers at once), and with Nagle on, the second frame
+/// of a burst waits for the peer's delayed ACK (40 ms on Linux).
+async fn connect(url: &str) -> Result<Ws, tokio_tungstenite::tungstenite::Error> {
+    tokio_tungstenite::connect_async_with_config(url, None, true)
+        .await
+        .map(|(ws, _)| ws)
+}
+
 /// Opens the signaling WebSocket to `url`, within [`CONNECT_TIMEOUT`].
 pub(crate) async fn open_signaling(url: &str) -> Result<Ws, PeerError> {
-    let (ws, _) = tokio::time::timeout(CONNECT_TIMEOUT, tokio_tungstenite::connect_async(url))
+    let ws = tokio::time::timeout(CONNECT_TIMEOUT, connect(url))
         .await
         .map_err(|_| {
             PeerError::Signaling(format!(
@@ -128,13 +137,10 @@ impl Session {
 
     /// One reconnection attempt; an error once [`RECONNECT_BUDGET`] is spent.
     pub(crate) async fn reconnect(&mut self) -> Result<(), PeerError> {
-        let attempt = tokio::time::timeout(
-            Duration::from_secs(3),
-            tokio_tungstenite::connect_async(&self.signaling.url),
-        )
-        .await;
+        let attempt =
+            tokio::time::timeout(Duration::from_secs(3), connect(&self.signaling.url)).await;
         match attempt {
-            Ok(Ok((ws, _))) => {
+            Ok(Ok(ws)) => {
                 self.signaling.ws = Some(ws);
                 self.signaling.reconnect_at = None;
                 self.signaling.lost_at = None;
