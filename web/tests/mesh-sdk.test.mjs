@@ -5,32 +5,19 @@
 // keep their calls; it joins again and every pair recovers; the ninth member of a full room
 // (default --max-mesh-peers 8) is refused with `room_full`. Members joining at the same
 // instant make one offer per pair (no glare).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { startSwitchboard, startStatic, launch, open, until, repo } from "./lib/harness.mjs";
+import { startSwitchboard, testPages, open, until } from "./lib/harness.mjs";
 import { rawMeshMembers } from "./lib/peerjs.mjs";
 
-let sb, web, browser;
-
-before(async () => {
-  sb = await startSwitchboard([]);
-  web = await startStatic({ "/pages/": join(repo, "web/tests/pages/") });
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await web?.close();
-  await sb?.stop();
-});
+const env = testPages([]);
 
 const pageUrl = (room, extra = "") =>
-  `${web.url}/pages/sdk-mesh.html?sdk=${encodeURIComponent(sb.url + "/sdk/switchboard.js")}&ws=${encodeURIComponent(sb.ws("GroupApp"))}&room=${room}${extra}`;
+  `${env.web.url}/pages/sdk-mesh.html?sdk=${encodeURIComponent(env.sb.url + "/sdk/switchboard.js")}&ws=${encodeURIComponent(env.sb.ws("GroupApp"))}&room=${room}${extra}`;
 
 /** A member page that has joined `room`. */
 async function member(room) {
-  const p = await open(browser, pageUrl(room));
+  const p = await open(env.browser, pageUrl(room));
   await until(p, "joined", () => window.call?.peerId != null);
   return p;
 }
@@ -104,8 +91,8 @@ test("mesh SDK: four pages, every pair decodes; chat to all, a file to one; leav
   await allPairsDecode(again);
 
   // Four more members fill the room to eight; the ninth is refused.
-  const raw = await rawMeshMembers(sb.ws("GroupApp"), "family", 4);
-  const ninth = await open(browser, pageUrl("family"));
+  const raw = await rawMeshMembers(env.sb.ws("GroupApp"), "family", 4);
+  const ninth = await open(env.browser, pageUrl("family"));
   await until(ninth, "refused", () => window.call.state === "full" && window.seen.errors.includes("room_full"));
   // The eight members never heard of it.
   for (const p of again) assert.equal(await p.evaluate(() => window.seen.errors.length), 0);
@@ -116,7 +103,7 @@ test("mesh SDK: four pages, every pair decodes; chat to all, a file to one; leav
 test("mesh SDK: members joining at the same instant make one offer per pair (no glare)", async () => {
   for (let round = 0; round < 3; round++) {
     const room = `glare-${round}`;
-    const pages = await Promise.all([0, 1, 2].map(() => open(browser, pageUrl(room, "&wait=1"))));
+    const pages = await Promise.all([0, 1, 2].map(() => open(env.browser, pageUrl(room, "&wait=1"))));
     await Promise.all(pages.map((p) => until(p, "loaded", () => window.ready)));
     await Promise.all(pages.map((p) => p.evaluate(() => window.call.join())));
     await allPairsDecode(pages);
@@ -137,10 +124,10 @@ test("mesh SDK: the server restarts mid-call; every page re-joins (new ids) and 
   const pages = [];
   for (let i = 0; i < 3; i++) pages.push(await member("restart"));
   await allPairsDecode(pages);
-  const port = sb.port;
-  assert.equal((await sb.stop()).code, 0);
+  const port = env.sb.port;
+  assert.equal((await env.sb.stop()).code, 0);
   for (const p of pages) await until(p, "reconnecting", () => window.call.state === "reconnecting");
-  sb = await startSwitchboard([], port);
+  env.sb = await startSwitchboard([], port);
   // Each page re-joins (the new server gives new ids) and the pairs are negotiated afresh.
   for (const p of pages) {
     await until(p, "re-joined, two members", () => window.call.peers.length === 2 && window.seen.left.length >= 2, null, 30000);

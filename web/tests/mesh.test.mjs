@@ -3,27 +3,14 @@
 // RTCPeerConnection per member). Every ordered pair decodes the other's video; one member
 // leaves and the two others keep their call; a newcomer joins and every pair is up again;
 // a member beyond --max-mesh-peers is refused.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { startSwitchboard, startStatic, launch, open, until, repo } from "./lib/harness.mjs";
+import { testPages, open, until } from "./lib/harness.mjs";
 
-let sb, web, browser;
-
-before(async () => {
-  sb = await startSwitchboard(["--max-mesh-peers", "3"]);
-  web = await startStatic({ "/pages/": join(repo, "web/tests/pages/") });
-  browser = await launch();
-});
-
-after(async () => {
-  await browser?.close();
-  await web?.close();
-  await sb?.stop();
-});
+const env = testPages(["--max-mesh-peers", "3"]);
 
 const page = async (room) => {
-  const p = await open(browser, `${web.url}/pages/mesh.html?ws=${encodeURIComponent(sb.ws("MeshApp"))}&room=${room}`);
+  const p = await open(env.browser, `${env.web.url}/pages/mesh.html?ws=${encodeURIComponent(env.sb.ws("MeshApp"))}&room=${room}`);
   await until(p, "joined", () => window.state.me !== null);
   return p;
 };
@@ -63,7 +50,7 @@ test("mesh: three pages in one room, every pair decodes the other; leave and rej
   assert.deepEqual(await c.evaluate(() => window.offersMade()), {});
 
   // A fourth is refused: the room holds --max-mesh-peers (3).
-  const d = await open(browser, `${web.url}/pages/mesh.html?ws=${encodeURIComponent(sb.ws("MeshApp"))}&room=g`);
+  const d = await open(env.browser, `${env.web.url}/pages/mesh.html?ws=${encodeURIComponent(env.sb.ws("MeshApp"))}&room=g`);
   await until(d, "refused", () => window.state.errors.some((e) => e.definition === "NoSpaceForNewPeer"));
 
   // b leaves (its page closes): a and c drop it and keep their call.

@@ -3,32 +3,22 @@
 // offers to the one that comes after it; chat goes both ways (to everyone, named by member);
 // a page sends a file to the native peer alone; the native peer's --send reaches each page;
 // both pages decode its test pattern and it records each page's camera to its own file.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFileSync } from "node:child_process";
 import { createInterface } from "node:readline";
 import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startSwitchboard, startStatic, switchboardBin, launch, open, until, repo } from "./lib/harness.mjs";
+import { switchboardBin, testPages, open, until } from "./lib/harness.mjs";
 
-let sb, web, browser;
-before(async () => {
-  sb = await startSwitchboard();
-  web = await startStatic({ "/pages/": join(repo, "web/tests/pages/") });
-  browser = await launch();
-});
-after(async () => {
-  await browser?.close();
-  await web?.close();
-  await sb?.stop();
-});
+const env = testPages([]);
 
 const pageUrl = (room) =>
-  `${web.url}/pages/sdk-mesh.html?sdk=${encodeURIComponent(sb.url + "/sdk/switchboard.js")}&ws=${encodeURIComponent(sb.ws("WebRTCAppEE"))}&room=${room}`;
+  `${env.web.url}/pages/sdk-mesh.html?sdk=${encodeURIComponent(env.sb.url + "/sdk/switchboard.js")}&ws=${encodeURIComponent(env.sb.ws("WebRTCAppEE"))}&room=${room}`;
 
 async function member(room) {
-  const p = await open(browser, pageUrl(room));
+  const p = await open(env.browser, pageUrl(room));
   await until(p, "joined", () => window.call?.peerId != null);
   return p;
 }
@@ -41,7 +31,7 @@ test("native peer in a mesh room with two SDK pages: chat both ways, files, medi
   const a = await member("trio");
   const aId = await a.evaluate(() => window.call.peerId);
 
-  const proc = spawn(switchboardBin(), ["peer", "--server", `127.0.0.1:${sb.port}`, "--room", "trio", "--mesh", "--chat",
+  const proc = spawn(switchboardBin(), ["peer", "--server", `127.0.0.1:${env.sb.port}`, "--room", "trio", "--mesh", "--chat",
     "--no-turn", "--stats", "--play", "testsrc", "--record", join(dir, "rec.ivf"), "--receive", inbox, "--send", gift], { stdio: ["pipe", "pipe", "pipe"] });
   const out = [], err = [];
   createInterface({ input: proc.stdout }).on("line", (l) => out.push(l));

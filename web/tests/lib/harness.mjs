@@ -6,6 +6,7 @@ import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { extname, join, normalize, resolve, dirname } from "node:path";
 import { fileURLToPath } from "node:url";
+import { before, after } from "node:test";
 import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -192,4 +193,24 @@ export async function antMediaPages() {
       await web.close();
     },
   };
+}
+
+/**
+ * For the tests of one file: a switchboard started with `args`, a static server for
+ * web/tests/pages/ and one browser, started before the first test and stopped after the last.
+ * The returned object holds `sb`, `web` and `browser` once the tests run.
+ */
+export function testPages(args = []) {
+  const env = {};
+  before(async () => {
+    env.sb = await startSwitchboard(args);
+    env.web = await startStatic({ "/pages/": join(repo, "web/tests/pages/") });
+    env.browser = await launch();
+  });
+  after(async () => {
+    await env.browser?.close();
+    await env.web?.close();
+    await env.sb?.stop();
+  });
+  return env;
 }
