@@ -20,6 +20,7 @@ use crate::timers::Deadlines;
 mod admin;
 mod antmedia;
 mod cluster;
+mod cluster_mesh;
 mod cluster_pj;
 mod cluster_routes;
 mod cluster_sio;
@@ -32,8 +33,8 @@ mod socketio;
 
 pub use admin::PeerInfo;
 pub use cluster::{
-    ClusterOutput, ClusterStats, JoinOutcome, PjClaim, PjClaimOutcome, PjSendOutcome, PjSent,
-    RemotePeer, RouteOutcome, RouteScope, Seat, SeatClaim, SeatReply, SioJoin, SioRoute,
+    ClusterOutput, ClusterStats, JoinOutcome, MeshJoin, PjClaim, PjClaimOutcome, PjSendOutcome,
+    PjSent, RemotePeer, RouteOutcome, RouteScope, Seat, SeatClaim, SeatReply, SioJoin, SioRoute,
 };
 pub use counts::{ErrorCounts, PerDialect};
 pub use events::{Change, Dialect, LeaveReason, MAX_EVENTS, PeerEvent};
@@ -483,6 +484,7 @@ impl Hub {
         self.am.conns.clear();
         self.am.rooms.clear();
         self.am.mesh.clear();
+        self.am.mesh_cluster = cluster_mesh::MeshCluster::default();
         self.am.pending.clear();
         self.deadlines.clear();
         self.call_deadlines.clear();

@@ -67,10 +67,10 @@ mod timers;
 
 pub use hub::{
     AckId, Change, CloseReason, ClusterOutput, ClusterStats, Config, ConnId, Dialect, ErrorCounts,
-    Hub, InvalidConfig, JoinOutcome, LeaveReason, Limits, MAX_EVENTS, Output, PJ_MAX_NAME,
-    PeerEvent, PeerInfo, PeerJsConfig, PerDialect, PjClaim, PjClaimOutcome, PjSendOutcome, PjSent,
-    REFUSAL_WINDOW, REFUSALS_BEFORE_CLOSE, RateLimit, RemotePeer, RouteOutcome, RouteScope,
-    SIO_MAX_NAME, Seat, SeatClaim, SeatReply, SioAck, SioEmit, SioError, SioInput, SioJoin,
-    SioRelay, SioRoute, SourceBudgets, Stats, source_key,
+    Hub, InvalidConfig, JoinOutcome, LeaveReason, Limits, MAX_EVENTS, MeshJoin, Output,
+    PJ_MAX_NAME, PeerEvent, PeerInfo, PeerJsConfig, PerDialect, PjClaim, PjClaimOutcome,
+    PjSendOutcome, PjSent, REFUSAL_WINDOW, REFUSALS_BEFORE_CLOSE, RateLimit, RemotePeer,
+    RouteOutcome, RouteScope, SIO_MAX_NAME, Seat, SeatClaim, SeatReply, SioAck, SioEmit, SioError,
+    SioInput, SioJoin, SioRelay, SioRoute, SourceBudgets, Stats, source_key,
 };
 pub use switchboard_proto::{App, InvalidApp, MAX_APP_LEN};

@@ -155,6 +155,55 @@ pub enum NodeMessage {
         /// The socket id (the identity).
         id: Box<str>,
     },
+    /// Ant Media mesh rooms: the registry placed `to` (on the receiving node) in the mesh
+    /// room as member `me`. Published by the join script on the joiner's own channel.
+    MeshRoster {
+        /// The room's app.
+        app: App,
+        /// The room.
+        room: StreamId,
+        /// The joiner, on the receiving node.
+        to: u64,
+        /// Its member id in the room (the `peerId` every member knows it by).
+        me: u64,
+        /// The members before it, in join order: (member id, node, may make offers).
+        peers: Vec<(u64, NodeId, bool)>,
+    },
+    /// Ant Media mesh rooms: member `id` (on the sending node) joined; `offer`: whether it
+    /// may make offers. Published by the join script to the nodes of the other members.
+    MeshPeerJoined {
+        /// The room's app.
+        app: App,
+        /// The room.
+        room: StreamId,
+        /// Whether the newcomer may make offers.
+        offer: bool,
+        /// The newcomer's member id.
+        id: u64,
+    },
+    /// Ant Media mesh rooms: member `id` (on the sending node) left.
+    MeshPeerLeft {
+        /// The room's app.
+        app: App,
+        /// The room.
+        room: StreamId,
+        /// The member that left.
+        id: u64,
+    },
+    /// Ant Media mesh rooms: a message from member `from` (on the sending node) to member
+    /// `to` (on the receiving node).
+    MeshRelay {
+        /// The room's app.
+        app: App,
+        /// The room.
+        room: StreamId,
+        /// The receiver's member id.
+        to: u64,
+        /// The sender's member id.
+        from: u64,
+        /// What it relays.
+        msg: AmRelayed,
+    },
     /// PeerJS: a message for the id `dst`, held by the receiving node.
     PjRelay(PjRelayed),
     /// PeerJS: [`NodeMessage::PjRelay`] sent straight to a node, as it arrives.
@@ -469,6 +518,29 @@ impl Envelope {
         let room = serde_json::to_string(room).unwrap_or_default();
         let node = serde_json::to_string(node).unwrap_or_default();
         format!(r#"{{"node":{node},"msg":{{"sio_roster":{{"room":{room},"to":{to},"peers":"#)
+    }
+
+    /// The start of a [`NodeMessage::MeshRoster`] envelope from `node`, up to its `peers`:
+    /// the join script appends the peers' JSON array, `,"me":<id>` and [`ROSTER_END`].
+    #[must_use]
+    pub fn mesh_roster_prefix(node: &NodeId, app: &App, room: &StreamId, to: u64) -> String {
+        let head = Self::mesh_head(node, "mesh_roster", app, room);
+        format!(r#"{head},"to":{to},"peers":"#)
+    }
+
+    /// The start of a [`NodeMessage::MeshPeerJoined`] envelope from `node`, up to its `id`:
+    /// the join script appends the newcomer's id and [`ROSTER_END`].
+    #[must_use]
+    pub fn mesh_joined_prefix(node: &NodeId, app: &App, room: &StreamId, offer: bool) -> String {
+        let head = Self::mesh_head(node, "mesh_peer_joined", app, room);
+        format!(r#"{head},"offer":{offer},"id":"#)
+    }
+
+    fn mesh_head(node: &NodeId, kind: &str, app: &App, room: &StreamId) -> String {
+        let node = serde_json::to_string(node).unwrap_or_default();
+        let app = serde_json::to_string(app).unwrap_or_default();
+        let room = serde_json::to_string(room).unwrap_or_default();
+        format!(r#"{{"node":{node},"msg":{{"{kind}":{{"app":{app},"room":{room}"#)
     }
 
     /// The start of a [`NodeMessage::PjClaimed`] envelope from `node`, up to its `queued`:

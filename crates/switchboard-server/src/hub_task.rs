@@ -225,6 +225,16 @@ impl HubSender {
         })
     }
 
+    /// The registry's answer to a mesh join.
+    pub(crate) fn mesh_join_reply(
+        &self,
+        conn: ConnId,
+        key: (switchboard_core::App, switchboard_proto::StreamId),
+        outcome: switchboard_core::JoinOutcome,
+    ) -> Queued {
+        self.send(Input::MeshJoinReply { conn, key, outcome })
+    }
+
     /// The registry's answer to a PeerJS id claim.
     pub(crate) fn pj_claim_reply(
         &self,
@@ -559,6 +569,9 @@ impl HubTask {
                 room,
                 outcome,
             } => self.hub.handle_sio_join_reply(conn, &room, outcome),
+            Input::MeshJoinReply { conn, key, outcome } => {
+                self.hub.handle_mesh_join_reply(conn, &key, outcome);
+            }
             Input::Reregister { isolated } => {
                 if isolated {
                     self.hub.handle_cluster_isolated();

@@ -855,3 +855,124 @@ fn a_node_cut_off_from_redis_is_taken_for_dead_and_gives_way_when_the_cut_heals(
     });
     assert_eq!(b.pid(), pid_b);
 }
+
+/// A member of mesh room `room` on the node at `port`: its socket, its member id and the
+/// ids of the members before it.
+async fn mesh_member(port: u16, room: &str) -> (am::Ws, String, Vec<String>) {
+    let mut ws = am::connect(port).await;
+    am::send(
+        &mut ws,
+        &format!(r#"{{"command":"join","streamId":"{room}","mesh":true}}"#),
+    )
+    .await;
+    let j = am::expect(&mut ws, "notification", Some("joined"), 2 * SEC).await;
+    let ids = |v: &serde_json::Value| v.as_str().unwrap().to_owned();
+    let peers = j["peers"].as_array().unwrap().iter().map(ids).collect();
+    (ws, ids(&j["peerId"]), peers)
+}
+
+/// The next message of `ws` that is not a pong: `command` (and `definition`) about member
+/// `peer`.
+async fn expect_about(ws: &mut am::Ws, command: &str, definition: Option<&str>, peer: &str) {
+    let m = loop {
+        let m = am::next(ws, 10 * SEC).await.expect("a message");
+        if m["command"] != "pong" {
+            break m;
+        }
+    };
+    assert_eq!(m["command"], command, "{m}");
+    if let Some(d) = definition {
+        assert_eq!(m["definition"], d, "{m}");
+    }
+    assert_eq!(m["peerId"], peer, "{m}");
+}
+
+#[test]
+fn mesh_rooms_span_nodes_and_a_killed_nodes_members_leave_every_roster() {
+    let port = free_port();
+    let _redis = redis(port);
+    let (a, b) = (node(port, "n-a"), node(port, "n-b"));
+    let mut c = node(port, "n-c");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        // Four members on three nodes: each learns the members before it; in each pair the
+        // older one gets `start`, once, whichever nodes hold them.
+        let mut members: Vec<(am::Ws, String)> = Vec::new();
+        for (i, p) in [a.port, b.port, c.port, a.port].into_iter().enumerate() {
+            let (ws, id, peers) = mesh_member(p, "g").await;
+            let before: Vec<String> = members.iter().map(|(_, id)| id.clone()).collect();
+            assert_eq!(peers, before, "member {i}");
+            for (older, _) in &mut members {
+                expect_about(older, "notification", Some("peerJoined"), &id).await;
+                expect_about(older, "start", None, &id).await;
+            }
+            members.push((ws, id));
+        }
+        let ids: Vec<String> = members.iter().map(|(_, id)| id.clone()).collect();
+        let mut unique = ids.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 4, "{ids:?}");
+        // Relays across nodes and on one node reach the named member, stamped with the
+        // sender (a forged sender is overwritten).
+        for (from, to) in [(1, 3), (3, 2), (0, 3), (2, 0)] {
+            let text = format!(
+                r#"{{"command":"takeConfiguration","streamId":"g","type":"offer","sdp":"v=0 {from}","peerId":"{}"}}"#,
+                ids[to]
+            );
+            am::send(&mut members[from].0, &text).await;
+            let m = am::expect(&mut members[to].0, "takeConfiguration", None, 2 * SEC).await;
+            assert_eq!(m["peerId"], ids[from].as_str(), "{m}");
+            assert_eq!(m["sdp"], format!("v=0 {from}"));
+        }
+        // Four more on b fill the room (8): a ninth, on c, is refused.
+        let mut more = Vec::new();
+        for _ in 0..4 {
+            more.push(mesh_member(b.port, "g").await.0);
+        }
+        let mut ninth = am::connect(c.port).await;
+        am::send(&mut ninth, r#"{"command":"join","streamId":"g","mesh":true}"#).await;
+        let e = am::expect(&mut ninth, "error", None, 2 * SEC).await;
+        assert_eq!(e["definition"], "NoSpaceForNewPeer", "{e}");
+        // A leave on b: the members on a and c hear it.
+        am::send(&mut members[1].0, r#"{"command":"leave","streamId":"g"}"#).await;
+        for i in [0, 2, 3] {
+            let m = am::expect(&mut members[i].0, "notification", Some("peerLeft"), 2 * SEC).await;
+            assert_eq!(m["peerId"], ids[1].as_str());
+        }
+        // Node c dies: its member leaves every roster within 10 s.
+        c.proc.0.kill().unwrap();
+        let _ = c.proc.0.wait();
+        let killed = Instant::now();
+        let (first, rest) = members.split_at_mut(1);
+        for ws in [&mut first[0].0, &mut rest[2].0, &mut more[0]] {
+            let left = tokio::time::timeout(10 * SEC, async {
+                loop {
+                    am::send(ws, r#"{"command":"ping"}"#).await;
+                    if let Some(m) = am::next(ws, SEC).await {
+                        if m["definition"] == "peerLeft" && m["peerId"] == ids[2].as_str() {
+                            return;
+                        }
+                    }
+                }
+            })
+            .await;
+            assert!(left.is_ok(), "no peerLeft for the dead node's member");
+        }
+        println!("peerLeft {:?} after the SIGKILL", killed.elapsed());
+        // The room has places again, on any node.
+        let (_ws, id, peers) = mesh_member(a.port, "g").await;
+        assert_eq!(peers.len(), 6, "{peers:?}");
+        assert!(!ids.contains(&id));
+    });
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let held = redis_cli(port, &["--raw", "HVALS", "sb:mesh:LiveApp/g"]);
+        let keys = redis_cli(port, &["--raw", "KEYS", "*n-c*"]);
+        if keys.is_empty() && !held.contains("n-c/") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "left in Redis: {keys} / {held}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

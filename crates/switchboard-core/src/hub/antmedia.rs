@@ -18,6 +18,8 @@ pub(super) struct AntMedia {
     pub(super) mesh: HashMap<(App, StreamId), Vec<ConnId>>,
     /// Cluster mode: joins waiting for the registry's answer to their seat claim.
     pub(super) pending: HashMap<ConnId, PendingJoin>,
+    /// Cluster mode: mesh members on other nodes, member ids, mesh joins on their way.
+    pub(super) mesh_cluster: super::cluster_mesh::MeshCluster,
 }
 
 /// A join waiting for its seat (cluster mode).
@@ -369,7 +371,7 @@ impl Hub {
         };
         let key = (c.app.clone(), stream_id.clone());
         let clustered = self.node_id().is_some();
-        if let Some(why) = self.mode_mismatch(&key, mesh, clustered) {
+        if let Some(why) = self.mode_mismatch(&key, mesh) {
             return self.error(
                 conn,
                 ErrorCode::RoomModeMismatch,
@@ -655,6 +657,8 @@ impl Hub {
         if let Some(stream_id) = c.room.clone() {
             self.remove_from_room(conn, c.app.clone(), stream_id, reason);
         }
+        // A mesh join on its way: its roster, when it comes, frees the place.
+        self.am.mesh_cluster.pending.remove(&conn);
         if let Some(p) = self.am.pending.remove(&conn) {
             // A claim on its way: free the seat it may have taken.
             self.cluster_out(ClusterOutput::Release {

@@ -159,6 +159,24 @@ pub enum ClusterOutput {
         /// Tags and senders.
         entries: Vec<(u64, Box<str>)>,
     },
+    /// Ant Media mesh rooms: a place in a mesh room (at most `max` members on all nodes).
+    /// The registry answers with [`Hub::handle_mesh_join_reply`] and, for a new place
+    /// (`id: None`), gives it a member id, publishes the roster to this node
+    /// ([`NodeMessage::MeshRoster`]) and [`NodeMessage::MeshPeerJoined`] to the nodes of
+    /// the other members.
+    MeshJoin(MeshJoin),
+    /// Ant Media mesh rooms: member `id` (held by `conn`) leaves its room; the nodes of the
+    /// other members hear [`NodeMessage::MeshPeerLeft`].
+    MeshLeave {
+        /// The connection.
+        conn: ConnId,
+        /// The room's app.
+        app: App,
+        /// The room.
+        room: StreamId,
+        /// Its member id.
+        id: u64,
+    },
     /// socket.io: give up the place of `id` in `room`; the nodes of the other members hear
     /// [`NodeMessage::SioPeerLeft`].
     SioLeave {
@@ -255,6 +273,24 @@ pub struct SioJoin {
     /// Whether the others hear of it (false when a place is taken again after Redis lost it:
     /// they know already).
     pub announce: bool,
+}
+
+/// A place in a mesh room ([`ClusterOutput::MeshJoin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshJoin {
+    /// The joiner.
+    pub conn: ConnId,
+    /// The room's app.
+    pub app: App,
+    /// The room.
+    pub room: StreamId,
+    /// `None` for a join (the registry gives the member id); the member's id for a place
+    /// taken again after Redis forgot it (never refused, nothing published).
+    pub id: Option<u64>,
+    /// The room size, counted over every node.
+    pub max: usize,
+    /// Whether the joiner may make offers.
+    pub offer: bool,
 }
 
 /// A PeerJS id claim ([`ClusterOutput::PjClaim`]).
@@ -545,6 +581,10 @@ impl Hub {
             | NodeMessage::SioPeerLeft { .. }
             | NodeMessage::SioReplaced { .. }
             | NodeMessage::SioMiss { .. } => self.sio_node_message(from, msg),
+            NodeMessage::MeshRoster { .. }
+            | NodeMessage::MeshPeerJoined { .. }
+            | NodeMessage::MeshPeerLeft { .. }
+            | NodeMessage::MeshRelay { .. } => self.mesh_node_message(from, msg, now),
             NodeMessage::PjRelay(_)
             | NodeMessage::PjFrame(_)
             | NodeMessage::PjClaimed { .. }
@@ -599,6 +639,7 @@ impl Hub {
         self.sio.routes.forget_node(node);
         self.pj.routes.forget_node(node);
         self.sio_node_down(node);
+        self.mesh_node_down(node);
         for key in ended {
             let Some(r) = self.am.rooms.get_mut(&key) else {
                 continue;
@@ -623,6 +664,7 @@ impl Hub {
             .values()
             .filter_map(|r| r.remote.as_deref().map(|p| p.node.clone()))
             .chain(self.sio.remote.values().flatten().map(|(_, n)| n.clone()))
+            .chain(self.mesh_remote_nodes())
             .collect();
         nodes.sort_unstable();
         nodes.dedup();
@@ -668,6 +710,7 @@ impl Hub {
         }
         self.sio_reregister(announce);
         self.pj_reregister();
+        self.mesh_reregister();
     }
 
     /// A [`ClusterOutput::Send`] could not be delivered: its sender hears
@@ -690,7 +733,8 @@ impl Hub {
             }
             NodeMessage::AmJoined { room, .. }
             | NodeMessage::AmLeft { room, .. }
-            | NodeMessage::AmRelay { room, .. } => room,
+            | NodeMessage::AmRelay { room, .. }
+            | NodeMessage::MeshRelay { room, .. } => room,
             _ => return,
         };
         if self.am.conns.contains_key(&from) {
@@ -736,7 +780,15 @@ impl Hub {
                 self.handle_pj_expired(&dst, &entries);
                 false
             }
+            ClusterOutput::MeshJoin(join) => {
+                if join.id.is_none() {
+                    let key = (join.app, join.room);
+                    self.handle_mesh_join_reply(join.conn, &key, JoinOutcome::Unavailable);
+                }
+                true
+            }
             ClusterOutput::Release { .. }
+            | ClusterOutput::MeshLeave { .. }
             | ClusterOutput::PurgeOwn
             | ClusterOutput::SioRegister { .. }
             | ClusterOutput::SioUnregister { .. }
@@ -745,7 +797,7 @@ impl Hub {
         }
     }
 
-    fn cluster_unavailable(&mut self, conn: ConnId, room: Option<&StreamId>) {
+    pub(super) fn cluster_unavailable(&mut self, conn: ConnId, room: Option<&StreamId>) {
         self.cluster.unavailable += 1;
         self.error(
             conn,

@@ -6,8 +6,8 @@
 //! negotiates twice. Offers, answers, candidates and peer messages name the member they are
 //! for in `peerId`, and arrive with `peerId` set to their sender (stamped here: a member
 //! cannot speak for another). A member that leaves, closes, goes idle or is kicked is
-//! `peerLeft` to the others. Mesh rooms are single-node for now: in cluster mode a mesh join
-//! is refused (`room_mode_mismatch`).
+//! `peerLeft` to the others. In cluster mode a room's members may be on several nodes
+//! (`cluster_mesh.rs`): member ids are then given by the registry, not connection ids.
 
 use switchboard_proto::antmedia::{MeshMessage, MeshNotification, PeerId};
 use switchboard_proto::cluster::AmRelayed;
@@ -40,17 +40,9 @@ impl Hub {
         }
     }
 
-    /// Why a join cannot enter `key` as asked: a mesh join of a 1:1 room, a 1:1 join of a
-    /// mesh room, or a mesh join in cluster mode.
-    pub(super) fn mode_mismatch(
-        &self,
-        key: &(App, StreamId),
-        mesh: bool,
-        clustered: bool,
-    ) -> Option<&'static str> {
-        if mesh && clustered {
-            return Some("mesh rooms are not available in cluster mode yet");
-        }
+    /// Why a join cannot enter `key` as asked: a mesh join of a 1:1 room, or a 1:1 join of a
+    /// mesh room (as this node knows them).
+    pub(super) fn mode_mismatch(&self, key: &(App, StreamId), mesh: bool) -> Option<&'static str> {
         if mesh && self.am.rooms.contains_key(key) {
             return Some("this room is a 1:1 room: join it without \"mesh\"");
         }
@@ -72,8 +64,11 @@ impl Hub {
         let members = self.am.mesh.get(&key).map_or(&[][..], Vec::as_slice);
         if members.contains(&conn) {
             // Joined already: the roster again.
-            let others = members.iter().filter(|&&c| c != conn).copied().collect();
+            let others = self.mesh_others(conn, &key);
             return self.mesh_joined(conn, stream_id, others);
+        }
+        if self.node_id().is_some() {
+            return self.mesh_join_cluster(conn, key, grant);
         }
         if members.len() >= self.config.max_mesh_peers {
             let reason = format!("the mesh room is full ({} members)", members.len());
@@ -91,7 +86,8 @@ impl Hub {
         let others = members.clone();
         members.push(conn);
         self.enter(conn, &stream_id, grant, now);
-        self.mesh_joined(conn, stream_id.clone(), others.clone());
+        let ids = others.iter().map(|c| PeerId(c.0)).collect();
+        self.mesh_joined(conn, stream_id.clone(), ids);
         for other in others {
             self.mesh_send(
                 other,
@@ -102,34 +98,49 @@ impl Hub {
                     peers: None,
                 },
             );
-            // The member that was there first offers, unless only the newcomer's token
-            // allows offers; when neither may offer, nobody does.
-            let pair = if self.may_offer(other) {
-                Some((other, conn))
-            } else {
-                self.may_offer(conn).then_some((conn, other))
-            };
-            if let Some((offerer, to)) = pair {
-                self.mesh_send(
-                    offerer,
-                    MeshMessage::Start {
-                        stream_id: stream_id.clone(),
-                        peer_id: PeerId(to.0),
-                    },
-                );
-            }
+            let older = (other, PeerId(other.0), self.may_offer(other));
+            self.mesh_pair_start(&stream_id, older, (conn, PeerId(conn.0)));
         }
     }
 
+    /// Who starts the pair of an `older` member (local connection if any, id, may offer) and
+    /// a newcomer (connection, id), both held here as far as they are told: the member that
+    /// was there first offers, unless only the newcomer's token allows offers; when neither
+    /// may offer, nobody does. A member on another node is told by its own node.
+    pub(super) fn mesh_pair_start(
+        &mut self,
+        stream_id: &StreamId,
+        older: (ConnId, PeerId, bool),
+        newcomer: (ConnId, PeerId),
+    ) {
+        if older.2 {
+            self.mesh_start(older.0, stream_id, newcomer.1);
+        } else if self.may_offer(newcomer.0) {
+            self.mesh_start(newcomer.0, stream_id, older.1);
+        }
+    }
+
+    /// `start`: `offerer` makes the offer to member `to`.
+    pub(super) fn mesh_start(&mut self, offerer: ConnId, stream_id: &StreamId, to: PeerId) {
+        self.mesh_send(
+            offerer,
+            MeshMessage::Start {
+                stream_id: stream_id.clone(),
+                peer_id: to,
+            },
+        );
+    }
+
     /// `joined`, with the receiver's own id and the other members.
-    fn mesh_joined(&mut self, conn: ConnId, stream_id: StreamId, others: Vec<ConnId>) {
+    pub(super) fn mesh_joined(&mut self, conn: ConnId, stream_id: StreamId, others: Vec<PeerId>) {
+        let me = self.mesh_id(conn);
         self.mesh_send(
             conn,
             MeshMessage::Notification {
                 definition: MeshNotification::Joined,
                 stream_id,
-                peer_id: PeerId(conn.0),
-                peers: Some(others.into_iter().map(|c| PeerId(c.0)).collect()),
+                peer_id: me,
+                peers: Some(others),
             },
         );
     }
@@ -150,20 +161,34 @@ impl Hub {
                 Some("in a mesh room, \"peerId\" names the member this is for"),
             );
         };
-        let member = ConnId(to.0);
-        let known = member != conn && self.am.mesh.get(key).is_some_and(|m| m.contains(&member));
-        if !known {
-            return self.error(
-                conn,
-                ErrorCode::NoPeerAssociatedBefore,
-                Some(&key.1),
-                Some("no other member of this room has this peerId"),
-            );
-        }
+        let from = self.mesh_id(conn);
+        let member = match self.mesh_member(key, to) {
+            Some(Ok(member)) if member != conn => member,
+            Some(Err(node)) => return self.mesh_relay_out(conn, key, node, (from, to), msg),
+            _ => {
+                return self.error(
+                    conn,
+                    ErrorCode::NoPeerAssociatedBefore,
+                    Some(&key.1),
+                    Some("no other member of this room has this peerId"),
+                );
+            }
+        };
         self.stats.relayed_by_dialect.antmedia += 1;
+        self.mesh_deliver(member, key.1.clone(), from, msg);
+    }
+
+    /// Hands a relay from member `from` to `member`, held here.
+    pub(super) fn mesh_deliver(
+        &mut self,
+        member: ConnId,
+        stream_id: StreamId,
+        from: PeerId,
+        msg: AmRelayed,
+    ) {
         let relay = switchboard_proto::antmedia::MeshRelay {
-            msg: msg.into_server_message(key.1.clone()),
-            peer_id: PeerId(conn.0),
+            msg: msg.into_server_message(stream_id),
+            peer_id: from,
         };
         self.send(member, ServerMessage::MeshRelay(Box::new(relay)));
     }
@@ -182,20 +207,27 @@ impl Hub {
         if others.is_empty() {
             self.am.mesh.remove(key);
         }
-        for other in others {
+        let id = self.mesh_id(conn);
+        self.mesh_left_cluster(conn, key, id, others.is_empty());
+        self.mesh_tell_left(&others, &key.1, id);
+    }
+
+    /// Tells `members` that member `id` left.
+    pub(super) fn mesh_tell_left(&mut self, members: &[ConnId], stream_id: &StreamId, id: PeerId) {
+        for &other in members {
             self.mesh_send(
                 other,
                 MeshMessage::Notification {
                     definition: MeshNotification::PeerLeft,
-                    stream_id: key.1.clone(),
-                    peer_id: PeerId(conn.0),
+                    stream_id: stream_id.clone(),
+                    peer_id: id,
                     peers: None,
                 },
             );
         }
     }
 
-    fn mesh_send(&mut self, conn: ConnId, msg: MeshMessage) {
+    pub(super) fn mesh_send(&mut self, conn: ConnId, msg: MeshMessage) {
         self.send(conn, ServerMessage::Mesh(Box::new(msg)));
     }
 }

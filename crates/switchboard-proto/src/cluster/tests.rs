@@ -57,6 +57,45 @@ fn a_roster_built_by_the_join_script_reads_back() {
 }
 
 #[test]
+fn mesh_messages_built_by_the_join_script_read_back() {
+    let node = NodeId::new("n-a").unwrap();
+    let app = App::new("LiveApp").unwrap();
+    let room = StreamId::new("r1").unwrap();
+    let roster = format!(
+        r#"{}[[3,"n-b",true],[7,"n-a",false]],"me":12{ROSTER_END}"#,
+        Envelope::mesh_roster_prefix(&node, &app, &room, 5)
+    );
+    assert_eq!(
+        Envelope::from_json(&roster).unwrap().msg,
+        NodeMessage::MeshRoster {
+            app: app.clone(),
+            room: room.clone(),
+            to: 5,
+            me: 12,
+            peers: vec![
+                (3, NodeId::new("n-b").unwrap(), true),
+                (7, NodeId::new("n-a").unwrap(), false)
+            ],
+        }
+    );
+    let joined = format!(
+        "{}12{ROSTER_END}",
+        Envelope::mesh_joined_prefix(&node, &app, &room, false)
+    );
+    let env = Envelope::from_json(&joined).unwrap();
+    assert_eq!(env.node, node);
+    assert_eq!(
+        env.msg,
+        NodeMessage::MeshPeerJoined {
+            app,
+            room,
+            offer: false,
+            id: 12
+        }
+    );
+}
+
+#[test]
 fn queued_peerjs_messages_built_by_the_claim_script_read_back() {
     let node = NodeId::new("n-a").unwrap();
     let m = PjRelayed {

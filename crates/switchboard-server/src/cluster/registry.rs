@@ -79,6 +79,11 @@ pub(crate) fn room_key(app: &str, room: &str) -> String {
     format!("sb:am:{app}/{room}")
 }
 
+/// The Redis key of an Ant Media mesh room's members.
+pub(crate) fn mesh_key(app: &str, room: &str) -> String {
+    format!("sb:mesh:{app}/{room}")
+}
+
 /// The Redis key of the set of rooms where `node` holds seats.
 pub(crate) fn seats_key(node: &str) -> String {
     format!("sb:node:{node}:seats")
@@ -514,13 +519,56 @@ fn pipeline(
                     pipe.arg(*tag);
                 }
             }
+            ClusterOutput::MeshJoin(j) => {
+                pipe.cmd("EVAL")
+                    .arg(&scripts.mesh_join)
+                    .arg(2)
+                    .arg(mesh_key(j.app.as_str(), j.room.as_str()))
+                    .arg(&seats)
+                    .arg(node)
+                    .arg(j.conn.0)
+                    .arg(j.id.map(|id| id.to_string()).unwrap_or_default())
+                    .arg(u64::try_from(j.max).unwrap_or(u64::MAX))
+                    .arg(u8::from(j.offer))
+                    .arg(Envelope::mesh_roster_prefix(me, &j.app, &j.room, j.conn.0))
+                    .arg(Envelope::mesh_joined_prefix(me, &j.app, &j.room, j.offer));
+            }
+            ClusterOutput::MeshLeave {
+                conn,
+                app,
+                room,
+                id,
+            } => {
+                let left = NodeMessage::MeshPeerLeft {
+                    app: app.clone(),
+                    room: room.clone(),
+                    id: *id,
+                };
+                pipe.cmd("EVAL")
+                    .arg(&scripts.room_leave)
+                    .arg(2)
+                    .arg(mesh_key(app.as_str(), room.as_str()))
+                    .arg(&seats)
+                    .arg(node)
+                    .arg(conn.0)
+                    .arg(*id)
+                    .arg(Envelope::encode(me, &left));
+            }
             ClusterOutput::SioLeave { conn, id, room } => {
                 let left = NodeMessage::SioPeerLeft {
                     room: room.clone(),
                     id: id.clone(),
                 };
-                sio_room_script(&mut pipe, &scripts.sio_leave, room, id, &seats, node, *conn)
-                    .arg(Envelope::encode(me, &left));
+                sio_room_script(
+                    &mut pipe,
+                    &scripts.room_leave,
+                    room,
+                    id,
+                    &seats,
+                    node,
+                    *conn,
+                )
+                .arg(Envelope::encode(me, &left));
             }
         }
     }
@@ -594,6 +642,16 @@ async fn answered(
             };
             let _ = hub.sio_join_reply(conn, room, outcome).await;
         }
+        ClusterOutput::MeshJoin(j) => {
+            let outcome = match redis::from_redis_value::<String>(value).as_deref() {
+                Ok("queued") => JoinOutcome::Queued,
+                Ok("full") => JoinOutcome::Full,
+                _ => JoinOutcome::Unavailable,
+            };
+            if j.id.is_none() {
+                let _ = hub.mesh_join_reply(j.conn, (j.app, j.room), outcome).await;
+            }
+        }
         ClusterOutput::PjClaim(switchboard_core::PjClaim {
             conn, id, again, ..
         }) => {
@@ -632,6 +690,7 @@ async fn answered(
         | ClusterOutput::SioRegister { .. }
         | ClusterOutput::SioUnregister { .. }
         | ClusterOutput::SioLeave { .. }
+        | ClusterOutput::MeshLeave { .. }
         | ClusterOutput::PjUnregister { .. } => {}
     }
 }

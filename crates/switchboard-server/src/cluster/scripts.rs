@@ -15,10 +15,10 @@ local function purge(node, budget)
   for _, key in ipairs(keys) do
     if string.sub(key, 1, 10) == 'sb:sio:id:' then
       if mine(redis.call('HGET', key, 'at')) then redis.call('DEL', key) end
-    elseif string.sub(key, 1, 12) == 'sb:sio:room:' then
+    elseif string.sub(key, 1, 12) == 'sb:sio:room:' or string.sub(key, 1, 8) == 'sb:mesh:' then
       local fields = redis.call('HGETALL', key)
       for i = 1, #fields, 2 do
-        if mine(string.match(fields[i + 1], '|(.*)$')) then redis.call('HDEL', key, fields[i]) end
+        if mine(string.match(fields[i + 1], '^%d+|(.*)$')) then redis.call('HDEL', key, fields[i]) end
       end
     else
       for _, f in ipairs(redis.call('HKEYS', key)) do
@@ -125,43 +125,53 @@ publish_groups(out, -2)
 return out
 "#;
 
-/// socket.io: a place in a room. KEYS = room hash (field: socket id, value:
-/// `<seq>|<node>/<conn>`), id hash, this node's key set; ARGV = node, conn, id, room size,
-/// roster envelope prefix, the `SioPeerJoined` message, room name, announce (1/0). Members of
-/// dead nodes are dropped on the way. With announce, publishes the roster (in join order) on
-/// this node's channel and `SioPeerJoined` to the other members' nodes. Returns `queued`,
-/// `full` or `unavailable` (this node is not listening: nothing is taken).
+/// The live members of a room hash (socket.io or mesh; field: member id, value:
+/// `<seq>|<node>/<conn>`, for mesh followed by `|<may offer: 1/0>`), dropping those of dead
+/// nodes (Lua, after [`LIVE_FN`]): `members(key, me, skip)` returns them but `skip`, in join
+/// order, as `{seq, id, node, value}`, and the set of their nodes other than `me`.
+pub(crate) const MEMBERS_FN: &str = r"
+local function members(key, me, skip)
+  local fields = redis.call('HGETALL', key)
+  local list, nodes = {}, {}
+  for i = 1, #fields, 2 do
+    local m, v = fields[i], fields[i + 1]
+    if m ~= skip then
+      local seq, holder = string.match(v, '^(%d+)|([^|]*)')
+      local node = string.match(holder, '^(.*)/')
+      if node == me or live(node) then
+        list[#list + 1] = {tonumber(seq), m, node, v}
+        if node ~= me then nodes[node] = true end
+      else
+        redis.call('HDEL', key, m)
+      end
+    end
+  end
+  table.sort(list, function(a, b) return a[1] < b[1] end)
+  return list, nodes
+end
+";
+
+/// socket.io: a place in a room. KEYS = room hash (see [`MEMBERS_FN`]), id hash, this
+/// node's key set; ARGV = node, conn, id, room size, roster envelope prefix, the
+/// `SioPeerJoined` message, room name, announce (1/0), again (1/0). Members of dead nodes
+/// are dropped on the way. With announce, publishes the roster (in join order) on this
+/// node's channel and `SioPeerJoined` to the other members' nodes. Returns `queued`, `full`
+/// or `unavailable` (this node is not listening: nothing is taken).
 pub(crate) const SIO_JOIN: &str = r"
 local me, id, max = ARGV[1], ARGV[3], tonumber(ARGV[4])
 if ARGV[9] ~= '1' and settling() then
   return 'unavailable'
 end
 local at = me .. '/' .. ARGV[2]
-local fields = redis.call('HGETALL', KEYS[1])
-local peers, nodes, count = {}, {}, 0
-for i = 1, #fields, 2 do
-  local m, v = fields[i], fields[i + 1]
-  if m ~= id then
-    local seq, holder = string.match(v, '^(%d+)|(.*)$')
-    local node = string.match(holder, '^(.*)/')
-    if node == me or live(node) then
-      count = count + 1
-      peers[#peers + 1] = {tonumber(seq), '[' .. cjson.encode(m) .. ',' .. cjson.encode(node) .. ']'}
-      if node ~= me then nodes[node] = true end
-    else
-      redis.call('HDEL', KEYS[1], m)
-    end
-  end
-end
-if count >= max then return 'full' end
+local list, nodes = members(KEYS[1], me, id)
+if #list >= max then return 'full' end
 local seq = redis.call('INCR', 'sb:sio:seq')
 redis.call('HSET', KEYS[1], id, seq .. '|' .. at)
 redis.call('SADD', KEYS[3], KEYS[1])
 if redis.call('HGET', KEYS[2], 'at') == at then redis.call('HSET', KEYS[2], 'room', ARGV[7]) end
 if ARGV[8] == '1' then
-  table.sort(peers, function(a, b) return a[1] < b[1] end)
   local parts = {}
-  for _, p in ipairs(peers) do parts[#parts + 1] = p[2] end
+  for _, p in ipairs(list) do parts[#parts + 1] = '[' .. cjson.encode(p[2]) .. ',' .. cjson.encode(p[3]) .. ']' end
   local roster = ARGV[5] .. '[' .. table.concat(parts, ',') .. ']}}}'
   if redis.call('PUBLISH', 'sb:node:' .. me .. ':in', roster) == 0 then
     redis.call('HDEL', KEYS[1], id)
@@ -171,6 +181,51 @@ if ARGV[8] == '1' then
 end
 return 'queued'
 ";
+
+/// Ant Media mesh rooms: a place in a mesh room. KEYS = room hash (see [`MEMBERS_FN`]),
+/// this node's key set; ARGV = node, conn, member id (empty for a new member), room size,
+/// may offer (1/0), roster envelope prefix, `MeshPeerJoined` envelope prefix. A new member
+/// gets the next id of the registry's counter not used in the room (ids stay unique in a
+/// room when the counter starts over with an emptied Redis), is refused while
+/// [`SETTLING_FN`] says so or when the room is full, and the roster (in join order, with
+/// each member's right to offer) is published on this node's channel and `MeshPeerJoined`
+/// to the other members' nodes. A member id given is a place taken again (never refused,
+/// nothing published). Returns `queued`, `full` or `unavailable` (this node is not
+/// listening: nothing is taken).
+pub(crate) const MESH_JOIN: &str = r#"
+local me, id, max = ARGV[1], ARGV[3], tonumber(ARGV[4])
+local again = id ~= ''
+if not again and settling() then
+  return 'unavailable'
+end
+local list, nodes = members(KEYS[1], me, id)
+if not again and #list >= max then return 'full' end
+local seq = redis.call('INCR', 'sb:sio:seq')
+if not again then
+  id = tostring(seq)
+  while redis.call('HEXISTS', KEYS[1], id) == 1 do
+    seq = redis.call('INCR', 'sb:sio:seq')
+    id = tostring(seq)
+  end
+end
+redis.call('HSET', KEYS[1], id, seq .. '|' .. me .. '/' .. ARGV[2] .. '|' .. ARGV[5])
+redis.call('SADD', KEYS[2], KEYS[1])
+if again then return 'queued' end
+local parts = {}
+for _, p in ipairs(list) do
+  local offer = string.sub(p[4], -2) == '|1' and 'true' or 'false'
+  parts[#parts + 1] = '[' .. p[2] .. ',' .. cjson.encode(p[3]) .. ',' .. offer .. ']'
+end
+local roster = ARGV[6] .. '[' .. table.concat(parts, ',') .. '],"me":' .. id .. '}}}'
+if redis.call('PUBLISH', 'sb:node:' .. me .. ':in', roster) == 0 then
+  redis.call('HDEL', KEYS[1], id)
+  return 'unavailable'
+end
+for node, _ in pairs(nodes) do
+  redis.call('PUBLISH', 'sb:node:' .. node .. ':in', ARGV[7] .. id .. '}}}')
+end
+return 'queued'
+"#;
 
 /// PeerJS: claim an id. KEYS = id hash (`at`, `tok`: the token's digest), the id's queue,
 /// the queue's byte count, this node's key set; ARGV = node, conn, token digest, the
@@ -279,22 +334,24 @@ end
 return removed
 ";
 
-/// socket.io: leave a room. KEYS = room hash, id hash, this node's key set; ARGV = node,
-/// conn, id, the `SioPeerLeft` message for the other members' nodes.
-pub(crate) const SIO_LEAVE: &str = r"
+/// Leaves a room (socket.io or mesh). KEYS = room hash, for socket.io the id's hash, this
+/// node's key set (last); ARGV = node, conn, member id, the `SioPeerLeft` / `MeshPeerLeft`
+/// message. Removes the member if this node's `conn` holds it and publishes the message to
+/// the nodes of the other members.
+pub(crate) const ROOM_LEAVE: &str = r"
 local at = ARGV[1] .. '/' .. ARGV[2]
 local v = redis.call('HGET', KEYS[1], ARGV[3])
-if not v or string.match(v, '|(.*)$') ~= at then return 0 end
+if not v or string.match(v, '^%d+|([^|]*)') ~= at then return 0 end
 redis.call('HDEL', KEYS[1], ARGV[3])
-if redis.call('HGET', KEYS[2], 'at') == at then redis.call('HSET', KEYS[2], 'room', '') end
+if #KEYS == 3 and redis.call('HGET', KEYS[2], 'at') == at then redis.call('HSET', KEYS[2], 'room', '') end
 local nodes, mine = {}, false
 local fields = redis.call('HGETALL', KEYS[1])
 for i = 2, #fields, 2 do
-  local node = string.match(fields[i], '|(.*)/')
+  local node = string.match(fields[i], '^%d+|([^|]*)/')
   if node == ARGV[1] then mine = true elseif live(node) then nodes[node] = true end
 end
 for node, _ in pairs(nodes) do redis.call('PUBLISH', 'sb:node:' .. node .. ':in', ARGV[4]) end
-if not mine then redis.call('SREM', KEYS[3], KEYS[1]) end
+if not mine then redis.call('SREM', KEYS[#KEYS], KEYS[1]) end
 return 1
 ";
 
@@ -353,7 +410,8 @@ pub(crate) struct Scripts {
     pub(crate) sio_register: String,
     pub(crate) sio_route: String,
     pub(crate) sio_join: String,
-    pub(crate) sio_leave: String,
+    pub(crate) room_leave: String,
+    pub(crate) mesh_join: String,
     pub(crate) pj_claim: String,
     pub(crate) claim: String,
     pub(crate) pj_send: String,
@@ -367,8 +425,9 @@ impl Scripts {
             ),
             sio_register: format!("{LIVE_FN}{SIO_REGISTER}"),
             sio_route: format!("{LIVE_FN}{GROUP_FN}{SIO_ROUTE}"),
-            sio_join: format!("{LIVE_FN}{SETTLING_FN}{SIO_JOIN}"),
-            sio_leave: format!("{LIVE_FN}{SIO_LEAVE}"),
+            sio_join: format!("{LIVE_FN}{SETTLING_FN}{MEMBERS_FN}{SIO_JOIN}"),
+            room_leave: format!("{LIVE_FN}{ROOM_LEAVE}"),
+            mesh_join: format!("{LIVE_FN}{SETTLING_FN}{MEMBERS_FN}{MESH_JOIN}"),
             pj_claim: format!("{LIVE_FN}{SETTLING_FN}{PJ_CLAIM}"),
             claim: format!("{SETTLING_FN}{CLAIM}"),
             pj_send: format!("{LIVE_FN}{GROUP_FN}{PJ_SEND}"),

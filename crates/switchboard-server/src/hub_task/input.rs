@@ -99,6 +99,12 @@ pub(super) enum Input {
         room: Box<str>,
         outcome: switchboard_core::JoinOutcome,
     },
+    /// Cluster mode: the registry's answer to a mesh join.
+    MeshJoinReply {
+        conn: ConnId,
+        key: (switchboard_core::App, switchboard_proto::StreamId),
+        outcome: switchboard_core::JoinOutcome,
+    },
     /// Cluster mode: the registry's answer to a PeerJS id claim.
     PjClaimReply {
         conn: ConnId,

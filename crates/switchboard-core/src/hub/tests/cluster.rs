@@ -10,8 +10,13 @@ use switchboard_proto::cluster::{Batch, NodeId, NodeMessage, PjRelayed};
 use super::*;
 use crate::hub::cluster::{PjClaimOutcome, PjSendOutcome};
 
+mod mesh;
+
 /// A seat in the registry: node, conn, may offer.
 type Held = (NodeId, u64, bool);
+
+/// A place in a mesh room in the registry: member id, node, conn, may offer.
+type MeshPlace = (u64, NodeId, u64, bool);
 
 /// Nodes, a registry and a bus.
 struct Cluster {
@@ -38,6 +43,10 @@ struct Cluster {
     pj_queues: HashMap<String, Vec<(NodeId, u64, PjRelayed)>>,
     /// Relays the registry routed (socket.io routes and PeerJS sends).
     routed: usize,
+    /// Mesh rooms: (app, room) → members (id, node, conn, may offer), in join order.
+    mesh_rooms: HashMap<(String, String), Vec<MeshPlace>>,
+    /// The registry's last member id.
+    mesh_seq: u64,
 }
 
 /// The nodes other than `me` that hold members of a room, each once.
@@ -99,6 +108,8 @@ impl Cluster {
             pj_ids: HashMap::new(),
             pj_queues: HashMap::new(),
             routed: 0,
+            mesh_rooms: HashMap::new(),
+            mesh_seq: 0,
         }
     }
 
@@ -229,6 +240,14 @@ impl Cluster {
                 for m in self.sio_rooms.values_mut() {
                     m.retain(|(_, n, _)| *n != me);
                 }
+                for m in self.mesh_rooms.values_mut() {
+                    m.retain(|(_, n, _, _)| *n != me);
+                }
+            }
+            Output::Cluster(
+                out @ (ClusterOutput::MeshJoin(_) | ClusterOutput::MeshLeave { .. }),
+            ) => {
+                self.mesh_registry(i, &me, out);
             }
             Output::Cluster(
                 out @ (ClusterOutput::PjClaim(_)
@@ -562,6 +581,9 @@ impl Cluster {
         self.sio_ids.retain(|_, (node, _, _)| *node != id);
         for m in self.sio_rooms.values_mut() {
             m.retain(|(_, node, _)| *node != id);
+        }
+        for m in self.mesh_rooms.values_mut() {
+            m.retain(|(_, node, _, _)| *node != id);
         }
         self.bus.retain(|(to, from, _, _)| *to != id && *from != id);
         for (_, h) in self.nodes.iter_mut().filter(|(i, _)| *i != id) {

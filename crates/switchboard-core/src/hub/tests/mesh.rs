@@ -3,9 +3,9 @@
 
 use super::*;
 
-const JOIN: &str = r#"{"command":"join","streamId":"m","mesh":true}"#;
+pub(super) const JOIN: &str = r#"{"command":"join","streamId":"m","mesh":true}"#;
 
-fn joined(peer: u64, peers: &[u64]) -> String {
+pub(super) fn joined(peer: u64, peers: &[u64]) -> String {
     let peers: Vec<String> = peers.iter().map(|p| format!("\"{p}\"")).collect();
     format!(
         r#"{{"command":"notification","definition":"joined","streamId":"m","peerId":"{peer}","peers":[{}]}}"#,
@@ -13,17 +13,17 @@ fn joined(peer: u64, peers: &[u64]) -> String {
     )
 }
 
-fn peer_joined(peer: u64) -> String {
+pub(super) fn peer_joined(peer: u64) -> String {
     format!(
         r#"{{"command":"notification","definition":"peerJoined","streamId":"m","peerId":"{peer}"}}"#
     )
 }
 
-fn start(peer: u64) -> String {
+pub(super) fn start(peer: u64) -> String {
     format!(r#"{{"command":"start","streamId":"m","peerId":"{peer}"}}"#)
 }
 
-fn peer_left(peer: u64) -> String {
+pub(super) fn peer_left(peer: u64) -> String {
     format!(
         r#"{{"command":"notification","definition":"peerLeft","streamId":"m","peerId":"{peer}"}}"#
     )
@@ -229,21 +229,6 @@ fn a_member_moving_to_another_room_leaves_the_mesh_and_kicks_are_peer_left() {
         h.stats().rooms_by_dialect.antmedia,
         1,
         "only \"elsewhere\" is left"
-    );
-}
-
-#[test]
-fn mesh_joins_are_refused_in_cluster_mode() {
-    let mut h = Harness::with(Config {
-        cluster: switchboard_proto::cluster::NodeId::new("n1").ok(),
-        ..Config::default()
-    });
-    h.connect(1, "A");
-    let out = h.send(1, JOIN);
-    assert_eq!(out.len(), 1);
-    assert!(
-        out[0].1.contains("room_mode_mismatch") && out[0].1.contains("cluster mode"),
-        "{out:?}"
     );
 }
 

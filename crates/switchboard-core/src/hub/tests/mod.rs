@@ -129,6 +129,30 @@ impl Harness {
                 assert_eq!(self.hub.am.conns[m].room.as_ref(), Some(&key.1));
             }
         }
+        let mc = &self.hub.am.mesh_cluster;
+        for conn in mc.ids.keys() {
+            assert!(
+                self.hub.am.mesh.values().any(|m| m.contains(conn)),
+                "a member id of no member"
+            );
+        }
+        if self.hub.config.cluster.is_some() {
+            for m in self.hub.am.mesh.values().flatten() {
+                assert!(mc.ids.contains_key(m), "a clustered member without an id");
+            }
+        }
+        for key in mc.remote.keys() {
+            assert!(
+                self.hub.am.mesh.contains_key(key),
+                "remote members kept for a room with none here"
+            );
+        }
+        for conn in mc.pending.keys() {
+            assert!(
+                self.hub.am.conns.contains_key(conn),
+                "a mesh join of nobody"
+            );
+        }
         for (id, c) in &self.hub.am.conns {
             if let Some(sid) = &c.room {
                 let key = (c.app.clone(), sid.clone());
