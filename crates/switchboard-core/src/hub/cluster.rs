@@ -17,6 +17,7 @@
 use switchboard_proto::cluster::{NodeId, NodeMessage};
 
 use super::AckId;
+pub use super::cluster_mesh::MeshJoin;
 
 use super::*;
 
@@ -273,24 +274,6 @@ pub struct SioJoin {
     /// Whether the others hear of it (false when a place is taken again after Redis lost it:
     /// they know already).
     pub announce: bool,
-}
-
-/// A place in a mesh room ([`ClusterOutput::MeshJoin`]).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MeshJoin {
-    /// The joiner.
-    pub conn: ConnId,
-    /// The room's app.
-    pub app: App,
-    /// The room.
-    pub room: StreamId,
-    /// `None` for a join (the registry gives the member id); the member's id for a place
-    /// taken again after Redis forgot it (never refused, nothing published).
-    pub id: Option<u64>,
-    /// The room size, counted over every node.
-    pub max: usize,
-    /// Whether the joiner may make offers.
-    pub offer: bool,
 }
 
 /// A PeerJS id claim ([`ClusterOutput::PjClaim`]).
@@ -781,10 +764,7 @@ impl Hub {
                 false
             }
             ClusterOutput::MeshJoin(join) => {
-                if join.id.is_none() {
-                    let key = (join.app, join.room);
-                    self.handle_mesh_join_reply(join.conn, &key, JoinOutcome::Unavailable);
-                }
+                self.mesh_join_failed(join);
                 true
             }
             ClusterOutput::Release { .. }

@@ -21,8 +21,26 @@ use switchboard_proto::antmedia::{MeshMessage, MeshNotification, PeerId};
 use switchboard_proto::cluster::{AmRelayed, NodeId, NodeMessage};
 
 use super::antmedia::PendingJoin;
-use super::cluster::{ClusterOutput, JoinOutcome, MeshJoin};
+use super::cluster::{ClusterOutput, JoinOutcome};
 use super::*;
+
+/// A place in a mesh room ([`ClusterOutput::MeshJoin`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshJoin {
+    /// The joiner.
+    pub conn: ConnId,
+    /// The room's app.
+    pub app: App,
+    /// The room.
+    pub room: StreamId,
+    /// `None` for a join (the registry gives the member id); the member's id for a place
+    /// taken again after Redis forgot it (never refused, nothing published).
+    pub id: Option<u64>,
+    /// The room size, counted over every node.
+    pub max: usize,
+    /// Whether the joiner may make offers.
+    pub offer: bool,
+}
 
 /// What a node knows of its clustered mesh rooms beyond its own members.
 #[derive(Debug, Default)]
@@ -167,6 +185,15 @@ impl Hub {
             );
         } else {
             self.cluster_unavailable(conn, Some(&key.1));
+        }
+    }
+
+    /// A [`ClusterOutput::MeshJoin`] the edge could not carry out: a join is refused
+    /// (`cluster_unavailable`); a place taken again is taken at the next re-registration.
+    pub(super) fn mesh_join_failed(&mut self, join: MeshJoin) {
+        if join.id.is_none() {
+            let key = (join.app, join.room);
+            self.handle_mesh_join_reply(join.conn, &key, JoinOutcome::Unavailable);
         }
     }
 
