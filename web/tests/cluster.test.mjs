@@ -8,6 +8,7 @@ import { pjRaw } from "./lib/peerjs.mjs";
 import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing } from "./lib/harness.mjs";
 import { sioClient as connectSio, waitFor, seedCall } from "./lib/sio.mjs";
 import { startRedis, startRedisOn, allSeeEachOther } from "./lib/cluster.mjs";
+import { idOf, decodes, allPairsDecode } from "./lib/mesh.mjs";
 
 let redis, nodes, web, browserA, browserB;
 
@@ -97,6 +98,37 @@ test("cluster: the demo page on two nodes is in a call", async () => {
     await until(b, "B got the chat", () => [...document.querySelectorAll(".msg.them")].some((m) => m.textContent === "hi from node-1"));
   } finally {
     await Promise.all([a.close(), b.close()]);
+  }
+});
+
+test("cluster: a mesh room of SDK pages on three nodes: every pair decodes, chat reaches all, a leave is seen everywhere", async () => {
+  const room = "cluster-mesh";
+  const pageUrl = (node) =>
+    `${web.url}/pages/sdk-mesh.html?sdk=${encodeURIComponent(node.url + "/sdk/switchboard.js")}&ws=${encodeURIComponent(node.ws("GroupApp"))}&room=${room}`;
+  const pages = [];
+  try {
+    for (const [i, node] of nodes.entries()) {
+      const p = await open(i % 2 ? browserB : browserA, pageUrl(node));
+      await until(p, `member on ${i} joined`, () => window.call?.peerId != null);
+      pages.push(p);
+    }
+    const ids = await Promise.all(pages.map(idOf));
+    assert.equal(new Set(ids).size, 3, `member ids are unique across nodes: ${ids}`);
+    await allPairsDecode(pages);
+    // Each pair was offered once, by the member there first, whatever node holds it.
+    const offers = await Promise.all(pages.map((p) => p.evaluate(() => window.offersMade())));
+    assert.deepEqual(offers, [{ [ids[1]]: 1, [ids[2]]: 1 }, { [ids[2]]: 1 }, {}]);
+    await pages[2].evaluate(() => window.call.send("hello from node-3"));
+    for (const p of pages.slice(0, 2)) {
+      await until(p, "chat from node-3", (id) => window.seen.messages.some((m) => m.from === id && m.data === "hello from node-3"), ids[2]);
+    }
+    // The member on node-2 leaves: the others see it and keep their call.
+    await pages[1].evaluate(() => window.call.hangup());
+    for (const p of [pages[0], pages[2]]) await until(p, "peer left", (id) => window.seen.left.includes(id), ids[1]);
+    await decodes(pages[0], ids[2], "node-1 from node-3 after node-2 left");
+    await decodes(pages[2], ids[0], "node-3 from node-1 after node-2 left");
+  } finally {
+    await Promise.all(pages.map((p) => p.context().close()));
   }
 });
 

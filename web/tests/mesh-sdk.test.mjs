@@ -9,6 +9,7 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import { startSwitchboard, testPages, open, until } from "./lib/harness.mjs";
 import { rawMeshMembers } from "./lib/peerjs.mjs";
+import { idOf, decodes, allPairsDecode } from "./lib/mesh.mjs";
 
 const env = testPages([]);
 
@@ -20,27 +21,6 @@ async function member(room) {
   const p = await open(env.browser, pageUrl(room));
   await until(p, "joined", () => window.call?.peerId != null);
   return p;
-}
-
-const idOf = (p) => p.evaluate(() => window.call.peerId);
-
-/** `p` decodes more and more frames from `peer`. */
-async function decodes(p, peer, who) {
-  const frames = () => p.evaluate((id) => window.framesFrom(id), peer);
-  const floor = (await frames()) + 5;
-  const deadline = Date.now() + 25000;
-  while ((await frames()) <= floor) {
-    if (Date.now() > deadline) assert.fail(`${who}: no new frames from ${peer} (${await frames()})`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-async function allPairsDecode(pages) {
-  const ids = await Promise.all(pages.map(idOf));
-  for (const [i, p] of pages.entries()) {
-    for (const [j, id] of ids.entries()) if (i !== j) await decodes(p, id, `member ${i}`);
-    assert.deepEqual(await p.evaluate(() => window.tiles()), ids.filter((_, j) => j !== i).sort(), `member ${i}'s videos`);
-  }
 }
 
 test("mesh SDK: four pages, every pair decodes; chat to all, a file to one; leave, rejoin; the ninth is refused", async () => {
