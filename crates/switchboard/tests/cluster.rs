@@ -913,6 +913,17 @@ fn mesh_rooms_span_nodes_and_a_killed_nodes_members_leave_every_roster() {
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), 4, "{ids:?}");
+        // A room keeps its mode across nodes: no 1:1 join of the mesh room on another node,
+        // no mesh join of a 1:1 room held on two others.
+        let mut solo = am::connect(b.port).await;
+        am::send(&mut solo, &am::join("g")).await;
+        let e = am::expect(&mut solo, "error", None, 2 * SEC).await;
+        assert_eq!(e["definition"], "room_mode_mismatch", "{e}");
+        let (_x, _y) = pair_across(a.port, b.port, "one").await;
+        let mut solo = am::connect(c.port).await;
+        am::send(&mut solo, r#"{"command":"join","streamId":"one","mesh":true}"#).await;
+        let e = am::expect(&mut solo, "error", None, 2 * SEC).await;
+        assert_eq!(e["definition"], "room_mode_mismatch", "{e}");
         // Relays across nodes and on one node reach the named member, stamped with the
         // sender (a forged sender is overwritten).
         for (from, to) in [(1, 3), (3, 2), (0, 3), (2, 0)] {

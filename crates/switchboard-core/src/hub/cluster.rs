@@ -18,6 +18,7 @@ use switchboard_proto::cluster::{NodeId, NodeMessage};
 
 use super::AckId;
 pub use super::cluster_mesh::MeshJoin;
+pub use super::counts::ClusterStats;
 
 use super::*;
 
@@ -67,6 +68,8 @@ pub enum SeatReply {
     },
     /// Two live peers hold the room.
     Full,
+    /// The room is a mesh room on some node (`room_mode_mismatch`).
+    OtherMode,
     /// The registry could not be reached (Redis down or too slow).
     Unavailable,
 }
@@ -312,31 +315,8 @@ pub enum JoinOutcome {
     Full,
     /// The registry could not be reached.
     Unavailable,
-}
-
-/// Counters of cluster mode (all zero on a single node).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ClusterStats {
-    /// Messages sent to peers on other nodes.
-    pub sent: u64,
-    /// Messages from other nodes delivered to a peer here.
-    pub received: u64,
-    /// Messages from other nodes for a pair that no longer exists here (the peer left, or
-    /// the pair changed meanwhile), dropped.
-    pub stale: u64,
-    /// Requests answered with `cluster_unavailable` (registry or other node unreachable).
-    pub unavailable: u64,
-    /// Pairs ended because the partner's node died.
-    pub partner_node_down: u64,
-    /// Relays published straight to the node where their socket.io or PeerJS target was
-    /// last found (without asking the registry).
-    pub routed_direct: u64,
-    /// Of those, the ones whose target was not there any more (the sender was told).
-    pub route_misses: u64,
-    /// Times the table of known routes was full and emptied.
-    pub route_resets: u64,
-    /// Routes known now (socket.io and PeerJS ids on other nodes).
-    pub routes: u64,
+    /// A mesh join of a room that is a 1:1 room on some node (never for socket.io).
+    OtherMode,
 }
 
 impl Hub {
@@ -372,6 +352,7 @@ impl Hub {
                 // It holds no seat; free the registry's in case the reply was lost.
             }
             SeatReply::Unavailable => self.cluster_unavailable(claim.conn, Some(&claim.room)),
+            SeatReply::OtherMode => self.other_mode(claim.conn, &claim.room, false),
             SeatReply::Seated { other } => {
                 let local = self.node_id().cloned();
                 let remote = other.filter(|s| Some(&s.node) != local.as_ref()).map(|s| {
@@ -458,7 +439,8 @@ impl Hub {
                 );
                 self.notify(claim.conn, Notification::Leaved, claim.room);
             }
-            SeatReply::Unavailable => {} // the edge asks again when Redis answers
+            // The edge asks again when Redis answers; a place taken again is never refused.
+            SeatReply::Unavailable | SeatReply::OtherMode => {}
         }
     }
 

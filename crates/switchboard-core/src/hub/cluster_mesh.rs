@@ -172,7 +172,9 @@ impl Hub {
             return;
         }
         self.am.mesh_cluster.pending.remove(&conn);
-        if outcome == JoinOutcome::Full {
+        if outcome == JoinOutcome::OtherMode {
+            self.other_mode(conn, &key.1, true);
+        } else if outcome == JoinOutcome::Full {
             let reason = format!(
                 "the mesh room is full ({} members)",
                 self.config.max_mesh_peers
@@ -195,6 +197,22 @@ impl Hub {
             let key = (join.app, join.room);
             self.handle_mesh_join_reply(join.conn, &key, JoinOutcome::Unavailable);
         }
+    }
+
+    /// The registry refused a join (`mesh` or 1:1) of `stream_id`: the room is held in the
+    /// other mode on some node.
+    pub(super) fn other_mode(&mut self, conn: ConnId, stream_id: &StreamId, mesh: bool) {
+        let why = if mesh {
+            super::mesh::ONE_TO_ONE_ROOM
+        } else {
+            super::mesh::MESH_ROOM
+        };
+        self.error(
+            conn,
+            ErrorCode::RoomModeMismatch,
+            Some(stream_id),
+            Some(why),
+        );
     }
 
     /// Whether `conn`'s mesh join of `key` waits for its roster.

@@ -86,7 +86,7 @@ impl Hub {
         let failure = match outcome {
             JoinOutcome::Queued => return,
             JoinOutcome::Full => self.sio_room_full(),
-            JoinOutcome::Unavailable => {
+            JoinOutcome::Unavailable | JoinOutcome::OtherMode => {
                 self.cluster.unavailable += 1;
                 (
                     "join".into(),

@@ -85,3 +85,28 @@ impl Output {
         }
     }
 }
+
+/// Counters of cluster mode (all zero on a single node).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    /// Messages sent to peers on other nodes.
+    pub sent: u64,
+    /// Messages from other nodes delivered to a peer here.
+    pub received: u64,
+    /// Messages from other nodes for a pair that no longer exists here (the peer left, or
+    /// the pair changed meanwhile), dropped.
+    pub stale: u64,
+    /// Requests answered with `cluster_unavailable` (registry or other node unreachable).
+    pub unavailable: u64,
+    /// Pairs ended because the partner's node died.
+    pub partner_node_down: u64,
+    /// Relays published straight to the node where their socket.io or PeerJS target was
+    /// last found (without asking the registry).
+    pub routed_direct: u64,
+    /// Of those, the ones whose target was not there any more (the sender was told).
+    pub route_misses: u64,
+    /// Times the table of known routes was full and emptied.
+    pub route_resets: u64,
+    /// Routes known now (socket.io and PeerJS ids on other nodes).
+    pub routes: u64,
+}

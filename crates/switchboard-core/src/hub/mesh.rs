@@ -14,6 +14,11 @@ use switchboard_proto::cluster::AmRelayed;
 
 use super::*;
 
+/// `room_mode_mismatch`'s reason for a mesh join of a 1:1 room.
+pub(super) const ONE_TO_ONE_ROOM: &str = "this room is a 1:1 room: join it without \"mesh\"";
+/// `room_mode_mismatch`'s reason for a 1:1 join of a mesh room.
+pub(super) const MESH_ROOM: &str = "this room is a mesh room: join it with \"mesh\": true";
+
 impl Hub {
     /// `conn` is in `stream_id` now (1:1 or mesh): its grant and `max_call` timer start, and
     /// the edge hears of the join.
@@ -44,10 +49,10 @@ impl Hub {
     /// mesh room (as this node knows them).
     pub(super) fn mode_mismatch(&self, key: &(App, StreamId), mesh: bool) -> Option<&'static str> {
         if mesh && self.am.rooms.contains_key(key) {
-            return Some("this room is a 1:1 room: join it without \"mesh\"");
+            return Some(ONE_TO_ONE_ROOM);
         }
         if !mesh && self.am.mesh.contains_key(key) {
-            return Some("this room is a mesh room: join it with \"mesh\": true");
+            return Some(MESH_ROOM);
         }
         None
     }

@@ -412,10 +412,11 @@ fn pipeline(
                 let room = room_key(claim.app.as_str(), claim.room.as_str());
                 pipe.cmd("EVAL")
                     .arg(&scripts.claim)
-                    .arg(3)
+                    .arg(4)
                     .arg(room)
                     .arg(&seats)
                     .arg(super::NODES)
+                    .arg(mesh_key(claim.app.as_str(), claim.room.as_str()))
                     .arg(node)
                     .arg(claim.conn.0)
                     .arg(u8::from(claim.offer))
@@ -522,9 +523,10 @@ fn pipeline(
             ClusterOutput::MeshJoin(j) => {
                 pipe.cmd("EVAL")
                     .arg(&scripts.mesh_join)
-                    .arg(2)
+                    .arg(3)
                     .arg(mesh_key(j.app.as_str(), j.room.as_str()))
                     .arg(&seats)
+                    .arg(room_key(j.app.as_str(), j.room.as_str()))
                     .arg(node)
                     .arg(j.conn.0)
                     .arg(j.id.map(|id| id.to_string()).unwrap_or_default())
@@ -594,6 +596,7 @@ async fn answered(
             let reply = match redis::from_redis_value::<Vec<String>>(value) {
                 Ok(v) if v.first().is_some_and(|s| s == "full") => SeatReply::Full,
                 Ok(v) if v.first().is_some_and(|s| s == "unavailable") => SeatReply::Unavailable,
+                Ok(v) if v.first().is_some_and(|s| s == "other_mode") => SeatReply::OtherMode,
                 Ok(v) => SeatReply::Seated {
                     other: v.get(1).and_then(|field| {
                         let (n, c) = field.rsplit_once('/')?;
@@ -646,6 +649,7 @@ async fn answered(
             let outcome = match redis::from_redis_value::<String>(value).as_deref() {
                 Ok("queued") => JoinOutcome::Queued,
                 Ok("full") => JoinOutcome::Full,
+                Ok("other_mode") => JoinOutcome::OtherMode,
                 _ => JoinOutcome::Unavailable,
             };
             if j.id.is_none() {

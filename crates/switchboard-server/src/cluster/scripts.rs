@@ -183,7 +183,8 @@ return 'queued'
 ";
 
 /// Ant Media mesh rooms: a place in a mesh room. KEYS = room hash (see [`MEMBERS_FN`]),
-/// this node's key set; ARGV = node, conn, member id (empty for a new member), room size,
+/// this node's key set, the 1:1 room's seats (a new member of a room that live peers hold
+/// as a 1:1 room: `other_mode`); ARGV = node, conn, member id (empty for a new member), room size,
 /// may offer (1/0), roster envelope prefix, `MeshPeerJoined` envelope prefix. A new member
 /// gets the next id of the registry's counter not used in the room (ids stay unique in a
 /// room when the counter starts over with an emptied Redis), is refused while
@@ -197,6 +198,12 @@ local me, id, max = ARGV[1], ARGV[3], tonumber(ARGV[4])
 local again = id ~= ''
 if not again and settling() then
   return 'unavailable'
+end
+if not again then
+  for _, f in ipairs(redis.call('HKEYS', KEYS[3])) do
+    local node = string.match(f, '^(.*)/')
+    if node == me or live(node) then return 'other_mode' end
+  end
 end
 local list, nodes = members(KEYS[1], me, id)
 if not again and #list >= max then return 'full' end
@@ -358,10 +365,15 @@ return 1
 /// Takes a seat: KEYS = room hash, this node's seat set, the node registry; ARGV = node,
 /// conn, may offer (1/0), again (1/0). A new seat is refused (`unavailable`) while
 /// [`SETTLING_FN`] says so. Seats of nodes whose lease ran out are dropped on the way.
-/// Returns `{'full'}`, `{'seated'}` or `{'seated', other_field, other_offer}`.
+/// KEYS[4] is the mesh room of the same name: a new seat in a room that live members hold as
+/// a mesh room is `{'other_mode'}`. Returns `{'full'}`, `{'seated'}` or `{'seated',
+/// other_field, other_offer}`.
 pub(crate) const CLAIM: &str = r"
 if ARGV[4] ~= '1' and settling() then
   return {'unavailable'}
+end
+if ARGV[4] ~= '1' and #(members(KEYS[4], ARGV[1], '')) > 0 then
+  return {'other_mode'}
 end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -429,7 +441,7 @@ impl Scripts {
             room_leave: format!("{LIVE_FN}{ROOM_LEAVE}"),
             mesh_join: format!("{LIVE_FN}{SETTLING_FN}{MEMBERS_FN}{MESH_JOIN}"),
             pj_claim: format!("{LIVE_FN}{SETTLING_FN}{PJ_CLAIM}"),
-            claim: format!("{SETTLING_FN}{CLAIM}"),
+            claim: format!("{LIVE_FN}{SETTLING_FN}{MEMBERS_FN}{CLAIM}"),
             pj_send: format!("{LIVE_FN}{GROUP_FN}{PJ_SEND}"),
         }
     }

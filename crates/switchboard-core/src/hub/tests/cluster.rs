@@ -552,6 +552,10 @@ impl Cluster {
             return SeatReply::Unavailable;
         }
         let key = (claim.app.to_string(), claim.room.to_string());
+        let mesh = self.mesh_rooms.get(&key).map_or(&[][..], Vec::as_slice);
+        if !claim.again && mesh.iter().any(|(_, n, _, _)| !self.dead.contains(n)) {
+            return SeatReply::OtherMode;
+        }
         let seats = self.seats.entry(key).or_default();
         seats.retain(|(n, _, _)| !self.dead.contains(n));
         let others: Vec<_> = seats

@@ -1,6 +1,7 @@
 //! Mesh rooms in cluster mode: members on several nodes, ids from the registry, one offer
 //! per pair, relays across nodes, leaving and node death.
 
+use super::super::joined as joined_1_1;
 use super::super::mesh::{JOIN, joined, peer_joined, peer_left, start};
 use super::*;
 use crate::hub::cluster::MeshJoin;
@@ -27,6 +28,14 @@ impl Cluster {
                     return;
                 }
                 let dead = self.dead.clone();
+                let name = (app.to_string(), room.to_string());
+                let seats = self.seats.get(&name).map_or(&[][..], Vec::as_slice);
+                if id.is_none() && seats.iter().any(|(n, _, _)| !dead.contains(n)) {
+                    let h = &mut self.nodes[i].1;
+                    return h
+                        .hub
+                        .handle_mesh_join_reply(conn, &key, JoinOutcome::OtherMode);
+                }
                 let members = self
                     .mesh_rooms
                     .entry((app.to_string(), room.to_string()))
@@ -320,4 +329,31 @@ fn without_the_registry_mesh_joins_are_refused_and_members_on_one_node_go_on() {
     let out = c.mesh_join(1, 21);
     assert!(out.contains(&(1, 21, joined(3, &[1, 2]))), "{out:?}");
     all_got(&out, &start(3), &[(0, 11), (0, 12)]);
+}
+
+#[test]
+fn a_room_keeps_its_mode_across_nodes() {
+    let mut c = Cluster::new(2);
+    c.mesh_join(0, 11);
+    // A 1:1 join of the mesh room on another node: refused, nothing taken.
+    c.connect(1, 21);
+    let out = c.send(1, 21, r#"{"command":"join","streamId":"m"}"#);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        out[0].2.contains("room_mode_mismatch") && out[0].2.contains("mesh room"),
+        "{out:?}"
+    );
+    // A mesh join of a 1:1 room held on another node: the same.
+    c.join(0, 12, "r");
+    c.connect(1, 22);
+    let out = c.send(1, 22, r#"{"command":"join","streamId":"r","mesh":true}"#);
+    assert_eq!(out.len(), 1, "{out:?}");
+    assert!(
+        out[0].2.contains("room_mode_mismatch") && out[0].2.contains("1:1 room"),
+        "{out:?}"
+    );
+    // Once the mesh room's last member left, it may become a 1:1 room.
+    c.send(0, 11, r#"{"command":"leave","streamId":"m"}"#);
+    let out = c.send(1, 21, r#"{"command":"join","streamId":"m"}"#);
+    assert_eq!(out, [(1, 21, joined_1_1(21, "m").1)]);
 }
