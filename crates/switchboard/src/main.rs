@@ -24,9 +24,17 @@ use switchboard_turn::TurnHandle;
 
 use crate::config::{BuiltinTurn, FALLBACK_STUN, LogFormat, Resolved, ServeArgs};
 
+/// This build: the package version and the git revision (`build.rs`).
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SWITCHBOARD_GIT_REV"),
+    ")"
+);
+
 /// Switchboard: self-hosted WebRTC peer-to-peer signaling.
 #[derive(Debug, Parser)]
-#[command(version, about, long_about = None, args_conflicts_with_subcommands = true)]
+#[command(version = VERSION, about, long_about = None, args_conflicts_with_subcommands = true)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -377,7 +385,7 @@ fn announce(local: SocketAddr, turn: Option<&TurnHandle>, config: &ServerConfig)
     };
     tracing::info!(
         "switchboard {} listening on {local} — open {http}://{shown}/ ; Ant Media WebSocket: {ws}://{shown}/<app>/websocket (e.g. {ws}://{shown}/WebRTCAppEE/websocket) ; socket.io: {http}://{shown}/socket.io/ ; PeerJS: host {shown}, path {}{secure} ; health: {http}://{shown}/healthz",
-        env!("CARGO_PKG_VERSION"),
+        VERSION,
         peerjs_path.trim_end_matches('/'),
     );
     if let Some(c) = &config.cluster {

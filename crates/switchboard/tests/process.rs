@@ -1,5 +1,5 @@
 //! The real `switchboard` binary as a user runs it: startup line, idle memory per joined
-//! peer, SIGTERM shutdown, JSON logs.
+//! peer, SIGTERM shutdown, JSON logs, the version.
 #![allow(clippy::unwrap_used)]
 
 use std::process::Command;
@@ -352,4 +352,39 @@ async fn json_logs_are_one_object_a_line_with_the_peer_fields() {
         assert!(line["conn"].as_u64().is_some(), "{line}");
         assert_eq!(line["reason"].as_str(), reason, "{line}");
     }
+}
+
+#[test]
+fn the_version_names_the_git_revision_it_was_built_from() {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let version = String::from_utf8(out.stdout).unwrap();
+    let head = Command::new("git")
+        .args(["rev-parse", "--short=12", "HEAD"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    // Built from this checkout: its HEAD (where git cannot read the checkout, the build
+    // script could not either: `unknown`).
+    let head = if head.status.success() {
+        String::from_utf8(head.stdout).unwrap().trim().to_owned()
+    } else {
+        "unknown".to_owned()
+    };
+    let head = head.as_str();
+    assert_eq!(
+        version.trim(),
+        format!("switchboard {} ({head})", env!("CARGO_PKG_VERSION"))
+    );
+    // The startup line carries it too.
+    let line = startup_until(
+        &["--listen", "127.0.0.1:0"],
+        &[],
+        "listening on",
+        Duration::from_secs(5),
+    );
+    assert!(line.contains(&format!("({head})")), "{line}");
 }
