@@ -6,9 +6,11 @@
 #   SKIP_BROWSER=1 scripts/test.sh   Rust only (no Chromium)
 #
 # System packages (Debian's chromium, coturn's test clients, ffmpeg/ffprobe to check the
-# native peer's recordings, iproute2 and nftables for the NAT matrix) are installed with
-# apt-get when running as root; promtool is extracted from Debian's prometheus package;
-# npm packages are installed locally under web/tests/node_modules.
+# native peer's recordings, iproute2 and nftables for the NAT matrix, podman, runc,
+# podman-compose and debootstrap for the packaging tests) are installed with apt-get when
+# running as root; promtool is extracted from Debian's prometheus package; cargo-deb is
+# installed under target/tools; npm packages are installed locally under
+# web/tests/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -37,6 +39,13 @@ command -v openssl >/dev/null || need_apt+=(openssl)
 if [ -z "${SKIP_BROWSER:-}" ] && [ "$(id -u)" = 0 ]; then
   command -v ip >/dev/null || need_apt+=(iproute2)
   command -v nft >/dev/null || need_apt+=(nftables)
+  # The packaging tests: the .deb under systemd and the container image, in podman (runc:
+  # crun refuses hosts with both cgroup versions mounted) on a base image made with
+  # debootstrap; podman-compose runs deploy/compose.yaml.
+  command -v podman >/dev/null || need_apt+=(podman)
+  command -v runc >/dev/null || need_apt+=(runc)
+  command -v debootstrap >/dev/null || need_apt+=(debootstrap)
+  command -v podman-compose >/dev/null || need_apt+=(podman-compose)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -96,9 +105,23 @@ if [ -z "${SKIP_BROWSER:-}" ]; then
       rm -f prometheus_*.deb
     )
   fi
-  step "browser tests: official SDKs in headless Chromium, NAT matrix"
-  # As root the NAT matrix (network namespaces) must run; otherwise it says it skips.
-  if [ "$(id -u)" = 0 ]; then export SWITCHBOARD_REQUIRE_NAT=1; fi
+  if [ "$(id -u)" = 0 ]; then
+    # The Debian package of the debug build (the package's layout and scripts are those of a
+    # release; a release build would add minutes): cargo-deb, pinned, under target/tools.
+    if [ ! -x target/tools/bin/cargo-deb ]; then
+      step "cargo install cargo-deb (into target/tools)"
+      cargo install --quiet --locked cargo-deb --version 3.7.0 --root target/tools
+    fi
+    step "cargo deb (target/debian)"
+    rm -f target/debian/switchboard_*.deb
+    target/tools/bin/cargo-deb --quiet -p switchboard --profile dev --no-build -o target/debian/
+    step "base image for the packaging tests (debootstrap, podman import)"
+    scripts/test-images.sh
+  fi
+  step "browser tests: official SDKs in headless Chromium, NAT matrix, packages"
+  # As root the NAT matrix (network namespaces) and the packaging tests must run; otherwise
+  # they say they skip.
+  if [ "$(id -u)" = 0 ]; then export SWITCHBOARD_REQUIRE_NAT=1 SWITCHBOARD_REQUIRE_PACKAGING=1; fi
   (cd web/tests && SWITCHBOARD_BIN="$root/target/debug/switchboard" node --test --test-concurrency=1 ./*.test.mjs)
 fi
 

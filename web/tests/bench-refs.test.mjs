@@ -6,21 +6,13 @@
 import { test, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawn, execFile } from "node:child_process";
-import { createServer, get } from "node:http";
-import { switchboardBin } from "./lib/harness.mjs";
+import { get } from "node:http";
+import { switchboardBin, freePort } from "./lib/harness.mjs";
 
 // The reference servers run as child processes (as in bench/compare.sh), stopped by pid.
 const children = [];
 after(() => children.forEach((c) => c.kill("SIGTERM")));
 
-/** A free loopback port. */
-async function freePort() {
-  const s = createServer();
-  await new Promise((ok) => s.listen(0, "127.0.0.1", ok));
-  const { port } = s.address();
-  await new Promise((ok) => s.close(ok));
-  return port;
-}
 
 /** Starts `node <args>` (in this directory, so it finds node_modules) and waits until
  * `http://127.0.0.1:<port><probe>` answers. */

@@ -6,7 +6,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing as assertFramesFlowing } from "./lib/harness.mjs";
+import { startSwitchboard, startStatic, launch, open, until, repo } from "./lib/harness.mjs";
+import { demoCall, waitDemoState as waitState, assertDemoVideoFlowing as assertVideoFlowing } from "./lib/demo.mjs";
 
 const DESKTOP = { width: 1280, height: 720 };
 const PHONE = { width: 390, height: 844 };
@@ -15,21 +16,13 @@ let sb, web, browserA, browserB, a, b;
 
 const room = (name) => `${sb.url}/?room=${name}`;
 const state = (page) => page.evaluate(() => window.demo.call?.state);
-const waitState = (page, who, want) => until(page, `${who} state ${want}`, (w) => window.demo.call?.state === w, want);
 const frames = (page) => page.evaluate(async () => (await window.demo.call.stats())?.framesDecoded ?? -1);
 const audioEnergy = (page) => page.evaluate(async () => (await window.demo.call.stats())?.audioEnergy ?? -1);
 const sleep = (ms) => new Promise((ok) => setTimeout(ok, ms));
 
-/** Remote video has a size and frames keep decoding. */
-const assertVideoFlowing = (page, who) =>
-  assertFramesFlowing(page, who, "remote-video", async () => (await window.demo.call.stats())?.framesDecoded ?? 0);
-
 /** Both pages in `name`, connected, video flowing both ways. */
 async function call(name) {
-  a = await open(browserA, room(name), DESKTOP);
-  b = await open(browserB, room(name), PHONE);
-  await Promise.all([waitState(a, "A", "connected"), waitState(b, "B", "connected")]);
-  await Promise.all([assertVideoFlowing(a, "A"), assertVideoFlowing(b, "B")]);
+  [a, b] = await demoCall(browserA, room(name), browserB, room(name), [DESKTOP, PHONE]);
 }
 
 before(async () => {

@@ -6,6 +6,7 @@
 
 mod bench;
 mod config;
+mod health;
 mod load;
 mod peer;
 mod token;
@@ -54,6 +55,9 @@ enum Command {
     Bench(bench::BenchArgs),
     /// Mint a room token for development and scripts; prints it and a demo page link.
     Token(token::TokenArgs),
+    /// Ask a running server's /healthz (a container HEALTHCHECK): exit 0 when it is healthy.
+    /// Takes the settings of `serve`, so it finds the server's port and scheme.
+    Health(Box<health::HealthArgs>),
 }
 
 /// Default log filter (`RUST_LOG` replaces it). The STUN/TURN protocol crates open an
@@ -96,6 +100,7 @@ fn main() -> anyhow::Result<()> {
             result
         }
         Some(Command::Token(args)) => token::run(args),
+        Some(Command::Health(args)) => runtime.block_on(health::run(*args)),
         Some(Command::Bench(args)) => {
             // stdout carries the JSON summary; logs (warnings only by default) go to stderr.
             let filter =
@@ -165,6 +170,8 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
             .context("loading the TLS certificate (--tls-cert, --tls-key)")?;
         config.tls = Some(reloader.server_config()?);
         tokio::spawn(reload_tls(reloader, tls.reload_every));
+    } else {
+        ignore_hangups()?;
     }
     // Every connection is an open file: use the hard limit, not the (often 1024) soft one.
     let files = match rlimit::increase_nofile_limit(u64::MAX) {
@@ -513,6 +520,28 @@ async fn reload_tls(
             Err(e) => tracing::warn!("TLS certificate not reloaded, keeping the current one: {e}"),
         }
     }
+}
+
+/// Without TLS files there is nothing SIGHUP reloads, but a service manager's reload
+/// (`systemctl reload`) still sends it, and its default action would end the process: it is
+/// logged and otherwise ignored.
+#[cfg(unix)]
+fn ignore_hangups() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
+    tokio::spawn(async move {
+        while hup.recv().await.is_some() {
+            tracing::info!(
+                "received SIGHUP: nothing to reload (no TLS certificate; other settings take a restart)"
+            );
+        }
+    });
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn ignore_hangups() -> anyhow::Result<()> {
+    Ok(())
 }
 
 /// Registers SIGINT and SIGTERM handlers now (so a signal that arrives right after startup

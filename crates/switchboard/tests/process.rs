@@ -91,9 +91,32 @@ async fn idle_joined_peers_cost_a_few_kib_each() {
 }
 
 #[test]
-fn sigterm_stops_cleanly() {
+fn sighup_without_tls_is_logged_and_sigterm_stops_cleanly() {
     let mut p = start(&[]);
     let pid = p.pid();
+    // `systemctl reload` sends SIGHUP: with no TLS files to reload it must not end the server.
+    let status = Command::new("kill")
+        .args(["-HUP", &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut waited = 0;
+    while !p
+        .log
+        .lock()
+        .unwrap()
+        .iter()
+        .any(|l| l.contains("received SIGHUP: nothing to reload"))
+    {
+        assert!(waited < 200, "no SIGHUP line within 10 s");
+        std::thread::sleep(Duration::from_millis(50));
+        waited += 1;
+    }
+    assert!(
+        p.proc.0.try_wait().unwrap().is_none(),
+        "SIGHUP ended the server"
+    );
+    assert!(common::http_get(p.port, "/healthz").contains("ok"));
     let status = Command::new("kill")
         .args(["-TERM", &pid.to_string()])
         .status()
@@ -387,4 +410,77 @@ fn the_version_names_the_git_revision_it_was_built_from() {
         Duration::from_secs(5),
     );
     assert!(line.contains(&format!("({head})")), "{line}");
+}
+
+/// `switchboard health <args>` with extra environment: (success, stdout, stderr).
+fn health(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_switchboard"))
+        .arg("health")
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = |b: Vec<u8>| String::from_utf8(b).unwrap();
+    (out.status.success(), text(out.stdout), text(out.stderr))
+}
+
+/// A loopback listener that answers every connection with `answer` (none: holds it open and
+/// says nothing), on a thread.
+fn fake_server(answer: Option<&'static str>) -> u16 {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for mut s in listener.incoming().flatten() {
+            let _ = s.read(&mut [0; 1024]);
+            match answer {
+                Some(a) => drop(s.write_all(a.as_bytes())),
+                None => held.push(s),
+            }
+        }
+    });
+    port
+}
+
+#[test]
+fn health_asks_the_servers_own_port_and_fails_clearly_otherwise() {
+    let sb = start(&[]);
+    let listen = format!("127.0.0.1:{}", sb.port);
+    // The same settings as `serve`, here from the environment, as in a container.
+    let (ok, out, err) = health(&[], &[("SWITCHBOARD_LISTEN", &listen)]);
+    assert!(ok, "{out}{err}");
+    assert_eq!(out.trim(), format!("ok: http://{listen}/healthz"));
+    let (ok, out, _) = health(&["--listen", &listen], &[]);
+    assert!(ok, "{out}");
+    drop(sb);
+    let (ok, _, err) = health(&["--listen", &listen], &[]);
+    assert!(!ok);
+    assert!(err.contains(&format!("connecting to {listen}")), "{err}");
+    // Something else on the port.
+    let other = fake_server(Some(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+    ));
+    let (ok, _, err) = health(&["--addr", &format!("127.0.0.1:{other}")], &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("answered /healthz with `HTTP/1.1 503 Service Unavailable`"),
+        "{err}"
+    );
+    // A server that never answers: given up on after --timeout-secs.
+    let silent = fake_server(None);
+    let (ok, _, err) = health(
+        &[
+            "--addr",
+            &format!("127.0.0.1:{silent}"),
+            "--timeout-secs",
+            "1",
+        ],
+        &[],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("no answer from") && err.contains("within 1s"),
+        "{err}"
+    );
 }

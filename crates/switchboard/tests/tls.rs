@@ -225,3 +225,32 @@ async fn a_changed_certificate_file_is_picked_up_without_a_signal() {
     assert!(text.contains(r#""tls_handshake_failures":1"#), "{text}");
     let _ = std::fs::remove_dir_all(&ca.dir);
 }
+
+/// `switchboard health` with the server's TLS settings asks over HTTPS (and plain HTTP to the
+/// TLS port fails).
+#[test]
+fn health_speaks_https_when_the_server_does() {
+    let ca = Ca::new("health");
+    ca.issue();
+    let sb = ca.serve("0", &[]);
+    let (cert, key) = (ca.path("cert.pem"), ca.path("key.pem"));
+    let addr = format!("127.0.0.1:{}", sb.port);
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_switchboard"))
+            .arg("health")
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--addr", &addr, "--tls-cert", &cert, "--tls-key", &key]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout.trim(), format!("ok: https://{addr}/healthz"));
+    let out = run(&["--addr", &addr, "--timeout-secs", "3"]);
+    assert!(!out.status.success());
+    let _ = std::fs::remove_dir_all(&ca.dir);
+}

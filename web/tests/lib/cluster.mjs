@@ -2,11 +2,9 @@
 // pid, and a wait until Switchboard nodes see each other.
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createServer, connect } from "node:net";
+import { connect } from "node:net";
+import { freePort } from "./harness.mjs";
 
-const freePort = () => new Promise((ok) => {
-  const s = createServer().listen(0, "127.0.0.1", () => { const { port } = s.address(); s.close(() => ok(port)); });
-});
 
 /** redis-server on an ephemeral loopback port, nothing persisted; stopped by pid. */
 export async function startRedis() {

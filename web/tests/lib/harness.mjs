@@ -2,6 +2,7 @@
 // test pages, and headless Chromium instances (Debian's chromium, driven by playwright-core).
 import { spawn } from "node:child_process";
 import { createServer } from "node:http";
+import { createServer as createNetServer } from "node:net";
 import { readFile } from "node:fs/promises";
 import { existsSync } from "node:fs";
 import { extname, join, normalize, resolve, dirname } from "node:path";
@@ -11,6 +12,15 @@ import { chromium } from "playwright-core";
 
 const here = dirname(fileURLToPath(import.meta.url));
 export const repo = resolve(here, "../../..");
+
+/** A loopback TCP port that was free a moment ago. */
+export async function freePort() {
+  const s = createNetServer();
+  await new Promise((ok) => s.listen(0, "127.0.0.1", ok));
+  const { port } = s.address();
+  await new Promise((ok) => s.close(ok));
+  return port;
+}
 
 /** Path of the switchboard binary under test (SWITCHBOARD_BIN, else the debug build). */
 export function switchboardBin() {
@@ -30,9 +40,18 @@ export async function startSwitchboard(extraArgs = [], listenPort = 0, { netns =
     ? [] : ["--turn-listen", "127.0.0.1:0"];
   const args = ["serve", "--listen", `${host}:${listenPort}`, ...turnArgs, ...extraArgs];
   const [cmd, argv] = netns ? ["ip", ["netns", "exec", netns, switchboardBin(), ...args]] : [switchboardBin(), args];
+  return startServer(cmd, argv, { host });
+}
+
+/**
+ * Runs `cmd argv` (a Switchboard server, however it is started: a package's unit command in
+ * a chroot, a container) and resolves once it says it listens on `host`. `env` is added to
+ * the environment.
+ */
+export async function startServer(cmd, argv, { host = "127.0.0.1", env = {} } = {}) {
   const proc = spawn(cmd, argv, {
     stdio: ["ignore", "pipe", "pipe"],
-    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info" },
+    env: { ...process.env, RUST_LOG: process.env.RUST_LOG || "info", ...env },
   });
   let log = "";
   const listening = new RegExp(`listening on ${host.replace(/\./g, "\\.")}:(\\d+)`);

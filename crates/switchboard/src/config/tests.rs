@@ -1,7 +1,7 @@
 //! Tests of the settings: flags, environment and file merged, and every refusal.
 #![allow(clippy::unwrap_used)]
 use super::*;
-use clap::Parser;
+use clap::{CommandFactory, Parser};
 
 #[derive(Debug, Parser)]
 struct T {
@@ -291,4 +291,69 @@ fn mesh_room_size() {
             "{e}"
         );
     }
+}
+
+/// The configuration file the Debian package installs (and the container image documents):
+/// every setting is in it, commented out, and each example value is one the file accepts.
+#[test]
+fn the_packaged_config_file_lists_every_setting_with_a_valid_example() {
+    let text = include_str!("../../../../deploy/switchboard.toml");
+    // As shipped (everything commented out) it is the defaults.
+    let shipped: Settings = toml::from_str(text).unwrap();
+    assert!(
+        serde_json::to_value(&shipped)
+            .unwrap()
+            .as_object()
+            .unwrap()
+            .values()
+            .all(serde_json::Value::is_null)
+    );
+    let keys: Vec<String> = T::command()
+        .get_arguments()
+        .filter_map(|a| a.get_long())
+        .filter(|l| *l != "config" && *l != "help")
+        .map(|l| l.replace('-', "_"))
+        .collect();
+    assert!(keys.len() > 60, "{keys:?}");
+    // Uncomment the first `#key = value` line of every setting.
+    let mut seen = std::collections::BTreeSet::new();
+    let uncommented: String = text
+        .lines()
+        .map(
+            |line| match line.strip_prefix('#').and_then(|l| l.split_once(" = ")) {
+                Some((key, _)) if keys.iter().any(|k| k == key) && seen.insert(key.to_owned()) => {
+                    &line[1..]
+                }
+                _ => line,
+            },
+        )
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let missing: Vec<_> = keys.iter().filter(|k| !seen.contains(*k)).collect();
+    assert!(
+        missing.is_empty(),
+        "not in deploy/switchboard.toml: {missing:?}"
+    );
+    let all: Settings = toml::from_str(&uncommented).unwrap();
+    let unset: Vec<String> = serde_json::to_value(&all)
+        .unwrap()
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| v.is_null())
+        .map(|(k, _)| k.clone())
+        .collect();
+    assert!(unset.is_empty(), "examples that set nothing: {unset:?}");
+    // The `[[ice_servers]]` table example, on its own.
+    let table: String = text
+        .lines()
+        .skip_while(|l| *l != "#[[ice_servers]]")
+        .take_while(|l| !l.is_empty())
+        .map(|l| format!("{}\n", &l[1..]))
+        .collect();
+    let with_table: Settings = toml::from_str(&table).unwrap();
+    assert!(
+        matches!(&with_table.ice_servers, Some(v) if matches!(v[..], [IceServerSetting::Server(_)])),
+        "{table}"
+    );
 }
