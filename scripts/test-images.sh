@@ -24,5 +24,11 @@ debootstrap --variant=minbase \
   || { tail -20 target/test-image-debootstrap.log >&2; exit 1; }
 # Redis and nginx run only where a test starts them, not at every boot of the image.
 rm -f "$rootfs"/etc/systemd/system/multi-user.target.wants/{nginx,redis-server}.service
-tar -C "$rootfs" -c . | podman import -q --change 'CMD ["/sbin/init"]' - "$image" > /dev/null
+# As the Dockerfile's build stage, it finds cargo on PATH: this machine's Rust toolchain,
+# which the container tests mount at the same paths (so the build there reuses target/).
+tar -C "$rootfs" -c . | podman import -q --change 'CMD ["/sbin/init"]' \
+  --change "ENV CARGO_HOME=${CARGO_HOME:-$HOME/.cargo}" \
+  --change "ENV RUSTUP_HOME=${RUSTUP_HOME:-$HOME/.rustup}" \
+  --change "ENV PATH=${CARGO_HOME:-$HOME/.cargo}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin" \
+  - "$image" > /dev/null
 echo "$image: made"
