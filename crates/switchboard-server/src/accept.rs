@@ -26,7 +26,10 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use ipnet::IpNet;
+
 use crate::ServerConfig;
+use crate::forwarded::{client_addr, is_trusted};
 
 /// Counters of the HTTP edge.
 #[derive(Debug, Default)]
@@ -70,6 +73,8 @@ struct Admission {
     stats: Arc<EdgeStats>,
     max_open: usize,
     max_per_ip: usize,
+    /// Reverse proxies: their connections carry many clients, so only the total counts them.
+    trusted: Arc<[IpNet]>,
 }
 
 /// Held by an admitted connection (inside its IO, so an upgraded WebSocket keeps it); gives
@@ -102,6 +107,7 @@ enum Refusal {
 
 impl Admission {
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Result<Admitted, Refusal> {
+        let proxy = is_trusted(&self.trusted, ip);
         // IPv4 clients of a dual-stack listener arrive as ::ffff:a.b.c.d.
         let ip = switchboard_core::source_key(ip);
         let mut m = self.per_ip.lock().map_err(|_| Refusal::Open)?;
@@ -110,7 +116,7 @@ impl Admission {
             return Err(Refusal::Open);
         }
         let n = m.entry(ip).or_insert(0);
-        if self.max_per_ip > 0 && *n >= self.max_per_ip {
+        if self.max_per_ip > 0 && *n >= self.max_per_ip && !proxy {
             self.stats.refused_per_ip.fetch_add(1, Relaxed);
             return Err(Refusal::PerIp);
         }
@@ -176,11 +182,13 @@ pub(crate) async fn serve(
     stats: Arc<EdgeStats>,
     stop: impl std::future::Future<Output = ()>,
 ) -> TaskTracker {
+    let trusted: Arc<[IpNet]> = config.trusted_proxies.clone().into();
     let admission = Arc::new(Admission {
         per_ip: Mutex::new(HashMap::new()),
         stats: Arc::clone(&stats),
         max_open: config.max_open_connections,
         max_per_ip: config.max_connections_per_ip,
+        trusted: Arc::clone(&trusted),
     });
     let tls = config.tls.clone().map(tokio_rustls::TlsAcceptor::from);
     let tasks = TaskTracker::new();
@@ -231,7 +239,8 @@ pub(crate) async fn serve(
         };
         let service = TowerToHyperService::new(WithClient {
             app: app.clone(),
-            addr: ClientAddr(remote),
+            peer: remote,
+            trusted: Arc::clone(&trusted),
         });
         let stats = Arc::clone(&stats);
         let closing = closing.clone();
@@ -300,14 +309,17 @@ async fn serve_one<I>(
 }
 
 /// The address a request came from, in its extensions: the hub's per-source limits use it.
+/// From a trusted proxy, the client it names (see [`crate::forwarded`]; port 0).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ClientAddr(pub(crate) SocketAddr);
 
-/// The router, with each request marked with the connection's [`ClientAddr`].
+/// The router, with each request marked with its [`ClientAddr`].
 #[derive(Clone)]
 struct WithClient {
     app: Router,
-    addr: ClientAddr,
+    /// The connection's address.
+    peer: SocketAddr,
+    trusted: Arc<[IpNet]>,
 }
 
 impl<B> tower_service::Service<axum::http::Request<B>> for WithClient
@@ -324,7 +336,8 @@ where
     }
 
     fn call(&mut self, mut req: axum::http::Request<B>) -> Self::Future {
-        req.extensions_mut().insert(self.addr);
+        let addr = client_addr(self.peer, req.headers(), &self.trusted);
+        req.extensions_mut().insert(ClientAddr(addr));
         self.app.call(req)
     }
 }

@@ -74,8 +74,12 @@ pub struct ServerConfig {
     /// by byte, cannot hold a file descriptor. Default 10 s.
     pub header_timeout: Duration,
     /// TCP connections at once from one IP address (IPv4-mapped addresses count as IPv4);
-    /// more are closed at accept. 0: no limit. Default 512.
+    /// more are closed at accept (but for `trusted_proxies`). 0: no limit. Default 512.
     pub max_connections_per_ip: usize,
+    /// Reverse proxies and load balancers in front of the server: requests on their
+    /// connections are from the client their `X-Forwarded-For` names, and their connections
+    /// count against `max_open_connections` only. Default: none (the header is ignored).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// TCP connections at once in total (WebSocket, socket.io, plain HTTP); more are closed at
     /// accept. Keep it below the process's open-file limit (the binary derives it from that
     /// limit). Default 60,000.
@@ -178,6 +182,7 @@ impl Default for ServerConfig {
             webhook_sink: None,
             header_timeout: Duration::from_secs(10),
             max_connections_per_ip: 512,
+            trusted_proxies: Vec::new(),
             max_open_connections: 60_000,
             max_socketio_sessions: 10_000,
             max_socketio_sessions_per_ip: 100,

@@ -38,6 +38,7 @@ mod cluster;
 mod config;
 mod connection;
 mod eio_guard;
+mod forwarded;
 mod hub_task;
 mod metrics;
 mod origin;

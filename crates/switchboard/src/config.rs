@@ -102,6 +102,13 @@ pub(crate) struct Settings {
     /// [default: 512].
     #[arg(long, env = "SWITCHBOARD_MAX_CONNECTIONS_PER_IP")]
     max_connections_per_ip: Option<usize>,
+    /// Reverse proxies or load balancers in front of the server (addresses or networks,
+    /// comma-separated, e.g. 127.0.0.1/32,10.0.0.0/8): a request on their connections is from
+    /// the client their `X-Forwarded-For` names, for the per-address limits and the logs, and
+    /// their connections are not held to --max-connections-per-ip (limit clients at the
+    /// proxy) [default: none: X-Forwarded-For is ignored].
+    #[arg(long, env = "SWITCHBOARD_TRUSTED_PROXIES", value_delimiter = ',')]
+    trusted_proxies: Option<Vec<IpNet>>,
     /// Messages a second per connection (any dialect; bursts of twice as many); more get
     /// `rate_limited`, and 100 refusals within 10 s close the connection; 0 = no limit
     /// [default: 5000].
@@ -434,6 +441,7 @@ impl ServeArgs {
             s.max_socketio_sessions_per_ip,
         );
         set(&mut cfg.max_connections_per_ip, s.max_connections_per_ip);
+        set(&mut cfg.trusted_proxies, s.trusted_proxies);
         // Decided here: the built-in STUN server, explicit servers, or a public fallback.
         cfg.hub.ice.servers = Vec::new();
         let explicit_ice = s.ice_servers.is_some();

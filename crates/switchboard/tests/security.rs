@@ -380,3 +380,99 @@ async fn a_client_that_does_not_read_holds_at_most_its_byte_budget() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(stats(sb.port)["hub"]["queued_bytes"], 0);
 }
+
+/// Joins `room` on a new connection that says it carries `forwarded_for`'s request (the
+/// `X-Forwarded-For` a reverse proxy adds); returns the socket and the first reply.
+async fn join_forwarded(
+    port: u16,
+    forwarded_for: &str,
+    room: &str,
+) -> (
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>,
+    String,
+) {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+
+    let mut req = format!("ws://127.0.0.1:{port}/LiveApp/websocket")
+        .into_client_request()
+        .unwrap();
+    req.headers_mut()
+        .insert("x-forwarded-for", forwarded_for.parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let join = format!(r#"{{"command":"join","streamId":"{room}"}}"#);
+    ws.send(Message::text(join)).await.unwrap();
+    let reply = tokio::time::timeout(Duration::from_secs(5), ws.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    (ws, reply.to_text().unwrap().to_owned())
+}
+
+/// Behind a load balancer every connection comes from its address: the per-address limits
+/// would hold all its clients to one address's share. With `--trusted-proxies`, the client
+/// that `X-Forwarded-For` names is counted instead, and the proxy's connections are held to
+/// the total only; without it, the header is the client's own claim and is ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn clients_behind_a_trusted_proxy_are_told_apart_and_others_cannot_pick_an_address() {
+    let limits = [
+        "--max-joins-per-ip-per-sec",
+        "1",
+        "--max-connections-per-ip",
+        "8",
+    ];
+    let mut args = limits.to_vec();
+    args.extend(["--trusted-proxies", "10.0.0.0/8,127.0.0.1/32"]);
+    let proxied = start_switchboard(&args, &[]);
+    // One client (behind the proxy) joining room after room runs out of its budget (a burst
+    // of ten)...
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for i in 0..14 {
+        let (ws, reply) =
+            join_forwarded(proxied.port, "198.51.100.7, 203.0.113.1", &format!("a-{i}")).await;
+        refused += usize::from(reply.contains("rate_limited"));
+        held.push(ws);
+    }
+    assert!(refused >= 2, "{refused} refused");
+    // ...on 14 connections from the proxy's one address, more than --max-connections-per-ip:
+    // the proxy is held to the total only. Another client behind it joins at once.
+    let (_ws, reply) = join_forwarded(proxied.port, "203.0.113.2", "b").await;
+    assert!(reply.contains("joined"), "{reply}");
+    let hub = &stats(proxied.port)["hub"];
+    assert_eq!(
+        hub["rate_limited"].as_u64().unwrap(),
+        refused as u64,
+        "{hub}"
+    );
+    drop(held);
+
+    // Without --trusted-proxies the same header changes nothing: one address, one budget.
+    let direct = start_switchboard(&limits, &[]);
+    let mut held = Vec::new();
+    for i in 0..8 {
+        let (ws, _) =
+            join_forwarded(direct.port, &format!("203.0.113.{i}"), &format!("c-{i}")).await;
+        held.push(ws);
+    }
+    // The ninth connection from 127.0.0.1 is refused at accept, whatever it claims.
+    let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(
+        format!("ws://127.0.0.1:{}/LiveApp/websocket", direct.port),
+    )
+    .unwrap();
+    req.headers_mut()
+        .insert("x-forwarded-for", "203.0.113.99".parse().unwrap());
+    assert!(tokio_tungstenite::connect_async(req).await.is_err());
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut refused = 0;
+    for i in 0..6 {
+        let (_ws, reply) =
+            join_forwarded(direct.port, &format!("192.0.2.{i}"), &format!("d-{i}")).await;
+        refused += usize::from(reply.contains("rate_limited"));
+    }
+    // Eight joins and six more from "different" clients: the one budget (ten) ran out.
+    assert!(refused >= 3, "{refused} refused");
+}
