@@ -7,9 +7,9 @@
 #
 # System packages (Debian's chromium, coturn's test clients, ffmpeg/ffprobe to check the
 # native peer's recordings, iproute2 and nftables for the NAT matrix, podman, runc,
-# podman-compose and debootstrap for the packaging tests) are installed with apt-get when
-# running as root; promtool is extracted from Debian's prometheus package; cargo-deb is
-# installed under target/tools; npm packages are installed locally under
+# debootstrap and docker-compose for the packaging tests) are installed with apt-get when
+# running as root; promtool is extracted from Debian's prometheus package; cargo-deb and
+# podman-compose are installed under target/tools; npm packages are installed locally under
 # web/tests/node_modules.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,11 +41,11 @@ if [ -z "${SKIP_BROWSER:-}" ] && [ "$(id -u)" = 0 ]; then
   command -v nft >/dev/null || need_apt+=(nftables)
   # The packaging tests: the .deb under systemd and the container image, in podman (runc:
   # crun refuses hosts with both cgroup versions mounted) on a base image made with
-  # debootstrap; podman-compose runs deploy/compose.yaml.
+  # debootstrap; Docker Compose (Debian's docker-compose) checks deploy/compose.yaml.
   command -v podman >/dev/null || need_apt+=(podman)
   command -v runc >/dev/null || need_apt+=(runc)
   command -v debootstrap >/dev/null || need_apt+=(debootstrap)
-  command -v podman-compose >/dev/null || need_apt+=(podman-compose)
+  command -v docker-compose >/dev/null || need_apt+=(docker-compose)
 fi
 if [ ${#need_apt[@]} -gt 0 ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
@@ -117,6 +117,13 @@ if [ -z "${SKIP_BROWSER:-}" ]; then
     target/tools/bin/cargo-deb --quiet -p switchboard --profile dev --no-build -o target/debian/
     step "base image for the packaging tests (debootstrap, podman import)"
     scripts/test-images.sh
+    # podman-compose runs deploy/compose.yaml: from PyPI, pinned (Debian's 1.0.3 cannot run
+    # services with host networking), into target/tools/podman-compose.
+    if [ ! -f target/tools/podman-compose/podman_compose.py ]; then
+      step "pip install podman-compose (target/tools/podman-compose)"
+      python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore \
+        --target target/tools/podman-compose 'podman-compose==1.5.0'
+    fi
   fi
   step "browser tests: official SDKs in headless Chromium, NAT matrix, packages"
   # As root the NAT matrix (network namespaces) and the packaging tests must run; otherwise

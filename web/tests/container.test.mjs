@@ -11,12 +11,10 @@
 import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
-import { homedir } from "node:os";
-import { join } from "node:path";
 import WebSocket from "ws";
-import { launch, freePort, repo } from "./lib/harness.mjs";
+import { launch, freePort } from "./lib/harness.mjs";
 import { demoCall } from "./lib/demo.mjs";
-import { TEST_IMAGE, packagingUnavailable, podman, ulimitArgs, eventually } from "./lib/podman.mjs";
+import { packagingUnavailable, podman, ulimitArgs, eventually, buildImage } from "./lib/podman.mjs";
 
 const REQUIRE = process.env.SWITCHBOARD_REQUIRE_PACKAGING === "1";
 const skipReason = packagingUnavailable()
@@ -26,27 +24,9 @@ if (skipReason) {
   console.log(`SKIPPED: container image: ${skipReason}`);
 }
 
-export const IMAGE = `localhost/switchboard-test/switchboard:${process.pid}`;
+const IMAGE = `localhost/switchboard-test/switchboard:${process.pid}`;
 const name = `sb-container-test-${process.pid}`;
 let port, turnPort, browsers = [];
-
-/**
- * Builds the Dockerfile into `tag` with the test base image for both stages and the dev
- * profile, reusing this checkout's target/ and this machine's Rust toolchain (mounted at the
- * paths the base image's environment names).
- */
-export function buildImage(tag) {
-  const cargoHome = process.env.CARGO_HOME || join(homedir(), ".cargo");
-  const rustupHome = process.env.RUSTUP_HOME || join(homedir(), ".rustup");
-  const rev = spawnSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: repo, encoding: "utf8" }).stdout.trim() || "unknown";
-  podman(["build", "--format", "docker", "--layers=false", "--network", "host", ...ulimitArgs(),
-    "--build-arg", `BUILDER_IMAGE=${TEST_IMAGE}`, "--build-arg", `RUNTIME_IMAGE=${TEST_IMAGE}`,
-    "--build-arg", "CARGO_PROFILE=dev", "--build-arg", `SWITCHBOARD_GIT_REV=${rev}`,
-    "--build-arg", `SRC_DIR=${repo}`,
-    "-v", `${join(repo, "target")}:${join(repo, "target")}`, "-v", `${cargoHome}:${cargoHome}`,
-    "-v", `${rustupHome}:${rustupHome}:ro`, "-t", tag, repo]);
-  return rev;
-}
 
 let rev;
 before(async () => {

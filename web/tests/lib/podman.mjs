@@ -1,7 +1,10 @@
 // Podman for the packaging tests: containers of the locally made base image
 // (scripts/test-images.sh), run as root.
 import { spawnSync } from "node:child_process";
-import { existsSync } from "node:fs";
+import { existsSync, mkdtempSync, writeFileSync } from "node:fs";
+import { homedir, tmpdir } from "node:os";
+import { join } from "node:path";
+import { repo } from "./harness.mjs";
 
 /** The base image scripts/test-images.sh makes from Debian's packages. */
 export const TEST_IMAGE = "localhost/switchboard-test/debian:bookworm";
@@ -55,4 +58,52 @@ export async function eventually(what, fn, ms = 20000) {
     if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms (last: ${last?.message ?? last})`);
     await new Promise((ok) => setTimeout(ok, 200));
   }
+}
+
+/**
+ * Builds the Dockerfile into `tag` with the test base image for both stages and the dev
+ * profile, reusing this checkout's target/ and this machine's Rust toolchain (mounted at the
+ * paths the base image's environment names).
+ */
+export function buildImage(tag) {
+  const cargoHome = process.env.CARGO_HOME || join(homedir(), ".cargo");
+  const rustupHome = process.env.RUSTUP_HOME || join(homedir(), ".rustup");
+  const rev = spawnSync("git", ["rev-parse", "--short=12", "HEAD"], { cwd: repo, encoding: "utf8" }).stdout.trim() || "unknown";
+  podman(["build", "--format", "docker", "--layers=false", "--network", "host", ...ulimitArgs(),
+    "--build-arg", `BUILDER_IMAGE=${TEST_IMAGE}`, "--build-arg", `RUNTIME_IMAGE=${TEST_IMAGE}`,
+    "--build-arg", "CARGO_PROFILE=dev", "--build-arg", `SWITCHBOARD_GIT_REV=${rev}`,
+    "--build-arg", `SRC_DIR=${repo}`,
+    "-v", `${join(repo, "target")}:${join(repo, "target")}`, "-v", `${cargoHome}:${cargoHome}`,
+    "-v", `${rustupHome}:${rustupHome}:ro`, "-t", tag, repo]);
+  return rev;
+}
+
+/** Where scripts/test.sh installs podman-compose (PyPI; Debian's 1.0.3 breaks host networking). */
+export const PODMAN_COMPOSE_DIR = join(repo, "target/tools/podman-compose");
+
+/**
+ * `podman-compose args` (PODMAN_COMPOSE_DIR's, else the one on PATH) with extra `env`, and a
+ * containers.conf giving podman this module's runtime and limits; throws on failure unless
+ * `check` is false.
+ */
+export function podmanCompose(args, { env = {}, check = true, timeout = 300_000 } = {}) {
+  const local = existsSync(join(PODMAN_COMPOSE_DIR, "podman_compose.py"));
+  const [cmd, argv] = local ? ["python3", ["-m", "podman_compose", ...args]] : ["podman-compose", args];
+  const r = spawnSync(cmd, argv, {
+    encoding: "utf8", timeout, maxBuffer: 64 << 20,
+    env: { ...process.env, ...(local ? { PYTHONPATH: PODMAN_COMPOSE_DIR } : {}), CONTAINERS_CONF: containersConf(), ...env },
+  });
+  if (check && r.status !== 0) throw new Error(`podman-compose ${args.join(" ")} (exit ${r.status}):\n${r.stdout}\n${r.stderr}`);
+  return r;
+}
+
+let conf;
+/** A containers.conf with the runtime and limits `podman()` passes as flags. */
+function containersConf() {
+  if (conf) return conf;
+  const [, files, , procs] = ulimitArgs().map((a) => a.split("=")[1]);
+  conf = join(mkdtempSync(join(tmpdir(), "sb-containers-")), "containers.conf");
+  writeFileSync(conf, `[containers]\ndefault_ulimits = ["nofile=${files}", "nproc=${procs}"]\n`
+    + (runtime ? `[engine]\nruntime = "${runtime}"\n` : ""));
+  return conf;
 }
