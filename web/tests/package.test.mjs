@@ -97,6 +97,25 @@ test("a call through the installed service with the demo page", { skip: !!skipRe
   await Promise.all(pages.map((p) => p.context().close()));
 });
 
+test("an upgrade keeps the operator's configuration and restarts the service", { skip: !!skipReason }, async () => {
+  // The operator changed a setting.
+  sh("sed -i 's/^#idle_timeout_secs = 20$/idle_timeout_secs = 30/' /etc/switchboard/switchboard.toml && systemctl restart switchboard");
+  await eventually("the service answers /healthz", health);
+  const before = sh("systemctl show -p MainPID --value switchboard").trim();
+  // A newer package: the same one with the next Debian revision.
+  sh(`rm -rf /tmp/up && dpkg-deb -R /pk/${basename(debPath)} /tmp/up && ` +
+    "sed -i 's/^Version: \\(.*\\)-1$/Version: \\1-2/' /tmp/up/DEBIAN/control && dpkg-deb -Znone -b /tmp/up /tmp/switchboard-up.deb >/dev/null");
+  const out = sh("dpkg -i /tmp/switchboard-up.deb 2>&1");
+  assert.match(out, /Unpacking switchboard \(\S+-2\) over \(\S+-1\)/);
+  assert.match(sh("dpkg-query -W -f='${Version}' switchboard"), /-2$/);
+  assert.match(sh("grep idle_timeout_secs /etc/switchboard/switchboard.toml"), /^idle_timeout_secs = 30$/m);
+  await eventually("the upgraded service answers /healthz", health);
+  const after = sh("systemctl show -p MainPID --value switchboard").trim();
+  assert.notEqual(after, before, "not restarted");
+  assert.notEqual(after, "0");
+  assert.equal(sh("systemctl is-enabled switchboard").trim(), "enabled");
+});
+
 test("reload keeps it running; stop is quick; dpkg -r and dpkg -P leave the system as it was", { skip: !!skipReason }, async () => {
   const pid = sh("systemctl show -p MainPID --value switchboard").trim();
   sh("systemctl reload switchboard");
