@@ -89,6 +89,11 @@ test("dpkg -i installs the binary, the hardened unit and the conffiles, and star
   assert.match(conffiles, /\/etc\/switchboard\/switchboard\.env [0-9a-f]{32}/);
   assert.equal(sh("stat -c '%a %U' /etc/switchboard/switchboard.env").trim(), "600 root");
   assert.match(sh("journalctl -u switchboard --no-pager"), new RegExp(`listening on 127\\.0\\.0\\.1:${port}`));
+  // The sandbox leaves what the server reads about itself: its process metrics and limits.
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  assert.match(metrics, /^process_open_fds \d+/m);
+  assert.match(metrics, /^process_max_fds \d+/m);
+  assert.doesNotMatch(sh("journalctl -u switchboard --no-pager"), /WARN|ERROR/);
 });
 
 test("a call through the installed service with the demo page", { skip: !!skipReason }, async () => {

@@ -52,11 +52,16 @@ impl Ca {
     }
 
     /// `switchboard serve` with this CA's `cert.pem` and `key.pem`, reloaded every
-    /// `reload_secs` (0: on SIGHUP only), and `extra` arguments.
+    /// `reload_secs` (0: on SIGHUP only), and `extra` arguments. TURN over TLS takes a free
+    /// loopback port (its default, 5349 on every address, would collide between tests running
+    /// at once).
     fn serve(&self, reload_secs: &str, extra: &[&str]) -> common::Switchboard {
         let (cert, key) = (self.path("cert.pem"), self.path("key.pem"));
         let mut args = vec!["--tls-cert", &cert, "--tls-key", &key];
         args.extend(["--tls-reload-secs", reload_secs]);
+        if !extra.contains(&"--turn-tls-listen") {
+            args.extend(["--turn-tls-listen", "127.0.0.1:0"]);
+        }
         args.extend(extra);
         start_switchboard(&args, &[])
     }
@@ -151,7 +156,7 @@ async fn wss_and_https_with_a_certificate_replaced_during_a_call() {
     let ca = Ca::new("reload");
     let first = ca.issue();
     // Reloaded on SIGHUP only, so the file-change path is tested on its own below.
-    let sb = ca.serve("0", &["--turn-tls-listen", "127.0.0.1:0"]);
+    let sb = ca.serve("0", &[]);
     let port = sb.port;
     // HTTPS.
     let mut s = tls(&ca, port).await;
