@@ -6,7 +6,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { startSwitchboard, startStatic, launch, open, until, repo } from "./lib/harness.mjs";
+import { startSwitchboard, startStatic, launch, open, until, repo, assertVideoFlowing as assertFramesFlowing } from "./lib/harness.mjs";
 import { demoCall, waitDemoState as waitState, assertDemoVideoFlowing as assertVideoFlowing } from "./lib/demo.mjs";
 
 const DESKTOP = { width: 1280, height: 720 };
