@@ -499,7 +499,8 @@ async fn websocket(
     upgrade(&state, req, crate::connection::Dialect::AntMedia(params))
 }
 
-/// The address the request's connection came from (set by the accept loop).
+/// The address the request is from (set by the accept loop: the connection's, or the client a
+/// trusted proxy names).
 fn client_ip(req: &axum::extract::Request) -> Option<std::net::IpAddr> {
     req.extensions()
         .get::<crate::accept::ClientAddr>()
