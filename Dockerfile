@@ -22,12 +22,14 @@ RUN SWITCHBOARD_GIT_REV="${SWITCHBOARD_GIT_REV}" \
       cargo build --locked --profile "${CARGO_PROFILE}" -p switchboard --bin switchboard \
  && dir=$(if [ "${CARGO_PROFILE}" = dev ]; then echo debug; else echo "${CARGO_PROFILE}"; fi) \
  && install -D -m 0755 "target/${dir}/switchboard" /out/usr/bin/switchboard \
+ && strip --strip-debug /out/usr/bin/switchboard \
  && install -D -m 0644 deploy/switchboard.toml /out/etc/switchboard/switchboard.toml \
  && install -D -m 0644 /etc/ssl/certs/ca-certificates.crt /out/etc/ssl/certs/ca-certificates.crt
 
 FROM ${RUNTIME_IMAGE}
-# The binary, the commented configuration file (every setting at its default), and CA
-# certificates for HTTPS webhooks.
+# The binary (without its debug sections: the release profile keeps line tables), the
+# commented configuration file (every setting at its default), and CA certificates for HTTPS
+# webhooks.
 COPY --from=build /out/ /
 # Not root; the user needs no home and no entry in /etc/passwd.
 USER 10001:10001

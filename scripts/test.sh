@@ -114,7 +114,7 @@ if [ -z "${SKIP_BROWSER:-}" ]; then
     fi
     step "cargo deb (target/debian)"
     rm -f target/debian/switchboard_*.deb
-    target/tools/bin/cargo-deb --quiet -p switchboard --profile dev --no-build -o target/debian/
+    target/tools/bin/cargo-deb --quiet -p switchboard --profile dev --no-build --no-dbgsym -o target/debian/
     step "base image for the packaging tests (debootstrap, podman import)"
     scripts/test-images.sh
     # podman-compose runs deploy/compose.yaml: from PyPI, pinned (Debian's 1.0.3 cannot run
