@@ -16,9 +16,9 @@ import { createConnection } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { request } from "node:https";
-import { launch, repo } from "./lib/harness.mjs";
+import { launch, repo, eventually } from "./lib/harness.mjs";
 import { demoCall } from "./lib/demo.mjs";
-import { TEST_IMAGE, packagingUnavailable, podman, podmanCompose, buildImage, eventually } from "./lib/podman.mjs";
+import { TEST_IMAGE, packagingUnavailable, podman, podmanCompose, buildImage } from "./lib/podman.mjs";
 
 const REQUIRE = process.env.SWITCHBOARD_REQUIRE_PACKAGING === "1";
 const file = join(repo, "deploy/compose.yaml");

@@ -12,9 +12,9 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { spawnSync } from "node:child_process";
 import WebSocket from "ws";
-import { launch, freePort } from "./lib/harness.mjs";
+import { launch, freePort, eventually } from "./lib/harness.mjs";
 import { demoCall } from "./lib/demo.mjs";
-import { packagingUnavailable, podman, ulimitArgs, eventually, buildImage } from "./lib/podman.mjs";
+import { packagingUnavailable, podman, ulimitArgs, buildImage } from "./lib/podman.mjs";
 
 const REQUIRE = process.env.SWITCHBOARD_REQUIRE_PACKAGING === "1";
 const skipReason = packagingUnavailable()

@@ -10,9 +10,9 @@ import { test, before, after } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, readdirSync } from "node:fs";
 import { dirname, basename, join } from "node:path";
-import { launch, freePort, repo } from "./lib/harness.mjs";
+import { launch, freePort, repo, eventually } from "./lib/harness.mjs";
 import { demoCall } from "./lib/demo.mjs";
-import { TEST_IMAGE, packagingUnavailable, podman, inContainer, ulimitArgs, eventually } from "./lib/podman.mjs";
+import { TEST_IMAGE, packagingUnavailable, podman, inContainer, ulimitArgs } from "./lib/podman.mjs";
 
 const REQUIRE = process.env.SWITCHBOARD_REQUIRE_PACKAGING === "1";
 const debDir = join(repo, "target/debian");

@@ -5,7 +5,7 @@
 //! scheme (HTTPS with `tls_cert`) the server listens on, on this machine's loopback address.
 //! No HTTP client library: one request, at most 4 KiB of answer, within `--timeout-secs`.
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -39,7 +39,9 @@ pub(crate) struct HealthArgs {
 /// Asks `/healthz`; `Ok` when the server answered that it is healthy.
 pub(crate) async fn run(args: HealthArgs) -> anyhow::Result<()> {
     let resolved = args.serve.resolve()?;
-    let addr = args.addr.unwrap_or_else(|| loopback(resolved.listen));
+    let addr = args
+        .addr
+        .unwrap_or_else(|| reached_locally(resolved.listen));
     let tls = resolved.tls.is_some();
     let answer = tokio::time::timeout(Duration::from_secs(args.timeout_secs), ask(addr, tls))
         .await
@@ -56,16 +58,13 @@ pub(crate) async fn run(args: HealthArgs) -> anyhow::Result<()> {
 }
 
 /// Where a server listening on `listen` is reached from this machine: its own address, or
-/// loopback when it listens on every address.
-fn loopback(listen: SocketAddr) -> SocketAddr {
-    let ip = match listen.ip() {
-        IpAddr::V4(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        // `[::]` is also the dual-stack default: IPv4 loopback works with either.
-        IpAddr::V6(ip) if ip.is_unspecified() => IpAddr::V4(Ipv4Addr::LOCALHOST),
-        IpAddr::V6(ip) if ip == Ipv6Addr::LOCALHOST => IpAddr::V6(ip),
-        ip => ip,
-    };
-    SocketAddr::new(ip, listen.port())
+/// IPv4 loopback when it listens on every address (`[::]` is dual-stack).
+pub(crate) fn reached_locally(listen: SocketAddr) -> SocketAddr {
+    if listen.ip().is_unspecified() {
+        SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), listen.port())
+    } else {
+        listen
+    }
 }
 
 async fn ask(addr: SocketAddr, tls: bool) -> anyhow::Result<String> {

@@ -165,13 +165,14 @@ async fn serve(resolved: Resolved) -> anyhow::Result<()> {
         config.webhook_sink = Some(sink);
     }
     let shutdown = shutdown_signal()?;
+    let hangups = Hangups::register()?;
     if let Some(tls) = tls {
         let reloader = switchboard_server::CertReloader::load(&tls.cert, &tls.key)
             .context("loading the TLS certificate (--tls-cert, --tls-key)")?;
         config.tls = Some(reloader.server_config()?);
-        tokio::spawn(reload_tls(reloader, tls.reload_every));
+        tokio::spawn(reload_tls(reloader, tls.reload_every, hangups));
     } else {
-        ignore_hangups()?;
+        tokio::spawn(ignore_hangups(hangups));
     }
     // Every connection is an open file: use the hard limit, not the (often 1024) soft one.
     let files = match rlimit::increase_nofile_limit(u64::MAX) {
@@ -385,11 +386,7 @@ fn announce(local: SocketAddr, turn: Option<&TurnHandle>, config: &ServerConfig)
                 .unwrap_or_default()
         );
     }
-    let shown = if local.ip().is_unspecified() {
-        SocketAddr::new([127, 0, 0, 1].into(), local.port())
-    } else {
-        local
-    };
+    let shown = health::reached_locally(local);
     tracing::info!(
         "switchboard {} listening on {local} — open {http}://{shown}/ ; Ant Media WebSocket: {ws}://{shown}/<app>/websocket (e.g. {ws}://{shown}/WebRTCAppEE/websocket) ; socket.io: {http}://{shown}/socket.io/ ; PeerJS: host {shown}, path {}{secure} ; health: {http}://{shown}/healthz",
         VERSION,
@@ -476,31 +473,43 @@ fn dual_stack(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> {
     tokio::net::TcpListener::from_std(socket.into())
 }
 
+/// SIGHUP, registered at startup: its default action ends the process, so a reload
+/// (`systemctl reload`) sent right after the start must already find the handler.
+struct Hangups(#[cfg(unix)] tokio::signal::unix::Signal);
+
+impl Hangups {
+    #[cfg(unix)]
+    fn register() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Self(
+            signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+        ))
+    }
+
+    #[cfg(not(unix))]
+    fn register() -> anyhow::Result<Self> {
+        Ok(Self())
+    }
+
+    /// The next SIGHUP (never, where there are none).
+    async fn next(&mut self) {
+        #[cfg(unix)]
+        if self.0.recv().await.is_some() {
+            return;
+        }
+        std::future::pending().await
+    }
+}
+
 /// Reloads the TLS certificate on SIGHUP and, every `every`, when its files changed; a
 /// failed reload is logged and the certificate in use stays.
 async fn reload_tls(
     reloader: std::sync::Arc<switchboard_server::CertReloader>,
     every: Option<std::time::Duration>,
+    mut hangups: Hangups,
 ) {
-    #[cfg(unix)]
-    let mut hup = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::warn!("no SIGHUP handler ({e}): TLS files are reloaded on change only");
-            None
-        }
-    };
     let path = reloader.cert_path().display().to_string();
     loop {
-        #[cfg(unix)]
-        let hup_recv = async {
-            match hup.as_mut() {
-                Some(h) => h.recv().await,
-                None => std::future::pending().await,
-            }
-        };
-        #[cfg(not(unix))]
-        let hup_recv = std::future::pending::<Option<()>>();
         let tick = async {
             match every {
                 Some(d) => tokio::time::sleep(d).await,
@@ -508,7 +517,7 @@ async fn reload_tls(
             }
         };
         let result = tokio::select! {
-            _ = hup_recv => {
+            () = hangups.next() => {
                 tracing::info!("received SIGHUP: reloading the TLS certificate");
                 reloader.reload().map(|()| true)
             }
@@ -522,26 +531,14 @@ async fn reload_tls(
     }
 }
 
-/// Without TLS files there is nothing SIGHUP reloads, but a service manager's reload
-/// (`systemctl reload`) still sends it, and its default action would end the process: it is
-/// logged and otherwise ignored.
-#[cfg(unix)]
-fn ignore_hangups() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut hup = signal(SignalKind::hangup()).context("installing the SIGHUP handler")?;
-    tokio::spawn(async move {
-        while hup.recv().await.is_some() {
-            tracing::info!(
-                "received SIGHUP: nothing to reload (no TLS certificate; other settings take a restart)"
-            );
-        }
-    });
-    Ok(())
-}
-
-#[cfg(not(unix))]
-fn ignore_hangups() -> anyhow::Result<()> {
-    Ok(())
+/// Without TLS files there is nothing SIGHUP reloads: it is logged and otherwise ignored.
+async fn ignore_hangups(mut hangups: Hangups) {
+    loop {
+        hangups.next().await;
+        tracing::info!(
+            "received SIGHUP: nothing to reload (no TLS certificate; other settings take a restart)"
+        );
+    }
 }
 
 /// Registers SIGINT and SIGTERM handlers now (so a signal that arrives right after startup

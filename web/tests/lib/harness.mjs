@@ -22,6 +22,17 @@ export async function freePort() {
   return port;
 }
 
+/** Polls `fn` (sync or async) until it returns a truthy value; throws `what` after `ms`. */
+export async function eventually(what, fn, ms = 20000) {
+  const end = Date.now() + ms;
+  let last;
+  for (;;) {
+    try { last = await fn(); if (last) return last; } catch (e) { last = e; }
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms (last: ${last?.message ?? last})`);
+    await new Promise((ok) => setTimeout(ok, 200));
+  }
+}
+
 /** Path of the switchboard binary under test (SWITCHBOARD_BIN, else the debug build). */
 export function switchboardBin() {
   const bin = process.env.SWITCHBOARD_BIN || join(repo, "target/debug/switchboard");

@@ -49,17 +49,6 @@ export function inContainer(name, script, opts = {}) {
   return podman(["exec", name, "sh", "-c", script], opts).stdout;
 }
 
-/** Polls `fn` (sync or async) until it returns a truthy value; throws `what` after `ms`. */
-export async function eventually(what, fn, ms = 20000) {
-  const end = Date.now() + ms;
-  let last;
-  for (;;) {
-    try { last = await fn(); if (last) return last; } catch (e) { last = e; }
-    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms (last: ${last?.message ?? last})`);
-    await new Promise((ok) => setTimeout(ok, 200));
-  }
-}
-
 /**
  * Builds the Dockerfile into `tag` with the test base image for both stages and the dev
  * profile, reusing this checkout's target/ and this machine's Rust toolchain (mounted at the
